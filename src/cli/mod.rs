@@ -1,0 +1,175 @@
+//! The command line: one clap tree, one file per area, each with its args and handlers.
+//!
+//! Exit codes: 0 success, 1 refused by a rule (the message says which), 2 usage or input error.
+
+pub mod access;
+pub mod fleet;
+pub mod lab;
+pub mod recordings;
+pub mod session;
+pub mod ui;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::GlobalOpts;
+
+/// Break-glass access for immutable infrastructure.
+#[derive(Debug, Parser)]
+#[command(name = "sombrero", version, about, long_about = None)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// What to do; with none, the terminal UI opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the terminal UI (the default).
+    Tui(ui::TuiArgs),
+    /// Start a local lab fleet, a fresh demo data dir with three users, and the TUI.
+    Demo(ui::DemoArgs),
+    /// Serve a local SSM-compatible lab fleet on loopback.
+    Lab(lab::LabArgs),
+    /// Ask for break-glass access to one instance.
+    Request(access::RequestArgs),
+    /// Approve a pending request (needs your TOTP code).
+    Approve(access::ApproveArgs),
+    /// Deny a pending request (needs your TOTP code and a comment).
+    Deny(access::DenyArgs),
+    /// Cancel your own request.
+    Cancel(access::CancelArgs),
+    /// List requests.
+    List(access::ListArgs),
+    /// Show one request with its approvals and history.
+    Show(access::ShowArgs),
+    /// Enrol and list users.
+    #[command(subcommand)]
+    User(access::UserCommand),
+    /// Check or print the policy file.
+    #[command(subcommand)]
+    Policy(access::PolicyCommand),
+    /// Verify or export the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(access::AuditCommand),
+    /// Open the session of an approved request (taints the target first).
+    Open(session::OpenArgs),
+    /// List the nodes of the fleet.
+    Fleet(fleet::FleetArgs),
+    /// Replace tainted instances that have no active session.
+    Reap(fleet::ReapArgs),
+    /// List sessions that did not go through pink-sombrero.
+    Rogue(fleet::RogueArgs),
+    /// Verify a recording's integrity chain and seal.
+    Verify(recordings::VerifyArgs),
+    /// Replay a recording in the terminal.
+    Replay(recordings::ReplayArgs),
+    /// List recordings with integrity and review status.
+    Recordings(recordings::RecordingsArgs),
+    /// Sign off a recording as reviewed (needs your TOTP code).
+    Review(recordings::ReviewArgs),
+    /// Show the recorder's public key.
+    #[command(subcommand)]
+    Keys(recordings::KeysCommand),
+}
+
+/// An error that carries the process exit status it should produce.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitError {
+    /// 1: refused by a rule; 2: usage or input error.
+    pub code: u8,
+    /// What to tell the person.
+    pub message: String,
+}
+
+impl ExitError {
+    /// Refused by a rule (exit 1).
+    pub fn refused(message: impl Into<String>) -> Self {
+        ExitError {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    /// Usage or input error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        ExitError {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+/// Exit status for an error: an [`ExitError`] anywhere in the chain decides, else 1.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<ExitError>().map(|x| x.code))
+        .unwrap_or(1)
+}
+
+/// Parses the command line, runs it, and turns the outcome into an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sombrero: {err:#}");
+            ExitCode::from(exit_code_for(&err))
+        }
+    }
+}
+
+/// Dispatches one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
+    match cli.command {
+        None => ui::tui(&g, ui::TuiArgs::default()),
+        Some(Command::Tui(a)) => ui::tui(&g, a),
+        Some(Command::Demo(a)) => ui::demo(&g, a),
+        Some(Command::Lab(a)) => lab::run(&g, a),
+        Some(Command::Request(a)) => access::request(&g, a),
+        Some(Command::Approve(a)) => access::approve(&g, a),
+        Some(Command::Deny(a)) => access::deny(&g, a),
+        Some(Command::Cancel(a)) => access::cancel(&g, a),
+        Some(Command::List(a)) => access::list(&g, a),
+        Some(Command::Show(a)) => access::show(&g, a),
+        Some(Command::User(c)) => access::user(&g, c),
+        Some(Command::Policy(c)) => access::policy(&g, c),
+        Some(Command::Audit(c)) => access::audit(&g, c),
+        Some(Command::Open(a)) => session::open(&g, a),
+        Some(Command::Fleet(a)) => fleet::fleet(&g, a),
+        Some(Command::Reap(a)) => fleet::reap(&g, a),
+        Some(Command::Rogue(a)) => fleet::rogue(&g, a),
+        Some(Command::Verify(a)) => recordings::verify(&g, a),
+        Some(Command::Replay(a)) => recordings::replay(&g, a),
+        Some(Command::Recordings(a)) => recordings::recordings(&g, a),
+        Some(Command::Review(a)) => recordings::review(&g, a),
+        Some(Command::Keys(c)) => recordings::keys(&g, c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_error_code_survives_context() {
+        let e = anyhow::Error::new(ExitError::refused("no")).context("while approving");
+        assert_eq!(exit_code_for(&e), 1);
+        let e = anyhow::Error::new(ExitError::usage("bad"));
+        assert_eq!(exit_code_for(&e), 2);
+        assert_eq!(exit_code_for(&anyhow::anyhow!("other")), 1);
+    }
+}

@@ -1,0 +1,146 @@
+//! Global options and where things live on disk (XDG data dir unless `--data-dir`).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use thiserror::Error;
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalOpts {
+    /// Data directory (store, policy, keys, recordings, logs). Default: XDG data dir `pink-sombrero`.
+    #[arg(long, global = true, env = "SOMBRERO_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file (TOML). Default: `config.toml` in the data dir, if present.
+    #[arg(long, global = true, env = "SOMBRERO_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// AWS profile for the fleet (else the default credential chain).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region (else the default chain's region).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// SSM endpoint URL: a lab (`sombrero lab` prints it) or an emulator.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// Errors finding or creating the data directory.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// No home or XDG directory could be determined.
+    #[error("cannot determine a data directory: set --data-dir or SOMBRERO_DATA_DIR")]
+    NoDataDir,
+    /// The directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Paths inside the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// The data directory itself.
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    /// Resolves the data directory from the options (flag, env, then XDG).
+    pub fn resolve(opts: &GlobalOpts) -> Result<Self, ConfigError> {
+        let data_dir = match &opts.data_dir {
+            Some(d) => d.clone(),
+            None => directories::ProjectDirs::from("", "", "pink-sombrero")
+                .map(|p| p.data_dir().to_path_buf())
+                .ok_or(ConfigError::NoDataDir)?,
+        };
+        Ok(Paths { data_dir })
+    }
+
+    /// Paths rooted at an explicit directory.
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Paths {
+            data_dir: dir.into(),
+        }
+    }
+
+    /// Creates the data directory (owner-only: it holds TOTP secrets in embedded mode).
+    pub fn ensure(&self) -> Result<(), ConfigError> {
+        create_private_dir(&self.data_dir)
+    }
+
+    /// The SQLite store.
+    pub fn db(&self) -> PathBuf {
+        self.data_dir.join("sombrero.db")
+    }
+
+    /// The policy file.
+    pub fn policy(&self) -> PathBuf {
+        self.data_dir.join("policy.toml")
+    }
+
+    /// Default config file.
+    pub fn config(&self) -> PathBuf {
+        self.data_dir.join("config.toml")
+    }
+
+    /// Default recordings directory.
+    pub fn recordings(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+
+    /// Key material (recorder signing key).
+    pub fn keys(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+
+    /// Log directory (tracing goes here, never to the terminal).
+    pub fn logs(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+}
+
+/// Creates `path` and its parents; the leaf gets mode 0700.
+pub fn create_private_dir(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| ConfigError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_data_dir_wins() {
+        let opts = GlobalOpts {
+            data_dir: Some(PathBuf::from("/tmp/x")),
+            ..Default::default()
+        };
+        let p = Paths::resolve(&opts).expect("resolves");
+        assert_eq!(p.db(), PathBuf::from("/tmp/x/sombrero.db"));
+        assert_eq!(p.policy(), PathBuf::from("/tmp/x/policy.toml"));
+    }
+
+    #[test]
+    fn ensure_creates_private_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = Paths::at(tmp.path().join("a/b"));
+        p.ensure().expect("creates");
+        let mode = std::fs::metadata(&p.data_dir)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

@@ -1,0 +1,1 @@
+//! Fleet of nodes behind AWS Systems Manager.

@@ -1,0 +1,1 @@
+//! The local SSM-compatible lab.

@@ -1,0 +1,21 @@
+//! pink-sombrero: break-glass access for immutable infrastructure.
+//!
+//! Dependency direction: `tui`, `cli` -> `broker` -> (`request`, `mfa`, `audit`, `store`,
+//! `fleet`, `recording`) -> `channel`. `request` depends on nothing but types.
+
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod audit;
+pub mod broker;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod fleet;
+pub mod lab;
+pub mod mfa;
+pub mod policy;
+pub mod recording;
+pub mod request;
+pub mod store;
+pub mod tui;
