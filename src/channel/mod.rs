@@ -1,4 +1,6 @@
-//! The Session Manager data channel: a pure codec and the websocket client.
+//! The Session Manager data channel: a pure codec, a pure session core, and the websocket client.
 
 pub mod codec;
+pub mod limits;
 pub mod payload;
+pub mod session;
