@@ -1,5 +1,6 @@
 //! The Session Manager data channel: a pure codec, a pure session core, and the websocket client.
 
+pub mod client;
 pub mod codec;
 pub mod limits;
 pub mod payload;
