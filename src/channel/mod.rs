@@ -5,3 +5,4 @@ pub mod codec;
 pub mod limits;
 pub mod payload;
 pub mod session;
+pub mod terminal;
