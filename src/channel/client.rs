@@ -267,7 +267,8 @@ async fn dial(
     };
     let (mut ws, _) = tokio::time::timeout(
         limits::DIAL_TIMEOUT,
-        tokio_tungstenite::connect_async(request),
+        // Interactive traffic: no Nagle delay on keystrokes and acks.
+        tokio_tungstenite::connect_async_with_config(request, None, true),
     )
     .await
     .map_err(|_| dial_err(format!("no answer within {:?}", limits::DIAL_TIMEOUT)))?
