@@ -376,19 +376,20 @@ async fn without_resume_a_lost_socket_fails_the_session() {
     ));
 }
 
-#[tokio::test]
-async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
+fn signing_options() -> ClientOptions {
     let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("tok".into()), None, "test");
-    let opts = ClientOptions {
+    ClientOptions {
         signing: Some(Signing {
             credentials: SharedCredentialsProvider::new(creds),
             region: "eu-west-1".into(),
         }),
         ..options()
-    };
-    let listener = Listener::bind().await;
-    let (client, peer) = tokio::join!(connect(target(&listener.url, "t"), opts), listener.accept());
-    client.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
+    let (_listener, peer, _handle, _events) = connected("t", signing_options()).await;
     let auth = peer.headers.get("authorization").unwrap().to_str().unwrap();
     assert!(
         auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
@@ -404,6 +405,18 @@ async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
     );
     assert!(peer.headers.get("x-amz-date").is_some());
     assert_eq!(peer.headers.get("x-amz-security-token").unwrap(), "tok");
+}
+
+#[tokio::test]
+async fn a_presigned_stream_url_is_not_signed_again() {
+    let listener = Listener::bind().await;
+    let url = format!("{}&X-Amz-Signature=abc", listener.url);
+    let (client, peer) = tokio::join!(
+        connect(target(&url, "t"), signing_options()),
+        listener.accept()
+    );
+    client.unwrap();
+    assert!(peer.headers.get("authorization").is_none());
 }
 
 #[tokio::test]

@@ -258,8 +258,11 @@ async fn dial(
         .as_str()
         .into_client_request()
         .map_err(|e| bad_url(e.to_string()))?;
-    if let Some(signing) = &options.signing {
-        sign_upgrade(&mut request, url, signing).await?;
+    match &options.signing {
+        // A presigned URL authenticates itself; a second signature would conflict with it.
+        Some(_) if is_presigned(url) => debug!("presigned StreamUrl: upgrade not signed"),
+        Some(signing) => sign_upgrade(&mut request, url, signing).await?,
+        None => {}
     }
     let dial_err = |reason: String| ChannelError::Dial {
         url: display_url(url).to_string(),
@@ -289,6 +292,15 @@ async fn dial(
         .map_err(|e| dial_err(e.to_string()))?;
     debug!(url = display_url(url), "data channel open");
     Ok(ws)
+}
+
+/// Whether the URL already carries a SigV4 query signature.
+fn is_presigned(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.to_ascii_lowercase().starts_with("x-amz-signature="))
+    })
 }
 
 /// SigV4-signs the upgrade: service `ssmmessages`, only Host (plus the date and any session
