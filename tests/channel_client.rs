@@ -12,7 +12,7 @@ use futures_util::SinkExt;
 use futures_util::future::BoxFuture;
 use pink_sombrero::channel::client::{
     ChannelError, ClientOptions, Resume, ResumeError, SessionEvent, SessionHandle, SessionTarget,
-    Signing, connect,
+    Signing, connect, resume_fn,
 };
 use pink_sombrero::channel::codec::PayloadType;
 use pink_sombrero::channel::payload::{SizeData, exit_code_payload};
@@ -346,6 +346,29 @@ async fn end_after_socket_loss(resume: Arc<ScriptedResume>) -> SessionEvent {
         SessionEvent::Notice("connection lost; reconnecting".into())
     );
     next_event(&mut events).await
+}
+
+#[tokio::test]
+async fn a_silent_server_with_input_pending_triggers_a_resume() {
+    let calls = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&calls);
+    let opts = ClientOptions {
+        resume: Some(resume_fn(move |_id| {
+            *counted.lock().unwrap() += 1;
+            async { Ok(Some("tok-2".to_string())) }
+        })),
+        stall_timeout: std::time::Duration::from_millis(500),
+        ..options()
+    };
+    let (listener, mut peer, handle, _events) = started(opts).await;
+    handle.send_input(b"k".to_vec()).await.unwrap();
+    let pending = peer.next_input().await;
+    // The old socket stays open but the server says nothing more (black hole).
+    let mut fresh = listener.accept().await;
+    assert_eq!(fresh.open.as_ref().unwrap().token_value, "tok-2");
+    assert_eq!(fresh.next_input().await, pending);
+    assert_eq!(*calls.lock().unwrap(), 1);
+    drop(peer);
 }
 
 #[tokio::test]

@@ -50,6 +50,29 @@ pub trait Resume: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, ResumeError>>;
 }
 
+/// A [`Resume`] from an async closure, e.g. one calling aws-sdk-ssm's ResumeSession:
+/// `resume_fn(move |id| { let c = client.clone(); async move { ... } })`.
+pub fn resume_fn<F, Fut>(f: F) -> Arc<dyn Resume>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<String>, ResumeError>> + Send + 'static,
+{
+    struct FnResume<F>(F);
+    impl<F, Fut> Resume for FnResume<F>
+    where
+        F: Fn(String) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<Option<String>, ResumeError>> + Send + 'static,
+    {
+        fn resume<'a>(
+            &'a self,
+            session_id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<String>, ResumeError>> {
+            Box::pin((self.0)(session_id.to_string()))
+        }
+    }
+    Arc::new(FnResume(f))
+}
+
 /// Credentials for SigV4-signing the websocket upgrade (service `ssmmessages`).
 #[derive(Debug, Clone)]
 pub struct Signing {
@@ -70,6 +93,9 @@ pub struct ClientOptions {
     pub signing: Option<Signing>,
     /// Reported in the open frame and handshake response.
     pub client_version: String,
+    /// Silence from the server, while input waits for an ack, after which the socket is
+    /// treated as lost (default [`limits::STALL_TIMEOUT`]).
+    pub stall_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -82,6 +108,7 @@ impl Default for ClientOptions {
             resume: None,
             signing: None,
             client_version: limits::CLIENT_VERSION.to_string(),
+            stall_timeout: limits::STALL_TIMEOUT,
         }
     }
 }
@@ -93,6 +120,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("resume", &self.resume.is_some())
             .field("signing", &self.signing.as_ref().map(|s| &s.region))
             .field("client_version", &self.client_version)
+            .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
 }
@@ -222,6 +250,7 @@ pub async fn connect(
         stats: Arc::clone(&stats),
         terminate_by: None,
         reconnects: 0,
+        last_inbound: Instant::now(),
     };
     tokio::spawn(driver.run(ws));
     Ok((
@@ -374,6 +403,8 @@ struct Driver {
     stats: Arc<Mutex<Stats>>,
     terminate_by: Option<Instant>,
     reconnects: u64,
+    /// When the server last sent anything (any websocket message).
+    last_inbound: Instant,
 }
 
 impl Driver {
@@ -410,7 +441,7 @@ impl Driver {
                     let now = Instant::now();
                     let fx = self.session.tick(now);
                     match self.apply(&mut ws, fx).await {
-                        Flow::Continue => self.check_terminate(now),
+                        Flow::Continue => self.check_stall(now).unwrap_or_else(|| self.check_terminate(now)),
                         other => other,
                     }
                 }
@@ -461,6 +492,9 @@ impl Driver {
         ws: &mut Ws,
         msg: Option<Result<Message, tungstenite::Error>>,
     ) -> Flow {
+        if let Some(Ok(_)) = &msg {
+            self.last_inbound = Instant::now();
+        }
         match msg {
             Some(Ok(Message::Binary(bytes))) => {
                 let fx = self.session.on_frame(&bytes, Instant::now());
@@ -512,6 +546,17 @@ impl Driver {
                 self.apply(ws, fx).await
             }
         }
+    }
+
+    /// Input is waiting but the server has been silent too long: treat the socket as lost.
+    fn check_stall(&self, now: Instant) -> Option<Flow> {
+        let silent = now.saturating_duration_since(self.last_inbound);
+        (self.session.unacked_len() > 0 && silent >= self.options.stall_timeout).then(|| {
+            Flow::Lost(format!(
+                "nothing received for {}s while input waits for an ack",
+                silent.as_secs()
+            ))
+        })
     }
 
     /// After a terminate request: close once the flag is acked or the grace time is over.
@@ -609,6 +654,7 @@ impl Driver {
             match dial(&self.target, &token, &self.client_id, &self.options).await {
                 Ok(mut ws) => {
                     self.reconnects += 1;
+                    self.last_inbound = Instant::now();
                     info!(attempt, "data channel reconnected");
                     let fx = self.session.on_reconnected(Instant::now());
                     match self.apply(&mut ws, fx).await {

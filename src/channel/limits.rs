@@ -37,6 +37,9 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(300);
 pub const PING_PAYLOAD: &[u8] = b"keepalive";
 /// Websocket dial (TCP + TLS + upgrade) timeout.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(45);
+/// Input waiting for an ack while nothing at all arrives from the server for this long means
+/// the connection is black-holed (no socket error will ever come): reconnect.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Reconnect attempts after a socket loss.
 pub const RECONNECT_ATTEMPTS: u32 = 5;
 /// First reconnect delay is uniform in `[RECONNECT_BASE, 2 * RECONNECT_BASE)`, then doubles.
