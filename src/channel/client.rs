@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use futures_util::future::BoxFuture;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rand::Rng;
 use thiserror::Error;
 use tokio::net::TcpStream;
@@ -251,6 +251,8 @@ pub async fn connect(
         terminate_by: None,
         reconnects: 0,
         last_inbound: Instant::now(),
+        unflushed: false,
+        batching: false,
     };
     tokio::spawn(driver.run(ws));
     Ok((
@@ -405,6 +407,17 @@ struct Driver {
     reconnects: u64,
     /// When the server last sent anything (any websocket message).
     last_inbound: Instant,
+    /// Frames were fed to the socket but not flushed yet.
+    unflushed: bool,
+    /// Inside a read batch: flushing is left to the end of the batch.
+    batching: bool,
+}
+
+/// The end reported when nobody listens to events any more.
+fn abandoned() -> SessionEvent {
+    SessionEvent::Closed {
+        reason: "abandoned by the caller".into(),
+    }
 }
 
 impl Driver {
@@ -419,7 +432,7 @@ impl Driver {
         loop {
             let accepts = input_open && self.session.accepts_input();
             let flow = tokio::select! {
-                msg = ws.next() => self.on_socket(&mut ws, msg).await,
+                msg = ws.next() => self.on_socket_batch(&mut ws, msg).await,
                 data = self.input.recv(), if accepts => match data {
                     Some(data) => {
                         let fx = self.session.send_input(&data, Instant::now());
@@ -593,7 +606,10 @@ impl Driver {
                 }),
             }
         }
-        if wrote && let Err(e) = ws.flush().await {
+        self.unflushed |= wrote;
+        if !self.batching
+            && let Err(e) = self.flush(ws).await
+        {
             return Flow::Lost(e.to_string());
         }
         for event in events {
@@ -603,14 +619,54 @@ impl Driver {
             ) {
                 return Flow::End(event);
             }
+            let event = match self.events.try_send(event) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Flow::End(abandoned()),
+            };
+            // The caller is behind: acks already fed must not wait for it, or the agent
+            // would resend what we have.
+            if let Err(e) = self.flush(ws).await {
+                return Flow::Lost(e.to_string());
+            }
             if self.events.send(event).await.is_err() {
-                // Nobody listens any more: the caller has abandoned the session.
-                return Flow::End(SessionEvent::Closed {
-                    reason: "abandoned by the caller".into(),
-                });
+                return Flow::End(abandoned());
             }
         }
         Flow::Continue
+    }
+
+    async fn flush(&mut self, ws: &mut Ws) -> Result<(), tungstenite::Error> {
+        if self.unflushed {
+            ws.flush().await?;
+            self.unflushed = false;
+        }
+        Ok(())
+    }
+
+    /// Handles one socket message plus those already buffered behind it, then writes all
+    /// their acks with one flush (one syscall per batch instead of per frame).
+    async fn on_socket_batch(
+        &mut self,
+        ws: &mut Ws,
+        msg: Option<Result<Message, tungstenite::Error>>,
+    ) -> Flow {
+        self.batching = true;
+        let mut flow = self.on_socket(ws, msg).await;
+        for _ in 1..limits::READ_BATCH {
+            if !matches!(flow, Flow::Continue) {
+                break;
+            }
+            match ws.next().now_or_never() {
+                Some(msg) => flow = self.on_socket(ws, msg).await,
+                None => break,
+            }
+        }
+        self.batching = false;
+        match (flow, self.flush(ws).await) {
+            (Flow::Continue, Err(e)) => Flow::Lost(e.to_string()),
+            (flow, _) => flow,
+        }
     }
 
     /// Resumes the session and dials the original StreamUrl again, with backoff.
@@ -628,9 +684,7 @@ impl Driver {
         }
         let notice = SessionEvent::Notice("connection lost; reconnecting".into());
         if self.events.send(notice).await.is_err() {
-            return Err(SessionEvent::Closed {
-                reason: "abandoned by the caller".into(),
-            });
+            return Err(abandoned());
         }
         let base = limits::RECONNECT_BASE.as_millis() as u64;
         let mut delay = Duration::from_millis(rand::rng().random_range(base..2 * base));

@@ -31,6 +31,8 @@ pub const MAX_BUFFERED: usize = 10_000;
 pub const MAX_CONSECUTIVE_MALFORMED: u32 = 100;
 /// Largest input payload per frame.
 pub const INPUT_CHUNK: usize = 1024;
+/// Most socket messages handled before their acks are flushed in one write.
+pub const READ_BATCH: usize = 64;
 /// Websocket ping interval after the first `keepalive` ping.
 pub const PING_INTERVAL: Duration = Duration::from_secs(300);
 /// Payload of every websocket ping.
