@@ -54,5 +54,7 @@ pub const DEFAULT_COLS: u32 = 300;
 pub const DEFAULT_ROWS: u32 = 100;
 /// Client version reported in the open frame and the handshake response.
 pub const CLIENT_VERSION: &str = "1.2.0.0";
+/// How long the stdin reader waits for input before checking whether it should stop.
+pub const STDIN_POLL: Duration = Duration::from_millis(100);
 /// Capacity of the bounded channels that carry terminal bytes.
 pub const BYTE_CHANNEL_CAPACITY: usize = 256;
