@@ -274,6 +274,30 @@ pub enum ChainBreak {
         /// The event it should link to.
         previous: u64,
     },
+    /// An event comes before one that should precede it.
+    #[error(
+        "audit events were reordered: event {found} comes before event {expected} (after event {previous}); restore the data dir from a backup and investigate"
+    )]
+    Reordered {
+        /// The seq that should have come next (it appears later).
+        expected: u64,
+        /// The seq found instead.
+        found: u64,
+        /// The last good seq.
+        previous: u64,
+    },
+    /// The chain is longer than the store recorded: events were added behind its back.
+    #[error(
+        "audit event {first} was inserted: the store recorded {recorded} events but the chain has {last}; restore the data dir from a backup and investigate"
+    )]
+    Extra {
+        /// The first event beyond the recorded count.
+        first: u64,
+        /// The last event present.
+        last: u64,
+        /// How many the store recorded.
+        recorded: u64,
+    },
     /// The chain is shorter than the store recorded.
     #[error(
         "audit events after {last} are missing (deleted from the end): the store recorded {recorded}; restore the data dir from a backup and investigate"
@@ -292,10 +316,19 @@ pub fn verify<'a>(
     events: impl IntoIterator<Item = &'a Event>,
     recorded: u64,
 ) -> Result<u64, ChainBreak> {
+    let events: Vec<&Event> = events.into_iter().collect();
+    let seqs: std::collections::HashSet<u64> = events.iter().map(|e| e.seq).collect();
     let mut previous: u64 = 0;
     let mut prev_hash = GENESIS.to_string();
     for e in events {
         let expected = previous + 1;
+        if e.seq > expected && seqs.contains(&expected) {
+            return Err(ChainBreak::Reordered {
+                expected,
+                found: e.seq,
+                previous,
+            });
+        }
         if e.seq > expected {
             return Err(ChainBreak::Missing {
                 expected,
@@ -320,6 +353,13 @@ pub fn verify<'a>(
         }
         previous = e.seq;
         prev_hash = e.hash.clone();
+    }
+    if previous > recorded {
+        return Err(ChainBreak::Extra {
+            first: recorded + 1,
+            last: previous,
+            recorded,
+        });
     }
     if previous < recorded {
         return Err(ChainBreak::Truncated {
@@ -392,10 +432,14 @@ mod tests {
     fn reorder_is_named() {
         let mut c = chain(5);
         c.swap(1, 2);
-        assert!(matches!(
+        assert_eq!(
             verify(&c, 5),
-            Err(ChainBreak::Missing { expected: 2, .. })
-        ));
+            Err(ChainBreak::Reordered {
+                expected: 2,
+                found: 3,
+                previous: 1
+            })
+        );
         let mut c = chain(5);
         let moved = c.remove(1);
         c.insert(3, moved);
@@ -429,6 +473,25 @@ mod tests {
             Err(ChainBreak::OutOfOrder {
                 found: 2,
                 previous: 2
+            })
+        );
+    }
+
+    #[test]
+    fn forged_tail_is_inserted() {
+        let mut c = chain(3);
+        let forged = Event::chain(
+            Some((3, c[2].hash.as_str())),
+            NewEvent::new("mallory", EventKind::Reviewed, None, serde_json::json!({})),
+            c[2].at,
+        );
+        c.push(forged);
+        assert_eq!(
+            verify(&c, 3),
+            Err(ChainBreak::Extra {
+                first: 4,
+                last: 4,
+                recorded: 3
             })
         );
     }

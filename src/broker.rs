@@ -563,7 +563,10 @@ impl Broker {
 fn good_prefix(b: &ChainBreak) -> u64 {
     match b {
         ChainBreak::Edited { seq } | ChainBreak::BadLink { seq, .. } => seq.saturating_sub(1),
-        ChainBreak::Missing { previous, .. } | ChainBreak::OutOfOrder { previous, .. } => *previous,
+        ChainBreak::Missing { previous, .. }
+        | ChainBreak::OutOfOrder { previous, .. }
+        | ChainBreak::Reordered { previous, .. } => *previous,
+        ChainBreak::Extra { recorded, .. } => *recorded,
         ChainBreak::Truncated { last, .. } => *last,
     }
 }

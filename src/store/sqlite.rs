@@ -171,9 +171,17 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
 }
 
 fn decode_event(row: AuditRow) -> Result<Event, StoreError> {
+    let seq = row.0;
+    decode_event_fields(row).map_err(|e| match e {
+        StoreError::Corrupt(m) => StoreError::Corrupt(format!("audit event {seq}: {m}")),
+        other => other,
+    })
+}
+
+fn decode_event_fields(row: AuditRow) -> Result<Event, StoreError> {
     let (seq, at, actor, kind, request_id, data, prev_hash, hash) = row;
     Ok(Event {
-        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("bad seq {seq}")))?,
         at: parse_ts(&at)?,
         actor,
         kind: EventKind::parse(&kind)
