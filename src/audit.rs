@@ -5,7 +5,7 @@
 //! event's `prev_hash` is [`GENESIS`]. [`verify`] walks the events in stored order and names the
 //! first one that was edited, deleted, reordered or inserted.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -162,7 +162,8 @@ impl Event {
         };
         let mut e = Event {
             seq,
-            at,
+            // The hash covers microseconds; keep exactly what it covers.
+            at: at.trunc_subsecs(6),
             actor: new.actor,
             kind: new.kind,
             request_id: new.request_id,

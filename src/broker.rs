@@ -1,8 +1,9 @@
 //! The broker: the one place where state changes.
 //!
-//! Every operation is one store transaction: read the request and user, check the TOTP code,
-//! apply the lifecycle ([`crate::request::apply`]), write the request, append the audit events.
-//! Refusals after an MFA attempt still commit, so the attempt and the refusal are audited.
+//! Every operation is one store transaction: read the request and users, apply the lifecycle
+//! ([`crate::request::apply`]; a refusal here spends no code), check the TOTP code, write the
+//! request, append the audit events. Refusals and failed codes still commit, so every attempt
+//! is audited.
 //! The API is synchronous; async callers run it on a blocking thread.
 
 use std::collections::BTreeSet;
@@ -309,7 +310,7 @@ impl Broker {
         let now = self.now();
         let limits = self.limits()?;
         self.store.write(|tx| -> TxResult<()> {
-            let mut user = match check_code(tx, name, code, "enrolment", limits, now)? {
+            let mut user = match check_code(tx, name, code, "enrolment", None, limits, now)? {
                 Ok(u) => u,
                 Err(e) => return Ok(Err(e)),
             };
@@ -328,7 +329,7 @@ impl Broker {
         let now = self.now();
         let limits = self.limits()?;
         self.store.write(|tx| -> TxResult<()> {
-            Ok(check_code(tx, user, code, purpose, limits, now)?.map(|_| ()))
+            Ok(check_code(tx, user, code, purpose, None, limits, now)?.map(|_| ()))
         })?
     }
 
@@ -369,18 +370,20 @@ impl Broker {
         let now = self.now();
         let who = new.requester.clone();
         self.store.write(|tx| -> TxResult<Request> {
-            if let Err(e) = check_code(tx, &who, code, "request", limits, now)? {
-                return Ok(Err(e));
-            }
             let rules = rules(tx, &policy)?;
             let mut id = request::new_request_id();
             while tx.request(&id)?.is_some() {
                 id = request::new_request_id();
             }
-            match request::create(&id, new, &rules, now) {
-                Ok(outcome) => commit(tx, outcome, now),
-                Err(refusal) => refuse(tx, &who, None, "request", refusal, now),
+            // Rules first, so a refused request does not spend the person's code.
+            let outcome = match request::create(&id, new, &rules, now) {
+                Ok(outcome) => outcome,
+                Err(refusal) => return refuse(tx, &who, None, "request", refusal, now),
+            };
+            if let Err(e) = check_code(tx, &who, code, "request", Some(&id), limits, now)? {
+                return Ok(Err(e));
             }
+            commit(tx, outcome, now)
         })?
     }
 
@@ -494,15 +497,17 @@ impl Broker {
                 }
                 return refuse(tx, actor, Some(id), action, refusal, now);
             }
+            // Rules first, so a refused action does not spend the person's code.
+            let outcome = match request::apply(&r, cmd, &rules, now) {
+                Ok(outcome) => outcome,
+                Err(refusal) => return refuse(tx, actor, Some(id), action, refusal, now),
+            };
             if let Some(code) = code
-                && let Err(e) = check_code(tx, actor, code, action, limits, now)?
+                && let Err(e) = check_code(tx, actor, code, action, Some(id), limits, now)?
             {
                 return Ok(Err(e));
             }
-            match request::apply(&r, cmd, &rules, now) {
-                Ok(outcome) => commit(tx, outcome, now),
-                Err(refusal) => refuse(tx, actor, Some(id), action, refusal, now),
-            }
+            commit(tx, outcome, now)
         })?
     }
 
@@ -615,6 +620,7 @@ fn check_code(
     name: &str,
     code: &str,
     purpose: &str,
+    request_id: Option<&str>,
     limits: Limits,
     now: DateTime<Utc>,
 ) -> TxResult<UserRecord> {
@@ -623,7 +629,7 @@ fn check_code(
             NewEvent::new(
                 name,
                 EventKind::MfaRejected,
-                None,
+                request_id,
                 json!({"purpose": purpose, "why": "not enrolled"}),
             ),
             now,
@@ -656,7 +662,7 @@ fn check_code(
     if let Value::Object(m) = &mut data {
         m.insert("purpose".into(), Value::String(purpose.to_string()));
     }
-    tx.append(NewEvent::new(name, kind, None, data), now)?;
+    tx.append(NewEvent::new(name, kind, request_id, data), now)?;
     tracing::info!(user = name, purpose, verdict = ?kind, "totp attempt");
     Ok(verdict
         .into_result(name, limits)
@@ -768,8 +774,11 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
+                EventKind::MfaAccepted,
                 EventKind::RequestCreated,
+                EventKind::MfaAccepted,
                 EventKind::ApprovalGiven,
+                EventKind::MfaAccepted,
                 EventKind::ApprovalGiven,
                 EventKind::RequestApproved,
                 EventKind::RequestOpened,
@@ -787,14 +796,19 @@ mod tests {
         let code = f.code("rita");
         let e = f.broker.approve(&r.id, "rita", &code, None).unwrap_err();
         assert!(
-            matches!(e, BrokerError::NotEnrolled { .. } | BrokerError::Refused(_)),
+            matches!(e, BrokerError::Refused(Refusal::OwnRequest { .. })),
             "{e}"
         );
         assert!(e.is_refusal());
         let last = f.broker.audit_events(0, 1000).unwrap();
         assert_eq!(last.last().unwrap().kind, EventKind::Refused);
+        // The refusal came before the code check, so the code is still unspent.
+        f.broker.verify_code("rita", &code, "test").unwrap();
         let e = f.broker.approve(&r.id, "zed", "123456", None).unwrap_err();
-        assert!(matches!(e, BrokerError::NotEnrolled { .. }));
+        assert!(
+            matches!(e, BrokerError::Refused(Refusal::NotAnApprover { .. })),
+            "{e}"
+        );
         let e = f.broker.get("req-ffffffff").unwrap_err();
         assert!(e.is_input());
     }

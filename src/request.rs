@@ -379,7 +379,7 @@ pub enum Refusal {
     },
     /// The person is not an approver.
     #[error(
-        "{who} is not an approver under the policy: ask someone listed in policy.toml's approvers"
+        "{who} is not an approver: approvers are enrolled with the approver role and listed in policy.toml's approvers; ask one of them"
     )]
     NotAnApprover {
         /// Who.

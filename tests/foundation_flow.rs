@@ -113,7 +113,7 @@ fn self_duplicate_and_non_approver_are_refused() {
     env.approve(&id, "rob").refused("rob is not an approver");
     let code = "123456";
     env.run(&["approve", &id, "--as", "zed", "--code", code])
-        .refused("zed is not enrolled");
+        .refused("zed is not an approver");
     assert_eq!(env.state(&id), "pending");
     env.approve(&id, "bob").ok();
     assert_eq!(env.state(&id), "approved");

@@ -587,8 +587,15 @@ pub fn audit(g: &GlobalOpts, c: AuditCommand) -> anyhow::Result<ExitCode> {
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for e in &page {
-                    serde_json::to_writer(&mut out, e)?;
-                    writeln!(out)?;
+                    let line = serde_json::to_string(e)?;
+                    match writeln!(out, "{line}") {
+                        Ok(()) => {}
+                        // The reader (e.g. `head`) has what it wanted.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
