@@ -253,6 +253,8 @@ pub async fn connect(
         last_inbound: Instant::now(),
         unflushed: false,
         batching: false,
+        reconnect_streak: 0,
+        last_loss: String::new(),
     };
     tokio::spawn(driver.run(ws));
     Ok((
@@ -315,10 +317,11 @@ async fn dial(
         client_version: Some(options.client_version.clone()),
     };
     let open = serde_json::to_string(&open).map_err(|e| dial_err(e.to_string()))?;
-    ws.send(Message::Ping(limits::PING_PAYLOAD.into()))
+    // The open frame goes first: some servers (our lab among them) expect it before anything.
+    ws.send(Message::text(open))
         .await
         .map_err(|e| dial_err(e.to_string()))?;
-    ws.send(Message::text(open))
+    ws.send(Message::Ping(limits::PING_PAYLOAD.into()))
         .await
         .map_err(|e| dial_err(e.to_string()))?;
     debug!(url = display_url(url), "data channel open");
@@ -407,10 +410,20 @@ struct Driver {
     reconnects: u64,
     /// When the server last sent anything (any websocket message).
     last_inbound: Instant,
+    /// Reconnect attempts since the server last sent a binary frame.
+    reconnect_streak: u32,
+    /// Why the connection was last lost or a reconnect failed.
+    last_loss: String,
     /// Frames were fed to the socket but not flushed yet.
     unflushed: bool,
     /// Inside a read batch: flushing is left to the end of the batch.
     batching: bool,
+}
+
+/// Delay before reconnect attempt `n` (from 0): uniform in [base, 2 base), doubled per attempt.
+fn backoff(n: u32) -> Duration {
+    let base = limits::RECONNECT_BASE.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(base..2 * base)) * 2u32.saturating_pow(n)
 }
 
 /// The end reported when nobody listens to events any more.
@@ -510,6 +523,7 @@ impl Driver {
         }
         match msg {
             Some(Ok(Message::Binary(bytes))) => {
+                self.reconnect_streak = 0;
                 let fx = self.session.on_frame(&bytes, Instant::now());
                 self.apply(ws, fx).await
             }
@@ -672,6 +686,7 @@ impl Driver {
     /// Resumes the session and dials the original StreamUrl again, with backoff.
     async fn reconnect(&mut self, why: &str) -> Result<Ws, SessionEvent> {
         warn!(reason = why, "data channel connection lost");
+        self.last_loss = why.to_string();
         let Some(resume) = self.options.resume.clone() else {
             return Err(SessionEvent::Failed {
                 error: format!("the data channel connection was lost ({why})"),
@@ -682,16 +697,17 @@ impl Driver {
                 reason: "terminated by the client".into(),
             });
         }
+        // One notice per outage, not per attempt.
         let notice = SessionEvent::Notice("connection lost; reconnecting".into());
-        if self.events.send(notice).await.is_err() {
+        if self.reconnect_streak == 0 && self.events.send(notice).await.is_err() {
             return Err(abandoned());
         }
-        let base = limits::RECONNECT_BASE.as_millis() as u64;
-        let mut delay = Duration::from_millis(rand::rng().random_range(base..2 * base));
-        let mut last = String::new();
-        for attempt in 1..=limits::RECONNECT_ATTEMPTS {
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+        // The budget spans reconnects that "succeed" but die before the server sends a
+        // single frame (e.g. it refuses the open frame); a frame resets it.
+        while self.reconnect_streak < limits::RECONNECT_ATTEMPTS {
+            let attempt = self.reconnect_streak;
+            self.reconnect_streak += 1;
+            tokio::time::sleep(backoff(attempt)).await;
             let token = match resume.resume(&self.target.session_id).await {
                 Ok(Some(token)) => token,
                 Ok(None) => {
@@ -701,7 +717,7 @@ impl Driver {
                 }
                 Err(e) => {
                     warn!(attempt, error = %e, "ResumeSession failed");
-                    last = e.to_string();
+                    self.last_loss = e.to_string();
                     continue;
                 }
             };
@@ -714,15 +730,16 @@ impl Driver {
                     match self.apply(&mut ws, fx).await {
                         Flow::Continue => return Ok(ws),
                         Flow::End(end) => return Err(end),
-                        Flow::Lost(e) => last = e,
+                        Flow::Lost(e) => self.last_loss = e,
                     }
                 }
                 Err(e) => {
                     warn!(attempt, error = %e, "reconnect failed");
-                    last = e.to_string();
+                    self.last_loss = e.to_string();
                 }
             }
         }
+        let last = &self.last_loss;
         Err(SessionEvent::Failed {
             error: format!(
                 "the data channel connection was lost and {} reconnect attempts failed \
