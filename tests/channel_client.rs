@@ -121,6 +121,24 @@ async fn open_frame_handshake_io_exit_code_and_close() {
 }
 
 #[tokio::test]
+async fn a_handshake_that_never_completes_fails_the_session() {
+    let opts = ClientOptions {
+        handshake_timeout: std::time::Duration::from_millis(300),
+        ..options()
+    };
+    let (_listener, mut peer, _handle, mut events) = connected("t", opts).await;
+    peer.send_out(
+        PayloadType::HandshakeRequest,
+        channel_peer::HANDSHAKE_REQUEST,
+    )
+    .await;
+    match next_event(&mut events).await {
+        SessionEvent::Failed { error } => assert!(error.contains("handshake"), "{error}"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn output_right_after_handshake_complete_is_not_lost() {
     let (_listener, mut peer, _handle, mut events) = connected("t", options()).await;
     peer.send_out(

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::limits;
 use super::payload::{OpenDataChannelInput, SizeData, new_id};
-use super::session::{Counters, Effect, Session};
+use super::session::{Counters, Effect, Phase, Session};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -96,6 +96,8 @@ pub struct ClientOptions {
     /// Silence from the server, while input waits for an ack, after which the socket is
     /// treated as lost (default [`limits::STALL_TIMEOUT`]).
     pub stall_timeout: Duration,
+    /// Time allowed for the agent's handshake (default [`limits::HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -109,6 +111,7 @@ impl Default for ClientOptions {
             signing: None,
             client_version: limits::CLIENT_VERSION.to_string(),
             stall_timeout: limits::STALL_TIMEOUT,
+            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -121,6 +124,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("signing", &self.signing.as_ref().map(|s| &s.region))
             .field("client_version", &self.client_version)
             .field("stall_timeout", &self.stall_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
 }
@@ -251,6 +255,7 @@ pub async fn connect(
         terminate_by: None,
         reconnects: 0,
         last_inbound: Instant::now(),
+        started: Instant::now(),
         unflushed: false,
         batching: false,
         reconnect_streak: 0,
@@ -410,6 +415,8 @@ struct Driver {
     reconnects: u64,
     /// When the server last sent anything (any websocket message).
     last_inbound: Instant,
+    /// When the session task started (for the handshake deadline).
+    started: Instant,
     /// Reconnect attempts since the server last sent a binary frame.
     reconnect_streak: u32,
     /// Why the connection was last lost or a reconnect failed.
@@ -467,7 +474,10 @@ impl Driver {
                     let now = Instant::now();
                     let fx = self.session.tick(now);
                     match self.apply(&mut ws, fx).await {
-                        Flow::Continue => self.check_stall(now).unwrap_or_else(|| self.check_terminate(now)),
+                        Flow::Continue => self
+                            .check_handshake(now)
+                            .or_else(|| self.check_stall(now))
+                            .unwrap_or_else(|| self.check_terminate(now)),
                         other => other,
                     }
                 }
@@ -573,6 +583,22 @@ impl Driver {
                 self.apply(ws, fx).await
             }
         }
+    }
+
+    /// The agent never completed the handshake: the session cannot start.
+    fn check_handshake(&self, now: Instant) -> Option<Flow> {
+        let waited = now.saturating_duration_since(self.started);
+        (self.session.phase() == Phase::Handshake && waited >= self.options.handshake_timeout).then(
+            || {
+                Flow::End(SessionEvent::Failed {
+                    error: format!(
+                        "the agent did not complete the session handshake within {}s; check \
+                         that the SSM agent on the target is running and up to date",
+                        waited.as_secs()
+                    ),
+                })
+            },
+        )
     }
 
     /// Input is waiting but the server has been silent too long: treat the socket as lost.

@@ -42,6 +42,8 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(45);
 /// Input waiting for an ack while nothing at all arrives from the server for this long means
 /// the connection is black-holed (no socket error will ever come): reconnect.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the agent may take to complete the handshake (it gives up itself after 15 s).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reconnect attempts after a socket loss.
 pub const RECONNECT_ATTEMPTS: u32 = 5;
 /// First reconnect delay is uniform in `[RECONNECT_BASE, 2 * RECONNECT_BASE)`, then doubles.
