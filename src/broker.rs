@@ -228,7 +228,7 @@ impl Broker {
         };
         if policy_created {
             tracing::info!(path = %broker.policy_path.display(), "wrote the default policy");
-            broker.record(
+            broker.append_event(
                 SYSTEM_ACTOR,
                 EventKind::PolicyCreated,
                 None,
@@ -535,8 +535,24 @@ impl Broker {
         Ok(self.store.audit_for_request(id)?)
     }
 
-    /// Appends any audit event (sessions, fleet, recordings use this).
+    /// Appends an audit event from another part (taint, replacement, recording, review, rogue
+    /// sessions). Lifecycle and MFA kinds are refused: the broker writes those itself.
     pub fn record(
+        &self,
+        actor: &str,
+        kind: EventKind,
+        request_id: Option<&str>,
+        data: Value,
+    ) -> Result<Event> {
+        if kind.is_broker_only() {
+            return Err(BrokerError::Input(format!(
+                "{kind} events are written by the broker as part of the state change; call the broker method for it instead"
+            )));
+        }
+        self.append_event(actor, kind, request_id, data)
+    }
+
+    fn append_event(
         &self,
         actor: &str,
         kind: EventKind,
@@ -850,7 +866,7 @@ mod tests {
     }
 
     #[test]
-    fn revision_moves_on_every_write() {
+    fn revision_moves_on_every_write_only() {
         let f = Fixture::new(POLICY);
         let before = f.broker.revision().unwrap();
         f.broker
@@ -861,7 +877,34 @@ mod tests {
                 json!({"target": "i-0abc1234"}),
             )
             .unwrap();
-        assert!(f.broker.revision().unwrap() > before);
+        let after = f.broker.revision().unwrap();
+        assert!(after > before);
+        assert!(f.broker.expire_due().unwrap().is_empty());
+        assert_eq!(f.broker.revision().unwrap(), after);
+    }
+
+    #[test]
+    fn record_refuses_broker_only_kinds() {
+        let f = Fixture::new(POLICY);
+        let e = f
+            .broker
+            .record("mallory", EventKind::RequestApproved, None, json!({}))
+            .unwrap_err();
+        assert!(matches!(e, BrokerError::Input(_)), "{e}");
+        f.broker
+            .record(
+                "rec",
+                EventKind::RecordingSealed,
+                Some("req-00000001"),
+                json!({"digest": "ab"}),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn broker_can_move_to_a_blocking_thread() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Broker>();
     }
 
     #[test]
