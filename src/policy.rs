@@ -53,6 +53,30 @@ max_failures = 5
 lockout = "5m"
 "#;
 
+/// Writes [`DEFAULT_POLICY`] to `path` unless a file appears there first. The text goes to a
+/// private temporary file that is then hard-linked into place, which fails if `path` exists:
+/// a process starting at the same moment never reads a half-written policy.
+fn write_default(path: &Path) -> Result<bool, PolicyError> {
+    use std::io::Write;
+    let werr = |source| PolicyError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension(format!("toml.tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(werr)?;
+    f.write_all(DEFAULT_POLICY.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(werr)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    // The temporary name is ours alone; failing to remove it leaves a stray file, not a risk.
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(werr(e)),
+    }
+}
+
 /// Problems loading the policy.
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -429,30 +453,12 @@ impl Policy {
     }
 
     /// Loads the policy, first writing [`DEFAULT_POLICY`] if no file exists.
-    /// Returns the policy and whether the file was just created.
+    /// Returns the policy and whether this call created the file.
     pub fn load_or_create(path: &Path) -> Result<(Policy, bool), PolicyError> {
-        use std::io::Write;
-        let created = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-        {
-            Ok(mut f) => {
-                f.write_all(DEFAULT_POLICY.as_bytes())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|source| PolicyError::Write {
-                        path: path.to_path_buf(),
-                        source,
-                    })?;
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(source) => {
-                return Err(PolicyError::Write {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
+        let created = if path.exists() {
+            false
+        } else {
+            write_default(path)?
         };
         Ok((Policy::load(path)?, created))
     }
@@ -578,6 +584,8 @@ mod tests {
         let (_, created) = Policy::load_or_create(&path).unwrap();
         assert!(created);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), DEFAULT_POLICY);
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1, "temporary file left behind");
         std::fs::write(&path, "requesters = []\napprovers = []\n").unwrap();
         let (p, created) = Policy::load_or_create(&path).unwrap();
         assert!(!created);
