@@ -1372,6 +1372,81 @@ mod tests {
         }
     }
 
+    /// Every command in every live state, before any deadline: the full transition table.
+    #[test]
+    fn transition_table() {
+        use State::*;
+        let cmds = [
+            approve("cat"),
+            Command::Deny {
+                by: "cat".into(),
+                comment: None,
+            },
+            Command::Cancel { by: "rita".into() },
+            Command::Expire,
+            Command::Open {
+                by: "rita".into(),
+                session_id: None,
+            },
+            Command::SessionStarted {
+                session_id: "s-1".into(),
+            },
+            Command::Close {
+                reason: CloseReason::ConnectionLost,
+            },
+        ];
+        // Ok(state after) or Err(refusal name), one column per command above.
+        let table: [(Request, [Result<State, &str>; 7]); 3] = [
+            (
+                pending(),
+                [
+                    Ok(Pending),
+                    Ok(Denied),
+                    Ok(Cancelled),
+                    Err("NotDue"),
+                    Err("WrongState"),
+                    Err("WrongState"),
+                    Err("WrongState"),
+                ],
+            ),
+            (
+                approved(),
+                [
+                    Err("WrongState"),
+                    Err("WrongState"),
+                    Ok(Cancelled),
+                    Err("NotDue"),
+                    Ok(Active),
+                    Err("WrongState"),
+                    Err("WrongState"),
+                ],
+            ),
+            (
+                active(),
+                [
+                    Err("WrongState"),
+                    Err("WrongState"),
+                    Err("WrongState"),
+                    Err("NotDue"),
+                    Err("WrongState"),
+                    Ok(Active),
+                    Ok(Closed),
+                ],
+            ),
+        ];
+        for (r, row) in table {
+            for (cmd, want) in cmds.iter().zip(row) {
+                let got = apply(&r, cmd.clone(), &rules(), t(30))
+                    .map(|o| o.request.state)
+                    .map_err(|e| {
+                        let dbg = format!("{e:?}");
+                        dbg.split([' ', '{']).next().unwrap_or_default().to_string()
+                    });
+                assert_eq!(got, want.map_err(str::to_string), "{:?} x {cmd:?}", r.state);
+            }
+        }
+    }
+
     #[test]
     fn ids_and_reason_format() {
         let id = new_request_id();
