@@ -860,6 +860,29 @@ mod tests {
         )
     }
 
+    /// One of each command, by actors allowed to try it (cat approves or denies, rita owns).
+    fn all_commands() -> [Command; 7] {
+        [
+            approve("cat"),
+            Command::Deny {
+                by: "cat".into(),
+                comment: None,
+            },
+            Command::Cancel { by: "rita".into() },
+            Command::Expire,
+            Command::Open {
+                by: "rita".into(),
+                session_id: None,
+            },
+            Command::SessionStarted {
+                session_id: "s-1".into(),
+            },
+            Command::Close {
+                reason: CloseReason::ConnectionLost,
+            },
+        ]
+    }
+
     fn kinds(o: &Outcome) -> Vec<EventKind> {
         o.events.iter().map(|e| e.kind).collect()
     }
@@ -1302,25 +1325,7 @@ mod tests {
                 t(30),
             ),
         ];
-        let cmds = [
-            approve("bob"),
-            Command::Deny {
-                by: "bob".into(),
-                comment: None,
-            },
-            Command::Cancel { by: "rita".into() },
-            Command::Expire,
-            Command::Open {
-                by: "rita".into(),
-                session_id: None,
-            },
-            Command::SessionStarted {
-                session_id: "s".into(),
-            },
-            Command::Close {
-                reason: CloseReason::ConnectionLost,
-            },
-        ];
+        let cmds = all_commands();
         for r in &finals {
             assert!(r.state.is_final());
             for c in &cmds {
@@ -1376,25 +1381,7 @@ mod tests {
     #[test]
     fn transition_table() {
         use State::*;
-        let cmds = [
-            approve("cat"),
-            Command::Deny {
-                by: "cat".into(),
-                comment: None,
-            },
-            Command::Cancel { by: "rita".into() },
-            Command::Expire,
-            Command::Open {
-                by: "rita".into(),
-                session_id: None,
-            },
-            Command::SessionStarted {
-                session_id: "s-1".into(),
-            },
-            Command::Close {
-                reason: CloseReason::ConnectionLost,
-            },
-        ];
+        let cmds = all_commands();
         // Ok(state after) or Err(refusal name), one column per command above.
         let table: [(Request, [Result<State, &str>; 7]); 3] = [
             (
