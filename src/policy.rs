@@ -77,6 +77,47 @@ fn write_default(path: &Path) -> Result<bool, PolicyError> {
     }
 }
 
+/// Environment variable naming the policy file; wins over the config file.
+pub const POLICY_ENV: &str = "SOMBRERO_POLICY";
+
+/// Where the policy file is: `$SOMBRERO_POLICY`, else the `policy` key of the config file
+/// (`--config`, else `config.toml` in the data dir, if it exists; relative paths are relative
+/// to the config file), else `policy.toml` in the data dir. Other config keys are ignored here.
+pub fn resolve_path(
+    config: Option<&Path>,
+    paths: &crate::config::Paths,
+) -> Result<PathBuf, PolicyError> {
+    if let Some(p) = std::env::var_os(POLICY_ENV) {
+        return Ok(PathBuf::from(p));
+    }
+    let config = config.map_or_else(|| paths.config(), Path::to_path_buf);
+    let text = match std::fs::read_to_string(&config) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(paths.policy()),
+        Err(source) => {
+            return Err(PolicyError::Read {
+                path: config,
+                source,
+            });
+        }
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(|e| PolicyError::Syntax {
+        path: config.clone(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    match table.get("policy") {
+        None => Ok(paths.policy()),
+        Some(toml::Value::String(p)) => {
+            let base = config.parent().unwrap_or(Path::new("."));
+            Ok(base.join(p))
+        }
+        Some(_) => Err(PolicyError::Syntax {
+            path: config,
+            message: "policy: must be a string, the path of the policy file".to_string(),
+        }),
+    }
+}
+
 /// Problems loading the policy.
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -575,6 +616,30 @@ mod tests {
             e,
             "policy file policy.toml, line 3: approvals_required: 0 is out of range: it must be at least 1"
         );
+    }
+
+    #[test]
+    fn config_file_can_name_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::config::Paths::at(dir.path());
+        // Environment overrides are tested through the binary; keep this test independent.
+        if std::env::var_os(POLICY_ENV).is_some() {
+            return;
+        }
+        assert_eq!(resolve_path(None, &paths).unwrap(), paths.policy());
+        std::fs::write(
+            paths.config(),
+            "theme = \"dark\"\npolicy = \"team/policy.toml\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_path(None, &paths).unwrap(),
+            dir.path().join("team/policy.toml")
+        );
+        let other = dir.path().join("other.toml");
+        std::fs::write(&other, "policy = 3\n").unwrap();
+        let e = resolve_path(Some(&other), &paths).unwrap_err().to_string();
+        assert!(e.contains("policy: must be a string"), "{e}");
     }
 
     #[test]
