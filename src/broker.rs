@@ -350,6 +350,17 @@ impl Broker {
             .collect())
     }
 
+    /// True when `name` is enrolled with `role` and the policy's list for it admits them
+    /// (e.g. before a review sign-off: `permits(name, Role::Reviewer)`, then `verify_code`).
+    pub fn permits(&self, name: &str, role: Role) -> Result<bool> {
+        let policy = self.policy()?;
+        Ok(self
+            .store
+            .users()?
+            .iter()
+            .any(|u| u.name == name && policy.permits(name, &u.roles, role)))
+    }
+
     fn limits(&self) -> Result<Limits> {
         let p = self.policy()?;
         Ok(Limits {
@@ -881,6 +892,20 @@ mod tests {
         assert!(after > before);
         assert!(f.broker.expire_due().unwrap().is_empty());
         assert_eq!(f.broker.revision().unwrap(), after);
+    }
+
+    #[test]
+    fn permits_follows_roles_and_policy() {
+        let f = Fixture::new("requesters = [\"*\"]\napprovers = [\"ann\"]\nreviewers = [\"*\"]\n");
+        assert!(f.broker.permits("ann", Role::Approver).unwrap());
+        // bob is enrolled as an approver but the policy does not list him.
+        assert!(!f.broker.permits("bob", Role::Approver).unwrap());
+        assert!(!f.broker.permits("ann", Role::Reviewer).unwrap());
+        assert!(!f.broker.permits("zed", Role::Requester).unwrap());
+        f.broker
+            .enrol_user("rev", Role::parse_set("reviewer").unwrap())
+            .unwrap();
+        assert!(f.broker.permits("rev", Role::Reviewer).unwrap());
     }
 
     #[test]
