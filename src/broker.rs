@@ -394,7 +394,7 @@ impl Broker {
             if let Err(e) = check_code(tx, &who, code, "request", Some(&id), limits, now)? {
                 return Ok(Err(e));
             }
-            commit(tx, outcome, now)
+            Ok(Ok(store_outcome(tx, outcome, now)?))
         })?
     }
 
@@ -475,8 +475,7 @@ impl Broker {
                 if r.is_due(now)
                     && let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now)
                 {
-                    changed.push(outcome.request.clone());
-                    commit(tx, outcome, now)?.ok();
+                    changed.push(store_outcome(tx, outcome, now)?);
                 }
             }
             Ok(changed)
@@ -499,14 +498,10 @@ impl Broker {
             let rules = rules(tx, &policy)?;
             if r.is_due(now) && !matches!(cmd, Command::Close { .. }) {
                 // Time ran out: record the expiry, then refuse what was asked.
-                let refusal = match request::apply(&r, cmd.clone(), &rules, now) {
-                    Err(e) => e,
-                    Ok(_) => Refusal::NotDue { id: id.to_string() },
-                };
                 if let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now) {
-                    commit(tx, outcome, now)?.ok();
+                    store_outcome(tx, outcome, now)?;
                 }
-                return refuse(tx, actor, Some(id), action, refusal, now);
+                return refuse(tx, actor, Some(id), action, request::timed_out(&r), now);
             }
             // Rules first, so a refused action does not spend the person's code.
             let outcome = match request::apply(&r, cmd, &rules, now) {
@@ -518,7 +513,7 @@ impl Broker {
             {
                 return Ok(Err(e));
             }
-            commit(tx, outcome, now)
+            Ok(Ok(store_outcome(tx, outcome, now)?))
         })?
     }
 
@@ -610,12 +605,16 @@ fn rules(tx: &mut dyn WriteTx, policy: &Policy) -> Result<Rules, StoreError> {
 }
 
 /// Stores a successful outcome and its events.
-fn commit(tx: &mut dyn WriteTx, outcome: Outcome, now: DateTime<Utc>) -> TxResult<Request> {
+fn store_outcome(
+    tx: &mut dyn WriteTx,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> Result<Request, StoreError> {
     tx.put_request(&outcome.request)?;
     for e in outcome.events {
         tx.append(e, now)?;
     }
-    Ok(Ok(outcome.request))
+    Ok(outcome.request)
 }
 
 /// Audits a refusal and hands it back.

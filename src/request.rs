@@ -594,7 +594,8 @@ fn wrong_state(r: &Request, cmd: &Command) -> Refusal {
     }
 }
 
-fn timed_out(r: &Request) -> Refusal {
+/// The refusal for any command on a request past its deadline.
+pub fn timed_out(r: &Request) -> Refusal {
     let what = match r.state {
         State::Pending => "not approved within the request TTL",
         State::Approved => "not opened within the grant window",
