@@ -12,7 +12,7 @@ use futures_util::SinkExt;
 use futures_util::future::BoxFuture;
 use pink_sombrero::channel::client::{
     ChannelError, ClientOptions, Resume, ResumeError, SessionEvent, SessionHandle, SessionTarget,
-    Signing, connect,
+    Signing, connect, resume_fn,
 };
 use pink_sombrero::channel::codec::PayloadType;
 use pink_sombrero::channel::payload::{SizeData, exit_code_payload};
@@ -349,6 +349,29 @@ async fn end_after_socket_loss(resume: Arc<ScriptedResume>) -> SessionEvent {
 }
 
 #[tokio::test]
+async fn a_silent_server_with_input_pending_triggers_a_resume() {
+    let calls = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&calls);
+    let opts = ClientOptions {
+        resume: Some(resume_fn(move |_id| {
+            *counted.lock().unwrap() += 1;
+            async { Ok(Some("tok-2".to_string())) }
+        })),
+        stall_timeout: std::time::Duration::from_millis(500),
+        ..options()
+    };
+    let (listener, mut peer, handle, _events) = started(opts).await;
+    handle.send_input(b"k".to_vec()).await.unwrap();
+    let pending = peer.next_input().await;
+    // The old socket stays open but the server says nothing more (black hole).
+    let mut fresh = listener.accept().await;
+    assert_eq!(fresh.open.as_ref().unwrap().token_value, "tok-2");
+    assert_eq!(fresh.next_input().await, pending);
+    assert_eq!(*calls.lock().unwrap(), 1);
+    drop(peer);
+}
+
+#[tokio::test]
 async fn a_session_that_cannot_be_resumed_closes_with_a_reason() {
     match end_after_socket_loss(resume_with(vec![None])).await {
         SessionEvent::Closed { reason } => assert!(reason.contains("no longer be resumed")),
@@ -376,19 +399,20 @@ async fn without_resume_a_lost_socket_fails_the_session() {
     ));
 }
 
-#[tokio::test]
-async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
+fn signing_options() -> ClientOptions {
     let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("tok".into()), None, "test");
-    let opts = ClientOptions {
+    ClientOptions {
         signing: Some(Signing {
             credentials: SharedCredentialsProvider::new(creds),
             region: "eu-west-1".into(),
         }),
         ..options()
-    };
-    let listener = Listener::bind().await;
-    let (client, peer) = tokio::join!(connect(target(&listener.url, "t"), opts), listener.accept());
-    client.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
+    let (_listener, peer, _handle, _events) = connected("t", signing_options()).await;
     let auth = peer.headers.get("authorization").unwrap().to_str().unwrap();
     assert!(
         auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
@@ -404,6 +428,18 @@ async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
     );
     assert!(peer.headers.get("x-amz-date").is_some());
     assert_eq!(peer.headers.get("x-amz-security-token").unwrap(), "tok");
+}
+
+#[tokio::test]
+async fn a_presigned_stream_url_is_not_signed_again() {
+    let listener = Listener::bind().await;
+    let url = format!("{}&X-Amz-Signature=abc", listener.url);
+    let (client, peer) = tokio::join!(
+        connect(target(&url, "t"), signing_options()),
+        listener.accept()
+    );
+    client.unwrap();
+    assert!(peer.headers.get("authorization").is_none());
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use futures_util::future::BoxFuture;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rand::Rng;
 use thiserror::Error;
 use tokio::net::TcpStream;
@@ -50,6 +50,29 @@ pub trait Resume: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, ResumeError>>;
 }
 
+/// A [`Resume`] from an async closure, e.g. one calling aws-sdk-ssm's ResumeSession:
+/// `resume_fn(move |id| { let c = client.clone(); async move { ... } })`.
+pub fn resume_fn<F, Fut>(f: F) -> Arc<dyn Resume>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<String>, ResumeError>> + Send + 'static,
+{
+    struct FnResume<F>(F);
+    impl<F, Fut> Resume for FnResume<F>
+    where
+        F: Fn(String) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<Option<String>, ResumeError>> + Send + 'static,
+    {
+        fn resume<'a>(
+            &'a self,
+            session_id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<String>, ResumeError>> {
+            Box::pin((self.0)(session_id.to_string()))
+        }
+    }
+    Arc::new(FnResume(f))
+}
+
 /// Credentials for SigV4-signing the websocket upgrade (service `ssmmessages`).
 #[derive(Debug, Clone)]
 pub struct Signing {
@@ -70,6 +93,9 @@ pub struct ClientOptions {
     pub signing: Option<Signing>,
     /// Reported in the open frame and handshake response.
     pub client_version: String,
+    /// Silence from the server, while input waits for an ack, after which the socket is
+    /// treated as lost (default [`limits::STALL_TIMEOUT`]).
+    pub stall_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -82,6 +108,7 @@ impl Default for ClientOptions {
             resume: None,
             signing: None,
             client_version: limits::CLIENT_VERSION.to_string(),
+            stall_timeout: limits::STALL_TIMEOUT,
         }
     }
 }
@@ -93,6 +120,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("resume", &self.resume.is_some())
             .field("signing", &self.signing.as_ref().map(|s| &s.region))
             .field("client_version", &self.client_version)
+            .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
 }
@@ -222,6 +250,9 @@ pub async fn connect(
         stats: Arc::clone(&stats),
         terminate_by: None,
         reconnects: 0,
+        last_inbound: Instant::now(),
+        unflushed: false,
+        batching: false,
     };
     tokio::spawn(driver.run(ws));
     Ok((
@@ -258,8 +289,11 @@ async fn dial(
         .as_str()
         .into_client_request()
         .map_err(|e| bad_url(e.to_string()))?;
-    if let Some(signing) = &options.signing {
-        sign_upgrade(&mut request, url, signing).await?;
+    match &options.signing {
+        // A presigned URL authenticates itself; a second signature would conflict with it.
+        Some(_) if is_presigned(url) => debug!("presigned StreamUrl: upgrade not signed"),
+        Some(signing) => sign_upgrade(&mut request, url, signing).await?,
+        None => {}
     }
     let dial_err = |reason: String| ChannelError::Dial {
         url: display_url(url).to_string(),
@@ -267,7 +301,8 @@ async fn dial(
     };
     let (mut ws, _) = tokio::time::timeout(
         limits::DIAL_TIMEOUT,
-        tokio_tungstenite::connect_async(request),
+        // Interactive traffic: no Nagle delay on keystrokes and acks.
+        tokio_tungstenite::connect_async_with_config(request, None, true),
     )
     .await
     .map_err(|_| dial_err(format!("no answer within {:?}", limits::DIAL_TIMEOUT)))?
@@ -288,6 +323,15 @@ async fn dial(
         .map_err(|e| dial_err(e.to_string()))?;
     debug!(url = display_url(url), "data channel open");
     Ok(ws)
+}
+
+/// Whether the URL already carries a SigV4 query signature.
+fn is_presigned(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.to_ascii_lowercase().starts_with("x-amz-signature="))
+    })
 }
 
 /// SigV4-signs the upgrade: service `ssmmessages`, only Host (plus the date and any session
@@ -361,6 +405,19 @@ struct Driver {
     stats: Arc<Mutex<Stats>>,
     terminate_by: Option<Instant>,
     reconnects: u64,
+    /// When the server last sent anything (any websocket message).
+    last_inbound: Instant,
+    /// Frames were fed to the socket but not flushed yet.
+    unflushed: bool,
+    /// Inside a read batch: flushing is left to the end of the batch.
+    batching: bool,
+}
+
+/// The end reported when nobody listens to events any more.
+fn abandoned() -> SessionEvent {
+    SessionEvent::Closed {
+        reason: "abandoned by the caller".into(),
+    }
 }
 
 impl Driver {
@@ -375,7 +432,7 @@ impl Driver {
         loop {
             let accepts = input_open && self.session.accepts_input();
             let flow = tokio::select! {
-                msg = ws.next() => self.on_socket(&mut ws, msg).await,
+                msg = ws.next() => self.on_socket_batch(&mut ws, msg).await,
                 data = self.input.recv(), if accepts => match data {
                     Some(data) => {
                         let fx = self.session.send_input(&data, Instant::now());
@@ -397,7 +454,7 @@ impl Driver {
                     let now = Instant::now();
                     let fx = self.session.tick(now);
                     match self.apply(&mut ws, fx).await {
-                        Flow::Continue => self.check_terminate(now),
+                        Flow::Continue => self.check_stall(now).unwrap_or_else(|| self.check_terminate(now)),
                         other => other,
                     }
                 }
@@ -448,6 +505,9 @@ impl Driver {
         ws: &mut Ws,
         msg: Option<Result<Message, tungstenite::Error>>,
     ) -> Flow {
+        if let Some(Ok(_)) = &msg {
+            self.last_inbound = Instant::now();
+        }
         match msg {
             Some(Ok(Message::Binary(bytes))) => {
                 let fx = self.session.on_frame(&bytes, Instant::now());
@@ -501,6 +561,17 @@ impl Driver {
         }
     }
 
+    /// Input is waiting but the server has been silent too long: treat the socket as lost.
+    fn check_stall(&self, now: Instant) -> Option<Flow> {
+        let silent = now.saturating_duration_since(self.last_inbound);
+        (self.session.unacked_len() > 0 && silent >= self.options.stall_timeout).then(|| {
+            Flow::Lost(format!(
+                "nothing received for {}s while input waits for an ack",
+                silent.as_secs()
+            ))
+        })
+    }
+
     /// After a terminate request: close once the flag is acked or the grace time is over.
     fn check_terminate(&self, now: Instant) -> Flow {
         match self.terminate_by {
@@ -535,7 +606,10 @@ impl Driver {
                 }),
             }
         }
-        if wrote && let Err(e) = ws.flush().await {
+        self.unflushed |= wrote;
+        if !self.batching
+            && let Err(e) = self.flush(ws).await
+        {
             return Flow::Lost(e.to_string());
         }
         for event in events {
@@ -545,14 +619,54 @@ impl Driver {
             ) {
                 return Flow::End(event);
             }
+            let event = match self.events.try_send(event) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Flow::End(abandoned()),
+            };
+            // The caller is behind: acks already fed must not wait for it, or the agent
+            // would resend what we have.
+            if let Err(e) = self.flush(ws).await {
+                return Flow::Lost(e.to_string());
+            }
             if self.events.send(event).await.is_err() {
-                // Nobody listens any more: the caller has abandoned the session.
-                return Flow::End(SessionEvent::Closed {
-                    reason: "abandoned by the caller".into(),
-                });
+                return Flow::End(abandoned());
             }
         }
         Flow::Continue
+    }
+
+    async fn flush(&mut self, ws: &mut Ws) -> Result<(), tungstenite::Error> {
+        if self.unflushed {
+            ws.flush().await?;
+            self.unflushed = false;
+        }
+        Ok(())
+    }
+
+    /// Handles one socket message plus those already buffered behind it, then writes all
+    /// their acks with one flush (one syscall per batch instead of per frame).
+    async fn on_socket_batch(
+        &mut self,
+        ws: &mut Ws,
+        msg: Option<Result<Message, tungstenite::Error>>,
+    ) -> Flow {
+        self.batching = true;
+        let mut flow = self.on_socket(ws, msg).await;
+        for _ in 1..limits::READ_BATCH {
+            if !matches!(flow, Flow::Continue) {
+                break;
+            }
+            match ws.next().now_or_never() {
+                Some(msg) => flow = self.on_socket(ws, msg).await,
+                None => break,
+            }
+        }
+        self.batching = false;
+        match (flow, self.flush(ws).await) {
+            (Flow::Continue, Err(e)) => Flow::Lost(e.to_string()),
+            (flow, _) => flow,
+        }
     }
 
     /// Resumes the session and dials the original StreamUrl again, with backoff.
@@ -570,9 +684,7 @@ impl Driver {
         }
         let notice = SessionEvent::Notice("connection lost; reconnecting".into());
         if self.events.send(notice).await.is_err() {
-            return Err(SessionEvent::Closed {
-                reason: "abandoned by the caller".into(),
-            });
+            return Err(abandoned());
         }
         let base = limits::RECONNECT_BASE.as_millis() as u64;
         let mut delay = Duration::from_millis(rand::rng().random_range(base..2 * base));
@@ -596,6 +708,7 @@ impl Driver {
             match dial(&self.target, &token, &self.client_id, &self.options).await {
                 Ok(mut ws) => {
                     self.reconnects += 1;
+                    self.last_inbound = Instant::now();
                     info!(attempt, "data channel reconnected");
                     let fx = self.session.on_reconnected(Instant::now());
                     match self.apply(&mut ws, fx).await {

@@ -31,12 +31,17 @@ pub const MAX_BUFFERED: usize = 10_000;
 pub const MAX_CONSECUTIVE_MALFORMED: u32 = 100;
 /// Largest input payload per frame.
 pub const INPUT_CHUNK: usize = 1024;
+/// Most socket messages handled before their acks are flushed in one write.
+pub const READ_BATCH: usize = 64;
 /// Websocket ping interval after the first `keepalive` ping.
 pub const PING_INTERVAL: Duration = Duration::from_secs(300);
 /// Payload of every websocket ping.
 pub const PING_PAYLOAD: &[u8] = b"keepalive";
 /// Websocket dial (TCP + TLS + upgrade) timeout.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(45);
+/// Input waiting for an ack while nothing at all arrives from the server for this long means
+/// the connection is black-holed (no socket error will ever come): reconnect.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Reconnect attempts after a socket loss.
 pub const RECONNECT_ATTEMPTS: u32 = 5;
 /// First reconnect delay is uniform in `[RECONNECT_BASE, 2 * RECONNECT_BASE)`, then doubles.
