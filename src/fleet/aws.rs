@@ -1,0 +1,156 @@
+//! AWS clients from the default credential chain and the global options.
+//!
+//! `--profile` and `--region` apply to every client. `--endpoint-url` applies to SSM only: it is
+//! how the lab (which serves the SSM API) is reached. Every client also honours the standard
+//! per-service variables read by aws-config: `AWS_ENDPOINT_URL_SSM`,
+//! `AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API`, `AWS_ENDPOINT_URL_AUTO_SCALING`,
+//! `AWS_ENDPOINT_URL_STS`, and the global `AWS_ENDPOINT_URL`.
+
+use aws_config::{BehaviorVersion, Region};
+use tokio::sync::OnceCell;
+
+use super::FleetError;
+use super::error::api;
+use crate::config::GlobalOpts;
+
+/// Who the credentials belong to; the account and partition build instance ARNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The account id.
+    pub account: String,
+    /// The caller's ARN.
+    pub arn: String,
+    /// The partition (`aws`, `aws-cn`, `aws-us-gov`), from the caller's ARN.
+    pub partition: String,
+}
+
+/// The fleet over AWS: SSM, Resource Groups Tagging, Auto Scaling and STS clients.
+#[derive(Debug, Clone)]
+pub struct AwsFleet {
+    pub(crate) ssm: aws_sdk_ssm::Client,
+    pub(crate) tagging: aws_sdk_resourcegroupstagging::Client,
+    pub(crate) autoscaling: aws_sdk_autoscaling::Client,
+    sts: aws_sdk_sts::Client,
+    region: String,
+    identity: std::sync::Arc<OnceCell<Identity>>,
+}
+
+impl AwsFleet {
+    /// Builds the clients from the default chain plus `--profile`, `--region`, `--endpoint-url`.
+    pub async fn from_opts(g: &GlobalOpts) -> Result<Self, FleetError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(p) = &g.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &g.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        let sdk = loader.load().await;
+        let region = sdk.region().ok_or(FleetError::NoRegion)?.to_string();
+        let mut ssm = aws_sdk_ssm::config::Builder::from(&sdk);
+        if let Some(url) = &g.endpoint_url {
+            ssm = ssm.endpoint_url(url);
+        }
+        Ok(AwsFleet {
+            ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
+            tagging: aws_sdk_resourcegroupstagging::Client::new(&sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::new(&sdk),
+            region,
+            identity: std::sync::Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The region the clients use.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The caller's identity (sts GetCallerIdentity), asked once and remembered.
+    pub async fn identity(&self) -> Result<&Identity, FleetError> {
+        self.identity
+            .get_or_try_init(|| async {
+                let out = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| api("GetCallerIdentity", e))?;
+                let account = out.account.ok_or(FleetError::Incomplete {
+                    op: "GetCallerIdentity",
+                    what: "an account id",
+                })?;
+                let arn = out.arn.ok_or(FleetError::Incomplete {
+                    op: "GetCallerIdentity",
+                    what: "an ARN",
+                })?;
+                let partition = arn
+                    .split(':')
+                    .nth(1)
+                    .filter(|p| !p.is_empty())
+                    .ok_or(FleetError::Incomplete {
+                        op: "GetCallerIdentity",
+                        what: "a well-formed ARN",
+                    })?
+                    .to_owned();
+                Ok(Identity {
+                    account,
+                    arn,
+                    partition,
+                })
+            })
+            .await
+    }
+
+    /// The ARN of an EC2 instance in this account and region.
+    pub async fn instance_arn(&self, instance_id: &str) -> Result<String, FleetError> {
+        let id = self.identity().await?;
+        Ok(format!(
+            "arn:{}:ec2:{}:{}:instance/{instance_id}",
+            id.partition, self.region, id.account
+        ))
+    }
+}
+
+impl super::Fleet for AwsFleet {
+    async fn list_nodes(&self) -> Result<Vec<super::Node>, FleetError> {
+        self.nodes().await
+    }
+
+    async fn start_session(
+        &self,
+        target: &str,
+        reason: &super::SessionReason,
+    ) -> Result<super::StartedSession, FleetError> {
+        self.start(target, reason).await
+    }
+
+    async fn resume_session(&self, session_id: &str) -> Result<super::StartedSession, FleetError> {
+        self.resume(session_id).await
+    }
+
+    async fn terminate_session(&self, session_id: &str) -> Result<(), FleetError> {
+        self.terminate(session_id).await
+    }
+
+    async fn describe_sessions(
+        &self,
+        state: super::SessionState,
+    ) -> Result<Vec<super::SessionInfo>, FleetError> {
+        self.sessions(state).await
+    }
+
+    async fn taint(&self, target: &str, taint: &super::Taint) -> Result<(), FleetError> {
+        self.apply_taint(target, taint).await
+    }
+
+    async fn replace(
+        &self,
+        target: &str,
+        strategy: &super::ReplaceStrategy,
+        opts: &super::ReplaceOptions,
+        progress: impl FnMut(super::ReplaceProgress) + Send,
+    ) -> super::ReplacementOutcome {
+        self.replace_node(target, strategy, opts, progress).await
+    }
+}
