@@ -96,6 +96,35 @@ impl EventKind {
     }
 }
 
+impl EventKind {
+    /// Kinds only the broker writes, as part of a state change or an MFA check; other parts
+    /// cannot append them through [`crate::broker::Broker::record`].
+    pub fn is_broker_only(self) -> bool {
+        use EventKind::*;
+        matches!(
+            self,
+            RequestCreated
+                | ApprovalGiven
+                | RequestApproved
+                | RequestDenied
+                | RequestCancelled
+                | RequestExpired
+                | RequestOpened
+                | Refused
+                | SessionOpened
+                | SessionClosed
+                | UserEnrolled
+                | EnrolmentConfirmed
+                | MfaAccepted
+                | MfaRejected
+                | MfaReplayed
+                | MfaLocked
+                | MfaLockedOut
+                | PolicyCreated
+        )
+    }
+}
+
 impl std::fmt::Display for EventKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.as_str())

@@ -123,6 +123,9 @@ pub enum BrokerError {
     /// The data dir could not be created.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A broker call could not run to completion (its worker thread failed).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl BrokerError {
@@ -228,7 +231,7 @@ impl Broker {
         };
         if policy_created {
             tracing::info!(path = %broker.policy_path.display(), "wrote the default policy");
-            broker.record(
+            broker.append_event(
                 SYSTEM_ACTOR,
                 EventKind::PolicyCreated,
                 None,
@@ -350,6 +353,17 @@ impl Broker {
             .collect())
     }
 
+    /// True when `name` is enrolled with `role` and the policy's list for it admits them
+    /// (e.g. before a review sign-off: `permits(name, Role::Reviewer)`, then `verify_code`).
+    pub fn permits(&self, name: &str, role: Role) -> Result<bool> {
+        let policy = self.policy()?;
+        Ok(self
+            .store
+            .users()?
+            .iter()
+            .any(|u| u.name == name && policy.permits(name, &u.roles, role)))
+    }
+
     fn limits(&self) -> Result<Limits> {
         let p = self.policy()?;
         Ok(Limits {
@@ -383,7 +397,7 @@ impl Broker {
             if let Err(e) = check_code(tx, &who, code, "request", Some(&id), limits, now)? {
                 return Ok(Err(e));
             }
-            commit(tx, outcome, now)
+            Ok(Ok(store_outcome(tx, outcome, now)?))
         })?
     }
 
@@ -464,8 +478,7 @@ impl Broker {
                 if r.is_due(now)
                     && let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now)
                 {
-                    changed.push(outcome.request.clone());
-                    commit(tx, outcome, now)?.ok();
+                    changed.push(store_outcome(tx, outcome, now)?);
                 }
             }
             Ok(changed)
@@ -488,14 +501,10 @@ impl Broker {
             let rules = rules(tx, &policy)?;
             if r.is_due(now) && !matches!(cmd, Command::Close { .. }) {
                 // Time ran out: record the expiry, then refuse what was asked.
-                let refusal = match request::apply(&r, cmd.clone(), &rules, now) {
-                    Err(e) => e,
-                    Ok(_) => Refusal::NotDue { id: id.to_string() },
-                };
                 if let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now) {
-                    commit(tx, outcome, now)?.ok();
+                    store_outcome(tx, outcome, now)?;
                 }
-                return refuse(tx, actor, Some(id), action, refusal, now);
+                return refuse(tx, actor, Some(id), action, request::timed_out(&r), now);
             }
             // Rules first, so a refused action does not spend the person's code.
             let outcome = match request::apply(&r, cmd, &rules, now) {
@@ -507,7 +516,7 @@ impl Broker {
             {
                 return Ok(Err(e));
             }
-            commit(tx, outcome, now)
+            Ok(Ok(store_outcome(tx, outcome, now)?))
         })?
     }
 
@@ -535,8 +544,24 @@ impl Broker {
         Ok(self.store.audit_for_request(id)?)
     }
 
-    /// Appends any audit event (sessions, fleet, recordings use this).
+    /// Appends an audit event from another part (taint, replacement, recording, review, rogue
+    /// sessions). Lifecycle and MFA kinds are refused: the broker writes those itself.
     pub fn record(
+        &self,
+        actor: &str,
+        kind: EventKind,
+        request_id: Option<&str>,
+        data: Value,
+    ) -> Result<Event> {
+        if kind.is_broker_only() {
+            return Err(BrokerError::Input(format!(
+                "{kind} events are written by the broker as part of the state change; call the broker method for it instead"
+            )));
+        }
+        self.append_event(actor, kind, request_id, data)
+    }
+
+    fn append_event(
         &self,
         actor: &str,
         kind: EventKind,
@@ -583,12 +608,16 @@ fn rules(tx: &mut dyn WriteTx, policy: &Policy) -> Result<Rules, StoreError> {
 }
 
 /// Stores a successful outcome and its events.
-fn commit(tx: &mut dyn WriteTx, outcome: Outcome, now: DateTime<Utc>) -> TxResult<Request> {
+fn store_outcome(
+    tx: &mut dyn WriteTx,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> Result<Request, StoreError> {
     tx.put_request(&outcome.request)?;
     for e in outcome.events {
         tx.append(e, now)?;
     }
-    Ok(Ok(outcome.request))
+    Ok(outcome.request)
 }
 
 /// Audits a refusal and hands it back.
@@ -850,7 +879,7 @@ mod tests {
     }
 
     #[test]
-    fn revision_moves_on_every_write() {
+    fn revision_moves_on_every_write_only() {
         let f = Fixture::new(POLICY);
         let before = f.broker.revision().unwrap();
         f.broker
@@ -861,7 +890,48 @@ mod tests {
                 json!({"target": "i-0abc1234"}),
             )
             .unwrap();
-        assert!(f.broker.revision().unwrap() > before);
+        let after = f.broker.revision().unwrap();
+        assert!(after > before);
+        assert!(f.broker.expire_due().unwrap().is_empty());
+        assert_eq!(f.broker.revision().unwrap(), after);
+    }
+
+    #[test]
+    fn permits_follows_roles_and_policy() {
+        let f = Fixture::new("requesters = [\"*\"]\napprovers = [\"ann\"]\nreviewers = [\"*\"]\n");
+        assert!(f.broker.permits("ann", Role::Approver).unwrap());
+        // bob is enrolled as an approver but the policy does not list him.
+        assert!(!f.broker.permits("bob", Role::Approver).unwrap());
+        assert!(!f.broker.permits("ann", Role::Reviewer).unwrap());
+        assert!(!f.broker.permits("zed", Role::Requester).unwrap());
+        f.broker
+            .enrol_user("rev", Role::parse_set("reviewer").unwrap())
+            .unwrap();
+        assert!(f.broker.permits("rev", Role::Reviewer).unwrap());
+    }
+
+    #[test]
+    fn record_refuses_broker_only_kinds() {
+        let f = Fixture::new(POLICY);
+        let e = f
+            .broker
+            .record("mallory", EventKind::RequestApproved, None, json!({}))
+            .unwrap_err();
+        assert!(matches!(e, BrokerError::Input(_)), "{e}");
+        f.broker
+            .record(
+                "rec",
+                EventKind::RecordingSealed,
+                Some("req-00000001"),
+                json!({"digest": "ab"}),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn broker_can_move_to_a_blocking_thread() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Broker>();
     }
 
     #[test]

@@ -594,7 +594,8 @@ fn wrong_state(r: &Request, cmd: &Command) -> Refusal {
     }
 }
 
-fn timed_out(r: &Request) -> Refusal {
+/// The refusal for any command on a request past its deadline.
+pub fn timed_out(r: &Request) -> Refusal {
     let what = match r.state {
         State::Pending => "not approved within the request TTL",
         State::Approved => "not opened within the grant window",
@@ -858,6 +859,29 @@ mod tests {
             }],
             t(20),
         )
+    }
+
+    /// One of each command, by actors allowed to try it (cat approves or denies, rita owns).
+    fn all_commands() -> [Command; 7] {
+        [
+            approve("cat"),
+            Command::Deny {
+                by: "cat".into(),
+                comment: None,
+            },
+            Command::Cancel { by: "rita".into() },
+            Command::Expire,
+            Command::Open {
+                by: "rita".into(),
+                session_id: None,
+            },
+            Command::SessionStarted {
+                session_id: "s-1".into(),
+            },
+            Command::Close {
+                reason: CloseReason::ConnectionLost,
+            },
+        ]
     }
 
     fn kinds(o: &Outcome) -> Vec<EventKind> {
@@ -1302,25 +1326,7 @@ mod tests {
                 t(30),
             ),
         ];
-        let cmds = [
-            approve("bob"),
-            Command::Deny {
-                by: "bob".into(),
-                comment: None,
-            },
-            Command::Cancel { by: "rita".into() },
-            Command::Expire,
-            Command::Open {
-                by: "rita".into(),
-                session_id: None,
-            },
-            Command::SessionStarted {
-                session_id: "s".into(),
-            },
-            Command::Close {
-                reason: CloseReason::ConnectionLost,
-            },
-        ];
+        let cmds = all_commands();
         for r in &finals {
             assert!(r.state.is_final());
             for c in &cmds {
@@ -1369,6 +1375,63 @@ mod tests {
                 apply(&pending(), c, &rules(), t(1)),
                 Err(Refusal::WrongState { .. })
             ));
+        }
+    }
+
+    /// Every command in every live state, before any deadline: the full transition table.
+    #[test]
+    fn transition_table() {
+        use State::*;
+        let cmds = all_commands();
+        // Ok(state after) or Err(refusal name), one column per command above.
+        let table: [(Request, [Result<State, &str>; 7]); 3] = [
+            (
+                pending(),
+                [
+                    Ok(Pending),
+                    Ok(Denied),
+                    Ok(Cancelled),
+                    Err("NotDue"),
+                    Err("WrongState"),
+                    Err("WrongState"),
+                    Err("WrongState"),
+                ],
+            ),
+            (
+                approved(),
+                [
+                    Err("WrongState"),
+                    Err("WrongState"),
+                    Ok(Cancelled),
+                    Err("NotDue"),
+                    Ok(Active),
+                    Err("WrongState"),
+                    Err("WrongState"),
+                ],
+            ),
+            (
+                active(),
+                [
+                    Err("WrongState"),
+                    Err("WrongState"),
+                    Err("WrongState"),
+                    Err("NotDue"),
+                    Err("WrongState"),
+                    Ok(Active),
+                    Ok(Closed),
+                ],
+            ),
+        ];
+        for (r, row) in table {
+            for (cmd, want) in cmds.iter().zip(row) {
+                let got = apply(&r, cmd.clone(), &rules(), t(30))
+                    .map(|o| o.request.state)
+                    .map_err(|e| {
+                        let dbg = format!("{e:?}");
+                        dbg.split([' ', '{']).next().unwrap_or_default().to_string()
+                    });
+                assert_eq!(got, want.map_err(str::to_string), "{:?} x {cmd:?}", r.state);
+            }
         }
     }
 

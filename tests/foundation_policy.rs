@@ -92,4 +92,14 @@ fn policy_path_can_be_overridden() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["policy"]["approvals_required"], 3);
+    // The same through the config file, relative to it.
+    let config = env.path().join("sombrero.toml");
+    std::fs::write(&config, "policy = \"other.toml\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let v = env
+        .run(&["--config", config, "policy", "check", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["policy"]["approvals_required"], 3);
+    assert_eq!(v["path"], other.to_str().unwrap());
 }

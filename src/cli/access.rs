@@ -11,7 +11,7 @@ use crate::broker::{Broker, BrokerError, BrokerOptions};
 use crate::cli::{ExitError, init_logging};
 use crate::config::{GlobalOpts, Paths};
 use crate::mfa;
-use crate::policy::{Policy, PolicyError, Role};
+use crate::policy::{self, Policy, PolicyError, Role};
 use crate::request::{NewRequest, Request, State};
 
 /// `sombrero request`.
@@ -158,18 +158,14 @@ pub enum AuditCommand {
     Export,
 }
 
-/// Environment variable that points at another policy file.
-pub const POLICY_ENV: &str = "SOMBRERO_POLICY";
-
-/// The policy file: `$SOMBRERO_POLICY`, else `policy.toml` in the data dir.
-fn policy_path(paths: &Paths) -> std::path::PathBuf {
-    std::env::var_os(POLICY_ENV)
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| paths.policy())
+/// The policy file for these options (env, then config file, then the data dir).
+fn policy_path(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<std::path::PathBuf> {
+    policy::resolve_path(g.config.as_deref(), paths)
+        .map_err(|e| ExitError::usage(e.to_string()).into())
 }
 
 /// Turns a broker error into the right exit status: 1 for rules, 2 for input.
-fn fail(e: BrokerError) -> anyhow::Error {
+pub(crate) fn fail(e: BrokerError) -> anyhow::Error {
     if e.is_refusal() {
         ExitError::refused(e.to_string()).into()
     } else if e.is_input() {
@@ -180,11 +176,11 @@ fn fail(e: BrokerError) -> anyhow::Error {
 }
 
 /// Opens the broker on the data dir, with logging to its log file.
-fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
+pub(crate) fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     init_logging(&paths)?;
     let opts = BrokerOptions {
-        policy_path: Some(policy_path(&paths)),
+        policy_path: Some(policy_path(g, &paths)?),
         clock: None,
     };
     let broker = Broker::open(&paths, opts).map_err(fail)?;
@@ -198,7 +194,7 @@ fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
 }
 
 /// `--as`, else the OS user.
-fn who(as_user: Option<String>) -> anyhow::Result<String> {
+pub(crate) fn who(as_user: Option<String>) -> anyhow::Result<String> {
     as_user
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())
@@ -516,7 +512,7 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
 pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check { json } = c;
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let path = policy_path(&paths);
+    let path = policy_path(g, &paths)?;
     let p = Policy::load(&path).map_err(|e| match e {
         PolicyError::Read { .. } => ExitError::usage(format!(
             "{e}; the first `sombrero user add` writes a documented default there"

@@ -94,6 +94,7 @@ pub trait Store: Send + Sync {
     fn audit_for_request(&self, id: &str) -> Result<Vec<Event>, StoreError>;
     /// Every audit event in stored order and the count the store recorded alongside.
     fn audit_all(&self) -> Result<(Vec<Event>, u64), StoreError>;
-    /// A counter bumped by every write transaction (cheap "did anything change" for UIs).
+    /// A counter bumped by every transaction that wrote something (cheap "did anything change"
+    /// for UIs: poll it and reload when it moves).
     fn revision(&self) -> Result<u64, StoreError>;
 }

@@ -227,6 +227,8 @@ fn query_events(
 
 struct SqliteTx<'a> {
     tx: rusqlite::Transaction<'a>,
+    /// Set by every write, so read-only transactions leave the revision alone.
+    dirty: bool,
 }
 
 impl WriteTx for SqliteTx<'_> {
@@ -241,6 +243,7 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn put_request(&mut self, r: &Request) -> Result<(), StoreError> {
+        self.dirty = true;
         self.tx.execute(
             "INSERT INTO requests (id, state, created_at, body) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
@@ -274,6 +277,7 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn put_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
+        self.dirty = true;
         self.tx.execute(
             &format!("INSERT OR REPLACE INTO users ({USER_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
             params![
@@ -289,6 +293,7 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn append(&mut self, e: NewEvent, at: DateTime<Utc>) -> Result<Event, StoreError> {
+        self.dirty = true;
         let head: Option<(i64, String)> = self
             .tx
             .query_row(
@@ -327,12 +332,14 @@ impl Store for SqliteStore {
     ) -> Result<T, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut stx = SqliteTx { tx };
+        let mut stx = SqliteTx { tx, dirty: false };
         let out = f(&mut stx)?;
-        stx.tx.execute(
-            "UPDATE meta SET value = value + 1 WHERE key = 'revision'",
-            [],
-        )?;
+        if stx.dirty {
+            stx.tx.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'revision'",
+                [],
+            )?;
+        }
         stx.tx.commit()?;
         Ok(out)
     }
@@ -468,6 +475,9 @@ mod tests {
             })
             .unwrap();
         }
+        assert_eq!(s.revision().unwrap(), 3);
+        // A transaction that only reads leaves the revision alone.
+        s.write(|tx| tx.request("req-00000001")).unwrap();
         assert_eq!(s.revision().unwrap(), 3);
         let (events, count) = s.audit_all().unwrap();
         assert_eq!(count, 3);
