@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::config::GlobalOpts;
+use ed25519_dalek::VerifyingKey;
+
+use crate::cli::ExitError;
+use crate::config::{GlobalOpts, Paths};
+use crate::recording::{self, RecorderKey, keys};
 
 /// `sombrero verify`.
 #[derive(Debug, Args)]
@@ -72,9 +76,30 @@ fn todo_area() -> anyhow::Result<ExitCode> {
     anyhow::bail!("this command is being built (issue #4)")
 }
 
-/// Runs `sombrero verify`.
-pub fn verify(_g: &GlobalOpts, _a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+/// The trusted recorder key from the data dir (verification needs only its public half).
+fn trusted_key(g: &GlobalOpts) -> anyhow::Result<VerifyingKey> {
+    let paths = Paths::resolve(g)?;
+    let key = RecorderKey::load(&paths.keys()).map_err(|e| ExitError::refused(e.to_string()))?;
+    Ok(key.verifying_key())
+}
+
+/// Runs `sombrero verify`: exit 0 only for an intact, sealed recording.
+pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if !a.file.is_file() {
+        return Err(ExitError::usage(format!("{} is not a file", a.file.display())).into());
+    }
+    let key = trusted_key(g)?;
+    let report = recording::verify(&a.file, &key);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}: {}", report.path, report.integrity);
+    }
+    Ok(if report.integrity.is_sealed_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Runs `sombrero replay`.
@@ -92,7 +117,21 @@ pub fn review(_g: &GlobalOpts, _a: ReviewArgs) -> anyhow::Result<ExitCode> {
     todo_area()
 }
 
-/// Runs `sombrero keys ...`.
-pub fn keys(_g: &GlobalOpts, _c: KeysCommand) -> anyhow::Result<ExitCode> {
-    todo_area()
+/// Runs `sombrero keys ...`: prints the recorder's public key (creating the key on first use).
+pub fn keys(g: &GlobalOpts, c: KeysCommand) -> anyhow::Result<ExitCode> {
+    let KeysCommand::Show { json } = c;
+    let paths = Paths::resolve(g)?;
+    let key = RecorderKey::load_or_create(&paths.keys())?;
+    let path = paths.keys().join(keys::KEY_FILE);
+    if json {
+        let v = serde_json::json!({
+            "algorithm": "ed25519",
+            "public_key": key.public_hex(),
+            "path": path.display().to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("ed25519 {}", key.public_hex());
+    }
+    Ok(ExitCode::SUCCESS)
 }
