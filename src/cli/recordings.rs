@@ -1,6 +1,10 @@
 //! Recording commands: verify, replay, recordings, review, keys.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event, KeyEventKind};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -9,7 +13,9 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::cli::ExitError;
 use crate::config::{GlobalOpts, Paths};
-use crate::recording::{self, RecorderKey, keys};
+use crate::recording::player::{Player, PlayerConfig, Recording};
+use crate::recording::view::{KeyOutcome, PlayerState, PlayerWidget, clock};
+use crate::recording::{self, Integrity, RecorderKey, keys, list};
 
 /// `sombrero verify`.
 #[derive(Debug, Args)]
@@ -102,14 +108,123 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs `sombrero replay`.
-pub fn replay(_g: &GlobalOpts, _a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+/// The trusted key if one exists (listing and replay still work without one).
+fn optional_key(g: &GlobalOpts) -> anyhow::Result<Option<VerifyingKey>> {
+    let paths = Paths::resolve(g)?;
+    match RecorderKey::load(&paths.keys()) {
+        Ok(k) => Ok(Some(k.verifying_key())),
+        Err(keys::KeyError::Missing(_)) => Ok(None),
+        Err(e) => Err(ExitError::refused(e.to_string()).into()),
+    }
+}
+
+/// Runs `sombrero replay`: the player full-screen until `q`.
+pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    if !(0.25..=16.0).contains(&a.speed) {
+        return Err(ExitError::usage("--speed must be between 0.25 and 16").into());
+    }
+    if !std::io::stdout().is_terminal() {
+        return Err(
+            ExitError::usage("replay needs a terminal; use `sombrero verify` in scripts").into(),
+        );
+    }
+    let rec = Recording::load(&a.file).map_err(|e| ExitError::usage(e.to_string()))?;
+    let integrity = match optional_key(g)? {
+        Some(k) => recording::verify(&a.file, &k).integrity,
+        None => Integrity::Unverified {
+            reason: "no recorder key in the data dir".into(),
+        },
+    };
+    let config = PlayerConfig {
+        idle_limit: (a.idle_limit > 0.0).then_some(a.idle_limit),
+        ..PlayerConfig::default()
+    };
+    let start = Instant::now();
+    let mut player = Player::new(rec, config);
+    player.set_speed(a.speed, start.elapsed());
+    player.play(start.elapsed());
+    let mut state = PlayerState::new(player, integrity);
+    run_fullscreen(&mut state, start)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Restores the terminal when dropped, on every exit path (ratatui's panic hook covers panics).
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Longest wait between redraws while playing (the clock in the status bar moves).
+const FRAME: Duration = Duration::from_millis(100);
+/// Wait between redraws while paused.
+const IDLE_FRAME: Duration = Duration::from_secs(1);
+
+fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let _guard = TerminalGuard;
+    loop {
+        terminal.draw(|f| f.render_stateful_widget(PlayerWidget, f.area(), state))?;
+        let wait = if state.player.is_playing() {
+            state
+                .player
+                .time_to_next_event()
+                .unwrap_or(FRAME)
+                .min(FRAME)
+        } else {
+            IDLE_FRAME
+        };
+        if event::poll(wait)?
+            && let Event::Key(key) = event::read()?
+            && key.kind == KeyEventKind::Press
+            && state.handle_key(key, start.elapsed()) == KeyOutcome::Quit
+        {
+            return Ok(());
+        }
+        state.tick(start.elapsed());
+    }
 }
 
 /// Runs `sombrero recordings`.
-pub fn recordings(_g: &GlobalOpts, _a: RecordingsArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode> {
+    let paths = Paths::resolve(g)?;
+    let key = optional_key(g)?;
+    let dir = paths.recordings();
+    let all = list::list(&dir, key.as_ref())
+        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        println!("no recordings in {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &all {
+        let started = r
+            .timestamp
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map_or_else(
+                || "?".to_string(),
+                |t| t.format("%Y-%m-%d %H:%M").to_string(),
+            );
+        let (req, who, target) = r.meta.as_ref().map_or(("-", "-", "-"), |m| {
+            (
+                m.request_id.as_str(),
+                m.requester.as_str(),
+                m.target.as_str(),
+            )
+        });
+        println!(
+            "{started}  {req}  {who}  {target}  {}  {}  {}",
+            clock(r.duration),
+            r.integrity.badge(),
+            r.path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `sombrero review`.

@@ -9,8 +9,10 @@
 pub mod cast;
 pub mod chain;
 pub mod keys;
+pub mod list;
 pub mod player;
 pub mod verify;
+pub mod view;
 pub mod writer;
 
 pub use cast::{Event, EventKind, Header, RecordingMeta};

@@ -87,6 +87,11 @@ pub enum Integrity {
         /// What is wrong.
         reason: String,
     },
+    /// There is no trusted key to check against (nothing else was checked).
+    Unverified {
+        /// Why.
+        reason: String,
+    },
     /// The cast cannot be read.
     Unreadable {
         /// The OS error.
@@ -123,6 +128,7 @@ impl Integrity {
             Integrity::BadSignature { .. } => "TAMPERED: bad seal".into(),
             Integrity::ChainMissing { .. } => "UNVERIFIED: no chain".into(),
             Integrity::ChainDamaged { .. } => "TAMPERED: chain damaged".into(),
+            Integrity::Unverified { .. } => "UNVERIFIED: no key".into(),
             Integrity::Unreadable { .. } => "unreadable".into(),
         }
     }
@@ -155,6 +161,7 @@ impl std::fmt::Display for Integrity {
             Integrity::ChainDamaged { chain_line, reason } => {
                 write!(f, "TAMPERED: chain file line {chain_line}: {reason}")
             }
+            Integrity::Unverified { reason } => write!(f, "not verified: {reason}"),
             Integrity::Unreadable { reason } => write!(f, "cannot read recording: {reason}"),
         }
     }
