@@ -85,6 +85,7 @@ fn sigkill_leaves_an_unsealed_recording_verified_up_to_the_cut() {
         Integrity::Unsealed {
             verified_lines,
             total_lines,
+            ..
         } => {
             assert!(verified_lines >= 21, "only {verified_lines} lines verified");
             assert!(total_lines >= verified_lines);

@@ -1,5 +1,6 @@
 //! Recording commands: verify, replay, recordings, review, keys.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,8 +12,10 @@ use clap::{Args, Subcommand};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::cli::ExitError;
+use crate::audit::EventKind as AuditKind;
+use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
+use crate::policy::Role;
 use crate::recording::player::{Player, PlayerConfig, Recording};
 use crate::recording::view::{KeyOutcome, PlayerState, PlayerWidget, clock};
 use crate::recording::{self, Integrity, RecorderKey, keys, list};
@@ -76,10 +79,6 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn todo_area() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is being built (issue #4)")
 }
 
 /// The trusted recorder key from the data dir (verification needs only its public half).
@@ -192,8 +191,14 @@ pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode>
     let paths = Paths::resolve(g)?;
     let key = optional_key(g)?;
     let dir = paths.recordings();
-    let all = list::list(&dir, key.as_ref())
+    let mut all = list::list(&dir, key.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
+    let mut reviews = reviews_by_digest(g)?;
+    for r in &mut all {
+        if let Some(d) = r.integrity.digest() {
+            r.reviews = reviews.remove(d).unwrap_or_default();
+        }
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
@@ -217,8 +222,14 @@ pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode>
                 m.target.as_str(),
             )
         });
+        let reviewed = if r.reviews.is_empty() {
+            "not reviewed".to_string()
+        } else {
+            let names: Vec<&str> = r.reviews.iter().map(|v| v.reviewer.as_str()).collect();
+            format!("reviewed by {}", names.join(", "))
+        };
         println!(
-            "{started}  {req}  {who}  {target}  {}  {}  {}",
+            "{started}  {req}  {who}  {target}  {}  {}  {reviewed}  {}",
             clock(r.duration),
             r.integrity.badge(),
             r.path.display()
@@ -227,9 +238,91 @@ pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `sombrero review`.
-pub fn review(_g: &GlobalOpts, _a: ReviewArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+/// Runs `sombrero review`: a reviewer's TOTP-checked sign-off, audited with the recording's digest.
+pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
+    if !a.file.is_file() {
+        return Err(ExitError::usage(format!("{} is not a file", a.file.display())).into());
+    }
+    let note = a.note.trim();
+    if note.is_empty() {
+        return Err(ExitError::usage("--note must say what the review concluded").into());
+    }
+    let broker = access::open(g)?;
+    let who = access::who(a.as_user)?;
+    if !broker.permits(&who, Role::Reviewer).map_err(access::fail)? {
+        return Err(ExitError::refused(format!(
+            "{who} may not review recordings: enrol them with `--role reviewer` and list them under reviewers in the policy"
+        ))
+        .into());
+    }
+    // Sign-off only binds to something provable: a tampered or unverifiable file is refused.
+    let key = trusted_key(g)?;
+    let report = recording::verify(&a.file, &key);
+    let Some(digest) = report.integrity.digest().map(str::to_string) else {
+        return Err(ExitError::refused(format!(
+            "cannot sign off {}: {}",
+            a.file.display(),
+            report.integrity
+        ))
+        .into());
+    };
+    let code = access::code(a.code, &who)?;
+    broker
+        .verify_code(&who, &code, "review")
+        .map_err(access::fail)?;
+    let summary = list::summarize(&a.file, Some(&key));
+    let request_id = summary.meta.as_ref().map(|m| m.request_id.clone());
+    let event = broker
+        .record(
+            &who,
+            AuditKind::Reviewed,
+            request_id.as_deref(),
+            serde_json::json!({
+                "recording": a.file.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "digest": digest,
+                "integrity": report.integrity.badge(),
+                "note": note,
+            }),
+        )
+        .map_err(access::fail)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&event)?);
+    } else {
+        println!(
+            "reviewed by {who}: {} ({}), audit event {}",
+            a.file.display(),
+            report.integrity.badge(),
+            event.seq
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sign-offs from the audit log by recording digest; none when there is no store yet.
+fn reviews_by_digest(g: &GlobalOpts) -> anyhow::Result<HashMap<String, Vec<list::Review>>> {
+    let paths = Paths::resolve(g)?;
+    let mut out: HashMap<String, Vec<list::Review>> = HashMap::new();
+    // Listing must not create a store or policy as a side effect.
+    if !paths.db().exists() {
+        return Ok(out);
+    }
+    let broker = access::open(g)?;
+    let events = broker.audit_events(0, usize::MAX).map_err(access::fail)?;
+    for e in events.into_iter().filter(|e| e.kind == AuditKind::Reviewed) {
+        let field = |k: &str| {
+            e.data
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        out.entry(field("digest")).or_default().push(list::Review {
+            reviewer: e.actor.clone(),
+            at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            note: field("note"),
+        });
+    }
+    Ok(out)
 }
 
 /// Runs `sombrero keys ...`: prints the recorder's public key (creating the key on first use).

@@ -24,6 +24,19 @@ pub struct RecordingSummary {
     pub size: u64,
     /// The verdict.
     pub integrity: Integrity,
+    /// Sign-offs bound to this recording's digest (filled from the audit log by the caller).
+    pub reviews: Vec<Review>,
+}
+
+/// A reviewer's sign-off, as recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Review {
+    /// Who signed off.
+    pub reviewer: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// What they concluded.
+    pub note: String,
 }
 
 /// Lists `*.cast` in `dir`, oldest first; verifies each against `key` when there is one.
@@ -59,6 +72,7 @@ pub fn summarize(path: &Path, key: Option<&VerifyingKey>) -> RecordingSummary {
         duration: last_event_time(path).unwrap_or(0.0),
         size: std::fs::metadata(path).map_or(0, |m| m.len()),
         integrity,
+        reviews: Vec::new(),
     }
 }
 

@@ -58,6 +58,8 @@ pub enum Integrity {
     Unsealed {
         /// Lines proven by the chain.
         verified_lines: u64,
+        /// Chain head after the verified lines, hex.
+        digest: String,
         /// Lines in the cast (later ones were never chained).
         total_lines: u64,
     },
@@ -112,7 +114,16 @@ impl Integrity {
             Integrity::Unsealed {
                 verified_lines,
                 total_lines,
+                ..
             } if total_lines > verified_lines => Some(verified_lines + 1),
+            _ => None,
+        }
+    }
+
+    /// The digest a review is bound to: the sealed head, or the head of the verified part.
+    pub fn digest(&self) -> Option<&str> {
+        match self {
+            Integrity::Sealed { digest, .. } | Integrity::Unsealed { digest, .. } => Some(digest),
             _ => None,
         }
     }
@@ -143,6 +154,7 @@ impl std::fmt::Display for Integrity {
             Integrity::Unsealed {
                 verified_lines,
                 total_lines,
+                ..
             } => write!(
                 f,
                 "unsealed (the session did not end cleanly): lines 1-{verified_lines} verified, {} later line(s) unverified",
@@ -379,6 +391,10 @@ fn verify_inner(path: &Path, key: &VerifyingKey) -> Integrity {
     let Some((seal, chain_digest)) = exp.seal else {
         return Integrity::Unsealed {
             verified_lines: n,
+            digest: exp
+                .checkpoints
+                .last()
+                .map_or_else(|| hex::encode(chain::genesis()), |(_, h)| h.clone()),
             total_lines: m,
         };
     };
