@@ -45,17 +45,24 @@ impl AwsFleet {
         if let Some(r) = &g.region {
             loader = loader.region(Region::new(r.clone()));
         }
-        let sdk = loader.load().await;
+        Self::from_config(&loader.load().await, g.endpoint_url.as_deref())
+    }
+
+    /// Builds the clients from a loaded SDK config; `ssm_endpoint` overrides SSM's endpoint only.
+    pub fn from_config(
+        sdk: &aws_config::SdkConfig,
+        ssm_endpoint: Option<&str>,
+    ) -> Result<Self, FleetError> {
         let region = sdk.region().ok_or(FleetError::NoRegion)?.to_string();
-        let mut ssm = aws_sdk_ssm::config::Builder::from(&sdk);
-        if let Some(url) = &g.endpoint_url {
+        let mut ssm = aws_sdk_ssm::config::Builder::from(sdk);
+        if let Some(url) = ssm_endpoint {
             ssm = ssm.endpoint_url(url);
         }
         Ok(AwsFleet {
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
-            tagging: aws_sdk_resourcegroupstagging::Client::new(&sdk),
-            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
-            sts: aws_sdk_sts::Client::new(&sdk),
+            tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
             region,
             identity: std::sync::Arc::new(OnceCell::new()),
         })
