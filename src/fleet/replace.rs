@@ -83,6 +83,20 @@ impl fmt::Display for ReplaceStrategy {
     }
 }
 
+impl From<&crate::policy::Replacement> for ReplaceStrategy {
+    fn from(r: &crate::policy::Replacement) -> Self {
+        use crate::policy::Replacement;
+        match r {
+            Replacement::Asg => ReplaceStrategy::Asg,
+            Replacement::AsgUnhealthy => ReplaceStrategy::AsgUnhealthy,
+            Replacement::Automation(document) => ReplaceStrategy::Automation {
+                document: document.clone(),
+            },
+            Replacement::None => ReplaceStrategy::None,
+        }
+    }
+}
+
 /// How long to watch and how often to look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplaceOptions {
