@@ -1,35 +1,17 @@
 //! The `mi-` path and sessions through `AwsFleet` against the lab (moto has no Session
 //! Manager): listing, taint, sessions, rogue classification, automation replacement.
 
+mod fleet_support;
+
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use chrono::Utc;
-use pink_sombrero::fleet::aws::AwsFleet;
+use fleet_support::lab;
 use pink_sombrero::fleet::rogue::reap_candidates;
 use pink_sombrero::fleet::{
     Fleet, FleetError, ReplaceFailure, ReplaceOptions, ReplaceProgress, ReplaceStrategy,
     ReplacementOutcome, RogueReason, SessionReason, SessionState, Taint, classify_sessions, tag,
 };
-use pink_sombrero::lab::{Lab, LabConfig};
-
-async fn lab(nodes: usize) -> (Lab, AwsFleet) {
-    let lab = pink_sombrero::lab::start(LabConfig {
-        nodes,
-        automation_delay: Duration::from_millis(50),
-        ..LabConfig::default()
-    })
-    .await
-    .unwrap();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("lab", "lab-secret", None, None, "test"))
-        .load()
-        .await;
-    let fleet = AwsFleet::from_config(&sdk, Some(&lab.endpoint_url())).unwrap();
-    (lab, fleet)
-}
 
 fn taint(request: &str) -> Taint {
     Taint {

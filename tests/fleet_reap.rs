@@ -2,38 +2,20 @@
 //! session that never closed (a crashed client) is replaced once, and a session opened around
 //! the broker is reported once, each with its audit events.
 
-use std::path::Path;
-use std::time::Duration;
+mod fleet_support;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
+use std::path::Path;
+
 use chrono::Utc;
+use fleet_support::lab;
 use pink_sombrero::audit::EventKind;
 use pink_sombrero::broker::{Broker, BrokerOptions};
 use pink_sombrero::config::Paths;
-use pink_sombrero::fleet::aws::AwsFleet;
 use pink_sombrero::fleet::{Fleet, SessionReason, Taint};
-use pink_sombrero::lab::{Lab, LabConfig};
+use pink_sombrero::lab::Lab;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sombrero");
-
-async fn lab() -> (Lab, AwsFleet) {
-    let lab = pink_sombrero::lab::start(LabConfig {
-        nodes: 2,
-        automation_delay: Duration::from_millis(50),
-        ..LabConfig::default()
-    })
-    .await
-    .unwrap();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("lab", "lab", None, None, "test"))
-        .load()
-        .await;
-    let fleet = AwsFleet::from_config(&sdk, Some(&lab.endpoint_url())).unwrap();
-    (lab, fleet)
-}
 
 /// A data dir whose policy replaces through the lab's automation document.
 fn data_dir() -> tempfile::TempDir {
@@ -86,7 +68,7 @@ fn events(dir: &Path, kind: EventKind) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reap_replaces_a_crashed_sessions_node_once() {
-    let (lab, fleet) = lab().await;
+    let (lab, fleet) = lab(2).await;
     let dir = data_dir();
     let nodes = fleet.list_nodes().await.unwrap();
     let (crashed, busy) = (nodes[0].id.clone(), nodes[1].id.clone());
@@ -152,7 +134,7 @@ async fn reap_replaces_a_crashed_sessions_node_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_reap_is_recorded_and_retried() {
-    let (lab, fleet) = lab().await;
+    let (lab, fleet) = lab(2).await;
     let dir = data_dir();
     let node = fleet.list_nodes().await.unwrap()[0].id.clone();
     let taint = Taint {
@@ -179,7 +161,7 @@ async fn failed_reap_is_recorded_and_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_reports_each_bypassing_session_once() {
-    let (lab, fleet) = lab().await;
+    let (lab, fleet) = lab(2).await;
     let dir = data_dir();
     let node = fleet.list_nodes().await.unwrap()[0].id.clone();
     // A reason that looks like ours, for a request this store never opened.
