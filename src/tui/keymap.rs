@@ -71,23 +71,13 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
                 Char('b'),
                 "b",
                 Action::StartRequest,
-                "break-glass request for the node",
+                "request access to the node",
             ),
-            hint(
-                Char('/'),
-                "/",
-                Action::StartFilter,
-                "filter nodes as you type",
-            ),
+            hint(Char('/'), "/", Action::StartFilter, "filter"),
         ],
         Screen::Requests => vec![
-            hint(
-                Char('o'),
-                "o",
-                Action::OpenSession,
-                "open the session (approved, yours)",
-            ),
-            hint(Char('m'), "m", Action::ToggleMine, "mine only / everyone's"),
+            hint(Char('o'), "o", Action::OpenSession, "open session"),
+            hint(Char('m'), "m", Action::ToggleMine, "mine/all"),
             b(
                 Char('c'),
                 "c",
@@ -96,19 +86,14 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
             ),
         ],
         Screen::Approvals => vec![
-            hint(
-                Char('a'),
-                "a",
-                Action::Approve,
-                "approve (comment, then TOTP)",
-            ),
-            hint(Char('d'), "d", Action::Deny, "deny (comment, then TOTP)"),
+            hint(Char('a'), "a", Action::Approve, "approve"),
+            hint(Char('d'), "d", Action::Deny, "deny"),
         ],
         Screen::Session => vec![hint(
             Char('o'),
             "o",
             Action::OpenSession,
-            "return to the running session",
+            "return to the session",
         )],
         Screen::Recordings => vec![hint(
             KeyCode::Enter,
@@ -123,12 +108,7 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
 fn global_keys() -> Vec<Binding> {
     use KeyCode::Char;
     let mut keys = vec![
-        hint(
-            Char('u'),
-            "u",
-            Action::SwitchUser,
-            "switch acting user (name + TOTP)",
-        ),
+        hint(Char('u'), "u", Action::SwitchUser, "switch user"),
         hint(KeyCode::Tab, "Tab", Action::NextTab, "next screen"),
         b(
             KeyCode::BackTab,
@@ -156,7 +136,7 @@ fn global_keys() -> Vec<Binding> {
         b(Char('j'), "j", Action::Down, "move down"),
         b(KeyCode::PageUp, "PgUp", Action::PageUp, "page up"),
         b(KeyCode::PageDown, "PgDn", Action::PageDown, "page down"),
-        hint(Char('?'), "?", Action::Help, "keys of this screen"),
+        hint(Char('?'), "?", Action::Help, "all keys"),
         hint(Char('q'), "q", Action::Back, "back / quit"),
         b(KeyCode::Esc, "Esc", Action::Back, "back / quit"),
         ctrl('c', "C-c", Action::Quit, "quit"),
@@ -328,6 +308,6 @@ mod tests {
     fn help_merges_aliases() {
         let lines = help_lines(Context::Screen(Screen::Fleet));
         assert!(lines.contains(&("↑/k".to_string(), "move up")));
-        assert_eq!(lines[0].1, "break-glass request for the node");
+        assert_eq!(lines[0].1, "request access to the node");
     }
 }

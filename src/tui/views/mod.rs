@@ -63,7 +63,7 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
         form::draw(frame, body, f, theme);
     }
     if state.help {
-        chrome::help(frame, body, state, theme);
+        chrome::help(frame, area, state, theme);
     }
 }
 
