@@ -1,1 +1,972 @@
-//! TODO(broker)
+//! The broker: the one place where state changes.
+//!
+//! Every operation is one store transaction: read the request and users, apply the lifecycle
+//! ([`crate::request::apply`]; a refusal here spends no code), check the TOTP code, write the
+//! request, append the audit events. Refusals and failed codes still commit, so every attempt
+//! is audited.
+//! The API is synchronous; async callers run it on a blocking thread.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::audit::{self, ChainBreak, Event, EventKind, NewEvent};
+use crate::config::{ConfigError, Paths};
+use crate::mfa::{self, Enrolment, Limits, MfaError, MfaRefusal, MfaState, Verdict};
+use crate::policy::{Policy, PolicyError, Role};
+use crate::request::{
+    self, CloseReason, Command, NewRequest, Outcome, Refusal, Request, Rules, State,
+};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError, UserRecord, WriteTx};
+
+/// The actor name for things the system does by itself (expiry).
+pub const SYSTEM_ACTOR: &str = "sombrero";
+
+/// Where "now" comes from; tests set it.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug)]
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    /// A clock stopped at `t`.
+    pub fn at(t: DateTime<Utc>) -> Arc<TestClock> {
+        Arc::new(TestClock(Mutex::new(t)))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+
+    /// Moves the time forward.
+    pub fn advance(&self, d: Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t = request::after(*t, d);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Everything that can go wrong in a broker call.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    /// A lifecycle rule said no.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The TOTP check said no.
+    #[error(transparent)]
+    Mfa(#[from] MfaRefusal),
+    /// The person is not enrolled.
+    #[error("{name} is not enrolled: run `sombrero user add {name} --role ...` first")]
+    NotEnrolled {
+        /// The name.
+        name: String,
+    },
+    /// The person lacks the role for this action.
+    #[error("{name} may not {action}: enrol them with that role and list them in policy.toml")]
+    NotPermitted {
+        /// The name.
+        name: String,
+        /// What was attempted.
+        action: String,
+    },
+    /// Enrolling a name twice.
+    #[error("{name} is already enrolled; pick another name")]
+    AlreadyEnrolled {
+        /// The name.
+        name: String,
+    },
+    /// No such request.
+    #[error("no request {id}: `sombrero list` shows the requests")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// Bad input from the caller.
+    #[error("{0}")]
+    Input(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The policy file is missing or wrong.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A stored TOTP secret is unusable.
+    #[error(transparent)]
+    Secret(#[from] MfaError),
+    /// The data dir could not be created.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl BrokerError {
+    /// True for refusals by a rule (exit status 1 in the CLI).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Refused(_)
+                | BrokerError::Mfa(_)
+                | BrokerError::NotEnrolled { .. }
+                | BrokerError::NotPermitted { .. }
+                | BrokerError::AlreadyEnrolled { .. }
+        )
+    }
+
+    /// True for bad input (exit status 2 in the CLI).
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::NotFound { .. } | BrokerError::Input(_) | BrokerError::Policy(_)
+        )
+    }
+}
+
+/// Result of a broker call.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// Options for [`Broker::open`].
+#[derive(Clone, Default)]
+pub struct BrokerOptions {
+    /// Policy file (default: `policy.toml` in the data dir).
+    pub policy_path: Option<PathBuf>,
+    /// Clock (default: the system clock).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// A user as others may see them (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserInfo {
+    /// Name.
+    pub name: String,
+    /// Roles enrolled with.
+    pub roles: BTreeSet<Role>,
+    /// When enrolled.
+    pub enrolled_at: DateTime<Utc>,
+    /// When the first code was confirmed.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// Locked out until, if now locked.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// What `begin_open` grants: the claimed request and when its session must end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenGrant {
+    /// The request, now Active.
+    pub request: Request,
+    /// When the session must be terminated.
+    pub session_ends_at: DateTime<Utc>,
+}
+
+/// The outcome of checking the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditCheck {
+    /// Events that hold, from the start.
+    pub events: u64,
+    /// The first break, if any.
+    pub broken: Option<ChainBreak>,
+}
+
+/// The broker over the embedded store.
+pub struct Broker {
+    store: SqliteStore,
+    policy_path: PathBuf,
+    policy_created: bool,
+    clock: Arc<dyn Clock>,
+}
+
+/// Inside a transaction: an outcome to commit, whose value may still be a refusal.
+type TxResult<T> = std::result::Result<Result<T>, StoreError>;
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != SYSTEM_ACTOR
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+}
+
+impl Broker {
+    /// Opens the data dir: creates it, the store and (first run only) the default policy file.
+    pub fn open(paths: &Paths, opts: BrokerOptions) -> Result<Broker> {
+        paths.ensure()?;
+        let policy_path = opts.policy_path.unwrap_or_else(|| paths.policy());
+        let (_, policy_created) = Policy::load_or_create(&policy_path)?;
+        let store = SqliteStore::open(&paths.db())?;
+        let clock = opts.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let broker = Broker {
+            store,
+            policy_path,
+            policy_created,
+            clock,
+        };
+        if policy_created {
+            tracing::info!(path = %broker.policy_path.display(), "wrote the default policy");
+            broker.append_event(
+                SYSTEM_ACTOR,
+                EventKind::PolicyCreated,
+                None,
+                json!({"path": broker.policy_path.display().to_string()}),
+            )?;
+        }
+        Ok(broker)
+    }
+
+    /// The current time by the broker's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The policy file in use.
+    pub fn policy_path(&self) -> &Path {
+        &self.policy_path
+    }
+
+    /// True when this `open` wrote the default policy file.
+    pub fn policy_created(&self) -> bool {
+        self.policy_created
+    }
+
+    /// The policy as the file says now (re-read on every call, so edits apply at once).
+    pub fn policy(&self) -> Result<Policy> {
+        Ok(Policy::load(&self.policy_path)?)
+    }
+
+    /// A counter that changes whenever anything is written (poll it to refresh a UI).
+    pub fn revision(&self) -> Result<u64> {
+        Ok(self.store.revision()?)
+    }
+
+    // ---- users and MFA ----
+
+    /// Enrols a user with a fresh TOTP secret. The secret is returned once, to show the person.
+    pub fn enrol_user(&self, name: &str, roles: BTreeSet<Role>) -> Result<Enrolment> {
+        if !valid_name(name) {
+            return Err(BrokerError::Input(format!(
+                "{name:?} is not a valid user name: use letters, digits, '.', '_', '-' or '@' (at most 64), not {SYSTEM_ACTOR:?}"
+            )));
+        }
+        if roles.is_empty() {
+            return Err(BrokerError::Input(
+                "a user needs at least one role: requester, approver, reviewer or both".into(),
+            ));
+        }
+        let enrolment = mfa::enrol(name)?;
+        let now = self.now();
+        let rec = UserRecord {
+            name: name.to_string(),
+            roles: roles.clone(),
+            secret_base32: enrolment.secret_base32.clone(),
+            enrolled_at: now,
+            confirmed_at: None,
+            mfa: MfaState::default(),
+        };
+        let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        self.store.write(|tx| -> TxResult<()> {
+            if tx.user(name)?.is_some() {
+                return Ok(Err(BrokerError::AlreadyEnrolled {
+                    name: name.to_string(),
+                }));
+            }
+            tx.put_user(&rec)?;
+            tx.append(
+                NewEvent::new(name, EventKind::UserEnrolled, None, json!({"roles": roles})),
+                now,
+            )?;
+            Ok(Ok(()))
+        })??;
+        tracing::info!(user = name, "enrolled");
+        Ok(enrolment)
+    }
+
+    /// Confirms an enrolment with one valid code (audited like every attempt).
+    pub fn confirm_enrolment(&self, name: &str, code: &str) -> Result<()> {
+        let now = self.now();
+        let limits = self.limits()?;
+        self.store.write(|tx| -> TxResult<()> {
+            let mut user = match check_code(tx, name, code, "enrolment", None, limits, now)? {
+                Ok(u) => u,
+                Err(e) => return Ok(Err(e)),
+            };
+            user.confirmed_at = Some(now);
+            tx.put_user(&user)?;
+            tx.append(
+                NewEvent::new(name, EventKind::EnrolmentConfirmed, None, json!({})),
+                now,
+            )?;
+            Ok(Ok(()))
+        })?
+    }
+
+    /// Checks a TOTP code for `user` (e.g. a review sign-off); `purpose` goes in the audit log.
+    pub fn verify_code(&self, user: &str, code: &str, purpose: &str) -> Result<()> {
+        let now = self.now();
+        let limits = self.limits()?;
+        self.store.write(|tx| -> TxResult<()> {
+            Ok(check_code(tx, user, code, purpose, None, limits, now)?.map(|_| ()))
+        })?
+    }
+
+    /// Enrolled users, by name, without secrets.
+    pub fn users(&self) -> Result<Vec<UserInfo>> {
+        let now = self.now();
+        Ok(self
+            .store
+            .users()?
+            .into_iter()
+            .map(|u| UserInfo {
+                locked_until: u.mfa.locked_until.filter(|t| *t > now),
+                name: u.name,
+                roles: u.roles,
+                enrolled_at: u.enrolled_at,
+                confirmed_at: u.confirmed_at,
+            })
+            .collect())
+    }
+
+    /// True when `name` is enrolled with `role` and the policy's list for it admits them
+    /// (e.g. before a review sign-off: `permits(name, Role::Reviewer)`, then `verify_code`).
+    pub fn permits(&self, name: &str, role: Role) -> Result<bool> {
+        let policy = self.policy()?;
+        Ok(self
+            .store
+            .users()?
+            .iter()
+            .any(|u| u.name == name && policy.permits(name, &u.roles, role)))
+    }
+
+    fn limits(&self) -> Result<Limits> {
+        let p = self.policy()?;
+        Ok(Limits {
+            max_failures: p.mfa.max_failures,
+            lockout: p.mfa.lockout,
+        })
+    }
+
+    // ---- the lifecycle ----
+
+    /// Creates a request after checking the requester's TOTP code.
+    pub fn create_request(&self, new: NewRequest, code: &str) -> Result<Request> {
+        let policy = self.policy()?;
+        let limits = Limits {
+            max_failures: policy.mfa.max_failures,
+            lockout: policy.mfa.lockout,
+        };
+        let now = self.now();
+        let who = new.requester.clone();
+        self.store.write(|tx| -> TxResult<Request> {
+            let rules = rules(tx, &policy)?;
+            let mut id = request::new_request_id();
+            while tx.request(&id)?.is_some() {
+                id = request::new_request_id();
+            }
+            // Rules first, so a refused request does not spend the person's code.
+            let outcome = match request::create(&id, new, &rules, now) {
+                Ok(outcome) => outcome,
+                Err(refusal) => return refuse(tx, &who, None, "request", refusal, now),
+            };
+            if let Err(e) = check_code(tx, &who, code, "request", Some(&id), limits, now)? {
+                return Ok(Err(e));
+            }
+            Ok(Ok(store_outcome(tx, outcome, now)?))
+        })?
+    }
+
+    /// Approves `id` as `by` after checking their code.
+    pub fn approve(
+        &self,
+        id: &str,
+        by: &str,
+        code: &str,
+        comment: Option<&str>,
+    ) -> Result<Request> {
+        let cmd = Command::Approve {
+            by: by.to_string(),
+            comment: comment.map(str::to_string),
+        };
+        self.act(id, by, Some(code), cmd)
+    }
+
+    /// Denies `id` as `by` after checking their code.
+    pub fn deny(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request> {
+        let cmd = Command::Deny {
+            by: by.to_string(),
+            comment: comment.map(str::to_string),
+        };
+        self.act(id, by, Some(code), cmd)
+    }
+
+    /// Cancels `id`; only its requester may.
+    pub fn cancel(&self, id: &str, by: &str) -> Result<Request> {
+        self.act(id, by, None, Command::Cancel { by: by.to_string() })
+    }
+
+    /// Claims the one session of an approved request (Approved -> Active). Call it before
+    /// tainting and StartSession; a second call for the same request is refused.
+    pub fn begin_open(&self, id: &str, by: &str) -> Result<OpenGrant> {
+        let cmd = Command::Open {
+            by: by.to_string(),
+            session_id: None,
+        };
+        let request = self.act(id, by, None, cmd)?;
+        let session_ends_at = request.session_ends_at.ok_or_else(|| {
+            StoreError::Corrupt(format!("active request {id} has no session end"))
+        })?;
+        Ok(OpenGrant {
+            request,
+            session_ends_at,
+        })
+    }
+
+    /// Records the SSM session id of an Active request.
+    pub fn session_started(&self, id: &str, ssm_session_id: &str) -> Result<Request> {
+        let cmd = Command::SessionStarted {
+            session_id: ssm_session_id.to_string(),
+        };
+        self.act(id, SYSTEM_ACTOR, None, cmd)
+    }
+
+    /// Closes the session of an Active request. Closing an already Closed request (for example
+    /// one the broker expired) returns it unchanged.
+    pub fn close_session(&self, id: &str, reason: CloseReason) -> Result<Request> {
+        match self.act(id, SYSTEM_ACTOR, None, Command::Close { reason }) {
+            Err(BrokerError::Refused(Refusal::WrongState {
+                state: State::Closed,
+                ..
+            })) => self.get(id),
+            other => other,
+        }
+    }
+
+    /// Expires every request past its deadline; returns the requests that changed.
+    pub fn expire_due(&self) -> Result<Vec<Request>> {
+        let policy = self.policy()?;
+        let now = self.now();
+        Ok(self.store.write(|tx| {
+            let rules = rules(tx, &policy)?;
+            let mut changed = Vec::new();
+            for r in tx.timed_requests()? {
+                if r.is_due(now)
+                    && let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now)
+                {
+                    changed.push(store_outcome(tx, outcome, now)?);
+                }
+            }
+            Ok(changed)
+        })?)
+    }
+
+    /// Runs one lifecycle command in one transaction: expire if due, check MFA, apply, store.
+    fn act(&self, id: &str, actor: &str, code: Option<&str>, cmd: Command) -> Result<Request> {
+        let policy = self.policy()?;
+        let limits = Limits {
+            max_failures: policy.mfa.max_failures,
+            lockout: policy.mfa.lockout,
+        };
+        let now = self.now();
+        let action = cmd.action();
+        self.store.write(|tx| -> TxResult<Request> {
+            let Some(r) = tx.request(id)? else {
+                return Ok(Err(BrokerError::NotFound { id: id.to_string() }));
+            };
+            let rules = rules(tx, &policy)?;
+            if r.is_due(now) && !matches!(cmd, Command::Close { .. }) {
+                // Time ran out: record the expiry, then refuse what was asked.
+                if let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now) {
+                    store_outcome(tx, outcome, now)?;
+                }
+                return refuse(tx, actor, Some(id), action, request::timed_out(&r), now);
+            }
+            // Rules first, so a refused action does not spend the person's code.
+            let outcome = match request::apply(&r, cmd, &rules, now) {
+                Ok(outcome) => outcome,
+                Err(refusal) => return refuse(tx, actor, Some(id), action, refusal, now),
+            };
+            if let Some(code) = code
+                && let Err(e) = check_code(tx, actor, code, action, Some(id), limits, now)?
+            {
+                return Ok(Err(e));
+            }
+            Ok(Ok(store_outcome(tx, outcome, now)?))
+        })?
+    }
+
+    // ---- reading ----
+
+    /// One request.
+    pub fn get(&self, id: &str) -> Result<Request> {
+        self.store
+            .request(id)?
+            .ok_or_else(|| BrokerError::NotFound { id: id.to_string() })
+    }
+
+    /// Requests, newest first, optionally in one state.
+    pub fn list(&self, state: Option<State>) -> Result<Vec<Request>> {
+        Ok(self.store.requests(state)?)
+    }
+
+    /// Audit events after `after_seq` (0 for all), at most `limit`.
+    pub fn audit_events(&self, after_seq: u64, limit: usize) -> Result<Vec<Event>> {
+        Ok(self.store.audit_events(after_seq, limit)?)
+    }
+
+    /// The audit events of one request.
+    pub fn audit_for_request(&self, id: &str) -> Result<Vec<Event>> {
+        Ok(self.store.audit_for_request(id)?)
+    }
+
+    /// Appends an audit event from another part (taint, replacement, recording, review, rogue
+    /// sessions). Lifecycle and MFA kinds are refused: the broker writes those itself.
+    pub fn record(
+        &self,
+        actor: &str,
+        kind: EventKind,
+        request_id: Option<&str>,
+        data: Value,
+    ) -> Result<Event> {
+        if kind.is_broker_only() {
+            return Err(BrokerError::Input(format!(
+                "{kind} events are written by the broker as part of the state change; call the broker method for it instead"
+            )));
+        }
+        self.append_event(actor, kind, request_id, data)
+    }
+
+    fn append_event(
+        &self,
+        actor: &str,
+        kind: EventKind,
+        request_id: Option<&str>,
+        data: Value,
+    ) -> Result<Event> {
+        let now = self.now();
+        let e = NewEvent::new(actor, kind, request_id, data);
+        Ok(self.store.write(|tx| tx.append(e, now))?)
+    }
+
+    /// Checks the whole audit chain.
+    pub fn verify_audit(&self) -> Result<AuditCheck> {
+        let (events, recorded) = self.store.audit_all()?;
+        Ok(match audit::verify(&events, recorded) {
+            Ok(n) => AuditCheck {
+                events: n,
+                broken: None,
+            },
+            Err(b) => AuditCheck {
+                events: good_prefix(&b),
+                broken: Some(b),
+            },
+        })
+    }
+}
+
+/// How many events hold before a break.
+fn good_prefix(b: &ChainBreak) -> u64 {
+    match b {
+        ChainBreak::Edited { seq } | ChainBreak::BadLink { seq, .. } => seq.saturating_sub(1),
+        ChainBreak::Missing { previous, .. }
+        | ChainBreak::OutOfOrder { previous, .. }
+        | ChainBreak::Reordered { previous, .. } => *previous,
+        ChainBreak::Extra { recorded, .. } => *recorded,
+        ChainBreak::Truncated { last, .. } => *last,
+    }
+}
+
+/// The lifecycle rules with the policy's lists resolved against enrolled users.
+fn rules(tx: &mut dyn WriteTx, policy: &Policy) -> Result<Rules, StoreError> {
+    let users = tx.users()?;
+    Ok(policy.rules(users.iter().map(|u| (u.name.as_str(), &u.roles))))
+}
+
+/// Stores a successful outcome and its events.
+fn store_outcome(
+    tx: &mut dyn WriteTx,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> Result<Request, StoreError> {
+    tx.put_request(&outcome.request)?;
+    for e in outcome.events {
+        tx.append(e, now)?;
+    }
+    Ok(outcome.request)
+}
+
+/// Audits a refusal and hands it back.
+fn refuse(
+    tx: &mut dyn WriteTx,
+    actor: &str,
+    id: Option<&str>,
+    action: &str,
+    refusal: Refusal,
+    now: DateTime<Utc>,
+) -> TxResult<Request> {
+    tracing::info!(actor, action, %refusal, "refused");
+    tx.append(
+        NewEvent::new(
+            actor,
+            EventKind::Refused,
+            id,
+            json!({"action": action, "refusal": refusal, "message": refusal.to_string()}),
+        ),
+        now,
+    )?;
+    Ok(Err(refusal.into()))
+}
+
+/// Checks `code` for `name` inside the transaction, storing the new MFA state and auditing the
+/// attempt. Returns the updated user when accepted.
+fn check_code(
+    tx: &mut dyn WriteTx,
+    name: &str,
+    code: &str,
+    purpose: &str,
+    request_id: Option<&str>,
+    limits: Limits,
+    now: DateTime<Utc>,
+) -> TxResult<UserRecord> {
+    let Some(mut user) = tx.user(name)? else {
+        tx.append(
+            NewEvent::new(
+                name,
+                EventKind::MfaRejected,
+                request_id,
+                json!({"purpose": purpose, "why": "not enrolled"}),
+            ),
+            now,
+        )?;
+        return Ok(Err(BrokerError::NotEnrolled {
+            name: name.to_string(),
+        }));
+    };
+    let (state, verdict) =
+        match mfa::verify(name, &user.secret_base32, &user.mfa, code, now, limits) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e.into())),
+        };
+    user.mfa = state;
+    tx.put_user(&user)?;
+    let (kind, data) = match &verdict {
+        Verdict::Accepted { step } => (EventKind::MfaAccepted, json!({"step": step})),
+        Verdict::Wrong { failures } => (
+            EventKind::MfaRejected,
+            json!({"failures": failures, "max_failures": limits.max_failures}),
+        ),
+        Verdict::Replayed { failures } => (
+            EventKind::MfaReplayed,
+            json!({"failures": failures, "max_failures": limits.max_failures}),
+        ),
+        Verdict::Locked { until } => (EventKind::MfaLocked, json!({"locked_until": until})),
+        Verdict::LockedOut { until } => (EventKind::MfaLockedOut, json!({"locked_until": until})),
+    };
+    let mut data = data;
+    if let Value::Object(m) = &mut data {
+        m.insert("purpose".into(), Value::String(purpose.to_string()));
+    }
+    tx.append(NewEvent::new(name, kind, request_id, data), now)?;
+    tracing::info!(user = name, purpose, verdict = ?kind, "totp attempt");
+    Ok(verdict
+        .into_result(name, limits)
+        .map(|_| user)
+        .map_err(Into::into))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        clock: Arc<TestClock>,
+        broker: Broker,
+        secrets: std::collections::HashMap<String, String>,
+    }
+
+    impl Fixture {
+        fn new(policy: &str) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+            let clock = TestClock::at(Utc.timestamp_opt(1_800_000_000, 0).unwrap());
+            let broker = Broker::open(
+                &Paths::at(dir.path()),
+                BrokerOptions {
+                    policy_path: None,
+                    clock: Some(clock.clone()),
+                },
+            )
+            .unwrap();
+            let mut f = Fixture {
+                _dir: dir,
+                clock,
+                broker,
+                secrets: Default::default(),
+            };
+            for (name, role) in [
+                ("rita", "requester"),
+                ("ann", "approver"),
+                ("bob", "approver"),
+                ("cat", "both"),
+            ] {
+                let e = f
+                    .broker
+                    .enrol_user(name, Role::parse_set(role).unwrap())
+                    .unwrap();
+                f.secrets.insert(name.into(), e.secret_base32);
+            }
+            f
+        }
+
+        /// A fresh code: each call moves the clock one step so no code is a replay.
+        fn code(&self, who: &str) -> String {
+            self.clock.advance(Duration::from_secs(30));
+            mfa::code_at(who, &self.secrets[who], self.clock.now()).unwrap()
+        }
+
+        fn request(&self) -> Request {
+            let code = self.code("rita");
+            self.broker
+                .create_request(
+                    NewRequest {
+                        requester: "rita".into(),
+                        target: "i-0abc1234".into(),
+                        reason: "database disk is full".into(),
+                        incident: None,
+                        duration: Duration::from_secs(600),
+                    },
+                    &code,
+                )
+                .unwrap()
+        }
+    }
+
+    const POLICY: &str =
+        "requesters = [\"*\"]\napprovers = [\"*\"]\nrequest_ttl = \"10m\"\ngrant_window = \"5m\"\n";
+
+    #[test]
+    fn full_flow_and_audit_chain() {
+        let f = Fixture::new(POLICY);
+        let r = f.request();
+        assert_eq!(r.state, State::Pending);
+        let code = f.code("ann");
+        let r1 = f.broker.approve(&r.id, "ann", &code, Some("ok")).unwrap();
+        assert_eq!(r1.state, State::Pending);
+        let code = f.code("bob");
+        let r2 = f.broker.approve(&r.id, "bob", &code, None).unwrap();
+        assert_eq!(r2.state, State::Approved);
+        let g = f.broker.begin_open(&r.id, "rita").unwrap();
+        assert_eq!(g.request.state, State::Active);
+        assert!(f.broker.begin_open(&r.id, "rita").is_err());
+        f.broker.session_started(&r.id, "rita-0123").unwrap();
+        let c = f
+            .broker
+            .close_session(&r.id, CloseReason::Exited { code: Some(0) })
+            .unwrap();
+        assert_eq!(c.state, State::Closed);
+        let check = f.broker.verify_audit().unwrap();
+        assert_eq!(check.broken, None);
+        let kinds: Vec<EventKind> = f
+            .broker
+            .audit_for_request(&r.id)
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::MfaAccepted,
+                EventKind::RequestCreated,
+                EventKind::MfaAccepted,
+                EventKind::ApprovalGiven,
+                EventKind::MfaAccepted,
+                EventKind::ApprovalGiven,
+                EventKind::RequestApproved,
+                EventKind::RequestOpened,
+                EventKind::Refused,
+                EventKind::SessionOpened,
+                EventKind::SessionClosed
+            ]
+        );
+    }
+
+    #[test]
+    fn refusals_are_audited_and_typed() {
+        let f = Fixture::new(POLICY);
+        let r = f.request();
+        let code = f.code("rita");
+        let e = f.broker.approve(&r.id, "rita", &code, None).unwrap_err();
+        assert!(
+            matches!(e, BrokerError::Refused(Refusal::OwnRequest { .. })),
+            "{e}"
+        );
+        assert!(e.is_refusal());
+        let last = f.broker.audit_events(0, 1000).unwrap();
+        assert_eq!(last.last().unwrap().kind, EventKind::Refused);
+        // The refusal came before the code check, so the code is still unspent.
+        f.broker.verify_code("rita", &code, "test").unwrap();
+        let e = f.broker.approve(&r.id, "zed", "123456", None).unwrap_err();
+        assert!(
+            matches!(e, BrokerError::Refused(Refusal::NotAnApprover { .. })),
+            "{e}"
+        );
+        let e = f.broker.get("req-ffffffff").unwrap_err();
+        assert!(e.is_input());
+    }
+
+    #[test]
+    fn replay_and_lockout() {
+        let f = Fixture::new(POLICY);
+        let code = f.code("ann");
+        f.broker.verify_code("ann", &code, "test").unwrap();
+        let e = f.broker.verify_code("ann", &code, "test").unwrap_err();
+        assert!(e.to_string().contains("already used"), "{e}");
+        for _ in 0..4 {
+            assert!(f.broker.verify_code("ann", "000000x", "test").is_err());
+        }
+        let good = f.code("ann");
+        let e = f.broker.verify_code("ann", &good, "test").unwrap_err();
+        assert!(e.to_string().contains("locked out"), "{e}");
+        assert!(f.broker.users().unwrap()[0].locked_until.is_some());
+        f.clock.advance(Duration::from_secs(300));
+        let good = f.code("ann");
+        f.broker.verify_code("ann", &good, "test").unwrap();
+    }
+
+    #[test]
+    fn expiry_on_access_and_in_sweep() {
+        let f = Fixture::new(POLICY);
+        let r = f.request();
+        f.clock.advance(Duration::from_secs(600));
+        let code = f.code("ann");
+        let e = f.broker.approve(&r.id, "ann", &code, None).unwrap_err();
+        assert!(e.to_string().contains("timed out"), "{e}");
+        assert_eq!(f.broker.get(&r.id).unwrap().state, State::Expired);
+        let r2 = f.request();
+        f.clock.advance(Duration::from_secs(601));
+        let changed = f.broker.expire_due().unwrap();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].id, r2.id);
+        assert!(f.broker.expire_due().unwrap().is_empty());
+    }
+
+    #[test]
+    fn revision_moves_on_every_write_only() {
+        let f = Fixture::new(POLICY);
+        let before = f.broker.revision().unwrap();
+        f.broker
+            .record(
+                "fleet",
+                EventKind::Tainted,
+                None,
+                json!({"target": "i-0abc1234"}),
+            )
+            .unwrap();
+        let after = f.broker.revision().unwrap();
+        assert!(after > before);
+        assert!(f.broker.expire_due().unwrap().is_empty());
+        assert_eq!(f.broker.revision().unwrap(), after);
+    }
+
+    #[test]
+    fn permits_follows_roles_and_policy() {
+        let f = Fixture::new("requesters = [\"*\"]\napprovers = [\"ann\"]\nreviewers = [\"*\"]\n");
+        assert!(f.broker.permits("ann", Role::Approver).unwrap());
+        // bob is enrolled as an approver but the policy does not list him.
+        assert!(!f.broker.permits("bob", Role::Approver).unwrap());
+        assert!(!f.broker.permits("ann", Role::Reviewer).unwrap());
+        assert!(!f.broker.permits("zed", Role::Requester).unwrap());
+        f.broker
+            .enrol_user("rev", Role::parse_set("reviewer").unwrap())
+            .unwrap();
+        assert!(f.broker.permits("rev", Role::Reviewer).unwrap());
+    }
+
+    #[test]
+    fn record_refuses_broker_only_kinds() {
+        let f = Fixture::new(POLICY);
+        let e = f
+            .broker
+            .record("mallory", EventKind::RequestApproved, None, json!({}))
+            .unwrap_err();
+        assert!(matches!(e, BrokerError::Input(_)), "{e}");
+        f.broker
+            .record(
+                "rec",
+                EventKind::RecordingSealed,
+                Some("req-00000001"),
+                json!({"digest": "ab"}),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn broker_can_move_to_a_blocking_thread() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Broker>();
+    }
+
+    #[test]
+    fn first_open_writes_default_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(&Paths::at(dir.path()), BrokerOptions::default()).unwrap();
+        assert!(b.policy_created());
+        assert_eq!(b.policy().unwrap().approvals_required, 2);
+        let b = Broker::open(&Paths::at(dir.path()), BrokerOptions::default()).unwrap();
+        assert!(!b.policy_created());
+        assert_eq!(
+            b.audit_events(0, 10).unwrap()[0].kind,
+            EventKind::PolicyCreated
+        );
+    }
+
+    #[test]
+    fn enrolment_rules() {
+        let f = Fixture::new(POLICY);
+        assert!(matches!(
+            f.broker
+                .enrol_user("ann", Role::parse_set("approver").unwrap()),
+            Err(BrokerError::AlreadyEnrolled { .. })
+        ));
+        assert!(matches!(
+            f.broker
+                .enrol_user("bad name", Role::parse_set("approver").unwrap()),
+            Err(BrokerError::Input(_))
+        ));
+        let code = f.code("cat");
+        f.broker.confirm_enrolment("cat", &code).unwrap();
+        let cat = f
+            .broker
+            .users()
+            .unwrap()
+            .into_iter()
+            .find(|u| u.name == "cat")
+            .unwrap();
+        assert!(cat.confirmed_at.is_some());
+    }
+}

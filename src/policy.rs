@@ -1,1 +1,659 @@
-//! TODO(policy)
+//! The policy file (`policy.toml`): who may request and approve, thresholds and limits.
+//!
+//! Unknown keys are errors; a value of the wrong type or out of range is an error naming the key
+//! and line. Missing optional keys take the documented defaults of [`DEFAULT_POLICY`]; a value
+//! the file got wrong is never replaced by a default.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::request::Rules;
+
+/// The policy written on first run, with every key and its meaning.
+pub const DEFAULT_POLICY: &str = r#"# pink-sombrero policy. Checked with `sombrero policy check`.
+#
+# A person may request (or approve, or review) when they are enrolled with that role
+# (`sombrero user add NAME --role requester|approver|reviewer|both`) AND the list below
+# names them or contains "*". "*" trusts every enrolled user with the role: fine for one
+# console or a lab; a team should list names.
+requesters = ["*"]
+approvers = ["*"]
+reviewers = ["*"]
+
+# Distinct approvers needed, never the requester (at least 1; default 2).
+approvals_required = 2
+
+# How long a request may wait for approvals, how long an approved request may wait to be
+# opened, and the longest session one may ask for (humantime: "90s", "15m", "1h 30m").
+request_ttl = "30m"
+grant_window = "15m"
+max_session_duration = "1h"
+
+# Shortest acceptable reason, in characters.
+reason_min_length = 10
+
+# If set, every request needs an incident reference matching this regex.
+# incident_pattern = "^INC-[0-9]+$"
+
+# What happens to an instance after its session closes:
+#   "asg"                 terminate it in its Auto Scaling group (which launches a fresh one)
+#   "asg-unhealthy"       mark it Unhealthy in its group
+#   "automation:<doc>"    run an SSM Automation document with the instance id
+#   "none"                only tag it as tainted
+replacement = "asg"
+
+[mfa]
+# Consecutive wrong or replayed TOTP codes before a lockout, and how long it lasts.
+max_failures = 5
+lockout = "5m"
+"#;
+
+/// Writes [`DEFAULT_POLICY`] to `path` unless a file appears there first. The text goes to a
+/// private temporary file that is then hard-linked into place, which fails if `path` exists:
+/// a process starting at the same moment never reads a half-written policy.
+fn write_default(path: &Path) -> Result<bool, PolicyError> {
+    use std::io::Write;
+    let werr = |source| PolicyError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension(format!("toml.tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(werr)?;
+    f.write_all(DEFAULT_POLICY.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(werr)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    // The temporary name is ours alone; failing to remove it leaves a stray file, not a risk.
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(werr(e)),
+    }
+}
+
+/// Environment variable naming the policy file; wins over the config file.
+pub const POLICY_ENV: &str = "SOMBRERO_POLICY";
+
+/// Where the policy file is: `$SOMBRERO_POLICY`, else the `policy` key of the config file
+/// (`--config`, else `config.toml` in the data dir, if it exists; relative paths are relative
+/// to the config file), else `policy.toml` in the data dir. Other config keys are ignored here.
+pub fn resolve_path(
+    config: Option<&Path>,
+    paths: &crate::config::Paths,
+) -> Result<PathBuf, PolicyError> {
+    if let Some(p) = std::env::var_os(POLICY_ENV) {
+        return Ok(PathBuf::from(p));
+    }
+    let config = config.map_or_else(|| paths.config(), Path::to_path_buf);
+    let text = match std::fs::read_to_string(&config) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(paths.policy()),
+        Err(source) => {
+            return Err(PolicyError::Read {
+                path: config,
+                source,
+            });
+        }
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(|e| PolicyError::Syntax {
+        path: config.clone(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    match table.get("policy") {
+        None => Ok(paths.policy()),
+        Some(toml::Value::String(p)) => {
+            let base = config.parent().unwrap_or(Path::new("."));
+            Ok(base.join(p))
+        }
+        Some(_) => Err(PolicyError::Syntax {
+            path: config,
+            message: "policy: must be a string, the path of the policy file".to_string(),
+        }),
+    }
+}
+
+/// Problems loading the policy.
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file could not be written (first run).
+    #[error("cannot write the default policy file {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key or wrong type (toml's message names line and column).
+    #[error("policy file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// toml's message.
+        message: String,
+    },
+    /// A value with the right type but not acceptable.
+    #[error("policy file {path}, line {line}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the value.
+        line: usize,
+        /// The key.
+        key: String,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+}
+
+/// What to do with an instance after its session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum Replacement {
+    /// TerminateInstanceInAutoScalingGroup without decrement.
+    Asg,
+    /// SetInstanceHealth(Unhealthy).
+    AsgUnhealthy,
+    /// StartAutomationExecution with this document.
+    Automation(String),
+    /// Tag only.
+    None,
+}
+
+impl Replacement {
+    /// Parses `asg` | `asg-unhealthy` | `automation:<document>` | `none`.
+    pub fn parse(s: &str) -> Option<Replacement> {
+        match s {
+            "asg" => Some(Replacement::Asg),
+            "asg-unhealthy" => Some(Replacement::AsgUnhealthy),
+            "none" => Some(Replacement::None),
+            _ => s
+                .strip_prefix("automation:")
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| Replacement::Automation(d.to_string())),
+        }
+    }
+}
+
+impl From<Replacement> for String {
+    fn from(r: Replacement) -> String {
+        r.to_string()
+    }
+}
+
+impl std::fmt::Display for Replacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replacement::Asg => f.write_str("asg"),
+            Replacement::AsgUnhealthy => f.write_str("asg-unhealthy"),
+            Replacement::Automation(d) => write!(f, "automation:{d}"),
+            Replacement::None => f.write_str("none"),
+        }
+    }
+}
+
+/// A role a user is enrolled with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// May ask for access.
+    Requester,
+    /// May approve or deny.
+    Approver,
+    /// May sign off recordings.
+    Reviewer,
+}
+
+impl Role {
+    /// Parses `requester`, `approver`, `reviewer` or `both` (requester and approver).
+    pub fn parse_set(s: &str) -> Option<BTreeSet<Role>> {
+        let mut out = BTreeSet::new();
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "requester" => {
+                    out.insert(Role::Requester);
+                }
+                "approver" => {
+                    out.insert(Role::Approver);
+                }
+                "reviewer" => {
+                    out.insert(Role::Reviewer);
+                }
+                "both" => {
+                    out.insert(Role::Requester);
+                    out.insert(Role::Approver);
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Requester => "requester",
+            Role::Approver => "approver",
+            Role::Reviewer => "reviewer",
+        }
+    }
+}
+
+/// MFA limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MfaPolicy {
+    /// Consecutive failures before a lockout.
+    pub max_failures: u32,
+    /// How long a lockout lasts.
+    #[serde(with = "humantime_serde_str")]
+    pub lockout: Duration,
+}
+
+/// The policy in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct Policy {
+    /// Names (or `*`) allowed to request.
+    pub requesters: Vec<String>,
+    /// Names (or `*`) allowed to approve.
+    pub approvers: Vec<String>,
+    /// Names (or `*`) allowed to review recordings.
+    pub reviewers: Vec<String>,
+    /// Distinct approvals needed.
+    pub approvals_required: u32,
+    /// How long a request may stay Pending.
+    #[serde(with = "humantime_serde_str")]
+    pub request_ttl: Duration,
+    /// How long an approved request may wait to be opened.
+    #[serde(with = "humantime_serde_str")]
+    pub grant_window: Duration,
+    /// Longest session.
+    #[serde(with = "humantime_serde_str")]
+    pub max_session_duration: Duration,
+    /// Shortest reason.
+    pub reason_min_length: usize,
+    /// Incident reference pattern, if required.
+    #[serde(serialize_with = "ser_regex")]
+    pub incident_pattern: Option<regex::Regex>,
+    /// Replacement strategy.
+    pub replacement: Replacement,
+    /// MFA limits.
+    pub mfa: MfaPolicy,
+}
+
+fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.serialize_some(r.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Durations print as humantime strings in `policy check --json`.
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    requesters: Vec<Spanned<String>>,
+    approvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    reviewers: Vec<Spanned<String>>,
+    approvals_required: Option<Spanned<i64>>,
+    request_ttl: Option<Spanned<String>>,
+    grant_window: Option<Spanned<String>>,
+    max_session_duration: Option<Spanned<String>>,
+    reason_min_length: Option<Spanned<i64>>,
+    incident_pattern: Option<Spanned<String>>,
+    replacement: Option<Spanned<String>>,
+    mfa: Option<RawMfa>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMfa {
+    max_failures: Option<Spanned<i64>>,
+    lockout: Option<Spanned<String>>,
+}
+
+/// Turns spans into line numbers and builds precise errors.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, key: &str, span: std::ops::Range<usize>, message: String) -> PolicyError {
+        let line = self.text[..span.start.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1;
+        PolicyError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        v: Option<Spanned<String>>,
+        default: Duration,
+    ) -> Result<Duration, PolicyError> {
+        let Some(v) = v else { return Ok(default) };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(self.err(
+                key,
+                v.span(),
+                "must be longer than zero, e.g. \"15m\"".to_string(),
+            )),
+            Err(e) => Err(self.err(
+                key,
+                v.span(),
+                format!(
+                    "{:?} is not a duration ({e}); write e.g. \"90s\", \"15m\" or \"1h 30m\"",
+                    v.get_ref()
+                ),
+            )),
+        }
+    }
+
+    fn count(
+        &self,
+        key: &str,
+        v: Option<Spanned<i64>>,
+        min: i64,
+        default: u32,
+    ) -> Result<u32, PolicyError> {
+        let Some(v) = v else { return Ok(default) };
+        let n = *v.get_ref();
+        if n < min || n > i64::from(u32::MAX) {
+            return Err(self.err(
+                key,
+                v.span(),
+                format!("{n} is out of range: it must be at least {min}"),
+            ));
+        }
+        Ok(n as u32)
+    }
+
+    fn names(&self, key: &str, v: Vec<Spanned<String>>) -> Result<Vec<String>, PolicyError> {
+        v.into_iter()
+            .map(|s| {
+                let name = s.get_ref().trim();
+                if name.is_empty() || name.chars().any(char::is_whitespace) {
+                    Err(self.err(
+                        key,
+                        s.span(),
+                        format!(
+                            "{:?} is not a user name: use enrolled names without spaces, or \"*\"",
+                            s.get_ref()
+                        ),
+                    ))
+                } else {
+                    Ok(name.to_string())
+                }
+            })
+            .collect()
+    }
+}
+
+impl Policy {
+    /// Parses policy text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let c = Checker { path, text };
+        let incident_pattern = match raw.incident_pattern {
+            None => None,
+            Some(p) => Some(regex::Regex::new(p.get_ref()).map_err(|e| {
+                c.err(
+                    "incident_pattern",
+                    p.span(),
+                    format!("not a valid regular expression: {e}"),
+                )
+            })?),
+        };
+        let replacement = match raw.replacement {
+            None => Replacement::Asg,
+            Some(r) => Replacement::parse(r.get_ref()).ok_or_else(|| {
+                c.err(
+                    "replacement",
+                    r.span(),
+                    format!(
+                        "{:?} is not a strategy: use \"asg\", \"asg-unhealthy\", \"automation:<document>\" or \"none\"",
+                        r.get_ref()
+                    ),
+                )
+            })?,
+        };
+        let (max_failures, lockout) = match raw.mfa {
+            None => (None, None),
+            Some(m) => (m.max_failures, m.lockout),
+        };
+        Ok(Policy {
+            requesters: c.names("requesters", raw.requesters)?,
+            approvers: c.names("approvers", raw.approvers)?,
+            reviewers: c.names("reviewers", raw.reviewers)?,
+            approvals_required: c.count("approvals_required", raw.approvals_required, 1, 2)?,
+            request_ttl: c.duration(
+                "request_ttl",
+                raw.request_ttl,
+                Duration::from_secs(30 * 60),
+            )?,
+            grant_window: c.duration(
+                "grant_window",
+                raw.grant_window,
+                Duration::from_secs(15 * 60),
+            )?,
+            max_session_duration: c.duration(
+                "max_session_duration",
+                raw.max_session_duration,
+                Duration::from_secs(60 * 60),
+            )?,
+            reason_min_length: c.count("reason_min_length", raw.reason_min_length, 0, 10)? as usize,
+            incident_pattern,
+            replacement,
+            mfa: MfaPolicy {
+                max_failures: c.count("mfa.max_failures", max_failures, 1, 5)?,
+                lockout: c.duration("mfa.lockout", lockout, Duration::from_secs(5 * 60))?,
+            },
+        })
+    }
+
+    /// Reads and parses a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Policy::parse(&text, path)
+    }
+
+    /// Loads the policy, first writing [`DEFAULT_POLICY`] if no file exists.
+    /// Returns the policy and whether this call created the file.
+    pub fn load_or_create(path: &Path) -> Result<(Policy, bool), PolicyError> {
+        let created = if path.exists() {
+            false
+        } else {
+            write_default(path)?
+        };
+        Ok((Policy::load(path)?, created))
+    }
+
+    fn allows(list: &[String], name: &str) -> bool {
+        list.iter().any(|n| n == "*" || n == name)
+    }
+
+    /// True when `name`, enrolled with `roles`, may act as `role`.
+    pub fn permits(&self, name: &str, roles: &BTreeSet<Role>, role: Role) -> bool {
+        let list = match role {
+            Role::Requester => &self.requesters,
+            Role::Approver => &self.approvers,
+            Role::Reviewer => &self.reviewers,
+        };
+        roles.contains(&role) && Policy::allows(list, name)
+    }
+
+    /// The lifecycle rules with names resolved against the enrolled users.
+    pub fn rules<'a>(
+        &self,
+        users: impl IntoIterator<Item = (&'a str, &'a BTreeSet<Role>)>,
+    ) -> Rules {
+        let mut requesters = BTreeSet::new();
+        let mut approvers = BTreeSet::new();
+        for (name, roles) in users {
+            if self.permits(name, roles, Role::Requester) {
+                requesters.insert(name.to_string());
+            }
+            if self.permits(name, roles, Role::Approver) {
+                approvers.insert(name.to_string());
+            }
+        }
+        Rules {
+            requesters,
+            approvers,
+            approvals_required: self.approvals_required,
+            request_ttl: self.request_ttl,
+            grant_window: self.grant_window,
+            max_session_duration: self.max_session_duration,
+            reason_min_length: self.reason_min_length,
+            incident_pattern: self.incident_pattern.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(text, Path::new("policy.toml"))
+    }
+
+    #[test]
+    fn default_policy_parses_with_documented_values() {
+        let p = parse(DEFAULT_POLICY).unwrap();
+        assert_eq!(p.approvals_required, 2);
+        assert_eq!(p.request_ttl, Duration::from_secs(1800));
+        assert_eq!(p.grant_window, Duration::from_secs(900));
+        assert_eq!(p.max_session_duration, Duration::from_secs(3600));
+        assert_eq!(p.reason_min_length, 10);
+        assert_eq!(p.replacement, Replacement::Asg);
+        assert_eq!(p.mfa.max_failures, 5);
+        assert_eq!(p.mfa.lockout, Duration::from_secs(300));
+        assert!(p.incident_pattern.is_none());
+    }
+
+    #[test]
+    fn minimal_policy_takes_defaults() {
+        let p = parse("requesters = [\"a\"]\napprovers = [\"b\", \"c\"]\n").unwrap();
+        assert_eq!(p.approvals_required, 2);
+        assert_eq!(p.mfa.max_failures, 5);
+        assert!(p.reviewers.is_empty());
+    }
+
+    #[test]
+    fn replacement_strategies() {
+        for (s, want) in [
+            ("asg", Replacement::Asg),
+            ("asg-unhealthy", Replacement::AsgUnhealthy),
+            ("none", Replacement::None),
+            (
+                "automation:Lab-Replace",
+                Replacement::Automation("Lab-Replace".into()),
+            ),
+        ] {
+            assert_eq!(Replacement::parse(s), Some(want.clone()));
+            assert_eq!(want.to_string(), s);
+        }
+        assert_eq!(Replacement::parse("automation:"), None);
+        assert_eq!(Replacement::parse("terminate"), None);
+    }
+
+    #[test]
+    fn roles_and_lists_resolve() {
+        let p = parse("requesters = [\"*\"]\napprovers = [\"ann\", \"bob\"]\n").unwrap();
+        let both = Role::parse_set("both").unwrap();
+        let req = Role::parse_set("requester").unwrap();
+        let users = vec![("ann", &both), ("bob", &req), ("zed", &both)];
+        let r = p.rules(users);
+        assert_eq!(r.requesters.len(), 3);
+        // bob is listed but not enrolled as approver; zed is an approver not listed.
+        assert_eq!(r.approvers.iter().collect::<Vec<_>>(), vec!["ann"]);
+        assert_eq!(Role::parse_set("wizard"), None);
+    }
+
+    #[test]
+    fn value_errors_name_key_and_line() {
+        let e = parse("requesters = [\"a\"]\napprovers = [\"b\"]\napprovals_required = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "policy file policy.toml, line 3: approvals_required: 0 is out of range: it must be at least 1"
+        );
+    }
+
+    #[test]
+    fn config_file_can_name_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::config::Paths::at(dir.path());
+        // Environment overrides are tested through the binary; keep this test independent.
+        if std::env::var_os(POLICY_ENV).is_some() {
+            return;
+        }
+        assert_eq!(resolve_path(None, &paths).unwrap(), paths.policy());
+        std::fs::write(
+            paths.config(),
+            "theme = \"dark\"\npolicy = \"team/policy.toml\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_path(None, &paths).unwrap(),
+            dir.path().join("team/policy.toml")
+        );
+        let other = dir.path().join("other.toml");
+        std::fs::write(&other, "policy = 3\n").unwrap();
+        let e = resolve_path(Some(&other), &paths).unwrap_err().to_string();
+        assert!(e.contains("policy: must be a string"), "{e}");
+    }
+
+    #[test]
+    fn load_or_create_writes_the_default_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        let (_, created) = Policy::load_or_create(&path).unwrap();
+        assert!(created);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), DEFAULT_POLICY);
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1, "temporary file left behind");
+        std::fs::write(&path, "requesters = []\napprovers = []\n").unwrap();
+        let (p, created) = Policy::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert!(p.requesters.is_empty());
+    }
+}

@@ -1,10 +1,18 @@
 //! Request lifecycle commands: request, approve, deny, cancel, list, show, user, policy, audit.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
+use serde_json::json;
 
-use crate::config::GlobalOpts;
+use crate::broker::{Broker, BrokerError, BrokerOptions};
+use crate::cli::{ExitError, init_logging};
+use crate::config::{GlobalOpts, Paths};
+use crate::mfa;
+use crate::policy::{self, Policy, PolicyError, Role};
+use crate::request::{NewRequest, Request, State};
 
 /// `sombrero request`.
 #[derive(Debug, Args)]
@@ -150,51 +158,443 @@ pub enum AuditCommand {
     Export,
 }
 
-fn todo_area() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is being built (issue #2)")
+/// The policy file for these options (env, then config file, then the data dir).
+fn policy_path(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<std::path::PathBuf> {
+    policy::resolve_path(g.config.as_deref(), paths)
+        .map_err(|e| ExitError::usage(e.to_string()).into())
+}
+
+/// Turns a broker error into the right exit status: 1 for rules, 2 for input.
+fn fail(e: BrokerError) -> anyhow::Error {
+    if e.is_refusal() {
+        ExitError::refused(e.to_string()).into()
+    } else if e.is_input() {
+        ExitError::usage(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// Opens the broker on the data dir, with logging to its log file.
+fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    init_logging(&paths)?;
+    let opts = BrokerOptions {
+        policy_path: Some(policy_path(g, &paths)?),
+        clock: None,
+    };
+    let broker = Broker::open(&paths, opts).map_err(fail)?;
+    if broker.policy_created() {
+        eprintln!(
+            "sombrero: wrote the default policy to {} (two approvals, any enrolled approver); review it with `sombrero policy check`",
+            broker.policy_path().display()
+        );
+    }
+    Ok(broker)
+}
+
+/// `--as`, else the OS user.
+fn who(as_user: Option<String>) -> anyhow::Result<String> {
+    as_user
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ExitError::usage("cannot tell who you are: pass --as NAME").into())
+}
+
+/// The TOTP code: `--code`, else a no-echo prompt on a terminal, else one line of stdin.
+fn code(given: Option<String>, user: &str) -> anyhow::Result<String> {
+    let code = match given {
+        Some(c) => c,
+        None if std::io::stdin().is_terminal() => {
+            rpassword::prompt_password(format!("TOTP code for {user}: "))
+                .context("reading the TOTP code")?
+        }
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the TOTP code from stdin")?;
+            line
+        }
+    };
+    let code = code.trim().to_string();
+    if code.is_empty() {
+        return Err(ExitError::usage(format!(
+            "no TOTP code given for {user}: pass --code CODE or type it when asked"
+        ))
+        .into());
+    }
+    Ok(code)
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// One line saying where a request stands and what happens next.
+fn summary(r: &Request, required: u32) -> String {
+    let next = match r.state {
+        State::Pending => format!(
+            "{} of {required} approvals; expires {}",
+            r.approvals.len(),
+            time(r.pending_expires_at)
+        ),
+        State::Approved => match r.grant_expires_at {
+            Some(t) => format!("{} may open it until {}", r.requester, time(t)),
+            None => String::new(),
+        },
+        State::Active => match r.session_ends_at {
+            Some(t) => format!("session ends by {}", time(t)),
+            None => String::new(),
+        },
+        State::Denied => match &r.denial {
+            Some(d) => format!(
+                "denied by {}{}",
+                d.by,
+                d.comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            ),
+            None => String::new(),
+        },
+        State::Closed => r
+            .close_reason
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        State::Cancelled | State::Expired => String::new(),
+    };
+    format!(
+        "{} {} ({} on {}) {next}",
+        r.id, r.state, r.requester, r.target
+    )
+    .trim_end()
+    .to_string()
+}
+
+fn report(b: &Broker, r: &Request, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(r)?;
+    } else {
+        let required = b.policy().map_err(fail)?.approvals_required;
+        println!("{}", summary(r, required));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    humantime::parse_duration(s).map_err(|e| {
+        ExitError::usage(format!(
+            "--duration {s:?} is not a duration ({e}); write e.g. 30m or 1h"
+        ))
+        .into()
+    })
 }
 
 /// Runs `sombrero request`.
-pub fn request(_g: &GlobalOpts, _a: RequestArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
+    let duration = parse_duration(&a.duration)?;
+    let requester = who(a.as_user)?;
+    let b = open(g)?;
+    let code = code(a.code, &requester)?;
+    let new = NewRequest {
+        requester,
+        target: a.target,
+        reason: a.reason,
+        incident: a.incident,
+        duration,
+    };
+    let r = b.create_request(new, &code).map_err(fail)?;
+    report(&b, &r, a.json)
 }
 
 /// Runs `sombrero approve`.
-pub fn approve(_g: &GlobalOpts, _a: ApproveArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn approve(g: &GlobalOpts, a: ApproveArgs) -> anyhow::Result<ExitCode> {
+    let by = who(a.as_user)?;
+    let b = open(g)?;
+    let code = code(a.code, &by)?;
+    let r = b
+        .approve(&a.request, &by, &code, a.comment.as_deref())
+        .map_err(fail)?;
+    report(&b, &r, a.json)
 }
 
 /// Runs `sombrero deny`.
-pub fn deny(_g: &GlobalOpts, _a: DenyArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn deny(g: &GlobalOpts, a: DenyArgs) -> anyhow::Result<ExitCode> {
+    let by = who(a.as_user)?;
+    if a.comment.trim().is_empty() {
+        return Err(ExitError::usage("--comment must say why the request is denied").into());
+    }
+    let b = open(g)?;
+    let code = code(a.code, &by)?;
+    let r = b
+        .deny(&a.request, &by, &code, Some(&a.comment))
+        .map_err(fail)?;
+    report(&b, &r, a.json)
 }
 
 /// Runs `sombrero cancel`.
-pub fn cancel(_g: &GlobalOpts, _a: CancelArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn cancel(g: &GlobalOpts, a: CancelArgs) -> anyhow::Result<ExitCode> {
+    let by = who(a.as_user)?;
+    let b = open(g)?;
+    let r = b.cancel(&a.request, &by).map_err(fail)?;
+    report(&b, &r, a.json)
 }
 
 /// Runs `sombrero list`.
-pub fn list(_g: &GlobalOpts, _a: ListArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let state = match a.state.as_deref() {
+        None => None,
+        Some(s) => Some(State::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+            ExitError::usage(format!("--state {s:?} is not one of {}", all.join(", ")))
+        })?),
+    };
+    let b = open(g)?;
+    b.expire_due().map_err(fail)?;
+    let rs = b.list(state).map_err(fail)?;
+    if a.json {
+        print_json(&rs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rs.is_empty() {
+        println!("no requests");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<12} {:<9} {:<12} {:<20} {:<9} {:<23} REASON",
+        "ID", "STATE", "REQUESTER", "TARGET", "APPROVALS", "CREATED"
+    );
+    for r in rs {
+        println!(
+            "{:<12} {:<9} {:<12} {:<20} {:<9} {:<23} {}",
+            r.id,
+            r.state.as_str(),
+            r.requester,
+            r.target,
+            r.approvals.len(),
+            time(r.created_at),
+            r.reason
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `sombrero show`.
-pub fn show(_g: &GlobalOpts, _a: ShowArgs) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn show(g: &GlobalOpts, a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let b = open(g)?;
+    b.expire_due().map_err(fail)?;
+    let r = b.get(&a.request).map_err(fail)?;
+    let events = b.audit_for_request(&r.id).map_err(fail)?;
+    if a.json {
+        print_json(&json!({"request": r, "events": events}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let required = b.policy().map_err(fail)?.approvals_required;
+    println!("{}", summary(&r, required));
+    println!("  reason:    {}", r.reason);
+    if let Some(i) = &r.incident {
+        println!("  incident:  {i}");
+    }
+    println!("  duration:  {}", humantime::format_duration(r.duration()));
+    for d in &r.approvals {
+        println!(
+            "  approved:  {} at {}{}",
+            d.by,
+            time(d.at),
+            d.comment
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(s) = &r.session_id {
+        println!("  session:   {s}");
+    }
+    println!("  history:");
+    for e in events {
+        println!(
+            "    #{:<5} {} {:<10} {}",
+            e.seq,
+            time(e.at),
+            e.actor,
+            e.kind
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `sombrero user ...`.
-pub fn user(_g: &GlobalOpts, _c: UserCommand) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        UserCommand::Add { name, role, json } => {
+            let roles = Role::parse_set(&role).ok_or_else(|| {
+                ExitError::usage(format!(
+                    "--role {role:?} is not one of requester, approver, reviewer, both"
+                ))
+            })?;
+            let b = open(g)?;
+            let e = b.enrol_user(&name, roles).map_err(fail)?;
+            if json {
+                print_json(&e)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("Enrolled {name}. Add this to an authenticator app (scan or type it):\n");
+            println!(
+                "{}",
+                mfa::qr_terminal(&e.otpauth_uri).map_err(|x| anyhow::anyhow!(x))?
+            );
+            println!("  {}", e.otpauth_uri);
+            println!("  secret: {}\n", e.secret_base32);
+            let tries = if std::io::stdin().is_terminal() { 3 } else { 1 };
+            let mut last = None;
+            for _ in 0..tries {
+                let c = code(None, &name)?;
+                match b.confirm_enrolment(&name, &c) {
+                    Ok(()) => {
+                        println!("Confirmed: {name} can now use codes from that authenticator.");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(err) => {
+                        eprintln!("sombrero: {err}");
+                        last = Some(err);
+                    }
+                }
+            }
+            let why = last.map(|e| e.to_string()).unwrap_or_default();
+            Err(ExitError::refused(format!(
+                "{name} is enrolled but the code was not confirmed ({why}); fix the authenticator entry before using it"
+            ))
+            .into())
+        }
+        UserCommand::List { json } => {
+            let b = open(g)?;
+            let users = b.users().map_err(fail)?;
+            if json {
+                print_json(&users)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<16} {:<28} {:<10} STATUS", "NAME", "ROLES", "CONFIRMED");
+            for u in users {
+                let roles: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
+                let status = match u.locked_until {
+                    Some(t) => format!("locked until {}", time(t)),
+                    None => "ok".to_string(),
+                };
+                let confirmed = if u.confirmed_at.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                };
+                println!(
+                    "{:<16} {:<28} {:<10} {status}",
+                    u.name,
+                    roles.join(","),
+                    confirmed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// Runs `sombrero policy ...`.
-pub fn policy(_g: &GlobalOpts, _c: PolicyCommand) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
+    let PolicyCommand::Check { json } = c;
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    let path = policy_path(g, &paths)?;
+    let p = Policy::load(&path).map_err(|e| match e {
+        PolicyError::Read { .. } => ExitError::usage(format!(
+            "{e}; the first `sombrero user add` writes a documented default there"
+        )),
+        other => ExitError::usage(other.to_string()),
+    })?;
+    if json {
+        print_json(&json!({"path": path.display().to_string(), "policy": p}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let d = |x: std::time::Duration| humantime::format_duration(x).to_string();
+    println!("policy {} is valid:", path.display());
+    println!("  requesters:           {}", p.requesters.join(", "));
+    println!("  approvers:            {}", p.approvers.join(", "));
+    println!("  reviewers:            {}", p.reviewers.join(", "));
+    println!("  approvals_required:   {}", p.approvals_required);
+    println!("  request_ttl:          {}", d(p.request_ttl));
+    println!("  grant_window:         {}", d(p.grant_window));
+    println!("  max_session_duration: {}", d(p.max_session_duration));
+    println!("  reason_min_length:    {}", p.reason_min_length);
+    println!(
+        "  incident_pattern:     {}",
+        p.incident_pattern.as_ref().map_or("(none)", |r| r.as_str())
+    );
+    println!("  replacement:          {}", p.replacement);
+    println!(
+        "  mfa:                  {} failures -> locked for {}",
+        p.mfa.max_failures,
+        d(p.mfa.lockout)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `sombrero audit ...`.
-pub fn audit(_g: &GlobalOpts, _c: AuditCommand) -> anyhow::Result<ExitCode> {
-    todo_area()
+pub fn audit(g: &GlobalOpts, c: AuditCommand) -> anyhow::Result<ExitCode> {
+    let b = open(g)?;
+    match c {
+        AuditCommand::Verify { json } => {
+            let (events, broken, message) = match b.verify_audit() {
+                Ok(c) => (c.events, c.broken.clone(), c.broken.map(|x| x.to_string())),
+                // A row that no longer decodes was tampered with too; the message names it.
+                Err(BrokerError::Store(e)) => (0, None, Some(format!("audit log unreadable: {e}"))),
+                Err(e) => return Err(fail(e)),
+            };
+            if json {
+                print_json(&json!({
+                    "ok": message.is_none(),
+                    "events": events,
+                    "broken": broken,
+                    "message": message,
+                }))?;
+            }
+            match message {
+                None => {
+                    if !json {
+                        println!("audit chain holds: {events} events");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(m) => Err(ExitError::refused(m).into()),
+            }
+        }
+        AuditCommand::Export => {
+            let mut out = std::io::stdout().lock();
+            let mut after = 0;
+            loop {
+                let page = b.audit_events(after, 1000).map_err(fail)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for e in &page {
+                    let line = serde_json::to_string(e)?;
+                    match writeln!(out, "{line}") {
+                        Ok(()) => {}
+                        // The reader (e.g. `head`) has what it wanted.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::GlobalOpts;
+use crate::config::{GlobalOpts, Paths};
 
 /// Break-glass access for immutable infrastructure.
 #[derive(Debug, Parser)]
@@ -111,6 +111,23 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     err.chain()
         .find_map(|e| e.downcast_ref::<ExitError>().map(|x| x.code))
         .unwrap_or(1)
+}
+
+/// Sends tracing to `logs/sombrero.log` in the data dir (never to the terminal, which is the
+/// UI). Filter with `SOMBRERO_LOG` (default `info`). Safe to call more than once.
+pub fn init_logging(paths: &Paths) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    paths.ensure()?;
+    crate::config::create_private_dir(&paths.logs())?;
+    let file = tracing_appender::rolling::never(paths.logs(), "sombrero.log");
+    let filter = EnvFilter::try_from_env("SOMBRERO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Err only means a subscriber is already installed (a second call): keep that one.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(file)
+        .try_init();
+    Ok(())
 }
 
 /// Parses the command line, runs it, and turns the outcome into an exit status.

@@ -1,1 +1,100 @@
-//! Persistent state.
+//! Persistent state: requests, users (with TOTP secrets and MFA state) and the audit chain.
+//!
+//! [`Store::write`] runs a closure in one exclusive transaction: everything it reads and writes
+//! (request, user, audit events) commits together or not at all, so racing processes see each
+//! other's changes whole. [`sqlite::SqliteStore`] is the embedded implementation.
+
+pub mod sqlite;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::audit::{Event, NewEvent};
+use crate::mfa::MfaState;
+use crate::policy::Role;
+use crate::request::{Request, State};
+
+/// Storage failures (not rule refusals).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}; check that the data dir is writable and not on a network share")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored row could not be decoded.
+    #[error("stored data is damaged ({0}); run `sombrero audit verify` and restore from a backup")]
+    Corrupt(String),
+    /// The database was written by a newer sombrero.
+    #[error(
+        "the database schema is version {found}, newer than this sombrero understands ({known}); upgrade sombrero"
+    )]
+    TooNew {
+        /// Version found.
+        found: i64,
+        /// Latest version known.
+        known: i64,
+    },
+}
+
+/// An enrolled user as stored (the secret never leaves the store except to verify codes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Name.
+    pub name: String,
+    /// Roles enrolled with.
+    pub roles: BTreeSet<Role>,
+    /// TOTP secret, base32. Never logged or printed after enrolment.
+    #[serde(skip_serializing)]
+    pub secret_base32: String,
+    /// When enrolled.
+    pub enrolled_at: DateTime<Utc>,
+    /// When the first code was confirmed, if it was.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// Replay and lockout state.
+    pub mfa: MfaState,
+}
+
+/// Writes inside one transaction.
+pub trait WriteTx {
+    /// Reads a request.
+    fn request(&mut self, id: &str) -> Result<Option<Request>, StoreError>;
+    /// Inserts or replaces a request.
+    fn put_request(&mut self, r: &Request) -> Result<(), StoreError>;
+    /// Requests that may time out (Pending, Approved, Active).
+    fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError>;
+    /// Reads a user.
+    fn user(&mut self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Every user.
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Inserts or replaces a user.
+    fn put_user(&mut self, u: &UserRecord) -> Result<(), StoreError>;
+    /// Chains and appends an audit event.
+    fn append(&mut self, e: NewEvent, at: DateTime<Utc>) -> Result<Event, StoreError>;
+}
+
+/// A store of requests, users and audit events.
+pub trait Store: Send + Sync {
+    /// Runs `f` in one exclusive write transaction; commits when it returns `Ok`.
+    /// Refusals that must still be audited are returned inside `T`.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn WriteTx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+    /// One request.
+    fn request(&self, id: &str) -> Result<Option<Request>, StoreError>;
+    /// Requests, newest first, optionally only in one state.
+    fn requests(&self, state: Option<State>) -> Result<Vec<Request>, StoreError>;
+    /// Every user, by name.
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Audit events with `seq > after`, in stored order, at most `limit`.
+    fn audit_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// Audit events concerning one request, in order.
+    fn audit_for_request(&self, id: &str) -> Result<Vec<Event>, StoreError>;
+    /// Every audit event in stored order and the count the store recorded alongside.
+    fn audit_all(&self) -> Result<(Vec<Event>, u64), StoreError>;
+    /// A counter bumped by every transaction that wrote something (cheap "did anything change"
+    /// for UIs: poll it and reload when it moves).
+    fn revision(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,273 @@
+//! The request lifecycle through the real binary: the dual-approval flow and every refusal.
+
+mod foundation_support;
+
+use foundation_support::{Env, POLICY};
+
+fn team() -> Env {
+    let mut env = Env::new(POLICY);
+    env.enrol("rita", "both");
+    env.enrol("ann", "approver");
+    env.enrol("bob", "approver");
+    env.enrol("cat", "approver");
+    env.enrol("rob", "requester");
+    env
+}
+
+#[test]
+fn dual_approval_flow() {
+    let mut env = team();
+    let id = env.request("rita");
+    assert!(id.starts_with("req-") && id.len() == 12, "{id}");
+
+    let one = env.approve(&id, "ann").ok().json();
+    assert_eq!(one["state"], "pending");
+    assert_eq!(one["approvals"].as_array().unwrap().len(), 1);
+
+    let two = env.approve(&id, "bob").ok().json();
+    assert_eq!(two["state"], "approved");
+    assert!(two["grant_expires_at"].is_string());
+
+    let listed = env
+        .run(&["list", "--state", "approved", "--json"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+
+    let shown = env.run(&["show", &id]).ok();
+    assert!(shown.stdout.contains("approved:  ann"), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("request_approved"),
+        "{}",
+        shown.stdout
+    );
+
+    let verified = env.run(&["audit", "verify"]).ok();
+    assert!(
+        verified.stdout.contains("audit chain holds"),
+        "{}",
+        verified.stdout
+    );
+
+    let export = env.run(&["audit", "export"]).ok();
+    let kinds: Vec<String> = export
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for k in [
+        "request_created",
+        "approval_given",
+        "request_approved",
+        "mfa_accepted",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+    // Secrets never reach the audit log.
+    assert!(!export.stdout.contains(env.secret("ann")));
+}
+
+#[test]
+fn code_from_stdin_when_not_a_terminal() {
+    let mut env = team();
+    let code = env.code("rita");
+    let mut child = env
+        .command(&[
+            "request",
+            "--target",
+            "i-0abc1234",
+            "--reason",
+            "database disk is full",
+            "--as",
+            "rita",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("pending") && text.contains("0 of 2 approvals"),
+        "{text}"
+    );
+}
+
+#[test]
+fn self_duplicate_and_non_approver_are_refused() {
+    let mut env = team();
+    let id = env.request("rita");
+    env.approve(&id, "rita")
+        .refused("cannot approve or deny it");
+    env.approve(&id, "ann").ok();
+    env.approve(&id, "ann").refused("has already approved");
+    env.approve(&id, "rob").refused("rob is not an approver");
+    let code = "123456";
+    env.run(&["approve", &id, "--as", "zed", "--code", code])
+        .refused("zed is not an approver");
+    assert_eq!(env.state(&id), "pending");
+    env.approve(&id, "bob").ok();
+    assert_eq!(env.state(&id), "approved");
+    env.approve(&id, "cat")
+        .refused("already has the approvals it needs");
+}
+
+#[test]
+fn replayed_code_is_refused() {
+    let mut env = team();
+    let a = env.request("rita");
+    let b = env.request("rob");
+    let code = env.code("ann");
+    env.run(&["approve", &a, "--as", "ann", "--code", &code])
+        .ok();
+    env.run(&["approve", &b, "--as", "ann", "--code", &code])
+        .refused("already used");
+    let events = env.run(&["audit", "export"]).ok().stdout;
+    assert!(events.contains("\"mfa_replayed\""));
+}
+
+#[test]
+fn five_wrong_codes_lock_the_user_out() {
+    let mut env = team();
+    let id = env.request("rita");
+    for left in (1..=4).rev() {
+        let wrong = env.wrong_code("ann");
+        env.run(&["approve", &id, "--as", "ann", "--code", &wrong])
+            .refused(&format!("{left} tries left"));
+    }
+    let wrong = env.wrong_code("ann");
+    env.run(&["approve", &id, "--as", "ann", "--code", &wrong])
+        .refused("locked out");
+    // Now even a good code is refused.
+    env.approve(&id, "ann").refused("locked out");
+    let users = env.run(&["user", "list", "--json"]).ok().json();
+    let ann = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "ann")
+        .unwrap();
+    assert!(ann["locked_until"].is_string());
+    let events = env.run(&["audit", "export"]).ok().stdout;
+    assert!(events.contains("\"mfa_locked_out\"") && events.contains("\"mfa_locked\""));
+    assert_eq!(env.state(&id), "pending");
+}
+
+#[test]
+fn approval_after_deny_is_refused() {
+    let mut env = team();
+    let id = env.request("rita");
+    let code = env.code("bob");
+    let denied = env
+        .run(&[
+            "deny",
+            &id,
+            "--as",
+            "bob",
+            "--code",
+            &code,
+            "--comment",
+            "use the runbook",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(denied["state"], "denied");
+    env.approve(&id, "cat").refused("is denied");
+}
+
+#[test]
+fn cancel_only_by_the_requester() {
+    let mut env = team();
+    let id = env.request("rita");
+    env.run(&["cancel", &id, "--as", "ann"])
+        .refused("only rita");
+    let v = env
+        .run(&["cancel", &id, "--as", "rita", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["state"], "cancelled");
+    env.approve(&id, "ann").refused("is cancelled");
+}
+
+#[test]
+fn approval_after_expiry_is_refused() {
+    let mut env = Env::new(&POLICY.replace("request_ttl = \"30m\"", "request_ttl = \"2s\""));
+    env.enrol("rita", "requester");
+    env.enrol("ann", "approver");
+    let id = env.request("rita");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    env.approve(&id, "ann").refused("timed out");
+    assert_eq!(env.state(&id), "expired");
+}
+
+#[test]
+fn request_rules_from_the_policy() {
+    let mut env = Env::new(&format!("{POLICY}incident_pattern = \"^INC-[0-9]+$\"\n"));
+    env.enrol("rita", "requester");
+    env.enrol("ann", "approver");
+    env.try_request("rita", "too short", &[])
+        .refused("at least 10");
+    env.try_request("rita", "database disk is full", &[])
+        .refused("--incident");
+    // Enrolled only as an approver: the policy's "*" does not make ann a requester.
+    env.try_request("ann", "database disk is full", &["--incident", "INC-7"])
+        .refused("ann may not request");
+}
+
+#[test]
+fn input_errors_exit_2() {
+    let mut env = team();
+    env.run(&["show", "req-ffffffff"])
+        .usage("no request req-ffffffff");
+    env.run(&["list", "--state", "sideways"]).usage("--state");
+    env.try_request("rita", "database disk is full", &["--duration", "soon"])
+        .usage("--duration");
+    env.run(&["user", "add", "x", "--role", "wizard"])
+        .usage("--role");
+    env.run(&["approve", "req-ffffffff", "--as", "ann"])
+        .usage("no TOTP code");
+}
+
+#[test]
+fn interactive_enrolment_confirms_with_a_code_from_stdin() {
+    let env = Env::new(POLICY);
+    // Enrol without --json: the secret is printed, then one code is read from stdin.
+    let mut child = env
+        .command(&["user", "add", "dana", "--role", "approver"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the printed secret from the first lines, then answer with a code.
+    use std::io::{BufRead, BufReader, Write};
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut secret = None;
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        if let Some(s) = line.trim().strip_prefix("secret: ") {
+            secret = Some(s.to_string());
+            break;
+        }
+        line.clear();
+    }
+    let secret = secret.expect("secret printed");
+    let code = foundation_support::code_for_step(&secret, foundation_support::current_step());
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("Confirmed"), "{rest}");
+    let users = env.run(&["user", "list", "--json"]).ok().json();
+    assert!(users[0]["confirmed_at"].is_string());
+}

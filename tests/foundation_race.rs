@@ -1,0 +1,163 @@
+//! Many `sombrero` processes approving one request at once: exactly one transition to
+//! Approved, no lost and no double approval.
+
+mod foundation_support;
+
+use foundation_support::{Env, Run};
+
+const APPROVERS: usize = 8;
+
+fn env_with(required: usize) -> Env {
+    let policy =
+        format!("requesters = [\"rita\"]\napprovers = [\"*\"]\napprovals_required = {required}\n");
+    let mut env = Env::new(&policy);
+    env.enrol("rita", "requester");
+    for i in 0..APPROVERS {
+        env.enrol(&format!("ap{i}"), "approver");
+    }
+    env
+}
+
+/// Starts every approval at once and waits for all of them.
+fn race(env: &mut Env, id: &str, who: &[String]) -> Vec<(String, Run)> {
+    let children: Vec<(String, std::process::Child)> = who
+        .iter()
+        .map(|w| {
+            let code = env.code(w);
+            let child = env
+                .command(&["approve", id, "--as", w, "--code", &code])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (w.clone(), child)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(w, c)| {
+            let o = c.wait_with_output().unwrap();
+            let run = Run {
+                code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            };
+            (w, run)
+        })
+        .collect()
+}
+
+fn count_kind(env: &Env, id: &str, kind: &str) -> usize {
+    let v = env.run(&["show", id, "--json"]).ok().json();
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .count()
+}
+
+#[test]
+fn all_approvers_at_once_lose_no_approval() {
+    let mut env = env_with(APPROVERS);
+    let id = env.request("rita");
+    let who: Vec<String> = (0..APPROVERS).map(|i| format!("ap{i}")).collect();
+    for (w, run) in race(&mut env, &id, &who) {
+        assert_eq!(run.code, 0, "{w}: {}", run.stderr);
+    }
+    let v = env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(v["request"]["state"], "approved");
+    let mut by: Vec<String> = v["request"]["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["by"].as_str().unwrap().to_string())
+        .collect();
+    by.sort();
+    assert_eq!(by, who);
+    assert_eq!(count_kind(&env, &id, "approval_given"), APPROVERS);
+    assert_eq!(count_kind(&env, &id, "request_approved"), 1);
+    env.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn racing_for_the_last_approval_makes_exactly_one_transition() {
+    let mut env = env_with(2);
+    let id = env.request("rita");
+    env.approve(&id, "ap0").ok();
+    let who: Vec<String> = (1..APPROVERS).map(|i| format!("ap{i}")).collect();
+    let results = race(&mut env, &id, &who);
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, r)| r.code == 0)
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{results:?}",
+        results = results
+            .iter()
+            .map(|(w, r)| (w, r.code, &r.stderr))
+            .collect::<Vec<_>>()
+    );
+    for (w, r) in &results {
+        if r.code != 0 {
+            assert_eq!(r.code, 1, "{w}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("already has the approvals it needs"),
+                "{w}: {}",
+                r.stderr
+            );
+        }
+    }
+    let v = env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(v["request"]["state"], "approved");
+    let by: Vec<&str> = v["request"]["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, vec!["ap0", winners[0].as_str()]);
+    assert_eq!(count_kind(&env, &id, "request_approved"), 1);
+    assert_eq!(count_kind(&env, &id, "refused"), APPROVERS - 2);
+    env.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn first_run_by_many_processes_at_once() {
+    // A fresh data dir: every process races to create the store, migrate it and write the
+    // default policy; exactly one writes the policy and every enrolment lands.
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..APPROVERS)
+        .map(|i| {
+            std::process::Command::new(foundation_support::BIN)
+                .arg("--data-dir")
+                .arg(dir.path())
+                .args(["user", "add", &format!("u{i}"), "--role", "both", "--json"])
+                .env_remove("SOMBRERO_POLICY")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut wrote_policy = 0;
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        wrote_policy += usize::from(err.contains("wrote the default policy"));
+    }
+    assert_eq!(wrote_policy, 1);
+    let out = std::process::Command::new(foundation_support::BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["audit", "verify", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["events"], APPROVERS as u64 + 1);
+}

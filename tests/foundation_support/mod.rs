@@ -1,0 +1,223 @@
+//! Shared fixture for the foundation integration tests: a temp data dir, the real `sombrero`
+//! binary, and TOTP codes computed from the enrolled secrets (never a bypass in the product).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sombrero");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    secrets: HashMap<String, String>,
+    last_step: HashMap<String, u64>,
+}
+
+/// The current RFC 6238 time step (30 s).
+pub fn current_step() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30
+}
+
+/// The RFC 6238 code for `secret` at time step `step`, computed independently with totp-rs.
+pub fn code_for_step(secret: &str, step: u64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret).unwrap();
+    let t = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+    t.generate(step * 30).to_string()
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn failed(self, code: i32, needle: &str) -> Run {
+        assert_eq!(
+            self.code, code,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?} in stderr: {}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Exit 1 (refused by a rule) with `needle` in the message.
+    #[track_caller]
+    pub fn refused(self, needle: &str) -> Run {
+        self.failed(1, needle)
+    }
+
+    /// Exit 2 (usage or input error) with `needle` in the message.
+    #[track_caller]
+    pub fn usage(self, needle: &str) -> Run {
+        self.failed(2, needle)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+impl Env {
+    /// A fresh data dir with `policy` as its policy file.
+    pub fn new(policy: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+        Env {
+            dir,
+            secrets: HashMap::new(),
+            last_step: HashMap::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("sombrero.db")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .env_remove("SOMBRERO_POLICY")
+            .env_remove("SOMBRERO_DATA_DIR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap())
+    }
+
+    /// Enrols `name` with `role` through `user add --json` and keeps the secret.
+    pub fn enrol(&mut self, name: &str, role: &str) {
+        let out = self
+            .run(&["user", "add", name, "--role", role, "--json"])
+            .ok();
+        let v = out.json();
+        assert_eq!(v["name"], name);
+        let secret = v["secret_base32"].as_str().unwrap().to_string();
+        assert!(v["otpauth_uri"].as_str().unwrap().contains(&secret));
+        self.secrets.insert(name.to_string(), secret);
+    }
+
+    pub fn secret(&self, name: &str) -> &str {
+        &self.secrets[name]
+    }
+
+    /// A code for a step this user has not used yet (the current or next step, within the
+    /// ±1 skew), waiting for the next step only when both are used.
+    pub fn code(&mut self, name: &str) -> String {
+        loop {
+            let now = current_step();
+            let next = self.last_step.get(name).map_or(now, |l| (l + 1).max(now));
+            if next <= now + 1 {
+                self.last_step.insert(name.to_string(), next);
+                return code_for_step(&self.secrets[name], next);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// A code that is wrong for every step the server might accept now.
+    pub fn wrong_code(&self, name: &str) -> String {
+        let now = current_step();
+        let valid: Vec<String> = (now - 2..=now + 2)
+            .map(|s| code_for_step(&self.secrets[name], s))
+            .collect();
+        (0..1000)
+            .map(|i| format!("{:06}", 100_000 + i * 7919 % 900_000))
+            .find(|c| !valid.contains(c))
+            .unwrap()
+    }
+
+    /// `sombrero request` as `who` with a fresh code and `extra` arguments.
+    pub fn try_request(&mut self, who: &str, reason: &str, extra: &[&str]) -> Run {
+        let code = self.code(who);
+        let mut args = vec![
+            "request",
+            "--target",
+            "i-0abc1234",
+            "--reason",
+            reason,
+            "--as",
+            who,
+            "--code",
+            &code,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// `sombrero request` as `who` for 20 minutes; returns the new request's id.
+    pub fn request(&mut self, who: &str) -> String {
+        let out = self
+            .try_request(
+                who,
+                "database disk is full",
+                &["--duration", "20m", "--json"],
+            )
+            .ok();
+        let v = out.json();
+        assert_eq!(v["state"], "pending");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn approve(&mut self, id: &str, who: &str) -> Run {
+        let code = self.code(who);
+        self.run(&["approve", id, "--as", who, "--code", &code, "--json"])
+    }
+
+    pub fn state(&self, id: &str) -> String {
+        let v = self.run(&["show", id, "--json"]).ok().json();
+        v["request"]["state"].as_str().unwrap().to_string()
+    }
+}
+
+pub const POLICY: &str = r#"
+requesters = ["*"]
+approvers = ["*"]
+approvals_required = 2
+request_ttl = "30m"
+grant_window = "15m"
+max_session_duration = "1h"
+reason_min_length = 10
+"#;
+
+/// What `policy check` says when no policy file exists yet.
+pub const DEFAULT_POLICY_HINT: &str = "the first `sombrero user add` writes a documented default";
