@@ -1,4 +1,8 @@
-//! The Session Manager data channel: a pure codec and the websocket client.
+//! The Session Manager data channel: a pure codec, a pure session core, and the websocket client.
 
+pub mod client;
 pub mod codec;
+pub mod limits;
 pub mod payload;
+pub mod session;
+pub mod terminal;

@@ -165,7 +165,7 @@ fn policy_path(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<std::path::PathB
 }
 
 /// Turns a broker error into the right exit status: 1 for rules, 2 for input.
-fn fail(e: BrokerError) -> anyhow::Error {
+pub(crate) fn fail(e: BrokerError) -> anyhow::Error {
     if e.is_refusal() {
         ExitError::refused(e.to_string()).into()
     } else if e.is_input() {
@@ -176,7 +176,7 @@ fn fail(e: BrokerError) -> anyhow::Error {
 }
 
 /// Opens the broker on the data dir, with logging to its log file.
-fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
+pub(crate) fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     init_logging(&paths)?;
     let opts = BrokerOptions {
@@ -194,7 +194,7 @@ fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
 }
 
 /// `--as`, else the OS user.
-fn who(as_user: Option<String>) -> anyhow::Result<String> {
+pub(crate) fn who(as_user: Option<String>) -> anyhow::Result<String> {
     as_user
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())

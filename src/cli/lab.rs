@@ -1,11 +1,16 @@
 //! `sombrero lab`: serve the local SSM-compatible lab fleet.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 
-use crate::config::GlobalOpts;
+use crate::cli::ExitError;
+use crate::config::{GlobalOpts, Paths};
+use crate::lab::{self, Lab, LabConfig};
 
 /// `sombrero lab`.
 #[derive(Debug, Args)]
@@ -21,7 +26,70 @@ pub struct LabArgs {
     pub endpoint_file: Option<PathBuf>,
 }
 
+/// What to tell the person once the lab listens: the URL and the environment that points
+/// the AWS SDK and CLI (and `sombrero`) at it.
+pub fn banner(lab: &Lab) -> String {
+    let url = lab.endpoint_url();
+    let mut s = format!("lab listening: {url}\n\nnodes:\n");
+    for n in lab.nodes() {
+        s.push_str(&format!("  {}  home {}\n", n.id, n.home.display()));
+    }
+    s.push_str(&format!(
+        "\nto use it from another terminal:\n\
+         \x20 export AWS_ENDPOINT_URL_SSM={url}\n\
+         \x20 export AWS_ACCESS_KEY_ID=lab AWS_SECRET_ACCESS_KEY=lab AWS_REGION=us-east-1\n\
+         \x20 sombrero fleet          # or: sombrero --endpoint-url {url} fleet\n\n\
+         Ctrl-C stops the lab and deletes its nodes.\n"
+    ));
+    s
+}
+
+/// Writes the URL (and a newline) atomically: readers polling the file never see half a URL.
+fn write_endpoint_file(path: &Path, url: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{url}\n"))
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write the endpoint file {}", path.display()))
+}
+
 /// Runs `sombrero lab`.
-pub fn run(_g: &GlobalOpts, _a: LabArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is being built (issue #3)")
+pub fn run(g: &GlobalOpts, a: LabArgs) -> anyhow::Result<ExitCode> {
+    let listen: SocketAddr = a.listen.parse().map_err(|_| {
+        ExitError::usage(format!(
+            "--listen {:?} is not an address like 127.0.0.1:0",
+            a.listen
+        ))
+    })?;
+    if !listen.ip().is_loopback() {
+        return Err(ExitError::refused(format!(
+            "the lab listens on loopback only (it checks no signatures); use 127.0.0.1:PORT, not {listen}"
+        ))
+        .into());
+    }
+    crate::cli::init_logging(&Paths::resolve(g)?)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let lab = lab::start(LabConfig {
+            listen,
+            nodes: a.nodes,
+            ..LabConfig::default()
+        })
+        .await?;
+        if let Some(f) = &a.endpoint_file {
+            write_endpoint_file(f, &lab.endpoint_url())?;
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(banner(&lab).as_bytes())?;
+        out.flush()?;
+        drop(out);
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+        tracing::info!("Ctrl-C: stopping the lab");
+        lab.shutdown().await;
+        if let Some(f) = &a.endpoint_file {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

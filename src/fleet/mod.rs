@@ -1,1 +1,194 @@
-//! Fleet of nodes behind AWS Systems Manager.
+//! Fleet of nodes behind AWS Systems Manager: listing, sessions, taint and replacement.
+//!
+//! [`Fleet`] is the one interface the broker uses; [`aws::AwsFleet`] implements it over the AWS
+//! SDK (and so also over the lab, which speaks the SSM API). Types here carry no SDK types so the
+//! rest of the crate never depends on them.
+
+pub mod aws;
+mod error;
+mod nodes;
+pub mod replace;
+pub mod rogue;
+mod sessions;
+pub mod taint;
+mod target;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use error::FleetError;
+pub use replace::{ReplaceFailure, ReplaceOptions, ReplaceProgress, ReplaceStrategy};
+pub use rogue::{RogueFinding, RogueReason, classify_sessions, tainted_without_active_session};
+pub use sessions::SessionReason;
+pub use taint::{Taint, tag};
+pub use target::TargetKind;
+
+/// One node (EC2 instance `i-…` or managed node `mi-…`) as Systems Manager sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    /// The node id (`i-…` or `mi-…`).
+    pub id: String,
+    /// The `Name` tag, else the computer name the agent reports.
+    pub name: Option<String>,
+    /// Platform: type and name, e.g. `Linux (Ubuntu)`.
+    pub platform: String,
+    /// Agent ping status (`Online`, `ConnectionLost`, `Inactive`).
+    pub ping: String,
+    /// SSM agent version.
+    pub agent_version: Option<String>,
+    /// IP address the agent reports.
+    pub ip: Option<String>,
+    /// When the node registered (managed nodes); the base for its age.
+    pub registered: Option<DateTime<Utc>>,
+    /// The node's tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Node {
+    /// Whether a pink-sombrero session touched this node (it carries the taint tag).
+    pub fn tainted(&self) -> bool {
+        self.tags.get(tag::TAINTED).map(String::as_str) == Some("true")
+    }
+
+    /// Whether a replacement of this node has been requested and not reported failed.
+    pub fn replacing(&self) -> bool {
+        self.tags.get(tag::REPLACEMENT).map(String::as_str) == Some(tag::REPLACEMENT_REQUESTED)
+    }
+
+    /// How long the node has existed, where the API tells.
+    pub fn age(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        self.registered.map(|r| now - r)
+    }
+}
+
+/// What StartSession / ResumeSession return: enough to open the data channel.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StartedSession {
+    /// The session id.
+    pub session_id: String,
+    /// The token the data channel's open frame carries (a secret: never logged).
+    pub token: String,
+    /// The websocket URL of the data channel.
+    pub stream_url: String,
+}
+
+impl std::fmt::Debug for StartedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartedSession")
+            .field("session_id", &self.session_id)
+            .field("token", &"<redacted>")
+            .field("stream_url", &self.stream_url)
+            .finish()
+    }
+}
+
+/// Which sessions DescribeSessions lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// Connected, connecting, disconnected or terminating.
+    Active,
+    /// Ended (the service keeps them for 30 days).
+    History,
+}
+
+/// One Session Manager session as DescribeSessions reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// The session id.
+    pub session_id: String,
+    /// Who started it (an IAM ARN).
+    pub owner: Option<String>,
+    /// The node it is on.
+    pub target: String,
+    /// The reason given at StartSession.
+    pub reason: Option<String>,
+    /// When it started.
+    pub start: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub end: Option<DateTime<Utc>>,
+    /// The service's status (`Connected`, `Terminated`, …).
+    pub status: String,
+    /// Which listing it came from.
+    pub state: SessionState,
+}
+
+/// How a replacement ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplacementOutcome {
+    /// The old node left service and a new one is in service.
+    Completed {
+        /// The replaced node.
+        old: String,
+        /// Its replacement.
+        new: String,
+    },
+    /// The replacement could not be requested or did not finish.
+    Failed {
+        /// Why.
+        why: ReplaceFailure,
+    },
+    /// Requested; nothing more can be observed from here (strategy `none`, or an
+    /// `asg-unhealthy` group that had not replaced the node by the timeout).
+    Requested {
+        /// What was done and what is expected to happen next.
+        note: String,
+    },
+}
+
+/// The fleet: everything the broker needs from AWS (or the lab).
+///
+/// Futures are `Send` so the broker can run them on any tokio task.
+pub trait Fleet {
+    /// Lists every node Systems Manager knows, with its tags.
+    fn list_nodes(&self) -> impl Future<Output = Result<Vec<Node>, FleetError>> + Send;
+
+    /// Starts a shell session on `target` with the given reason.
+    fn start_session(
+        &self,
+        target: &str,
+        reason: &SessionReason,
+    ) -> impl Future<Output = Result<StartedSession, FleetError>> + Send;
+
+    /// Gets a fresh stream URL and token for a session whose socket was lost.
+    fn resume_session(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<StartedSession, FleetError>> + Send;
+
+    /// Ends a session for good.
+    fn terminate_session(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Lists sessions in one state, all pages.
+    fn describe_sessions(
+        &self,
+        state: SessionState,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, FleetError>> + Send;
+
+    /// Tags `target` as tainted. An error means the taint is not in place: open no session.
+    fn taint(
+        &self,
+        target: &str,
+        taint: &Taint,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Replaces `target` with `strategy`, then watches for the outcome, reporting progress.
+    fn replace(
+        &self,
+        target: &str,
+        strategy: &ReplaceStrategy,
+        opts: &ReplaceOptions,
+        progress: impl FnMut(ReplaceProgress) + Send,
+    ) -> impl Future<Output = ReplacementOutcome> + Send;
+}
+
+/// Converts an SDK timestamp; out-of-range values (never sent by AWS) become `None`.
+pub(crate) fn to_utc(t: &aws_sdk_ssm::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}

@@ -1,1 +1,249 @@
-//! The local SSM-compatible lab.
+//! The local SSM-compatible lab: on one loopback port, the subset of the SSM JSON 1.1 API the
+//! product calls plus the Session Manager data channel, over nodes that are real shells on
+//! pseudo-terminals in scratch homes. The product reaches it through the real aws-sdk-ssm
+//! client (`endpoint_url`) and its own data channel client, so the demo runs production code.
+//!
+//! Start one in-process with [`start`]; `sombrero lab` wraps it for the command line.
+
+mod agent;
+mod api;
+mod automation;
+mod datachannel;
+mod hooks;
+mod inventory;
+mod nodes;
+mod sessions;
+mod shell;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use automation::{OUTPUT_NEW_INSTANCE, OUTPUT_OLD_INSTANCE, REPLACE_DOCUMENT};
+pub use hooks::Hooks;
+pub use nodes::{AGENT_VERSION, NodeInfo};
+pub use shell::ShellError;
+pub use state::SessionStatus;
+
+use state::LabState;
+
+/// How a lab is started.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Address to listen on; must be loopback (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Number of nodes registered at start.
+    pub nodes: usize,
+    /// Parent of the nodes' scratch directories; `None` makes a private temporary one that
+    /// is deleted on shutdown.
+    pub root_dir: Option<PathBuf>,
+    /// How long a replacement stays InProgress before it completes.
+    pub automation_delay: Duration,
+    /// How long a session token may wait before opening a data channel.
+    pub token_ttl: Duration,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            nodes: 3,
+            root_dir: None,
+            automation_delay: Duration::from_millis(500),
+            token_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why a lab could not start.
+#[derive(Debug, Error)]
+pub enum LabError {
+    /// The listen address is not loopback.
+    #[error(
+        "the lab listens on loopback only (it has no real authentication); {0} is not loopback: use 127.0.0.1:PORT"
+    )]
+    NotLoopback(SocketAddr),
+    /// The port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A scratch directory could not be created.
+    #[error("cannot create the lab's scratch directory {path}: {source}")]
+    Scratch {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running lab.
+#[derive(Debug)]
+pub struct Lab {
+    state: Arc<LabState>,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    owned_root: Option<PathBuf>,
+}
+
+fn scratch_root(cfg: &LabConfig) -> Result<(PathBuf, bool), LabError> {
+    let (root, owned) = match &cfg.root_dir {
+        Some(r) => (r.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!(
+                "sombrero-lab-{}-{}",
+                std::process::id(),
+                state::random_hex(8)
+            )),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&root)
+        .and_then(|_| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|source| LabError::Scratch {
+            path: root.clone(),
+            source,
+        })?;
+    Ok((root, owned))
+}
+
+/// Starts a lab: binds, registers `cfg.nodes` nodes and serves until [`Lab::shutdown`].
+pub async fn start(cfg: LabConfig) -> Result<Lab, LabError> {
+    if !cfg.listen.ip().is_loopback() {
+        return Err(LabError::NotLoopback(cfg.listen));
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| LabError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| LabError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let (root, owned) = scratch_root(&cfg)?;
+    let state = Arc::new(LabState::new(
+        Hooks::default(),
+        addr.to_string(),
+        root.clone(),
+        cfg.automation_delay,
+        cfg.token_ttl,
+    ));
+    for _ in 0..cfg.nodes {
+        state.add_node().map_err(|source| LabError::Scratch {
+            path: root.clone(),
+            source,
+        })?;
+    }
+    let app = Router::new()
+        .route("/", post(api::handle))
+        .route("/v1/data-channel/{session_id}", get(datachannel::upgrade))
+        .with_state(state.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "lab server stopped");
+        }
+    });
+    tracing::info!(%addr, nodes = cfg.nodes, root = %root.display(), "lab listening");
+    Ok(Lab {
+        state,
+        addr,
+        stop: Some(stop),
+        server: Some(server),
+        owned_root: owned.then_some(root),
+    })
+}
+
+impl Lab {
+    /// The SSM endpoint URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Fault injection for tests.
+    pub fn hooks(&self) -> &Hooks {
+        &self.state.hooks
+    }
+
+    /// Registered nodes with their tags, in registration order.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.state.lock().nodes.iter().map(|n| n.info()).collect()
+    }
+
+    /// Status of a session, if the lab knows it.
+    pub fn session_status(&self, session_id: &str) -> Option<SessionStatus> {
+        self.state
+            .lock()
+            .sessions
+            .iter()
+            .find(|s| s.id == session_id)
+            .map(|s| s.status)
+    }
+
+    /// Drops the session's websocket now, without a close frame (the session survives).
+    pub fn drop_socket(&self, session_id: &str) -> bool {
+        self.state
+            .lock()
+            .sessions
+            .iter()
+            .find(|s| s.id == session_id)
+            .is_some_and(|s| s.agent.send(agent::AgentEvent::DropSocket).is_ok())
+    }
+
+    /// Ends every session (killing the shells), stops serving and deletes a scratch
+    /// directory the lab created itself.
+    pub async fn shutdown(mut self) {
+        self.state.terminate_sessions(None);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        if let Some(root) = self.owned_root.take() {
+            // Give the session tasks a moment to hang up their shells before the homes go.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Err(e) = std::fs::remove_dir_all(&root) {
+                tracing::warn!(error = %e, root = %root.display(), "cannot delete lab scratch directory");
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.state.terminate_sessions(None);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(root) = self.owned_root.take() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}

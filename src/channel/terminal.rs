@@ -1,0 +1,250 @@
+//! Bridges a running session to the local terminal for `sombrero open`: raw mode on a TTY
+//! (restored on every path, panics included), plain passthrough when stdin is a pipe, window
+//! size changes forwarded, and taps on both directions for the recorder.
+
+use std::io::IsTerminal;
+use std::sync::Once;
+
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::client::{SessionEvent, SessionHandle};
+use super::limits;
+use super::payload::SizeData;
+
+/// Byte a piped session sends when local input ends: Ctrl-D, end of input to the remote
+/// shell, so `printf 'hostname\n' | sombrero open REQ` ends like `ssh host < script`.
+const EOT: u8 = 0x04;
+
+/// How the session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The service closed the channel or the client terminated it; the service's text.
+    Closed(String),
+    /// The session could not continue; what went wrong.
+    Failed(String),
+}
+
+/// Result of a bridged session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// The remote shell's exit status, when the agent reported it.
+    pub exit_code: Option<i32>,
+    /// Why the session ended.
+    pub reason: EndReason,
+}
+
+/// Local terminal failures.
+#[derive(Debug, Error)]
+pub enum BridgeError {
+    /// Raw mode could not be switched on.
+    #[error("could not put the terminal in raw mode: {0}")]
+    RawMode(std::io::Error),
+    /// Writing session output locally failed (e.g. the reading end of a pipe closed).
+    #[error("could not write session output: {0}; the session was terminated")]
+    Output(std::io::Error),
+}
+
+/// Whether local input is a person at a terminal or a script on a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMode {
+    /// A TTY in raw mode: every key goes to the remote side; end of input is not expected.
+    Interactive,
+    /// A pipe or file: at end of input the remote shell gets Ctrl-D.
+    Piped,
+}
+
+/// The local ends of a bridge.
+#[derive(Debug)]
+pub struct LocalIo<R, W, E> {
+    /// Keystrokes or script.
+    pub input: R,
+    /// Where remote output goes.
+    pub output: W,
+    /// Where notices go (not recorded as session output).
+    pub notices: E,
+    /// See [`InputMode`].
+    pub mode: InputMode,
+}
+
+/// The size to report at session start: the local terminal's, or 300x100 without one.
+pub fn local_size() -> SizeData {
+    if std::io::stdout().is_terminal()
+        && let Ok((cols, rows)) = crossterm::terminal::size()
+    {
+        return SizeData {
+            cols: u32::from(cols),
+            rows: u32::from(rows),
+        };
+    }
+    SizeData {
+        cols: limits::DEFAULT_COLS,
+        rows: limits::DEFAULT_ROWS,
+    }
+}
+
+/// Restores cooked mode when dropped; also installed (once) in the panic hook.
+#[derive(Debug)]
+struct RawModeGuard;
+
+fn restore_terminal() {
+    // Nothing useful can be done if this fails while exiting.
+    let _ = crossterm::terminal::disable_raw_mode();
+}
+
+impl RawModeGuard {
+    fn enable() -> Result<Self, BridgeError> {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore_terminal();
+                previous(info);
+            }));
+        });
+        crossterm::terminal::enable_raw_mode().map_err(BridgeError::RawMode)?;
+        Ok(RawModeGuard)
+    }
+}
+
+impl Drop for RawModeGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Bridges the process's stdin/stdout to the session until it ends. `on_output` sees every
+/// byte shown to the user, `on_input` every byte sent, in order (for the recorder).
+pub async fn bridge_stdio(
+    handle: SessionHandle,
+    events: mpsc::Receiver<SessionEvent>,
+    on_output: impl FnMut(&[u8]),
+    on_input: impl FnMut(&[u8]),
+) -> Result<SessionEnd, BridgeError> {
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let _raw = if tty {
+        Some(RawModeGuard::enable()?)
+    } else {
+        None
+    };
+    let resizer = tty.then(|| tokio::spawn(forward_resizes(handle.clone())));
+    let io = LocalIo {
+        input: tokio::io::stdin(),
+        output: tokio::io::stdout(),
+        notices: tokio::io::stderr(),
+        mode: if tty {
+            InputMode::Interactive
+        } else {
+            InputMode::Piped
+        },
+    };
+    let result = bridge(handle, events, io, on_output, on_input).await;
+    if let Some(task) = resizer {
+        task.abort();
+    }
+    result
+}
+
+/// Sends the terminal size on every SIGWINCH.
+async fn forward_resizes(handle: SessionHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut winch = match signal(SignalKind::window_change()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot watch terminal size changes");
+            return;
+        }
+    };
+    while winch.recv().await.is_some() {
+        if let Ok((cols, rows)) = crossterm::terminal::size()
+            && handle.resize(cols, rows).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Bridges arbitrary local streams to the session (what [`bridge_stdio`] runs; tests use
+/// in-memory streams).
+pub async fn bridge<R, W, E>(
+    handle: SessionHandle,
+    mut events: mpsc::Receiver<SessionEvent>,
+    mut io: LocalIo<R, W, E>,
+    mut on_output: impl FnMut(&[u8]),
+    mut on_input: impl FnMut(&[u8]),
+) -> Result<SessionEnd, BridgeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+{
+    let newline = match io.mode {
+        InputMode::Interactive => "\r\n",
+        InputMode::Piped => "\n",
+    };
+    let mut exit_code = None;
+    let mut input_open = true;
+    let mut buf = vec![0u8; limits::INPUT_CHUNK];
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else {
+                    return Ok(SessionEnd {
+                        exit_code,
+                        reason: EndReason::Failed("the session task stopped unexpectedly".into()),
+                    });
+                };
+                match event {
+                    SessionEvent::Output(bytes) | SessionEvent::Stderr(bytes) => {
+                        on_output(&bytes);
+                        if let Err(e) = write_all(&mut io.output, &bytes).await {
+                            // Nobody sees the output any more: do not leave the shell running.
+                            let _ = handle.terminate();
+                            return Err(BridgeError::Output(e));
+                        }
+                    }
+                    SessionEvent::ExitCode(code) => exit_code = Some(code),
+                    SessionEvent::Notice(text) => {
+                        let line = format!("{newline}[sombrero] {text}{newline}");
+                        if let Err(e) = write_all(&mut io.notices, line.as_bytes()).await {
+                            debug!(error = %e, "notice not shown");
+                        }
+                    }
+                    SessionEvent::Closed { reason } => {
+                        return Ok(SessionEnd { exit_code, reason: EndReason::Closed(reason) });
+                    }
+                    SessionEvent::Failed { error } => {
+                        return Ok(SessionEnd { exit_code, reason: EndReason::Failed(error) });
+                    }
+                }
+            }
+            read = io.input.read(&mut buf), if input_open => {
+                let data = match read {
+                    Ok(0) | Err(_) => {
+                        if let Err(e) = &read {
+                            warn!(error = %e, "local input failed; no more input is sent");
+                        }
+                        input_open = false;
+                        match io.mode {
+                            InputMode::Piped => vec![EOT],
+                            InputMode::Interactive => continue,
+                        }
+                    }
+                    Ok(n) => buf[..n].to_vec(),
+                };
+                on_input(&data);
+                if handle.send_input(data).await.is_err() {
+                    // The session ended; its final event is still in the queue.
+                    input_open = false;
+                }
+            }
+        }
+    }
+}
+
+async fn write_all(w: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}

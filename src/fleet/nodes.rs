@@ -1,0 +1,132 @@
+//! Listing nodes: DescribeInstanceInformation (all pages) plus each node's tags.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_ssm::types::{InstanceInformation, ResourceTypeForTagging};
+
+use super::aws::AwsFleet;
+use super::error::api;
+use super::{FleetError, Node, TargetKind, to_utc};
+
+/// GetResources accepts at most this many ARNs per call.
+const ARNS_PER_GET_RESOURCES: usize = 100;
+
+impl AwsFleet {
+    /// Every node with its tags.
+    pub(crate) async fn nodes(&self) -> Result<Vec<Node>, FleetError> {
+        let infos: Vec<InstanceInformation> = self
+            .ssm
+            .describe_instance_information()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| api("DescribeInstanceInformation", e))?;
+        let mut nodes: Vec<Node> = infos.iter().filter_map(node_from_info).collect();
+        let instance_ids: Vec<&str> = nodes
+            .iter()
+            .filter(|n| TargetKind::of(&n.id).ok() == Some(TargetKind::Instance))
+            .map(|n| n.id.as_str())
+            .collect();
+        let mut instance_tags = self.instance_tags(&instance_ids).await?;
+        for node in &mut nodes {
+            node.tags = match TargetKind::of(&node.id) {
+                Ok(TargetKind::Instance) => instance_tags.remove(&node.id).unwrap_or_default(),
+                Ok(TargetKind::Managed) => self.managed_tags(&node.id).await?,
+                // An id of neither shape (a future node type) is listed without tags.
+                Err(_) => BTreeMap::new(),
+            };
+            if let Some(n) = node.tags.get("Name").filter(|n| !n.is_empty()) {
+                node.name = Some(n.clone());
+            }
+        }
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(nodes)
+    }
+
+    /// Tags of EC2 instances by id, through the tagging API (batches of ARNs).
+    pub(crate) async fn instance_tags(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, BTreeMap<String, String>>, FleetError> {
+        let mut by_id = HashMap::new();
+        for chunk in ids.chunks(ARNS_PER_GET_RESOURCES) {
+            let mut arns = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                arns.push(self.instance_arn(id).await?);
+            }
+            let mappings: Vec<_> = self
+                .tagging
+                .get_resources()
+                .set_resource_arn_list(Some(arns))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<_, _>>()
+                .await
+                .map_err(|e| api("GetResources", e))?;
+            for m in mappings {
+                let Some(id) = m
+                    .resource_arn()
+                    .and_then(|a| a.rsplit_once("instance/"))
+                    .map(|(_, id)| id.to_owned())
+                else {
+                    continue;
+                };
+                let tags = m
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                    .collect();
+                by_id.insert(id, tags);
+            }
+        }
+        Ok(by_id)
+    }
+
+    /// Tags of a managed node, through SSM.
+    pub(crate) async fn managed_tags(
+        &self,
+        id: &str,
+    ) -> Result<BTreeMap<String, String>, FleetError> {
+        let out = self
+            .ssm
+            .list_tags_for_resource()
+            .resource_type(ResourceTypeForTagging::ManagedInstance)
+            .resource_id(id)
+            .send()
+            .await
+            .map_err(|e| api("ListTagsForResource", e))?;
+        Ok(out
+            .tag_list()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
+    }
+}
+
+/// A node from one DescribeInstanceInformation entry; entries without an id are skipped.
+fn node_from_info(i: &InstanceInformation) -> Option<Node> {
+    let id = i.instance_id()?.to_owned();
+    let platform = match (i.platform_type(), i.platform_name()) {
+        (Some(t), Some(n)) if !n.is_empty() => format!("{} ({n})", t.as_str()),
+        (Some(t), _) => t.as_str().to_owned(),
+        (None, Some(n)) => n.to_owned(),
+        (None, None) => "unknown".to_owned(),
+    };
+    Some(Node {
+        id,
+        name: i
+            .name()
+            .or(i.computer_name())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+        platform,
+        ping: i.ping_status().map_or("Unknown", |p| p.as_str()).to_owned(),
+        agent_version: i.agent_version().map(str::to_owned),
+        ip: i.ip_address().map(str::to_owned),
+        registered: i.registration_date().and_then(to_utc),
+        tags: BTreeMap::new(),
+    })
+}
