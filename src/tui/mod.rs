@@ -3,12 +3,18 @@
 
 pub mod action;
 pub mod app;
+pub mod broker_view;
+pub mod driver;
+pub mod fleet_view;
 pub mod form;
 pub mod intent;
 pub mod keymap;
 pub mod model;
 pub mod session;
+pub mod terminal;
 pub mod theme;
 pub mod update;
 pub mod views;
 pub mod widgets;
+
+pub use driver::{TuiContext, TuiError, run_tui};

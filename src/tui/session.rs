@@ -43,6 +43,8 @@ pub struct SessionPane {
     pub prefix_pending: bool,
     /// The last notice from the session path.
     pub notice: Option<String>,
+    /// Set once the UI asked to end it (so the grant's end asks only once).
+    pub end_requested: bool,
 }
 
 impl SessionPane {
@@ -64,6 +66,7 @@ impl SessionPane {
             liveness: Liveness::Live,
             prefix_pending: false,
             notice: None,
+            end_requested: false,
         }
     }
 

@@ -59,7 +59,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
             edit(s, |t| t.push_str(&line));
         }
         Action::SessionKey(key) => return session_key(s, key),
-        Action::Tick(now) => s.now = now,
+        Action::Tick(now) => return tick(s, now),
         Action::Resize(cols, rows) => return resize(s, (cols, rows)),
         Action::Snapshot(snapshot) => return snapshot_arrived(s, *snapshot),
         Action::Fleet(fleet) => {
@@ -102,6 +102,19 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
         }
     }
     Vec::new()
+}
+
+/// The clock moved; a session whose grant ended is ended (once), whatever else should have.
+fn tick(s: &mut State, now: chrono::DateTime<chrono::Utc>) -> Vec<Intent> {
+    s.now = now;
+    match s.session.as_mut() {
+        Some(p) if p.is_live() && !p.end_requested && p.ends_at.is_some_and(|t| t <= now) => {
+            p.end_requested = true;
+            p.notice = Some("the approved time is over: ending the session".to_string());
+            vec![Intent::EndSession]
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn go_to(s: &mut State, screen: Screen) {
@@ -337,7 +350,10 @@ fn session_key(s: &mut State, key: crossterm::event::KeyEvent) -> Vec<Intent> {
             ));
             Vec::new()
         }
-        Chord::End => vec![Intent::EndSession],
+        Chord::End => {
+            p.end_requested = true;
+            vec![Intent::EndSession]
+        }
         Chord::Prefix | Chord::Nothing => Vec::new(),
     }
 }
