@@ -25,7 +25,6 @@ use crate::fleet::{
     Fleet, FleetError, ReplaceOptions, ReplaceProgress, ReplaceStrategy, ReplacementOutcome,
     SessionReason, Taint,
 };
-use crate::policy::Replacement;
 use crate::recording::{Recorder, RecorderKey, RecordingError, RecordingMeta};
 use crate::request::{CloseReason, Request, State};
 
@@ -270,9 +269,9 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
     // 1. The recording must be possible before anything touches the instance.
     if let Err(e) = preflight(&deps.recordings_dir) {
         audit(
-            deps,
+            &deps.broker,
             EventKind::RecordingFailed,
-            &request.id,
+            Some(&request.id),
             json!({"error": e.to_string()}),
         )
         .await;
@@ -288,9 +287,9 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
     };
     if let Err(e) = deps.fleet.taint(&request.target, &taint).await {
         audit(
-            deps,
+            &deps.broker,
             EventKind::TaintFailed,
-            &request.id,
+            Some(&request.id),
             json!({"target": request.target, "error": e.to_string()}),
         )
         .await;
@@ -301,9 +300,9 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
         });
     }
     audit(
-        deps,
+        &deps.broker,
         EventKind::Tainted,
-        &request.id,
+        Some(&request.id),
         json!({"target": request.target, "by": taint.by, "at": taint.at}),
     )
     .await;
@@ -370,9 +369,9 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
         Err(e) => {
             let _ = deps.fleet.terminate_session(&session_id).await;
             audit(
-                deps,
+                &deps.broker,
                 EventKind::RecordingFailed,
-                &request.id,
+                Some(&request.id),
                 json!({"error": e.to_string()}),
             )
             .await;
@@ -382,9 +381,9 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
     };
     let recording_path = recorder.path().to_path_buf();
     audit(
-        deps,
+        &deps.broker,
         EventKind::RecordingStarted,
-        &request.id,
+        Some(&request.id),
         json!({"path": recording_path.display().to_string(), "session_id": session_id}),
     )
     .await;
@@ -483,7 +482,13 @@ pub async fn finish<F: Fleet + Send + Sync + 'static>(
         (None, None, Err(_)) => CloseReason::ConnectionLost,
     };
     if let Some(why) = &recording_failure {
-        audit(deps, EventKind::RecordingFailed, &id, json!({"error": why})).await;
+        audit(
+            &deps.broker,
+            EventKind::RecordingFailed,
+            Some(&id),
+            json!({"error": why}),
+        )
+        .await;
     }
     // Make sure the service side is gone too (a no-op when the shell exited by itself).
     if !matches!(reason, CloseReason::Exited { .. })
@@ -508,7 +513,7 @@ pub async fn finish<F: Fleet + Send + Sync + 'static>(
     });
 
     let strategy = match deps.broker.policy() {
-        Ok(p) => strategy_for(&p.replacement),
+        Ok(p) => ReplaceStrategy::from(&p.replacement),
         Err(e) => {
             tracing::error!(error = %e, "policy unreadable; replacing with the safest observable strategy is impossible");
             ReplaceStrategy::None
@@ -520,10 +525,7 @@ pub async fn finish<F: Fleet + Send + Sync + 'static>(
     let seal = match live.tap.take() {
         Some(rec) => match rec.seal() {
             Ok(info) => {
-                audit(
-                    deps,
-                    EventKind::RecordingSealed,
-                    &id,
+                audit(&deps.broker, EventKind::RecordingSealed, Some(&id),
                     json!({"digest": info.digest, "lines": info.lines, "path": info.path.display().to_string()}),
                 )
                 .await;
@@ -535,9 +537,9 @@ pub async fn finish<F: Fleet + Send + Sync + 'static>(
             }
             Err(e) => {
                 audit(
-                    deps,
+                    &deps.broker,
                     EventKind::RecordingFailed,
-                    &id,
+                    Some(&id),
                     json!({"error": e.to_string()}),
                 )
                 .await;
@@ -565,22 +567,50 @@ pub async fn replace<F: Fleet + Send + Sync + 'static>(
     strategy: &ReplaceStrategy,
     step: &mut impl FnMut(Step),
 ) -> ReplacementOutcome {
-    audit(
-        deps,
-        EventKind::ReplacementRequested,
-        request_id,
-        json!({"target": target, "strategy": strategy.to_string()}),
-    )
-    .await;
-    step(Step::Replacing {
-        note: format!("replacing {target} ({strategy})"),
-    });
-    let (tx, mut rx) = mpsc::unbounded_channel();
     let opts = ReplaceOptions {
         timeout: deps.replace_timeout,
         ..ReplaceOptions::default()
     };
-    let fleet = deps.fleet.clone();
+    let outcome = replace_audited(
+        &deps.broker,
+        &deps.fleet,
+        Some(request_id),
+        target,
+        strategy,
+        opts,
+        "session",
+        |note| step(Step::Replacing { note }),
+    )
+    .await;
+    step(Step::Replaced {
+        outcome: outcome.clone(),
+    });
+    outcome
+}
+
+/// Replaces `target` with `strategy`, reporting progress, and audits the request and the
+/// outcome (`via` says who asked: the session's end or the reaper).
+#[allow(clippy::too_many_arguments)]
+pub async fn replace_audited<F: Fleet + Send + Sync + 'static>(
+    broker: &Arc<Broker>,
+    fleet: &Arc<F>,
+    request_id: Option<&str>,
+    target: &str,
+    strategy: &ReplaceStrategy,
+    opts: ReplaceOptions,
+    via: &str,
+    mut progress: impl FnMut(String),
+) -> ReplacementOutcome {
+    audit(
+        broker,
+        EventKind::ReplacementRequested,
+        request_id,
+        json!({"target": target, "strategy": strategy.to_string(), "via": via}),
+    )
+    .await;
+    progress(format!("replacing {target} ({strategy})"));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let fleet = fleet.clone();
     let (t, s) = (target.to_string(), strategy.clone());
     let work = tokio::spawn(async move {
         fleet
@@ -590,7 +620,7 @@ pub async fn replace<F: Fleet + Send + Sync + 'static>(
             .await
     });
     while let Some(note) = rx.recv().await {
-        step(Step::Replacing { note });
+        progress(note);
     }
     let outcome = match work.await {
         Ok(o) => o,
@@ -609,26 +639,11 @@ pub async fn replace<F: Fleet + Send + Sync + 'static>(
         ),
         ReplacementOutcome::Requested { note } => (
             EventKind::ReplacementRequested,
-            json!({"target": target, "note": note}),
+            json!({"target": target, "note": note, "outcome": "requested"}),
         ),
     };
-    audit(deps, kind, request_id, data).await;
-    step(Step::Replaced {
-        outcome: outcome.clone(),
-    });
+    audit(broker, kind, request_id, data).await;
     outcome
-}
-
-/// The policy's replacement as the fleet's strategy.
-pub fn strategy_for(r: &Replacement) -> ReplaceStrategy {
-    match r {
-        Replacement::Asg => ReplaceStrategy::Asg,
-        Replacement::AsgUnhealthy => ReplaceStrategy::AsgUnhealthy,
-        Replacement::Automation(document) => ReplaceStrategy::Automation {
-            document: document.clone(),
-        },
-        Replacement::None => ReplaceStrategy::None,
-    }
 }
 
 /// Flushes the recording, warns before the end, and terminates at the end of the approved
@@ -680,30 +695,28 @@ async fn seal_quietly<F>(deps: &SessionDeps<F>, recorder: &Arc<Mutex<Option<Reco
     if let Some(rec) = rec {
         match rec.seal() {
             Ok(info) => {
-                audit(
-                    deps,
-                    EventKind::RecordingSealed,
-                    id,
+                audit(&deps.broker, EventKind::RecordingSealed, Some(id),
                     json!({"digest": info.digest, "lines": info.lines, "path": info.path.display().to_string()}),
                 )
                 .await
             }
             Err(e) => {
-                audit(deps, EventKind::RecordingFailed, id, json!({"error": e.to_string()})).await
+                audit(&deps.broker, EventKind::RecordingFailed, Some(id), json!({"error": e.to_string()})).await
             }
         }
     }
 }
 
-async fn audit<F>(
-    deps: &SessionDeps<F>,
+async fn audit(
+    broker: &Arc<Broker>,
     kind: EventKind,
-    request_id: &str,
+    request_id: Option<&str>,
     data: serde_json::Value,
 ) {
-    let broker = deps.broker.clone();
-    let id = request_id.to_string();
-    if let Err(e) = blocking(move || broker.record(SESSION_ACTOR, kind, Some(&id), data)).await {
+    let broker = broker.clone();
+    let id = request_id.map(str::to_string);
+    if let Err(e) = blocking(move || broker.record(SESSION_ACTOR, kind, id.as_deref(), data)).await
+    {
         tracing::error!(error = %e, ?kind, "could not append an audit event");
     }
 }

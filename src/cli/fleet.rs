@@ -21,6 +21,7 @@ use crate::fleet::{
     Fleet, Node, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, RogueFinding, RogueReason,
     SessionState, classify_sessions, tag,
 };
+use crate::session;
 
 /// `sombrero fleet`.
 #[derive(Debug, Args)]
@@ -173,11 +174,11 @@ struct Reaped {
 /// Idempotent: a replaced node is gone, a requested one carries `pink-sombrero:replacement=requested`
 /// and is skipped; a failed one is tried again. Every replacement is audited before it starts.
 pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
-    let broker = access::open(g)?;
+    let broker = std::sync::Arc::new(access::open(g)?);
     let strategy = ReplaceStrategy::from(&broker.policy().map_err(access::fail)?.replacement);
     let rt = runtime()?;
-    let fleet = rt.block_on(AwsFleet::from_opts(g))?;
-    let candidates = rt.block_on(reap_candidates(&fleet))?;
+    let fleet = std::sync::Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
+    let candidates = rt.block_on(reap_candidates(fleet.as_ref()))?;
     let mut done = Vec::new();
     for node in candidates {
         // Only link the event to a request this store knows (the tag may come from elsewhere).
@@ -198,46 +199,27 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
             done.push(row);
             continue;
         }
-        let req = request.as_deref();
-        broker
-            .record(
-                ACTOR,
-                EventKind::ReplacementRequested,
-                req,
-                json!({"target": node.id, "strategy": row.strategy, "via": "reap"}),
-            )
-            .map_err(access::fail)?;
         let quiet = a.json;
-        let outcome =
-            rt.block_on(
-                fleet.replace(&node.id, &strategy, &ReplaceOptions::default(), |p| {
-                    if !quiet {
-                        eprintln!("sombrero reap: {p}");
-                    }
-                }),
-            );
+        let outcome = rt.block_on(session::replace_audited(
+            &broker,
+            &fleet,
+            request.as_deref(),
+            &node.id,
+            &strategy,
+            ReplaceOptions::default(),
+            "reap",
+            |p| {
+                if !quiet {
+                    eprintln!("sombrero reap: {p}");
+                }
+            },
+        ));
         match outcome {
-            ReplacementOutcome::Completed { old, new } => {
-                broker
-                    .record(
-                        ACTOR,
-                        EventKind::ReplacementCompleted,
-                        req,
-                        json!({"old": old, "new": new}),
-                    )
-                    .map_err(access::fail)?;
+            ReplacementOutcome::Completed { new, .. } => {
                 row.outcome = "completed";
                 row.new = Some(new);
             }
             ReplacementOutcome::Failed { why } => {
-                broker
-                    .record(
-                        ACTOR,
-                        EventKind::ReplacementFailed,
-                        req,
-                        json!({"target": node.id, "why": why.to_string()}),
-                    )
-                    .map_err(access::fail)?;
                 row.outcome = "failed";
                 row.detail = Some(why.to_string());
             }
