@@ -120,6 +120,44 @@ pub enum Step {
     },
 }
 
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = match self {
+            Step::Claimed { ends_at } => format!(
+                "request claimed; the session ends at {} UTC",
+                ends_at.format("%H:%M:%S")
+            ),
+            Step::Recording { path } => format!("recording to {}", path.display()),
+            Step::Tainted { target } => format!("{target} tagged as tainted (it will be replaced)"),
+            Step::Started { session_id } => format!("session {session_id} started"),
+            Step::Connected => "connected: everything you type and see is recorded".to_string(),
+            Step::Warning { left } => format!(
+                "{} s left: the session will be terminated when the approved time ends",
+                left.as_secs()
+            ),
+            Step::Closed { reason } => format!("session closed: {reason}"),
+            Step::Sealed { digest, path } => {
+                format!(
+                    "recording sealed ({}): {}",
+                    &digest[..digest.len().min(16)],
+                    path.display()
+                )
+            }
+            Step::Replacing { note } => format!("replacement: {note}"),
+            Step::Replaced { outcome } => match outcome {
+                ReplacementOutcome::Completed { old, new } => {
+                    format!("{old} replaced by {new}")
+                }
+                ReplacementOutcome::Failed { why } => format!(
+                    "REPLACEMENT FAILED: {why}; `sombrero reap` will retry, or replace it by hand"
+                ),
+                ReplacementOutcome::Requested { note } => format!("replacement requested: {note}"),
+            },
+        };
+        f.write_str(&line)
+    }
+}
+
 /// Why a session could not open.
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -239,6 +277,35 @@ pub struct LiveSession {
     pub recording_path: PathBuf,
     cause: Arc<Mutex<Option<CloseReason>>>,
     watchdog: JoinHandle<()>,
+}
+
+/// Ends a live session at a person's request; the close is recorded as theirs.
+#[derive(Clone)]
+pub struct Terminator {
+    cause: Arc<Mutex<Option<CloseReason>>>,
+    handle: SessionHandle,
+}
+
+impl Terminator {
+    /// Terminates the session, recording `by` as who ended it (first cause wins).
+    pub fn terminate(&self, by: &str) {
+        if let Ok(mut c) = self.cause.lock()
+            && c.is_none()
+        {
+            *c = Some(CloseReason::Terminated { by: by.to_string() });
+        }
+        let _ = self.handle.terminate();
+    }
+}
+
+impl LiveSession {
+    /// A handle that ends this session on a person's request.
+    pub fn terminator(&self) -> Terminator {
+        Terminator {
+            cause: self.cause.clone(),
+            handle: self.handle.clone(),
+        }
+    }
 }
 
 /// Claims, records, taints, starts and connects. On any failure the request is closed as

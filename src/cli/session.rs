@@ -10,7 +10,6 @@ use super::ExitError;
 use super::access::{fail, open as open_broker, who};
 use crate::channel::terminal::{bridge_stdio, local_size};
 use crate::config::{GlobalOpts, Paths};
-use crate::fleet::ReplacementOutcome;
 use crate::fleet::aws::AwsFleet;
 use crate::recording::RecorderKey;
 use crate::request::CloseReason;
@@ -28,46 +27,10 @@ pub struct OpenArgs {
 
 /// Prints a progress line on stderr; `\r\n` because the terminal may be in raw mode.
 fn say(step: &Step) {
-    let line = describe(step);
+    let line = step.to_string();
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\r\n[pink sombrero] {line}\r\n");
     let _ = err.flush();
-}
-
-/// One line for a person watching the session open and close.
-pub fn describe(step: &Step) -> String {
-    match step {
-        Step::Claimed { ends_at } => format!(
-            "request claimed; the session ends at {} UTC",
-            ends_at.format("%H:%M:%S")
-        ),
-        Step::Recording { path } => format!("recording to {}", path.display()),
-        Step::Tainted { target } => format!("{target} tagged as tainted (it will be replaced)"),
-        Step::Started { session_id } => format!("session {session_id} started"),
-        Step::Connected => "connected: everything you type and see is recorded".to_string(),
-        Step::Warning { left } => format!(
-            "{} s left: the session will be terminated when the approved time ends",
-            left.as_secs()
-        ),
-        Step::Closed { reason } => format!("session closed: {reason}"),
-        Step::Sealed { digest, path } => {
-            format!(
-                "recording sealed ({}): {}",
-                &digest[..digest.len().min(16)],
-                path.display()
-            )
-        }
-        Step::Replacing { note } => format!("replacement: {note}"),
-        Step::Replaced { outcome } => match outcome {
-            ReplacementOutcome::Completed { old, new } => {
-                format!("{old} replaced by {new}")
-            }
-            ReplacementOutcome::Failed { why } => format!(
-                "REPLACEMENT FAILED: {why}; `sombrero reap` will retry, or replace it by hand"
-            ),
-            ReplacementOutcome::Requested { note } => format!("replacement requested: {note}"),
-        },
-    }
 }
 
 /// Runs `sombrero open`.
