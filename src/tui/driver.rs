@@ -7,13 +7,14 @@
 //! before drawing so bursts of session output cost one frame.
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use crossterm::event::{Event, EventStream, KeyEventKind};
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::{Stream, StreamExt};
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{MissedTickBehavior, interval};
@@ -175,11 +176,67 @@ struct Shared {
     actions: mpsc::UnboundedSender<Action>,
 }
 
-/// Runs the TUI until the person quits.
+/// Where frames go, and the other things the loop does to the terminal.
+pub trait Console {
+    /// Current size (columns, rows).
+    fn size(&self) -> std::io::Result<(u16, u16)>;
+    /// Draws one frame.
+    fn draw(&mut self, state: &State, theme: &Theme) -> std::io::Result<()>;
+    /// Rings the bell.
+    fn bell(&mut self) -> std::io::Result<()>;
+    /// Hands the terminal to something else (the player).
+    fn suspend(&mut self);
+    /// Takes it back.
+    fn resume(&mut self) -> std::io::Result<()>;
+}
+
+impl Console for TerminalGuard {
+    fn size(&self) -> std::io::Result<(u16, u16)> {
+        let s = self.terminal.size()?;
+        Ok((s.width, s.height))
+    }
+
+    fn draw(&mut self, state: &State, theme: &Theme) -> std::io::Result<()> {
+        use crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
+        // One synchronized update per frame: the terminal shows it whole, never half drawn.
+        crossterm::execute!(std::io::stdout(), BeginSynchronizedUpdate)?;
+        self.terminal.draw(|f| views::draw(f, state, theme))?;
+        crossterm::execute!(std::io::stdout(), EndSynchronizedUpdate)
+    }
+
+    fn bell(&mut self) -> std::io::Result<()> {
+        TerminalGuard::bell(self)
+    }
+
+    fn suspend(&mut self) {
+        TerminalGuard::suspend(self);
+    }
+
+    fn resume(&mut self) -> std::io::Result<()> {
+        TerminalGuard::resume(self)
+    }
+}
+
+/// Terminal events, as crossterm's `EventStream` yields them.
+pub type Events = Pin<Box<dyn Stream<Item = std::io::Result<Event>> + Send>>;
+
+/// Runs the TUI in this terminal until the person quits.
 pub async fn run_tui(ctx: TuiContext) -> Result<(), TuiError> {
     let mut guard = TerminalGuard::enter()?;
-    let size = guard.terminal.size()?;
-    let mut state = State::new(ctx.user.clone(), Utc::now(), (size.width, size.height));
+    let result = run_with(ctx, &mut guard, || Box::pin(EventStream::new())).await;
+    drop(guard);
+    result
+}
+
+/// Runs the loop on any console; `events()` opens the input stream (again after the player).
+pub async fn run_with(
+    ctx: TuiContext,
+    console: &mut impl Console,
+    mut open_events: impl FnMut() -> Events,
+) -> Result<(), TuiError> {
+    let guard = console;
+    let size = guard.size()?;
+    let mut state = State::new(ctx.user.clone(), Utc::now(), size);
     state.demo_codes = ctx.demo_codes.as_ref().map(|f| f());
     if ctx.fleet.is_none() {
         state.fleet = Loadable::Failed(
@@ -203,15 +260,15 @@ pub async fn run_tui(ctx: TuiContext) -> Result<(), TuiError> {
         .clone()
         .map(|f| tokio::spawn(watch_fleet(f, Arc::clone(&shared))));
 
-    let mut events = EventStream::new();
+    let mut events = open_events();
     let mut tick = interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut session: Option<LiveSession> = None;
     let mut dirty = true;
     let result = loop {
         if dirty {
-            if let Err(e) = draw(&mut guard, &state, &ctx.theme) {
-                break Err(e);
+            if let Err(e) = guard.draw(&state, &ctx.theme) {
+                break Err(e.into());
             }
             dirty = false;
         }
@@ -252,14 +309,14 @@ pub async fn run_tui(ctx: TuiContext) -> Result<(), TuiError> {
                         &shared,
                         &mut session,
                         &opened_tx,
-                        &mut guard,
+                        guard,
                     ),
                 }
             }
         }
         dirty = true;
         if let Some(path) = replay {
-            run_player(&ctx, path, &mut guard, &mut events, &actions).await?;
+            run_player(&ctx, path, guard, &mut events, &mut open_events, &actions).await?;
         }
         if state.quit {
             break Ok(());
@@ -269,16 +326,7 @@ pub async fn run_tui(ctx: TuiContext) -> Result<(), TuiError> {
     if let Some(w) = fleet_watcher {
         w.abort();
     }
-    drop(guard);
     result
-}
-
-fn draw(guard: &mut TerminalGuard, state: &State, theme: &Theme) -> Result<(), TuiError> {
-    use crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
-    crossterm::execute!(std::io::stdout(), BeginSynchronizedUpdate)?;
-    guard.terminal.draw(|f| views::draw(f, state, theme))?;
-    crossterm::execute!(std::io::stdout(), EndSynchronizedUpdate)?;
-    Ok(())
 }
 
 fn from_terminal(state: &State, ev: Event) -> Option<Action> {
@@ -337,7 +385,7 @@ fn perform(
     shared: &Arc<Shared>,
     session: &mut Option<LiveSession>,
     opened_tx: &mpsc::UnboundedSender<(String, OpenedSession)>,
-    guard: &mut TerminalGuard,
+    guard: &mut impl Console,
 ) {
     let report = |r: Result<(), String>| {
         if let Err(e) = r {
@@ -438,8 +486,9 @@ fn open_session(
 async fn run_player(
     ctx: &TuiContext,
     path: PathBuf,
-    guard: &mut TerminalGuard,
-    events: &mut EventStream,
+    guard: &mut impl Console,
+    events: &mut Events,
+    open_events: &mut impl FnMut() -> Events,
     actions: &mpsc::UnboundedSender<Action>,
 ) -> Result<(), TuiError> {
     let Some(replay) = ctx.replay.clone() else {
@@ -450,11 +499,11 @@ async fn run_player(
         return Ok(());
     };
     // The player owns the terminal meanwhile: stop reading input so keys reach it.
-    *events = EventStream::new();
+    *events = Box::pin(futures_util::stream::pending());
     guard.suspend();
     let outcome = tokio::task::spawn_blocking(move || replay(path)).await;
     guard.resume()?;
-    *events = EventStream::new();
+    *events = open_events();
     let action = match outcome {
         Ok(Ok(())) => Action::Done(Done::RecordingClosed),
         Ok(Err(e)) => Action::Refused(e),

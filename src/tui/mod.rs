@@ -4,6 +4,7 @@
 pub mod action;
 pub mod app;
 pub mod broker_view;
+pub mod demo;
 pub mod driver;
 pub mod fleet_view;
 pub mod form;

@@ -407,7 +407,7 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
         Done::RequestCreated { id } => {
             s.screen = Screen::Requests;
             format!(
-                "Request {id} created: it needs {needed} approvals. Approvers see it on Approvals (3); to approve on this console press u and switch user."
+                "Request {id} created; it needs {needed} approvals (approvers: Approvals tab; here: u to switch user)."
             )
         }
         Done::Approved { id } => format!("Approved {id}."),

@@ -29,7 +29,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     let header = Row::new(["ID", "REQUESTER", "TARGET", "WAITING", "INCIDENT", "REASON"]);
     let widths = vec![
-        Constraint::Length(10),
+        Constraint::Length(13),
         Constraint::Length(10),
         Constraint::Length(20),
         Constraint::Length(8),

@@ -75,7 +75,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Constraint::Fill(2),
         Constraint::Length(20),
         Constraint::Length(15),
-        Constraint::Length(9),
+        Constraint::Length(15),
         Constraint::Length(5),
         Constraint::Fill(2),
     ];

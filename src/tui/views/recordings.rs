@@ -39,7 +39,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     ]);
     let widths = vec![
         Constraint::Length(17),
-        Constraint::Length(10),
+        Constraint::Length(13),
         Constraint::Length(20),
         Constraint::Length(10),
         Constraint::Length(7),

@@ -61,7 +61,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         "REASON",
     ]);
     let widths = vec![
-        Constraint::Length(10),
+        Constraint::Length(13),
         Constraint::Length(11),
         Constraint::Length(10),
         Constraint::Length(20),

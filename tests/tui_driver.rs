@@ -1,0 +1,220 @@
+//! The real loop, headless: a TestBackend console, keys sent as terminal events, and a real
+//! broker on a real SQLite data dir, changed meanwhile by a second broker ("another process").
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use pink_sombrero::broker::{Broker, BrokerOptions, TestClock};
+use pink_sombrero::config::Paths;
+use pink_sombrero::mfa;
+use pink_sombrero::policy::Role;
+use pink_sombrero::request::{NewRequest, State as ReqState};
+use pink_sombrero::tui::app::State;
+use pink_sombrero::tui::driver::{Console, Events, TuiContext, run_with};
+use pink_sombrero::tui::theme::Theme;
+use pink_sombrero::tui::views;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokio::sync::mpsc;
+
+struct TestConsole {
+    term: Terminal<TestBackend>,
+    screen: Arc<Mutex<String>>,
+    bells: Arc<AtomicUsize>,
+}
+
+impl Console for TestConsole {
+    fn size(&self) -> std::io::Result<(u16, u16)> {
+        Ok((110, 30))
+    }
+    fn draw(&mut self, state: &State, theme: &Theme) -> std::io::Result<()> {
+        self.term.draw(|f| views::draw(f, state, theme)).unwrap();
+        *self.screen.lock().unwrap() = format!("{}", self.term.backend());
+        Ok(())
+    }
+    fn bell(&mut self) -> std::io::Result<()> {
+        self.bells.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn suspend(&mut self) {}
+    fn resume(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Harness {
+    keys: mpsc::UnboundedSender<Event>,
+    screen: Arc<Mutex<String>>,
+    bells: Arc<AtomicUsize>,
+    clock: Arc<TestClock>,
+    secrets: Vec<(String, String)>,
+    other: Broker,
+}
+
+impl Harness {
+    fn key(&self, code: KeyCode) {
+        self.keys
+            .send(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+            .unwrap();
+    }
+    fn text(&self, text: &str) {
+        for c in text.chars() {
+            self.key(KeyCode::Char(c));
+        }
+    }
+    fn code(&self, user: &str) -> String {
+        let secret = &self.secrets.iter().find(|(n, _)| n == user).unwrap().1;
+        mfa::code_at(user, secret, self.clock_now()).unwrap()
+    }
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use pink_sombrero::broker::Clock;
+        self.clock.now()
+    }
+    /// Waits (generously) until the screen shows `needle`; fails with the screen otherwise.
+    async fn shows(&self, needle: &str) {
+        for _ in 0..200 {
+            if self.screen.lock().unwrap().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "screen never showed {needle:?}:\n{}",
+            self.screen.lock().unwrap()
+        );
+    }
+    async fn until(&self, what: &str, check: impl Fn(&Broker) -> bool) {
+        for _ in 0..200 {
+            if check(&self.other) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("never: {what}\n{}", self.screen.lock().unwrap());
+    }
+}
+
+fn events_from(rx: mpsc::UnboundedReceiver<Event>) -> impl FnMut() -> Events {
+    let mut rx = Some(rx);
+    move || match rx.take() {
+        Some(rx) => Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|e| (Ok(e), rx))
+        })),
+        None => Box::pin(futures_util::stream::pending()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_request_appears_and_is_approved_from_the_tui() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::at(dir.path().join("data"));
+    let clock = TestClock::at(chrono::Utc::now());
+    let opts = BrokerOptions {
+        policy_path: None,
+        clock: Some(clock.clone()),
+    };
+    let broker = Broker::open(&paths, opts.clone()).unwrap();
+    let mut secrets = Vec::new();
+    for (name, role) in [
+        ("alice", Role::Requester),
+        ("bob", Role::Approver),
+        ("carol", Role::Approver),
+    ] {
+        let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
+        secrets.push((name.to_string(), e.secret_base32));
+    }
+    let (keys, rx) = mpsc::unbounded_channel();
+    let screen = Arc::new(Mutex::new(String::new()));
+    let bells = Arc::new(AtomicUsize::new(0));
+    let mut console = TestConsole {
+        term: Terminal::new(TestBackend::new(110, 30)).unwrap(),
+        screen: Arc::clone(&screen),
+        bells: Arc::clone(&bells),
+    };
+    let ctx = TuiContext {
+        broker: Arc::new(broker),
+        user: "bob".into(),
+        theme: Theme::load("default").unwrap(),
+        demo_codes: None,
+        fleet: None,
+        open_session: None,
+        recordings: None,
+        replay: None,
+    };
+    let ui = tokio::spawn(async move { run_with(ctx, &mut console, events_from(rx)).await });
+    let h = Harness {
+        keys,
+        screen,
+        bells,
+        clock,
+        secrets,
+        other: Broker::open(&paths, opts).unwrap(),
+    };
+
+    h.key(KeyCode::Char('3'));
+    h.shows("Nothing waiting for bob").await;
+
+    // Another process asks; bob's queue shows it without a key press, with a bell.
+    let new = NewRequest {
+        requester: "alice".into(),
+        target: "mi-0123456789abcdef0".into(),
+        reason: "disk full on the primary".into(),
+        incident: Some("INC-77".into()),
+        duration: Duration::from_secs(900),
+    };
+    let id = h.other.create_request(new, &h.code("alice")).unwrap().id;
+    h.shows("disk full on the primary").await;
+    h.shows("New approval request: alice wants").await;
+    assert_eq!(h.bells.load(Ordering::SeqCst), 1);
+
+    // bob approves: comment skipped, code typed.
+    h.key(KeyCode::Char('a'));
+    h.key(KeyCode::Enter);
+    h.text(&h.code("bob"));
+    h.key(KeyCode::Enter);
+    h.until("bob's approval is stored", |b| {
+        b.get(&id).unwrap().approvals.len() == 1
+    })
+    .await;
+    h.shows(&format!("Approved {id}")).await;
+
+    // Over the shoulder: carol takes the keyboard and approves with a fresh code.
+    h.key(KeyCode::Char('u'));
+    h.text("carol");
+    h.key(KeyCode::Enter);
+    h.text(&h.code("carol"));
+    h.key(KeyCode::Enter);
+    h.shows("as carol").await;
+    h.clock.advance(Duration::from_secs(30));
+    h.shows("Approvals for carol").await;
+    h.key(KeyCode::Char('a'));
+    h.key(KeyCode::Enter);
+    h.text(&h.code("carol"));
+    h.key(KeyCode::Enter);
+    h.until("the request is approved", |b| {
+        b.get(&id).unwrap().state == ReqState::Approved
+    })
+    .await;
+
+    // A wrong code is refused inline, with what to do.
+    h.key(KeyCode::Char('u'));
+    h.text("alice");
+    h.key(KeyCode::Enter);
+    h.text("000000");
+    h.key(KeyCode::Enter);
+    h.shows("Refused: wrong TOTP code for alice").await;
+    h.key(KeyCode::Esc);
+
+    // q backs out to Fleet, then quits.
+    h.key(KeyCode::Char('q'));
+    h.shows("No fleet is configured").await;
+    h.key(KeyCode::Char('q'));
+    tokio::time::timeout(Duration::from_secs(10), ui)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
