@@ -162,8 +162,9 @@ const FRAME: Duration = Duration::from_millis(100);
 const IDLE_FRAME: Duration = Duration::from_secs(1);
 
 fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()> {
-    let mut terminal = ratatui::try_init()?;
+    // The guard first: if try_init fails halfway (raw mode on, no alternate screen) it still undoes it.
     let _guard = TerminalGuard;
+    let mut terminal = ratatui::try_init()?;
     loop {
         terminal.draw(|f| f.render_stateful_widget(PlayerWidget, f.area(), state))?;
         let wait = if state.player.is_playing() {
