@@ -191,7 +191,8 @@ fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()>
 pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::resolve(g)?;
     let key = optional_key(g)?;
-    let dir = paths.recordings();
+    let dir = recording::recordings_dir(g.config.as_deref(), &paths)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
     let mut all = list::list(&dir, key.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
     let mut reviews = reviews_by_digest(g)?;
