@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod grant;
 pub mod limits;
 pub mod payload;
 pub mod session;
