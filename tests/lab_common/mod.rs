@@ -136,6 +136,10 @@ impl Peer {
             client_id: "test-client".into(),
             client_version: Some("1.2.0.0".into()),
         };
+        // As the official plugin does: a keepalive ping first, then the open frame.
+        ws.send(Message::Ping(b"keepalive".to_vec().into()))
+            .await
+            .unwrap();
         ws.send(Message::Text(serde_json::to_string(&open).unwrap().into()))
             .await
             .unwrap();
