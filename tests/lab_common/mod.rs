@@ -174,10 +174,11 @@ impl Peer {
     }
 
     pub async fn send_frame(&mut self, msg: &ClientMessage) {
-        self.ws
-            .send(Message::Binary(msg.encode().into()))
-            .await
-            .unwrap();
+        self.send_bytes(msg.encode()).await;
+    }
+
+    pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
     }
 
     /// Builds the next input frame (not sent).
