@@ -65,6 +65,7 @@ pub fn snapshot(
         })
         .collect();
     Ok(BrokerSnapshot {
+        user: user.to_string(),
         requests: requests.iter().map(|r| request_row(r, required)).collect(),
         approvals,
         audit,

@@ -227,6 +227,8 @@ impl Default for PolicyLimits {
 /// Everything the broker side shows, read in one go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerSnapshot {
+    /// The acting user it was read for (its approval queue is theirs); empty: any.
+    pub user: String,
     /// All requests, newest first.
     pub requests: Vec<RequestRow>,
     /// Requests the acting user may approve, newest first.

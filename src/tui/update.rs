@@ -371,6 +371,10 @@ fn resize(s: &mut State, size: (u16, u16)) -> Vec<Intent> {
 }
 
 fn snapshot_arrived(s: &mut State, snapshot: super::model::BrokerSnapshot) -> Vec<Intent> {
+    if !snapshot.user.is_empty() && snapshot.user != s.user {
+        // Read for the previous acting user while the switch happened: its queue is not ours.
+        return Vec::new();
+    }
     let ids: HashSet<String> = snapshot
         .approvals
         .iter()
@@ -416,6 +420,8 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
         Done::UserSwitched { name } => {
             s.user = name.clone();
             s.seen_approvals = None;
+            // The queue on screen was the previous user's: show loading until ours arrives.
+            s.broker = Loadable::Loading;
             format!("You now act as {name}.")
         }
         Done::SessionOpened {

@@ -74,6 +74,7 @@ pub fn request(id: &str, requester: &str, state: RequestState, approved_by: &[&s
 /// A full broker snapshot.
 pub fn snapshot() -> BrokerSnapshot {
     BrokerSnapshot {
+        user: String::new(),
         requests: vec![
             request("r-7f3a", "alice", RequestState::Pending, &["bob"]),
             request("r-51c0", "carol", RequestState::Approved, &["alice", "bob"]),
