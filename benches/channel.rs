@@ -6,6 +6,8 @@
 
 #[path = "../tests/channel_peer/mod.rs"]
 mod channel_peer;
+#[path = "../tests/lab_common/mod.rs"]
+mod lab_common;
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,204 @@ fn main() {
     session_core(scale);
     client_throughput(scale);
     echo_latency(500);
+    lab_bulk_output(scale);
+    lab_echo_latency(300);
+    pty_echo_latency(300);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A lab on its own thread and runtime; returns its endpoint and a stop sender.
+fn lab_thread() -> (String, std::sync::mpsc::Sender<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async move {
+            let lab = lab_common::lab(1).await;
+            tx.send(lab.endpoint_url()).ok();
+            tokio::task::spawn_blocking(move || stop_rx.recv().ok())
+                .await
+                .ok();
+            lab.shutdown().await;
+        });
+    });
+    (rx.recv().unwrap_or_else(|e| panic!("{e}")), stop_tx)
+}
+
+/// StartSession on the lab's first node through the SDK and connect our client.
+async fn lab_session(
+    endpoint: &str,
+) -> (
+    pink_sombrero::channel::client::SessionHandle,
+    tokio::sync::mpsc::Receiver<SessionEvent>,
+) {
+    use aws_config::{BehaviorVersion, Region};
+    let conf = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "lab",
+            "lab-secret",
+            None,
+            None,
+            "bench",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    let ssm = aws_sdk_ssm::Client::new(&conf);
+    let node = lab_common::first_node(&ssm).await;
+    let (sid, token, url) = lab_common::start_session(&ssm, &node).await;
+    let target = SessionTarget {
+        stream_url: url,
+        token,
+        session_id: sid,
+    };
+    connect(target, ClientOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Output bytes until `marker` appears (checked across chunk boundaries).
+async fn drain_until(
+    events: &mut tokio::sync::mpsc::Receiver<SessionEvent>,
+    marker: &[u8],
+) -> usize {
+    let mut total = 0;
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        match events.recv().await {
+            Some(SessionEvent::Output(b)) => {
+                total += b.len();
+                tail.extend_from_slice(&b);
+                if tail.windows(marker.len()).any(|w| w == marker) {
+                    return total;
+                }
+                let keep = tail.len().saturating_sub(marker.len());
+                tail.drain(..keep);
+            }
+            Some(_) => {}
+            None => panic!("session ended"),
+        }
+    }
+}
+
+/// Bulk output through the lab: `head -c N /dev/zero | base64`, our client on this thread.
+fn lab_bulk_output(mb: usize) {
+    let (endpoint, stop) = lab_thread();
+    runtime().block_on(async move {
+        let (handle, mut events) = lab_session(&endpoint).await;
+        handle.send_input(b"echo READY-$((1+1))\r".to_vec()).await.unwrap_or_else(|e| panic!("{e}"));
+        drain_until(&mut events, b"READY-2").await;
+        let cmd = format!("head -c {}M /dev/zero | base64; echo DONE-$((2+2))\r", mb);
+        let start = Instant::now();
+        let cpu0 = cpu_time_thread();
+        handle.send_input(cmd.into_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+        let bytes = drain_until(&mut events, b"DONE-4").await;
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = (cpu_time_thread() - cpu0).as_secs_f64();
+        let mbs = bytes as f64 / MB;
+        println!(
+            "client bulk output through the lab (head -c {mb}M /dev/zero | base64, {mbs:.1} MB): {:.1} MB/s, {:.4} CPU s/MB (client thread)",
+            mbs / secs,
+            cpu / mbs
+        );
+        let stats = handle.stats().counters;
+        println!("  counters: {stats:?}");
+    });
+    stop.send(()).ok();
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
+    (pct(50), pct(99))
+}
+
+/// Keystroke echo through the lab: one key typed, until its echo comes back.
+fn lab_echo_latency(n: usize) {
+    let (endpoint, stop) = lab_thread();
+    runtime().block_on(async move {
+        let (handle, mut events) = lab_session(&endpoint).await;
+        handle
+            .send_input(b"cat\r".to_vec())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while events.try_recv().is_ok() {}
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            handle
+                .send_input(b"k".to_vec())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            loop {
+                if let Some(SessionEvent::Output(b)) = events.recv().await
+                    && b.contains(&b'k')
+                {
+                    break;
+                }
+            }
+            samples.push(t.elapsed());
+        }
+        let (p50, p99) = percentiles(samples);
+        println!("keystroke echo through the lab ({n} keys into cat): p50 {p50:?}, p99 {p99:?}");
+    });
+    stop.send(()).ok();
+}
+
+/// Baseline: the same keystroke echo written straight to a shell's PTY.
+fn pty_echo_latency(n: usize) {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::{Read, Write};
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = CommandBuilder::new("sh");
+    cmd.args(["-c", "exec cat"]);
+    let mut child = pair
+        .slave
+        .spawn_command(cmd)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reader = pair
+        .master
+        .try_clone_reader()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = pair.master.take_writer().unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut buf = [0u8; 256];
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        writer.write_all(b"k").unwrap_or_else(|e| panic!("{e}"));
+        loop {
+            let got = reader.read(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+            if buf[..got].contains(&b'k') {
+                break;
+            }
+        }
+        samples.push(t.elapsed());
+    }
+    child.kill().ok();
+    let (p50, p99) = percentiles(samples);
+    println!(
+        "keystroke echo written straight to a PTY ({n} keys into cat): p50 {p50:?}, p99 {p99:?}"
+    );
 }
 
 fn codec(mb: usize) {
@@ -203,12 +403,7 @@ fn echo_latency(n: usize) {
             }
             samples.push(t.elapsed());
         }
-        samples.sort();
-        let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
-        println!(
-            "keystroke echo through the client vs scripted peer ({n} keys): p50 {:?}, p99 {:?}",
-            pct(50),
-            pct(99)
-        );
+        let (p50, p99) = percentiles(samples);
+        println!("keystroke echo through the client vs scripted peer ({n} keys): p50 {p50:?}, p99 {p99:?}");
     });
 }

@@ -81,10 +81,10 @@ async fn open_frame_handshake_io_exit_code_and_close() {
     assert_eq!(open.token_value, "tok-1");
     assert_eq!(open.client_version.as_deref(), Some("1.2.0.0"));
     assert!(uuid::Uuid::parse_str(&open.request_id).is_ok());
-    assert_eq!(peer.pings, vec![b"keepalive".to_vec()]);
     assert!(peer.headers.get("authorization").is_none());
 
     let size = peer.handshake().await;
+    assert_eq!(peer.pings, vec![b"keepalive".to_vec()]);
     assert_eq!(size.payload, br#"{"cols":80,"rows":24}"#);
     assert_eq!(size.sequence_number, 1);
 
@@ -118,6 +118,24 @@ async fn open_frame_handshake_io_exit_code_and_close() {
         handle.send_input(b"x".to_vec()).await,
         Err(ChannelError::Ended)
     ));
+}
+
+#[tokio::test]
+async fn a_handshake_that_never_completes_fails_the_session() {
+    let opts = ClientOptions {
+        handshake_timeout: std::time::Duration::from_millis(300),
+        ..options()
+    };
+    let (_listener, mut peer, _handle, mut events) = connected("t", opts).await;
+    peer.send_out(
+        PayloadType::HandshakeRequest,
+        channel_peer::HANDSHAKE_REQUEST,
+    )
+    .await;
+    match next_event(&mut events).await {
+        SessionEvent::Failed { error } => assert!(error.contains("handshake"), "{error}"),
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -387,6 +405,34 @@ async fn failing_resume_gives_up_after_the_retry_limit() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(resume.calls.lock().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn reconnects_that_die_before_any_frame_use_up_the_retry_budget() {
+    let resume = resume_with(vec![Some("t".into()); 10]);
+    let opts = ClientOptions {
+        resume: Some(resume.clone()),
+        ..options()
+    };
+    let (listener, peer, _handle, mut events) = started(opts).await;
+    drop(peer);
+    let refuse = tokio::spawn(async move {
+        // Accept each reconnect, read its open frame, hang up without sending a frame.
+        loop {
+            drop(listener.accept().await);
+        }
+    });
+    assert!(matches!(
+        next_event(&mut events).await,
+        SessionEvent::Notice(_)
+    ));
+    let end = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(end, SessionEvent::Failed { .. }), "{end:?}");
+    assert_eq!(resume.calls.lock().unwrap().len(), 5);
+    refuse.abort();
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::limits;
 use super::payload::{OpenDataChannelInput, SizeData, new_id};
-use super::session::{Counters, Effect, Session};
+use super::session::{Counters, Effect, Phase, Session};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -96,6 +96,8 @@ pub struct ClientOptions {
     /// Silence from the server, while input waits for an ack, after which the socket is
     /// treated as lost (default [`limits::STALL_TIMEOUT`]).
     pub stall_timeout: Duration,
+    /// Time allowed for the agent's handshake (default [`limits::HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -109,6 +111,7 @@ impl Default for ClientOptions {
             signing: None,
             client_version: limits::CLIENT_VERSION.to_string(),
             stall_timeout: limits::STALL_TIMEOUT,
+            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -121,6 +124,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("signing", &self.signing.as_ref().map(|s| &s.region))
             .field("client_version", &self.client_version)
             .field("stall_timeout", &self.stall_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
 }
@@ -251,8 +255,11 @@ pub async fn connect(
         terminate_by: None,
         reconnects: 0,
         last_inbound: Instant::now(),
+        started: Instant::now(),
         unflushed: false,
         batching: false,
+        reconnect_streak: 0,
+        last_loss: String::new(),
     };
     tokio::spawn(driver.run(ws));
     Ok((
@@ -315,10 +322,11 @@ async fn dial(
         client_version: Some(options.client_version.clone()),
     };
     let open = serde_json::to_string(&open).map_err(|e| dial_err(e.to_string()))?;
-    ws.send(Message::Ping(limits::PING_PAYLOAD.into()))
+    // The open frame goes first: some servers (our lab among them) expect it before anything.
+    ws.send(Message::text(open))
         .await
         .map_err(|e| dial_err(e.to_string()))?;
-    ws.send(Message::text(open))
+    ws.send(Message::Ping(limits::PING_PAYLOAD.into()))
         .await
         .map_err(|e| dial_err(e.to_string()))?;
     debug!(url = display_url(url), "data channel open");
@@ -407,10 +415,22 @@ struct Driver {
     reconnects: u64,
     /// When the server last sent anything (any websocket message).
     last_inbound: Instant,
+    /// When the session task started (for the handshake deadline).
+    started: Instant,
+    /// Reconnect attempts since the server last sent a binary frame.
+    reconnect_streak: u32,
+    /// Why the connection was last lost or a reconnect failed.
+    last_loss: String,
     /// Frames were fed to the socket but not flushed yet.
     unflushed: bool,
     /// Inside a read batch: flushing is left to the end of the batch.
     batching: bool,
+}
+
+/// Delay before reconnect attempt `n` (from 0): uniform in [base, 2 base), doubled per attempt.
+fn backoff(n: u32) -> Duration {
+    let base = limits::RECONNECT_BASE.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(base..2 * base)) * 2u32.saturating_pow(n)
 }
 
 /// The end reported when nobody listens to events any more.
@@ -454,7 +474,10 @@ impl Driver {
                     let now = Instant::now();
                     let fx = self.session.tick(now);
                     match self.apply(&mut ws, fx).await {
-                        Flow::Continue => self.check_stall(now).unwrap_or_else(|| self.check_terminate(now)),
+                        Flow::Continue => self
+                            .check_handshake(now)
+                            .or_else(|| self.check_stall(now))
+                            .unwrap_or_else(|| self.check_terminate(now)),
                         other => other,
                     }
                 }
@@ -510,6 +533,7 @@ impl Driver {
         }
         match msg {
             Some(Ok(Message::Binary(bytes))) => {
+                self.reconnect_streak = 0;
                 let fx = self.session.on_frame(&bytes, Instant::now());
                 self.apply(ws, fx).await
             }
@@ -559,6 +583,22 @@ impl Driver {
                 self.apply(ws, fx).await
             }
         }
+    }
+
+    /// The agent never completed the handshake: the session cannot start.
+    fn check_handshake(&self, now: Instant) -> Option<Flow> {
+        let waited = now.saturating_duration_since(self.started);
+        (self.session.phase() == Phase::Handshake && waited >= self.options.handshake_timeout).then(
+            || {
+                Flow::End(SessionEvent::Failed {
+                    error: format!(
+                        "the agent did not complete the session handshake within {}s; check \
+                         that the SSM agent on the target is running and up to date",
+                        waited.as_secs()
+                    ),
+                })
+            },
+        )
     }
 
     /// Input is waiting but the server has been silent too long: treat the socket as lost.
@@ -672,6 +712,7 @@ impl Driver {
     /// Resumes the session and dials the original StreamUrl again, with backoff.
     async fn reconnect(&mut self, why: &str) -> Result<Ws, SessionEvent> {
         warn!(reason = why, "data channel connection lost");
+        self.last_loss = why.to_string();
         let Some(resume) = self.options.resume.clone() else {
             return Err(SessionEvent::Failed {
                 error: format!("the data channel connection was lost ({why})"),
@@ -682,16 +723,17 @@ impl Driver {
                 reason: "terminated by the client".into(),
             });
         }
+        // One notice per outage, not per attempt.
         let notice = SessionEvent::Notice("connection lost; reconnecting".into());
-        if self.events.send(notice).await.is_err() {
+        if self.reconnect_streak == 0 && self.events.send(notice).await.is_err() {
             return Err(abandoned());
         }
-        let base = limits::RECONNECT_BASE.as_millis() as u64;
-        let mut delay = Duration::from_millis(rand::rng().random_range(base..2 * base));
-        let mut last = String::new();
-        for attempt in 1..=limits::RECONNECT_ATTEMPTS {
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+        // The budget spans reconnects that "succeed" but die before the server sends a
+        // single frame (e.g. it refuses the open frame); a frame resets it.
+        while self.reconnect_streak < limits::RECONNECT_ATTEMPTS {
+            let attempt = self.reconnect_streak;
+            self.reconnect_streak += 1;
+            tokio::time::sleep(backoff(attempt)).await;
             let token = match resume.resume(&self.target.session_id).await {
                 Ok(Some(token)) => token,
                 Ok(None) => {
@@ -701,7 +743,7 @@ impl Driver {
                 }
                 Err(e) => {
                     warn!(attempt, error = %e, "ResumeSession failed");
-                    last = e.to_string();
+                    self.last_loss = e.to_string();
                     continue;
                 }
             };
@@ -714,15 +756,16 @@ impl Driver {
                     match self.apply(&mut ws, fx).await {
                         Flow::Continue => return Ok(ws),
                         Flow::End(end) => return Err(end),
-                        Flow::Lost(e) => last = e,
+                        Flow::Lost(e) => self.last_loss = e,
                     }
                 }
                 Err(e) => {
                     warn!(attempt, error = %e, "reconnect failed");
-                    last = e.to_string();
+                    self.last_loss = e.to_string();
                 }
             }
         }
+        let last = &self.last_loss;
         Err(SessionEvent::Failed {
             error: format!(
                 "the data channel connection was lost and {} reconnect attempts failed \

@@ -203,7 +203,7 @@ pub(crate) fn who(as_user: Option<String>) -> anyhow::Result<String> {
 }
 
 /// The TOTP code: `--code`, else a no-echo prompt on a terminal, else one line of stdin.
-fn code(given: Option<String>, user: &str) -> anyhow::Result<String> {
+pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> {
     let code = match given {
         Some(c) => c,
         None if std::io::stdin().is_terminal() => {

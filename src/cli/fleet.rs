@@ -7,9 +7,21 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::Serialize;
 
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use crate::audit::EventKind;
+use crate::broker::Broker;
+use crate::cli::{ExitError, access};
 use crate::config::GlobalOpts;
 use crate::fleet::aws::AwsFleet;
-use crate::fleet::{Fleet, Node};
+use crate::fleet::rogue::reap_candidates;
+use crate::fleet::{
+    Fleet, Node, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, RogueFinding, RogueReason,
+    SessionState, classify_sessions, tag,
+};
+use crate::session;
 
 /// `sombrero fleet`.
 #[derive(Debug, Args)]
@@ -143,14 +155,207 @@ fn short_age(d: chrono::Duration) -> String {
     }
 }
 
-/// Runs `sombrero reap`.
-pub fn reap(_g: &GlobalOpts, _a: ReapArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is being built (issue #5)")
+/// Who the reaper and the rogue scan write audit events as.
+const ACTOR: &str = crate::broker::SYSTEM_ACTOR;
+
+/// What the reaper did, or would do, with one node.
+#[derive(Debug, Serialize)]
+struct Reaped {
+    target: String,
+    request: Option<String>,
+    strategy: String,
+    outcome: &'static str,
+    new: Option<String>,
+    detail: Option<String>,
 }
 
-/// Runs `sombrero rogue`.
-pub fn rogue(_g: &GlobalOpts, _a: RogueArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is being built (issue #5)")
+/// Runs `sombrero reap`: replaces tainted nodes that have no active session.
+///
+/// Idempotent: a replaced node is gone, a requested one carries `pink-sombrero:replacement=requested`
+/// and is skipped; a failed one is tried again. Every replacement is audited before it starts.
+pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
+    let broker = std::sync::Arc::new(access::open(g)?);
+    let strategy = ReplaceStrategy::from(&broker.policy().map_err(access::fail)?.replacement);
+    let rt = runtime()?;
+    let fleet = std::sync::Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
+    let candidates = rt.block_on(reap_candidates(fleet.as_ref()))?;
+    let mut done = Vec::new();
+    for node in candidates {
+        // Only link the event to a request this store knows (the tag may come from elsewhere).
+        let request = node
+            .tags
+            .get(tag::REQUEST)
+            .filter(|r| broker.get(r).is_ok())
+            .cloned();
+        let mut row = Reaped {
+            target: node.id.clone(),
+            request: request.clone(),
+            strategy: strategy.to_string(),
+            outcome: "would-replace",
+            new: None,
+            detail: None,
+        };
+        if a.dry_run {
+            done.push(row);
+            continue;
+        }
+        let quiet = a.json;
+        let outcome = rt.block_on(session::replace_audited(
+            &broker,
+            &fleet,
+            request.as_deref(),
+            &node.id,
+            &strategy,
+            ReplaceOptions::default(),
+            "reap",
+            |p| {
+                if !quiet {
+                    eprintln!("sombrero reap: {p}");
+                }
+            },
+        ));
+        match outcome {
+            ReplacementOutcome::Completed { new, .. } => {
+                row.outcome = "completed";
+                row.new = Some(new);
+            }
+            ReplacementOutcome::Failed { why } => {
+                row.outcome = "failed";
+                row.detail = Some(why.to_string());
+            }
+            ReplacementOutcome::Requested { note } => {
+                row.outcome = "requested";
+                row.detail = Some(note);
+            }
+        }
+        done.push(row);
+    }
+    let failed = done.iter().filter(|r| r.outcome == "failed").count();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    } else if done.is_empty() {
+        println!("nothing to reap: no tainted node without an active session");
+    } else {
+        for r in &done {
+            let new = r
+                .new
+                .as_deref()
+                .map(|n| format!(" -> {n}"))
+                .unwrap_or_default();
+            let detail = r
+                .detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            println!("{} {} ({}){new}{detail}", r.outcome, r.target, r.strategy);
+        }
+    }
+    if failed > 0 {
+        return Err(ExitError::refused(format!(
+            "{failed} replacement(s) failed; they stay tainted and the next `sombrero reap` tries again"
+        ))
+        .into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `sombrero rogue`.
+#[derive(Debug, Serialize)]
+struct RogueRow<'a> {
+    #[serde(flatten)]
+    finding: &'a RogueFinding,
+    /// First time this scan saw it (an audit event was written).
+    new: bool,
+}
+
+/// Runs `sombrero rogue`: sessions (active and recent history) that bypassed the broker.
+pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
+    let broker = access::open(g)?;
+    let rt = runtime()?;
+    let fleet = rt.block_on(AwsFleet::from_opts(g))?;
+    let mut sessions = rt.block_on(fleet.describe_sessions(SessionState::Active))?;
+    let mut seen: HashSet<String> = sessions.iter().map(|s| s.session_id.clone()).collect();
+    for s in rt.block_on(fleet.describe_sessions(SessionState::History))? {
+        if seen.insert(s.session_id.clone()) {
+            sessions.push(s);
+        }
+    }
+    let known: HashSet<String> = broker
+        .list(None)
+        .map_err(access::fail)?
+        .into_iter()
+        .filter_map(|r| r.session_id)
+        .collect();
+    let findings = classify_sessions(&sessions, |id| known.contains(id));
+    let reported = reported_rogues(&broker)?;
+    let mut rows = Vec::new();
+    for f in &findings {
+        let new = !reported.contains(&f.session.session_id);
+        if new {
+            broker
+                .record(
+                    ACTOR,
+                    EventKind::RogueSessionFound,
+                    None,
+                    json!({
+                        "session_id": f.session.session_id,
+                        "target": f.session.target,
+                        "owner": f.session.owner,
+                        "reason": f.session.reason,
+                        "start": f.session.start,
+                        "why": f.why,
+                    }),
+                )
+                .map_err(access::fail)?;
+        }
+        rows.push(RogueRow { finding: f, new });
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        println!("no rogue sessions: every session went through pink-sombrero");
+    } else {
+        for r in &rows {
+            let s = &r.finding.session;
+            let why = match &r.finding.why {
+                RogueReason::NotOurReason => "not opened through pink-sombrero".to_owned(),
+                RogueReason::UnknownToStore { request } => {
+                    format!("claims request {request} but the store has no such session")
+                }
+            };
+            println!(
+                "{}{} by {} on {} at {} ({}): {why}",
+                if r.new { "NEW " } else { "" },
+                s.session_id,
+                s.owner.as_deref().unwrap_or("unknown"),
+                s.target,
+                s.start
+                    .map_or_else(|| "unknown time".to_owned(), |t| t.to_rfc3339()),
+                s.status,
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Session ids already reported as rogue in the audit log, so each is reported once.
+fn reported_rogues(broker: &Broker) -> anyhow::Result<HashSet<String>> {
+    const PAGE: usize = 1000;
+    let mut ids = HashSet::new();
+    let mut after = 0;
+    loop {
+        let events = broker.audit_events(after, PAGE).map_err(access::fail)?;
+        let Some(last) = events.last() else {
+            return Ok(ids);
+        };
+        after = last.seq;
+        ids.extend(
+            events
+                .iter()
+                .filter(|e| e.kind == EventKind::RogueSessionFound)
+                .filter_map(|e| e.data.get("session_id")?.as_str().map(str::to_owned)),
+        );
+    }
 }
 
 #[cfg(test)]

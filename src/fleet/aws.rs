@@ -6,7 +6,7 @@
 //! `AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API`, `AWS_ENDPOINT_URL_AUTO_SCALING`,
 //! `AWS_ENDPOINT_URL_STS`, and the global `AWS_ENDPOINT_URL`.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use tokio::sync::OnceCell;
@@ -55,8 +55,7 @@ impl AwsFleet {
         if let Some(r) = &g.region {
             loader = loader.region(Region::new(r.clone()));
         }
-        let sdk = loader.load().await;
-        Self::from_sdk(&sdk, g.endpoint_url.as_deref())
+        Self::from_config(&loader.load().await, g.endpoint_url.as_deref())
     }
 
     /// A fleet whose SSM calls go to a local lab, with the lab's static credentials.
@@ -66,11 +65,14 @@ impl AwsFleet {
             .credentials_provider(Credentials::new("lab", "lab", None, None, "sombrero-lab"))
             .load()
             .await;
-        Self::from_sdk(&sdk, Some(endpoint_url))
+        Self::from_config(&sdk, Some(endpoint_url))
     }
 
-    /// Builds the clients from a loaded config; `ssm_endpoint` overrides SSM's endpoint only.
-    pub fn from_sdk(sdk: &SdkConfig, ssm_endpoint: Option<&str>) -> Result<Self, FleetError> {
+    /// Builds the clients from a loaded SDK config; `ssm_endpoint` overrides SSM's endpoint only.
+    pub fn from_config(
+        sdk: &aws_config::SdkConfig,
+        ssm_endpoint: Option<&str>,
+    ) -> Result<Self, FleetError> {
         let region = sdk.region().ok_or(FleetError::NoRegion)?.to_string();
         let mut ssm = aws_sdk_ssm::config::Builder::from(sdk);
         if let Some(url) = ssm_endpoint {

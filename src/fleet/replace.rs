@@ -83,12 +83,26 @@ impl fmt::Display for ReplaceStrategy {
     }
 }
 
+impl From<&crate::policy::Replacement> for ReplaceStrategy {
+    fn from(r: &crate::policy::Replacement) -> Self {
+        use crate::policy::Replacement;
+        match r {
+            Replacement::Asg => ReplaceStrategy::Asg,
+            Replacement::AsgUnhealthy => ReplaceStrategy::AsgUnhealthy,
+            Replacement::Automation(document) => ReplaceStrategy::Automation {
+                document: document.clone(),
+            },
+            Replacement::None => ReplaceStrategy::None,
+        }
+    }
+}
+
 /// How long to watch and how often to look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplaceOptions {
     /// Give up watching after this long.
     pub timeout: Duration,
-    /// Pause between looks.
+    /// Longest pause between looks (they start at 100 ms and double up to this).
     pub poll: Duration,
 }
 
@@ -237,6 +251,29 @@ pub fn new_instance_from_outputs(
         .cloned()
 }
 
+/// Pauses between looks: short at first (a lab or emulator answers at once), doubling up to
+/// the configured interval (a real group takes minutes; no need to poll it hard).
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+
+    fn new(max: Duration) -> Self {
+        Backoff {
+            next: Self::FIRST.min(max),
+            max,
+        }
+    }
+
+    async fn sleep(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.max);
+    }
+}
+
 /// Where an automation status leads.
 enum Phase {
     Running,
@@ -359,6 +396,7 @@ impl AwsFleet {
             action,
         });
         let deadline = Instant::now() + opts.timeout;
+        let mut pause = Backoff::new(opts.poll);
         loop {
             let now_in = self.group_instances(&group).await?;
             let old_state = now_in
@@ -407,7 +445,7 @@ impl AwsFleet {
                     })
                 };
             }
-            tokio::time::sleep(opts.poll).await;
+            pause.sleep().await;
         }
     }
 
@@ -472,6 +510,7 @@ impl AwsFleet {
             action: format!("StartAutomationExecution {document} ({execution_id})"),
         });
         let deadline = Instant::now() + opts.timeout;
+        let mut pause = Backoff::new(opts.poll);
         loop {
             let exec = self
                 .ssm
@@ -519,7 +558,7 @@ impl AwsFleet {
                         last: format!("automation {execution_id}: {}", status.as_str()),
                     });
                 }
-                Phase::Running => tokio::time::sleep(opts.poll).await,
+                Phase::Running => pause.sleep().await,
             }
         }
     }

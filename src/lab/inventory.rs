@@ -35,11 +35,32 @@ struct DescribeInput {
     next_token: Option<String>,
 }
 
+/// `i-` + 8 or 17 hex digits, or `mi-` + 17: the shapes AWS accepts.
+fn well_formed_instance_id(id: &str) -> bool {
+    let hex = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    };
+    match (id.strip_prefix("i-"), id.strip_prefix("mi-")) {
+        (Some(h), _) => (h.len() == 8 || h.len() == 17) && hex(h),
+        (_, Some(h)) => h.len() == 17 && hex(h),
+        _ => false,
+    }
+}
+
 /// Does `node` pass filter `key` with `values`?
 fn matches(node: &Node, key: &str, values: &[String]) -> Result<bool, ApiError> {
     let any = |v: &str| values.iter().any(|x| x == v);
     Ok(match key {
-        "InstanceIds" => any(&node.id),
+        "InstanceIds" => {
+            if let Some(bad) = values.iter().find(|v| !well_formed_instance_id(v)) {
+                return Err(ApiError::bad(
+                    "InvalidInstanceId",
+                    format!("Instance id {bad:?} is not valid."),
+                ));
+            }
+            any(&node.id)
+        }
         "PingStatus" => any("Online"),
         "PlatformTypes" => any("Linux"),
         "ResourceType" => any("ManagedInstance"),

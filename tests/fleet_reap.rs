@@ -1,0 +1,199 @@
+//! `sombrero reap` and `sombrero rogue` through the binary against a lab: a node tainted by a
+//! session that never closed (a crashed client) is replaced once, and a session opened around
+//! the broker is reported once, each with its audit events.
+
+mod fleet_support;
+
+use std::path::Path;
+
+use chrono::Utc;
+use fleet_support::lab;
+use pink_sombrero::audit::EventKind;
+use pink_sombrero::broker::{Broker, BrokerOptions};
+use pink_sombrero::config::Paths;
+use pink_sombrero::fleet::{Fleet, SessionReason, Taint};
+use pink_sombrero::lab::Lab;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sombrero");
+
+/// A data dir whose policy replaces through the lab's automation document.
+fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = pink_sombrero::policy::DEFAULT_POLICY.replace(
+        r#"replacement = "asg""#,
+        r#"replacement = "automation:PinkSombrero-ReplaceNode""#,
+    );
+    assert!(policy.contains("PinkSombrero-ReplaceNode"));
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    dir
+}
+
+/// Runs the binary; returns (exit code, stdout as JSON).
+async fn sombrero(dir: &Path, lab: &Lab, args: &[&str]) -> (i32, Value) {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .args(["--json", "--region", "us-east-1", "--endpoint-url"])
+        .arg(lab.endpoint_url())
+        .arg("--data-dir")
+        .arg(dir)
+        .env("AWS_ACCESS_KEY_ID", "lab")
+        .env("AWS_SECRET_ACCESS_KEY", "lab")
+        .env_remove("AWS_ENDPOINT_URL_SSM")
+        .env_remove("AWS_PROFILE")
+        .env_remove("SOMBRERO_POLICY")
+        .env_remove("SOMBRERO_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn events(dir: &Path, kind: EventKind) -> Vec<Value> {
+    let b = Broker::open(&Paths::at(dir), BrokerOptions::default()).unwrap();
+    b.audit_events(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.data)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reap_replaces_a_crashed_sessions_node_once() {
+    let (lab, fleet) = lab(2).await;
+    let dir = data_dir();
+    let nodes = fleet.list_nodes().await.unwrap();
+    let (crashed, busy) = (nodes[0].id.clone(), nodes[1].id.clone());
+    let taint = Taint {
+        request: "req-crashed".into(),
+        by: "alice".into(),
+        at: Utc::now(),
+    };
+    fleet.taint(&crashed, &taint).await.unwrap();
+    // Tainted but still in a session: not to be touched.
+    fleet.taint(&busy, &taint).await.unwrap();
+    let live = fleet
+        .start_session(&busy, &SessionReason::for_request("req-busy").unwrap())
+        .await
+        .unwrap();
+
+    let (code, dry) = sombrero(dir.path(), &lab, &["reap", "--dry-run"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(dry.as_array().unwrap().len(), 1, "{dry}");
+    assert_eq!(dry[0]["target"], crashed.as_str());
+    assert_eq!(dry[0]["outcome"], "would-replace");
+    assert!(events(dir.path(), EventKind::ReplacementRequested).is_empty());
+    assert!(
+        fleet
+            .list_nodes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|n| n.id == crashed)
+    );
+
+    let (code, done) = sombrero(dir.path(), &lab, &["reap"]).await;
+    assert_eq!(code, 0, "{done}");
+    assert_eq!(done[0]["outcome"], "completed", "{done}");
+    let new = done[0]["new"].as_str().unwrap().to_owned();
+    let ids: Vec<String> = fleet
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert!(
+        ids.contains(&new) && !ids.contains(&crashed) && ids.contains(&busy),
+        "{ids:?}"
+    );
+
+    let (code, again) = sombrero(dir.path(), &lab, &["reap"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(again, Value::Array(vec![]), "second run did something");
+
+    let requested = events(dir.path(), EventKind::ReplacementRequested);
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0]["target"], crashed.as_str());
+    let completed = events(dir.path(), EventKind::ReplacementCompleted);
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0]["old"], crashed.as_str());
+    assert_eq!(completed[0]["new"], new.as_str());
+
+    fleet.terminate_session(&live.session_id).await.unwrap();
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_reap_is_recorded_and_retried() {
+    let (lab, fleet) = lab(2).await;
+    let dir = data_dir();
+    let node = fleet.list_nodes().await.unwrap()[0].id.clone();
+    let taint = Taint {
+        request: "req-x".into(),
+        by: "bob".into(),
+        at: Utc::now(),
+    };
+    fleet.taint(&node, &taint).await.unwrap();
+    lab.hooks().fail_next_automation();
+
+    let (code, first) = sombrero(dir.path(), &lab, &["reap"]).await;
+    assert_eq!(code, 1, "a failed replacement must not exit 0: {first}");
+    assert_eq!(first[0]["outcome"], "failed");
+    let failed = events(dir.path(), EventKind::ReplacementFailed);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["target"], node.as_str());
+
+    let (code, second) = sombrero(dir.path(), &lab, &["reap"]).await;
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(second[0]["target"], node.as_str());
+    assert_eq!(second[0]["outcome"], "completed");
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_reports_each_bypassing_session_once() {
+    let (lab, fleet) = lab(2).await;
+    let dir = data_dir();
+    let node = fleet.list_nodes().await.unwrap()[0].id.clone();
+    // A reason that looks like ours, for a request this store never opened.
+    let forged = fleet
+        .start_session(&node, &SessionReason::for_request("req-forged").unwrap())
+        .await
+        .unwrap();
+
+    let (code, first) = sombrero(dir.path(), &lab, &["rogue"]).await;
+    assert_eq!(code, 0);
+    let first = first.as_array().unwrap();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        first[0]["session"]["session_id"],
+        forged.session_id.as_str()
+    );
+    assert_eq!(first[0]["session"]["target"], node.as_str());
+    assert_eq!(first[0]["why"]["kind"], "unknown_to_store");
+    assert_eq!(first[0]["new"], true);
+
+    fleet.terminate_session(&forged.session_id).await.unwrap();
+    // Now in History: still rogue, but already reported.
+    let (_, second) = sombrero(dir.path(), &lab, &["rogue"]).await;
+    assert_eq!(
+        second[0]["session"]["session_id"],
+        forged.session_id.as_str()
+    );
+    assert_eq!(second[0]["new"], false);
+
+    let found = events(dir.path(), EventKind::RogueSessionFound);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["session_id"], forged.session_id.as_str());
+    assert_eq!(found[0]["target"], node.as_str());
+    lab.shutdown().await;
+}
