@@ -11,7 +11,11 @@ use crate::cli::ExitError;
 use crate::cli::access;
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
-use crate::tui::driver::FleetFn;
+use crate::recording::RecorderKey;
+use crate::session::{self, SessionDeps};
+use crate::tui::driver::{FleetFn, OpenSessionFn};
+use crate::tui::recordings_view::{recordings_fn, replay_fn};
+use crate::tui::session_open::session_opener;
 use crate::tui::theme::Theme;
 use crate::tui::{TuiContext, fleet_view, run_tui};
 
@@ -67,45 +71,55 @@ fn theme_in_config(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// A fleet listing from the global options (lab endpoint or AWS); errors show on the Fleet
-/// screen instead of stopping the TUI.
-pub fn fleet_from_opts(g: &GlobalOpts) -> FleetFn {
-    let g = g.clone();
-    let fleet: Arc<tokio::sync::OnceCell<Result<FleetFn, String>>> = Arc::default();
-    Arc::new(move || {
-        let g = g.clone();
-        let fleet = Arc::clone(&fleet);
-        Box::pin(async move {
-            let f = fleet
-                .get_or_init(|| async {
-                    AwsFleet::from_opts(&g)
-                        .await
-                        .map(|f| fleet_view::fleet_fn(Arc::new(f)))
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .clone()?;
-            f().await
-        })
-    })
-}
-
 /// Runs the TUI.
 pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let broker = Arc::new(access::open(g)?);
     let user = access::who(a.as_user)?;
-    let ctx = TuiContext {
-        broker,
-        user,
-        theme,
-        demo_codes: None,
-        fleet: Some(fleet_from_opts(g)),
-        open_session: None,
-        recordings: None,
-        replay: None,
-    };
-    runtime()?.block_on(run_tui(ctx))?;
+    let key = RecorderKey::load_or_create(&paths.keys())?;
+    let verifying = key.verifying_key();
+    runtime()?.block_on(async {
+        // No fleet (no region, no credentials) still opens the UI: the Fleet screen says why.
+        let (fleet, open_session): (FleetFn, Option<OpenSessionFn>) =
+            match AwsFleet::from_opts(g).await {
+                Ok(f) => {
+                    let f = Arc::new(f);
+                    let deps = SessionDeps {
+                        broker: Arc::clone(&broker),
+                        channel: f.channel_options(),
+                        fleet: Arc::clone(&f),
+                        recordings_dir: paths.recordings(),
+                        key: Arc::new(key),
+                        replace_timeout: session::REPLACE_TIMEOUT,
+                    };
+                    (fleet_view::fleet_fn(f), Some(session_opener(deps)))
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    let fleet: FleetFn = Arc::new(move || {
+                        let msg = msg.clone();
+                        Box::pin(async move { Err(msg) })
+                    });
+                    (fleet, None)
+                }
+            };
+        let ctx = TuiContext {
+            recordings: Some(recordings_fn(
+                paths.recordings(),
+                Some(verifying),
+                Arc::clone(&broker),
+            )),
+            replay: Some(replay_fn(paths.data_dir.clone())),
+            broker,
+            user,
+            theme,
+            demo_codes: None,
+            fleet: Some(fleet),
+            open_session,
+        };
+        run_tui(ctx).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

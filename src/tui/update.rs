@@ -96,7 +96,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
                 p.liveness = Liveness::Ended(msg.clone());
             }
             s.status = Some(Status::Info(format!(
-                "{msg}. The node is tainted and will be replaced: watch it on Fleet (1); the recording is on Recordings (5)."
+                "{msg}. Fleet (1) shows the node; Recordings (5) replays the session."
             )));
             return vec![Intent::Reload];
         }

@@ -31,13 +31,19 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         };
         spans.push(Span::styled(title, style));
     }
-    frame.render_widget(Line::from(spans), area);
-    let mut right = vec![Span::styled(format!("as {} ", state.user), theme.text)];
+    let mut right = vec![Span::styled(format!(" as {} ", state.user), theme.text)];
     if state.connection_lost.is_some() {
         right.insert(0, badge("OFFLINE", theme.badge_danger));
-        right.insert(1, Span::raw(" "));
     }
-    frame.render_widget(Line::from(right).right_aligned(), area);
+    let right = Line::from(right);
+    // The acting user always shows in full; the tabs give way on narrow terminals.
+    let [tabs, who] = Layout::horizontal([
+        Constraint::Min(1),
+        Constraint::Length(u16::try_from(right.width()).unwrap_or(u16::MAX)),
+    ])
+    .areas(area);
+    frame.render_widget(Line::from(spans), tabs);
+    frame.render_widget(right.right_aligned(), who);
 }
 
 /// The status line: connection problems first, then the last message.
