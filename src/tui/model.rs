@@ -239,6 +239,10 @@ pub struct BrokerSnapshot {
     pub chain: Option<ChainStatus>,
     /// Recordings, newest first.
     pub recordings: Vec<RecordingRow>,
+    /// Targets with a pink-sombrero session open now.
+    pub active_targets: Vec<String>,
+    /// Targets where a session that bypassed pink-sombrero was found (audit log).
+    pub rogue_targets: Vec<String>,
     /// Policy limits.
     pub policy: PolicyLimits,
 }

@@ -142,6 +142,8 @@ pub fn snapshot() -> BrokerSnapshot {
                 reviewed_by: None,
             },
         ],
+        active_targets: vec!["mi-0a1b2c3d4e5f60001".into()],
+        rogue_targets: vec![],
         policy: PolicyLimits::default(),
     }
 }
