@@ -38,7 +38,7 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// How often the broker's revision is polled (changes from other processes).
 pub const REVISION_POLL: Duration = Duration::from_millis(250);
 /// How often the fleet is listed again.
-pub const FLEET_POLL: Duration = Duration::from_secs(5);
+pub const FLEET_POLL: Duration = Duration::from_secs(10);
 /// Keystrokes queued for a session before input is refused.
 pub const INPUT_QUEUE: usize = 256;
 
