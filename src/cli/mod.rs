@@ -8,6 +8,7 @@ pub mod lab;
 pub mod recordings;
 pub mod session;
 pub mod ui;
+pub mod wiring;
 
 use std::process::ExitCode;
 

@@ -127,24 +127,34 @@ pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
             ExitError::usage("replay needs a terminal; use `sombrero verify` in scripts").into(),
         );
     }
-    let rec = Recording::load(&a.file).map_err(|e| ExitError::usage(e.to_string()))?;
-    let integrity = match optional_key(g)? {
-        Some(k) => recording::verify(&a.file, &k).integrity,
+    play_file(&a.file, optional_key(g)?.as_ref(), a.speed, a.idle_limit)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Plays one recording full-screen until `q` (the CLI's `replay` and the TUI's Enter).
+pub(crate) fn play_file(
+    file: &std::path::Path,
+    key: Option<&VerifyingKey>,
+    speed: f64,
+    idle_limit: f64,
+) -> anyhow::Result<()> {
+    let rec = Recording::load(file).map_err(|e| ExitError::usage(e.to_string()))?;
+    let integrity = match key {
+        Some(k) => recording::verify(file, k).integrity,
         None => Integrity::Unverified {
             reason: "no recorder key in the data dir".into(),
         },
     };
     let config = PlayerConfig {
-        idle_limit: (a.idle_limit > 0.0).then_some(a.idle_limit),
+        idle_limit: (idle_limit > 0.0).then_some(idle_limit),
         ..PlayerConfig::default()
     };
     let start = Instant::now();
     let mut player = Player::new(rec, config);
-    player.set_speed(a.speed, start.elapsed());
+    player.set_speed(speed, start.elapsed());
     player.play(start.elapsed());
     let mut state = PlayerState::new(player, integrity);
-    run_fullscreen(&mut state, start)?;
-    Ok(ExitCode::SUCCESS)
+    run_fullscreen(&mut state, start)
 }
 
 /// Restores the terminal when dropped, on every exit path (ratatui's panic hook covers panics).
@@ -301,12 +311,18 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
 /// Sign-offs from the audit log by recording digest; none when there is no store yet.
 fn reviews_by_digest(g: &GlobalOpts) -> anyhow::Result<HashMap<String, Vec<list::Review>>> {
     let paths = Paths::resolve(g)?;
-    let mut out: HashMap<String, Vec<list::Review>> = HashMap::new();
     // Listing must not create a store or policy as a side effect.
     if !paths.db().exists() {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
-    let broker = access::open(g)?;
+    reviews_from(&access::open(g)?)
+}
+
+/// Sign-offs in `broker`'s audit log, by recording digest.
+pub(crate) fn reviews_from(
+    broker: &crate::broker::Broker,
+) -> anyhow::Result<HashMap<String, Vec<list::Review>>> {
+    let mut out: HashMap<String, Vec<list::Review>> = HashMap::new();
     let events = broker.audit_events(0, usize::MAX).map_err(access::fail)?;
     for e in events.into_iter().filter(|e| e.kind == AuditKind::Reviewed) {
         let field = |k: &str| {

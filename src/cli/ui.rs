@@ -1,21 +1,24 @@
 //! `sombrero` (the TUI) and `sombrero demo`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 
+use crate::broker::{Broker, BrokerOptions};
 use crate::cli::ExitError;
 use crate::cli::access;
+use crate::cli::wiring;
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
+use crate::lab::{self, LabConfig};
+use crate::policy::Role;
 use crate::recording::RecorderKey;
 use crate::session::{self, SessionDeps};
-use crate::tui::driver::{FleetFn, OpenSessionFn};
-use crate::tui::recordings_view::{recordings_fn, replay_fn};
-use crate::tui::session_open::session_opener;
+use crate::tui::demo::{DemoUser, demo_codes_fn};
+use crate::tui::driver::FleetFn;
 use crate::tui::theme::Theme;
 use crate::tui::{TuiContext, fleet_view, run_tui};
 
@@ -75,56 +78,85 @@ fn theme_in_config(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// A fleet listing from the global options (lab endpoint or AWS); errors show on the Fleet
+/// screen instead of stopping the TUI.
+pub fn fleet_from_opts(g: &GlobalOpts) -> FleetFn {
+    let g = g.clone();
+    let fleet: Arc<tokio::sync::OnceCell<Result<FleetFn, String>>> = Arc::default();
+    Arc::new(move || {
+        let g = g.clone();
+        let fleet = Arc::clone(&fleet);
+        Box::pin(async move {
+            let f = fleet
+                .get_or_init(|| async {
+                    AwsFleet::from_opts(&g)
+                        .await
+                        .map(|f| fleet_view::fleet_fn(Arc::new(f)))
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .clone()?;
+            f().await
+        })
+    })
+}
+
 /// Runs the TUI.
 pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let broker = Arc::new(access::open(g)?);
     let user = access::who(a.as_user)?;
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let key = RecorderKey::load_or_create(&paths.keys())?;
     let verifying = key.verifying_key();
-    runtime()?.block_on(async {
-        // No fleet (no region, no credentials) still opens the UI: the Fleet screen says why.
-        let (fleet, open_session): (FleetFn, Option<OpenSessionFn>) =
-            match AwsFleet::from_opts(g).await {
-                Ok(f) => {
-                    let f = Arc::new(f);
-                    let deps = SessionDeps {
-                        broker: Arc::clone(&broker),
-                        channel: f.channel_options(),
-                        fleet: Arc::clone(&f),
-                        recordings_dir: paths.recordings(),
-                        key: Arc::new(key),
-                        replace_timeout: session::REPLACE_TIMEOUT,
-                    };
-                    (fleet_view::fleet_fn(f), Some(session_opener(deps)))
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    let fleet: FleetFn = Arc::new(move || {
-                        let msg = msg.clone();
-                        Box::pin(async move { Err(msg) })
-                    });
-                    (fleet, None)
-                }
-            };
-        let ctx = TuiContext {
-            recordings: Some(recordings_fn(
-                paths.recordings(),
-                Some(verifying),
-                Arc::clone(&broker),
-            )),
-            replay: Some(replay_fn(paths.data_dir.clone())),
-            broker,
-            user,
-            theme,
-            demo_codes: None,
-            fleet: Some(fleet),
-            open_session,
-        };
-        run_tui(ctx).await
-    })?;
+    let rt = runtime()?;
+    // Sessions need a fleet; without one (no region, no endpoint) the TUI still runs and the
+    // Fleet screen says what is missing.
+    let open_session = match rt.block_on(AwsFleet::from_opts(g)) {
+        Ok(fleet) => Some(wiring::session_opener(session_deps(
+            &broker,
+            Arc::new(fleet),
+            &paths,
+            key,
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no fleet: sessions cannot be opened from this TUI");
+            None
+        }
+    };
+    let ctx = TuiContext {
+        recordings: Some(wiring::recordings_fn(
+            broker.clone(),
+            paths.recordings(),
+            Some(verifying),
+        )),
+        replay: Some(wiring::replay_fn(Some(verifying))),
+        broker,
+        user,
+        theme,
+        demo_codes: None,
+        fleet: Some(fleet_from_opts(g)),
+        open_session,
+    };
+    rt.block_on(run_tui(ctx))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a session needs, from the data dir's paths.
+fn session_deps(
+    broker: &Arc<Broker>,
+    fleet: Arc<AwsFleet>,
+    paths: &Paths,
+    key: RecorderKey,
+) -> SessionDeps<AwsFleet> {
+    SessionDeps {
+        broker: broker.clone(),
+        channel: fleet.channel_options(),
+        fleet,
+        recordings_dir: paths.recordings(),
+        key: Arc::new(key),
+        replace_timeout: session::REPLACE_TIMEOUT,
+    }
 }
 
 /// A multi-threaded runtime: the UI loop, broker reads and the fleet run side by side.
@@ -136,7 +168,111 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Runs the demo.
-pub fn demo(_g: &GlobalOpts, _a: DemoArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the demo is being built (issue #6)")
+/// The demo's policy: the real rules (two approvers, TOTP, short TTLs) and the lab's
+/// replacement document, so the whole lifecycle runs end to end.
+const DEMO_POLICY: &str = r#"# pink-sombrero demo policy (written by `sombrero demo`).
+requesters = ["oncall"]
+approvers = ["alice", "bob"]
+reviewers = ["alice", "bob"]
+approvals_required = 2
+request_ttl = "30m"
+grant_window = "15m"
+max_session_duration = "30m"
+reason_min_length = 10
+replacement = "automation:PinkSombrero-ReplaceNode"
+"#;
+
+/// The demo's people: one on-call engineer and two approvers who also review.
+const DEMO_USERS: [(&str, &str, &[Role]); 3] = [
+    ("oncall", "requester", &[Role::Requester]),
+    ("alice", "approver", &[Role::Approver, Role::Reviewer]),
+    ("bob", "approver", &[Role::Approver, Role::Reviewer]),
+];
+
+/// A fresh data dir for the demo: `--data-dir` if given (it must be new or empty), else a new
+/// directory under the system's temporary directory.
+fn demo_dir(g: &GlobalOpts) -> anyhow::Result<PathBuf> {
+    let dir = match &g.data_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "sombrero-demo-{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            std::process::id()
+        )),
+    };
+    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(ExitError::usage(format!(
+            "{} is not empty: the demo needs a fresh data dir (omit --data-dir to get one)",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(dir)
+}
+
+/// Runs the demo: a lab fleet in this process, a fresh data dir with three enrolled users,
+/// and the TUI as the on-call engineer, with a DEMO panel showing everyone's codes.
+pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let theme = choose_theme(g, a.theme.as_deref())?;
+    let dir = demo_dir(g)?;
+    let paths = Paths::at(&dir);
+    paths.ensure()?;
+    super::init_logging(&paths)?;
+    std::fs::write(paths.policy(), DEMO_POLICY)
+        .with_context(|| format!("cannot write {}", paths.policy().display()))?;
+    let broker = Arc::new(Broker::open(&paths, BrokerOptions::default()).map_err(access::fail)?);
+    let mut users = Vec::new();
+    for (name, role, roles) in DEMO_USERS {
+        let e = broker
+            .enrol_user(name, roles.iter().copied().collect())
+            .map_err(access::fail)?;
+        users.push(DemoUser {
+            name: name.to_string(),
+            role: role.to_string(),
+            secret_base32: e.secret_base32,
+        });
+    }
+    let key = RecorderKey::load_or_create(&paths.keys())?;
+    let verifying = key.verifying_key();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let lab = lab::start(LabConfig {
+            nodes: a.nodes,
+            ..LabConfig::default()
+        })
+        .await
+        .context("cannot start the demo's lab")?;
+        let fleet = Arc::new(
+            AwsFleet::lab(&lab.endpoint_url())
+                .await
+                .context("cannot reach the demo's lab")?,
+        );
+        let ctx = TuiContext {
+            recordings: Some(wiring::recordings_fn(
+                broker.clone(),
+                paths.recordings(),
+                Some(verifying),
+            )),
+            replay: Some(wiring::replay_fn(Some(verifying))),
+            open_session: Some(wiring::session_opener(session_deps(
+                &broker,
+                fleet.clone(),
+                &paths,
+                key,
+            ))),
+            fleet: Some(fleet_view::fleet_fn(fleet)),
+            demo_codes: Some(demo_codes_fn(users)),
+            broker,
+            user: DEMO_USERS[0].0.to_string(),
+            theme,
+        };
+        let result = run_tui(ctx).await;
+        lab.shutdown().await;
+        result.map_err(anyhow::Error::from)
+    })?;
+    println!(
+        "Demo data kept in {dir}\n  recordings: sombrero --data-dir {dir} recordings\n  audit:      sombrero --data-dir {dir} audit verify",
+        dir = dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,201 @@
+//! Plugs the real parts into the TUI: the session path (recorded, tainted, replaced), the
+//! recordings list and the player. The TUI itself knows none of them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+
+use super::recordings::{play_file, reviews_from};
+use crate::broker::Broker;
+use crate::channel::client::SessionEvent;
+use crate::channel::payload::SizeData;
+use crate::channel::terminal::{EndReason, SessionEnd};
+use crate::fleet::Fleet;
+use crate::recording::{Integrity as Verdict, list};
+use crate::session::{self, SessionDeps, Terminator};
+use crate::tui::driver::{
+    OpenSessionFn, OpenedSession, RecordingsFn, ReplayFn, SessionControl, SessionRequest,
+};
+use crate::tui::model::{Integrity, RecordingRow};
+
+/// Session events and keystrokes queued between the TUI and the data channel.
+const QUEUE: usize = 256;
+
+/// Resizes are recorded, then forwarded; terminating is recorded as the person's act.
+struct Control {
+    tap: session::RecorderTap,
+    handle: crate::channel::client::SessionHandle,
+    terminator: Terminator,
+    user: String,
+}
+
+impl SessionControl for Control {
+    fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
+        self.tap.resize(cols, rows);
+        // The remote pty must follow the pane, or full-screen programs draw at the old size.
+        self.handle.resize(cols, rows).map_err(|e| e.to_string())
+    }
+
+    fn terminate(&self) -> Result<(), String> {
+        self.terminator.terminate(&self.user);
+        Ok(())
+    }
+}
+
+/// Opens sessions from the TUI through the same path as `sombrero open`: every step, the
+/// recording, the expiry watchdog, sealing and replacement show up as notices in the pane.
+pub fn session_opener<F: Fleet + Send + Sync + 'static>(deps: SessionDeps<F>) -> OpenSessionFn {
+    Arc::new(move |req: SessionRequest| {
+        let deps = deps.clone();
+        async move { open_for_tui(deps, req).await }.boxed()
+    })
+}
+
+async fn open_for_tui<F: Fleet + Send + Sync + 'static>(
+    deps: SessionDeps<F>,
+    req: SessionRequest,
+) -> Result<OpenedSession, String> {
+    let size = SizeData {
+        cols: u32::from(req.cols),
+        rows: u32::from(req.rows),
+    };
+    let (steps_tx, mut steps) = mpsc::unbounded_channel();
+    let mut live = session::open(&deps, &req.request_id, &req.user, size, move |s| {
+        let _ = steps_tx.send(s);
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut channel = live
+        .events
+        .take()
+        .ok_or_else(|| "the session's events were already taken".to_string())?;
+    let (ui, events) = mpsc::channel(QUEUE);
+    let (input, mut keys) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let opened = OpenedSession {
+        target: live.request.target.clone(),
+        ends_at: Some(live.ends_at),
+        recording: true,
+        input,
+        control: Box::new(Control {
+            tap: live.tap.clone(),
+            handle: live.handle.clone(),
+            terminator: live.terminator(),
+            user: req.user.clone(),
+        }),
+        events,
+    };
+
+    // Keystrokes: recorded, then sent, in order.
+    let (tap, handle) = (live.tap.clone(), live.handle.clone());
+    tokio::spawn(async move {
+        while let Some(bytes) = keys.recv().await {
+            tap.input(&bytes);
+            if handle.send_input(bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    // Output: recorded, then shown; at the end, close, seal and replace with progress.
+    tokio::spawn(async move {
+        let mut exit_code = None;
+        let end = loop {
+            tokio::select! {
+                Some(step) = steps.recv() => {
+                    let _ = ui.send(SessionEvent::Notice(step.to_string())).await;
+                }
+                event = channel.recv() => match event {
+                    Some(SessionEvent::Output(b)) => {
+                        live.tap.output(&b);
+                        let _ = ui.send(SessionEvent::Output(b)).await;
+                    }
+                    Some(SessionEvent::Stderr(b)) => {
+                        live.tap.output(&b);
+                        let _ = ui.send(SessionEvent::Stderr(b)).await;
+                    }
+                    Some(SessionEvent::ExitCode(c)) => {
+                        exit_code = Some(c);
+                        let _ = ui.send(SessionEvent::ExitCode(c)).await;
+                    }
+                    Some(SessionEvent::Notice(n)) => {
+                        let _ = ui.send(SessionEvent::Notice(n)).await;
+                    }
+                    Some(SessionEvent::Closed { reason }) => {
+                        break SessionEnd { exit_code, reason: EndReason::Closed(reason) };
+                    }
+                    Some(SessionEvent::Failed { error }) => {
+                        break SessionEnd { exit_code, reason: EndReason::Failed(error) };
+                    }
+                    None => break SessionEnd {
+                        exit_code,
+                        reason: EndReason::Failed("the session task stopped".into()),
+                    },
+                },
+            }
+        };
+        let done = session::finish(&deps, live, Ok(end), |s| {
+            let _ = ui.try_send(SessionEvent::Notice(s.to_string()));
+        })
+        .await;
+        let summary = match &done.seal {
+            Ok(_) => format!("{}; recording sealed", done.reason),
+            Err(why) => format!("{}; RECORDING NOT SEALED: {why}", done.reason),
+        };
+        let _ = ui.send(SessionEvent::Closed { reason: summary }).await;
+    });
+    Ok(opened)
+}
+
+/// Lists the recordings in `dir`, verified against `key`, with sign-offs from the audit log.
+pub fn recordings_fn(broker: Arc<Broker>, dir: PathBuf, key: Option<VerifyingKey>) -> RecordingsFn {
+    Arc::new(move || {
+        let Ok(all) = list::list(&dir, key.as_ref()) else {
+            return Vec::new();
+        };
+        let reviews = reviews_from(&broker).unwrap_or_default();
+        all.into_iter()
+            .map(|r| {
+                let reviewed_by = r
+                    .integrity
+                    .digest()
+                    .and_then(|d| reviews.get(d))
+                    .and_then(|v| v.last())
+                    .map(|rv| rv.reviewer.clone());
+                let meta = r.meta.clone();
+                RecordingRow {
+                    path: r.path.clone(),
+                    request: meta
+                        .as_ref()
+                        .map(|m| m.request_id.clone())
+                        .unwrap_or_default(),
+                    target: meta.as_ref().map(|m| m.target.clone()).unwrap_or_default(),
+                    user: meta
+                        .as_ref()
+                        .map(|m| m.requester.clone())
+                        .unwrap_or_default(),
+                    started_at: r
+                        .timestamp
+                        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                        .unwrap_or_default(),
+                    duration_secs: r.duration.max(0.0) as u64,
+                    integrity: match &r.integrity {
+                        Verdict::Sealed { .. } => Integrity::Sealed,
+                        Verdict::Unsealed { .. } => Integrity::Unsealed,
+                        other => Integrity::Broken(other.to_string()),
+                    },
+                    reviewed_by,
+                }
+            })
+            .collect()
+    })
+}
+
+/// Plays a recording full-screen (the TUI hands the terminal over while it runs).
+pub fn replay_fn(key: Option<VerifyingKey>) -> ReplayFn {
+    Arc::new(move |path: PathBuf| {
+        play_file(&path, key.as_ref(), 1.0, 2.0).map_err(|e| format!("{e:#}"))
+    })
+}
