@@ -56,7 +56,10 @@ impl Field {
     fn code() -> Self {
         Field {
             masked: true,
-            ..Field::new("TOTP code", "6 digits from your authenticator app")
+            ..Field::new(
+                "TOTP code",
+                "6 digits from your authenticator; each code works once",
+            )
         }
     }
 }

@@ -78,6 +78,11 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
             Some(f) => {
                 f.busy = false;
                 f.error = Some(msg);
+                // A refused code is spent or wrong either way: empty it, ready for the next.
+                if let Some(i) = f.fields.iter().position(|f| f.masked) {
+                    f.fields[i].value.clear();
+                    f.focus = i;
+                }
             }
             None => s.status = Some(Status::Error(msg)),
         },

@@ -92,6 +92,20 @@ pub fn help(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     );
 }
 
+/// The whole flow in a few lines, for someone who has never seen it.
+const DEMO_WALKTHROUGH: &[&str] = &[
+    "Try it:",
+    "1 Fleet: b on a node,",
+    "  fill the form (code above)",
+    "2 u: switch to an approver,",
+    "  3 Approvals: a (next code)",
+    "3 same for the other one",
+    "4 u: back to the requester,",
+    "  2 Requests: o opens shell",
+    "5 exit: node gets replaced",
+    "6 5 Recordings: Enter plays",
+];
+
 /// The DEMO panel: every demo user's current code.
 pub fn demo_panel(frame: &mut Frame, area: Rect, codes: &[DemoCode], theme: &Theme) {
     let block = Block::bordered()
@@ -110,6 +124,10 @@ pub fn demo_panel(frame: &mut Frame, area: Rect, codes: &[DemoCode], theme: &The
             Span::styled(format!(" {:>2}s", c.seconds_left), theme.text_dim),
         ]));
         lines.push(Line::styled(format!("  {}", c.role), theme.text_dim));
+    }
+    lines.push(Line::default());
+    for step in DEMO_WALKTHROUGH {
+        lines.push(Line::styled(*step, theme.text_dim));
     }
     let [inner] = Layout::vertical([Constraint::Min(1)]).areas(block.inner(area));
     frame.render_widget(block, area);
