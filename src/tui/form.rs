@@ -56,10 +56,7 @@ impl Field {
     fn code() -> Self {
         Field {
             masked: true,
-            ..Field::new(
-                "TOTP code",
-                "6 digits from your authenticator; each code works once",
-            )
+            ..Field::new("TOTP code", "6 digits; each code works only once")
         }
     }
 }
