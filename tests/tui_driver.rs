@@ -189,7 +189,7 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
     h.key(KeyCode::Enter);
     h.shows("as carol").await;
     h.clock.advance(Duration::from_secs(30));
-    h.shows("Approvals for carol").await;
+    h.shows("disk full on the primary").await;
     h.key(KeyCode::Char('a'));
     h.key(KeyCode::Enter);
     h.text(&h.code("carol"));
@@ -198,6 +198,7 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
         b.get(&id).unwrap().state == ReqState::Approved
     })
     .await;
+    h.shows(&format!("Approved {id}")).await;
 
     // A wrong code is refused inline, with what to do.
     h.key(KeyCode::Char('u'));

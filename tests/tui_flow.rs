@@ -261,3 +261,25 @@ fn quitting_with_a_live_session_ends_it_first() {
         vec![Intent::EndSession, Intent::Quit]
     );
 }
+
+#[test]
+fn a_snapshot_read_for_the_previous_user_is_ignored() {
+    let mut s = full_state();
+    update(
+        &mut s,
+        Action::Done(Done::UserSwitched { name: "bob".into() }),
+    );
+    assert_eq!(
+        s.broker,
+        Loadable::Loading,
+        "alice's queue is not shown as bob's"
+    );
+    let mut stale = snapshot();
+    stale.user = "alice".into();
+    update(&mut s, Action::Snapshot(Box::new(stale)));
+    assert_eq!(s.broker, Loadable::Loading);
+    let mut fresh = snapshot();
+    fresh.user = "bob".into();
+    update(&mut s, Action::Snapshot(Box::new(fresh)));
+    assert!(s.broker.ready().is_some());
+}

@@ -51,8 +51,12 @@ pub fn choose_theme(g: &GlobalOpts, flag: Option<&str>) -> anyhow::Result<Theme>
     let config = g.config.clone().unwrap_or_else(|| paths.config());
     let from_config = theme_in_config(&config)?;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    Theme::choose(flag.or(from_config.as_deref()), no_color)
-        .map_err(|e| ExitError::usage(e.to_string()).into())
+    // Bare `sombrero` has no clap args to read the variable into, so it is read here too.
+    let from_env = std::env::var("SOMBRERO_THEME")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let choice = flag.or(from_env.as_deref()).or(from_config.as_deref());
+    Theme::choose(choice, no_color).map_err(|e| ExitError::usage(e.to_string()).into())
 }
 
 fn theme_in_config(path: &Path) -> anyhow::Result<Option<String>> {

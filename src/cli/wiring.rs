@@ -27,6 +27,7 @@ const QUEUE: usize = 256;
 /// Resizes are recorded, then forwarded; terminating is recorded as the person's act.
 struct Control {
     tap: session::RecorderTap,
+    handle: crate::channel::client::SessionHandle,
     terminator: Terminator,
     user: String,
 }
@@ -34,7 +35,8 @@ struct Control {
 impl SessionControl for Control {
     fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
         self.tap.resize(cols, rows);
-        Ok(())
+        // The remote pty must follow the pane, or full-screen programs draw at the old size.
+        self.handle.resize(cols, rows).map_err(|e| e.to_string())
     }
 
     fn terminate(&self) -> Result<(), String> {
@@ -79,6 +81,7 @@ async fn open_for_tui<F: Fleet + Send + Sync + 'static>(
         input,
         control: Box::new(Control {
             tap: live.tap.clone(),
+            handle: live.handle.clone(),
             terminator: live.terminator(),
             user: req.user.clone(),
         }),

@@ -2,6 +2,7 @@
 //!
 //! Everything here is synchronous (the broker is); the driver calls it on a blocking thread.
 
+use crate::audit::EventKind;
 use crate::broker::{Broker, BrokerError};
 use crate::policy::Role;
 use crate::request::{NewRequest, Request, State};
@@ -51,8 +52,19 @@ pub fn snapshot(
         },
     });
     let skip = check.events.saturating_sub(AUDIT_SHOWN as u64);
-    let audit = broker
-        .audit_events(skip, AUDIT_SHOWN)?
+    let events = broker.audit_events(skip, AUDIT_SHOWN)?;
+    let rogue_targets = events
+        .iter()
+        .filter(|e| e.kind == EventKind::RogueSessionFound)
+        .filter_map(|e| e.data.get("target").and_then(|t| t.as_str()))
+        .map(str::to_string)
+        .collect();
+    let active_targets = requests
+        .iter()
+        .filter(|r| r.state == State::Active)
+        .map(|r| r.target.clone())
+        .collect();
+    let audit = events
         .into_iter()
         .rev()
         .map(|e| AuditRow {
@@ -65,11 +77,14 @@ pub fn snapshot(
         })
         .collect();
     Ok(BrokerSnapshot {
+        user: user.to_string(),
         requests: requests.iter().map(|r| request_row(r, required)).collect(),
         approvals,
         audit,
         chain,
         recordings,
+        active_targets,
+        rogue_targets,
         policy: PolicyLimits {
             min_reason_len: policy.reason_min_length,
             max_duration: policy.max_session_duration,

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{MissedTickBehavior, interval};
 
 use crate::broker::Broker;
-use crate::channel::client::{SessionEvent, SessionHandle};
+use crate::channel::client::SessionEvent;
 
 use super::action::{Action, Done};
 use super::app::State;
@@ -38,7 +38,7 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// How often the broker's revision is polled (changes from other processes).
 pub const REVISION_POLL: Duration = Duration::from_millis(250);
 /// How often the fleet is listed again.
-pub const FLEET_POLL: Duration = Duration::from_secs(5);
+pub const FLEET_POLL: Duration = Duration::from_secs(10);
 /// Keystrokes queued for a session before input is refused.
 pub const INPUT_QUEUE: usize = 256;
 
@@ -95,16 +95,6 @@ pub trait SessionControl: Send {
     fn terminate(&self) -> Result<(), String>;
 }
 
-impl SessionControl for Arc<SessionHandle> {
-    fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
-        SessionHandle::resize(self, cols, rows).map_err(|e| e.to_string())
-    }
-
-    fn terminate(&self) -> Result<(), String> {
-        SessionHandle::terminate(self).map_err(|e| e.to_string())
-    }
-}
-
 /// A session the opener opened.
 pub struct OpenedSession {
     /// Target node.
@@ -119,36 +109,6 @@ pub struct OpenedSession {
     pub control: Box<dyn SessionControl>,
     /// Output and lifecycle events.
     pub events: mpsc::Receiver<SessionEvent>,
-}
-
-impl OpenedSession {
-    /// Wraps the data channel client's handle: a task forwards keystrokes in order.
-    pub fn from_channel(
-        target: String,
-        ends_at: Option<DateTime<Utc>>,
-        recording: bool,
-        handle: SessionHandle,
-        events: mpsc::Receiver<SessionEvent>,
-    ) -> Self {
-        let handle = Arc::new(handle);
-        let (input, mut keys) = mpsc::channel::<Vec<u8>>(INPUT_QUEUE);
-        let forward = Arc::clone(&handle);
-        tokio::spawn(async move {
-            while let Some(bytes) = keys.recv().await {
-                if forward.send_input(bytes).await.is_err() {
-                    break;
-                }
-            }
-        });
-        OpenedSession {
-            target,
-            ends_at,
-            recording,
-            input,
-            control: Box::new(handle),
-            events,
-        }
-    }
 }
 
 /// Errors that end the TUI.

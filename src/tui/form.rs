@@ -56,7 +56,7 @@ impl Field {
     fn code() -> Self {
         Field {
             masked: true,
-            ..Field::new("TOTP code", "6 digits from your authenticator app")
+            ..Field::new("TOTP code", "6 digits; each code works only once")
         }
     }
 }

@@ -227,6 +227,8 @@ impl Default for PolicyLimits {
 /// Everything the broker side shows, read in one go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerSnapshot {
+    /// The acting user it was read for (its approval queue is theirs); empty: any.
+    pub user: String,
     /// All requests, newest first.
     pub requests: Vec<RequestRow>,
     /// Requests the acting user may approve, newest first.
@@ -237,6 +239,10 @@ pub struct BrokerSnapshot {
     pub chain: Option<ChainStatus>,
     /// Recordings, newest first.
     pub recordings: Vec<RecordingRow>,
+    /// Targets with a pink-sombrero session open now.
+    pub active_targets: Vec<String>,
+    /// Targets where a session that bypassed pink-sombrero was found (audit log).
+    pub rogue_targets: Vec<String>,
     /// Policy limits.
     pub policy: PolicyLimits,
 }

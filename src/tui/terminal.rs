@@ -76,7 +76,11 @@ impl TerminalGuard {
     /// Takes the terminal back after [`TerminalGuard::suspend`] and redraws from scratch.
     pub fn resume(&mut self) -> io::Result<()> {
         enter()?;
-        self.terminal.clear()
+        // `resize` clears and forgets the last frame without asking the terminal where its
+        // cursor is (`clear` would, and that read can race the input reader).
+        let size = self.terminal.size()?;
+        self.terminal
+            .resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
     }
 
     /// Rings the terminal bell.

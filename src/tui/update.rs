@@ -78,6 +78,11 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
             Some(f) => {
                 f.busy = false;
                 f.error = Some(msg);
+                // A refused code is spent or wrong either way: empty it, ready for the next.
+                if let Some(i) = f.fields.iter().position(|f| f.masked) {
+                    f.fields[i].value.clear();
+                    f.focus = i;
+                }
             }
             None => s.status = Some(Status::Error(msg)),
         },
@@ -96,7 +101,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
                 p.liveness = Liveness::Ended(msg.clone());
             }
             s.status = Some(Status::Info(format!(
-                "{msg}. The node is tainted and will be replaced: watch it on Fleet (1); the recording is on Recordings (5)."
+                "{msg}. Fleet (1) shows the node; Recordings (5) replays the session."
             )));
             return vec![Intent::Reload];
         }
@@ -371,6 +376,10 @@ fn resize(s: &mut State, size: (u16, u16)) -> Vec<Intent> {
 }
 
 fn snapshot_arrived(s: &mut State, snapshot: super::model::BrokerSnapshot) -> Vec<Intent> {
+    if !snapshot.user.is_empty() && snapshot.user != s.user {
+        // Read for the previous acting user while the switch happened: its queue is not ours.
+        return Vec::new();
+    }
     let ids: HashSet<String> = snapshot
         .approvals
         .iter()
@@ -416,6 +425,8 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
         Done::UserSwitched { name } => {
             s.user = name.clone();
             s.seen_approvals = None;
+            // The queue on screen was the previous user's: show loading until ours arrives.
+            s.broker = Loadable::Loading;
             format!("You now act as {name}.")
         }
         Done::SessionOpened {

@@ -74,6 +74,7 @@ pub fn request(id: &str, requester: &str, state: RequestState, approved_by: &[&s
 /// A full broker snapshot.
 pub fn snapshot() -> BrokerSnapshot {
     BrokerSnapshot {
+        user: String::new(),
         requests: vec![
             request("r-7f3a", "alice", RequestState::Pending, &["bob"]),
             request("r-51c0", "carol", RequestState::Approved, &["alice", "bob"]),
@@ -141,6 +142,8 @@ pub fn snapshot() -> BrokerSnapshot {
                 reviewed_by: None,
             },
         ],
+        active_targets: vec!["mi-0a1b2c3d4e5f60001".into()],
+        rogue_targets: vec![],
         policy: PolicyLimits::default(),
     }
 }

@@ -31,13 +31,19 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         };
         spans.push(Span::styled(title, style));
     }
-    frame.render_widget(Line::from(spans), area);
-    let mut right = vec![Span::styled(format!("as {} ", state.user), theme.text)];
+    let mut right = vec![Span::styled(format!(" as {} ", state.user), theme.text)];
     if state.connection_lost.is_some() {
         right.insert(0, badge("OFFLINE", theme.badge_danger));
-        right.insert(1, Span::raw(" "));
     }
-    frame.render_widget(Line::from(right).right_aligned(), area);
+    let right = Line::from(right);
+    // The acting user always shows in full; the tabs give way on narrow terminals.
+    let [tabs, who] = Layout::horizontal([
+        Constraint::Min(1),
+        Constraint::Length(u16::try_from(right.width()).unwrap_or(u16::MAX)),
+    ])
+    .areas(area);
+    frame.render_widget(Line::from(spans), tabs);
+    frame.render_widget(right.right_aligned(), who);
 }
 
 /// The status line: connection problems first, then the last message.
@@ -86,6 +92,20 @@ pub fn help(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     );
 }
 
+/// The whole flow in a few lines, for someone who has never seen it.
+const DEMO_WALKTHROUGH: &[&str] = &[
+    "Try it:",
+    "1 Fleet: b on a node,",
+    "  fill the form (code above)",
+    "2 u: switch to an approver,",
+    "  3 Approvals: a (next code)",
+    "3 same for the other one",
+    "4 u: back to the requester,",
+    "  2 Requests: o opens shell",
+    "5 exit: node gets replaced",
+    "6 5 Recordings: Enter plays",
+];
+
 /// The DEMO panel: every demo user's current code.
 pub fn demo_panel(frame: &mut Frame, area: Rect, codes: &[DemoCode], theme: &Theme) {
     let block = Block::bordered()
@@ -104,6 +124,10 @@ pub fn demo_panel(frame: &mut Frame, area: Rect, codes: &[DemoCode], theme: &The
             Span::styled(format!(" {:>2}s", c.seconds_left), theme.text_dim),
         ]));
         lines.push(Line::styled(format!("  {}", c.role), theme.text_dim));
+    }
+    lines.push(Line::default());
+    for step in DEMO_WALKTHROUGH {
+        lines.push(Line::styled(*step, theme.text_dim));
     }
     let [inner] = Layout::vertical([Constraint::Min(1)]).areas(block.inner(area));
     frame.render_widget(block, area);

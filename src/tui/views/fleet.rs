@@ -90,9 +90,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         let Some(r) = state.fleet_visible.get(i).and_then(|j| rows.get(*j)) else {
             return Row::default();
         };
-        let badges: Vec<Span> = r
-            .badges
-            .iter()
+        let badges: Vec<Span> = with_live_badges(state, r)
+            .into_iter()
             .flat_map(|b| {
                 let style = match b {
                     Badge::Tainted | Badge::Rogue => theme.badge_danger,
@@ -120,4 +119,18 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Cell::from(Line::from(badges)),
         ])
     });
+}
+
+/// The node's own badges plus what the broker knows: an open session, a rogue one found.
+fn with_live_badges(state: &State, r: &crate::tui::model::FleetRow) -> Vec<Badge> {
+    let mut badges = r.badges.clone();
+    if let Some(b) = state.broker.ready() {
+        if b.rogue_targets.contains(&r.id) && !badges.contains(&Badge::Rogue) {
+            badges.push(Badge::Rogue);
+        }
+        if b.active_targets.contains(&r.id) {
+            badges.push(Badge::InSession);
+        }
+    }
+    badges
 }

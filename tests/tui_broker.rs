@@ -1,0 +1,123 @@
+//! Snapshots and intents against a real broker on a real SQLite data dir.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
+use pink_sombrero::config::Paths;
+use pink_sombrero::mfa;
+use pink_sombrero::policy::Role;
+use pink_sombrero::tui::action::Done;
+use pink_sombrero::tui::broker_view::{perform, snapshot};
+use pink_sombrero::tui::intent::Intent;
+use pink_sombrero::tui::model::{ChainStatus, RequestState};
+
+#[test]
+fn approval_queue_is_per_user_and_intents_go_through_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::at(chrono::Utc::now());
+    let opts = BrokerOptions {
+        policy_path: None,
+        clock: Some(clock.clone()),
+    };
+    let broker = Broker::open(&Paths::at(dir.path()), opts).unwrap();
+    let mut secret = std::collections::HashMap::new();
+    for (name, role) in [
+        ("alice", Role::Requester),
+        ("bob", Role::Approver),
+        ("dave", Role::Requester),
+    ] {
+        let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
+        secret.insert(name, e.secret_base32);
+    }
+    let code = |who: &str| mfa::code_at(who, &secret[who], clock.now()).unwrap();
+
+    let created = perform(
+        &broker,
+        "alice",
+        &Intent::CreateRequest {
+            target: "mi-0123456789abcdef0".into(),
+            reason: "disk full on the primary".into(),
+            incident: None,
+            duration: Duration::from_secs(600),
+            code: code("alice"),
+        },
+    )
+    .unwrap()
+    .unwrap();
+    let Done::RequestCreated { id } = created else {
+        unreachable!("{created:?}")
+    };
+
+    let bob = snapshot(&broker, "bob", vec![]).unwrap();
+    assert_eq!(bob.user, "bob");
+    assert_eq!(bob.approvals.len(), 1);
+    let row = &bob.approvals[0].request;
+    assert_eq!(
+        (row.id.as_str(), row.state, row.approvals_required),
+        (id.as_str(), RequestState::Pending, 2)
+    );
+    assert!(row.deadline.is_some(), "a pending request shows its TTL");
+    assert!(
+        snapshot(&broker, "alice", vec![])
+            .unwrap()
+            .approvals
+            .is_empty()
+    );
+    assert!(
+        snapshot(&broker, "dave", vec![])
+            .unwrap()
+            .approvals
+            .is_empty()
+    );
+    assert!(matches!(bob.chain, Some(ChainStatus::Intact { .. })));
+    assert_eq!(bob.policy.min_reason_len, 10);
+
+    // A wrong code is refused with the broker's words; a right one approves.
+    let wrong = perform(
+        &broker,
+        "bob",
+        &Intent::Approve {
+            id: id.clone(),
+            code: "000000".into(),
+            comment: None,
+        },
+    )
+    .unwrap()
+    .unwrap_err();
+    assert!(
+        wrong.to_string().contains("wrong TOTP code for bob"),
+        "{wrong}"
+    );
+    perform(
+        &broker,
+        "bob",
+        &Intent::Approve {
+            id: id.clone(),
+            code: code("bob"),
+            comment: Some("ok".into()),
+        },
+    )
+    .unwrap()
+    .unwrap();
+    let after = snapshot(&broker, "bob", vec![]).unwrap();
+    assert!(after.approvals.is_empty(), "bob does not approve twice");
+    assert_eq!(after.requests[0].approved_by, vec!["bob".to_string()]);
+    assert!(after.audit.iter().any(|a| a.kind == "approval_given"));
+
+    // Switching user proves the code; an unknown user is refused.
+    assert!(
+        perform(
+            &broker,
+            "alice",
+            &Intent::SwitchUser {
+                name: "mallory".into(),
+                code: "123456".into()
+            }
+        )
+        .unwrap()
+        .is_err()
+    );
+    // Session intents are not the broker's.
+    assert!(perform(&broker, "alice", &Intent::EndSession).is_none());
+}
