@@ -191,6 +191,18 @@ async fn rogue_reports_each_bypassing_session_once() {
     );
     assert_eq!(second[0]["new"], false);
 
+    // The fleet listing marks the node a rogue session touched.
+    let (code, listing) = sombrero(dir.path(), &lab, &["fleet"]).await;
+    assert_eq!(code, 0);
+    let marked: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["rogue_touched"] == true)
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(marked, vec![node.as_str()]);
+
     let found = events(dir.path(), EventKind::RogueSessionFound);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["session_id"], forged.session_id.as_str());

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::audit::EventKind;
 use crate::broker::Broker;
 use crate::cli::{ExitError, access};
-use crate::config::GlobalOpts;
+use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
 use crate::fleet::rogue::reap_candidates;
 use crate::fleet::{
@@ -56,6 +56,7 @@ struct NodeRow<'a> {
     node: &'a Node,
     tainted: bool,
     replacing: bool,
+    rogue_touched: bool,
     age_seconds: Option<i64>,
 }
 
@@ -73,6 +74,14 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
         let fleet = AwsFleet::from_opts(g).await?;
         fleet.list_nodes().await
     })?;
+    // Rogue findings live in the store; without one there are none to show (and listing the
+    // fleet should not create a data dir).
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    let rogue_touched = if paths.db().exists() {
+        field_of(&rogue_events(&access::open(g)?)?, "target")
+    } else {
+        HashSet::new()
+    };
     let now = Utc::now();
     if a.json {
         let rows: Vec<NodeRow> = nodes
@@ -81,18 +90,19 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
                 node: n,
                 tainted: n.tainted(),
                 replacing: n.replacing(),
+                rogue_touched: rogue_touched.contains(&n.id),
                 age_seconds: n.age(now).map(|d| d.num_seconds()),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", table(&nodes, now));
+        print!("{}", table(&nodes, &rogue_touched, now));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The human listing: one line per node, badges last.
-fn table(nodes: &[Node], now: DateTime<Utc>) -> String {
+fn table(nodes: &[Node], rogue_touched: &HashSet<String>, now: DateTime<Utc>) -> String {
     let header = [
         "ID", "NAME", "PLATFORM", "PING", "AGENT", "IP", "AGE", "STATE",
     ]
@@ -106,6 +116,9 @@ fn table(nodes: &[Node], now: DateTime<Utc>) -> String {
             }
             if n.replacing() {
                 badges.push("REPLACING");
+            }
+            if rogue_touched.contains(&n.id) {
+                badges.push("ROGUE-TOUCHED");
             }
             [
                 n.id.clone(),
@@ -305,7 +318,7 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|r| r.session_id)
         .collect();
     let findings = classify_sessions(&sessions, |id| known.contains(id));
-    let reported = reported_rogues(&broker)?;
+    let reported = field_of(&rogue_events(&broker)?, "session_id");
     let mut rows = Vec::new();
     for f in &findings {
         let new = !reported.contains(&f.session.session_id);
@@ -356,24 +369,32 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Session ids already reported as rogue in the audit log, so each is reported once.
-fn reported_rogues(broker: &Broker) -> anyhow::Result<HashSet<String>> {
+/// The data of every RogueSessionFound event in the audit log.
+fn rogue_events(broker: &Broker) -> anyhow::Result<Vec<serde_json::Value>> {
     const PAGE: usize = 1000;
-    let mut ids = HashSet::new();
+    let mut found = Vec::new();
     let mut after = 0;
     loop {
         let events = broker.audit_events(after, PAGE).map_err(access::fail)?;
         let Some(last) = events.last() else {
-            return Ok(ids);
+            return Ok(found);
         };
         after = last.seq;
-        ids.extend(
+        found.extend(
             events
-                .iter()
+                .into_iter()
                 .filter(|e| e.kind == EventKind::RogueSessionFound)
-                .filter_map(|e| e.data.get("session_id")?.as_str().map(str::to_owned)),
+                .map(|e| e.data),
         );
     }
+}
+
+/// One string field of each event.
+fn field_of(events: &[serde_json::Value], key: &str) -> HashSet<String> {
+    events
+        .iter()
+        .filter_map(|d| d.get(key)?.as_str().map(str::to_owned))
+        .collect()
 }
 
 #[cfg(test)]
@@ -399,13 +420,14 @@ mod tests {
                 (tag::REPLACEMENT.to_owned(), "requested".to_owned()),
             ]),
         };
-        let t = table(&[node], now);
+        let rogue = HashSet::from(["mi-0123456789abcdef0".to_owned()]);
+        let t = table(&[node], &rogue, now);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("ID"));
         assert!(lines[1].contains("web-1"));
         assert!(lines[1].contains("2d2h"));
-        assert!(lines[1].ends_with("TAINTED REPLACING"));
-        assert!(table(&[], now).contains("no nodes"));
+        assert!(lines[1].ends_with("TAINTED REPLACING ROGUE-TOUCHED"));
+        assert!(table(&[], &HashSet::new(), now).contains("no nodes"));
     }
 
     #[test]
