@@ -16,11 +16,11 @@ use crate::broker::Broker;
 use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
-use crate::fleet::rogue::reap_candidates;
 use crate::fleet::{
     Fleet, Node, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, RogueFinding, RogueReason,
-    SessionState, classify_sessions, tag,
+    SessionInfo, SessionState, classify_sessions, tag, tainted_without_active_session,
 };
+use crate::request::{CloseReason, State};
 
 /// `sombrero fleet`.
 #[derive(Debug, Args)]
@@ -181,7 +181,8 @@ struct Reaped {
     detail: Option<String>,
 }
 
-/// Runs `sombrero reap`: replaces tainted nodes that have no active session.
+/// Runs `sombrero reap`: ends sessions that outlived their request, then replaces tainted
+/// nodes that have no active session.
 ///
 /// Idempotent: a replaced node is gone, a requested one carries `pink-sombrero:replacement=requested`
 /// and is skipped; a failed one is tried again. Every replacement is audited before it starts.
@@ -190,9 +191,10 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
     let strategy = ReplaceStrategy::from(&broker.policy().map_err(access::fail)?.replacement);
     let rt = runtime()?;
     let fleet = rt.block_on(AwsFleet::from_opts(g))?;
-    let candidates = rt.block_on(reap_candidates(&fleet))?;
     let mut done = Vec::new();
-    for node in candidates {
+    let live = end_orphan_sessions(&broker, &fleet, &rt, &strategy, a.dry_run, &mut done)?;
+    let nodes = rt.block_on(fleet.list_nodes())?;
+    for node in tainted_without_active_session(&nodes, &live) {
         // Only link the event to a request this store knows (the tag may come from elsewhere).
         let request = node
             .tags
@@ -288,6 +290,53 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ends the SSM sessions the store says are over: their request is closed, or past its
+/// approved end (the client crashed or was killed, so nobody terminated them). Returns the
+/// active sessions that remain. An overdue request is closed as expired.
+fn end_orphan_sessions(
+    broker: &Broker,
+    fleet: &AwsFleet,
+    rt: &tokio::runtime::Runtime,
+    strategy: &ReplaceStrategy,
+    dry_run: bool,
+    done: &mut Vec<Reaped>,
+) -> anyhow::Result<Vec<SessionInfo>> {
+    let now = broker.now();
+    let requests = broker.list(None).map_err(access::fail)?;
+    let over = |s: &SessionInfo| {
+        requests.iter().find(|r| {
+            r.session_id.as_deref() == Some(s.session_id.as_str())
+                && (r.state != State::Active || r.is_due(now))
+        })
+    };
+    let mut live = Vec::new();
+    for s in rt.block_on(fleet.describe_sessions(SessionState::Active))? {
+        let Some(r) = over(&s) else {
+            live.push(s);
+            continue;
+        };
+        let mut outcome = "would-end-session";
+        if !dry_run {
+            rt.block_on(fleet.terminate_session(&s.session_id))?;
+            if r.state == State::Active {
+                broker
+                    .close_session(&r.id, CloseReason::Expired)
+                    .map_err(access::fail)?;
+            }
+            outcome = "session-ended";
+        }
+        done.push(Reaped {
+            target: s.target.clone(),
+            request: Some(r.id.clone()),
+            strategy: strategy.to_string(),
+            outcome,
+            new: None,
+            detail: Some(format!("session {} outlived its request", s.session_id)),
+        });
+    }
+    Ok(live)
 }
 
 /// One line of `sombrero rogue`.
