@@ -17,8 +17,9 @@ use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
 use crate::fleet::{
-    Fleet, Node, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, RogueFinding, RogueReason,
-    SessionInfo, SessionState, classify_sessions, tag, tainted_without_active_session,
+    Fleet, Node, ReplaceOptions, ReplaceProgress, ReplaceStrategy, ReplacementOutcome,
+    RogueFinding, RogueReason, SessionInfo, SessionState, Taint, classify_sessions, tag,
+    tainted_without_active_session,
 };
 use crate::request::{CloseReason, State};
 
@@ -170,6 +171,85 @@ fn short_age(d: chrono::Duration) -> String {
 /// Who the reaper and the rogue scan write audit events as.
 const ACTOR: &str = crate::broker::SYSTEM_ACTOR;
 
+/// Taints `target` before a session for `request` opens, auditing `Tainted` or `TaintFailed`.
+/// An error means the node is not tainted: open no session (the message says why).
+pub async fn taint_and_record(
+    broker: &Broker,
+    fleet: &impl Fleet,
+    target: &str,
+    request: &str,
+    by: &str,
+) -> anyhow::Result<()> {
+    let taint = Taint {
+        request: request.to_owned(),
+        by: by.to_owned(),
+        at: broker.now(),
+    };
+    match fleet.taint(target, &taint).await {
+        Ok(()) => {
+            broker
+                .record(
+                    by,
+                    EventKind::Tainted,
+                    Some(request),
+                    json!({"target": target}),
+                )
+                .map_err(access::fail)?;
+            Ok(())
+        }
+        Err(e) => {
+            broker
+                .record(
+                    by,
+                    EventKind::TaintFailed,
+                    Some(request),
+                    json!({"target": target, "why": e.to_string()}),
+                )
+                .map_err(access::fail)?;
+            Err(ExitError::refused(e.to_string()).into())
+        }
+    }
+}
+
+/// Replaces `target` with `strategy`, auditing `ReplacementRequested` before it starts and
+/// `ReplacementCompleted` or `ReplacementFailed` after (a `Requested` outcome adds nothing).
+pub async fn replace_and_record(
+    broker: &Broker,
+    fleet: &impl Fleet,
+    target: &str,
+    request: Option<&str>,
+    strategy: &ReplaceStrategy,
+    opts: &ReplaceOptions,
+    progress: impl FnMut(ReplaceProgress) + Send,
+) -> anyhow::Result<ReplacementOutcome> {
+    broker
+        .record(
+            ACTOR,
+            EventKind::ReplacementRequested,
+            request,
+            json!({"target": target, "strategy": strategy.to_string()}),
+        )
+        .map_err(access::fail)?;
+    let outcome = fleet.replace(target, strategy, opts, progress).await;
+    let event = match &outcome {
+        ReplacementOutcome::Completed { old, new } => Some((
+            EventKind::ReplacementCompleted,
+            json!({"old": old, "new": new}),
+        )),
+        ReplacementOutcome::Failed { why } => Some((
+            EventKind::ReplacementFailed,
+            json!({"target": target, "why": why.to_string()}),
+        )),
+        ReplacementOutcome::Requested { .. } => None,
+    };
+    if let Some((kind, data)) = event {
+        broker
+            .record(ACTOR, kind, request, data)
+            .map_err(access::fail)?;
+    }
+    Ok(outcome)
+}
+
 /// What the reaper did, or would do, with one node.
 #[derive(Debug, Serialize)]
 struct Reaped {
@@ -213,46 +293,26 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
             done.push(row);
             continue;
         }
-        let req = request.as_deref();
-        broker
-            .record(
-                ACTOR,
-                EventKind::ReplacementRequested,
-                req,
-                json!({"target": node.id, "strategy": row.strategy, "via": "reap"}),
-            )
-            .map_err(access::fail)?;
         let quiet = a.json;
-        let outcome =
-            rt.block_on(
-                fleet.replace(&node.id, &strategy, &ReplaceOptions::default(), |p| {
-                    if !quiet {
-                        eprintln!("sombrero reap: {p}");
-                    }
-                }),
-            );
+        let outcome = rt.block_on(replace_and_record(
+            &broker,
+            &fleet,
+            &node.id,
+            request.as_deref(),
+            &strategy,
+            &ReplaceOptions::default(),
+            |p| {
+                if !quiet {
+                    eprintln!("sombrero reap: {p}");
+                }
+            },
+        ))?;
         match outcome {
-            ReplacementOutcome::Completed { old, new } => {
-                broker
-                    .record(
-                        ACTOR,
-                        EventKind::ReplacementCompleted,
-                        req,
-                        json!({"old": old, "new": new}),
-                    )
-                    .map_err(access::fail)?;
+            ReplacementOutcome::Completed { new, .. } => {
                 row.outcome = "completed";
                 row.new = Some(new);
             }
             ReplacementOutcome::Failed { why } => {
-                broker
-                    .record(
-                        ACTOR,
-                        EventKind::ReplacementFailed,
-                        req,
-                        json!({"target": node.id, "why": why.to_string()}),
-                    )
-                    .map_err(access::fail)?;
                 row.outcome = "failed";
                 row.detail = Some(why.to_string());
             }
