@@ -12,7 +12,6 @@ use chrono::Utc;
 use fleet_support::lab;
 use pink_sombrero::audit::EventKind;
 use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
-use pink_sombrero::cli::fleet::taint_and_record;
 use pink_sombrero::config::Paths;
 use pink_sombrero::fleet::{Fleet, SessionReason, SessionState, Taint};
 use pink_sombrero::lab::Lab;
@@ -313,31 +312,5 @@ async fn reap_ends_a_killed_clients_session_and_replaces_its_node() {
     let completed = events(dir.path(), EventKind::ReplacementCompleted);
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0]["old"], node.as_str());
-    lab.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn taint_before_open_is_audited_and_fails_closed() {
-    let (lab, fleet) = lab(1).await;
-    let dir = data_dir();
-    let node = fleet.list_nodes().await.unwrap()[0].id.clone();
-    let broker = Broker::open(&Paths::at(dir.path()), BrokerOptions::default()).unwrap();
-
-    lab.hooks().fail_operation("AddTagsToResource", 1);
-    let err = taint_and_record(&broker, &fleet, &node, "req-a", "alice")
-        .await
-        .unwrap_err();
-    assert_eq!(pink_sombrero::cli::exit_code_for(&err), 1);
-    assert!(err.to_string().contains("no session may open"), "{err}");
-    let failed = events(dir.path(), EventKind::TaintFailed);
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["target"], node.as_str());
-    assert!(!fleet.list_nodes().await.unwrap()[0].tainted());
-
-    taint_and_record(&broker, &fleet, &node, "req-a", "alice")
-        .await
-        .unwrap();
-    assert_eq!(events(dir.path(), EventKind::Tainted).len(), 1);
-    assert!(fleet.list_nodes().await.unwrap()[0].tainted());
     lab.shutdown().await;
 }

@@ -18,7 +18,7 @@ use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
 use crate::fleet::{
     Fleet, Node, ReplaceOptions, ReplaceProgress, ReplaceStrategy, ReplacementOutcome,
-    RogueFinding, RogueReason, SessionInfo, SessionState, Taint, classify_sessions, tag,
+    RogueFinding, RogueReason, SessionInfo, SessionState, classify_sessions, tag,
     tainted_without_active_session,
 };
 use crate::request::{CloseReason, State};
@@ -170,46 +170,6 @@ fn short_age(d: chrono::Duration) -> String {
 
 /// Who the reaper and the rogue scan write audit events as.
 const ACTOR: &str = crate::broker::SYSTEM_ACTOR;
-
-/// Taints `target` before a session for `request` opens, auditing `Tainted` or `TaintFailed`.
-/// An error means the node is not tainted: open no session (the message says why).
-pub async fn taint_and_record(
-    broker: &Broker,
-    fleet: &impl Fleet,
-    target: &str,
-    request: &str,
-    by: &str,
-) -> anyhow::Result<()> {
-    let taint = Taint {
-        request: request.to_owned(),
-        by: by.to_owned(),
-        at: broker.now(),
-    };
-    match fleet.taint(target, &taint).await {
-        Ok(()) => {
-            broker
-                .record(
-                    by,
-                    EventKind::Tainted,
-                    Some(request),
-                    json!({"target": target}),
-                )
-                .map_err(access::fail)?;
-            Ok(())
-        }
-        Err(e) => {
-            broker
-                .record(
-                    by,
-                    EventKind::TaintFailed,
-                    Some(request),
-                    json!({"target": target, "why": e.to_string()}),
-                )
-                .map_err(access::fail)?;
-            Err(ExitError::refused(e.to_string()).into())
-        }
-    }
-}
 
 /// Replaces `target` with `strategy`, auditing `ReplacementRequested` before it starts and
 /// `ReplacementCompleted` or `ReplacementFailed` after (a `Requested` outcome adds nothing).
