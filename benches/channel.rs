@@ -21,18 +21,21 @@ use tokio_tungstenite::tungstenite::Message;
 const MB: f64 = 1024.0 * 1024.0;
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test` passes nothing or filters: run either way.
+    // `cargo bench` passes `--bench`; plain `cargo test --all-targets` passes nothing and gets
+    // a quick smoke run. CHANNEL_BENCH_MB sets the size explicitly.
+    let full = std::env::args().any(|a| a == "--bench");
     let scale: usize = std::env::var("CHANNEL_BENCH_MB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
+        .unwrap_or(if full { 32 } else { 1 });
+    let keys = if full || scale > 1 { 300 } else { 20 };
     codec(scale);
     session_core(scale);
     client_throughput(scale);
-    echo_latency(500);
+    echo_latency(keys);
     lab_bulk_output(scale);
-    lab_echo_latency(300);
-    pty_echo_latency(300);
+    lab_echo_latency(keys);
+    pty_echo_latency(keys);
 }
 
 fn runtime() -> tokio::runtime::Runtime {

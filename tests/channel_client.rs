@@ -15,6 +15,7 @@ use pink_sombrero::channel::client::{
     Signing, connect, resume_fn,
 };
 use pink_sombrero::channel::codec::PayloadType;
+use pink_sombrero::channel::grant::{GrantOutcome, enforce_grant};
 use pink_sombrero::channel::payload::{SizeData, exit_code_payload};
 use tokio::sync::mpsc;
 
@@ -263,6 +264,33 @@ async fn resize_sends_size_and_terminate_sends_the_flag_then_closes() {
             reason: "terminated by the client".into()
         }
     );
+}
+
+#[tokio::test]
+async fn the_grant_deadline_warns_then_terminates() {
+    let (_l, mut peer, handle, mut events) = started(options()).await;
+    let end = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
+    let warned = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&warned);
+    let enforcer = tokio::spawn(enforce_grant(handle.clone(), end, move |left| {
+        *seen.lock().unwrap() = Some(left);
+    }));
+    let flag = peer.next_input().await;
+    assert_eq!(flag.payload_type, PayloadType::Flag);
+    assert_eq!(flag.payload, 2u32.to_be_bytes());
+    assert!(tokio::time::Instant::now() >= end);
+    peer.ack(&flag).await;
+    assert_eq!(enforcer.await.unwrap(), GrantOutcome::Terminated);
+    let left = warned.lock().unwrap().expect("warned before the end");
+    assert!(left <= std::time::Duration::from_millis(200));
+    assert!(matches!(
+        next_event(&mut events).await,
+        SessionEvent::Closed { .. }
+    ));
+    // Once the session is gone there is nothing left to terminate.
+    assert!(events.recv().await.is_none());
+    let late = enforce_grant(handle, tokio::time::Instant::now(), |_| {}).await;
+    assert_eq!(late, GrantOutcome::SessionGone);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use pink_sombrero::channel::client::{
     ClientOptions, ResumeError, SessionEvent, SessionHandle, SessionTarget, Signing, connect,
     resume_fn,
 };
+use pink_sombrero::channel::grant::{GrantOutcome, enforce_grant};
 use pink_sombrero::channel::payload::SizeData;
 use pink_sombrero::channel::terminal::{EndReason, InputMode, LocalIo, bridge};
 use pink_sombrero::lab::{Lab, SessionStatus};
@@ -101,6 +102,21 @@ impl Session {
         String::from_utf8_lossy(&out).to_string()
     }
 
+    /// Waits until the lab no longer lists the session as active.
+    async fn wait_inactive(&self) {
+        tokio::time::timeout(PATIENCE, async {
+            while self
+                .lab
+                .session_status(&self.sid)
+                .is_some_and(|st| st.is_active())
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the lab session is still active after terminate");
+    }
+
     /// Events until the session ends: (exit code, final event).
     async fn until_end(&mut self) -> (Option<i32>, SessionEvent) {
         let mut code = None;
@@ -167,6 +183,19 @@ async fn terminate_ends_the_remote_session() {
     })
     .await
     .expect("the lab session is still active after terminate");
+}
+
+#[tokio::test]
+async fn grant_expiry_terminates_the_remote_session() {
+    let mut s = open().await;
+    s.type_line("echo ready").await;
+    s.read_until("ready").await;
+    let end = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
+    let outcome = enforce_grant(s.handle.clone(), end, |_| {}).await;
+    assert_eq!(outcome, GrantOutcome::Terminated);
+    let (_, last) = s.until_end().await;
+    assert!(matches!(last, SessionEvent::Closed { .. }), "{last:?}");
+    s.wait_inactive().await;
 }
 
 #[tokio::test]

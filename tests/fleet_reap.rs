@@ -1,18 +1,22 @@
 //! `sombrero reap` and `sombrero rogue` through the binary against a lab: a node tainted by a
 //! session that never closed (a crashed client) is replaced once, and a session opened around
-//! the broker is reported once, each with its audit events.
+//! the broker is reported once, each with its audit events. A session whose client was killed
+//! (request past its end, session still active) is ended and its node replaced.
 
 mod fleet_support;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::Utc;
 use fleet_support::lab;
 use pink_sombrero::audit::EventKind;
-use pink_sombrero::broker::{Broker, BrokerOptions};
+use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
 use pink_sombrero::config::Paths;
-use pink_sombrero::fleet::{Fleet, SessionReason, Taint};
+use pink_sombrero::fleet::{Fleet, SessionReason, SessionState, Taint};
 use pink_sombrero::lab::Lab;
+use pink_sombrero::policy::Role;
+use pink_sombrero::request::{NewRequest, State};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sombrero");
@@ -191,9 +195,122 @@ async fn rogue_reports_each_bypassing_session_once() {
     );
     assert_eq!(second[0]["new"], false);
 
+    // The fleet listing marks the node a rogue session touched.
+    let (code, listing) = sombrero(dir.path(), &lab, &["fleet"]).await;
+    assert_eq!(code, 0);
+    let marked: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["rogue_touched"] == true)
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(marked, vec![node.as_str()]);
+
     let found = events(dir.path(), EventKind::RogueSessionFound);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["session_id"], forged.session_id.as_str());
     assert_eq!(found[0]["target"], node.as_str());
+    lab.shutdown().await;
+}
+
+/// The RFC 6238 code for `secret` at the clock's time step.
+fn code(secret: &str, at: chrono::DateTime<Utc>) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret).unwrap();
+    let t = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+    t.generate(at.timestamp() as u64).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reap_ends_a_killed_clients_session_and_replaces_its_node() {
+    let (lab, fleet) = lab(1).await;
+    let dir = data_dir();
+    let node = fleet.list_nodes().await.unwrap()[0].id.clone();
+
+    // The whole lifecycle two hours ago, as `sombrero open` does it; then the client dies
+    // (nothing terminates the session or closes the request).
+    let clock = TestClock::at(Utc::now() - chrono::Duration::hours(2));
+    let broker = Broker::open(
+        &Paths::at(dir.path()),
+        BrokerOptions {
+            policy_path: None,
+            clock: Some(clock.clone()),
+        },
+    )
+    .unwrap();
+    let mut secrets = Vec::new();
+    for (name, role) in [
+        ("alice", Role::Requester),
+        ("bob", Role::Approver),
+        ("carol", Role::Approver),
+    ] {
+        let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
+        broker
+            .confirm_enrolment(name, &code(&e.secret_base32, clock.now()))
+            .unwrap();
+        secrets.push(e.secret_base32);
+    }
+    clock.advance(std::time::Duration::from_secs(30));
+    let r = broker
+        .create_request(
+            NewRequest {
+                requester: "alice".into(),
+                target: node.clone(),
+                reason: "disk full on the ingest node".into(),
+                incident: None,
+                duration: std::time::Duration::from_secs(300),
+            },
+            &code(&secrets[0], clock.now()),
+        )
+        .unwrap();
+    for (name, secret) in [("bob", &secrets[1]), ("carol", &secrets[2])] {
+        broker
+            .approve(&r.id, name, &code(secret, clock.now()), None)
+            .unwrap();
+    }
+    broker.begin_open(&r.id, "alice").unwrap();
+    let taint = Taint {
+        request: r.id.clone(),
+        by: "alice".into(),
+        at: clock.now(),
+    };
+    fleet.taint(&node, &taint).await.unwrap();
+    let s = fleet
+        .start_session(&node, &SessionReason::for_request(&r.id).unwrap())
+        .await
+        .unwrap();
+    broker.session_started(&r.id, &s.session_id).unwrap();
+    drop(broker);
+
+    let (code, done) = sombrero(dir.path(), &lab, &["reap"]).await;
+    assert_eq!(code, 0, "{done}");
+    let outcomes: Vec<(&str, &str)> = done
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap(),
+                r["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("session-ended", node.as_str()),
+            ("completed", node.as_str())
+        ]
+    );
+    let history = fleet
+        .describe_sessions(SessionState::History)
+        .await
+        .unwrap();
+    assert!(history.iter().any(|h| h.session_id == s.session_id));
+    let b = Broker::open(&Paths::at(dir.path()), BrokerOptions::default()).unwrap();
+    assert_eq!(b.get(&r.id).unwrap().state, State::Closed);
+    let completed = events(dir.path(), EventKind::ReplacementCompleted);
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0]["old"], node.as_str());
     lab.shutdown().await;
 }

@@ -407,3 +407,44 @@ async fn handshake_complete_is_sequenced_output_seq_1_without_syn() {
     assert_eq!(complete.flags, 0);
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_are_dropped_unacked_and_the_session_goes_on() {
+    let Opened { lab, mut peer, .. } = opened(1).await;
+    let good = peer.input(PayloadType::Output, b"echo still-alive\r".to_vec());
+    let mut bad_digest = good.encode();
+    let last = bad_digest.len() - 1;
+    bad_digest[last] ^= 0xff;
+    for garbage in [vec![0u8; 10], vec![0xff; 200], bad_digest] {
+        peer.send_bytes(garbage).await;
+    }
+    peer.send_frame(&good).await;
+    peer.until_output("still-alive\r\n").await;
+    let acked_good = peer
+        .acks
+        .iter()
+        .filter(|s| **s == good.sequence_number)
+        .count();
+    assert_eq!(acked_good, 1, "only the well-formed frame is acked");
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refused() {
+    let lab = pink_sombrero::lab::start(pink_sombrero::lab::LabConfig {
+        nodes: 1,
+        token_ttl: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ssm = client(&lab).await;
+    let node = first_node(&ssm).await;
+    let (_sid, token, url) = start_session(&ssm, &node).await;
+    let mut peer = Peer::connect(&url, &token).await;
+    match peer.next_raw().await {
+        Some(Message::Close(Some(f))) => assert!(f.reason.contains("expired"), "{f:?}"),
+        other => panic!("expired token accepted: {other:?}"),
+    }
+    lab.shutdown().await;
+}

@@ -77,8 +77,39 @@ impl World {
     }
 
     fn open(&self, id: &str, script: &str) -> Output {
-        let mut child = self
-            .command(&["open", id, "--as", "rita"])
+        self.run_open(self.command(&["open", id, "--as", "rita"]), script)
+    }
+
+    /// `sombrero open` in a private mount namespace where the recordings directory is a fresh
+    /// tmpfs mounted with `options` (a real filesystem condition, no flag in the product).
+    fn open_on_tmpfs(&self, id: &str, script: &str, options: &str) -> Output {
+        let dir = self.env.path().join("recordings");
+        std::fs::create_dir_all(&dir).unwrap();
+        let inner = self.command(&["open", id, "--as", "rita"]);
+        let mut c = std::process::Command::new("unshare");
+        // -r maps the caller to root in a user namespace, so this works without privileges.
+        c.args([
+            "-rm",
+            "sh",
+            "-c",
+            r#"mount -t tmpfs -o "$1" tmpfs "$2" && shift 2 && exec "$@""#,
+        ])
+        .arg("sh")
+        .arg(options)
+        .arg(&dir)
+        .arg(inner.get_program())
+        .args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        self.run_open(c, script)
+    }
+
+    fn run_open(&self, mut cmd: std::process::Command, script: &str) -> Output {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -196,6 +227,62 @@ async fn taint_refused_means_no_session() {
     assert!(!kinds.iter().any(|k| k == "session_opened"), "{kinds:?}");
     let shown = w.env.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(shown["request"]["state"], "closed");
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_recordings_filesystem_means_no_session() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved(&node);
+
+    let out = w.open_on_tmpfs(&id, "hostname\nexit\n", "ro,size=1m");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&node));
+    let tags = &w
+        .lab
+        .nodes()
+        .into_iter()
+        .find(|n| n.id == node)
+        .unwrap()
+        .tags;
+    assert!(tags.is_empty(), "nothing may touch the node: {tags:?}");
+    let kinds = w.audit_kinds();
+    assert!(kinds.iter().any(|k| k == "recording_failed"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "session_opened"), "{kinds:?}");
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_mid_session_terminates_it() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[1].id.clone();
+    let id = w.approved(&node);
+
+    // 256 KiB of room; the session prints megabytes, so the recording fills the disk.
+    let script = "head -c 3000000 /dev/zero | base64\nsleep 5\necho STILL-RUNNING\nexit\n";
+    let out = w.open_on_tmpfs(&id, script, "size=256k");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("recording"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("STILL-RUNNING"),
+        "the session went on after its recording failed"
+    );
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "closed");
+    let kinds = w.audit_kinds();
+    for k in [
+        "recording_failed",
+        "session_closed",
+        "replacement_completed",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+    // The touched node is replaced all the same.
+    assert!(!w.lab.nodes().iter().any(|n| n.id == node));
     w.lab.shutdown().await;
 }
 

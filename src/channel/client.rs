@@ -516,8 +516,8 @@ impl Driver {
     async fn finish(&mut self, ws: Option<Ws>, end: SessionEvent) {
         self.publish_stats();
         if let Some(mut ws) = ws {
-            // Best effort: the peer may already be gone.
-            let _ = ws.close(None).await;
+            // Best effort and bounded: the peer may already be gone or stop reading.
+            let _ = tokio::time::timeout(limits::TERMINATE_GRACE, ws.close(None)).await;
         }
         info!(event = ?end, "data channel session ended");
         let _ = self.events.send(end).await;

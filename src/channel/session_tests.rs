@@ -642,3 +642,32 @@ fn terminate_sends_the_terminate_flag_once_ready() {
     assert_eq!(ins[0].payload, 2u32.to_be_bytes());
     assert_eq!(s.unacked_len(), 1);
 }
+
+#[test]
+fn mutated_frames_never_panic_and_never_deliver_corrupted_output() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let payload = b"trustworthy output".to_vec();
+    for seq in 2..2000i64 {
+        let mut wire = agent(seq, PayloadType::Output, &payload);
+        let flips = rng.random_range(0..4);
+        for _ in 0..flips {
+            let i = rng.random_range(0..wire.len());
+            wire[i] = rng.random();
+        }
+        if rng.random_bool(0.1) {
+            wire.truncate(rng.random_range(0..wire.len()));
+        }
+        for effect in s.on_frame(&wire, t0) {
+            if let Effect::Output(bytes) = effect {
+                assert_eq!(bytes, payload);
+            }
+        }
+        if s.phase() == Phase::Ended {
+            break;
+        }
+    }
+    assert!(s.counters().malformed > 0);
+}

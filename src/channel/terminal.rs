@@ -76,7 +76,7 @@ pub struct LocalIo<W, E> {
 
 /// The size to report at session start: the local terminal's, or 300x100 without one.
 pub fn local_size() -> SizeData {
-    match stdout_size() {
+    match terminal_size() {
         Some((cols, rows)) => SizeData {
             cols: u32::from(cols),
             rows: u32::from(rows),
@@ -88,9 +88,13 @@ pub fn local_size() -> SizeData {
     }
 }
 
-/// Columns and rows of the terminal on stdout, if it is one with a known size. (crossterm's
-/// `size()` asks /dev/tty first, which need not be where our output goes.)
-fn stdout_size() -> Option<(u16, u16)> {
+/// Columns and rows of the terminal on stdout, else on stdin (output may be piped to a log
+/// while a person types). crossterm's `size()` asks /dev/tty first, which need not be either.
+fn terminal_size() -> Option<(u16, u16)> {
+    fd_size(libc::STDOUT_FILENO).or_else(|| fd_size(libc::STDIN_FILENO))
+}
+
+fn fd_size(fd: libc::c_int) -> Option<(u16, u16)> {
     let mut ws = libc::winsize {
         ws_row: 0,
         ws_col: 0,
@@ -98,7 +102,7 @@ fn stdout_size() -> Option<(u16, u16)> {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
     (rc == 0 && ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
 }
 
@@ -140,7 +144,9 @@ pub async fn bridge_stdio(
     on_output: impl FnMut(&[u8]),
     on_input: impl FnMut(&[u8]),
 ) -> Result<SessionEnd, BridgeError> {
-    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // Raw mode follows stdin: a person typing needs every key passed through, even when the
+    // output goes to a pipe.
+    let tty = std::io::stdin().is_terminal();
     let _raw = if tty {
         Some(RawModeGuard::enable()?)
     } else {
@@ -256,7 +262,7 @@ async fn forward_resizes(handle: SessionHandle) {
         }
     };
     while winch.recv().await.is_some() {
-        if let Some((cols, rows)) = stdout_size()
+        if let Some((cols, rows)) = terminal_size()
             && handle.resize(cols, rows).is_err()
         {
             return;

@@ -14,14 +14,15 @@ use serde_json::json;
 use crate::audit::EventKind;
 use crate::broker::Broker;
 use crate::cli::{ExitError, access};
-use crate::config::GlobalOpts;
+use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
-use crate::fleet::rogue::reap_candidates;
 use crate::fleet::{
     Fleet, Node, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, RogueFinding, RogueReason,
-    SessionState, classify_sessions, tag,
+    SessionInfo, SessionState, classify_sessions, tag, tainted_without_active_session,
 };
+use crate::request::{CloseReason, State};
 use crate::session;
+use std::sync::Arc;
 
 /// `sombrero fleet`.
 #[derive(Debug, Args)]
@@ -57,6 +58,7 @@ struct NodeRow<'a> {
     node: &'a Node,
     tainted: bool,
     replacing: bool,
+    rogue_touched: bool,
     age_seconds: Option<i64>,
 }
 
@@ -74,6 +76,14 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
         let fleet = AwsFleet::from_opts(g).await?;
         fleet.list_nodes().await
     })?;
+    // Rogue findings live in the store; without one there are none to show (and listing the
+    // fleet should not create a data dir).
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    let rogue_touched = if paths.db().exists() {
+        field_of(&rogue_events(&access::open(g)?)?, "target")
+    } else {
+        HashSet::new()
+    };
     let now = Utc::now();
     if a.json {
         let rows: Vec<NodeRow> = nodes
@@ -82,18 +92,19 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
                 node: n,
                 tainted: n.tainted(),
                 replacing: n.replacing(),
+                rogue_touched: rogue_touched.contains(&n.id),
                 age_seconds: n.age(now).map(|d| d.num_seconds()),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", table(&nodes, now));
+        print!("{}", table(&nodes, &rogue_touched, now));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The human listing: one line per node, badges last.
-fn table(nodes: &[Node], now: DateTime<Utc>) -> String {
+fn table(nodes: &[Node], rogue_touched: &HashSet<String>, now: DateTime<Utc>) -> String {
     let header = [
         "ID", "NAME", "PLATFORM", "PING", "AGENT", "IP", "AGE", "STATE",
     ]
@@ -107,6 +118,9 @@ fn table(nodes: &[Node], now: DateTime<Utc>) -> String {
             }
             if n.replacing() {
                 badges.push("REPLACING");
+            }
+            if rogue_touched.contains(&n.id) {
+                badges.push("ROGUE-TOUCHED");
             }
             [
                 n.id.clone(),
@@ -169,18 +183,20 @@ struct Reaped {
     detail: Option<String>,
 }
 
-/// Runs `sombrero reap`: replaces tainted nodes that have no active session.
+/// Runs `sombrero reap`: ends sessions that outlived their request, then replaces tainted
+/// nodes that have no active session.
 ///
 /// Idempotent: a replaced node is gone, a requested one carries `pink-sombrero:replacement=requested`
 /// and is skipped; a failed one is tried again. Every replacement is audited before it starts.
 pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
-    let broker = std::sync::Arc::new(access::open(g)?);
+    let broker = Arc::new(access::open(g)?);
     let strategy = ReplaceStrategy::from(&broker.policy().map_err(access::fail)?.replacement);
     let rt = runtime()?;
-    let fleet = std::sync::Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
-    let candidates = rt.block_on(reap_candidates(fleet.as_ref()))?;
+    let fleet = Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
     let mut done = Vec::new();
-    for node in candidates {
+    let live = end_orphan_sessions(&broker, &fleet, &rt, &strategy, a.dry_run, &mut done)?;
+    let nodes = rt.block_on(fleet.list_nodes())?;
+    for node in tainted_without_active_session(&nodes, &live) {
         // Only link the event to a request this store knows (the tag may come from elsewhere).
         let request = node
             .tags
@@ -259,6 +275,53 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Ends the SSM sessions the store says are over: their request is closed, or past its
+/// approved end (the client crashed or was killed, so nobody terminated them). Returns the
+/// active sessions that remain. An overdue request is closed as expired.
+fn end_orphan_sessions(
+    broker: &Broker,
+    fleet: &AwsFleet,
+    rt: &tokio::runtime::Runtime,
+    strategy: &ReplaceStrategy,
+    dry_run: bool,
+    done: &mut Vec<Reaped>,
+) -> anyhow::Result<Vec<SessionInfo>> {
+    let now = broker.now();
+    let requests = broker.list(None).map_err(access::fail)?;
+    let over = |s: &SessionInfo| {
+        requests.iter().find(|r| {
+            r.session_id.as_deref() == Some(s.session_id.as_str())
+                && (r.state != State::Active || r.is_due(now))
+        })
+    };
+    let mut live = Vec::new();
+    for s in rt.block_on(fleet.describe_sessions(SessionState::Active))? {
+        let Some(r) = over(&s) else {
+            live.push(s);
+            continue;
+        };
+        let mut outcome = "would-end-session";
+        if !dry_run {
+            rt.block_on(fleet.terminate_session(&s.session_id))?;
+            if r.state == State::Active {
+                broker
+                    .close_session(&r.id, CloseReason::Expired)
+                    .map_err(access::fail)?;
+            }
+            outcome = "session-ended";
+        }
+        done.push(Reaped {
+            target: s.target.clone(),
+            request: Some(r.id.clone()),
+            strategy: strategy.to_string(),
+            outcome,
+            new: None,
+            detail: Some(format!("session {} outlived its request", s.session_id)),
+        });
+    }
+    Ok(live)
+}
+
 /// One line of `sombrero rogue`.
 #[derive(Debug, Serialize)]
 struct RogueRow<'a> {
@@ -287,7 +350,7 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|r| r.session_id)
         .collect();
     let findings = classify_sessions(&sessions, |id| known.contains(id));
-    let reported = reported_rogues(&broker)?;
+    let reported = field_of(&rogue_events(&broker)?, "session_id");
     let mut rows = Vec::new();
     for f in &findings {
         let new = !reported.contains(&f.session.session_id);
@@ -338,24 +401,32 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Session ids already reported as rogue in the audit log, so each is reported once.
-fn reported_rogues(broker: &Broker) -> anyhow::Result<HashSet<String>> {
+/// The data of every RogueSessionFound event in the audit log.
+fn rogue_events(broker: &Broker) -> anyhow::Result<Vec<serde_json::Value>> {
     const PAGE: usize = 1000;
-    let mut ids = HashSet::new();
+    let mut found = Vec::new();
     let mut after = 0;
     loop {
         let events = broker.audit_events(after, PAGE).map_err(access::fail)?;
         let Some(last) = events.last() else {
-            return Ok(ids);
+            return Ok(found);
         };
         after = last.seq;
-        ids.extend(
+        found.extend(
             events
-                .iter()
+                .into_iter()
                 .filter(|e| e.kind == EventKind::RogueSessionFound)
-                .filter_map(|e| e.data.get("session_id")?.as_str().map(str::to_owned)),
+                .map(|e| e.data),
         );
     }
+}
+
+/// One string field of each event.
+fn field_of(events: &[serde_json::Value], key: &str) -> HashSet<String> {
+    events
+        .iter()
+        .filter_map(|d| d.get(key)?.as_str().map(str::to_owned))
+        .collect()
 }
 
 #[cfg(test)]
@@ -381,13 +452,14 @@ mod tests {
                 (tag::REPLACEMENT.to_owned(), "requested".to_owned()),
             ]),
         };
-        let t = table(&[node], now);
+        let rogue = HashSet::from(["mi-0123456789abcdef0".to_owned()]);
+        let t = table(&[node], &rogue, now);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("ID"));
         assert!(lines[1].contains("web-1"));
         assert!(lines[1].contains("2d2h"));
-        assert!(lines[1].ends_with("TAINTED REPLACING"));
-        assert!(table(&[], now).contains("no nodes"));
+        assert!(lines[1].ends_with("TAINTED REPLACING ROGUE-TOUCHED"));
+        assert!(table(&[], &HashSet::new(), now).contains("no nodes"));
     }
 
     #[test]

@@ -172,8 +172,9 @@ const FRAME: Duration = Duration::from_millis(100);
 const IDLE_FRAME: Duration = Duration::from_secs(1);
 
 fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()> {
-    let mut terminal = ratatui::try_init()?;
+    // The guard first: if try_init fails halfway (raw mode on, no alternate screen) it still undoes it.
     let _guard = TerminalGuard;
+    let mut terminal = ratatui::try_init()?;
     loop {
         terminal.draw(|f| f.render_stateful_widget(PlayerWidget, f.area(), state))?;
         let wait = if state.player.is_playing() {
@@ -200,7 +201,8 @@ fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()>
 pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::resolve(g)?;
     let key = optional_key(g)?;
-    let dir = paths.recordings();
+    let dir = recording::recordings_dir(g.config.as_deref(), &paths)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
     let mut all = list::list(&dir, key.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
     let mut reviews = reviews_by_digest(g)?;

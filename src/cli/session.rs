@@ -38,6 +38,8 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
     let broker = Arc::new(open_broker(g)?);
     let user = who(a.as_user)?;
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
     let key = RecorderKey::load_or_create(&paths.keys())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -46,7 +48,7 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
             broker,
             channel: fleet.channel_options(),
             fleet,
-            recordings_dir: paths.recordings(),
+            recordings_dir,
             key: Arc::new(key),
             replace_timeout: session::REPLACE_TIMEOUT,
         };

@@ -107,6 +107,8 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let broker = Arc::new(access::open(g)?);
     let user = access::who(a.as_user)?;
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
     let key = RecorderKey::load_or_create(&paths.keys())?;
     let verifying = key.verifying_key();
     let rt = runtime()?;
@@ -116,7 +118,7 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
         Ok(fleet) => Some(wiring::session_opener(session_deps(
             &broker,
             Arc::new(fleet),
-            &paths,
+            recordings_dir.clone(),
             key,
         ))),
         Err(e) => {
@@ -127,7 +129,7 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let ctx = TuiContext {
         recordings: Some(wiring::recordings_fn(
             broker.clone(),
-            paths.recordings(),
+            recordings_dir,
             Some(verifying),
         )),
         replay: Some(wiring::replay_fn(Some(verifying))),
@@ -146,14 +148,14 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
 fn session_deps(
     broker: &Arc<Broker>,
     fleet: Arc<AwsFleet>,
-    paths: &Paths,
+    recordings_dir: PathBuf,
     key: RecorderKey,
 ) -> SessionDeps<AwsFleet> {
     SessionDeps {
         broker: broker.clone(),
         channel: fleet.channel_options(),
         fleet,
-        recordings_dir: paths.recordings(),
+        recordings_dir,
         key: Arc::new(key),
         replace_timeout: session::REPLACE_TIMEOUT,
     }
@@ -257,7 +259,7 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
             open_session: Some(wiring::session_opener(session_deps(
                 &broker,
                 fleet.clone(),
-                &paths,
+                paths.recordings(),
                 key,
             ))),
             fleet: Some(fleet_view::fleet_fn(fleet)),

@@ -1,6 +1,6 @@
 //! Fleet errors: what failed, in words that say what to do.
 
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
 /// Errors from the fleet.
@@ -93,7 +93,18 @@ where
     let message = match (err.code(), err.message()) {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c.to_owned(),
-        _ => DisplayErrorContext(&err).to_string(),
+        // No service answer (unreachable endpoint, no credentials): the causes, without the
+        // SDK's debug dump.
+        _ => {
+            let mut m = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(s) = source {
+                m.push_str(": ");
+                m.push_str(&s.to_string());
+                source = s.source();
+            }
+            m
+        }
     };
     FleetError::Api { op, code, message }
 }

@@ -41,9 +41,20 @@ async fn refuse(mut socket: WebSocket, why: &str) {
         .await;
 }
 
+/// The first data message: the official client pings (`keepalive`) before its open frame.
+async fn first_message(socket: &mut WebSocket) -> Option<Message> {
+    loop {
+        match socket.recv().await? {
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(m) => return Some(m),
+            Err(_) => return None,
+        }
+    }
+}
+
 async fn serve(state: Arc<LabState>, session_id: String, mut socket: WebSocket) {
-    let open = match tokio::time::timeout(OPEN_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(Message::Text(t)))) => t,
+    let open = match tokio::time::timeout(OPEN_TIMEOUT, first_message(&mut socket)).await {
+        Ok(Some(Message::Text(t))) => t,
         _ => return refuse(socket, "expected the open-data-channel text frame first").await,
     };
     let open: OpenDataChannelInput = match serde_json::from_str(open.as_str()) {

@@ -58,6 +58,7 @@ impl Node {
     pub(crate) fn create(root: &Path, ip_octet: u8) -> std::io::Result<Node> {
         let id = new_node_id();
         let dir = root.join(&id);
+        private_dir(&dir)?;
         private_dir(&dir.join("home"))?;
         private_dir(&dir.join("bin"))?;
         // `hostname` must identify the node, and the host's own hostname cannot be changed

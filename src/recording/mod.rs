@@ -10,6 +10,7 @@ pub mod cast;
 pub mod chain;
 pub mod keys;
 pub mod list;
+pub mod location;
 pub mod player;
 pub mod verify;
 pub mod view;
@@ -17,5 +18,6 @@ pub mod writer;
 
 pub use cast::{Event, EventKind, Header, RecordingMeta};
 pub use keys::RecorderKey;
+pub use location::recordings_dir;
 pub use verify::{Integrity, VerifyReport, verify};
 pub use writer::{Recorder, RecordingError, SealInfo};

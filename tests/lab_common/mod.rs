@@ -136,6 +136,10 @@ impl Peer {
             client_id: "test-client".into(),
             client_version: Some("1.2.0.0".into()),
         };
+        // As the official plugin does: a keepalive ping first, then the open frame.
+        ws.send(Message::Ping(b"keepalive".to_vec().into()))
+            .await
+            .unwrap();
         ws.send(Message::Text(serde_json::to_string(&open).unwrap().into()))
             .await
             .unwrap();
@@ -170,10 +174,11 @@ impl Peer {
     }
 
     pub async fn send_frame(&mut self, msg: &ClientMessage) {
-        self.ws
-            .send(Message::Binary(msg.encode().into()))
-            .await
-            .unwrap();
+        self.send_bytes(msg.encode()).await;
+    }
+
+    pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
     }
 
     /// Builds the next input frame (not sent).

@@ -56,7 +56,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Constraint::Length(5),
         Constraint::Length(8),
         Constraint::Length(10),
-        Constraint::Length(21),
+        Constraint::Length(22),
         Constraint::Length(13),
         Constraint::Fill(1),
     ];

@@ -1,0 +1,151 @@
+//! Recording benchmarks: recorder throughput (with and without the chain), seek time in a
+//! 100 MB recording, and verify speed. Run: `cargo run --example recording_bench [MB]`.
+//! Everything is written to a temp dir and removed afterwards.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use pink_sombrero::recording::cast::{EventKind, format_event};
+use pink_sombrero::recording::player::{Player, PlayerConfig, Recording};
+use pink_sombrero::recording::{Recorder, RecorderKey, RecordingMeta, verify};
+
+/// Output chunks like a busy shell sends them: coloured listing lines, 4 KiB per chunk.
+fn chunk(i: usize) -> Vec<u8> {
+    let mut s = String::with_capacity(4096);
+    let mut n = 0;
+    while s.len() < 4000 {
+        s.push_str(&format!(
+            "\x1b[01;34mdrwxr-xr-x\x1b[0m 2 root root 4096 Nov 23 09:{:02} file-{i}-{n}.log — ok\r\n",
+            n % 60
+        ));
+        n += 1;
+    }
+    s.into_bytes()
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn meta() -> RecordingMeta {
+    RecordingMeta {
+        request_id: "bench".into(),
+        requester: "alice".into(),
+        approvers: vec!["bob".into(), "carol".into()],
+        target: "mi-bench".into(),
+        reason: "benchmark".into(),
+        session_id: "s".into(),
+        width: 120,
+        height: 40,
+        term: "xterm-256color".into(),
+        shell: "/bin/bash".into(),
+        title: "bench".into(),
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let target_mb: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
+    let tmp = tempfile::tempdir()?;
+    let key = RecorderKey::load_or_create(&tmp.path().join("keys"))?;
+    let chunks: Vec<Vec<u8>> = (0..64).map(chunk).collect();
+    let per_chunk = chunks[0].len() as u64;
+    let n_chunks = target_mb * 1_000_000 / per_chunk;
+    let input_bytes = n_chunks * per_chunk;
+
+    // Baseline: the raw bytes to a file (what a session costs with no recording at all).
+    let t = Instant::now();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(tmp.path().join("raw"))?);
+    for i in 0..n_chunks {
+        f.write_all(&chunks[i as usize % 64])?;
+    }
+    f.flush()?;
+    let raw = t.elapsed();
+
+    // asciicast encoding and writing, no chain.
+    let t = Instant::now();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(tmp.path().join("nochain.cast"))?);
+    for i in 0..n_chunks {
+        let text = String::from_utf8_lossy(&chunks[i as usize % 64]);
+        f.write_all(format_event(i as f64 * 0.001, EventKind::Output, &text).as_bytes())?;
+    }
+    f.flush()?;
+    let nochain = t.elapsed();
+
+    // The recorder: encoding, chain, fingerprints, flushes, seal.
+    let t = Instant::now();
+    let mut rec = Recorder::create(&tmp.path().join("recordings"), meta(), &key)?;
+    for i in 0..n_chunks {
+        rec.output(&chunks[i as usize % 64])?;
+        if i % 10_000 == 0 {
+            rec.marker(&format!("mark {i}"))?;
+        }
+    }
+    let path = rec.path().to_path_buf();
+    rec.seal()?;
+    let full = t.elapsed();
+    let cast_bytes = std::fs::metadata(&path)?.len();
+
+    println!(
+        "output {:.1} MB in {n_chunks} chunks of {per_chunk} B; cast {:.1} MB",
+        input_bytes as f64 / 1e6,
+        cast_bytes as f64 / 1e6
+    );
+    println!(
+        "raw write (no recording):  {:8.1} MB/s",
+        mbps(input_bytes, raw)
+    );
+    println!(
+        "asciicast, no chain:       {:8.1} MB/s",
+        mbps(input_bytes, nochain)
+    );
+    println!(
+        "recorder with chain+seal:  {:8.1} MB/s",
+        mbps(input_bytes, full)
+    );
+
+    let t = Instant::now();
+    let report = verify(&path, &key.verifying_key());
+    let v = t.elapsed();
+    println!(
+        "verify:                    {:8.1} MB/s ({})",
+        mbps(cast_bytes, v),
+        report.integrity.badge()
+    );
+
+    let t = Instant::now();
+    let recording = Recording::load(&path)?;
+    let parsed = t.elapsed();
+    let t = Instant::now();
+    let mut player = Player::new(
+        recording,
+        PlayerConfig {
+            idle_limit: None,
+            ..PlayerConfig::default()
+        },
+    );
+    let built = t.elapsed();
+    println!(
+        "player load: parse {:.2} s, keyframes {:.2} s ({} keyframes, {:.1} s of recording)",
+        parsed.as_secs_f64(),
+        built.as_secs_f64(),
+        player.keyframe_count(),
+        player.duration()
+    );
+    let now = Duration::ZERO;
+    let d = player.duration();
+    for (label, from, to) in [
+        ("start -> middle", 0.0, d / 2.0),
+        ("middle -> end", d / 2.0, d),
+        ("end -> middle", d, d / 2.0),
+        ("end -> start", d, 0.0),
+    ] {
+        player.seek(from, now);
+        let t = Instant::now();
+        player.seek(to, now);
+        println!("seek {label:15} {:8.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(())
+}
