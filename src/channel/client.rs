@@ -455,8 +455,19 @@ impl Driver {
                 msg = ws.next() => self.on_socket_batch(&mut ws, msg).await,
                 data = self.input.recv(), if accepts => match data {
                     Some(data) => {
-                        let fx = self.session.send_input(&data, Instant::now());
-                        self.apply(&mut ws, fx).await
+                        // A resize queued before this input must reach the agent first.
+                        let mut flow = Flow::Continue;
+                        while matches!(flow, Flow::Continue)
+                            && let Ok(ctl) = self.control.try_recv()
+                        {
+                            flow = self.on_control(&mut ws, ctl).await;
+                        }
+                        if matches!(flow, Flow::Continue) {
+                            let fx = self.session.send_input(&data, Instant::now());
+                            self.apply(&mut ws, fx).await
+                        } else {
+                            flow
+                        }
                     }
                     None => {
                         input_open = false;

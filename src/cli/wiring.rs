@@ -156,7 +156,9 @@ pub fn recordings_fn(broker: Arc<Broker>, dir: PathBuf, key: Option<VerifyingKey
             return Vec::new();
         };
         let reviews = reviews_from(&broker).unwrap_or_default();
+        // Newest first: the reviewer usually wants the session that just ended.
         all.into_iter()
+            .rev()
             .map(|r| {
                 let reviewed_by = r
                     .integrity
