@@ -158,6 +158,13 @@ pub async fn start(cfg: LabConfig) -> Result<Lab, LabError> {
         .with_state(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
+        // Keystroke echo is one small frame each way: without TCP_NODELAY, Nagle's algorithm
+        // holds it back for tens of milliseconds.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY on a lab connection");
+            }
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });
