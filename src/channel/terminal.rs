@@ -156,7 +156,7 @@ pub async fn bridge_stdio(
     let (input, _reader) = spawn_stdin_reader()?;
     let io = LocalIo {
         input,
-        output: tokio::io::stdout(),
+        output: DirectStdout,
         notices: tokio::io::stderr(),
         mode: if tty {
             InputMode::Interactive
@@ -178,6 +178,38 @@ struct StopReader(Arc<AtomicBool>);
 impl Drop for StopReader {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes straight to the process's stdout from the session's own thread. `tokio::io::stdout`
+/// hands every write to the blocking pool and wakes the runtime afterwards; with a frame per
+/// few hundred bytes of output that cost most of a bulk session's CPU. Blocking on the terminal
+/// is the back-pressure a session wants anyway.
+struct DirectStdout;
+
+impl tokio::io::AsyncWrite for DirectStdout {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::io::Write;
+        std::task::Poll::Ready(std::io::stdout().lock().write(buf))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::io::Write;
+        std::task::Poll::Ready(std::io::stdout().lock().flush())
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
     }
 }
 
