@@ -123,6 +123,9 @@ pub enum BrokerError {
     /// The data dir could not be created.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A broker call could not run to completion (its worker thread failed).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl BrokerError {

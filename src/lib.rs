@@ -17,5 +17,6 @@ pub mod mfa;
 pub mod policy;
 pub mod recording;
 pub mod request;
+pub mod session;
 pub mod store;
 pub mod tui;

@@ -9,10 +9,11 @@ use pink_sombrero::channel::payload::exit_code_payload;
 use pink_sombrero::channel::terminal::{
     BridgeError, EndReason, InputMode, LocalIo, SessionEnd, bridge,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::io::{AsyncReadExt, DuplexStream, duplex};
+use tokio::sync::mpsc;
 
 struct Local {
-    keyboard: DuplexStream,
+    keyboard: mpsc::Sender<Vec<u8>>,
     screen: DuplexStream,
     notices: DuplexStream,
 }
@@ -37,7 +38,7 @@ async fn bridged(
         tokio::join!(connect(target, ClientOptions::default()), listener.accept());
     let (handle, events) = client.unwrap();
     peer.handshake().await;
-    let (keyboard, input) = duplex(4096);
+    let (keyboard, input) = mpsc::channel(16);
     let (output, screen) = duplex(1 << 20);
     let (notice_out, notices) = duplex(4096);
     let io = LocalIo {
@@ -72,7 +73,20 @@ async fn piped_script_runs_and_the_exit_code_comes_back() {
     let (_l, mut peer, mut local, task) = bridged(InputMode::Piped).await;
     local
         .keyboard
-        .write_all(b"hostname\nexit 3\n")
+        .send(
+            b"hostname
+"
+            .to_vec(),
+        )
+        .await
+        .unwrap();
+    local
+        .keyboard
+        .send(
+            b"exit 3
+"
+            .to_vec(),
+        )
         .await
         .unwrap();
     drop(local.keyboard);

@@ -12,7 +12,7 @@ use futures_util::SinkExt;
 use futures_util::future::BoxFuture;
 use pink_sombrero::channel::client::{
     ChannelError, ClientOptions, Resume, ResumeError, SessionEvent, SessionHandle, SessionTarget,
-    Signing, connect,
+    Signing, connect, resume_fn,
 };
 use pink_sombrero::channel::codec::PayloadType;
 use pink_sombrero::channel::payload::{SizeData, exit_code_payload};
@@ -81,10 +81,10 @@ async fn open_frame_handshake_io_exit_code_and_close() {
     assert_eq!(open.token_value, "tok-1");
     assert_eq!(open.client_version.as_deref(), Some("1.2.0.0"));
     assert!(uuid::Uuid::parse_str(&open.request_id).is_ok());
-    assert_eq!(peer.pings, vec![b"keepalive".to_vec()]);
     assert!(peer.headers.get("authorization").is_none());
 
     let size = peer.handshake().await;
+    assert_eq!(peer.pings, vec![b"keepalive".to_vec()]);
     assert_eq!(size.payload, br#"{"cols":80,"rows":24}"#);
     assert_eq!(size.sequence_number, 1);
 
@@ -118,6 +118,24 @@ async fn open_frame_handshake_io_exit_code_and_close() {
         handle.send_input(b"x".to_vec()).await,
         Err(ChannelError::Ended)
     ));
+}
+
+#[tokio::test]
+async fn a_handshake_that_never_completes_fails_the_session() {
+    let opts = ClientOptions {
+        handshake_timeout: std::time::Duration::from_millis(300),
+        ..options()
+    };
+    let (_listener, mut peer, _handle, mut events) = connected("t", opts).await;
+    peer.send_out(
+        PayloadType::HandshakeRequest,
+        channel_peer::HANDSHAKE_REQUEST,
+    )
+    .await;
+    match next_event(&mut events).await {
+        SessionEvent::Failed { error } => assert!(error.contains("handshake"), "{error}"),
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -349,6 +367,29 @@ async fn end_after_socket_loss(resume: Arc<ScriptedResume>) -> SessionEvent {
 }
 
 #[tokio::test]
+async fn a_silent_server_with_input_pending_triggers_a_resume() {
+    let calls = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&calls);
+    let opts = ClientOptions {
+        resume: Some(resume_fn(move |_id| {
+            *counted.lock().unwrap() += 1;
+            async { Ok(Some("tok-2".to_string())) }
+        })),
+        stall_timeout: std::time::Duration::from_millis(500),
+        ..options()
+    };
+    let (listener, mut peer, handle, _events) = started(opts).await;
+    handle.send_input(b"k".to_vec()).await.unwrap();
+    let pending = peer.next_input().await;
+    // The old socket stays open but the server says nothing more (black hole).
+    let mut fresh = listener.accept().await;
+    assert_eq!(fresh.open.as_ref().unwrap().token_value, "tok-2");
+    assert_eq!(fresh.next_input().await, pending);
+    assert_eq!(*calls.lock().unwrap(), 1);
+    drop(peer);
+}
+
+#[tokio::test]
 async fn a_session_that_cannot_be_resumed_closes_with_a_reason() {
     match end_after_socket_loss(resume_with(vec![None])).await {
         SessionEvent::Closed { reason } => assert!(reason.contains("no longer be resumed")),
@@ -367,6 +408,34 @@ async fn failing_resume_gives_up_after_the_retry_limit() {
 }
 
 #[tokio::test]
+async fn reconnects_that_die_before_any_frame_use_up_the_retry_budget() {
+    let resume = resume_with(vec![Some("t".into()); 10]);
+    let opts = ClientOptions {
+        resume: Some(resume.clone()),
+        ..options()
+    };
+    let (listener, peer, _handle, mut events) = started(opts).await;
+    drop(peer);
+    let refuse = tokio::spawn(async move {
+        // Accept each reconnect, read its open frame, hang up without sending a frame.
+        loop {
+            drop(listener.accept().await);
+        }
+    });
+    assert!(matches!(
+        next_event(&mut events).await,
+        SessionEvent::Notice(_)
+    ));
+    let end = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(end, SessionEvent::Failed { .. }), "{end:?}");
+    assert_eq!(resume.calls.lock().unwrap().len(), 5);
+    refuse.abort();
+}
+
+#[tokio::test]
 async fn without_resume_a_lost_socket_fails_the_session() {
     let (_listener, peer, _handle, mut events) = started(options()).await;
     drop(peer);
@@ -376,19 +445,20 @@ async fn without_resume_a_lost_socket_fails_the_session() {
     ));
 }
 
-#[tokio::test]
-async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
+fn signing_options() -> ClientOptions {
     let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("tok".into()), None, "test");
-    let opts = ClientOptions {
+    ClientOptions {
         signing: Some(Signing {
             credentials: SharedCredentialsProvider::new(creds),
             region: "eu-west-1".into(),
         }),
         ..options()
-    };
-    let listener = Listener::bind().await;
-    let (client, peer) = tokio::join!(connect(target(&listener.url, "t"), opts), listener.accept());
-    client.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
+    let (_listener, peer, _handle, _events) = connected("t", signing_options()).await;
     let auth = peer.headers.get("authorization").unwrap().to_str().unwrap();
     assert!(
         auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
@@ -404,6 +474,18 @@ async fn the_upgrade_is_sigv4_signed_when_credentials_are_given() {
     );
     assert!(peer.headers.get("x-amz-date").is_some());
     assert_eq!(peer.headers.get("x-amz-security-token").unwrap(), "tok");
+}
+
+#[tokio::test]
+async fn a_presigned_stream_url_is_not_signed_again() {
+    let listener = Listener::bind().await;
+    let url = format!("{}&X-Amz-Signature=abc", listener.url);
+    let (client, peer) = tokio::join!(
+        connect(target(&url, "t"), signing_options()),
+        listener.accept()
+    );
+    client.unwrap();
+    assert!(peer.headers.get("authorization").is_none());
 }
 
 #[tokio::test]

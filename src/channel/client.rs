@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use futures_util::future::BoxFuture;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rand::Rng;
 use thiserror::Error;
 use tokio::net::TcpStream;
@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::limits;
 use super::payload::{OpenDataChannelInput, SizeData, new_id};
-use super::session::{Counters, Effect, Session};
+use super::session::{Counters, Effect, Phase, Session};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -50,6 +50,29 @@ pub trait Resume: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, ResumeError>>;
 }
 
+/// A [`Resume`] from an async closure, e.g. one calling aws-sdk-ssm's ResumeSession:
+/// `resume_fn(move |id| { let c = client.clone(); async move { ... } })`.
+pub fn resume_fn<F, Fut>(f: F) -> Arc<dyn Resume>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<String>, ResumeError>> + Send + 'static,
+{
+    struct FnResume<F>(F);
+    impl<F, Fut> Resume for FnResume<F>
+    where
+        F: Fn(String) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<Option<String>, ResumeError>> + Send + 'static,
+    {
+        fn resume<'a>(
+            &'a self,
+            session_id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<String>, ResumeError>> {
+            Box::pin((self.0)(session_id.to_string()))
+        }
+    }
+    Arc::new(FnResume(f))
+}
+
 /// Credentials for SigV4-signing the websocket upgrade (service `ssmmessages`).
 #[derive(Debug, Clone)]
 pub struct Signing {
@@ -70,6 +93,11 @@ pub struct ClientOptions {
     pub signing: Option<Signing>,
     /// Reported in the open frame and handshake response.
     pub client_version: String,
+    /// Silence from the server, while input waits for an ack, after which the socket is
+    /// treated as lost (default [`limits::STALL_TIMEOUT`]).
+    pub stall_timeout: Duration,
+    /// Time allowed for the agent's handshake (default [`limits::HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -82,6 +110,8 @@ impl Default for ClientOptions {
             resume: None,
             signing: None,
             client_version: limits::CLIENT_VERSION.to_string(),
+            stall_timeout: limits::STALL_TIMEOUT,
+            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -93,6 +123,8 @@ impl std::fmt::Debug for ClientOptions {
             .field("resume", &self.resume.is_some())
             .field("signing", &self.signing.as_ref().map(|s| &s.region))
             .field("client_version", &self.client_version)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
 }
@@ -222,6 +254,12 @@ pub async fn connect(
         stats: Arc::clone(&stats),
         terminate_by: None,
         reconnects: 0,
+        last_inbound: Instant::now(),
+        started: Instant::now(),
+        unflushed: false,
+        batching: false,
+        reconnect_streak: 0,
+        last_loss: String::new(),
     };
     tokio::spawn(driver.run(ws));
     Ok((
@@ -258,8 +296,11 @@ async fn dial(
         .as_str()
         .into_client_request()
         .map_err(|e| bad_url(e.to_string()))?;
-    if let Some(signing) = &options.signing {
-        sign_upgrade(&mut request, url, signing).await?;
+    match &options.signing {
+        // A presigned URL authenticates itself; a second signature would conflict with it.
+        Some(_) if is_presigned(url) => debug!("presigned StreamUrl: upgrade not signed"),
+        Some(signing) => sign_upgrade(&mut request, url, signing).await?,
+        None => {}
     }
     let dial_err = |reason: String| ChannelError::Dial {
         url: display_url(url).to_string(),
@@ -267,7 +308,8 @@ async fn dial(
     };
     let (mut ws, _) = tokio::time::timeout(
         limits::DIAL_TIMEOUT,
-        tokio_tungstenite::connect_async(request),
+        // Interactive traffic: no Nagle delay on keystrokes and acks.
+        tokio_tungstenite::connect_async_with_config(request, None, true),
     )
     .await
     .map_err(|_| dial_err(format!("no answer within {:?}", limits::DIAL_TIMEOUT)))?
@@ -280,14 +322,24 @@ async fn dial(
         client_version: Some(options.client_version.clone()),
     };
     let open = serde_json::to_string(&open).map_err(|e| dial_err(e.to_string()))?;
-    ws.send(Message::Ping(limits::PING_PAYLOAD.into()))
+    // The open frame goes first: some servers (our lab among them) expect it before anything.
+    ws.send(Message::text(open))
         .await
         .map_err(|e| dial_err(e.to_string()))?;
-    ws.send(Message::text(open))
+    ws.send(Message::Ping(limits::PING_PAYLOAD.into()))
         .await
         .map_err(|e| dial_err(e.to_string()))?;
     debug!(url = display_url(url), "data channel open");
     Ok(ws)
+}
+
+/// Whether the URL already carries a SigV4 query signature.
+fn is_presigned(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.to_ascii_lowercase().starts_with("x-amz-signature="))
+    })
 }
 
 /// SigV4-signs the upgrade: service `ssmmessages`, only Host (plus the date and any session
@@ -361,6 +413,31 @@ struct Driver {
     stats: Arc<Mutex<Stats>>,
     terminate_by: Option<Instant>,
     reconnects: u64,
+    /// When the server last sent anything (any websocket message).
+    last_inbound: Instant,
+    /// When the session task started (for the handshake deadline).
+    started: Instant,
+    /// Reconnect attempts since the server last sent a binary frame.
+    reconnect_streak: u32,
+    /// Why the connection was last lost or a reconnect failed.
+    last_loss: String,
+    /// Frames were fed to the socket but not flushed yet.
+    unflushed: bool,
+    /// Inside a read batch: flushing is left to the end of the batch.
+    batching: bool,
+}
+
+/// Delay before reconnect attempt `n` (from 0): uniform in [base, 2 base), doubled per attempt.
+fn backoff(n: u32) -> Duration {
+    let base = limits::RECONNECT_BASE.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(base..2 * base)) * 2u32.saturating_pow(n)
+}
+
+/// The end reported when nobody listens to events any more.
+fn abandoned() -> SessionEvent {
+    SessionEvent::Closed {
+        reason: "abandoned by the caller".into(),
+    }
 }
 
 impl Driver {
@@ -375,7 +452,7 @@ impl Driver {
         loop {
             let accepts = input_open && self.session.accepts_input();
             let flow = tokio::select! {
-                msg = ws.next() => self.on_socket(&mut ws, msg).await,
+                msg = ws.next() => self.on_socket_batch(&mut ws, msg).await,
                 data = self.input.recv(), if accepts => match data {
                     Some(data) => {
                         let fx = self.session.send_input(&data, Instant::now());
@@ -397,7 +474,10 @@ impl Driver {
                     let now = Instant::now();
                     let fx = self.session.tick(now);
                     match self.apply(&mut ws, fx).await {
-                        Flow::Continue => self.check_terminate(now),
+                        Flow::Continue => self
+                            .check_handshake(now)
+                            .or_else(|| self.check_stall(now))
+                            .unwrap_or_else(|| self.check_terminate(now)),
                         other => other,
                     }
                 }
@@ -448,8 +528,12 @@ impl Driver {
         ws: &mut Ws,
         msg: Option<Result<Message, tungstenite::Error>>,
     ) -> Flow {
+        if let Some(Ok(_)) = &msg {
+            self.last_inbound = Instant::now();
+        }
         match msg {
             Some(Ok(Message::Binary(bytes))) => {
+                self.reconnect_streak = 0;
                 let fx = self.session.on_frame(&bytes, Instant::now());
                 self.apply(ws, fx).await
             }
@@ -501,6 +585,33 @@ impl Driver {
         }
     }
 
+    /// The agent never completed the handshake: the session cannot start.
+    fn check_handshake(&self, now: Instant) -> Option<Flow> {
+        let waited = now.saturating_duration_since(self.started);
+        (self.session.phase() == Phase::Handshake && waited >= self.options.handshake_timeout).then(
+            || {
+                Flow::End(SessionEvent::Failed {
+                    error: format!(
+                        "the agent did not complete the session handshake within {}s; check \
+                         that the SSM agent on the target is running and up to date",
+                        waited.as_secs()
+                    ),
+                })
+            },
+        )
+    }
+
+    /// Input is waiting but the server has been silent too long: treat the socket as lost.
+    fn check_stall(&self, now: Instant) -> Option<Flow> {
+        let silent = now.saturating_duration_since(self.last_inbound);
+        (self.session.unacked_len() > 0 && silent >= self.options.stall_timeout).then(|| {
+            Flow::Lost(format!(
+                "nothing received for {}s while input waits for an ack",
+                silent.as_secs()
+            ))
+        })
+    }
+
     /// After a terminate request: close once the flag is acked or the grace time is over.
     fn check_terminate(&self, now: Instant) -> Flow {
         match self.terminate_by {
@@ -535,7 +646,10 @@ impl Driver {
                 }),
             }
         }
-        if wrote && let Err(e) = ws.flush().await {
+        self.unflushed |= wrote;
+        if !self.batching
+            && let Err(e) = self.flush(ws).await
+        {
             return Flow::Lost(e.to_string());
         }
         for event in events {
@@ -545,19 +659,60 @@ impl Driver {
             ) {
                 return Flow::End(event);
             }
+            let event = match self.events.try_send(event) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Flow::End(abandoned()),
+            };
+            // The caller is behind: acks already fed must not wait for it, or the agent
+            // would resend what we have.
+            if let Err(e) = self.flush(ws).await {
+                return Flow::Lost(e.to_string());
+            }
             if self.events.send(event).await.is_err() {
-                // Nobody listens any more: the caller has abandoned the session.
-                return Flow::End(SessionEvent::Closed {
-                    reason: "abandoned by the caller".into(),
-                });
+                return Flow::End(abandoned());
             }
         }
         Flow::Continue
     }
 
+    async fn flush(&mut self, ws: &mut Ws) -> Result<(), tungstenite::Error> {
+        if self.unflushed {
+            ws.flush().await?;
+            self.unflushed = false;
+        }
+        Ok(())
+    }
+
+    /// Handles one socket message plus those already buffered behind it, then writes all
+    /// their acks with one flush (one syscall per batch instead of per frame).
+    async fn on_socket_batch(
+        &mut self,
+        ws: &mut Ws,
+        msg: Option<Result<Message, tungstenite::Error>>,
+    ) -> Flow {
+        self.batching = true;
+        let mut flow = self.on_socket(ws, msg).await;
+        for _ in 1..limits::READ_BATCH {
+            if !matches!(flow, Flow::Continue) {
+                break;
+            }
+            match ws.next().now_or_never() {
+                Some(msg) => flow = self.on_socket(ws, msg).await,
+                None => break,
+            }
+        }
+        self.batching = false;
+        match (flow, self.flush(ws).await) {
+            (Flow::Continue, Err(e)) => Flow::Lost(e.to_string()),
+            (flow, _) => flow,
+        }
+    }
+
     /// Resumes the session and dials the original StreamUrl again, with backoff.
     async fn reconnect(&mut self, why: &str) -> Result<Ws, SessionEvent> {
         warn!(reason = why, "data channel connection lost");
+        self.last_loss = why.to_string();
         let Some(resume) = self.options.resume.clone() else {
             return Err(SessionEvent::Failed {
                 error: format!("the data channel connection was lost ({why})"),
@@ -568,18 +723,17 @@ impl Driver {
                 reason: "terminated by the client".into(),
             });
         }
+        // One notice per outage, not per attempt.
         let notice = SessionEvent::Notice("connection lost; reconnecting".into());
-        if self.events.send(notice).await.is_err() {
-            return Err(SessionEvent::Closed {
-                reason: "abandoned by the caller".into(),
-            });
+        if self.reconnect_streak == 0 && self.events.send(notice).await.is_err() {
+            return Err(abandoned());
         }
-        let base = limits::RECONNECT_BASE.as_millis() as u64;
-        let mut delay = Duration::from_millis(rand::rng().random_range(base..2 * base));
-        let mut last = String::new();
-        for attempt in 1..=limits::RECONNECT_ATTEMPTS {
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+        // The budget spans reconnects that "succeed" but die before the server sends a
+        // single frame (e.g. it refuses the open frame); a frame resets it.
+        while self.reconnect_streak < limits::RECONNECT_ATTEMPTS {
+            let attempt = self.reconnect_streak;
+            self.reconnect_streak += 1;
+            tokio::time::sleep(backoff(attempt)).await;
             let token = match resume.resume(&self.target.session_id).await {
                 Ok(Some(token)) => token,
                 Ok(None) => {
@@ -589,27 +743,29 @@ impl Driver {
                 }
                 Err(e) => {
                     warn!(attempt, error = %e, "ResumeSession failed");
-                    last = e.to_string();
+                    self.last_loss = e.to_string();
                     continue;
                 }
             };
             match dial(&self.target, &token, &self.client_id, &self.options).await {
                 Ok(mut ws) => {
                     self.reconnects += 1;
+                    self.last_inbound = Instant::now();
                     info!(attempt, "data channel reconnected");
                     let fx = self.session.on_reconnected(Instant::now());
                     match self.apply(&mut ws, fx).await {
                         Flow::Continue => return Ok(ws),
                         Flow::End(end) => return Err(end),
-                        Flow::Lost(e) => last = e,
+                        Flow::Lost(e) => self.last_loss = e,
                     }
                 }
                 Err(e) => {
                     warn!(attempt, error = %e, "reconnect failed");
-                    last = e.to_string();
+                    self.last_loss = e.to_string();
                 }
             }
         }
+        let last = &self.last_loss;
         Err(SessionEvent::Failed {
             error: format!(
                 "the data channel connection was lost and {} reconnect attempts failed \

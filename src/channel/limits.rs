@@ -31,12 +31,19 @@ pub const MAX_BUFFERED: usize = 10_000;
 pub const MAX_CONSECUTIVE_MALFORMED: u32 = 100;
 /// Largest input payload per frame.
 pub const INPUT_CHUNK: usize = 1024;
+/// Most socket messages handled before their acks are flushed in one write.
+pub const READ_BATCH: usize = 64;
 /// Websocket ping interval after the first `keepalive` ping.
 pub const PING_INTERVAL: Duration = Duration::from_secs(300);
 /// Payload of every websocket ping.
 pub const PING_PAYLOAD: &[u8] = b"keepalive";
 /// Websocket dial (TCP + TLS + upgrade) timeout.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(45);
+/// Input waiting for an ack while nothing at all arrives from the server for this long means
+/// the connection is black-holed (no socket error will ever come): reconnect.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the agent may take to complete the handshake (it gives up itself after 15 s).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reconnect attempts after a socket loss.
 pub const RECONNECT_ATTEMPTS: u32 = 5;
 /// First reconnect delay is uniform in `[RECONNECT_BASE, 2 * RECONNECT_BASE)`, then doubles.
@@ -49,5 +56,7 @@ pub const DEFAULT_COLS: u32 = 300;
 pub const DEFAULT_ROWS: u32 = 100;
 /// Client version reported in the open frame and the handshake response.
 pub const CLIENT_VERSION: &str = "1.2.0.0";
+/// How long the stdin reader waits for input before checking whether it should stop.
+pub const STDIN_POLL: Duration = Duration::from_millis(100);
 /// Capacity of the bounded channels that carry terminal bytes.
 pub const BYTE_CHANNEL_CAPACITY: usize = 256;

@@ -3,10 +3,12 @@
 //! size changes forwarded, and taps on both directions for the recorder.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -42,6 +44,9 @@ pub enum BridgeError {
     /// Raw mode could not be switched on.
     #[error("could not put the terminal in raw mode: {0}")]
     RawMode(std::io::Error),
+    /// The stdin reader thread could not be started.
+    #[error("could not start reading the terminal: {0}")]
+    Stdin(std::io::Error),
     /// Writing session output locally failed (e.g. the reading end of a pipe closed).
     #[error("could not write session output: {0}; the session was terminated")]
     Output(std::io::Error),
@@ -58,9 +63,9 @@ pub enum InputMode {
 
 /// The local ends of a bridge.
 #[derive(Debug)]
-pub struct LocalIo<R, W, E> {
-    /// Keystrokes or script.
-    pub input: R,
+pub struct LocalIo<W, E> {
+    /// Keystrokes or script, in chunks; the channel closing is end of input.
+    pub input: mpsc::Receiver<Vec<u8>>,
     /// Where remote output goes.
     pub output: W,
     /// Where notices go (not recorded as session output).
@@ -71,18 +76,30 @@ pub struct LocalIo<R, W, E> {
 
 /// The size to report at session start: the local terminal's, or 300x100 without one.
 pub fn local_size() -> SizeData {
-    if std::io::stdout().is_terminal()
-        && let Ok((cols, rows)) = crossterm::terminal::size()
-    {
-        return SizeData {
+    match stdout_size() {
+        Some((cols, rows)) => SizeData {
             cols: u32::from(cols),
             rows: u32::from(rows),
-        };
+        },
+        None => SizeData {
+            cols: limits::DEFAULT_COLS,
+            rows: limits::DEFAULT_ROWS,
+        },
     }
-    SizeData {
-        cols: limits::DEFAULT_COLS,
-        rows: limits::DEFAULT_ROWS,
-    }
+}
+
+/// Columns and rows of the terminal on stdout, if it is one with a known size. (crossterm's
+/// `size()` asks /dev/tty first, which need not be where our output goes.)
+fn stdout_size() -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
 }
 
 /// Restores cooked mode when dropped; also installed (once) in the panic hook.
@@ -130,8 +147,9 @@ pub async fn bridge_stdio(
         None
     };
     let resizer = tty.then(|| tokio::spawn(forward_resizes(handle.clone())));
+    let (input, _reader) = spawn_stdin_reader()?;
     let io = LocalIo {
-        input: tokio::io::stdin(),
+        input,
         output: tokio::io::stdout(),
         notices: tokio::io::stderr(),
         mode: if tty {
@@ -147,6 +165,86 @@ pub async fn bridge_stdio(
     result
 }
 
+/// Stops the stdin reader thread when dropped.
+#[derive(Debug)]
+struct StopReader(Arc<AtomicBool>);
+
+impl Drop for StopReader {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Reads fd 0 on a plain thread that polls with a timeout, so it stops soon after the bridge
+/// ends instead of keeping a read pending (tokio's stdin would hold the runtime open and eat
+/// the next keystroke).
+fn spawn_stdin_reader() -> Result<(mpsc::Receiver<Vec<u8>>, StopReader), BridgeError> {
+    let (tx, rx) = mpsc::channel(limits::BYTE_CHANNEL_CAPACITY);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("sombrero-stdin".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; limits::INPUT_CHUNK];
+            while !stopped.load(Ordering::Relaxed) {
+                match stdin_readable(limits::STDIN_POLL) {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => {
+                        warn!(error = %e, "cannot poll stdin; no more input is sent");
+                        return;
+                    }
+                }
+                match read_stdin(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        warn!(error = %e, "local input failed; no more input is sent");
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(BridgeError::Stdin)?;
+    Ok((rx, StopReader(stop)))
+}
+
+/// Waits up to `timeout` for fd 0 to have input (or end of input).
+fn stdin_readable(timeout: std::time::Duration) -> std::io::Result<bool> {
+    let mut fds = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut fds, 1, ms) };
+    match n {
+        n if n < 0 => {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// One unbuffered read from fd 0 (a buffered reader would hide data from `poll`).
+fn read_stdin(buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
 /// Sends the terminal size on every SIGWINCH.
 async fn forward_resizes(handle: SessionHandle) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -158,7 +256,7 @@ async fn forward_resizes(handle: SessionHandle) {
         }
     };
     while winch.recv().await.is_some() {
-        if let Ok((cols, rows)) = crossterm::terminal::size()
+        if let Some((cols, rows)) = stdout_size()
             && handle.resize(cols, rows).is_err()
         {
             return;
@@ -168,15 +266,14 @@ async fn forward_resizes(handle: SessionHandle) {
 
 /// Bridges arbitrary local streams to the session (what [`bridge_stdio`] runs; tests use
 /// in-memory streams).
-pub async fn bridge<R, W, E>(
+pub async fn bridge<W, E>(
     handle: SessionHandle,
     mut events: mpsc::Receiver<SessionEvent>,
-    mut io: LocalIo<R, W, E>,
+    mut io: LocalIo<W, E>,
     mut on_output: impl FnMut(&[u8]),
     mut on_input: impl FnMut(&[u8]),
 ) -> Result<SessionEnd, BridgeError>
 where
-    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
     E: AsyncWrite + Unpin,
 {
@@ -186,7 +283,6 @@ where
     };
     let mut exit_code = None;
     let mut input_open = true;
-    let mut buf = vec![0u8; limits::INPUT_CHUNK];
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -220,19 +316,16 @@ where
                     }
                 }
             }
-            read = io.input.read(&mut buf), if input_open => {
+            read = io.input.recv(), if input_open => {
                 let data = match read {
-                    Ok(0) | Err(_) => {
-                        if let Err(e) = &read {
-                            warn!(error = %e, "local input failed; no more input is sent");
-                        }
+                    Some(data) => data,
+                    None => {
                         input_open = false;
                         match io.mode {
                             InputMode::Piped => vec![EOT],
                             InputMode::Interactive => continue,
                         }
                     }
-                    Ok(n) => buf[..n].to_vec(),
                 };
                 on_input(&data);
                 if handle.send_input(data).await.is_err() {

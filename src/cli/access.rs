@@ -194,7 +194,7 @@ pub(crate) fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
 }
 
 /// `--as`, else the OS user.
-fn who(as_user: Option<String>) -> anyhow::Result<String> {
+pub(crate) fn who(as_user: Option<String>) -> anyhow::Result<String> {
     as_user
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())
@@ -203,7 +203,7 @@ fn who(as_user: Option<String>) -> anyhow::Result<String> {
 }
 
 /// The TOTP code: `--code`, else a no-echo prompt on a terminal, else one line of stdin.
-fn code(given: Option<String>, user: &str) -> anyhow::Result<String> {
+pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> {
     let code = match given {
         Some(c) => c,
         None if std::io::stdin().is_terminal() => {

@@ -17,11 +17,11 @@ use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
 use crate::fleet::{
-    Fleet, Node, ReplaceOptions, ReplaceProgress, ReplaceStrategy, ReplacementOutcome,
-    RogueFinding, RogueReason, SessionInfo, SessionState, classify_sessions, tag,
-    tainted_without_active_session,
+    Fleet, Node, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, RogueFinding, RogueReason,
+    SessionInfo, SessionState, classify_sessions, tag, tainted_without_active_session,
 };
 use crate::request::{CloseReason, State};
+use crate::session;
 
 /// `sombrero fleet`.
 #[derive(Debug, Args)]
@@ -171,45 +171,6 @@ fn short_age(d: chrono::Duration) -> String {
 /// Who the reaper and the rogue scan write audit events as.
 const ACTOR: &str = crate::broker::SYSTEM_ACTOR;
 
-/// Replaces `target` with `strategy`, auditing `ReplacementRequested` before it starts and
-/// `ReplacementCompleted` or `ReplacementFailed` after (a `Requested` outcome adds nothing).
-pub async fn replace_and_record(
-    broker: &Broker,
-    fleet: &impl Fleet,
-    target: &str,
-    request: Option<&str>,
-    strategy: &ReplaceStrategy,
-    opts: &ReplaceOptions,
-    progress: impl FnMut(ReplaceProgress) + Send,
-) -> anyhow::Result<ReplacementOutcome> {
-    broker
-        .record(
-            ACTOR,
-            EventKind::ReplacementRequested,
-            request,
-            json!({"target": target, "strategy": strategy.to_string()}),
-        )
-        .map_err(access::fail)?;
-    let outcome = fleet.replace(target, strategy, opts, progress).await;
-    let event = match &outcome {
-        ReplacementOutcome::Completed { old, new } => Some((
-            EventKind::ReplacementCompleted,
-            json!({"old": old, "new": new}),
-        )),
-        ReplacementOutcome::Failed { why } => Some((
-            EventKind::ReplacementFailed,
-            json!({"target": target, "why": why.to_string()}),
-        )),
-        ReplacementOutcome::Requested { .. } => None,
-    };
-    if let Some((kind, data)) = event {
-        broker
-            .record(ACTOR, kind, request, data)
-            .map_err(access::fail)?;
-    }
-    Ok(outcome)
-}
-
 /// What the reaper did, or would do, with one node.
 #[derive(Debug, Serialize)]
 struct Reaped {
@@ -227,10 +188,10 @@ struct Reaped {
 /// Idempotent: a replaced node is gone, a requested one carries `pink-sombrero:replacement=requested`
 /// and is skipped; a failed one is tried again. Every replacement is audited before it starts.
 pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
-    let broker = access::open(g)?;
+    let broker = std::sync::Arc::new(access::open(g)?);
     let strategy = ReplaceStrategy::from(&broker.policy().map_err(access::fail)?.replacement);
     let rt = runtime()?;
-    let fleet = rt.block_on(AwsFleet::from_opts(g))?;
+    let fleet = std::sync::Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
     let mut done = Vec::new();
     let live = end_orphan_sessions(&broker, &fleet, &rt, &strategy, a.dry_run, &mut done)?;
     let nodes = rt.block_on(fleet.list_nodes())?;
@@ -254,19 +215,20 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let quiet = a.json;
-        let outcome = rt.block_on(replace_and_record(
+        let outcome = rt.block_on(session::replace_audited(
             &broker,
             &fleet,
-            &node.id,
             request.as_deref(),
+            &node.id,
             &strategy,
-            &ReplaceOptions::default(),
+            ReplaceOptions::default(),
+            "reap",
             |p| {
                 if !quiet {
                     eprintln!("sombrero reap: {p}");
                 }
             },
-        ))?;
+        ));
         match outcome {
             ReplacementOutcome::Completed { new, .. } => {
                 row.outcome = "completed";

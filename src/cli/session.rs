@@ -1,10 +1,20 @@
-//! `sombrero open`: the session of an approved request.
+//! `sombrero open`: the session of an approved request, bridged to this terminal.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 
-use crate::config::GlobalOpts;
+use super::ExitError;
+use super::access::{fail, open as open_broker, who};
+use crate::channel::terminal::{bridge_stdio, local_size};
+use crate::config::{GlobalOpts, Paths};
+use crate::fleet::ReplacementOutcome;
+use crate::fleet::aws::AwsFleet;
+use crate::recording::RecorderKey;
+use crate::request::CloseReason;
+use crate::session::{self, SessionDeps, SessionError, Step};
 
 /// `sombrero open`.
 #[derive(Debug, Args)]
@@ -16,7 +26,107 @@ pub struct OpenArgs {
     pub as_user: Option<String>,
 }
 
+/// Prints a progress line on stderr; `\r\n` because the terminal may be in raw mode.
+fn say(step: &Step) {
+    let line = describe(step);
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\n[pink sombrero] {line}\r\n");
+    let _ = err.flush();
+}
+
+/// One line for a person watching the session open and close.
+pub fn describe(step: &Step) -> String {
+    match step {
+        Step::Claimed { ends_at } => format!(
+            "request claimed; the session ends at {} UTC",
+            ends_at.format("%H:%M:%S")
+        ),
+        Step::Recording { path } => format!("recording to {}", path.display()),
+        Step::Tainted { target } => format!("{target} tagged as tainted (it will be replaced)"),
+        Step::Started { session_id } => format!("session {session_id} started"),
+        Step::Connected => "connected: everything you type and see is recorded".to_string(),
+        Step::Warning { left } => format!(
+            "{} s left: the session will be terminated when the approved time ends",
+            left.as_secs()
+        ),
+        Step::Closed { reason } => format!("session closed: {reason}"),
+        Step::Sealed { digest, path } => {
+            format!(
+                "recording sealed ({}): {}",
+                &digest[..digest.len().min(16)],
+                path.display()
+            )
+        }
+        Step::Replacing { note } => format!("replacement: {note}"),
+        Step::Replaced { outcome } => match outcome {
+            ReplacementOutcome::Completed { old, new } => {
+                format!("{old} replaced by {new}")
+            }
+            ReplacementOutcome::Failed { why } => format!(
+                "REPLACEMENT FAILED: {why}; `sombrero reap` will retry, or replace it by hand"
+            ),
+            ReplacementOutcome::Requested { note } => format!("replacement requested: {note}"),
+        },
+    }
+}
+
 /// Runs `sombrero open`.
-pub fn open(_g: &GlobalOpts, _a: OpenArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is being built (issue #3)")
+pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
+    let broker = Arc::new(open_broker(g)?);
+    let user = who(a.as_user)?;
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    let key = RecorderKey::load_or_create(&paths.keys())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let fleet = Arc::new(AwsFleet::from_opts(g).await?);
+        let deps = SessionDeps {
+            broker,
+            channel: fleet.channel_options(),
+            fleet,
+            recordings_dir: paths.recordings(),
+            key: Arc::new(key),
+            replace_timeout: session::REPLACE_TIMEOUT,
+        };
+        let mut live =
+            match session::open(&deps, &a.request, &user, local_size(), |s| say(&s)).await {
+                Ok(live) => live,
+                Err(SessionError::Broker(e)) => return Err(fail(e)),
+                Err(e) => return Err(ExitError::refused(e.to_string()).into()),
+            };
+        let Some(events) = live.events.take() else {
+            return Err(anyhow::anyhow!("session events were already taken"));
+        };
+        let resizes = tokio::spawn(record_resizes(live.tap.clone()));
+        let (out_tap, in_tap) = (live.tap.clone(), live.tap.clone());
+        let end = bridge_stdio(
+            live.handle.clone(),
+            events,
+            move |b| out_tap.output(b),
+            move |b| in_tap.input(b),
+        )
+        .await;
+        resizes.abort();
+        let done = session::finish(&deps, live, end, |s| say(&s)).await;
+        if let Err(why) = &done.seal {
+            eprintln!("sombrero: the recording could not be sealed: {why}");
+        }
+        Ok(match (&done.reason, done.exit_code) {
+            (CloseReason::Exited { .. }, Some(code)) => ExitCode::from(code.clamp(0, 255) as u8),
+            (CloseReason::Exited { .. }, None) => ExitCode::SUCCESS,
+            _ => ExitCode::from(1),
+        })
+    })
+}
+
+/// Records every terminal resize (the bridge forwards them; this puts them in the cast).
+async fn record_resizes(tap: session::RecorderTap) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut winch) = signal(SignalKind::window_change()) else {
+        return;
+    };
+    while winch.recv().await.is_some() {
+        if let Ok((cols, rows)) = crossterm::terminal::size() {
+            tap.resize(cols, rows);
+        }
+    }
 }

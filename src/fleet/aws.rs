@@ -7,11 +7,19 @@
 //! `AWS_ENDPOINT_URL_STS`, and the global `AWS_ENDPOINT_URL`.
 
 use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use tokio::sync::OnceCell;
+
+use super::Fleet;
+use crate::channel::client::{ClientOptions, ResumeError, Signing, resume_fn};
 
 use super::FleetError;
 use super::error::api;
 use crate::config::GlobalOpts;
+
+/// Region the lab pretends to be in.
+const LAB_REGION: &str = "us-east-1";
 
 /// Who the credentials belong to; the account and partition build instance ARNs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +41,8 @@ pub struct AwsFleet {
     sts: aws_sdk_sts::Client,
     region: String,
     identity: std::sync::Arc<OnceCell<Identity>>,
+    /// Kept to sign the data channel's websocket upgrade.
+    credentials: Option<SharedCredentialsProvider>,
 }
 
 impl AwsFleet {
@@ -48,6 +58,16 @@ impl AwsFleet {
         Self::from_config(&loader.load().await, g.endpoint_url.as_deref())
     }
 
+    /// A fleet whose SSM calls go to a local lab, with the lab's static credentials.
+    pub async fn lab(endpoint_url: &str) -> Result<Self, FleetError> {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(LAB_REGION))
+            .credentials_provider(Credentials::new("lab", "lab", None, None, "sombrero-lab"))
+            .load()
+            .await;
+        Self::from_config(&sdk, Some(endpoint_url))
+    }
+
     /// Builds the clients from a loaded SDK config; `ssm_endpoint` overrides SSM's endpoint only.
     pub fn from_config(
         sdk: &aws_config::SdkConfig,
@@ -59,6 +79,7 @@ impl AwsFleet {
             ssm = ssm.endpoint_url(url);
         }
         Ok(AwsFleet {
+            credentials: sdk.credentials_provider(),
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
             tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
@@ -66,6 +87,29 @@ impl AwsFleet {
             region,
             identity: std::sync::Arc::new(OnceCell::new()),
         })
+    }
+
+    /// Data-channel options: SigV4 signing with these credentials, and reconnection through
+    /// ResumeSession after a socket loss.
+    pub fn channel_options(&self) -> ClientOptions {
+        let fleet = self.clone();
+        ClientOptions {
+            signing: self.credentials.clone().map(|credentials| Signing {
+                credentials,
+                region: self.region.clone(),
+            }),
+            resume: Some(resume_fn(move |session_id: String| {
+                let fleet = fleet.clone();
+                async move {
+                    match fleet.resume_session(&session_id).await {
+                        Ok(s) if s.token.is_empty() => Ok(None),
+                        Ok(s) => Ok(Some(s.token)),
+                        Err(e) => Err(Box::new(e) as ResumeError),
+                    }
+                }
+            })),
+            ..ClientOptions::default()
+        }
     }
 
     /// The region the clients use.

@@ -41,6 +41,7 @@ impl Listener {
             .await
             .unwrap()
             .unwrap();
+        tcp.set_nodelay(true).unwrap();
         let mut headers = HeaderMap::new();
         let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
             headers = req.headers().clone();

@@ -1,0 +1,103 @@
+//! Listing the recordings in a directory with their metadata and integrity verdict.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+
+use super::cast::{SombreroHeader, parse_event, parse_header};
+use super::verify::{Integrity, verify};
+
+/// One recording as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingSummary {
+    /// The cast file.
+    pub path: PathBuf,
+    /// Our header metadata (absent in casts from other tools).
+    pub meta: Option<SombreroHeader>,
+    /// Unix start time from the header.
+    pub timestamp: Option<i64>,
+    /// Seconds from the start to the last event.
+    pub duration: f64,
+    /// Size of the cast in bytes.
+    pub size: u64,
+    /// The verdict.
+    pub integrity: Integrity,
+    /// Sign-offs bound to this recording's digest (filled from the audit log by the caller).
+    pub reviews: Vec<Review>,
+}
+
+/// A reviewer's sign-off, as recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Review {
+    /// Who signed off.
+    pub reviewer: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// What they concluded.
+    pub note: String,
+}
+
+/// Lists `*.cast` in `dir`, oldest first; verifies each against `key` when there is one.
+/// A missing directory is an empty list.
+pub fn list(dir: &Path, key: Option<&VerifyingKey>) -> std::io::Result<Vec<RecordingSummary>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cast"))
+        .collect();
+    // Names start with the UTC start time, so name order is time order.
+    paths.sort();
+    Ok(paths.into_iter().map(|p| summarize(&p, key)).collect())
+}
+
+/// Summarizes one recording.
+pub fn summarize(path: &Path, key: Option<&VerifyingKey>) -> RecordingSummary {
+    let header = first_line(path).and_then(|l| parse_header(&l).ok());
+    let integrity = match key {
+        Some(k) => verify(path, k).integrity,
+        None => Integrity::Unverified {
+            reason: "no recorder key in the data dir".into(),
+        },
+    };
+    RecordingSummary {
+        path: path.to_path_buf(),
+        meta: header.as_ref().and_then(|h| h.pink_sombrero.clone()),
+        timestamp: header.as_ref().and_then(|h| h.timestamp),
+        duration: last_event_time(path).unwrap_or(0.0),
+        size: std::fs::metadata(path).map_or(0, |m| m.len()),
+        integrity,
+        reviews: Vec::new(),
+    }
+}
+
+fn first_line(path: &Path) -> Option<String> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut buf)
+        .ok()?;
+    let line = buf.split(|b| *b == b'\n').next()?;
+    String::from_utf8(line.to_vec()).ok()
+}
+
+/// Time of the last complete event, read from the file's tail only.
+fn last_event_time(path: &Path) -> Option<f64> {
+    const TAIL: u64 = 256 * 1024;
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    buf.split(|b| *b == b'\n')
+        .rev()
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .find_map(|l| parse_event(l, 0).ok())
+        .map(|e| e.time)
+}

@@ -1,0 +1,757 @@
+//! One break-glass session, end to end.
+//!
+//! The lifecycle rules live in `request`; this module performs their side effects in the one
+//! safe order: claim the request, create the recording, taint the target, start the SSM
+//! session, connect the data channel; then close, seal, and replace. Every failure before the
+//! shell is reached fails closed: the claimed request is closed as `OpenFailed` and no data
+//! channel is ever connected.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::audit::EventKind;
+use crate::broker::{Broker, BrokerError};
+use crate::channel::client::{self, ClientOptions, SessionEvent, SessionHandle, SessionTarget};
+use crate::channel::payload::SizeData;
+use crate::channel::terminal::{BridgeError, EndReason, SessionEnd};
+use crate::fleet::{
+    Fleet, FleetError, ReplaceOptions, ReplaceProgress, ReplaceStrategy, ReplacementOutcome,
+    SessionReason, Taint,
+};
+use crate::recording::{Recorder, RecorderKey, RecordingError, RecordingMeta};
+use crate::request::{CloseReason, Request, State};
+
+/// How long to watch a replacement before reporting it unfinished (ASGs take minutes).
+pub const REPLACE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long before the end of the approved duration the person is warned.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(60);
+/// How often the watchdog flushes the recording and checks the clock and the store.
+const WATCHDOG_TICK: Duration = Duration::from_millis(500);
+/// Actor name for actions the session itself takes.
+const SESSION_ACTOR: &str = "sombrero";
+
+/// What a session needs from the rest of the system.
+pub struct SessionDeps<F> {
+    /// The broker: every state change goes through it.
+    pub broker: Arc<Broker>,
+    /// The fleet the target lives in.
+    pub fleet: Arc<F>,
+    /// Where recordings are written.
+    pub recordings_dir: PathBuf,
+    /// The key that seals recordings.
+    pub key: Arc<RecorderKey>,
+    /// Data-channel options (signing, resume) beyond the terminal size.
+    pub channel: ClientOptions,
+    /// How long to watch a replacement before reporting it unfinished.
+    pub replace_timeout: Duration,
+}
+
+impl<F> Clone for SessionDeps<F> {
+    fn clone(&self) -> Self {
+        SessionDeps {
+            broker: self.broker.clone(),
+            fleet: self.fleet.clone(),
+            recordings_dir: self.recordings_dir.clone(),
+            key: self.key.clone(),
+            channel: self.channel.clone(),
+            replace_timeout: self.replace_timeout,
+        }
+    }
+}
+
+/// Progress a person should see, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// The request is claimed; the session must end by then.
+    Claimed {
+        /// End of the approved duration.
+        ends_at: DateTime<Utc>,
+    },
+    /// The recording file exists.
+    Recording {
+        /// The cast file.
+        path: PathBuf,
+    },
+    /// The target carries the taint tags.
+    Tainted {
+        /// The target.
+        target: String,
+    },
+    /// StartSession succeeded.
+    Started {
+        /// The SSM session id.
+        session_id: String,
+    },
+    /// The data channel is up: the shell is live.
+    Connected,
+    /// The approved duration is about to end.
+    Warning {
+        /// Time left.
+        left: Duration,
+    },
+    /// The session is over.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+    },
+    /// The recording is sealed.
+    Sealed {
+        /// Final digest.
+        digest: String,
+        /// The cast file.
+        path: PathBuf,
+    },
+    /// Replacement is under way.
+    Replacing {
+        /// What is happening.
+        note: String,
+    },
+    /// Replacement finished (or can be observed no further).
+    Replaced {
+        /// The outcome.
+        outcome: ReplacementOutcome,
+    },
+}
+
+/// Why a session could not open.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    /// The broker refused or failed (request not approved, not yours, grant expired...).
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The recording could not be created: no session without a recording.
+    #[error("{0}")]
+    Recording(#[from] RecordingError),
+    /// The target could not be tainted: no session on an untainted instance.
+    #[error("cannot taint {target}: {source}; no session was opened")]
+    Taint {
+        /// The target.
+        target: String,
+        /// The fleet error.
+        source: FleetError,
+    },
+    /// StartSession failed.
+    #[error("cannot start a session on {target}: {source}")]
+    Start {
+        /// The target.
+        target: String,
+        /// The fleet error.
+        source: FleetError,
+    },
+    /// The data channel could not be connected.
+    #[error("cannot connect the session's data channel: {0}; the session was terminated")]
+    Channel(#[from] client::ChannelError),
+}
+
+impl SessionError {
+    /// Whether a rule refused the open (exit status 1 at the command line, nothing happened).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, SessionError::Broker(e) if e.is_refusal())
+    }
+}
+
+/// Records both directions of a live session; the first write failure ends the session.
+#[derive(Clone)]
+pub struct RecorderTap {
+    recorder: Arc<Mutex<Option<Recorder>>>,
+    failure: Arc<Mutex<Option<String>>>,
+    handle: SessionHandle,
+}
+
+impl RecorderTap {
+    fn with<T>(&self, f: impl FnOnce(&mut Recorder) -> Result<T, RecordingError>) -> Option<T> {
+        let mut guard = self.recorder.lock().ok()?;
+        let rec = guard.as_mut()?;
+        match f(rec) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "recording failed; terminating the session");
+                if let Ok(mut f) = self.failure.lock()
+                    && f.is_none()
+                {
+                    *f = Some(e.to_string());
+                }
+                // Fail closed: no unrecorded keystroke may reach the instance.
+                let _ = self.handle.terminate();
+                None
+            }
+        }
+    }
+
+    /// Records remote output.
+    pub fn output(&self, bytes: &[u8]) {
+        self.with(|r| r.output(bytes));
+    }
+
+    /// Records keystrokes sent.
+    pub fn input(&self, bytes: &[u8]) {
+        self.with(|r| r.input(bytes));
+    }
+
+    /// Records a marker (lifecycle moment).
+    pub fn marker(&self, label: &str) {
+        self.with(|r| r.marker(label));
+    }
+
+    /// Records a resize and forwards it to the session.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        self.with(|r| r.resize(cols, rows));
+        let _ = self.handle.resize(cols, rows);
+    }
+
+    /// Flushes what is buffered (at least once a second).
+    fn tick(&self) {
+        self.with(|r| r.tick());
+    }
+
+    /// The first recording failure, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn take(&self) -> Option<Recorder> {
+        self.recorder.lock().ok().and_then(|mut g| g.take())
+    }
+}
+
+/// A session whose shell is live.
+pub struct LiveSession {
+    /// The request, Active.
+    pub request: Request,
+    /// The SSM session id.
+    pub session_id: String,
+    /// When the approved duration ends.
+    pub ends_at: DateTime<Utc>,
+    /// Sends input, resizes, terminates.
+    pub handle: SessionHandle,
+    /// Session events, for the bridge; taken once.
+    pub events: Option<mpsc::Receiver<SessionEvent>>,
+    /// Records both directions.
+    pub tap: RecorderTap,
+    /// The cast file.
+    pub recording_path: PathBuf,
+    cause: Arc<Mutex<Option<CloseReason>>>,
+    watchdog: JoinHandle<()>,
+}
+
+/// Claims, records, taints, starts and connects. On any failure the request is closed as
+/// `OpenFailed`, the failure is audited, and no shell is reachable.
+pub async fn open<F: Fleet + Send + Sync + 'static>(
+    deps: &SessionDeps<F>,
+    request_id: &str,
+    by: &str,
+    size: SizeData,
+    mut step: impl FnMut(Step) + Send + 'static,
+) -> Result<LiveSession, SessionError> {
+    let broker = deps.broker.clone();
+    let (id, user) = (request_id.to_string(), by.to_string());
+    let grant = blocking(move || broker.begin_open(&id, &user)).await?;
+    let request = grant.request;
+    let ends_at = grant.session_ends_at;
+    step(Step::Claimed { ends_at });
+
+    let fail = |why: String| {
+        let broker = deps.broker.clone();
+        let id = request.id.clone();
+        async move {
+            let _ =
+                blocking(move || broker.close_session(&id, CloseReason::OpenFailed { why })).await;
+        }
+    };
+
+    // 1. The recording must be possible before anything touches the instance.
+    if let Err(e) = preflight(&deps.recordings_dir) {
+        audit(
+            &deps.broker,
+            EventKind::RecordingFailed,
+            Some(&request.id),
+            json!({"error": e.to_string()}),
+        )
+        .await;
+        fail(format!("recording impossible: {e}")).await;
+        return Err(e.into());
+    }
+
+    // 2. Taint before any session: the instance is contaminated from here on.
+    let taint = Taint {
+        request: request.id.clone(),
+        by: request.requester.clone(),
+        at: Utc::now(),
+    };
+    if let Err(e) = deps.fleet.taint(&request.target, &taint).await {
+        audit(
+            &deps.broker,
+            EventKind::TaintFailed,
+            Some(&request.id),
+            json!({"target": request.target, "error": e.to_string()}),
+        )
+        .await;
+        fail(format!("taint failed: {e}")).await;
+        return Err(SessionError::Taint {
+            target: request.target.clone(),
+            source: e,
+        });
+    }
+    audit(
+        &deps.broker,
+        EventKind::Tainted,
+        Some(&request.id),
+        json!({"target": request.target, "by": taint.by, "at": taint.at}),
+    )
+    .await;
+    step(Step::Tainted {
+        target: request.target.clone(),
+    });
+
+    // 3. StartSession with the pink-sombrero reason.
+    let started = match SessionReason::for_request(&request.id) {
+        Ok(reason) => deps.fleet.start_session(&request.target, &reason).await,
+        Err(e) => Err(e),
+    };
+    let started = match started {
+        Ok(s) => s,
+        Err(e) => {
+            fail(format!("StartSession failed: {e}")).await;
+            return Err(SessionError::Start {
+                target: request.target.clone(),
+                source: e,
+            });
+        }
+    };
+    let session_id = started.session_id.clone();
+    {
+        let broker = deps.broker.clone();
+        let (id, sid) = (request.id.clone(), session_id.clone());
+        if let Err(e) = blocking(move || broker.session_started(&id, &sid)).await {
+            let _ = deps.fleet.terminate_session(&session_id).await;
+            return Err(e.into());
+        }
+    }
+    step(Step::Started {
+        session_id: session_id.clone(),
+    });
+
+    // The recording, named for the session, exists before the data channel is connected: no
+    // byte can reach the shell unrecorded. If it cannot be created the session is terminated.
+    let meta = RecordingMeta {
+        request_id: request.id.clone(),
+        requester: request.requester.clone(),
+        approvers: request.approvals.iter().map(|a| a.by.clone()).collect(),
+        target: request.target.clone(),
+        reason: request.reason.clone(),
+        session_id: session_id.clone(),
+        width: u16::try_from(size.cols).unwrap_or(u16::MAX),
+        height: u16::try_from(size.rows).unwrap_or(u16::MAX),
+        term: std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
+        shell: "/bin/sh".into(),
+        title: format!("pink sombrero {} on {}", request.id, request.target),
+    };
+    let approvers: Vec<&str> = request.approvals.iter().map(|a| a.by.as_str()).collect();
+    let created = Recorder::create(&deps.recordings_dir, meta, &deps.key).and_then(|mut r| {
+        r.marker(&format!("approved by {}", approvers.join(", ")))?;
+        r.marker(&format!(
+            "tainted {} at {}",
+            request.target,
+            taint.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))?;
+        r.marker(&format!("opened session {session_id}"))?;
+        Ok(r)
+    });
+    let recorder = match created {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = deps.fleet.terminate_session(&session_id).await;
+            audit(
+                &deps.broker,
+                EventKind::RecordingFailed,
+                Some(&request.id),
+                json!({"error": e.to_string()}),
+            )
+            .await;
+            fail(format!("recording could not be created: {e}")).await;
+            return Err(e.into());
+        }
+    };
+    let recording_path = recorder.path().to_path_buf();
+    audit(
+        &deps.broker,
+        EventKind::RecordingStarted,
+        Some(&request.id),
+        json!({"path": recording_path.display().to_string(), "session_id": session_id}),
+    )
+    .await;
+    step(Step::Recording {
+        path: recording_path.clone(),
+    });
+    let recorder = Arc::new(Mutex::new(Some(recorder)));
+
+    // 4. The data channel.
+    let mut options = deps.channel.clone();
+    options.initial_size = size;
+    let target = SessionTarget {
+        stream_url: started.stream_url.clone(),
+        token: started.token.clone(),
+        session_id: session_id.clone(),
+    };
+    let (handle, events) = match client::connect(target, options).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = deps.fleet.terminate_session(&session_id).await;
+            if let Ok(mut g) = recorder.lock()
+                && let Some(r) = g.as_mut()
+            {
+                let _ = r.marker(&format!("data channel failed: {e}"));
+            }
+            seal_quietly(deps, &recorder, &request.id).await;
+            fail(format!("data channel failed: {e}")).await;
+            return Err(e.into());
+        }
+    };
+    step(Step::Connected);
+
+    let tap = RecorderTap {
+        recorder,
+        failure: Arc::new(Mutex::new(None)),
+        handle: handle.clone(),
+    };
+    let cause = Arc::new(Mutex::new(None));
+    let watchdog = tokio::spawn(watchdog(
+        deps.broker.clone(),
+        request.id.clone(),
+        ends_at,
+        tap.clone(),
+        cause.clone(),
+        step,
+    ));
+    Ok(LiveSession {
+        request,
+        session_id,
+        ends_at,
+        handle,
+        events: Some(events),
+        tap,
+        recording_path,
+        cause,
+        watchdog,
+    })
+}
+
+/// What happened after the shell ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The request, Closed.
+    pub request: Request,
+    /// Why the session ended.
+    pub reason: CloseReason,
+    /// The remote exit status, when known.
+    pub exit_code: Option<i32>,
+    /// The sealed recording digest, or why sealing failed.
+    pub seal: Result<String, String>,
+    /// The replacement outcome.
+    pub replacement: ReplacementOutcome,
+}
+
+/// Closes the request, seals the recording, and replaces the instance per the policy.
+pub async fn finish<F: Fleet + Send + Sync + 'static>(
+    deps: &SessionDeps<F>,
+    live: LiveSession,
+    end: Result<SessionEnd, BridgeError>,
+    mut step: impl FnMut(Step),
+) -> Finished {
+    live.watchdog.abort();
+    let id = live.request.id.clone();
+    let exit_code = end.as_ref().ok().and_then(|e| e.exit_code);
+    let decided = live.cause.lock().ok().and_then(|c| c.clone());
+    let recording_failure = live.tap.failure();
+    let reason = match (decided, &recording_failure, &end) {
+        (Some(r), _, _) => r,
+        (None, Some(why), _) => CloseReason::Terminated {
+            by: format!("{SESSION_ACTOR} (recording failed: {why})"),
+        },
+        (None, None, Ok(e)) => match &e.reason {
+            EndReason::Failed(_) if e.exit_code.is_none() => CloseReason::ConnectionLost,
+            _ => CloseReason::Exited { code: e.exit_code },
+        },
+        (None, None, Err(_)) => CloseReason::ConnectionLost,
+    };
+    if let Some(why) = &recording_failure {
+        audit(
+            &deps.broker,
+            EventKind::RecordingFailed,
+            Some(&id),
+            json!({"error": why}),
+        )
+        .await;
+    }
+    // Make sure the service side is gone too (a no-op when the shell exited by itself).
+    if !matches!(reason, CloseReason::Exited { .. })
+        && let Err(e) = deps.fleet.terminate_session(&live.session_id).await
+    {
+        tracing::warn!(error = %e, session = %live.session_id, "TerminateSession failed");
+    }
+
+    let request = {
+        let broker = deps.broker.clone();
+        let (rid, r) = (id.clone(), reason.clone());
+        match blocking(move || broker.close_session(&rid, r)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the session's end");
+                live.request.clone()
+            }
+        }
+    };
+    step(Step::Closed {
+        reason: reason.clone(),
+    });
+
+    let strategy = match deps.broker.policy() {
+        Ok(p) => ReplaceStrategy::from(&p.replacement),
+        Err(e) => {
+            tracing::error!(error = %e, "policy unreadable; replacing with the safest observable strategy is impossible");
+            ReplaceStrategy::None
+        }
+    };
+    live.tap.marker(&format!("closed: {reason}"));
+    live.tap
+        .marker(&format!("replacement requested: {strategy}"));
+    let seal = match live.tap.take() {
+        Some(rec) => match rec.seal() {
+            Ok(info) => {
+                audit(&deps.broker, EventKind::RecordingSealed, Some(&id),
+                    json!({"digest": info.digest, "lines": info.lines, "path": info.path.display().to_string()}),
+                )
+                .await;
+                step(Step::Sealed {
+                    digest: info.digest.clone(),
+                    path: info.path.clone(),
+                });
+                Ok(info.digest)
+            }
+            Err(e) => {
+                audit(
+                    &deps.broker,
+                    EventKind::RecordingFailed,
+                    Some(&id),
+                    json!({"error": e.to_string()}),
+                )
+                .await;
+                Err(e.to_string())
+            }
+        },
+        None => Err("the recording was already closed".to_string()),
+    };
+
+    let replacement = replace(deps, &id, &request.target, &strategy, &mut step).await;
+    Finished {
+        request,
+        reason,
+        exit_code,
+        seal,
+        replacement,
+    }
+}
+
+/// Runs the policy's replacement for `target` and audits request and outcome.
+pub async fn replace<F: Fleet + Send + Sync + 'static>(
+    deps: &SessionDeps<F>,
+    request_id: &str,
+    target: &str,
+    strategy: &ReplaceStrategy,
+    step: &mut impl FnMut(Step),
+) -> ReplacementOutcome {
+    let opts = ReplaceOptions {
+        timeout: deps.replace_timeout,
+        ..ReplaceOptions::default()
+    };
+    let outcome = replace_audited(
+        &deps.broker,
+        &deps.fleet,
+        Some(request_id),
+        target,
+        strategy,
+        opts,
+        "session",
+        |note| step(Step::Replacing { note }),
+    )
+    .await;
+    step(Step::Replaced {
+        outcome: outcome.clone(),
+    });
+    outcome
+}
+
+/// Replaces `target` with `strategy`, reporting progress, and audits the request and the
+/// outcome (`via` says who asked: the session's end or the reaper).
+#[allow(clippy::too_many_arguments)]
+pub async fn replace_audited<F: Fleet + Send + Sync + 'static>(
+    broker: &Arc<Broker>,
+    fleet: &Arc<F>,
+    request_id: Option<&str>,
+    target: &str,
+    strategy: &ReplaceStrategy,
+    opts: ReplaceOptions,
+    via: &str,
+    mut progress: impl FnMut(String),
+) -> ReplacementOutcome {
+    audit(
+        broker,
+        EventKind::ReplacementRequested,
+        request_id,
+        json!({"target": target, "strategy": strategy.to_string(), "via": via}),
+    )
+    .await;
+    progress(format!("replacing {target} ({strategy})"));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let fleet = fleet.clone();
+    let (t, s) = (target.to_string(), strategy.clone());
+    let work = tokio::spawn(async move {
+        fleet
+            .replace(&t, &s, &opts, move |p: ReplaceProgress| {
+                let _ = tx.send(p.to_string());
+            })
+            .await
+    });
+    while let Some(note) = rx.recv().await {
+        progress(note);
+    }
+    let outcome = match work.await {
+        Ok(o) => o,
+        Err(e) => ReplacementOutcome::Failed {
+            why: crate::fleet::ReplaceFailure::Api(format!("replacement task failed: {e}")),
+        },
+    };
+    let (kind, data) = match &outcome {
+        ReplacementOutcome::Completed { old, new } => (
+            EventKind::ReplacementCompleted,
+            json!({"old": old, "new": new}),
+        ),
+        ReplacementOutcome::Failed { why } => (
+            EventKind::ReplacementFailed,
+            json!({"target": target, "why": why.to_string()}),
+        ),
+        ReplacementOutcome::Requested { note } => (
+            EventKind::ReplacementRequested,
+            json!({"target": target, "note": note, "outcome": "requested"}),
+        ),
+    };
+    audit(broker, kind, request_id, data).await;
+    outcome
+}
+
+/// Flushes the recording, warns before the end, and terminates at the end of the approved
+/// duration or when the store says the request is no longer Active (killed or expired
+/// elsewhere).
+async fn watchdog(
+    broker: Arc<Broker>,
+    request_id: String,
+    ends_at: DateTime<Utc>,
+    tap: RecorderTap,
+    cause: Arc<Mutex<Option<CloseReason>>>,
+    mut step: impl FnMut(Step) + Send + 'static,
+) {
+    let mut warned = false;
+    let mut interval = tokio::time::interval(WATCHDOG_TICK);
+    loop {
+        interval.tick().await;
+        tap.tick();
+        let left = (ends_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        if !warned && left <= EXPIRY_WARNING {
+            warned = true;
+            tap.marker(&format!("warning: {}s left", left.as_secs()));
+            step(Step::Warning { left });
+        }
+        let verdict = if left.is_zero() {
+            Some(CloseReason::Expired)
+        } else {
+            let b = broker.clone();
+            let id = request_id.clone();
+            match blocking(move || b.get(&id)).await {
+                Ok(r) if r.state != State::Active => Some(CloseReason::Terminated {
+                    by: format!("the broker (request is now {})", r.state),
+                }),
+                _ => None,
+            }
+        };
+        if let Some(reason) = verdict {
+            if let Ok(mut c) = cause.lock() {
+                *c = Some(reason);
+            }
+            let _ = tap.handle.terminate();
+            return;
+        }
+    }
+}
+
+async fn seal_quietly<F>(deps: &SessionDeps<F>, recorder: &Arc<Mutex<Option<Recorder>>>, id: &str) {
+    let rec = recorder.lock().ok().and_then(|mut g| g.take());
+    if let Some(rec) = rec {
+        match rec.seal() {
+            Ok(info) => {
+                audit(&deps.broker, EventKind::RecordingSealed, Some(id),
+                    json!({"digest": info.digest, "lines": info.lines, "path": info.path.display().to_string()}),
+                )
+                .await
+            }
+            Err(e) => {
+                audit(&deps.broker, EventKind::RecordingFailed, Some(id), json!({"error": e.to_string()})).await
+            }
+        }
+    }
+}
+
+async fn audit(
+    broker: &Arc<Broker>,
+    kind: EventKind,
+    request_id: Option<&str>,
+    data: serde_json::Value,
+) {
+    let broker = broker.clone();
+    let id = request_id.map(str::to_string);
+    if let Err(e) = blocking(move || broker.record(SESSION_ACTOR, kind, id.as_deref(), data)).await
+    {
+        tracing::error!(error = %e, ?kind, "could not append an audit event");
+    }
+}
+
+/// Runs a broker call off the async threads (SQLite may wait on a lock).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(BrokerError::Internal(format!("broker task failed: {e}"))),
+    }
+}
+
+/// Checks that a recording can be written in `dir` (creates it, writes and removes a probe),
+/// so a session never starts where its recording would fail at once.
+pub fn preflight(dir: &std::path::Path) -> Result<(), RecordingError> {
+    use std::io::Write;
+    let create = |source| RecordingError::Create {
+        path: dir.to_path_buf(),
+        source,
+    };
+    crate::config::create_private_dir(dir).map_err(|e| match e {
+        crate::config::ConfigError::CreateDir { source, .. } => create(source),
+        other => create(std::io::Error::other(other.to_string())),
+    })?;
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(b"pink sombrero recording probe\n")?;
+            f.sync_all()
+        });
+    let _ = std::fs::remove_file(&probe);
+    result.map_err(create)
+}

@@ -1,0 +1,155 @@
+//! Between the broker and the UI: snapshots built from the broker, broker intents performed.
+//!
+//! Everything here is synchronous (the broker is); the driver calls it on a blocking thread.
+
+use crate::broker::{Broker, BrokerError};
+use crate::policy::Role;
+use crate::request::{NewRequest, Request, State};
+
+use super::action::Done;
+use super::intent::Intent;
+use super::model::{
+    ApprovalItem, AuditRow, BrokerSnapshot, ChainStatus, PolicyLimits, RecordingRow, RequestRow,
+    RequestState,
+};
+
+/// Audit events shown (the newest); the chain check still covers all of them.
+const AUDIT_SHOWN: usize = 2_000;
+/// Longest audit detail shown.
+const DETAIL_CHARS: usize = 120;
+
+/// Reads everything the screens show, for `user`.
+pub fn snapshot(
+    broker: &Broker,
+    user: &str,
+    recordings: Vec<RecordingRow>,
+) -> Result<BrokerSnapshot, BrokerError> {
+    let policy = broker.policy()?;
+    let required = policy.approvals_required;
+    let requests = broker.list(None)?;
+    let may_approve = broker.permits(user, Role::Approver)?;
+    let approvals = requests
+        .iter()
+        .filter(|r| {
+            may_approve
+                && r.state == State::Pending
+                && r.requester != user
+                && !r.approvals.iter().any(|d| d.by == user)
+        })
+        .map(|r| ApprovalItem {
+            request: request_row(r, required),
+        })
+        .collect();
+    let check = broker.verify_audit()?;
+    let chain = Some(match check.broken {
+        None => ChainStatus::Intact {
+            events: check.events,
+        },
+        Some(b) => ChainStatus::Broken {
+            at: check.events + 1,
+            reason: b.to_string(),
+        },
+    });
+    let skip = check.events.saturating_sub(AUDIT_SHOWN as u64);
+    let audit = broker
+        .audit_events(skip, AUDIT_SHOWN)?
+        .into_iter()
+        .rev()
+        .map(|e| AuditRow {
+            seq: e.seq,
+            at: e.at,
+            actor: e.actor,
+            kind: e.kind.as_str(),
+            request: e.request_id,
+            detail: short(&e.data.to_string()),
+        })
+        .collect();
+    Ok(BrokerSnapshot {
+        requests: requests.iter().map(|r| request_row(r, required)).collect(),
+        approvals,
+        audit,
+        chain,
+        recordings,
+        policy: PolicyLimits {
+            min_reason_len: policy.reason_min_length,
+            max_duration: policy.max_session_duration,
+            default_duration: policy
+                .max_session_duration
+                .min(PolicyLimits::default().default_duration),
+            approvals_required: required,
+        },
+    })
+}
+
+fn short(s: &str) -> String {
+    if s == "{}" {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(DETAIL_CHARS).collect();
+    if s.chars().count() > DETAIL_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// The row for one request.
+pub fn request_row(r: &Request, required: u32) -> RequestRow {
+    let (state, deadline) = match r.state {
+        State::Pending => (RequestState::Pending, Some(r.pending_expires_at)),
+        State::Approved => (RequestState::Approved, r.grant_expires_at),
+        State::Active => (RequestState::Active, r.session_ends_at),
+        State::Denied => (RequestState::Denied, None),
+        State::Cancelled => (RequestState::Cancelled, None),
+        State::Expired => (RequestState::Expired, None),
+        State::Closed => (RequestState::Closed, None),
+    };
+    RequestRow {
+        id: r.id.clone(),
+        requester: r.requester.clone(),
+        target: r.target.clone(),
+        reason: r.reason.clone(),
+        incident: r.incident.clone(),
+        state,
+        approved_by: r.approvals.iter().map(|d| d.by.clone()).collect(),
+        approvals_required: required,
+        created_at: r.created_at,
+        deadline,
+    }
+}
+
+/// Performs a broker intent as `user`. Returns `None` for intents that are not the broker's.
+pub fn perform(broker: &Broker, user: &str, intent: &Intent) -> Option<Result<Done, BrokerError>> {
+    Some(match intent {
+        Intent::CreateRequest {
+            target,
+            reason,
+            incident,
+            duration,
+            code,
+        } => {
+            let new = NewRequest {
+                requester: user.to_string(),
+                target: target.clone(),
+                reason: reason.clone(),
+                incident: incident.clone(),
+                duration: *duration,
+            };
+            broker
+                .create_request(new, code)
+                .map(|r| Done::RequestCreated { id: r.id })
+        }
+        Intent::Approve { id, code, comment } => broker
+            .approve(id, user, code, comment.as_deref())
+            .map(|r| Done::Approved { id: r.id }),
+        Intent::Deny { id, code, comment } => broker
+            .deny(id, user, code, Some(comment))
+            .map(|r| Done::Denied { id: r.id }),
+        Intent::Cancel { id } => broker
+            .cancel(id, user)
+            .map(|r| Done::Cancelled { id: r.id }),
+        Intent::SwitchUser { name, code } => broker
+            .verify_code(name, code, "switch user")
+            .map(|()| Done::UserSwitched { name: name.clone() }),
+        _ => return None,
+    })
+}

@@ -1,0 +1,535 @@
+//! The driver: terminal events, timers and results in; `update`; intents performed; redraw.
+//!
+//! One loop owns the state. The broker is synchronous, so its calls run on blocking threads and
+//! report back as actions on an unbounded control channel. A watcher polls the broker's
+//! revision so changes from other processes show up within a second; a redraw happens only
+//! after something happened (plus a one-second clock tick), and queued actions are drained
+//! before drawing so bursts of session output cost one frame.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use thiserror::Error;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::{MissedTickBehavior, interval};
+
+use crate::broker::Broker;
+use crate::channel::client::{SessionEvent, SessionHandle};
+
+use super::action::{Action, Done};
+use super::app::State;
+use super::broker_view;
+use super::intent::Intent;
+use super::keymap;
+use super::model::{DemoCode, FleetRow, Loadable, RecordingRow};
+use super::terminal::TerminalGuard;
+use super::theme::Theme;
+use super::update::update;
+use super::views;
+
+/// Clock tick: time-left counters and demo codes move once a second.
+pub const TICK: Duration = Duration::from_secs(1);
+/// How often the broker's revision is polled (changes from other processes).
+pub const REVISION_POLL: Duration = Duration::from_millis(250);
+/// How often the fleet is listed again.
+pub const FLEET_POLL: Duration = Duration::from_secs(5);
+/// Keystrokes queued for a session before input is refused.
+pub const INPUT_QUEUE: usize = 256;
+
+/// Lists the fleet (async: it calls AWS or the lab).
+pub type FleetFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<FleetRow>, String>> + Send + Sync>;
+/// Opens the session of an approved request (taint, StartSession, recorder, data channel).
+pub type OpenSessionFn =
+    Arc<dyn Fn(SessionRequest) -> BoxFuture<'static, Result<OpenedSession, String>> + Send + Sync>;
+/// Current demo codes (demo mode only).
+pub type DemoCodesFn = Arc<dyn Fn() -> Vec<DemoCode> + Send + Sync>;
+/// Lists recordings (synchronous; runs on a blocking thread with the snapshot).
+pub type RecordingsFn = Arc<dyn Fn() -> Vec<RecordingRow> + Send + Sync>;
+/// Replays a recording; runs with the terminal handed over to it, on a blocking thread.
+pub type ReplayFn = Arc<dyn Fn(PathBuf) -> Result<(), String> + Send + Sync>;
+
+/// Everything the TUI needs from the rest of the program.
+pub struct TuiContext {
+    /// The broker (all state changes go through it).
+    pub broker: Arc<Broker>,
+    /// The acting user at start.
+    pub user: String,
+    /// Colours.
+    pub theme: Theme,
+    /// Demo codes; `Some` shows the DEMO panel.
+    pub demo_codes: Option<DemoCodesFn>,
+    /// Fleet listing; `None` shows the Fleet screen as unavailable.
+    pub fleet: Option<FleetFn>,
+    /// Session opening; `None` makes `o` explain that sessions are not available here.
+    pub open_session: Option<OpenSessionFn>,
+    /// Recording listing; `None` shows no recordings.
+    pub recordings: Option<RecordingsFn>,
+    /// Recording replay; `None` makes Enter on a recording explain how to replay it.
+    pub replay: Option<ReplayFn>,
+}
+
+/// What the session opener is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRequest {
+    /// The approved request.
+    pub request_id: String,
+    /// Who opens it (must be its requester).
+    pub user: String,
+    /// Pane rows.
+    pub rows: u16,
+    /// Pane columns.
+    pub cols: u16,
+}
+
+/// Resizing and ending a running session.
+pub trait SessionControl: Send {
+    /// The pane changed size.
+    fn resize(&self, rows: u16, cols: u16) -> Result<(), String>;
+    /// End the session on the node.
+    fn terminate(&self) -> Result<(), String>;
+}
+
+impl SessionControl for Arc<SessionHandle> {
+    fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
+        SessionHandle::resize(self, cols, rows).map_err(|e| e.to_string())
+    }
+
+    fn terminate(&self) -> Result<(), String> {
+        SessionHandle::terminate(self).map_err(|e| e.to_string())
+    }
+}
+
+/// A session the opener opened.
+pub struct OpenedSession {
+    /// Target node.
+    pub target: String,
+    /// When the grant ends (the UI ends the session then if nothing else did).
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Whether it is recorded (shown in the status bar).
+    pub recording: bool,
+    /// Keystrokes, in order.
+    pub input: mpsc::Sender<Vec<u8>>,
+    /// Resize and terminate.
+    pub control: Box<dyn SessionControl>,
+    /// Output and lifecycle events.
+    pub events: mpsc::Receiver<SessionEvent>,
+}
+
+impl OpenedSession {
+    /// Wraps the data channel client's handle: a task forwards keystrokes in order.
+    pub fn from_channel(
+        target: String,
+        ends_at: Option<DateTime<Utc>>,
+        recording: bool,
+        handle: SessionHandle,
+        events: mpsc::Receiver<SessionEvent>,
+    ) -> Self {
+        let handle = Arc::new(handle);
+        let (input, mut keys) = mpsc::channel::<Vec<u8>>(INPUT_QUEUE);
+        let forward = Arc::clone(&handle);
+        tokio::spawn(async move {
+            while let Some(bytes) = keys.recv().await {
+                if forward.send_input(bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        OpenedSession {
+            target,
+            ends_at,
+            recording,
+            input,
+            control: Box::new(handle),
+            events,
+        }
+    }
+}
+
+/// Errors that end the TUI.
+#[derive(Debug, Error)]
+pub enum TuiError {
+    /// The terminal could not be set up or drawn to.
+    #[error("terminal error: {0} (is this an interactive terminal?)")]
+    Terminal(#[from] std::io::Error),
+}
+
+/// The running session, as the loop holds it.
+struct LiveSession {
+    input: mpsc::Sender<Vec<u8>>,
+    control: Box<dyn SessionControl>,
+    events: mpsc::Receiver<SessionEvent>,
+}
+
+/// Shared between the loop and its background tasks.
+struct Shared {
+    broker: Arc<Broker>,
+    recordings: Option<RecordingsFn>,
+    user: watch::Sender<String>,
+    reload_broker: Notify,
+    reload_fleet: Notify,
+    actions: mpsc::UnboundedSender<Action>,
+}
+
+/// Runs the TUI until the person quits.
+pub async fn run_tui(ctx: TuiContext) -> Result<(), TuiError> {
+    let mut guard = TerminalGuard::enter()?;
+    let size = guard.terminal.size()?;
+    let mut state = State::new(ctx.user.clone(), Utc::now(), (size.width, size.height));
+    state.demo_codes = ctx.demo_codes.as_ref().map(|f| f());
+    if ctx.fleet.is_none() {
+        state.fleet = Loadable::Failed(
+            "No fleet is configured: pass --endpoint-url (a lab) or AWS --profile/--region."
+                .to_string(),
+        );
+    }
+    let (actions, mut inbox) = mpsc::unbounded_channel();
+    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<(String, OpenedSession)>();
+    let shared = Arc::new(Shared {
+        broker: Arc::clone(&ctx.broker),
+        recordings: ctx.recordings.clone(),
+        user: watch::Sender::new(ctx.user.clone()),
+        reload_broker: Notify::new(),
+        reload_fleet: Notify::new(),
+        actions: actions.clone(),
+    });
+    let watcher = tokio::spawn(watch_broker(Arc::clone(&shared)));
+    let fleet_watcher = ctx
+        .fleet
+        .clone()
+        .map(|f| tokio::spawn(watch_fleet(f, Arc::clone(&shared))));
+
+    let mut events = EventStream::new();
+    let mut tick = interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut session: Option<LiveSession> = None;
+    let mut dirty = true;
+    let result = loop {
+        if dirty {
+            if let Err(e) = draw(&mut guard, &state, &ctx.theme) {
+                break Err(e);
+            }
+            dirty = false;
+        }
+        let first = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(ev)) => from_terminal(&state, ev),
+                Some(Err(e)) => break Err(e.into()),
+                None => break Ok(()),
+            },
+            Some(a) = inbox.recv() => Some(a),
+            Some((id, opened)) = opened_rx.recv() => Some(attach(&mut session, id, opened)),
+            ev = next_session_event(&mut session) => Some(from_session(&mut session, ev)),
+            _ = tick.tick() => {
+                if let Some(f) = &ctx.demo_codes {
+                    state.demo_codes = Some(f());
+                }
+                Some(Action::Tick(Utc::now()))
+            }
+        };
+        let Some(first) = first else { continue };
+        // Coalesce: everything already queued is applied before the next frame.
+        let mut batch = vec![first];
+        while let Ok(a) = inbox.try_recv() {
+            batch.push(a);
+        }
+        while let Some(ev) = session.as_mut().and_then(|s| s.events.try_recv().ok()) {
+            batch.push(from_session(&mut session, Some(ev)));
+        }
+        let mut replay = None;
+        for action in batch {
+            for intent in update(&mut state, action) {
+                match intent {
+                    Intent::OpenRecording(path) => replay = Some(path),
+                    other => perform(
+                        other,
+                        &state,
+                        &ctx,
+                        &shared,
+                        &mut session,
+                        &opened_tx,
+                        &mut guard,
+                    ),
+                }
+            }
+        }
+        dirty = true;
+        if let Some(path) = replay {
+            run_player(&ctx, path, &mut guard, &mut events, &actions).await?;
+        }
+        if state.quit {
+            break Ok(());
+        }
+    };
+    watcher.abort();
+    if let Some(w) = fleet_watcher {
+        w.abort();
+    }
+    drop(guard);
+    result
+}
+
+fn draw(guard: &mut TerminalGuard, state: &State, theme: &Theme) -> Result<(), TuiError> {
+    use crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
+    crossterm::execute!(std::io::stdout(), BeginSynchronizedUpdate)?;
+    guard.terminal.draw(|f| views::draw(f, state, theme))?;
+    crossterm::execute!(std::io::stdout(), EndSynchronizedUpdate)?;
+    Ok(())
+}
+
+fn from_terminal(state: &State, ev: Event) -> Option<Action> {
+    match ev {
+        Event::Key(k) if k.kind != KeyEventKind::Release => keymap::action_for(state, k),
+        Event::Paste(text) => Some(Action::Paste(text)),
+        Event::Resize(cols, rows) => Some(Action::Resize(cols, rows)),
+        _ => None,
+    }
+}
+
+fn attach(session: &mut Option<LiveSession>, request: String, opened: OpenedSession) -> Action {
+    let done = Done::SessionOpened {
+        request,
+        target: opened.target,
+        ends_at: opened.ends_at,
+        recording: opened.recording,
+    };
+    *session = Some(LiveSession {
+        input: opened.input,
+        control: opened.control,
+        events: opened.events,
+    });
+    Action::Done(done)
+}
+
+async fn next_session_event(session: &mut Option<LiveSession>) -> Option<SessionEvent> {
+    match session {
+        Some(s) => s.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn from_session(session: &mut Option<LiveSession>, ev: Option<SessionEvent>) -> Action {
+    let ended = |session: &mut Option<LiveSession>, msg: String| {
+        *session = None;
+        Action::SessionClosed(msg)
+    };
+    match ev {
+        Some(SessionEvent::Output(b) | SessionEvent::Stderr(b)) => Action::SessionOutput(b),
+        Some(SessionEvent::ExitCode(c)) => Action::SessionNotice(format!("shell exited ({c})")),
+        Some(SessionEvent::Notice(n)) => Action::SessionNotice(n),
+        Some(SessionEvent::Closed { reason }) if reason.is_empty() => {
+            ended(session, "Session ended".to_string())
+        }
+        Some(SessionEvent::Closed { reason }) => ended(session, format!("Session ended: {reason}")),
+        Some(SessionEvent::Failed { error }) => ended(session, format!("Session failed: {error}")),
+        None => ended(session, "Session ended".to_string()),
+    }
+}
+
+fn perform(
+    intent: Intent,
+    state: &State,
+    ctx: &TuiContext,
+    shared: &Arc<Shared>,
+    session: &mut Option<LiveSession>,
+    opened_tx: &mpsc::UnboundedSender<(String, OpenedSession)>,
+    guard: &mut TerminalGuard,
+) {
+    let report = |r: Result<(), String>| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "session control failed");
+            let _ = shared.actions.send(Action::SessionNotice(e));
+        }
+    };
+    match intent {
+        Intent::Reload => {
+            shared.reload_broker.notify_one();
+            shared.reload_fleet.notify_one();
+        }
+        Intent::Bell => {
+            let _ = guard.bell();
+        }
+        Intent::Quit => {}
+        Intent::SendInput(bytes) => {
+            if let Some(s) = session
+                && s.input.try_send(bytes).is_err()
+            {
+                report(Err(
+                    "input dropped: the session is not keeping up".to_string()
+                ));
+            }
+        }
+        Intent::Resize { rows, cols } => {
+            if let Some(s) = session {
+                report(s.control.resize(rows, cols));
+            }
+        }
+        Intent::EndSession => {
+            if let Some(s) = session {
+                report(s.control.terminate());
+            }
+        }
+        Intent::OpenSession { id, rows, cols } => {
+            open_session(ctx, shared, state, id, (rows, cols), opened_tx.clone())
+        }
+        Intent::OpenRecording(_) => {}
+        broker_intent => {
+            let shared = Arc::clone(shared);
+            let user = state.user.clone();
+            tokio::task::spawn_blocking(move || {
+                let action = match broker_view::perform(&shared.broker, &user, &broker_intent) {
+                    Some(Ok(done)) => {
+                        if let Done::UserSwitched { name } = &done {
+                            shared.user.send_replace(name.clone());
+                        }
+                        shared.reload_broker.notify_one();
+                        Action::Done(done)
+                    }
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, "broker refused");
+                        Action::Refused(e.to_string())
+                    }
+                    None => return,
+                };
+                let _ = shared.actions.send(action);
+            });
+        }
+    }
+}
+
+fn open_session(
+    ctx: &TuiContext,
+    shared: &Arc<Shared>,
+    state: &State,
+    id: String,
+    (rows, cols): (u16, u16),
+    opened_tx: mpsc::UnboundedSender<(String, OpenedSession)>,
+) {
+    let Some(open) = ctx.open_session.clone() else {
+        let _ = shared.actions.send(Action::Refused(
+            "Sessions cannot be opened from this TUI yet: run `sombrero open <id>` in a terminal."
+                .to_string(),
+        ));
+        return;
+    };
+    let actions = shared.actions.clone();
+    let req = SessionRequest {
+        request_id: id.clone(),
+        user: state.user.clone(),
+        rows,
+        cols,
+    };
+    tokio::spawn(async move {
+        match open(req).await {
+            Ok(opened) => {
+                let _ = opened_tx.send((id, opened));
+            }
+            Err(e) => {
+                let _ = actions.send(Action::Refused(e));
+            }
+        }
+    });
+}
+
+async fn run_player(
+    ctx: &TuiContext,
+    path: PathBuf,
+    guard: &mut TerminalGuard,
+    events: &mut EventStream,
+    actions: &mpsc::UnboundedSender<Action>,
+) -> Result<(), TuiError> {
+    let Some(replay) = ctx.replay.clone() else {
+        let _ = actions.send(Action::Refused(format!(
+            "Replay it in a terminal: sombrero replay {}",
+            path.display()
+        )));
+        return Ok(());
+    };
+    // The player owns the terminal meanwhile: stop reading input so keys reach it.
+    *events = EventStream::new();
+    guard.suspend();
+    let outcome = tokio::task::spawn_blocking(move || replay(path)).await;
+    guard.resume()?;
+    *events = EventStream::new();
+    let action = match outcome {
+        Ok(Ok(())) => Action::Done(Done::RecordingClosed),
+        Ok(Err(e)) => Action::Refused(e),
+        Err(e) => Action::Refused(format!("the player stopped unexpectedly: {e}")),
+    };
+    let _ = actions.send(action);
+    Ok(())
+}
+
+/// Polls the broker's revision; on a change (or a reload request) sends a fresh snapshot.
+async fn watch_broker(shared: Arc<Shared>) {
+    let mut poll = interval(REVISION_POLL);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last: Option<u64> = None;
+    let mut seen_user = shared.user.subscribe();
+    loop {
+        let forced = tokio::select! {
+            _ = poll.tick() => false,
+            _ = shared.reload_broker.notified() => true,
+        };
+        let user_changed = seen_user.has_changed().unwrap_or(false);
+        let user = seen_user.borrow_and_update().clone();
+        let s = Arc::clone(&shared);
+        let last_seen = last;
+        let read = tokio::task::spawn_blocking(move || {
+            let rev = s.broker.revision().map_err(|e| e.to_string())?;
+            if !forced && !user_changed && Some(rev) == last_seen {
+                return Ok((rev, None));
+            }
+            let recordings = s.recordings.as_ref().map(|f| f()).unwrap_or_default();
+            let snap =
+                broker_view::snapshot(&s.broker, &user, recordings).map_err(|e| e.to_string())?;
+            Ok::<_, String>((rev, Some(snap)))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the broker reader stopped: {e}")));
+        let action = match read {
+            Ok((rev, snap)) => {
+                last = Some(rev);
+                match snap {
+                    Some(snap) => Action::Snapshot(Box::new(snap)),
+                    None => continue,
+                }
+            }
+            Err(e) => {
+                last = None;
+                Action::ConnectionLost(e)
+            }
+        };
+        if shared.actions.send(action).is_err() {
+            return;
+        }
+    }
+}
+
+/// Lists the fleet now and then (and on reload requests).
+async fn watch_fleet(fleet: FleetFn, shared: Arc<Shared>) {
+    let mut poll = interval(FLEET_POLL);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut loaded = false;
+    loop {
+        tokio::select! {
+            _ = poll.tick() => {}
+            _ = shared.reload_fleet.notified() => {}
+        }
+        let action = match fleet().await {
+            Ok(rows) => {
+                loaded = true;
+                Action::Fleet(Loadable::Ready(rows))
+            }
+            Err(e) if !loaded => Action::Fleet(Loadable::Failed(e)),
+            Err(e) => Action::ConnectionLost(format!("fleet: {e}")),
+        };
+        if shared.actions.send(action).is_err() {
+            return;
+        }
+    }
+}

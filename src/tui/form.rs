@@ -1,0 +1,332 @@
+//! Forms and prompts: the request form, approve/deny prompts and the switch-user prompt.
+//!
+//! A form is a list of text fields; validation is pure and returns the field to fix and why,
+//! so refusals appear next to what caused them.
+
+use std::time::Duration;
+
+use super::intent::Intent;
+use super::model::PolicyLimits;
+
+/// What a form is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A break-glass request for this target.
+    NewRequest {
+        /// Target node id.
+        target: String,
+    },
+    /// Approve this request.
+    Approve {
+        /// Request id.
+        id: String,
+    },
+    /// Deny this request.
+    Deny {
+        /// Request id.
+        id: String,
+    },
+    /// Switch the acting user.
+    SwitchUser,
+}
+
+/// One text field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// Label.
+    pub label: &'static str,
+    /// What to type (shown under the field while it is focused).
+    pub hint: String,
+    /// Current text.
+    pub value: String,
+    /// Shown as dots (TOTP codes).
+    pub masked: bool,
+}
+
+impl Field {
+    fn new(label: &'static str, hint: impl Into<String>) -> Self {
+        Field {
+            label,
+            hint: hint.into(),
+            value: String::new(),
+            masked: false,
+        }
+    }
+
+    fn code() -> Self {
+        Field {
+            masked: true,
+            ..Field::new("TOTP code", "6 digits from your authenticator app")
+        }
+    }
+}
+
+/// An open form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Form {
+    /// What it is for.
+    pub purpose: Purpose,
+    /// Its fields, in order.
+    pub fields: Vec<Field>,
+    /// Focused field.
+    pub focus: usize,
+    /// The last refusal or validation error, shown inline.
+    pub error: Option<String>,
+    /// Set while the driver performs the submitted intent.
+    pub busy: bool,
+    /// Policy limits, captured when the form opened.
+    pub limits: PolicyLimits,
+}
+
+const REASON: usize = 0;
+const INCIDENT: usize = 1;
+const DURATION: usize = 2;
+
+impl Form {
+    fn with(purpose: Purpose, fields: Vec<Field>, limits: PolicyLimits) -> Self {
+        Form {
+            purpose,
+            fields,
+            focus: 0,
+            error: None,
+            busy: false,
+            limits,
+        }
+    }
+
+    /// The break-glass request form for `target`.
+    pub fn new_request(target: &str, limits: PolicyLimits) -> Self {
+        let mut duration = Field::new(
+            "Duration",
+            format!(
+                "e.g. 30m; at most {}",
+                humantime::format_duration(limits.max_duration)
+            ),
+        );
+        duration.value = humantime::format_duration(limits.default_duration).to_string();
+        let fields = vec![
+            Field::new(
+                "Reason",
+                format!(
+                    "why you need a shell (at least {} characters)",
+                    limits.min_reason_len
+                ),
+            ),
+            Field::new("Incident", "ticket or incident reference (optional)"),
+            duration,
+            Field::code(),
+        ];
+        Form::with(
+            Purpose::NewRequest {
+                target: target.to_string(),
+            },
+            fields,
+            limits,
+        )
+    }
+
+    /// The approve prompt.
+    pub fn approve(id: &str) -> Self {
+        Form::with(
+            Purpose::Approve { id: id.to_string() },
+            vec![
+                Field::new("Comment", "optional note for the audit log"),
+                Field::code(),
+            ],
+            PolicyLimits::default(),
+        )
+    }
+
+    /// The deny prompt.
+    pub fn deny(id: &str) -> Self {
+        Form::with(
+            Purpose::Deny { id: id.to_string() },
+            vec![
+                Field::new("Comment", "why you deny it (required)"),
+                Field::code(),
+            ],
+            PolicyLimits::default(),
+        )
+    }
+
+    /// The switch-user prompt.
+    pub fn switch_user() -> Self {
+        Form::with(
+            Purpose::SwitchUser,
+            vec![
+                Field::new("User", "name of the enrolled user to act as"),
+                Field::code(),
+            ],
+            PolicyLimits::default(),
+        )
+    }
+
+    /// Title shown on the form's border.
+    pub fn title(&self) -> String {
+        match &self.purpose {
+            Purpose::NewRequest { target } => format!("Break-glass request for {target}"),
+            Purpose::Approve { id } => format!("Approve {id}"),
+            Purpose::Deny { id } => format!("Deny {id}"),
+            Purpose::SwitchUser => "Switch acting user".to_string(),
+        }
+    }
+
+    /// Whether the focused field is the last one.
+    pub fn on_last_field(&self) -> bool {
+        self.focus + 1 >= self.fields.len()
+    }
+
+    /// The focused field's text, for editing.
+    pub fn focused_mut(&mut self) -> Option<&mut String> {
+        self.fields.get_mut(self.focus).map(|f| &mut f.value)
+    }
+
+    fn value(&self, i: usize) -> &str {
+        self.fields.get(i).map_or("", |f| f.value.trim())
+    }
+
+    /// Checks every field and builds the intent, or names the field to fix and why.
+    pub fn validate(&self) -> Result<Intent, (usize, String)> {
+        let code_at = self.fields.len().saturating_sub(1);
+        let code = self.value(code_at).to_string();
+        let check_code = || {
+            if code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err((
+                    code_at,
+                    "The TOTP code is 6 digits: type the current code from your authenticator."
+                        .to_string(),
+                ))
+            }
+        };
+        match &self.purpose {
+            Purpose::NewRequest { target } => {
+                let reason = self.value(REASON);
+                let min = self.limits.min_reason_len;
+                if reason.chars().count() < min {
+                    return Err((
+                        REASON,
+                        format!(
+                            "The reason needs at least {min} characters ({} so far): say what is broken and why a shell helps.",
+                            reason.chars().count()
+                        ),
+                    ));
+                }
+                let duration = parse_duration(self.value(DURATION), &self.limits)
+                    .map_err(|m| (DURATION, m))?;
+                check_code()?;
+                let incident = Some(self.value(INCIDENT).to_string()).filter(|s| !s.is_empty());
+                Ok(Intent::CreateRequest {
+                    target: target.clone(),
+                    reason: reason.to_string(),
+                    incident,
+                    duration,
+                    code,
+                })
+            }
+            Purpose::Approve { id } => {
+                check_code()?;
+                let comment = Some(self.value(0).to_string()).filter(|s| !s.is_empty());
+                Ok(Intent::Approve {
+                    id: id.clone(),
+                    code,
+                    comment,
+                })
+            }
+            Purpose::Deny { id } => {
+                let comment = self.value(0);
+                if comment.is_empty() {
+                    return Err((
+                        0,
+                        "Say why you deny it: the requester sees this.".to_string(),
+                    ));
+                }
+                check_code()?;
+                Ok(Intent::Deny {
+                    id: id.clone(),
+                    code,
+                    comment: comment.to_string(),
+                })
+            }
+            Purpose::SwitchUser => {
+                let name = self.value(0);
+                if name.is_empty() {
+                    return Err((0, "Type the name of an enrolled user.".to_string()));
+                }
+                check_code()?;
+                Ok(Intent::SwitchUser {
+                    name: name.to_string(),
+                    code,
+                })
+            }
+        }
+    }
+}
+
+fn parse_duration(text: &str, limits: &PolicyLimits) -> Result<Duration, String> {
+    let max = humantime::format_duration(limits.max_duration);
+    let d = humantime::parse_duration(text)
+        .map_err(|_| format!("Type a duration like 30m or 1h (at most {max})."))?;
+    if d.is_zero() {
+        return Err(format!(
+            "The duration must be more than zero (at most {max})."
+        ));
+    }
+    if d > limits.max_duration {
+        return Err(format!(
+            "Policy allows at most {max}: ask for less, you can request again."
+        ));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(reason: &str, duration: &str, code: &str) -> Form {
+        let mut f = Form::new_request("mi-1", PolicyLimits::default());
+        f.fields[REASON].value = reason.into();
+        f.fields[DURATION].value = duration.into();
+        f.fields[3].value = code.into();
+        f
+    }
+
+    #[test]
+    fn request_form_names_the_field_to_fix() {
+        assert_eq!(
+            filled("short", "30m", "123456").validate().unwrap_err().0,
+            REASON
+        );
+        let long = "disk full on the primary";
+        assert_eq!(
+            filled(long, "5h", "123456").validate().unwrap_err().0,
+            DURATION
+        );
+        assert_eq!(
+            filled(long, "soon", "123456").validate().unwrap_err().0,
+            DURATION
+        );
+        assert_eq!(filled(long, "30m", "12a456").validate().unwrap_err().0, 3);
+        assert_eq!(
+            filled(long, "30m", "123456").validate().unwrap(),
+            Intent::CreateRequest {
+                target: "mi-1".into(),
+                reason: long.into(),
+                incident: None,
+                duration: Duration::from_secs(1800),
+                code: "123456".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn deny_requires_a_comment() {
+        let mut f = Form::deny("r1");
+        f.fields[1].value = "123456".into();
+        assert_eq!(f.validate().unwrap_err().0, 0);
+        f.fields[0].value = "not now".into();
+        assert!(matches!(f.validate(), Ok(Intent::Deny { .. })));
+    }
+}

@@ -1,0 +1,255 @@
+//! View-model snapshots: what the screens show, decoupled from the broker's and fleet's types.
+//!
+//! The driver builds these from the real parts; views and `update` only ever see these.
+
+use chrono::{DateTime, Utc};
+
+/// A list that may still be loading or may have failed to load.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Loadable<T> {
+    /// Not loaded yet.
+    #[default]
+    Loading,
+    /// Loading failed; the message says why and what to do.
+    Failed(String),
+    /// Loaded (possibly empty).
+    Ready(T),
+}
+
+impl<T> Loadable<T> {
+    /// The loaded value, if any.
+    pub fn ready(&self) -> Option<&T> {
+        match self {
+            Loadable::Ready(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A badge on a fleet node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Badge {
+    /// Touched by a break-glass session: will be replaced.
+    Tainted,
+    /// Being replaced now.
+    Replacing,
+    /// Has a session that did not go through pink-sombrero.
+    Rogue,
+    /// A pink-sombrero session is open on it.
+    InSession,
+}
+
+impl Badge {
+    /// The text shown on screen.
+    pub fn label(self) -> &'static str {
+        match self {
+            Badge::Tainted => "TAINTED",
+            Badge::Replacing => "REPLACING",
+            Badge::Rogue => "ROGUE",
+            Badge::InSession => "IN SESSION",
+        }
+    }
+}
+
+/// One node of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRow {
+    /// Instance or managed-node id (`i-...`, `mi-...`).
+    pub id: String,
+    /// Human name (Name tag or computer name).
+    pub name: String,
+    /// Agent ping status (`Online`, `ConnectionLost`, ...).
+    pub ping: String,
+    /// Platform (`Linux`, ...).
+    pub platform: String,
+    /// When the node registered, if known.
+    pub registered_at: Option<DateTime<Utc>>,
+    /// Badges to show.
+    pub badges: Vec<Badge>,
+}
+
+/// Where a request is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved; a session may be opened within the grant window.
+    Approved,
+    /// Denied by an approver.
+    Denied,
+    /// Cancelled by the requester.
+    Cancelled,
+    /// Not approved or not used in time.
+    Expired,
+    /// A session is running.
+    Active,
+    /// The session ended.
+    Closed,
+}
+
+impl RequestState {
+    /// The text shown on screen.
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Denied => "denied",
+            RequestState::Cancelled => "cancelled",
+            RequestState::Expired => "expired",
+            RequestState::Active => "active",
+            RequestState::Closed => "closed",
+        }
+    }
+}
+
+/// One break-glass request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    /// Request id.
+    pub id: String,
+    /// Who asked.
+    pub requester: String,
+    /// Target node id.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+    /// Incident reference, if given.
+    pub incident: Option<String>,
+    /// Lifecycle state.
+    pub state: RequestState,
+    /// Approvers so far, in order.
+    pub approved_by: Vec<String>,
+    /// Approvals required by policy.
+    pub approvals_required: u32,
+    /// When it was asked.
+    pub created_at: DateTime<Utc>,
+    /// When the current phase ends (approval TTL, grant window or session end), if any.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// One request waiting for this user's approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalItem {
+    /// The request.
+    pub request: RequestRow,
+}
+
+/// Result of verifying the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStatus {
+    /// Every link verified.
+    Intact {
+        /// Number of events checked.
+        events: u64,
+    },
+    /// The first broken link.
+    Broken {
+        /// Sequence number of the first bad event.
+        at: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Sequence number in the chain.
+    pub seq: u64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// Event kind (`request.created`, `mfa.failed`, ...).
+    pub kind: String,
+    /// Request id, if the event concerns one.
+    pub request: Option<String>,
+    /// Short human detail.
+    pub detail: String,
+}
+
+/// Integrity of a recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Integrity {
+    /// Chain and signature verify.
+    Sealed,
+    /// Chain verifies up to the end, but it was never sealed (cut short).
+    Unsealed,
+    /// Verification failed; names the first bad line.
+    Broken(String),
+}
+
+/// One session recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRow {
+    /// The cast file.
+    pub path: std::path::PathBuf,
+    /// Request id it belongs to.
+    pub request: String,
+    /// Target node.
+    pub target: String,
+    /// Who worked in it.
+    pub user: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Length in seconds.
+    pub duration_secs: u64,
+    /// Integrity verdict.
+    pub integrity: Integrity,
+    /// Reviewer who signed it off, if any.
+    pub reviewed_by: Option<String>,
+}
+
+/// The policy limits the request form shows and checks before asking the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyLimits {
+    /// Minimum reason length in characters.
+    pub min_reason_len: usize,
+    /// Longest grant.
+    pub max_duration: std::time::Duration,
+    /// Default grant proposed by the form.
+    pub default_duration: std::time::Duration,
+    /// Approvals required.
+    pub approvals_required: u32,
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        PolicyLimits {
+            min_reason_len: 10,
+            max_duration: std::time::Duration::from_secs(3600),
+            default_duration: std::time::Duration::from_secs(30 * 60),
+            approvals_required: 2,
+        }
+    }
+}
+
+/// Everything the broker side shows, read in one go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerSnapshot {
+    /// All requests, newest first.
+    pub requests: Vec<RequestRow>,
+    /// Requests the acting user may approve, newest first.
+    pub approvals: Vec<ApprovalItem>,
+    /// Audit events, newest first.
+    pub audit: Vec<AuditRow>,
+    /// Audit chain verdict.
+    pub chain: Option<ChainStatus>,
+    /// Recordings, newest first.
+    pub recordings: Vec<RecordingRow>,
+    /// Policy limits.
+    pub policy: PolicyLimits,
+}
+
+/// One demo user's current TOTP code (demo mode only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoCode {
+    /// User name.
+    pub user: String,
+    /// Their role in the demo (`requester`, `approver`).
+    pub role: String,
+    /// The current 6-digit code.
+    pub code: String,
+    /// Seconds until it changes.
+    pub seconds_left: u64,
+}

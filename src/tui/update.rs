@@ -1,0 +1,439 @@
+//! The pure update: `(state, action) -> intents`. No I/O here; the driver performs the intents.
+
+use std::collections::HashSet;
+
+use super::action::{Action, Done, Screen};
+use super::app::{State, Status};
+use super::form::Form;
+use super::intent::Intent;
+use super::model::{Loadable, RequestState};
+use super::session::{self, Chord, Liveness, SessionPane};
+
+/// Applies one action to the state and returns what the driver must do.
+pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
+    match action {
+        Action::NextTab => go_to(s, Screen::ALL[(s.screen.index() + 1) % Screen::ALL.len()]),
+        Action::PrevTab => go_to(
+            s,
+            Screen::ALL[(s.screen.index() + Screen::ALL.len() - 1) % Screen::ALL.len()],
+        ),
+        Action::GoTo(screen) => go_to(s, screen),
+        Action::Up => move_cursor(s, -1),
+        Action::Down => move_cursor(s, 1),
+        Action::PageUp => move_cursor(s, -page(s)),
+        Action::PageDown => move_cursor(s, page(s)),
+        Action::Back => return back(s),
+        Action::Quit => return quit(s),
+        Action::Help => s.help = true,
+        Action::StartFilter => start_filter(s),
+        Action::StartRequest => start_request(s),
+        Action::ToggleMine => {
+            s.only_mine = !s.only_mine;
+            s.clamp_cursor(Screen::Requests);
+        }
+        Action::OpenSession => return open_session(s),
+        Action::CancelRequest => return cancel_request(s),
+        Action::Approve | Action::Deny => start_decision(s, action == Action::Approve),
+        Action::SwitchUser => s.form = Some(Form::switch_user()),
+        Action::OpenRecording => return open_recording(s),
+        Action::NextField | Action::PrevField => {
+            if let Some(f) = s.form.as_mut() {
+                let n = f.fields.len();
+                f.focus = if action == Action::NextField {
+                    (f.focus + 1) % n
+                } else {
+                    (f.focus + n - 1) % n
+                };
+            }
+        }
+        Action::Submit => return submit(s),
+        Action::Backspace => edit(s, |t| {
+            t.pop();
+        }),
+        Action::Input(c) => edit(s, |t| t.push(c)),
+        Action::Paste(text) => {
+            if s.session_attached() {
+                return vec![Intent::SendInput(text.into_bytes())];
+            }
+            let line: String = text.chars().filter(|c| !c.is_control()).collect();
+            edit(s, |t| t.push_str(&line));
+        }
+        Action::SessionKey(key) => return session_key(s, key),
+        Action::Tick(now) => return tick(s, now),
+        Action::Resize(cols, rows) => return resize(s, (cols, rows)),
+        Action::Snapshot(snapshot) => return snapshot_arrived(s, *snapshot),
+        Action::Fleet(fleet) => {
+            s.fleet = fleet;
+            s.refilter_fleet();
+        }
+        Action::ConnectionLost(msg) => {
+            if matches!(s.broker, Loadable::Loading) {
+                s.broker = Loadable::Failed(msg.clone());
+            }
+            s.connection_lost = Some(msg);
+        }
+        Action::DemoCodes(codes) => s.demo_codes = Some(codes),
+        Action::Done(done) => return done_(s, done),
+        Action::Refused(msg) => match s.form.as_mut() {
+            Some(f) => {
+                f.busy = false;
+                f.error = Some(msg);
+            }
+            None => s.status = Some(Status::Error(msg)),
+        },
+        Action::SessionOutput(bytes) => {
+            if let Some(p) = s.session.as_mut() {
+                p.parser.process(&bytes);
+            }
+        }
+        Action::SessionNotice(msg) => {
+            if let Some(p) = s.session.as_mut() {
+                p.notice = Some(msg);
+            }
+        }
+        Action::SessionClosed(msg) => {
+            if let Some(p) = s.session.as_mut() {
+                p.liveness = Liveness::Ended(msg.clone());
+            }
+            s.status = Some(Status::Info(format!(
+                "{msg}. The node is tainted and will be replaced: watch it on Fleet (1); the recording is on Recordings (5)."
+            )));
+            return vec![Intent::Reload];
+        }
+    }
+    Vec::new()
+}
+
+/// The clock moved; a session whose grant ended is ended (once), whatever else should have.
+fn tick(s: &mut State, now: chrono::DateTime<chrono::Utc>) -> Vec<Intent> {
+    s.now = now;
+    match s.session.as_mut() {
+        Some(p) if p.is_live() && !p.end_requested && p.ends_at.is_some_and(|t| t <= now) => {
+            p.end_requested = true;
+            p.notice = Some("the approved time is over: ending the session".to_string());
+            vec![Intent::EndSession]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn go_to(s: &mut State, screen: Screen) {
+    s.screen = screen;
+    s.help = false;
+}
+
+fn page(s: &State) -> isize {
+    isize::from(
+        u8::try_from(s.size.1.saturating_sub(8))
+            .unwrap_or(u8::MAX)
+            .max(1),
+    )
+}
+
+fn move_cursor(s: &mut State, delta: isize) {
+    let n = s.row_count(s.screen);
+    let c = &mut s.cursors[s.screen.index()].selected;
+    *c = c.saturating_add_signed(delta).min(n.saturating_sub(1));
+}
+
+fn back(s: &mut State) -> Vec<Intent> {
+    if s.help {
+        s.help = false;
+    } else if s.form.take().is_some() {
+        s.status = Some(Status::Info("Cancelled.".to_string()));
+    } else if s.fleet_filter.editing || s.audit_filter.editing {
+        let f = if s.screen == Screen::Fleet {
+            &mut s.fleet_filter
+        } else {
+            &mut s.audit_filter
+        };
+        *f = Default::default();
+        s.refilter_fleet();
+    } else if s.screen != Screen::Fleet {
+        s.screen = Screen::Fleet;
+    } else {
+        return quit(s);
+    }
+    Vec::new()
+}
+
+fn quit(s: &mut State) -> Vec<Intent> {
+    s.quit = true;
+    let mut intents = Vec::new();
+    if s.session.as_ref().is_some_and(|p| p.is_live()) {
+        intents.push(Intent::EndSession);
+    }
+    intents.push(Intent::Quit);
+    intents
+}
+
+fn start_filter(s: &mut State) {
+    match s.screen {
+        Screen::Fleet => s.fleet_filter.editing = true,
+        Screen::Audit => s.audit_filter.editing = true,
+        _ => {}
+    }
+}
+
+fn start_request(s: &mut State) {
+    let limits = s
+        .broker
+        .ready()
+        .map(|b| b.policy.clone())
+        .unwrap_or_default();
+    match s.selected_node() {
+        Some(node) => s.form = Some(Form::new_request(&node.id, limits)),
+        None => {
+            s.status = Some(Status::Error(
+                "No node selected: wait for the fleet to load, or clear the filter (/ then Esc)."
+                    .to_string(),
+            ))
+        }
+    }
+}
+
+fn selected_request(s: &State) -> Option<super::model::RequestRow> {
+    s.visible_requests()
+        .get(s.cursor(Screen::Requests))
+        .map(|r| (*r).clone())
+}
+
+fn open_session(s: &mut State) -> Vec<Intent> {
+    if s.session.as_ref().is_some_and(|p| p.is_live()) {
+        s.screen = Screen::Session;
+        return Vec::new();
+    }
+    if s.screen != Screen::Requests {
+        s.status = Some(Status::Error(
+            "No session running: on Requests (2) select your approved request and press o."
+                .to_string(),
+        ));
+        return Vec::new();
+    }
+    let Some(r) = selected_request(s) else {
+        s.status = Some(Status::Error("No request selected.".to_string()));
+        return Vec::new();
+    };
+    let problem = if r.requester != s.user {
+        Some(format!(
+            "Only {} can open this session (you act as {}; press u to switch).",
+            r.requester, s.user
+        ))
+    } else if r.state != RequestState::Approved {
+        Some(format!(
+            "This request is {}: a session opens only once it is approved ({}/{} approvals).",
+            r.state.label(),
+            r.approved_by.len(),
+            r.approvals_required
+        ))
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        s.status = Some(Status::Error(p));
+        return Vec::new();
+    }
+    let (rows, cols) = session::pane_size(s.size);
+    s.status = Some(Status::Info(format!(
+        "Opening {}: tainting {} first, then starting the recorded session...",
+        r.id, r.target
+    )));
+    vec![Intent::OpenSession {
+        id: r.id,
+        rows,
+        cols,
+    }]
+}
+
+fn cancel_request(s: &mut State) -> Vec<Intent> {
+    match selected_request(s) {
+        Some(r)
+            if r.requester == s.user
+                && matches!(r.state, RequestState::Pending | RequestState::Approved) =>
+        {
+            vec![Intent::Cancel { id: r.id }]
+        }
+        Some(_) => {
+            s.status = Some(Status::Error(
+                "Only your own pending or approved requests can be cancelled.".to_string(),
+            ));
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
+}
+
+fn start_decision(s: &mut State, approve: bool) {
+    let id = s
+        .broker
+        .ready()
+        .and_then(|b| b.approvals.get(s.cursor(Screen::Approvals)))
+        .map(|a| a.request.id.clone());
+    match id {
+        Some(id) if approve => s.form = Some(Form::approve(&id)),
+        Some(id) => s.form = Some(Form::deny(&id)),
+        None => {
+            s.status = Some(Status::Error(
+                "Nothing to decide: the queue is empty for this user (press u to switch user)."
+                    .to_string(),
+            ))
+        }
+    }
+}
+
+fn open_recording(s: &mut State) -> Vec<Intent> {
+    let path = s
+        .broker
+        .ready()
+        .and_then(|b| b.recordings.get(s.cursor(Screen::Recordings)))
+        .map(|r| r.path.clone());
+    path.map(Intent::OpenRecording).into_iter().collect()
+}
+
+fn submit(s: &mut State) -> Vec<Intent> {
+    if let Some(f) = s.form.as_mut() {
+        if f.busy {
+            return Vec::new();
+        }
+        if !f.on_last_field() {
+            f.focus += 1;
+            return Vec::new();
+        }
+        return match f.validate() {
+            Ok(intent) => {
+                f.busy = true;
+                f.error = None;
+                vec![intent]
+            }
+            Err((field, msg)) => {
+                f.focus = field;
+                f.error = Some(msg);
+                Vec::new()
+            }
+        };
+    }
+    s.fleet_filter.editing = false;
+    s.audit_filter.editing = false;
+    Vec::new()
+}
+
+fn edit(s: &mut State, change: impl FnOnce(&mut String)) {
+    if let Some(f) = s.form.as_mut() {
+        if !f.busy
+            && let Some(t) = f.focused_mut()
+        {
+            change(t);
+            f.error = None;
+        }
+    } else if s.fleet_filter.editing {
+        change(&mut s.fleet_filter.text);
+        s.refilter_fleet();
+    } else if s.audit_filter.editing {
+        change(&mut s.audit_filter.text);
+        s.clamp_cursor(Screen::Audit);
+    }
+}
+
+fn session_key(s: &mut State, key: crossterm::event::KeyEvent) -> Vec<Intent> {
+    let Some(p) = s.session.as_mut() else {
+        return Vec::new();
+    };
+    let chord = session::interpret(key, p.prefix_pending);
+    p.prefix_pending = chord == Chord::Prefix;
+    match chord {
+        Chord::Send(bytes) => vec![Intent::SendInput(bytes)],
+        Chord::Detach => {
+            s.screen = Screen::Requests;
+            s.status = Some(Status::Info(
+                "Detached: the session keeps running and recording. Press 4 then o to return."
+                    .to_string(),
+            ));
+            Vec::new()
+        }
+        Chord::End => {
+            p.end_requested = true;
+            vec![Intent::EndSession]
+        }
+        Chord::Prefix | Chord::Nothing => Vec::new(),
+    }
+}
+
+fn resize(s: &mut State, size: (u16, u16)) -> Vec<Intent> {
+    s.size = size;
+    let pane = session::pane_size(size);
+    match s.session.as_mut() {
+        Some(p) if p.is_live() && p.parser.screen().size() != pane => {
+            let (rows, cols) = p.resize(pane);
+            vec![Intent::Resize { rows, cols }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn snapshot_arrived(s: &mut State, snapshot: super::model::BrokerSnapshot) -> Vec<Intent> {
+    let ids: HashSet<String> = snapshot
+        .approvals
+        .iter()
+        .map(|a| a.request.id.clone())
+        .collect();
+    let fresh: Vec<&super::model::ApprovalItem> = match &s.seen_approvals {
+        Some(seen) => snapshot
+            .approvals
+            .iter()
+            .filter(|a| !seen.contains(&a.request.id))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut intents = Vec::new();
+    if let Some(a) = fresh.first() {
+        s.status = Some(Status::Info(format!(
+            "New approval request: {} wants {} ({}). See Approvals (3).",
+            a.request.requester, a.request.target, a.request.reason
+        )));
+        intents.push(Intent::Bell);
+    }
+    s.seen_approvals = Some(ids);
+    s.broker = Loadable::Ready(snapshot);
+    s.connection_lost = None;
+    for screen in Screen::ALL {
+        s.clamp_cursor(screen);
+    }
+    intents
+}
+
+fn done_(s: &mut State, done: Done) -> Vec<Intent> {
+    let needed = s.broker.ready().map_or(2, |b| b.policy.approvals_required);
+    let message = match done {
+        Done::RequestCreated { id } => {
+            s.screen = Screen::Requests;
+            format!(
+                "Request {id} created: it needs {needed} approvals. Approvers see it on Approvals (3); to approve on this console press u and switch user."
+            )
+        }
+        Done::Approved { id } => format!("Approved {id}."),
+        Done::Denied { id } => format!("Denied {id}."),
+        Done::Cancelled { id } => format!("Cancelled {id}."),
+        Done::UserSwitched { name } => {
+            s.user = name.clone();
+            s.seen_approvals = None;
+            format!("You now act as {name}.")
+        }
+        Done::SessionOpened {
+            request,
+            target,
+            ends_at,
+            recording,
+        } => {
+            let pane = session::pane_size(s.size);
+            s.session = Some(SessionPane::new(
+                &request, &target, ends_at, recording, pane,
+            ));
+            s.screen = Screen::Session;
+            format!("Session open on {target}. {}", session::CHORD_HELP)
+        }
+        Done::RecordingClosed => "Player closed.".to_string(),
+    };
+    s.form = None;
+    s.status = Some(Status::Info(message));
+    vec![Intent::Reload]
+}

@@ -1,0 +1,123 @@
+//! Fleet: the nodes, filterable, with badges.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row};
+
+use crate::tui::action::Screen;
+use crate::tui::app::State;
+use crate::tui::model::{Badge, Loadable};
+use crate::tui::theme::Theme;
+use crate::tui::widgets::{self, Listing, badge};
+
+/// Draws the Fleet screen.
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let rows = match &state.fleet {
+        Loadable::Loading => {
+            let lines = vec![Line::styled("Listing the fleet…", theme.text_dim)];
+            return widgets::message(frame, area, widgets::panel(" Fleet ", theme), lines);
+        }
+        Loadable::Failed(msg) => {
+            let lines = vec![
+                Line::styled("Cannot list the fleet.", theme.status_error),
+                Line::styled(msg.clone(), theme.text),
+                Line::styled(
+                    "Check the lab or your AWS credentials and region; it retries by itself.",
+                    theme.text_dim,
+                ),
+            ];
+            return widgets::message(frame, area, widgets::panel(" Fleet ", theme), lines);
+        }
+        Loadable::Ready(rows) => rows,
+    };
+    let [filter, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    let f = &state.fleet_filter;
+    let filter_line = if f.editing || !f.text.is_empty() {
+        let cursor = if f.editing { "▏" } else { "" };
+        Line::from(vec![
+            Span::styled("/ ", theme.key),
+            Span::styled(format!("{}{cursor}", f.text), theme.input_focused),
+            Span::styled(
+                format!("  {} of {} nodes", state.fleet_visible.len(), rows.len()),
+                theme.text_dim,
+            ),
+        ])
+    } else {
+        Line::styled(
+            format!(
+                "{} nodes · select one and press b to ask for access",
+                rows.len()
+            ),
+            theme.text_dim,
+        )
+    };
+    frame.render_widget(filter_line, filter);
+    if state.fleet_visible.is_empty() {
+        let lines = if rows.is_empty() {
+            vec![
+                Line::styled("No nodes in the fleet.", theme.text),
+                Line::styled(
+                    "Start a lab (sombrero lab) or check --endpoint-url, region and profile.",
+                    theme.text_dim,
+                ),
+            ]
+        } else {
+            vec![Line::styled(
+                "No node matches the filter: Esc clears it.",
+                theme.text,
+            )]
+        };
+        return widgets::message(frame, table, widgets::panel(" Fleet ", theme), lines);
+    }
+    let header = Row::new(["NAME", "ID", "PING", "PLATFORM", "AGE", ""]);
+    let widths = vec![
+        Constraint::Fill(2),
+        Constraint::Length(20),
+        Constraint::Length(15),
+        Constraint::Length(9),
+        Constraint::Length(5),
+        Constraint::Fill(2),
+    ];
+    let listing = Listing {
+        block: widgets::panel(" Fleet ", theme),
+        header,
+        widths,
+        len: state.fleet_visible.len(),
+        selected: state.cursor(Screen::Fleet),
+    };
+    widgets::windowed_table(frame, table, listing, theme, |i| {
+        let Some(r) = state.fleet_visible.get(i).and_then(|j| rows.get(*j)) else {
+            return Row::default();
+        };
+        let badges: Vec<Span> = r
+            .badges
+            .iter()
+            .flat_map(|b| {
+                let style = match b {
+                    Badge::Tainted | Badge::Rogue => theme.badge_danger,
+                    Badge::Replacing => theme.badge_warn,
+                    Badge::InSession => theme.badge_ok,
+                };
+                [badge(b.label(), style), Span::raw(" ")]
+            })
+            .collect();
+        let ping_style = if r.ping == "Online" {
+            theme.text
+        } else {
+            theme.status_error
+        };
+        Row::new(vec![
+            Cell::from(Span::styled(r.name.clone(), theme.text)),
+            Cell::from(Span::styled(r.id.clone(), theme.text_dim)),
+            Cell::from(Span::styled(r.ping.clone(), ping_style)),
+            Cell::from(Span::styled(r.platform.clone(), theme.text)),
+            Cell::from(Span::styled(
+                r.registered_at
+                    .map_or("—".to_string(), |t| widgets::age(state.now, t)),
+                theme.text_dim,
+            )),
+            Cell::from(Line::from(badges)),
+        ])
+    });
+}

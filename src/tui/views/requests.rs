@@ -1,0 +1,125 @@
+//! Requests: mine or everyone's, with state, approvals and time left.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
+
+use crate::tui::action::Screen;
+use crate::tui::app::State;
+use crate::tui::model::{RequestRow, RequestState};
+use crate::tui::theme::Theme;
+use crate::tui::widgets::{self, Listing, badge};
+
+/// The style of a request state badge.
+pub fn state_style(state: RequestState, theme: &Theme) -> Style {
+    match state {
+        RequestState::Pending => theme.badge_warn,
+        RequestState::Approved | RequestState::Active => theme.badge_ok,
+        RequestState::Denied | RequestState::Expired => theme.badge_danger,
+        RequestState::Cancelled | RequestState::Closed => theme.text_dim,
+    }
+}
+
+/// `1/2 bob`.
+pub fn approvals_cell(r: &RequestRow) -> String {
+    let who = r.approved_by.join(", ");
+    format!("{}/{} {who}", r.approved_by.len(), r.approvals_required)
+}
+
+/// Draws the Requests screen.
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let title = if state.only_mine {
+        format!(" Requests: {}'s (m: everyone's) ", state.user)
+    } else {
+        " Requests: everyone's (m: mine only) ".to_string()
+    };
+    if let Some(lines) = super::broker_not_ready(state, "requests", theme) {
+        return widgets::message(frame, area, widgets::panel(title, theme), lines);
+    }
+    let rows = state.visible_requests();
+    if rows.is_empty() {
+        let lines = vec![
+            Line::styled("No requests yet.", theme.text),
+            Line::styled(
+                "Go to Fleet (1), select a node and press b to ask for break-glass access.",
+                theme.text_dim,
+            ),
+        ];
+        return widgets::message(frame, area, widgets::panel(title, theme), lines);
+    }
+    let [table, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
+    let selected = state.cursor(Screen::Requests);
+    let header = Row::new([
+        "ID",
+        "STATE",
+        "REQUESTER",
+        "TARGET",
+        "APPROVALS",
+        "LEFT",
+        "REASON",
+    ]);
+    let widths = vec![
+        Constraint::Length(10),
+        Constraint::Length(11),
+        Constraint::Length(10),
+        Constraint::Length(20),
+        Constraint::Length(16),
+        Constraint::Length(8),
+        Constraint::Fill(1),
+    ];
+    let listing = Listing {
+        block: widgets::panel(title, theme),
+        header,
+        widths,
+        len: rows.len(),
+        selected,
+    };
+    widgets::windowed_table(frame, table, listing, theme, |i| {
+        let Some(r) = rows.get(i) else {
+            return Row::default();
+        };
+        Row::new(vec![
+            Cell::from(Span::styled(r.id.clone(), theme.text_dim)),
+            Cell::from(badge(r.state.label(), state_style(r.state, theme))),
+            Cell::from(Span::styled(r.requester.clone(), theme.text)),
+            Cell::from(Span::styled(r.target.clone(), theme.text)),
+            Cell::from(Span::styled(approvals_cell(r), theme.text)),
+            Cell::from(Span::styled(
+                widgets::time_left(state.now, r.deadline),
+                theme.text,
+            )),
+            Cell::from(Span::styled(r.reason.clone(), theme.text)),
+        ])
+    });
+    if let Some(r) = rows.get(selected) {
+        let next = match r.state {
+            RequestState::Approved if r.requester == state.user => {
+                "Approved: press o to open the session."
+            }
+            RequestState::Approved => "Approved: only the requester can open it.",
+            RequestState::Pending => {
+                "Waiting for approvers (they see it on Approvals). c cancels if it is yours."
+            }
+            RequestState::Active => "A session is running.",
+            _ => "Finished.",
+        };
+        let lines = vec![
+            Line::from(vec![
+                Span::styled(format!("{} ", r.id), theme.title),
+                Span::styled(
+                    format!(
+                        "incident {} · approvals {}",
+                        r.incident.as_deref().unwrap_or("—"),
+                        approvals_cell(r)
+                    ),
+                    theme.text_dim,
+                ),
+            ]),
+            Line::styled(r.reason.clone(), theme.text),
+            Line::styled(next, theme.key),
+        ];
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), detail);
+    }
+}
