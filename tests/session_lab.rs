@@ -49,8 +49,13 @@ impl World {
         c
     }
 
-    /// An approved request by rita on `target`.
+    /// An approved request by rita on `target` for 10 minutes.
     fn approved(&mut self, target: &str) -> String {
+        self.approved_for(target, "10m")
+    }
+
+    /// An approved request by rita on `target` for `duration`.
+    fn approved_for(&mut self, target: &str, duration: &str) -> String {
         let code = self.env.code("rita");
         let out = self
             .env
@@ -65,7 +70,7 @@ impl World {
                 "--code",
                 &code,
                 "--duration",
-                "10m",
+                duration,
                 "--json",
             ])
             .ok();
@@ -262,7 +267,7 @@ async fn full_disk_mid_session_terminates_it() {
     let id = w.approved(&node);
 
     // 256 KiB of room; the session prints megabytes, so the recording fills the disk.
-    let script = "head -c 3000000 /dev/zero | base64\nsleep 5\necho STILL-RUNNING\nexit\n";
+    let script = "head -c 3000000 /dev/zero | base64\nsleep 5\necho STILL-\"\"RUNNING\nexit\n";
     let out = w.open_on_tmpfs(&id, script, "size=256k");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -310,5 +315,86 @@ async fn unwritable_recordings_dir_means_no_session() {
     let kinds = w.audit_kinds();
     assert!(kinds.iter().any(|k| k == "recording_failed"), "{kinds:?}");
     assert!(!kinds.iter().any(|k| k == "session_opened"), "{kinds:?}");
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approved_duration_ends_the_session() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved_for(&node, "4s");
+
+    let out = w.open(&id, "echo started\nsleep 60; echo LA\"\"TE\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("started"), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("LATE"), "the session outlived its grant");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("s left"),
+        "no warning before the end: {stderr}"
+    );
+    assert!(stderr.contains("session closed: "), "{stderr}");
+
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "closed");
+    let cast = std::fs::read_to_string(&w.recordings()[0]).unwrap();
+    assert!(cast.contains("warning:"), "expiry warning marker missing");
+    assert!(!w.lab.nodes().iter().any(|n| n.id == node), "not replaced");
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_leaves_a_tainted_node_the_reaper_replaces() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[1].id.clone();
+    let id = w.approved_for(&node, "3s");
+
+    // A client that holds its session open (stdin stays open), then dies without cleanup.
+    let mut child = w
+        .command(&["open", &id, "--as", "rita"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+        if shown["request"]["state"] == "active" && shown["request"]["session_id"].is_string() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "session never opened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let tainted = w.lab.nodes().into_iter().find(|n| n.id == node).unwrap();
+    assert!(
+        tainted
+            .tags
+            .iter()
+            .any(|(k, v)| k == "pink-sombrero:tainted" && v == "true"),
+        "{:?}",
+        tainted.tags
+    );
+
+    // Once the grant is over, the reaper ends the orphaned session and replaces the node.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let reap = w.command(&["reap", "--json"]).output().unwrap();
+    assert!(
+        reap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reap.stderr)
+    );
+    assert!(!w.lab.nodes().iter().any(|n| n.id == node), "not reaped");
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "closed");
+
+    // Idempotent: nothing left to do.
+    let again = w.command(&["reap", "--json"]).output().unwrap();
+    assert!(again.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(0), "{rows}");
     w.lab.shutdown().await;
 }

@@ -134,6 +134,17 @@ pub fn init_logging(paths: &Paths) -> anyhow::Result<()> {
 /// Parses the command line, runs it, and turns the outcome into an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Printing commands end quietly when their reader goes away (`sombrero show X | head`), as
+    // other command-line tools do. Commands that hold a session, a fleet or a terminal keep
+    // the default Rust behaviour so they always get to close, seal and restore.
+    let holds_state = matches!(
+        cli.command,
+        None | Some(Command::Open(_) | Command::Tui(_) | Command::Demo(_) | Command::Lab(_))
+    );
+    if !holds_state {
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -196,26 +196,61 @@ impl Shell {
         }
     }
 
-    /// Hangs the shell up (SIGHUP), then kills it if it is still there a second later.
+    /// Ends the node's terminal session at once: SIGKILL to every process in the session the
+    /// shell leads, then once more shortly after for anything forked in between. A gentler
+    /// hang-up lets the shell run the rest of a command line (`sleep 60; echo LATE`) after a
+    /// session was terminated, and a foreground job could keep the terminal open.
     pub(crate) fn kill(&self) {
         let Some(pid) = self.pid else { return };
         if self.exited.load(Ordering::SeqCst) {
             return;
         }
         let Ok(pid) = i32::try_from(pid) else { return };
-        // SAFETY: plain signal delivery to the child we started; no memory is involved.
-        unsafe { libc::kill(pid, libc::SIGHUP) };
+        kill_session(pid);
         let exited = self.exited.clone();
         let _ = std::thread::Builder::new()
             .name("lab-pty-reaper".into())
             .spawn(move || {
-                std::thread::sleep(Duration::from_secs(1));
+                std::thread::sleep(Duration::from_millis(200));
                 if !exited.load(Ordering::SeqCst) {
-                    // SAFETY: as above; the reader thread has not reaped it, so the pid is ours.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    kill_session(pid);
                 }
             });
     }
+}
+
+/// SIGKILL to every process in session `sid`, the shell first so it forks nothing more.
+fn kill_session(sid: i32) {
+    // SAFETY: plain signal delivery to the shell we started and processes in its session.
+    unsafe { libc::kill(sid, libc::SIGKILL) };
+    for member in session_members(sid) {
+        // SAFETY: as above.
+        unsafe { libc::kill(member, libc::SIGKILL) };
+    }
+}
+
+/// Processes whose session id is `sid` (the shell leads its own session on the terminal).
+fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![sid];
+    };
+    let mut out: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Fields after the parenthesised command: state ppid pgrp session ...
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(3)?.parse::<i32>().ok()
+                })
+                == Some(sid)
+        })
+        .collect();
+    if !out.contains(&sid) {
+        out.push(sid);
+    }
+    out
 }
 
 impl Drop for Shell {
