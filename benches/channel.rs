@@ -33,7 +33,7 @@ fn main() {
     session_core(scale);
     client_throughput(scale);
     echo_latency(keys);
-    lab_bulk_output(scale);
+    recording_overhead(scale);
     lab_echo_latency(keys);
     pty_echo_latency(keys);
 }
@@ -105,11 +105,24 @@ async fn drain_until(
     events: &mut tokio::sync::mpsc::Receiver<SessionEvent>,
     marker: &[u8],
 ) -> usize {
+    drain_recording(events, marker, &mut None).await
+}
+
+/// [`drain_until`], writing every chunk into `recorder` as a session does.
+async fn drain_recording(
+    events: &mut tokio::sync::mpsc::Receiver<SessionEvent>,
+    marker: &[u8],
+    recorder: &mut Option<pink_sombrero::recording::Recorder>,
+) -> usize {
     let mut total = 0;
     let mut tail: Vec<u8> = Vec::new();
     loop {
         match events.recv().await {
             Some(SessionEvent::Output(b)) => {
+                if let Some(rec) = recorder.as_mut() {
+                    rec.output(&b).unwrap_or_else(|e| panic!("{e}"));
+                    rec.tick().unwrap_or_else(|e| panic!("{e}"));
+                }
                 total += b.len();
                 tail.extend_from_slice(&b);
                 if tail.windows(marker.len()).any(|w| w == marker) {
@@ -124,30 +137,89 @@ async fn drain_until(
     }
 }
 
-/// Bulk output through the lab: `head -c N /dev/zero | base64`, our client on this thread.
-fn lab_bulk_output(mb: usize) {
+/// Bulk output through the lab, unrecorded and recorded in turn (twice each, so machine noise
+/// hits both): the recorder's cost on a real session stream.
+fn recording_overhead(mb: usize) {
+    let mut plain = Vec::new();
+    let mut recorded = Vec::new();
+    for round in 0..4 {
+        let record = round % 2 == 1;
+        let (rate, cpu) = lab_bulk_output(mb, record);
+        if record {
+            recorded.push((rate, cpu))
+        } else {
+            plain.push((rate, cpu))
+        }
+    }
+    let avg = |v: &[(f64, f64)]| {
+        let n = v.len() as f64;
+        (
+            v.iter().map(|x| x.0).sum::<f64>() / n,
+            v.iter().map(|x| x.1).sum::<f64>() / n,
+        )
+    };
+    let (p_rate, p_cpu) = avg(&plain);
+    let (r_rate, r_cpu) = avg(&recorded);
+    println!(
+        "recording overhead on a bulk lab session: {p_rate:.1} -> {r_rate:.1} MB/s ({:+.1} % throughput), {:.4} -> {:.4} CPU s/MB ({:+.1} % client CPU)",
+        (r_rate / p_rate - 1.0) * 100.0,
+        p_cpu,
+        r_cpu,
+        (r_cpu / p_cpu - 1.0) * 100.0
+    );
+}
+
+/// Bulk output through the lab: `head -c N /dev/zero | base64`, our client on this thread,
+/// optionally recorded with a real sealed recorder. Returns (MB/s, client CPU s per MB).
+fn lab_bulk_output(mb: usize, record: bool) -> (f64, f64) {
     let (endpoint, stop) = lab_thread();
-    runtime().block_on(async move {
+    let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let result = runtime().block_on(async {
         let (handle, mut events) = lab_session(&endpoint).await;
         handle.send_input(b"echo READY-$((1+1))\r".to_vec()).await.unwrap_or_else(|e| panic!("{e}"));
         drain_until(&mut events, b"READY-2").await;
+        let mut recorder = record.then(|| {
+            let key = pink_sombrero::recording::RecorderKey::load_or_create(&scratch.path().join("keys"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let meta = pink_sombrero::recording::RecordingMeta {
+                request_id: "req-bench000".into(),
+                requester: "bench".into(),
+                approvers: vec!["a".into(), "b".into()],
+                target: "mi-bench".into(),
+                reason: "benchmark".into(),
+                session_id: "bench-session".into(),
+                width: 300,
+                height: 100,
+                term: "xterm".into(),
+                shell: "/bin/sh".into(),
+                title: "bench".into(),
+            };
+            pink_sombrero::recording::Recorder::create(&scratch.path().join("rec"), meta, &key)
+                .unwrap_or_else(|e| panic!("{e}"))
+        });
         let cmd = format!("head -c {}M /dev/zero | base64; echo DONE-$((2+2))\r", mb);
         let start = Instant::now();
         let cpu0 = cpu_time_thread();
         handle.send_input(cmd.into_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
-        let bytes = drain_until(&mut events, b"DONE-4").await;
+        let bytes = drain_recording(&mut events, b"DONE-4", &mut recorder).await;
+        if let Some(rec) = recorder {
+            rec.seal().unwrap_or_else(|e| panic!("{e}"));
+        }
         let secs = start.elapsed().as_secs_f64();
         let cpu = (cpu_time_thread() - cpu0).as_secs_f64();
         let mbs = bytes as f64 / MB;
         println!(
-            "client bulk output through the lab (head -c {mb}M /dev/zero | base64, {mbs:.1} MB): {:.1} MB/s, {:.4} CPU s/MB (client thread)",
+            "client bulk output through the lab{} (head -c {mb}M /dev/zero | base64, {mbs:.1} MB): {:.1} MB/s, {:.4} CPU s/MB (client thread)",
+            if record { ", recorded" } else { "" },
             mbs / secs,
             cpu / mbs
         );
         let stats = handle.stats().counters;
         println!("  counters: {stats:?}");
+        (mbs / secs, cpu / mbs)
     });
     stop.send(()).ok();
+    result
 }
 
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
