@@ -25,7 +25,7 @@ use crate::fleet::{
     Fleet, FleetError, ReplaceOptions, ReplaceProgress, ReplaceStrategy, ReplacementOutcome,
     SessionReason, Taint,
 };
-use crate::recording::{Recorder, RecorderKey, RecordingError, RecordingMeta};
+use crate::recording::{Recorder, RecorderKey, RecordingError, RecordingMeta, SealInfo};
 use crate::request::{CloseReason, Request, State};
 
 /// How long to watch a replacement before reporting it unfinished (ASGs take minutes).
@@ -205,16 +205,21 @@ pub struct RecorderTap {
 
 impl RecorderTap {
     fn with<T>(&self, f: impl FnOnce(&mut Recorder) -> Result<T, RecordingError>) -> Option<T> {
-        let mut guard = self.recorder.lock().ok()?;
-        let rec = guard.as_mut()?;
-        match f(rec) {
+        let outcome = match self.recorder.lock() {
+            Ok(mut guard) => match guard.as_mut() {
+                Some(rec) => f(rec).map_err(|e| e.to_string()),
+                None => Err("the recording is already closed".to_string()),
+            },
+            Err(_) => Err("the recorder failed while writing (lock poisoned)".to_string()),
+        };
+        match outcome {
             Ok(v) => Some(v),
-            Err(e) => {
-                tracing::error!(error = %e, "recording failed; terminating the session");
+            Err(why) => {
+                tracing::error!(error = %why, "recording failed; terminating the session");
                 if let Ok(mut f) = self.failure.lock()
                     && f.is_none()
                 {
-                    *f = Some(e.to_string());
+                    *f = Some(why);
                 }
                 // Fail closed: no unrecorded keystroke may reach the instance.
                 let _ = self.handle.terminate();
@@ -239,9 +244,9 @@ impl RecorderTap {
     }
 
     /// Records a resize and forwards it to the session.
-    pub fn resize(&self, cols: u16, rows: u16) {
+    pub fn resize(&self, cols: u16, rows: u16) -> Result<(), client::ChannelError> {
         self.with(|r| r.resize(cols, rows));
-        let _ = self.handle.resize(cols, rows);
+        self.handle.resize(cols, rows)
     }
 
     /// Flushes what is buffered (at least once a second).
@@ -333,8 +338,7 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
         }
     };
 
-    // 1. The recording must be possible before anything touches the instance.
-    if let Err(e) = preflight(&deps.recordings_dir) {
+    let recording_failed = |e: RecordingError| async {
         audit(
             &deps.broker,
             EventKind::RecordingFailed,
@@ -342,8 +346,13 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
             json!({"error": e.to_string()}),
         )
         .await;
-        fail(format!("recording impossible: {e}")).await;
-        return Err(e.into());
+        fail(format!("no recording: {e}")).await;
+        SessionError::Recording(e)
+    };
+
+    // 1. The recording must be possible before anything touches the instance.
+    if let Err(e) = preflight(&deps.recordings_dir) {
+        return Err(recording_failed(e).await);
     }
 
     // 2. Taint before any session: the instance is contaminated from here on.
@@ -398,6 +407,10 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
         let (id, sid) = (request.id.clone(), session_id.clone());
         if let Err(e) = blocking(move || broker.session_started(&id, &sid)).await {
             let _ = deps.fleet.terminate_session(&session_id).await;
+            fail(format!(
+                "the session could not be recorded in the store: {e}"
+            ))
+            .await;
             return Err(e.into());
         }
     }
@@ -435,15 +448,7 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
         Ok(r) => r,
         Err(e) => {
             let _ = deps.fleet.terminate_session(&session_id).await;
-            audit(
-                &deps.broker,
-                EventKind::RecordingFailed,
-                Some(&request.id),
-                json!({"error": e.to_string()}),
-            )
-            .await;
-            fail(format!("recording could not be created: {e}")).await;
-            return Err(e.into());
+            return Err(recording_failed(e).await);
         }
     };
     let recording_path = recorder.path().to_path_buf();
@@ -476,7 +481,7 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
             {
                 let _ = r.marker(&format!("data channel failed: {e}"));
             }
-            seal_quietly(deps, &recorder, &request.id).await;
+            seal_quietly(&deps.broker, &recorder, &request.id).await;
             fail(format!("data channel failed: {e}")).await;
             return Err(e.into());
         }
@@ -579,44 +584,52 @@ pub async fn finish<F: Fleet + Send + Sync + 'static>(
         reason: reason.clone(),
     });
 
-    let strategy = match deps.broker.policy() {
-        Ok(p) => ReplaceStrategy::from(&p.replacement),
-        Err(e) => {
-            tracing::error!(error = %e, "policy unreadable; replacing with the safest observable strategy is impossible");
-            ReplaceStrategy::None
-        }
-    };
+    // Without a readable policy nothing can say how to replace: record a failed replacement
+    // (the node stays tainted, so the reaper retries) rather than quietly tagging only.
+    let strategy = deps
+        .broker
+        .policy()
+        .map(|p| ReplaceStrategy::from(&p.replacement));
     live.tap.marker(&format!("closed: {reason}"));
-    live.tap
-        .marker(&format!("replacement requested: {strategy}"));
+    match &strategy {
+        Ok(s) => live.tap.marker(&format!("replacement requested: {s}")),
+        Err(e) => live.tap.marker(&format!("replacement impossible: {e}")),
+    }
     let seal = match live.tap.take() {
-        Some(rec) => match rec.seal() {
-            Ok(info) => {
-                audit(&deps.broker, EventKind::RecordingSealed, Some(&id),
-                    json!({"digest": info.digest, "lines": info.lines, "path": info.path.display().to_string()}),
-                )
-                .await;
-                step(Step::Sealed {
-                    digest: info.digest.clone(),
-                    path: info.path.clone(),
-                });
-                Ok(info.digest)
-            }
-            Err(e) => {
-                audit(
-                    &deps.broker,
-                    EventKind::RecordingFailed,
-                    Some(&id),
-                    json!({"error": e.to_string()}),
-                )
-                .await;
-                Err(e.to_string())
-            }
-        },
-        None => Err("the recording was already closed".to_string()),
+        Some(rec) => seal_audited(&deps.broker, rec, &id).await.map(|info| {
+            step(Step::Sealed {
+                digest: info.digest.clone(),
+                path: info.path.clone(),
+            });
+            info.digest
+        }),
+        None => Err(live
+            .tap
+            .failure()
+            .unwrap_or_else(|| "the recording was already closed".to_string())),
     };
 
-    let replacement = replace(deps, &id, &request.target, &strategy, &mut step).await;
+    let replacement = match strategy {
+        Ok(strategy) => replace(deps, &id, &request.target, &strategy, &mut step).await,
+        Err(e) => {
+            let why = crate::fleet::ReplaceFailure::Api(format!(
+                "the policy cannot be read ({e}); {} stays tainted for `sombrero reap`",
+                request.target
+            ));
+            audit(
+                &deps.broker,
+                EventKind::ReplacementFailed,
+                Some(&id),
+                json!({"target": request.target, "why": why.to_string()}),
+            )
+            .await;
+            let outcome = ReplacementOutcome::Failed { why };
+            step(Step::Replaced {
+                outcome: outcome.clone(),
+            });
+            outcome
+        }
+    };
     Finished {
         request,
         reason,
@@ -757,20 +770,37 @@ async fn watchdog(
     }
 }
 
-async fn seal_quietly<F>(deps: &SessionDeps<F>, recorder: &Arc<Mutex<Option<Recorder>>>, id: &str) {
+/// Seals a recording and audits the digest, or the failure.
+async fn seal_audited(broker: &Arc<Broker>, rec: Recorder, id: &str) -> Result<SealInfo, String> {
+    match rec.seal() {
+        Ok(info) => {
+            audit(
+                broker,
+                EventKind::RecordingSealed,
+                Some(id),
+                json!({"digest": info.digest, "lines": info.lines, "path": info.path.display().to_string()}),
+            )
+            .await;
+            Ok(info)
+        }
+        Err(e) => {
+            audit(
+                broker,
+                EventKind::RecordingFailed,
+                Some(id),
+                json!({"error": e.to_string()}),
+            )
+            .await;
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Seals a recording that ends before the shell was reached.
+async fn seal_quietly(broker: &Arc<Broker>, recorder: &Arc<Mutex<Option<Recorder>>>, id: &str) {
     let rec = recorder.lock().ok().and_then(|mut g| g.take());
     if let Some(rec) = rec {
-        match rec.seal() {
-            Ok(info) => {
-                audit(&deps.broker, EventKind::RecordingSealed, Some(id),
-                    json!({"digest": info.digest, "lines": info.lines, "path": info.path.display().to_string()}),
-                )
-                .await
-            }
-            Err(e) => {
-                audit(&deps.broker, EventKind::RecordingFailed, Some(id), json!({"error": e.to_string()})).await
-            }
-        }
+        let _ = seal_audited(broker, rec, id).await;
     }
 }
 

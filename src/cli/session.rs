@@ -81,7 +81,10 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
             eprintln!("sombrero: the recording could not be sealed: {why}");
         }
         Ok(match (&done.reason, done.exit_code) {
-            (CloseReason::Exited { .. }, Some(code)) => ExitCode::from(code.clamp(0, 255) as u8),
+            // A status outside 0..=255 (a signal, -1) is a failure, never success.
+            (CloseReason::Exited { .. }, Some(code)) => {
+                ExitCode::from(u8::try_from(code).unwrap_or(1))
+            }
             (CloseReason::Exited { .. }, None) => ExitCode::SUCCESS,
             _ => ExitCode::from(1),
         })
@@ -96,7 +99,7 @@ async fn record_resizes(tap: session::RecorderTap) {
     };
     while winch.recv().await.is_some() {
         if let Ok((cols, rows)) = crossterm::terminal::size() {
-            tap.resize(cols, rows);
+            let _ = tap.resize(cols, rows);
         }
     }
 }
