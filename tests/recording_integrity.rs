@@ -275,3 +275,34 @@ fn edited_chain_file_is_damaged() {
         Integrity::ChainDamaged { chain_line: 2, .. }
     ));
 }
+
+#[test]
+fn cached_listing_still_catches_an_edit_made_after_it() {
+    use pink_sombrero::recording::list::ListCache;
+    let fx = Fixture::new();
+    let path = sealed(&fx);
+    let key = fx.key.verifying_key();
+    let mut cache = ListCache::default();
+    let first = cache.list(&fx.recordings(), Some(&key)).unwrap();
+    assert!(first[0].integrity.is_sealed_ok(), "{}", first[0].integrity);
+
+    // Same size, mtime put back: only the inode change time tells.
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] = if bytes[last] == b'a' { b'b' } else { b'a' };
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+
+    let again = cache.list(&fx.recordings(), Some(&key)).unwrap();
+    assert!(
+        !again[0].integrity.is_sealed_ok(),
+        "the cache hid a tampered recording: {}",
+        again[0].integrity
+    );
+}

@@ -27,16 +27,14 @@ const QUEUE: usize = 256;
 /// Resizes are recorded, then forwarded; terminating is recorded as the person's act.
 struct Control {
     tap: session::RecorderTap,
-    handle: crate::channel::client::SessionHandle,
     terminator: Terminator,
     user: String,
 }
 
 impl SessionControl for Control {
     fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
-        self.tap.resize(cols, rows);
-        // The remote pty must follow the pane, or full-screen programs draw at the old size.
-        self.handle.resize(cols, rows).map_err(|e| e.to_string())
+        // Recorded, then forwarded: the remote pty must follow the pane.
+        self.tap.resize(cols, rows).map_err(|e| e.to_string())
     }
 
     fn terminate(&self) -> Result<(), String> {
@@ -81,7 +79,6 @@ async fn open_for_tui<F: Fleet + Send + Sync + 'static>(
         input,
         control: Box::new(Control {
             tap: live.tap.clone(),
-            handle: live.handle.clone(),
             terminator: live.terminator(),
             user: req.user.clone(),
         }),
@@ -151,8 +148,13 @@ async fn open_for_tui<F: Fleet + Send + Sync + 'static>(
 
 /// Lists the recordings in `dir`, verified against `key`, with sign-offs from the audit log.
 pub fn recordings_fn(broker: Arc<Broker>, dir: PathBuf, key: Option<VerifyingKey>) -> RecordingsFn {
+    let cache = std::sync::Mutex::new(list::ListCache::default());
     Arc::new(move || {
-        let Ok(all) = list::list(&dir, key.as_ref()) else {
+        let listed = match cache.lock() {
+            Ok(mut c) => c.list(&dir, key.as_ref()),
+            Err(_) => list::list(&dir, key.as_ref()),
+        };
+        let Ok(all) = listed else {
             return Vec::new();
         };
         let reviews = reviews_from(&broker).unwrap_or_default();

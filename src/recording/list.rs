@@ -42,6 +42,65 @@ pub struct Review {
 /// Lists `*.cast` in `dir`, oldest first; verifies each against `key` when there is one.
 /// A missing directory is an empty list.
 pub fn list(dir: &Path, key: Option<&VerifyingKey>) -> std::io::Result<Vec<RecordingSummary>> {
+    Ok(cast_paths(dir)?
+        .into_iter()
+        .map(|p| summarize(&p, key))
+        .collect())
+}
+
+/// Remembers summaries so a listing repeated on every change (the TUI's) re-verifies only the
+/// recordings whose cast or chain file changed since the last look.
+#[derive(Debug, Default)]
+pub struct ListCache {
+    seen: std::collections::HashMap<PathBuf, (Fingerprint, RecordingSummary)>,
+}
+
+/// Inode, size and inode change time of a cast and its chain file. The change time (ctime),
+/// unlike mtime, cannot be set back from user space, so restoring a file's size and mtime
+/// after editing it does not make the cache skip verification.
+type Fingerprint = [(u64, u64, i64, i64); 2];
+
+fn fingerprint(cast: &Path) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    let of = |p: &Path| {
+        std::fs::metadata(p).map_or((0, 0, 0, 0), |m| {
+            (m.ino(), m.size(), m.ctime(), m.ctime_nsec())
+        })
+    };
+    [
+        of(cast),
+        of(&crate::recording::writer::chain_path_for(cast)),
+    ]
+}
+
+impl ListCache {
+    /// Like [`list`], verifying again only what changed (and forgetting what is gone).
+    pub fn list(
+        &mut self,
+        dir: &Path,
+        key: Option<&VerifyingKey>,
+    ) -> std::io::Result<Vec<RecordingSummary>> {
+        let paths = cast_paths(dir)?;
+        self.seen.retain(|p, _| paths.contains(p));
+        Ok(paths
+            .into_iter()
+            .map(|p| {
+                let now = fingerprint(&p);
+                match self.seen.get(&p) {
+                    Some((was, summary)) if *was == now => summary.clone(),
+                    _ => {
+                        let summary = summarize(&p, key);
+                        self.seen.insert(p, (now, summary.clone()));
+                        summary
+                    }
+                }
+            })
+            .collect())
+    }
+}
+
+/// The `*.cast` files in `dir`, oldest first; none when the directory does not exist.
+fn cast_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -53,7 +112,7 @@ pub fn list(dir: &Path, key: Option<&VerifyingKey>) -> std::io::Result<Vec<Recor
         .collect();
     // Names start with the UTC start time, so name order is time order.
     paths.sort();
-    Ok(paths.into_iter().map(|p| summarize(&p, key)).collect())
+    Ok(paths)
 }
 
 /// Summarizes one recording.
