@@ -49,6 +49,9 @@ pub enum EventKind {
     TaintFailed,
     /// Replacement of a tainted instance was asked for. data: target, strategy.
     ReplacementRequested,
+    /// The reaper retries a replacement whose `requested` mark went stale (the run that made
+    /// it died before the call or its outcome). data: target, requested_at, stale_after_secs.
+    ReplacementRetried,
     /// Replacement finished. data: old, new.
     ReplacementCompleted,
     /// Replacement failed. data: target, why.

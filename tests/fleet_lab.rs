@@ -6,7 +6,7 @@ mod fleet_support;
 use std::time::Duration;
 
 use chrono::Utc;
-use fleet_support::lab;
+use fleet_support::{lab, node_ids};
 use pink_sombrero::fleet::rogue::reap_candidates;
 use pink_sombrero::fleet::{
     Fleet, FleetError, ReplaceFailure, ReplaceOptions, ReplaceProgress, ReplaceStrategy,
@@ -132,7 +132,7 @@ async fn automation_replaces_a_lab_node_with_a_new_id() {
     let old = fleet.list_nodes().await.unwrap()[0].id.clone();
     fleet.taint(&old, &taint("req-4")).await.unwrap();
     assert_eq!(
-        reap_candidates(&fleet)
+        reap_candidates(&fleet, None)
             .await
             .unwrap()
             .iter()
@@ -155,13 +155,7 @@ async fn automation_replaces_a_lab_node_with_a_new_id() {
     };
     assert_eq!(o, old);
     assert!(new.starts_with("mi-") && new != old, "{new}");
-    let ids: Vec<String> = fleet
-        .list_nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
+    let ids = node_ids(&fleet).await;
     assert!(ids.contains(&new) && !ids.contains(&old), "{ids:?}");
     assert!(
         seen.iter().any(
@@ -169,7 +163,7 @@ async fn automation_replaces_a_lab_node_with_a_new_id() {
         )
     );
     // Nothing tainted is left to reap.
-    assert!(reap_candidates(&fleet).await.unwrap().is_empty());
+    assert!(reap_candidates(&fleet, None).await.unwrap().is_empty());
     lab.shutdown().await;
 }
 
@@ -194,7 +188,7 @@ async fn failed_automation_is_a_failed_outcome_the_reaper_retries() {
         matches!(&why, ReplaceFailure::AutomationEnded { status, .. } if status == "Failed"),
         "{why:?}"
     );
-    let candidates = reap_candidates(&fleet).await.unwrap();
+    let candidates = reap_candidates(&fleet, None).await.unwrap();
     assert_eq!(candidates.len(), 1);
     assert_eq!(
         candidates[0].tags.get(tag::REPLACEMENT).map(String::as_str),

@@ -197,6 +197,7 @@ async fn asg_unhealthy_marks_the_instance_and_says_nothing_more_is_seen() {
     let Some(m) = moto() else { return };
     let e = env(&m).await;
     let (_, ids) = group(&e.asg, 1).await;
+    let before = Utc::now() - chrono::Duration::seconds(1);
     let outcome = e
         .fleet
         .replace(
@@ -228,6 +229,13 @@ async fn asg_unhealthy_marks_the_instance_and_says_nothing_more_is_seen() {
             .get(tag::REPLACEMENT)
             .map(String::as_str),
         Some(tag::REPLACEMENT_REQUESTED)
+    );
+    // The mark says when, so the reaper can tell a crashed run's mark from a live one.
+    let at = tags_of(&e, &ids[0]).await[tag::REPLACEMENT_AT].clone();
+    let at = chrono::DateTime::parse_from_rfc3339(&at).unwrap();
+    assert!(
+        at >= before,
+        "{at} is before the replacement began ({before})"
     );
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::Utc;
-use fleet_support::lab;
+use fleet_support::{lab, node_ids};
 use pink_sombrero::audit::EventKind;
 use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
 use pink_sombrero::config::Paths;
@@ -108,13 +108,7 @@ async fn reap_replaces_a_crashed_sessions_node_once() {
     assert_eq!(code, 0, "{done}");
     assert_eq!(done[0]["outcome"], "completed", "{done}");
     let new = done[0]["new"].as_str().unwrap().to_owned();
-    let ids: Vec<String> = fleet
-        .list_nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
+    let ids = node_ids(&fleet).await;
     assert!(
         ids.contains(&new) && !ids.contains(&crashed) && ids.contains(&busy),
         "{ids:?}"
@@ -312,5 +306,122 @@ async fn reap_ends_a_killed_clients_session_and_replaces_its_node() {
     let completed = events(dir.path(), EventKind::ReplacementCompleted);
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0]["old"], node.as_str());
+    lab.shutdown().await;
+}
+
+/// Tags a lab node through SSM directly, as a crashed run would have left it.
+async fn tag_lab_node(lab: &Lab, node: &str, tags: &[(&str, String)]) {
+    use aws_sdk_ssm::types::{ResourceTypeForTagging, Tag};
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "lab", "lab", None, None, "test",
+        ))
+        .load()
+        .await;
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::config::Builder::from(&sdk)
+            .endpoint_url(lab.endpoint_url())
+            .build(),
+    );
+    ssm.add_tags_to_resource()
+        .resource_type(ResourceTypeForTagging::ManagedInstance)
+        .resource_id(node)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(v).build().unwrap())
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reap_retries_a_stale_replacement_request_once_and_leaves_a_fresh_one() {
+    use pink_sombrero::fleet::tag;
+    let (lab, fleet) = lab(3).await;
+    let dir = data_dir();
+    let nodes = fleet.list_nodes().await.unwrap();
+    let (untimed, stale, fresh) = (
+        nodes[0].id.clone(),
+        nodes[1].id.clone(),
+        nodes[2].id.clone(),
+    );
+    let rfc3339 = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let requested = |at: Option<chrono::DateTime<Utc>>| {
+        let mut tags = vec![
+            (tag::TAINTED, "true".to_owned()),
+            (tag::REQUEST, "req-crashed".to_owned()),
+            (tag::REPLACEMENT, tag::REPLACEMENT_REQUESTED.to_owned()),
+        ];
+        tags.extend(at.map(|t| (tag::REPLACEMENT_AT, rfc3339(t))));
+        tags
+    };
+    // A run that died after marking the node, before (or while) replacing it: from a version
+    // that wrote no time, and one an hour ago. A third run is replacing its node right now.
+    tag_lab_node(&lab, &untimed, &requested(None)).await;
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    tag_lab_node(&lab, &stale, &requested(Some(an_hour_ago))).await;
+    tag_lab_node(&lab, &fresh, &requested(Some(Utc::now()))).await;
+
+    let (code, dry) = sombrero(dir.path(), &lab, &["reap", "--dry-run"]).await;
+    assert_eq!(code, 0, "{dry}");
+    let planned: BTreeSet<&str> = dry
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, BTreeSet::from([untimed.as_str(), stale.as_str()]));
+    assert!(events(dir.path(), EventKind::ReplacementRetried).is_empty());
+
+    let (code, done) = sombrero(dir.path(), &lab, &["reap"]).await;
+    assert_eq!(code, 0, "{done}");
+    let done = done.as_array().unwrap();
+    assert_eq!(done.len(), 2, "{done:?}");
+    for row in done {
+        assert_eq!(row["outcome"], "completed", "{row}");
+        assert_eq!(row["retry"], true, "{row}");
+    }
+    let ids = node_ids(&fleet).await;
+    assert!(
+        !ids.contains(&untimed) && !ids.contains(&stale) && ids.contains(&fresh),
+        "{ids:?}"
+    );
+    let retried = events(dir.path(), EventKind::ReplacementRetried);
+    let retried_targets: BTreeSet<&str> = retried
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        retried_targets,
+        BTreeSet::from([untimed.as_str(), stale.as_str()])
+    );
+    let stale_event = retried
+        .iter()
+        .find(|e| e["target"] == stale.as_str())
+        .unwrap();
+    assert_eq!(stale_event["requested_at"], rfc3339(an_hour_ago).as_str());
+    let untimed_event = retried
+        .iter()
+        .find(|e| e["target"] == untimed.as_str())
+        .unwrap();
+    assert_eq!(untimed_event["requested_at"], Value::Null);
+    assert_eq!(events(dir.path(), EventKind::ReplacementCompleted).len(), 2);
+
+    let (code, again) = sombrero(dir.path(), &lab, &["reap"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(again, Value::Array(vec![]), "second run did something");
+    assert_eq!(events(dir.path(), EventKind::ReplacementRetried).len(), 2);
+    // The fresh request is untouched: still marked, still there.
+    let fresh_node = fleet
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.id == fresh)
+        .unwrap();
+    assert!(fresh_node.replacing());
     lab.shutdown().await;
 }

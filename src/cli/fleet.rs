@@ -181,28 +181,37 @@ struct Reaped {
     outcome: &'static str,
     new: Option<String>,
     detail: Option<String>,
+    /// A stale `requested` mark was retried (the run that made it died).
+    retry: bool,
 }
 
 /// Runs `sombrero reap`: ends sessions that outlived their request, then replaces tainted
 /// nodes that have no active session.
 ///
-/// Idempotent: a replaced node is gone, a requested one carries `pink-sombrero:replacement=requested`
-/// and is skipped; a failed one is tried again. Every replacement is audited before it starts.
+/// Idempotent: a replaced node is gone; a requested one carries
+/// `pink-sombrero:replacement=requested` and is skipped until the request is stale (older than
+/// the replace timeout plus a margin, or without `pink-sombrero:replacement-at`: the run that
+/// made it died), then tried again, audited as `ReplacementRetried`; a failed one is tried
+/// again. Every replacement is audited before it starts.
 pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
     let broker = Arc::new(access::open(g)?);
     let strategy = ReplaceStrategy::from(&broker.policy().map_err(access::fail)?.replacement);
+    let opts = ReplaceOptions::default();
+    let retry_after = opts.retry_requested_after(&strategy);
     let rt = runtime()?;
     let fleet = Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
     let mut done = Vec::new();
     let live = end_orphan_sessions(&broker, &fleet, &rt, &strategy, a.dry_run, &mut done)?;
     let nodes = rt.block_on(fleet.list_nodes())?;
-    for node in tainted_without_active_session(&nodes, &live) {
+    for node in tainted_without_active_session(&nodes, &live, Utc::now(), retry_after) {
         // Only link the event to a request this store knows (the tag may come from elsewhere).
         let request = node
             .tags
             .get(tag::REQUEST)
             .filter(|r| broker.get(r).is_ok())
             .cloned();
+        // Only a stale `requested` mark lets a replacing node through.
+        let retry = node.replacing();
         let mut row = Reaped {
             target: node.id.clone(),
             request: request.clone(),
@@ -210,7 +219,29 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
             outcome: "would-replace",
             new: None,
             detail: None,
+            retry,
         };
+        if retry {
+            let requested_at = node.replacement_marked_at();
+            row.detail = Some(format!(
+                "replacement requested {} never finished: trying again",
+                requested_at.map_or_else(|| "at an unknown time".to_owned(), |t| format!("at {t}"))
+            ));
+            if !a.dry_run {
+                broker
+                    .record(
+                        ACTOR,
+                        EventKind::ReplacementRetried,
+                        request.as_deref(),
+                        json!({
+                            "target": node.id,
+                            "requested_at": requested_at,
+                            "stale_after_secs": retry_after.map(|d| d.as_secs()),
+                        }),
+                    )
+                    .map_err(access::fail)?;
+            }
+        }
         if a.dry_run {
             done.push(row);
             continue;
@@ -222,7 +253,7 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
             request.as_deref(),
             &node.id,
             &strategy,
-            ReplaceOptions::default(),
+            opts,
             "reap",
             |p| {
                 if !quiet {
@@ -263,7 +294,11 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|d| format!(": {d}"))
                 .unwrap_or_default();
-            println!("{} {} ({}){new}{detail}", r.outcome, r.target, r.strategy);
+            let retry = if r.retry { " [retry]" } else { "" };
+            println!(
+                "{} {} ({}){retry}{new}{detail}",
+                r.outcome, r.target, r.strategy
+            );
         }
     }
     if failed > 0 {
@@ -317,6 +352,7 @@ fn end_orphan_sessions(
             outcome,
             new: None,
             detail: Some(format!("session {} outlived its request", s.session_id)),
+            retry: false,
         });
     }
     Ok(live)

@@ -58,6 +58,24 @@ impl Node {
         self.tags.get(tag::REPLACEMENT).map(String::as_str) == Some(tag::REPLACEMENT_REQUESTED)
     }
 
+    /// When the replacement state was last marked ([`tag::REPLACEMENT_AT`]), if readable.
+    pub fn replacement_marked_at(&self) -> Option<DateTime<Utc>> {
+        self.tags
+            .get(tag::REPLACEMENT_AT)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// Whether the node is marked `requested` but the mark is older than `limit`, or carries
+    /// no readable time (written before the time was recorded): the run that made it most
+    /// likely died between the mark and the replacement call or its outcome.
+    pub fn replacement_stale(&self, now: DateTime<Utc>, limit: chrono::Duration) -> bool {
+        self.replacing()
+            && self
+                .replacement_marked_at()
+                .is_none_or(|at| now - at > limit)
+    }
+
     /// How long the node has existed, where the API tells.
     pub fn age(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
         self.registered.map(|r| now - r)

@@ -106,6 +106,18 @@ pub struct ReplaceOptions {
     pub poll: Duration,
 }
 
+/// How long after a replacement's own timeout a `requested` mark still counts as in flight.
+const STALE_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+impl ReplaceOptions {
+    /// How old a `requested` mark must be before the reaper tries the replacement again
+    /// (the watch timeout plus a margin), or `None` when `strategy` makes no call to retry:
+    /// with `none` the mark is the whole replacement and a person takes it from there.
+    pub fn retry_requested_after(&self, strategy: &ReplaceStrategy) -> Option<Duration> {
+        (*strategy != ReplaceStrategy::None).then(|| self.timeout + STALE_MARGIN)
+    }
+}
+
 impl Default for ReplaceOptions {
     fn default() -> Self {
         ReplaceOptions {
@@ -598,6 +610,23 @@ mod tests {
         ] {
             assert!(bad.parse::<ReplaceStrategy>().is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn requested_marks_go_stale_after_the_timeout_and_a_margin() {
+        let opts = ReplaceOptions {
+            timeout: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+        };
+        assert_eq!(
+            opts.retry_requested_after(&ReplaceStrategy::Asg),
+            Some(Duration::from_secs(60 + 300))
+        );
+        assert_eq!(
+            ReplaceOptions::default().retry_requested_after(&ReplaceStrategy::AsgUnhealthy),
+            Some(Duration::from_secs(20 * 60))
+        );
+        assert_eq!(opts.retry_requested_after(&ReplaceStrategy::None), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Building blocks for the reaper and rogue detection: pure functions over listings.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Fleet, FleetError, Node, SessionInfo, SessionReason, SessionState};
@@ -52,26 +54,48 @@ pub fn classify_sessions(
         .collect()
 }
 
-/// Tainted nodes with no active session whose replacement is not already requested: what the
-/// reaper replaces. A node whose last replacement failed is included, so the reaper retries.
-pub fn tainted_without_active_session(nodes: &[Node], active: &[SessionInfo]) -> Vec<Node> {
+/// Tainted nodes with no active session whose replacement is not in flight: what the reaper
+/// replaces. A node whose last replacement failed is included, so the reaper retries; so is one
+/// whose `requested` mark is stale at `now` (older than `retry_requested_after`, or without a
+/// time; see [`Node::replacement_stale`]). `None` never counts a `requested` mark stale.
+pub fn tainted_without_active_session(
+    nodes: &[Node],
+    active: &[SessionInfo],
+    now: DateTime<Utc>,
+    retry_requested_after: Option<Duration>,
+) -> Vec<Node> {
     let busy: HashSet<&str> = active
         .iter()
         .filter(|s| s.state == SessionState::Active)
         .map(|s| s.target.as_str())
         .collect();
+    // A limit too large for chrono never comes.
+    let stale = |n: &Node| {
+        retry_requested_after
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .is_some_and(|limit| n.replacement_stale(now, limit))
+    };
     nodes
         .iter()
-        .filter(|n| n.tainted() && !n.replacing() && !busy.contains(n.id.as_str()))
+        .filter(|n| n.tainted() && (!n.replacing() || stale(n)) && !busy.contains(n.id.as_str()))
         .cloned()
         .collect()
 }
 
-/// Asks the fleet for nodes and active sessions and returns what the reaper should replace.
-pub async fn reap_candidates(fleet: &impl Fleet) -> Result<Vec<Node>, FleetError> {
+/// Asks the fleet for nodes and active sessions and returns what the reaper should replace
+/// now (see [`tainted_without_active_session`]).
+pub async fn reap_candidates(
+    fleet: &impl Fleet,
+    retry_requested_after: Option<Duration>,
+) -> Result<Vec<Node>, FleetError> {
     let nodes = fleet.list_nodes().await?;
     let active = fleet.describe_sessions(SessionState::Active).await?;
-    Ok(tainted_without_active_session(&nodes, &active))
+    Ok(tainted_without_active_session(
+        &nodes,
+        &active,
+        Utc::now(),
+        retry_requested_after,
+    ))
 }
 
 #[cfg(test)]
@@ -178,10 +202,53 @@ mod tests {
                 SessionState::History,
             ),
         ];
-        let ids: Vec<String> = tainted_without_active_session(&nodes, &active)
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let ids: Vec<String> = tainted_without_active_session(&nodes, &active, now, None)
             .into_iter()
             .map(|n| n.id)
             .collect();
         assert_eq!(ids, vec!["mi-idle", "mi-failed"]);
+    }
+
+    #[test]
+    fn retries_a_requested_mark_only_once_it_is_stale() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let at = |secs_ago: i64| {
+            (now - chrono::Duration::seconds(secs_ago))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        let requested = |id: &str, when: Option<String>| {
+            let mut tags = vec![
+                (tag::TAINTED, "true".to_owned()),
+                (tag::REPLACEMENT, tag::REPLACEMENT_REQUESTED.to_owned()),
+            ];
+            if let Some(w) = when {
+                tags.push((tag::REPLACEMENT_AT, w));
+            }
+            let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            node(id, &tags)
+        };
+        let nodes = [
+            requested("mi-fresh", Some(at(60))),
+            requested("mi-edge", Some(at(600))),
+            requested("mi-stale", Some(at(601))),
+            requested("mi-untimed", None),
+            requested("mi-garbled", Some("yesterday".into())),
+        ];
+        let limit = Some(Duration::from_secs(600));
+        let ids: Vec<String> = tainted_without_active_session(&nodes, &[], now, limit)
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        assert_eq!(ids, vec!["mi-stale", "mi-untimed", "mi-garbled"]);
+        // Busy nodes stay untouched however old the mark.
+        let busy = [session("s", "mi-stale", None, SessionState::Active)];
+        assert!(
+            !tainted_without_active_session(&nodes, &busy, now, limit)
+                .iter()
+                .any(|n| n.id == "mi-stale")
+        );
+        // No limit (strategy none): a requested mark is final.
+        assert!(tainted_without_active_session(&nodes, &[], now, None).is_empty());
     }
 }

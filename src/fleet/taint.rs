@@ -26,7 +26,11 @@ pub mod tag {
     pub const AT: &str = "pink-sombrero:at";
     /// Replacement state: [`REPLACEMENT_REQUESTED`] or [`REPLACEMENT_FAILED`].
     pub const REPLACEMENT: &str = "pink-sombrero:replacement";
-    /// A replacement was requested; the reaper leaves the node alone.
+    /// When [`REPLACEMENT`] was last set (RFC 3339), written with it.
+    pub const REPLACEMENT_AT: &str = "pink-sombrero:replacement-at";
+    /// A replacement was requested; the reaper leaves the node alone until the request is
+    /// stale (older than the replace timeout plus a margin, or without [`REPLACEMENT_AT`]):
+    /// then the run that made it most likely died before the call or its outcome.
     pub const REPLACEMENT_REQUESTED: &str = "requested";
     /// The last replacement failed; the reaper tries again.
     pub const REPLACEMENT_FAILED: &str = "failed";
@@ -108,17 +112,25 @@ impl AwsFleet {
             })
     }
 
-    /// Records the replacement state on the node (see [`tag::REPLACEMENT`]).
+    /// Records the replacement state on the node (see [`tag::REPLACEMENT`]), and when
+    /// ([`tag::REPLACEMENT_AT`]), so a mark left by a crashed run can be told from a fresh one.
     pub(crate) async fn mark_replacement(
         &self,
         target: &str,
         state: &'static str,
     ) -> Result<(), FleetError> {
         TargetKind::of(target)?;
+        let at = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
         self.put_tags(
             target,
-            &[(tag::REPLACEMENT, state.to_owned())],
-            &[(tag::REPLACEMENT, state)],
+            &[
+                (tag::REPLACEMENT, state.to_owned()),
+                (tag::REPLACEMENT_AT, at.clone()),
+            ],
+            &[
+                (tag::REPLACEMENT, state),
+                (tag::REPLACEMENT_AT, at.as_str()),
+            ],
         )
         .await
         .map_err(|why| FleetError::TagFailed {

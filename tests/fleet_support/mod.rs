@@ -26,3 +26,15 @@ pub async fn lab(nodes: usize) -> (Lab, AwsFleet) {
     let fleet = AwsFleet::from_config(&sdk, Some(&lab.endpoint_url())).unwrap();
     (lab, fleet)
 }
+
+/// The ids of the nodes the fleet lists now.
+pub async fn node_ids(fleet: &AwsFleet) -> Vec<String> {
+    use pink_sombrero::fleet::Fleet;
+    fleet
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect()
+}
