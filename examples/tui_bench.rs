@@ -30,7 +30,7 @@ fn fleet(n: usize) -> Vec<FleetRow> {
             }
             .to_string(),
             platform: "Linux (Ubuntu)".to_string(),
-            registered_at: Some(Utc::now() - chrono::Duration::seconds(i as i64 * 60)),
+            since: Some(Utc::now() - chrono::Duration::seconds(i as i64 * 60)),
             badges: if i % 97 == 0 {
                 vec![Badge::Tainted, Badge::Replacing]
             } else {

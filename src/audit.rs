@@ -42,6 +42,10 @@ pub enum EventKind {
     SessionClosed,
     /// An SSM session that did not go through pink-sombrero. data: session_id, target, owner.
     RogueSessionFound,
+    /// An instance older than the policy's `max_instance_age` (recorded once per instance).
+    /// data: instance, name, launched (launch, or registration for managed nodes), age_secs,
+    /// max_age_secs.
+    OldInstanceFound,
     // --- instance taint and replacement (fleet part) ---
     /// The target was tagged as tainted. data: target.
     Tainted,

@@ -47,11 +47,19 @@ reason_min_length = 10
 #   "none"                only tag it as tainted
 replacement = "asg"
 
+# In an immutable fleet nothing lives long: instances older than this (since launch for EC2
+# instances, since registration for managed nodes) are a finding. `sombrero fleet` marks them
+# OLD; `sombrero rogue` reports them and audits each one once. "0" turns the check off.
+max_instance_age = "14d"
+
 [mfa]
 # Consecutive wrong or replayed TOTP codes before a lockout, and how long it lasts.
 max_failures = 5
 lockout = "5m"
 "#;
+
+/// `max_instance_age` when the policy does not set it: two weeks.
+pub const DEFAULT_MAX_INSTANCE_AGE: Duration = Duration::from_secs(14 * 24 * 60 * 60);
 
 /// Writes [`DEFAULT_POLICY`] to `path` unless a file appears there first. The text goes to a
 /// private temporary file that is then hard-linked into place, which fails if `path` exists:
@@ -289,6 +297,9 @@ pub struct Policy {
     pub incident_pattern: Option<regex::Regex>,
     /// Replacement strategy.
     pub replacement: Replacement,
+    /// Instances older than this are a finding; `None` (written `"0"`) turns the check off.
+    #[serde(serialize_with = "humantime_serde_str::serialize_opt")]
+    pub max_instance_age: Option<Duration>,
     /// MFA limits.
     pub mfa: MfaPolicy,
 }
@@ -307,6 +318,17 @@ mod humantime_serde_str {
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
+
+    /// `None` (a check turned off) prints as `null`.
+    pub fn serialize_opt<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -323,6 +345,7 @@ struct RawPolicy {
     reason_min_length: Option<Spanned<i64>>,
     incident_pattern: Option<Spanned<String>>,
     replacement: Option<Spanned<String>>,
+    max_instance_age: Option<Spanned<String>>,
     mfa: Option<RawMfa>,
 }
 
@@ -361,22 +384,40 @@ impl Checker<'_> {
         default: Duration,
     ) -> Result<Duration, PolicyError> {
         let Some(v) = v else { return Ok(default) };
-        match humantime::parse_duration(v.get_ref()) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => Err(self.err(
+        match self.any_duration(key, &v)? {
+            d if !d.is_zero() => Ok(d),
+            _ => Err(self.err(
                 key,
                 v.span(),
                 "must be longer than zero, e.g. \"15m\"".to_string(),
             )),
-            Err(e) => Err(self.err(
+        }
+    }
+
+    /// A duration where zero means "off" (`None`); absent takes `default`.
+    fn limit_or_off(
+        &self,
+        key: &str,
+        v: Option<Spanned<String>>,
+        default: Duration,
+    ) -> Result<Option<Duration>, PolicyError> {
+        let Some(v) = v else {
+            return Ok(Some(default));
+        };
+        Ok(Some(self.any_duration(key, &v)?).filter(|d| !d.is_zero()))
+    }
+
+    fn any_duration(&self, key: &str, v: &Spanned<String>) -> Result<Duration, PolicyError> {
+        humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.err(
                 key,
                 v.span(),
                 format!(
                     "{:?} is not a duration ({e}); write e.g. \"90s\", \"15m\" or \"1h 30m\"",
                     v.get_ref()
                 ),
-            )),
-        }
+            )
+        })
     }
 
     fn count(
@@ -477,6 +518,11 @@ impl Policy {
             reason_min_length: c.count("reason_min_length", raw.reason_min_length, 0, 10)? as usize,
             incident_pattern,
             replacement,
+            max_instance_age: c.limit_or_off(
+                "max_instance_age",
+                raw.max_instance_age,
+                DEFAULT_MAX_INSTANCE_AGE,
+            )?,
             mfa: MfaPolicy {
                 max_failures: c.count("mfa.max_failures", max_failures, 1, 5)?,
                 lockout: c.duration("mfa.lockout", lockout, Duration::from_secs(5 * 60))?,
@@ -563,6 +609,7 @@ mod tests {
         assert_eq!(p.max_session_duration, Duration::from_secs(3600));
         assert_eq!(p.reason_min_length, 10);
         assert_eq!(p.replacement, Replacement::Asg);
+        assert_eq!(p.max_instance_age, Some(Duration::from_secs(14 * 86_400)));
         assert_eq!(p.mfa.max_failures, 5);
         assert_eq!(p.mfa.lockout, Duration::from_secs(300));
         assert!(p.incident_pattern.is_none());
@@ -574,6 +621,37 @@ mod tests {
         assert_eq!(p.approvals_required, 2);
         assert_eq!(p.mfa.max_failures, 5);
         assert!(p.reviewers.is_empty());
+        assert_eq!(p.max_instance_age, Some(DEFAULT_MAX_INSTANCE_AGE));
+    }
+
+    #[test]
+    fn max_instance_age_takes_durations_and_zero_for_off() {
+        let with = |v: &str| {
+            parse(&format!(
+                "requesters = [\"a\"]\napprovers = [\"b\"]\nmax_instance_age = {v:?}\n"
+            ))
+        };
+        assert_eq!(
+            with("3d").unwrap().max_instance_age,
+            Some(Duration::from_secs(3 * 86_400))
+        );
+        assert_eq!(
+            with("36h").unwrap().max_instance_age,
+            Some(Duration::from_secs(36 * 3600))
+        );
+        assert_eq!(with("0").unwrap().max_instance_age, None);
+        assert_eq!(with("0s").unwrap().max_instance_age, None);
+        let e = with("two weeks").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "policy file policy.toml, line 3: max_instance_age: \"two weeks\" is not a duration"
+            ),
+            "{e}"
+        );
+        let e = parse("requesters = [\"a\"]\napprovers = [\"b\"]\nmax_instance_age = 14\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_instance_age"), "{e}");
     }
 
     #[test]

@@ -425,3 +425,106 @@ async fn reap_retries_a_stale_replacement_request_once_and_leaves_a_fresh_one() 
     assert!(fresh_node.replacing());
     lab.shutdown().await;
 }
+
+/// Changes the policy's `max_instance_age` in a data dir made by [`data_dir`].
+fn set_max_instance_age_from(dir: &Path, from: &str, to: &str) {
+    let path = dir.join("policy.toml");
+    let policy = std::fs::read_to_string(&path).unwrap();
+    let line = format!("max_instance_age = {from:?}");
+    assert!(policy.contains(&line), "{policy}");
+    let policy = policy.replace(&line, &format!("max_instance_age = {to:?}"));
+    std::fs::write(&path, policy).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_instances_are_marked_and_reported_once() {
+    let (lab, fleet) = lab(2).await;
+    let dir = data_dir();
+    let ids: BTreeSet<String> = node_ids(&fleet).await.into_iter().collect();
+
+    // With the default (14 days) the lab's fresh nodes are young.
+    let (code, listing) = sombrero(dir.path(), &lab, &["fleet"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["old"] == false),
+        "{listing}"
+    );
+
+    // A one-second limit: wait until the nodes are past it.
+    set_max_instance_age_from(dir.path(), "14d", "1s");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (code, listing) = sombrero(dir.path(), &lab, &["fleet"]).await;
+    assert_eq!(code, 0);
+    let old: BTreeSet<String> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["old"] == true)
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(old, ids, "{listing}");
+
+    let (code, first) = sombrero(dir.path(), &lab, &["rogue"]).await;
+    assert_eq!(code, 0, "{first}");
+    let found: BTreeSet<String> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["finding"] == "old_instance")
+        .map(|f| {
+            assert_eq!(f["new"], true, "{f}");
+            assert_eq!(f["max_age_secs"], 1, "{f}");
+            assert!(f["age_secs"].as_i64().unwrap() >= 1, "{f}");
+            f["instance"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(found, ids, "{first}");
+    let events_found = events(dir.path(), EventKind::OldInstanceFound);
+    let audited: BTreeSet<String> = events_found
+        .iter()
+        .map(|e| e["instance"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(audited, ids);
+    assert_eq!(events_found.len(), ids.len());
+    assert!(events_found.iter().all(|e| e["launched"].is_string()));
+
+    // A second scan reports them again but records nothing new.
+    let (_, second) = sombrero(dir.path(), &lab, &["rogue"]).await;
+    let again: Vec<&Value> = second
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["finding"] == "old_instance")
+        .collect();
+    assert_eq!(again.len(), ids.len(), "{second}");
+    assert!(again.iter().all(|f| f["new"] == false), "{second}");
+    assert_eq!(
+        events(dir.path(), EventKind::OldInstanceFound).len(),
+        ids.len()
+    );
+
+    // "0" turns the check off.
+    set_max_instance_age_from(dir.path(), "1s", "0");
+    let (_, listing) = sombrero(dir.path(), &lab, &["fleet"]).await;
+    assert!(
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["old"] == false),
+        "{listing}"
+    );
+    let (_, off) = sombrero(dir.path(), &lab, &["rogue"]).await;
+    assert!(
+        !off.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["finding"] == "old_instance"),
+        "{off}"
+    );
+    lab.shutdown().await;
+}

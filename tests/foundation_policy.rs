@@ -69,6 +69,7 @@ fn first_run_writes_the_documented_default() {
     assert_eq!(v["policy"]["approvals_required"], 2);
     assert_eq!(v["policy"]["request_ttl"], "30m");
     assert_eq!(v["policy"]["replacement"], "asg");
+    assert_eq!(v["policy"]["max_instance_age"], "14days");
 }
 
 #[test]

@@ -158,6 +158,26 @@ pub enum AuditCommand {
     Export,
 }
 
+/// The policy in force for these options without writing anything: the file if there is
+/// one, else the documented default (what the first command that opens the data dir writes).
+pub(crate) fn policy_or_default(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<Policy> {
+    let path = policy_path(g, paths)?;
+    let text = if path.exists() {
+        std::fs::read_to_string(&path).map_err(|source| {
+            ExitError::usage(
+                PolicyError::Read {
+                    path: path.clone(),
+                    source,
+                }
+                .to_string(),
+            )
+        })?
+    } else {
+        policy::DEFAULT_POLICY.to_owned()
+    };
+    Ok(Policy::parse(&text, &path).map_err(|e| ExitError::usage(e.to_string()))?)
+}
+
 /// The policy file for these options (env, then config file, then the data dir).
 fn policy_path(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<std::path::PathBuf> {
     policy::resolve_path(g.config.as_deref(), paths)
@@ -538,6 +558,10 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
         p.incident_pattern.as_ref().map_or("(none)", |r| r.as_str())
     );
     println!("  replacement:          {}", p.replacement);
+    println!(
+        "  max_instance_age:     {}",
+        p.max_instance_age.map_or("(off)".to_owned(), d)
+    );
     println!(
         "  mfa:                  {} failures -> locked for {}",
         p.mfa.max_failures,

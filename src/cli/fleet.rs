@@ -60,6 +60,8 @@ struct NodeRow<'a> {
     replacing: bool,
     rogue_touched: bool,
     age_seconds: Option<i64>,
+    /// Older than the policy's `max_instance_age`.
+    old: bool,
 }
 
 /// A runtime for one command: the fleet calls are async, the CLI is not.
@@ -77,14 +79,21 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
         fleet.list_nodes().await
     })?;
     // Rogue findings live in the store; without one there are none to show (and listing the
-    // fleet should not create a data dir).
+    // fleet should not create a data dir, nor a policy file).
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let rogue_touched = if paths.db().exists() {
-        field_of(&rogue_events(&access::open(g)?)?, "target")
+        field_of(
+            &events_of(&access::open(g)?, EventKind::RogueSessionFound)?,
+            "target",
+        )
     } else {
         HashSet::new()
     };
-    let now = Utc::now();
+    let marks = Marks {
+        rogue_touched,
+        max_age: access::policy_or_default(g, &paths)?.max_instance_age,
+        now: Utc::now(),
+    };
     if a.json {
         let rows: Vec<NodeRow> = nodes
             .iter()
@@ -92,19 +101,31 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
                 node: n,
                 tainted: n.tainted(),
                 replacing: n.replacing(),
-                rogue_touched: rogue_touched.contains(&n.id),
-                age_seconds: n.age(now).map(|d| d.num_seconds()),
+                rogue_touched: marks.rogue_touched.contains(&n.id),
+                age_seconds: n.age(marks.now).map(|d| d.num_seconds()),
+                old: n.old(marks.now, marks.max_age),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", table(&nodes, &rogue_touched, now));
+        print!("{}", table(&nodes, &marks));
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the listing marks besides the node's own tags.
+struct Marks {
+    /// Nodes a rogue session touched.
+    rogue_touched: HashSet<String>,
+    /// The policy's `max_instance_age` (`None`: off).
+    max_age: Option<std::time::Duration>,
+    /// The time ages are measured at.
+    now: DateTime<Utc>,
+}
+
 /// The human listing: one line per node, badges last.
-fn table(nodes: &[Node], rogue_touched: &HashSet<String>, now: DateTime<Utc>) -> String {
+fn table(nodes: &[Node], marks: &Marks) -> String {
+    let now = marks.now;
     let header = [
         "ID", "NAME", "PLATFORM", "PING", "AGENT", "IP", "AGE", "STATE",
     ]
@@ -119,8 +140,11 @@ fn table(nodes: &[Node], rogue_touched: &HashSet<String>, now: DateTime<Utc>) ->
             if n.replacing() {
                 badges.push("REPLACING");
             }
-            if rogue_touched.contains(&n.id) {
+            if marks.rogue_touched.contains(&n.id) {
                 badges.push("ROGUE-TOUCHED");
+            }
+            if n.old(now, marks.max_age) {
+                badges.push("OLD");
             }
             [
                 n.id.clone(),
@@ -358,18 +382,66 @@ fn end_orphan_sessions(
     Ok(live)
 }
 
-/// One line of `sombrero rogue`.
+/// One finding of `sombrero rogue`: a session around the broker, or an instance past the
+/// policy's `max_instance_age`.
 #[derive(Debug, Serialize)]
-struct RogueRow<'a> {
-    #[serde(flatten)]
-    finding: &'a RogueFinding,
-    /// First time this scan saw it (an audit event was written).
-    new: bool,
+#[serde(tag = "finding", rename_all = "snake_case")]
+enum Finding<'a> {
+    /// A session that bypassed the broker.
+    RogueSession {
+        #[serde(flatten)]
+        rogue: &'a RogueFinding,
+        /// First time this scan saw it (an audit event was written).
+        new: bool,
+    },
+    /// An instance older than the policy allows.
+    OldInstance {
+        #[serde(flatten)]
+        old: OldInstance,
+        /// First time this scan saw it (an audit event was written).
+        new: bool,
+    },
 }
 
-/// Runs `sombrero rogue`: sessions (active and recent history) that bypassed the broker.
+/// An instance past `max_instance_age`, as reported and audited.
+#[derive(Debug, Serialize)]
+struct OldInstance {
+    instance: String,
+    name: Option<String>,
+    /// When its age counts from: launch for an EC2 instance, else registration.
+    launched: DateTime<Utc>,
+    age_secs: i64,
+    max_age_secs: u64,
+}
+
+/// The nodes older than `max_age` at `now`.
+fn old_instances(
+    nodes: &[Node],
+    now: DateTime<Utc>,
+    max_age: std::time::Duration,
+) -> Vec<OldInstance> {
+    nodes
+        .iter()
+        .filter(|n| n.old(now, Some(max_age)))
+        .filter_map(|n| {
+            let launched = n.launched.or(n.registered)?;
+            Some(OldInstance {
+                instance: n.id.clone(),
+                name: n.name.clone(),
+                launched,
+                age_secs: (now - launched).num_seconds(),
+                max_age_secs: max_age.as_secs(),
+            })
+        })
+        .collect()
+}
+
+/// Runs `sombrero rogue`: sessions (active and recent history) that bypassed the broker, and
+/// instances older than the policy's `max_instance_age`. Each new finding is audited once
+/// (`RogueSessionFound` per session, `OldInstanceFound` per instance).
 pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
     let broker = access::open(g)?;
+    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
     let rt = runtime()?;
     let fleet = rt.block_on(AwsFleet::from_opts(g))?;
     let mut sessions = rt.block_on(fleet.describe_sessions(SessionState::Active))?;
@@ -386,59 +458,108 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|r| r.session_id)
         .collect();
     let findings = classify_sessions(&sessions, |id| known.contains(id));
-    let reported = field_of(&rogue_events(&broker)?, "session_id");
+    let old = match max_age {
+        Some(max) => old_instances(&rt.block_on(fleet.list_nodes())?, Utc::now(), max),
+        None => Vec::new(),
+    };
+    let record = |kind, data| broker.record(ACTOR, kind, None, data).map_err(access::fail);
+    let reported = field_of(
+        &events_of(&broker, EventKind::RogueSessionFound)?,
+        "session_id",
+    );
     let mut rows = Vec::new();
     for f in &findings {
         let new = !reported.contains(&f.session.session_id);
         if new {
-            broker
-                .record(
-                    ACTOR,
-                    EventKind::RogueSessionFound,
-                    None,
-                    json!({
-                        "session_id": f.session.session_id,
-                        "target": f.session.target,
-                        "owner": f.session.owner,
-                        "reason": f.session.reason,
-                        "start": f.session.start,
-                        "why": f.why,
-                    }),
-                )
-                .map_err(access::fail)?;
+            record(
+                EventKind::RogueSessionFound,
+                json!({
+                    "session_id": f.session.session_id,
+                    "target": f.session.target,
+                    "owner": f.session.owner,
+                    "reason": f.session.reason,
+                    "start": f.session.start,
+                    "why": f.why,
+                }),
+            )?;
         }
-        rows.push(RogueRow { finding: f, new });
+        rows.push(Finding::RogueSession { rogue: f, new });
+    }
+    // An instance's launch never changes: one event per instance, ever.
+    let reported = field_of(
+        &events_of(&broker, EventKind::OldInstanceFound)?,
+        "instance",
+    );
+    for o in old {
+        let new = !reported.contains(&o.instance);
+        if new {
+            record(EventKind::OldInstanceFound, serde_json::to_value(&o)?)?;
+        }
+        rows.push(Finding::OldInstance { old: o, new });
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else if rows.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if findings.is_empty() {
         println!("no rogue sessions: every session went through pink-sombrero");
-    } else {
-        for r in &rows {
-            let s = &r.finding.session;
-            let why = match &r.finding.why {
+    }
+    if let Some(max) = max_age
+        && !rows
+            .iter()
+            .any(|r| matches!(r, Finding::OldInstance { .. }))
+    {
+        println!(
+            "no old instances: none older than {}",
+            humantime::format_duration(max)
+        );
+    }
+    for r in &rows {
+        println!("{}", finding_line(r));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One finding in words.
+fn finding_line(r: &Finding) -> String {
+    let new = |n: bool| if n { "NEW " } else { "" };
+    match r {
+        Finding::RogueSession { rogue, new: n } => {
+            let s = &rogue.session;
+            let why = match &rogue.why {
                 RogueReason::NotOurReason => "not opened through pink-sombrero".to_owned(),
                 RogueReason::UnknownToStore { request } => {
                     format!("claims request {request} but the store has no such session")
                 }
             };
-            println!(
+            format!(
                 "{}{} by {} on {} at {} ({}): {why}",
-                if r.new { "NEW " } else { "" },
+                new(*n),
                 s.session_id,
                 s.owner.as_deref().unwrap_or("unknown"),
                 s.target,
                 s.start
                     .map_or_else(|| "unknown time".to_owned(), |t| t.to_rfc3339()),
                 s.status,
-            );
+            )
         }
+        Finding::OldInstance { old, new: n } => format!(
+            "{}{}{} is {} old (since {}), past the policy's max_instance_age of {}: replace it",
+            new(*n),
+            old.instance,
+            old.name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            short_age(chrono::Duration::seconds(old.age_secs)),
+            old.launched.to_rfc3339(),
+            humantime::format_duration(std::time::Duration::from_secs(old.max_age_secs)),
+        ),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
-/// The data of every RogueSessionFound event in the audit log.
-fn rogue_events(broker: &Broker) -> anyhow::Result<Vec<serde_json::Value>> {
+/// The data of every event of `kind` in the audit log.
+fn events_of(broker: &Broker, kind: EventKind) -> anyhow::Result<Vec<serde_json::Value>> {
     const PAGE: usize = 1000;
     let mut found = Vec::new();
     let mut after = 0;
@@ -451,7 +572,7 @@ fn rogue_events(broker: &Broker) -> anyhow::Result<Vec<serde_json::Value>> {
         found.extend(
             events
                 .into_iter()
-                .filter(|e| e.kind == EventKind::RogueSessionFound)
+                .filter(|e| e.kind == kind)
                 .map(|e| e.data),
         );
     }
@@ -483,19 +604,85 @@ mod tests {
             agent_version: Some("3.3.0.0".into()),
             ip: Some("10.0.0.5".into()),
             registered: Some(now - chrono::Duration::hours(50)),
+            launched: None,
             tags: BTreeMap::from([
                 (tag::TAINTED.to_owned(), "true".to_owned()),
                 (tag::REPLACEMENT.to_owned(), "requested".to_owned()),
             ]),
         };
-        let rogue = HashSet::from(["mi-0123456789abcdef0".to_owned()]);
-        let t = table(&[node], &rogue, now);
+        let young = Node {
+            id: "i-0123456789abcdef1".into(),
+            registered: None,
+            launched: Some(now - chrono::Duration::hours(47)),
+            tags: BTreeMap::new(),
+            ..node.clone()
+        };
+        let unknown_age = Node {
+            id: "i-0123456789abcdef2".into(),
+            registered: None,
+            ..young.clone()
+        };
+        let marks = Marks {
+            rogue_touched: HashSet::from(["mi-0123456789abcdef0".to_owned()]),
+            max_age: Some(std::time::Duration::from_secs(48 * 3600)),
+            now,
+        };
+        let t = table(&[node.clone(), young, unknown_age], &marks);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("ID"));
         assert!(lines[1].contains("web-1"));
         assert!(lines[1].contains("2d2h"));
-        assert!(lines[1].ends_with("TAINTED REPLACING ROGUE-TOUCHED"));
-        assert!(table(&[], &HashSet::new(), now).contains("no nodes"));
+        assert!(lines[1].ends_with("TAINTED REPLACING ROGUE-TOUCHED OLD"));
+        // Launched 47h ago: its age shows, under the limit, no badge.
+        assert!(lines[2].contains("1d23h"), "{}", lines[2]);
+        assert!(!lines[2].contains("OLD"), "{}", lines[2]);
+        assert!(!lines[3].contains("OLD"), "{}", lines[3]);
+        // The check turned off: nothing is old.
+        let off = Marks {
+            max_age: None,
+            ..marks
+        };
+        assert!(!table(&[node], &off).contains("OLD"));
+        assert!(table(&[], &off).contains("no nodes"));
+    }
+
+    #[test]
+    fn old_instances_are_those_past_the_limit() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let node = |id: &str, launched: Option<i64>, registered: Option<i64>| Node {
+            id: id.into(),
+            name: None,
+            platform: "Linux".into(),
+            ping: "Online".into(),
+            agent_version: None,
+            ip: None,
+            registered: registered.map(|h| now - chrono::Duration::hours(h)),
+            launched: launched.map(|h| now - chrono::Duration::hours(h)),
+            tags: BTreeMap::new(),
+        };
+        let nodes = [
+            node("i-00000001", Some(30), None),
+            node("i-00000002", Some(10), Some(100)),
+            node("mi-00000003", None, Some(25)),
+            node("i-00000004", None, None),
+        ];
+        let old = old_instances(&nodes, now, std::time::Duration::from_secs(24 * 3600));
+        let got: Vec<(&str, i64)> = old
+            .iter()
+            .map(|o| (o.instance.as_str(), o.age_secs / 3600))
+            .collect();
+        // Launch wins over registration; an unknown age is no finding.
+        assert_eq!(got, vec![("i-00000001", 30), ("mi-00000003", 25)]);
+        assert_eq!(old[0].max_age_secs, 24 * 3600);
+        let line = finding_line(&Finding::OldInstance {
+            old: old_instances(&nodes[..1], now, std::time::Duration::from_secs(86_400)).remove(0),
+            new: true,
+        });
+        assert!(
+            line.starts_with("NEW i-00000001 is 1d6h old (since 2023-11-13T16:13:20+00:00)"),
+            "{line}"
+        );
+        assert!(line.contains("max_instance_age of 1day"), "{line}");
     }
 
     #[test]

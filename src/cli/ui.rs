@@ -78,9 +78,9 @@ fn theme_in_config(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// A fleet listing from the global options (lab endpoint or AWS); errors show on the Fleet
-/// screen instead of stopping the TUI.
-pub fn fleet_from_opts(g: &GlobalOpts) -> FleetFn {
+/// A fleet listing from the global options (lab endpoint or AWS), marking nodes older than
+/// `max_age` OLD; errors show on the Fleet screen instead of stopping the TUI.
+pub fn fleet_from_opts(g: &GlobalOpts, max_age: Option<std::time::Duration>) -> FleetFn {
     let g = g.clone();
     let fleet: Arc<tokio::sync::OnceCell<Result<FleetFn, String>>> = Arc::default();
     Arc::new(move || {
@@ -91,7 +91,7 @@ pub fn fleet_from_opts(g: &GlobalOpts) -> FleetFn {
                 .get_or_init(|| async {
                     AwsFleet::from_opts(&g)
                         .await
-                        .map(|f| fleet_view::fleet_fn(Arc::new(f)))
+                        .map(|f| fleet_view::fleet_fn(Arc::new(f), max_age))
                         .map_err(|e| e.to_string())
                 })
                 .await
@@ -105,6 +105,7 @@ pub fn fleet_from_opts(g: &GlobalOpts) -> FleetFn {
 pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
     let broker = Arc::new(access::open(g)?);
+    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
     let user = access::who(a.as_user)?;
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
@@ -137,7 +138,7 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
         user,
         theme,
         demo_codes: None,
-        fleet: Some(fleet_from_opts(g)),
+        fleet: Some(fleet_from_opts(g, max_age)),
         open_session,
     };
     rt.block_on(run_tui(ctx))?;
@@ -223,6 +224,7 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(paths.policy(), DEMO_POLICY)
         .with_context(|| format!("cannot write {}", paths.policy().display()))?;
     let broker = Arc::new(Broker::open(&paths, BrokerOptions::default()).map_err(access::fail)?);
+    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
     let mut users = Vec::new();
     for (name, role, roles) in DEMO_USERS {
         let e = broker
@@ -262,7 +264,7 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
                 paths.recordings(),
                 key,
             ))),
-            fleet: Some(fleet_view::fleet_fn(fleet)),
+            fleet: Some(fleet_view::fleet_fn(fleet, max_age)),
             demo_codes: Some(demo_codes_fn(users)),
             broker,
             user: DEMO_USERS[0].0.to_string(),

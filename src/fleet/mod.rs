@@ -41,8 +41,10 @@ pub struct Node {
     pub agent_version: Option<String>,
     /// IP address the agent reports.
     pub ip: Option<String>,
-    /// When the node registered (managed nodes); the base for its age.
+    /// When the node registered with Systems Manager (managed nodes).
     pub registered: Option<DateTime<Utc>>,
+    /// When the EC2 instance launched (`i-` instances, from DescribeInstances).
+    pub launched: Option<DateTime<Utc>>,
     /// The node's tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -76,9 +78,20 @@ impl Node {
                 .is_none_or(|at| now - at > limit)
     }
 
-    /// How long the node has existed, where the API tells.
+    /// How long the node has existed, where the API tells: since launch for an EC2 instance,
+    /// else since registration.
     pub fn age(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
-        self.registered.map(|r| now - r)
+        self.launched.or(self.registered).map(|r| now - r)
+    }
+
+    /// Whether the node is older than `max_age` (the policy's `max_instance_age`; `None` turns
+    /// the check off). A node whose age is unknown is not called old.
+    pub fn old(&self, now: DateTime<Utc>, max_age: Option<std::time::Duration>) -> bool {
+        match (self.age(now), max_age.map(chrono::Duration::from_std)) {
+            (Some(age), Some(Ok(max))) => age > max,
+            // No limit, an unknown age, or a limit beyond chrono's range (never reached).
+            _ => false,
+        }
     }
 }
 

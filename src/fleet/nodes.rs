@@ -127,6 +127,7 @@ fn node_from_info(i: &InstanceInformation) -> Option<Node> {
         agent_version: i.agent_version().map(str::to_owned),
         ip: i.ip_address().map(str::to_owned),
         registered: i.registration_date().and_then(to_utc),
+        launched: None,
         tags: BTreeMap::new(),
     })
 }

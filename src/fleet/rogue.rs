@@ -127,6 +127,7 @@ mod tests {
             agent_version: None,
             ip: None,
             registered: None,
+            launched: None,
             tags: tags
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

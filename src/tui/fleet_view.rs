@@ -1,7 +1,9 @@
 //! Between the fleet and the UI: nodes as rows, and a listing function over any `Fleet`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
 use crate::fleet::{Fleet, Node};
@@ -9,8 +11,8 @@ use crate::fleet::{Fleet, Node};
 use super::driver::FleetFn;
 use super::model::{Badge, FleetRow};
 
-/// The row for one node.
-pub fn fleet_row(node: &Node) -> FleetRow {
+/// The row for one node at `now`; `max_age` is the policy's `max_instance_age` (`None`: off).
+pub fn fleet_row(node: &Node, now: DateTime<Utc>, max_age: Option<Duration>) -> FleetRow {
     let mut badges = Vec::new();
     if node.tainted() {
         badges.push(Badge::Tainted);
@@ -18,27 +20,63 @@ pub fn fleet_row(node: &Node) -> FleetRow {
     if node.replacing() {
         badges.push(Badge::Replacing);
     }
+    if node.old(now, max_age) {
+        badges.push(Badge::Old);
+    }
     FleetRow {
         id: node.id.clone(),
         name: node.name.clone().unwrap_or_default(),
         ping: node.ping.clone(),
         platform: node.platform.clone(),
-        registered_at: node.registered,
+        since: node.launched.or(node.registered),
         badges,
     }
 }
 
-/// A [`FleetFn`] listing `fleet`'s nodes.
-pub fn fleet_fn<F: Fleet + Send + Sync + 'static>(fleet: Arc<F>) -> FleetFn {
+/// A [`FleetFn`] listing `fleet`'s nodes, marking those older than `max_age` OLD.
+pub fn fleet_fn<F: Fleet + Send + Sync + 'static>(
+    fleet: Arc<F>,
+    max_age: Option<Duration>,
+) -> FleetFn {
     Arc::new(move || {
         let fleet = Arc::clone(&fleet);
         async move {
-            fleet
-                .list_nodes()
-                .await
-                .map(|nodes| nodes.iter().map(fleet_row).collect())
-                .map_err(|e| e.to_string())
+            let nodes = fleet.list_nodes().await.map_err(|e| e.to_string())?;
+            let now = Utc::now();
+            Ok(nodes.iter().map(|n| fleet_row(n, now, max_age)).collect())
         }
         .boxed()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::fleet::tag;
+
+    #[test]
+    fn rows_carry_badges_and_the_age_base() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let launched = now - chrono::Duration::days(20);
+        let node = Node {
+            id: "i-0123456789abcdef0".into(),
+            name: Some("web-1".into()),
+            platform: "Linux".into(),
+            ping: "Online".into(),
+            agent_version: None,
+            ip: None,
+            registered: Some(now - chrono::Duration::days(1)),
+            launched: Some(launched),
+            tags: BTreeMap::from([(tag::TAINTED.to_owned(), "true".to_owned())]),
+        };
+        let fortnight = Some(Duration::from_secs(14 * 86_400));
+        let row = fleet_row(&node, now, fortnight);
+        assert_eq!(row.since, Some(launched));
+        assert_eq!(row.badges, vec![Badge::Tainted, Badge::Old]);
+        assert_eq!(fleet_row(&node, now, None).badges, vec![Badge::Tainted]);
+        let month = Some(Duration::from_secs(30 * 86_400));
+        assert_eq!(fleet_row(&node, now, month).badges, vec![Badge::Tainted]);
+    }
 }

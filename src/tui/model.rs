@@ -37,6 +37,8 @@ pub enum Badge {
     Rogue,
     /// A pink-sombrero session is open on it.
     InSession,
+    /// Older than the policy's `max_instance_age`: due for replacement.
+    Old,
 }
 
 impl Badge {
@@ -47,6 +49,7 @@ impl Badge {
             Badge::Replacing => "REPLACING",
             Badge::Rogue => "ROGUE",
             Badge::InSession => "IN SESSION",
+            Badge::Old => "OLD",
         }
     }
 }
@@ -62,8 +65,8 @@ pub struct FleetRow {
     pub ping: String,
     /// Platform (`Linux`, ...).
     pub platform: String,
-    /// When the node registered, if known.
-    pub registered_at: Option<DateTime<Utc>>,
+    /// When the node's age counts from (launch of an EC2 instance, else registration), if known.
+    pub since: Option<DateTime<Utc>>,
     /// Badges to show.
     pub badges: Vec<Badge>,
 }

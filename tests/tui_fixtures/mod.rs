@@ -33,15 +33,15 @@ pub fn fleet() -> Vec<FleetRow> {
             name: "web-1".into(),
             ping: "Online".into(),
             platform: "Linux".into(),
-            registered_at: Some(ago(3 * 86400)),
-            badges: vec![],
+            since: Some(ago(3 * 86400)),
+            badges: vec![Badge::Old],
         },
         FleetRow {
             id: "mi-0a1b2c3d4e5f60002".into(),
             name: "db-primary".into(),
             ping: "Online".into(),
             platform: "Linux".into(),
-            registered_at: Some(ago(7200)),
+            since: Some(ago(7200)),
             badges: vec![Badge::Tainted, Badge::Replacing],
         },
         FleetRow {
@@ -49,7 +49,7 @@ pub fn fleet() -> Vec<FleetRow> {
             name: "batch-7".into(),
             ping: "ConnectionLost".into(),
             platform: "Linux".into(),
-            registered_at: None,
+            since: None,
             badges: vec![Badge::Rogue],
         },
     ]

@@ -71,8 +71,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         return widgets::message(frame, table, widgets::panel(" Fleet ", theme), lines);
     }
     let header = Row::new(["NAME", "ID", "PING", "PLATFORM", "AGE", ""]);
+    // Badges get the larger share: a node can carry several, and they matter more than a long name.
     let widths = vec![
-        Constraint::Fill(2),
+        Constraint::Fill(1),
         Constraint::Length(20),
         Constraint::Length(15),
         Constraint::Length(15),
@@ -95,7 +96,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             .flat_map(|b| {
                 let style = match b {
                     Badge::Tainted | Badge::Rogue => theme.badge_danger,
-                    Badge::Replacing => theme.badge_warn,
+                    Badge::Replacing | Badge::Old => theme.badge_warn,
                     Badge::InSession => theme.badge_ok,
                 };
                 [badge(b.label(), style), Span::raw(" ")]
@@ -112,7 +113,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Cell::from(Span::styled(r.ping.clone(), ping_style)),
             Cell::from(Span::styled(r.platform.clone(), theme.text)),
             Cell::from(Span::styled(
-                r.registered_at
+                r.since
                     .map_or("—".to_string(), |t| widgets::age(state.now, t)),
                 theme.text_dim,
             )),
