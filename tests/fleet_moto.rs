@@ -15,6 +15,7 @@ use aws_sdk_resourcegroupstagging::Client as Tagging;
 use chrono::Utc;
 use pink_sombrero::config::GlobalOpts;
 use pink_sombrero::fleet::aws::AwsFleet;
+use pink_sombrero::fleet::ec2_query::Ec2Query;
 use pink_sombrero::fleet::{
     Fleet, FleetError, ReplaceFailure, ReplaceOptions, ReplaceProgress, ReplaceStrategy,
     ReplacementOutcome, Taint, tag,
@@ -332,4 +333,83 @@ async fn replacement_api_error_is_a_failed_outcome_and_marked_for_retry() {
             .map(String::as_str),
         Some(tag::REPLACEMENT_FAILED)
     );
+}
+
+/// The hand-made EC2 Query client, configured from the environment as the fleet's is.
+async fn ec2() -> Ec2Query {
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let ec2 = Ec2Query::from_config(&sdk).unwrap();
+    assert_eq!(
+        ec2.endpoint(),
+        std::env::var("AWS_ENDPOINT_URL_EC2")
+            .unwrap()
+            .trim_end_matches('/'),
+        "AWS_ENDPOINT_URL_EC2 not honoured"
+    );
+    ec2
+}
+
+#[tokio::test]
+async fn describe_instances_reports_launch_times_for_a_batch() {
+    let Some(m) = moto() else { return };
+    let e = env(&m).await;
+    // moto stamps launch times in whole seconds.
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    let (_, ids) = group(&e.asg, 3).await;
+    let after = Utc::now();
+    let asked: Vec<&str> = ids.iter().map(String::as_str).collect();
+
+    let found = ec2().await.describe(&asked).await.unwrap();
+    let mut got: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
+    got.sort_unstable();
+    let mut want = asked.clone();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    for i in &found {
+        let launched = i
+            .launched
+            .unwrap_or_else(|| panic!("{} has no launch time", i.id));
+        assert!(
+            before <= launched && launched <= after,
+            "{}: launched {launched}, created between {before} and {after}",
+            i.id
+        );
+    }
+
+    // The same through the fleet (what the listing uses for `i-` ages).
+    let times = e.fleet.launch_times(&asked).await.unwrap();
+    assert_eq!(times.len(), 3);
+    for i in &found {
+        assert_eq!(Some(times[&i.id]), i.launched);
+    }
+}
+
+#[tokio::test]
+async fn describe_instances_unknown_id_is_a_clear_error_and_left_out_of_ages() {
+    let Some(m) = moto() else { return };
+    let e = env(&m).await;
+    let (_, ids) = group(&e.asg, 1).await;
+    let unknown = "i-0000000000000dead";
+
+    let err = ec2()
+        .await
+        .describe(&[ids[0].as_str(), unknown])
+        .await
+        .unwrap_err();
+    assert_eq!(err.aws_code(), Some("InvalidInstanceID.NotFound"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("AWS DescribeInstances failed: InvalidInstanceID.NotFound: ")
+            && text.contains(unknown),
+        "{text}"
+    );
+
+    // The listing's lookup leaves the unknown one out and still ages the known one.
+    let times = e
+        .fleet
+        .launch_times(&[unknown, ids[0].as_str()])
+        .await
+        .unwrap();
+    assert_eq!(times.keys().collect::<Vec<_>>(), vec![&ids[0]]);
+    assert!(e.fleet.launch_times(&[unknown]).await.unwrap().is_empty());
 }

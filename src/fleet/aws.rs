@@ -4,7 +4,8 @@
 //! how the lab (which serves the SSM API) is reached. Every client also honours the standard
 //! per-service variables read by aws-config: `AWS_ENDPOINT_URL_SSM`,
 //! `AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API`, `AWS_ENDPOINT_URL_AUTO_SCALING`,
-//! `AWS_ENDPOINT_URL_STS`, and the global `AWS_ENDPOINT_URL`.
+//! `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL_EC2` (the hand-made DescribeInstances, see
+//! [`super::ec2_query`]), and the global `AWS_ENDPOINT_URL`.
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
@@ -38,6 +39,8 @@ pub struct AwsFleet {
     pub(crate) ssm: aws_sdk_ssm::Client,
     pub(crate) tagging: aws_sdk_resourcegroupstagging::Client,
     pub(crate) autoscaling: aws_sdk_autoscaling::Client,
+    /// EC2 DescribeInstances (launch times), by hand.
+    pub(crate) ec2: super::ec2_query::Ec2Query,
     sts: aws_sdk_sts::Client,
     region: String,
     identity: std::sync::Arc<OnceCell<Identity>>,
@@ -83,6 +86,7 @@ impl AwsFleet {
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
             tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
+            ec2: super::ec2_query::Ec2Query::from_config(sdk)?,
             sts: aws_sdk_sts::Client::new(sdk),
             region,
             identity: std::sync::Arc::new(OnceCell::new()),

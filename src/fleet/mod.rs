@@ -5,6 +5,7 @@
 //! rest of the crate never depends on them.
 
 pub mod aws;
+pub mod ec2_query;
 mod error;
 mod nodes;
 pub mod replace;

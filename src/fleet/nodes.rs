@@ -1,4 +1,5 @@
-//! Listing nodes: DescribeInstanceInformation (all pages) plus each node's tags.
+//! Listing nodes: DescribeInstanceInformation (all pages) plus each node's tags, and the launch
+//! time of EC2 instances (DescribeInstances).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -30,7 +31,9 @@ impl AwsFleet {
             .map(|n| n.id.as_str())
             .collect();
         let mut instance_tags = self.instance_tags(&instance_ids).await?;
+        let mut launched = self.launch_times(&instance_ids).await?;
         for node in &mut nodes {
+            node.launched = launched.remove(&node.id);
             node.tags = match TargetKind::of(&node.id) {
                 Ok(TargetKind::Instance) => instance_tags.remove(&node.id).unwrap_or_default(),
                 Ok(TargetKind::Managed) => self.managed_tags(&node.id).await?,
@@ -83,6 +86,15 @@ impl AwsFleet {
             }
         }
         Ok(by_id)
+    }
+
+    /// Launch times of EC2 instances by id (DescribeInstances); ids EC2 does not know are left
+    /// out (see [`super::ec2_query::Ec2Query::launch_times`]).
+    pub async fn launch_times(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, chrono::DateTime<chrono::Utc>>, FleetError> {
+        self.ec2.launch_times(ids).await
     }
 
     /// Tags of a managed node, through SSM.
