@@ -549,10 +549,12 @@ fn finding_line(r: &Finding) -> String {
             old.instance,
             old.name
                 .as_deref()
+                .filter(|n| *n != old.instance)
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default(),
             short_age(chrono::Duration::seconds(old.age_secs)),
-            old.launched.to_rfc3339(),
+            old.launched
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             humantime::format_duration(std::time::Duration::from_secs(old.max_age_secs)),
         ),
     }
@@ -679,7 +681,7 @@ mod tests {
             new: true,
         });
         assert!(
-            line.starts_with("NEW i-00000001 is 1d6h old (since 2023-11-13T16:13:20+00:00)"),
+            line.starts_with("NEW i-00000001 is 1d6h old (since 2023-11-13T16:13:20Z)"),
             "{line}"
         );
         assert!(line.contains("max_instance_age of 1day"), "{line}");
