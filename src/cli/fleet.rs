@@ -94,6 +94,7 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
         max_age: access::policy_or_default(g, &paths)?.max_instance_age,
         now: Utc::now(),
     };
+    warn_unknown_ages(&nodes);
     if a.json {
         let rows: Vec<NodeRow> = nodes
             .iter()
@@ -111,6 +112,20 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
         print!("{}", table(&nodes, &marks));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr when EC2 instances have no known launch time, so an old-instance check that
+/// could not run is never mistaken for a clean one.
+fn warn_unknown_ages(nodes: &[Node]) {
+    let unknown = nodes
+        .iter()
+        .filter(|n| n.id.starts_with("i-") && n.launched.is_none())
+        .count();
+    if unknown > 0 {
+        eprintln!(
+            "sombrero: launch time unknown for {unknown} EC2 instance(s) (DescribeInstances failed or is not allowed; see the log): they cannot be judged old"
+        );
+    }
 }
 
 /// What the listing marks besides the node's own tags.
@@ -459,7 +474,11 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let findings = classify_sessions(&sessions, |id| known.contains(id));
     let old = match max_age {
-        Some(max) => old_instances(&rt.block_on(fleet.list_nodes())?, Utc::now(), max),
+        Some(max) => {
+            let nodes = rt.block_on(fleet.list_nodes())?;
+            warn_unknown_ages(&nodes);
+            old_instances(&nodes, Utc::now(), max)
+        }
         None => Vec::new(),
     };
     let record = |kind, data| broker.record(ACTOR, kind, None, data).map_err(access::fail);

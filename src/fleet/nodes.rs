@@ -31,7 +31,16 @@ impl AwsFleet {
             .map(|n| n.id.as_str())
             .collect();
         let mut instance_tags = self.instance_tags(&instance_ids).await?;
-        let mut launched = self.launch_times(&instance_ids).await?;
+        // Age is a finding, not a gate: a role without ec2:DescribeInstances (or an EC2 outage)
+        // must not stop the listing that reaping and tainting checks depend on. The ages stay
+        // unknown and callers say so (see `Node::launched`).
+        let mut launched = match self.launch_times(&instance_ids).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "EC2 launch times unavailable; ages of i- instances unknown");
+                HashMap::new()
+            }
+        };
         for node in &mut nodes {
             node.launched = launched.remove(&node.id);
             node.tags = match TargetKind::of(&node.id) {
