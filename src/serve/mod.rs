@@ -1,10 +1,12 @@
 //! `sombrero serve`: the broker as a daemon, so secrets, keys and the store stay on one host.
 //!
 //! Listeners ([`unix`]; TCP with TLS and an IAM proof is wired in `tls`/`sts`) accept
-//! connections, learn each one's [`identity::Peer`] and serve [`router`] on it. The router maps
+//! connections, learn each one's [`identity::Peer`] and serve [`router`] on it with
+//! [`conn::serve_connection`]. The router maps
 //! the peer to an [`identity::Identity`] on every request; handlers act as that identity only.
 //! The broker is synchronous: handlers run its calls on blocking threads.
 
+pub mod conn;
 pub mod error;
 pub mod identity;
 pub mod relay;
