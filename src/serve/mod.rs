@@ -13,7 +13,8 @@ pub mod relay;
 pub mod routes;
 pub mod unix;
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -40,7 +41,12 @@ pub struct AppState {
     publish: Arc<watch::Sender<u64>>,
     /// Turns true when the daemon is shutting down (long-polls return at once).
     stopping: watch::Receiver<bool>,
+    /// Enrolled names as of a store revision (the identity check asks on every request).
+    names: Arc<Mutex<NamesAt>>,
 }
+
+/// Enrolled names and the store revision they were read at.
+type NamesAt = (Option<u64>, Arc<BTreeSet<String>>);
 
 impl AppState {
     /// State for `broker`; `stopping` turns true on shutdown.
@@ -54,7 +60,29 @@ impl AppState {
             revision,
             publish: Arc::new(publish),
             stopping,
+            names: Arc::default(),
         })
+    }
+
+    /// True when `name` is an enrolled user. Blocking: call it off the async threads. The list
+    /// is read again only when the store's revision moved.
+    pub fn enrolled(&self, name: &str) -> Result<bool, BrokerError> {
+        let rev = self.broker.revision()?;
+        let cached = {
+            let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            (names.0 == Some(rev)).then(|| Arc::clone(&names.1))
+        };
+        let names = match cached {
+            Some(n) => n,
+            None => {
+                let fresh: Arc<BTreeSet<String>> =
+                    Arc::new(self.broker.users()?.into_iter().map(|u| u.name).collect());
+                *self.names.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (Some(rev), Arc::clone(&fresh));
+                fresh
+            }
+        };
+        Ok(names.contains(name))
     }
 
     /// Runs a read on a blocking thread.
