@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod api;
 pub mod audit;
 pub mod broker;
 pub mod channel;
@@ -16,7 +17,9 @@ pub mod lab;
 pub mod mfa;
 pub mod policy;
 pub mod recording;
+pub mod remote;
 pub mod request;
+pub mod serve;
 pub mod session;
 pub mod store;
 pub mod tui;

@@ -4,7 +4,7 @@
 //! and line. Missing optional keys take the documented defaults of [`DEFAULT_POLICY`]; a value
 //! the file got wrong is never replaced by a default.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,6 +56,16 @@ max_instance_age = "14d"
 # Consecutive wrong or replayed TOTP codes before a lockout, and how long it lasts.
 max_failures = 5
 lockout = "5m"
+
+# Who is who when `sombrero serve` runs the broker: the daemon names each client by its
+# connection, never by what the client says. On the Unix socket that is the peer's OS user
+# ("alice", or "uid:1001" for a uid without a passwd entry); over TCP it is the AWS IAM ARN the
+# client proved. Map them to enrolled sombrero users here. An OS user whose name is an enrolled
+# sombrero user is that user without a line here; anyone else is refused.
+[identities]
+# "alice.smith" = "alice"
+# "uid:1001" = "bob"
+# "arn:aws:iam::123456789012:role/oncall-carol" = "carol"
 "#;
 
 /// `max_instance_age` when the policy does not set it: two weeks.
@@ -302,6 +312,8 @@ pub struct Policy {
     pub max_instance_age: Option<Duration>,
     /// MFA limits.
     pub mfa: MfaPolicy,
+    /// External identities (OS user, `uid:N`, IAM ARN) mapped to sombrero user names.
+    pub identities: BTreeMap<String, String>,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -347,6 +359,8 @@ struct RawPolicy {
     replacement: Option<Spanned<String>>,
     max_instance_age: Option<Spanned<String>>,
     mfa: Option<RawMfa>,
+    #[serde(default)]
+    identities: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -460,7 +474,45 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// `[identities]`: keys are external identities, values sombrero user names.
+    fn identities(
+        &self,
+        raw: BTreeMap<String, Spanned<String>>,
+    ) -> Result<BTreeMap<String, String>, PolicyError> {
+        raw.into_iter()
+            .map(|(external, name)| {
+                let key = format!("identities.{external:?}");
+                let n = name.get_ref().trim();
+                if external.trim().is_empty() || external.chars().any(char::is_whitespace) {
+                    return Err(self.err(
+                        &key,
+                        name.span(),
+                        "an identity has no spaces: an OS user, \"uid:N\" or an IAM ARN".into(),
+                    ));
+                }
+                if n.is_empty() || n == "*" || n.chars().any(char::is_whitespace) {
+                    return Err(self.err(
+                        &key,
+                        name.span(),
+                        format!(
+                            "{:?} is not a user name: map the identity to one enrolled sombrero user",
+                            name.get_ref()
+                        ),
+                    ));
+                }
+                Ok((external, n.to_string()))
+            })
+            .collect()
+    }
+}
+
 impl Policy {
+    /// The sombrero user an external identity is mapped to by `[identities]`, if listed.
+    pub fn identity(&self, external: &str) -> Option<&str> {
+        self.identities.get(external).map(String::as_str)
+    }
+
     /// Parses policy text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Syntax {
@@ -527,16 +579,33 @@ impl Policy {
                 max_failures: c.count("mfa.max_failures", max_failures, 1, 5)?,
                 lockout: c.duration("mfa.lockout", lockout, Duration::from_secs(5 * 60))?,
             },
+            identities: c.identities(raw.identities)?,
         })
     }
 
-    /// Reads and parses a policy file.
+    /// Reads and parses a policy file. The file is read on every call, so edits apply at
+    /// once; parsing is skipped when its text is byte-for-byte what was parsed last time
+    /// (a daemon reads it on every request, and a team's `[identities]` table makes that cost).
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        use std::sync::Mutex;
+        /// The last file parsed: its path, text and policy.
+        static LAST: Mutex<Option<(PathBuf, String, Policy)>> = Mutex::new(None);
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Policy::parse(&text, path)
+        if let Ok(last) = LAST.lock()
+            && let Some((p, t, policy)) = last.as_ref()
+            && p == path
+            && *t == text
+        {
+            return Ok(policy.clone());
+        }
+        let policy = Policy::parse(&text, path)?;
+        if let Ok(mut last) = LAST.lock() {
+            *last = Some((path.to_path_buf(), text, policy.clone()));
+        }
+        Ok(policy)
     }
 
     /// Loads the policy, first writing [`DEFAULT_POLICY`] if no file exists.
@@ -694,6 +763,42 @@ mod tests {
             e,
             "policy file policy.toml, line 3: approvals_required: 0 is out of range: it must be at least 1"
         );
+    }
+
+    #[test]
+    fn identities_map_and_errors_name_key_and_line() {
+        let p = parse(
+            "requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\n\"uid:1001\" = \"bob\"\n\"arn:aws:iam::1:role/x\" = \"carol\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.identity("uid:1001"), Some("bob"));
+        assert_eq!(p.identity("arn:aws:iam::1:role/x"), Some("carol"));
+        assert_eq!(p.identity("bob"), None);
+        let e = parse("requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\nalice = \"a b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") && e.contains("identities"), "{e}");
+        assert!(
+            parse("requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\nalice = 3\n").is_err()
+        );
+    }
+
+    #[test]
+    fn load_sees_every_edit_even_of_the_same_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        let text = |n: u32| {
+            format!("requesters = [\"*\"]\napprovers = [\"*\"]\napprovals_required = {n}\n")
+        };
+        for n in [2, 3, 2, 4] {
+            std::fs::write(&path, text(n)).unwrap();
+            assert_eq!(Policy::load(&path).unwrap().approvals_required, n);
+            assert_eq!(Policy::load(&path).unwrap().approvals_required, n);
+        }
+        let other = dir.path().join("other.toml");
+        std::fs::write(&other, text(5)).unwrap();
+        assert_eq!(Policy::load(&other).unwrap().approvals_required, 5);
+        assert_eq!(Policy::load(&path).unwrap().approvals_required, 4);
     }
 
     #[test]
