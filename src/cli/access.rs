@@ -183,7 +183,8 @@ pub(crate) fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
         policy_path: Some(policy_path(g, &paths)?),
         clock: None,
     };
-    let broker = Broker::open(&paths, opts).map_err(fail)?;
+    let spec = super::store::spec(g, &paths)?;
+    let broker = Broker::open_store(&paths, opts, &spec).map_err(fail)?;
     if broker.policy_created() {
         eprintln!(
             "sombrero: wrote the default policy to {} (two approvals, any enrolled approver); review it with `sombrero policy check`",
@@ -229,7 +230,7 @@ pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> 
     Ok(code)
 }
 
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, v)?;
     writeln!(out)?;

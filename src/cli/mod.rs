@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod lab;
 pub mod recordings;
 pub mod session;
+pub mod store;
 pub mod ui;
 pub mod wiring;
 
@@ -77,6 +78,9 @@ pub enum Command {
     /// Show the recorder's public key.
     #[command(subcommand)]
     Keys(recordings::KeysCommand),
+    /// Set up the team store (a DynamoDB table shared by several brokers).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// An error that carries the process exit status it should produce.
@@ -180,6 +184,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Recordings(a)) => recordings::recordings(&g, a),
         Some(Command::Review(a)) => recordings::review(&g, a),
         Some(Command::Keys(c)) => recordings::keys(&g, c),
+        Some(Command::Store(c)) => store::run(&g, c),
     }
 }
 

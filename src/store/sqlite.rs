@@ -328,7 +328,7 @@ impl WriteTx for SqliteTx<'_> {
 impl Store for SqliteStore {
     fn write<T>(
         &self,
-        f: impl FnOnce(&mut dyn WriteTx) -> Result<T, StoreError>,
+        mut f: impl FnMut(&mut dyn WriteTx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
