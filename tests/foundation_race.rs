@@ -20,31 +20,17 @@ fn env_with(required: usize) -> Env {
 
 /// Starts every approval at once and waits for all of them.
 fn race(env: &mut Env, id: &str, who: &[String]) -> Vec<(String, Run)> {
-    let children: Vec<(String, std::process::Child)> = who
+    let commands = who
         .iter()
         .map(|w| {
             let code = env.code(w);
-            let child = env
-                .command(&["approve", id, "--as", w, "--code", &code])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            (w.clone(), child)
+            (
+                w.clone(),
+                env.command(&["approve", id, "--as", w, "--code", &code]),
+            )
         })
         .collect();
-    children
-        .into_iter()
-        .map(|(w, c)| {
-            let o = c.wait_with_output().unwrap();
-            let run = Run {
-                code: o.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            };
-            (w, run)
-        })
-        .collect()
+    foundation_support::race(commands)
 }
 
 fn count_kind(env: &Env, id: &str, kind: &str) -> usize {

@@ -39,6 +39,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -154,6 +155,9 @@ pub struct InitOutcome {
 pub struct DynamoStore {
     table: String,
     bridge: Bridge,
+    /// Writers in this process take turns: only one of them could commit anyway (every write
+    /// moves the head), and racing each other would only burn attempts.
+    writing: Mutex<()>,
 }
 
 /// True for names DynamoDB accepts: 3 to 255 of letters, digits, `_`, `-`, `.`.
@@ -374,6 +378,7 @@ impl DynamoStore {
         Ok(DynamoStore {
             table: table.to_string(),
             bridge: Bridge::start()?,
+            writing: Mutex::new(()),
         })
     }
 
@@ -587,8 +592,11 @@ impl DynamoStore {
     fn commit(&self, items: Vec<TransactWriteItem>) -> Result<Commit, StoreError> {
         let (c, table) = (self.bridge.client.clone(), self.table.clone());
         self.bridge.run(async move {
+            // The token makes the SDK's own retries idempotent: a commit that landed but whose
+            // answer was lost is not applied twice, nor mistaken for a lost race.
             let err = match c
                 .transact_write_items()
+                .client_request_token(uuid::Uuid::new_v4().to_string())
                 .set_transact_items(Some(items))
                 .send()
                 .await
@@ -643,9 +651,10 @@ enum Cond {
     Equals(&'static str, u64),
 }
 
-/// Sleeps a random time up to an exponentially growing cap (full jitter).
+/// Sleeps a random time up to an exponentially growing cap (full jitter), so contenders
+/// spread out instead of colliding again.
 fn backoff(attempt: u32) {
-    let cap_ms = (4u64 << attempt.min(6)).min(200);
+    let cap_ms = (10u64 << attempt.min(7)).min(1000);
     std::thread::sleep(Duration::from_millis(rand::random_range(0..=cap_ms)));
 }
 
@@ -817,6 +826,8 @@ impl Store for DynamoStore {
         &self,
         mut f: impl FnMut(&mut dyn WriteTx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        // A poisoned lock only means another writer panicked; the table is consistent.
+        let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         for attempt in 1..=MAX_ATTEMPTS {
             let mut tx = DynTx {
                 store: self,
