@@ -181,7 +181,7 @@ fn main() -> anyhow::Result<()> {
             &spec,
         )?));
     }
-    if brokers[0].audit_events(0, 1)?.len() > 0 {
+    if !brokers[0].audit_events(0, 1)?.is_empty() {
         bail!("{spec} is not empty: give the load test a fresh table");
     }
     eprintln!(
