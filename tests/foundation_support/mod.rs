@@ -59,6 +59,43 @@ pub fn race(commands: Vec<(String, Command)>) -> Vec<(String, Run)> {
         .collect()
 }
 
+/// Exactly one of the racers approved and every other was refused because the request
+/// already had its approvals; returns the winner.
+#[track_caller]
+pub fn one_winner(results: &[(String, Run)]) -> String {
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, r)| r.code == 0)
+        .map(|(w, _)| w)
+        .collect();
+    let all: Vec<_> = results
+        .iter()
+        .map(|(w, r)| (w, r.code, &r.stderr))
+        .collect();
+    assert_eq!(winners.len(), 1, "{all:?}");
+    for (w, r) in results {
+        if r.code != 0 {
+            assert_eq!(r.code, 1, "{w}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("already has the approvals it needs"),
+                "{w}: {}",
+                r.stderr
+            );
+        }
+    }
+    winners[0].clone()
+}
+
+/// The names on a request's approvals (from `show --json`), in order.
+pub fn approvers_of(show: &serde_json::Value) -> Vec<String> {
+    show["request"]["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["by"].as_str().unwrap().to_string())
+        .collect()
+}
+
 impl Run {
     fn from(o: Output) -> Run {
         Run {
