@@ -939,3 +939,70 @@ impl Store for DynamoStore {
         Ok(self.head()?.rev)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::EventKind;
+    use serde_json::json;
+
+    #[test]
+    fn users_keep_their_secret_in_its_own_attribute() {
+        let u = UserRecord {
+            name: "ann".into(),
+            roles: [Role::Approver, Role::Requester].into(),
+            secret_base32: "JBSWY3DPEHPK3PXP".into(),
+            enrolled_at: Utc::now(),
+            confirmed_at: Some(Utc::now()),
+            mfa: MfaState {
+                last_step: Some(7),
+                failures: 1,
+                locked_until: None,
+            },
+        };
+        let item = user_item(&u, 4).unwrap();
+        assert!(!get_s(&item, "body").unwrap().contains("JBSWY3DPEHPK3PXP"));
+        assert_eq!(decode_user(&item).unwrap(), (u, 4));
+    }
+
+    #[test]
+    fn events_round_trip_and_sort_by_seq() {
+        let e = Event::chain(
+            Some((41, "ab")),
+            NewEvent::new(
+                "a",
+                EventKind::Tainted,
+                Some("req-00000001"),
+                json!({"x": [1, 2.5]}),
+            ),
+            Utc::now(),
+        );
+        let item = event_item(&e).unwrap();
+        assert_eq!(get_s(&item, "sk").unwrap(), "00000000000000000042");
+        assert_eq!(get_s(&item, "request_id").unwrap(), "req-00000001");
+        assert_eq!(decode_event(&item).unwrap(), e);
+        assert!(audit_sk(9) < audit_sk(10));
+    }
+
+    #[test]
+    fn damaged_items_are_corrupt_not_panics() {
+        let mut item = key(USER, "ann");
+        item.insert("ver".into(), s("x"));
+        assert!(matches!(decode_user(&item), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            Head::decode(Some(key(HEAD, HEAD))),
+            Err(StoreError::Corrupt(_))
+        ));
+        let fresh = Head::decode(None).unwrap();
+        assert!(!fresh.exists && fresh.seq == 0 && fresh.rev == 0);
+    }
+
+    #[test]
+    fn table_names_follow_dynamodb_rules() {
+        assert!(valid_table_name("pink-sombrero"));
+        assert!(valid_table_name("a.b_c-1"));
+        assert!(!valid_table_name("ab"));
+        assert!(!valid_table_name("a b c"));
+        assert!(!valid_table_name(&"a".repeat(256)));
+    }
+}
