@@ -666,6 +666,9 @@ struct DynTx<'a> {
     read: HashMap<(&'static str, String), Option<u64>>,
     requests: BTreeMap<String, Request>,
     users: BTreeMap<String, UserRecord>,
+    /// Every user as listed earlier in this attempt, so `user` needs no second read (if one
+    /// changed since, the head moved and the commit fails anyway).
+    listed_users: Option<BTreeMap<String, UserRecord>>,
     events: Vec<Event>,
 }
 
@@ -777,6 +780,13 @@ impl WriteTx for DynTx<'_> {
         if let Some(u) = self.users.get(name) {
             return Ok(Some(u.clone()));
         }
+        if let Some(listed) = &self.listed_users {
+            let found = listed.get(name).cloned();
+            if found.is_none() {
+                self.note(USER, name, None);
+            }
+            return Ok(found);
+        }
         match self.store.get(USER, name)? {
             Some(item) => {
                 let (u, ver) = decode_user(&item)?;
@@ -797,6 +807,7 @@ impl WriteTx for DynTx<'_> {
             self.note(USER, &u.name, Some(ver));
             found.insert(u.name.clone(), u);
         }
+        self.listed_users = Some(found.clone());
         for (name, u) in &self.users {
             found.insert(name.clone(), u.clone());
         }
@@ -835,6 +846,7 @@ impl Store for DynamoStore {
                 read: HashMap::new(),
                 requests: BTreeMap::new(),
                 users: BTreeMap::new(),
+                listed_users: None,
                 events: Vec::new(),
             };
             let out = f(&mut tx)?;
