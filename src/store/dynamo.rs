@@ -26,7 +26,10 @@
 //! so a commit lands only if no other commit landed since the attempt began: commits are
 //! serialisable and the audit chain stays one line. When DynamoDB cancels the commit the
 //! closure runs again from scratch on fresh reads, with jittered backoff, at most
-//! [`MAX_ATTEMPTS`] times. A transaction that only read commits nothing.
+//! [`MAX_ATTEMPTS`] times. A transaction that only read commits nothing. Each commit carries a
+//! fresh client request token, so the SDK's own retry of a commit whose answer was lost is not
+//! applied twice. Writers inside one process take turns (only one could commit anyway), so
+//! races are between brokers, not between one broker's threads.
 //!
 //! # Sync over async
 //!
