@@ -42,7 +42,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -160,7 +160,43 @@ pub struct DynamoStore {
     bridge: Bridge,
     /// Writers in this process take turns: only one of them could commit anyway (every write
     /// moves the head), and racing each other would only burn attempts.
-    writing: Mutex<()>,
+    writing: Turns,
+}
+
+/// A first-come, first-served lock: writers go in arrival order, so none starves behind
+/// luckier threads (`std::sync::Mutex` promises no order).
+#[derive(Default)]
+struct Turns {
+    /// (next ticket to hand out, ticket being served)
+    tickets: Mutex<(u64, u64)>,
+    served: Condvar,
+}
+
+/// Holding a turn; dropping it (also when unwinding) lets the next writer in.
+struct Turn<'a>(&'a Turns);
+
+impl Turns {
+    fn lock(&self) -> MutexGuard<'_, (u64, u64)> {
+        // A poisoned lock only means a thread panicked while counting; the counts are whole.
+        self.tickets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> Turn<'_> {
+        let mut t = self.lock();
+        let mine = t.0;
+        t.0 += 1;
+        while t.1 != mine {
+            t = self.served.wait(t).unwrap_or_else(|p| p.into_inner());
+        }
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.lock().1 += 1;
+        self.0.served.notify_all();
+    }
 }
 
 /// True for names DynamoDB accepts: 3 to 255 of letters, digits, `_`, `-`, `.`.
@@ -381,7 +417,7 @@ impl DynamoStore {
         Ok(DynamoStore {
             table: table.to_string(),
             bridge: Bridge::start()?,
-            writing: Mutex::new(()),
+            writing: Turns::default(),
         })
     }
 
@@ -840,8 +876,7 @@ impl Store for DynamoStore {
         &self,
         mut f: impl FnMut(&mut dyn WriteTx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A poisoned lock only means another writer panicked; the table is consistent.
-        let _turn = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = self.writing.take();
         for attempt in 1..=MAX_ATTEMPTS {
             let mut tx = DynTx {
                 store: self,
@@ -1010,6 +1045,32 @@ mod tests {
         ));
         let fresh = Head::decode(None).unwrap();
         assert!(!fresh.exists && fresh.seq == 0 && fresh.rev == 0);
+    }
+
+    #[test]
+    fn turns_go_in_arrival_order() {
+        let turns = std::sync::Arc::new(Turns::default());
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let first = turns.take();
+        let waiting: Vec<_> = (0..4)
+            .map(|i| {
+                let (mine, order) = (turns.clone(), order.clone());
+                let h = std::thread::spawn(move || {
+                    let _t = mine.take();
+                    order.lock().unwrap().push(i);
+                });
+                // Each thread holds its ticket before the next one starts.
+                while turns.lock().0 != i + 2 {
+                    std::thread::yield_now();
+                }
+                h
+            })
+            .collect();
+        drop(first);
+        for h in waiting {
+            h.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
     }
 
     #[test]
