@@ -23,7 +23,7 @@ use crate::policy::{Policy, PolicyError, Role};
 use crate::request::{
     self, CloseReason, Command, NewRequest, Outcome, Refusal, Request, Rules, State,
 };
-use crate::store::sqlite::SqliteStore;
+use crate::store::any::{AnyStore, StoreSpec};
 use crate::store::{Store, StoreError, UserRecord, WriteTx};
 
 /// The actor name for things the system does by itself (expiry).
@@ -203,9 +203,9 @@ pub struct AuditCheck {
     pub broken: Option<ChainBreak>,
 }
 
-/// The broker over the embedded store.
+/// The broker over its store (SQLite or DynamoDB).
 pub struct Broker {
-    store: SqliteStore,
+    store: AnyStore,
     policy_path: PathBuf,
     policy_created: bool,
     clock: Arc<dyn Clock>,
@@ -224,12 +224,20 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Broker {
-    /// Opens the data dir: creates it, the store and (first run only) the default policy file.
+    /// Opens the data dir: creates it, the SQLite store and (first run only) the default
+    /// policy file.
     pub fn open(paths: &Paths, opts: BrokerOptions) -> Result<Broker> {
+        Broker::open_store(paths, opts, &StoreSpec::Sqlite)
+    }
+
+    /// Like [`Broker::open`] over the store `spec` names. The policy file and the recorder key
+    /// stay in the data dir; users, their TOTP secrets, requests and the audit log live in the
+    /// store.
+    pub fn open_store(paths: &Paths, opts: BrokerOptions, spec: &StoreSpec) -> Result<Broker> {
         paths.ensure()?;
         let policy_path = opts.policy_path.unwrap_or_else(|| paths.policy());
         let (_, policy_created) = Policy::load_or_create(&policy_path)?;
-        let store = SqliteStore::open(&paths.db())?;
+        let store = spec.open(paths)?;
         let clock = opts.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let broker = Broker {
             store,
@@ -398,7 +406,7 @@ impl Broker {
                 id = request::new_request_id();
             }
             // Rules first, so a refused request does not spend the person's code.
-            let outcome = match request::create(&id, new, &rules, now) {
+            let outcome = match request::create(&id, new.clone(), &rules, now) {
                 Ok(outcome) => outcome,
                 Err(refusal) => return refuse(tx, &who, None, "request", refusal, now),
             };
@@ -515,7 +523,7 @@ impl Broker {
                 return refuse(tx, actor, Some(id), action, request::timed_out(&r), now);
             }
             // Rules first, so a refused action does not spend the person's code.
-            let outcome = match request::apply(&r, cmd, &rules, now) {
+            let outcome = match request::apply(&r, cmd.clone(), &rules, now) {
                 Ok(outcome) => outcome,
                 Err(refusal) => return refuse(tx, actor, Some(id), action, refusal, now),
             };
@@ -578,7 +586,7 @@ impl Broker {
     ) -> Result<Event> {
         let now = self.now();
         let e = NewEvent::new(actor, kind, request_id, data);
-        Ok(self.store.write(|tx| tx.append(e, now))?)
+        Ok(self.store.write(|tx| tx.append(e.clone(), now))?)
     }
 
     /// Checks the whole audit chain.

@@ -27,6 +27,45 @@ pub struct GlobalOpts {
     /// config file; else this process opens the data dir itself.
     #[arg(long, global = true, env = "SOMBRERO_BROKER", value_name = "URL")]
     pub broker: Option<crate::api::Endpoint>,
+    /// Store: `sqlite` (the data dir's file) or `dynamodb:TABLE` (shared by several brokers).
+    /// Default: the config file's `store` key, else `sqlite`.
+    #[arg(long, global = true, env = "SOMBRERO_STORE", value_name = "SPEC")]
+    pub store: Option<String>,
+}
+
+/// A config file key could not be read.
+#[derive(Debug, Error)]
+#[error("config file {path}: {message}")]
+pub struct ConfigFileError {
+    /// The config file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The string value of `key` in the config file (`config`: `--config`, else `config.toml` in
+/// the data dir) with the file's path, or `None` when the file or the key is absent.
+pub fn config_string(
+    config: Option<&Path>,
+    paths: &Paths,
+    key: &str,
+) -> Result<Option<(String, PathBuf)>, ConfigFileError> {
+    let file = config.map_or_else(|| paths.config(), Path::to_path_buf);
+    let err = |message: String| ConfigFileError {
+        path: file.clone(),
+        message,
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(v)) => Ok(Some((v.clone(), file))),
+        Some(_) => Err(err(format!("{key}: must be a string"))),
+    }
 }
 
 /// Errors finding or creating the data directory.

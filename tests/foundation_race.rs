@@ -20,31 +20,17 @@ fn env_with(required: usize) -> Env {
 
 /// Starts every approval at once and waits for all of them.
 fn race(env: &mut Env, id: &str, who: &[String]) -> Vec<(String, Run)> {
-    let children: Vec<(String, std::process::Child)> = who
+    let commands = who
         .iter()
         .map(|w| {
             let code = env.code(w);
-            let child = env
-                .command(&["approve", id, "--as", w, "--code", &code])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            (w.clone(), child)
+            (
+                w.clone(),
+                env.command(&["approve", id, "--as", w, "--code", &code]),
+            )
         })
         .collect();
-    children
-        .into_iter()
-        .map(|(w, c)| {
-            let o = c.wait_with_output().unwrap();
-            let run = Run {
-                code: o.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            };
-            (w, run)
-        })
-        .collect()
+    foundation_support::race(commands)
 }
 
 fn count_kind(env: &Env, id: &str, kind: &str) -> usize {
@@ -67,12 +53,7 @@ fn all_approvers_at_once_lose_no_approval() {
     }
     let v = env.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(v["request"]["state"], "approved");
-    let mut by: Vec<String> = v["request"]["approvals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["by"].as_str().unwrap().to_string())
-        .collect();
+    let mut by = foundation_support::approvers_of(&v);
     by.sort();
     assert_eq!(by, who);
     assert_eq!(count_kind(&env, &id, "approval_given"), APPROVERS);
@@ -87,39 +68,13 @@ fn racing_for_the_last_approval_makes_exactly_one_transition() {
     env.approve(&id, "ap0").ok();
     let who: Vec<String> = (1..APPROVERS).map(|i| format!("ap{i}")).collect();
     let results = race(&mut env, &id, &who);
-    let winners: Vec<&String> = results
-        .iter()
-        .filter(|(_, r)| r.code == 0)
-        .map(|(w, _)| w)
-        .collect();
-    assert_eq!(
-        winners.len(),
-        1,
-        "{results:?}",
-        results = results
-            .iter()
-            .map(|(w, r)| (w, r.code, &r.stderr))
-            .collect::<Vec<_>>()
-    );
-    for (w, r) in &results {
-        if r.code != 0 {
-            assert_eq!(r.code, 1, "{w}: {}", r.stderr);
-            assert!(
-                r.stderr.contains("already has the approvals it needs"),
-                "{w}: {}",
-                r.stderr
-            );
-        }
-    }
+    let winner = foundation_support::one_winner(&results);
     let v = env.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(v["request"]["state"], "approved");
-    let by: Vec<&str> = v["request"]["approvals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["by"].as_str().unwrap())
-        .collect();
-    assert_eq!(by, vec!["ap0", winners[0].as_str()]);
+    assert_eq!(
+        foundation_support::approvers_of(&v),
+        vec!["ap0".to_string(), winner]
+    );
     assert_eq!(count_kind(&env, &id, "request_approved"), 1);
     assert_eq!(count_kind(&env, &id, "refused"), APPROVERS - 2);
     env.run(&["audit", "verify"]).ok();

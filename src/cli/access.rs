@@ -204,26 +204,14 @@ pub(crate) fn remote_endpoint(g: &GlobalOpts) -> anyhow::Result<Option<Endpoint>
         return Ok(Some(e.clone()));
     }
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let config = g.config.clone().unwrap_or_else(|| paths.config());
-    let text = match std::fs::read_to_string(&config) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", config.display())),
+    let Some((text, file)) = crate::config::config_string(g.config.as_deref(), &paths, "broker")
+        .map_err(|e| ExitError::usage(e.to_string()))?
+    else {
+        return Ok(None);
     };
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| ExitError::usage(format!("{}: {e}", config.display())))?;
-    match table.get("broker") {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => s
-            .parse()
-            .map(Some)
-            .map_err(|e| ExitError::usage(format!("{}: broker: {e}", config.display())).into()),
-        Some(_) => Err(ExitError::usage(format!(
-            "{}: broker must be a string such as \"unix:/run/sombrero/sombrero.sock\"",
-            config.display()
-        ))
-        .into()),
-    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| ExitError::usage(format!("{}: broker: {e}", file.display())).into())
 }
 
 /// The broker the access commands and the TUI use: the daemon when one is configured, else
@@ -261,7 +249,8 @@ pub(crate) fn open_local(g: &GlobalOpts) -> anyhow::Result<Broker> {
         policy_path: Some(policy_path(g, &paths)?),
         clock: None,
     };
-    let broker = Broker::open(&paths, opts).map_err(fail)?;
+    let spec = super::store::spec(g, &paths)?;
+    let broker = Broker::open_store(&paths, opts, &spec).map_err(fail)?;
     if broker.policy_created() {
         eprintln!(
             "sombrero: wrote the default policy to {} (two approvals, any enrolled approver); review it with `sombrero policy check`",
@@ -322,7 +311,7 @@ pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> 
     Ok(code)
 }
 
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, v)?;
     writeln!(out)?;

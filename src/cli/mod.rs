@@ -8,6 +8,7 @@ pub mod lab;
 pub mod recordings;
 pub mod serve;
 pub mod session;
+pub mod store;
 pub mod ui;
 pub mod wiring;
 
@@ -80,6 +81,9 @@ pub enum Command {
     Keys(recordings::KeysCommand),
     /// Run the broker as a daemon that thin clients reach with --broker.
     Serve(serve::ServeArgs),
+    /// Set up the team store (a DynamoDB table shared by several brokers).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// An error that carries the process exit status it should produce.
@@ -190,6 +194,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Review(a)) => recordings::review(&g, a),
         Some(Command::Keys(c)) => recordings::keys(&g, c),
         Some(Command::Serve(a)) => serve::serve(&g, a),
+        Some(Command::Store(c)) => store::run(&g, c),
     }
 }
 

@@ -153,12 +153,13 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
 fn remote_tui(g: &GlobalOpts, a: TuiArgs, theme: Theme) -> anyhow::Result<ExitCode> {
     let broker = access::connect(g)?;
     let user = access::actor(&*broker, a.as_user)?;
+    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
     let ctx = TuiContext {
         broker,
         user,
         theme,
         demo_codes: None,
-        fleet: Some(fleet_from_opts(g)),
+        fleet: Some(fleet_from_opts(g, max_age)),
         open_session: None,
         recordings: None,
         replay: None,

@@ -2,8 +2,12 @@
 //!
 //! [`Store::write`] runs a closure in one exclusive transaction: everything it reads and writes
 //! (request, user, audit events) commits together or not at all, so racing processes see each
-//! other's changes whole. [`sqlite::SqliteStore`] is the embedded implementation.
+//! other's changes whole. [`sqlite::SqliteStore`] is the embedded implementation,
+//! [`dynamo::DynamoStore`] the team one (several brokers on one DynamoDB table), and
+//! [`any::AnyStore`] picks one from a [`any::StoreSpec`] (`sqlite` or `dynamodb:TABLE`).
 
+pub mod any;
+pub mod dynamo;
 pub mod sqlite;
 
 use std::collections::BTreeSet;
@@ -36,6 +40,56 @@ pub enum StoreError {
         /// Latest version known.
         known: i64,
     },
+    /// A DynamoDB call failed.
+    #[error(
+        "DynamoDB {op} failed: {message}; check the region, the endpoint (AWS_ENDPOINT_URL_DYNAMODB), the credentials and that the role may use the table"
+    )]
+    Dynamo {
+        /// The operation.
+        op: &'static str,
+        /// What the SDK said.
+        message: String,
+    },
+    /// The DynamoDB table does not exist.
+    #[error(
+        "DynamoDB table {table:?} does not exist; create it with `sombrero store init --table {table}`"
+    )]
+    NoTable {
+        /// The table name.
+        table: String,
+    },
+    /// The table exists with a key schema sombrero cannot use.
+    #[error(
+        "DynamoDB table {table:?} has the key schema {found}, not sombrero's (pk string hash key, sk string range key); pick another table name or delete that table"
+    )]
+    WrongSchema {
+        /// The table name.
+        table: String,
+        /// The schema found.
+        found: String,
+    },
+    /// Other brokers kept committing first.
+    #[error(
+        "gave up after {attempts} attempts: other brokers kept changing the store at the same moment; try the command again"
+    )]
+    Contended {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// One transaction would write more items than DynamoDB allows.
+    #[error(
+        "one change would write {items} DynamoDB items, more than the 100 a transaction may hold; do it in smaller steps"
+    )]
+    TooLarge {
+        /// Items it would write.
+        items: usize,
+    },
+    /// The store spec is not understood.
+    #[error("store {0:?} is not understood: use `sqlite` or `dynamodb:TABLE`")]
+    BadSpec(String),
+    /// The thread that drives the DynamoDB client is gone.
+    #[error("the DynamoDB client thread stopped ({0}); restart sombrero")]
+    Bridge(String),
 }
 
 /// An enrolled user as stored (the secret never leaves the store except to verify codes).
@@ -77,10 +131,12 @@ pub trait WriteTx {
 /// A store of requests, users and audit events.
 pub trait Store: Send + Sync {
     /// Runs `f` in one exclusive write transaction; commits when it returns `Ok`.
-    /// Refusals that must still be audited are returned inside `T`.
+    /// Refusals that must still be audited are returned inside `T`. A store may run `f` more
+    /// than once (an optimistic store retries when another writer committed first), so `f`
+    /// must have no effects outside the transaction other than logging.
     fn write<T>(
         &self,
-        f: impl FnOnce(&mut dyn WriteTx) -> Result<T, StoreError>,
+        f: impl FnMut(&mut dyn WriteTx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError>;
     /// One request.
     fn request(&self, id: &str) -> Result<Option<Request>, StoreError>;

@@ -12,6 +12,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sombrero");
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// `--store` for every command (`None`: the data dir's SQLite file).
+    pub store: Option<String>,
     secrets: HashMap<String, String>,
     last_step: HashMap<String, u64>,
 }
@@ -36,6 +38,62 @@ pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// Starts every command at once (output captured), then waits for all of them.
+pub fn race(commands: Vec<(String, Command)>) -> Vec<(String, Run)> {
+    let children: Vec<_> = commands
+        .into_iter()
+        .map(|(w, mut c)| {
+            let child = c
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (w, child)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(w, c)| (w, Run::from(c.wait_with_output().unwrap())))
+        .collect()
+}
+
+/// Exactly one of the racers approved and every other was refused because the request
+/// already had its approvals; returns the winner.
+#[track_caller]
+pub fn one_winner(results: &[(String, Run)]) -> String {
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, r)| r.code == 0)
+        .map(|(w, _)| w)
+        .collect();
+    let all: Vec<_> = results
+        .iter()
+        .map(|(w, r)| (w, r.code, &r.stderr))
+        .collect();
+    assert_eq!(winners.len(), 1, "{all:?}");
+    for (w, r) in results {
+        if r.code != 0 {
+            assert_eq!(r.code, 1, "{w}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("already has the approvals it needs"),
+                "{w}: {}",
+                r.stderr
+            );
+        }
+    }
+    winners[0].clone()
+}
+
+/// The names on a request's approvals (from `show --json`), in order.
+pub fn approvers_of(show: &serde_json::Value) -> Vec<String> {
+    show["request"]["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["by"].as_str().unwrap().to_string())
+        .collect()
 }
 
 impl Run {
@@ -96,8 +154,29 @@ impl Env {
         std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
         Env {
             dir,
+            store: None,
             secrets: HashMap::new(),
             last_step: HashMap::new(),
+        }
+    }
+
+    /// A fresh data dir with `policy` whose commands use the store `store` (`--store`).
+    pub fn with_store(policy: &str, store: &str) -> Env {
+        Env {
+            store: Some(store.to_string()),
+            ..Env::new(policy)
+        }
+    }
+
+    /// A second broker on the same store: its own data dir with a copy of the policy file,
+    /// and the enrolled secrets and used steps known so far.
+    pub fn sibling(&self) -> Env {
+        let policy = std::fs::read_to_string(self.dir.path().join("policy.toml")).unwrap();
+        Env {
+            store: self.store.clone(),
+            secrets: self.secrets.clone(),
+            last_step: self.last_step.clone(),
+            ..Env::new(&policy)
         }
     }
 
@@ -111,11 +190,14 @@ impl Env {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("--data-dir")
-            .arg(self.dir.path())
-            .args(args)
+        c.arg("--data-dir").arg(self.dir.path());
+        if let Some(store) = &self.store {
+            c.arg("--store").arg(store);
+        }
+        c.args(args)
             .env_remove("SOMBRERO_POLICY")
             .env_remove("SOMBRERO_DATA_DIR")
+            .env_remove("SOMBRERO_STORE")
             .stdin(Stdio::null());
         c
     }

@@ -1,0 +1,89 @@
+//! `sombrero store init`: creates the DynamoDB table of the team store.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::{ExitError, access};
+use crate::config::{GlobalOpts, Paths};
+use crate::store::StoreError;
+use crate::store::any::StoreSpec;
+use crate::store::dynamo::DynamoStore;
+
+/// `sombrero store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create the DynamoDB table (on-demand billing) and wait until it is ready; an existing
+    /// table with the right key schema is fine.
+    Init(InitArgs),
+}
+
+/// `sombrero store init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Table name (default: the table of `--store dynamodb:TABLE`).
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The store named by `--store`, `SOMBRERO_STORE` or the config file, else SQLite.
+pub(crate) fn spec(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<StoreSpec> {
+    StoreSpec::resolve(g.store.as_deref(), g.config.as_deref(), paths)
+        .map_err(|e| ExitError::usage(e.to_string()).into())
+}
+
+/// Dispatches `sombrero store`.
+pub fn run(g: &GlobalOpts, c: StoreCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        StoreCommand::Init(a) => init(g, a),
+    }
+}
+
+fn init(g: &GlobalOpts, a: InitArgs) -> anyhow::Result<ExitCode> {
+    let table = match a.table {
+        Some(t) => t,
+        None => {
+            let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+            match spec(g, &paths)? {
+                StoreSpec::Dynamo { table } => table,
+                StoreSpec::Sqlite => {
+                    return Err(ExitError::usage(
+                        "the SQLite store needs no setup; name a DynamoDB table with --table NAME or --store dynamodb:NAME",
+                    )
+                    .into());
+                }
+            }
+        }
+    };
+    let store = DynamoStore::open(&table).map_err(usage_if_bad_spec)?;
+    let outcome = store
+        .init(&mut |msg| eprintln!("sombrero: {msg}"))
+        .map_err(usage_if_bad_spec)?;
+    if a.json {
+        access::print_json(&outcome)?;
+    } else if outcome.created {
+        println!(
+            "created DynamoDB table {} ({})",
+            outcome.table, outcome.status
+        );
+    } else {
+        println!(
+            "DynamoDB table {} already exists with the right schema ({})",
+            outcome.table, outcome.status
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bad name or a table with the wrong schema is the person's input; the rest is a failure.
+fn usage_if_bad_spec(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::BadSpec(_) | StoreError::WrongSchema { .. } => {
+            ExitError::usage(e.to_string()).into()
+        }
+        other => anyhow::Error::new(other),
+    }
+}

@@ -1,0 +1,175 @@
+//! Choosing a store: `sqlite` (the data dir's file, the default) or `dynamodb:TABLE`, from
+//! `--store`, `SOMBRERO_STORE` or the `store` key of the config file.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use super::dynamo::{DynamoStore, valid_table_name};
+use super::sqlite::SqliteStore;
+use super::{Store, StoreError, UserRecord, WriteTx};
+use crate::audit::Event;
+use crate::config::Paths;
+use crate::request::{Request, State};
+
+/// Which store to use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `sombrero.db` in the data dir.
+    #[default]
+    Sqlite,
+    /// One DynamoDB table shared by several brokers.
+    Dynamo {
+        /// The table name.
+        table: String,
+    },
+}
+
+impl FromStr for StoreSpec {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            None if s == "sqlite" => Ok(StoreSpec::Sqlite),
+            Some(("dynamodb", table)) if valid_table_name(table) => Ok(StoreSpec::Dynamo {
+                table: table.to_string(),
+            }),
+            _ => Err(StoreError::BadSpec(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Sqlite => f.write_str("sqlite"),
+            StoreSpec::Dynamo { table } => write!(f, "dynamodb:{table}"),
+        }
+    }
+}
+
+impl StoreSpec {
+    /// The spec from `flag` (`--store` or `SOMBRERO_STORE`), else the `store` key of the config
+    /// file, else SQLite.
+    pub fn resolve(
+        flag: Option<&str>,
+        config: Option<&Path>,
+        paths: &Paths,
+    ) -> Result<StoreSpec, StoreError> {
+        if let Some(spec) = flag {
+            return spec.parse();
+        }
+        let from_file = crate::config::config_string(config, paths, "store")
+            .map_err(|e| StoreError::BadSpec(e.to_string()))?;
+        match from_file {
+            Some((spec, _)) => spec.parse(),
+            None => Ok(StoreSpec::Sqlite),
+        }
+    }
+
+    /// Opens the store it names.
+    pub fn open(&self, paths: &Paths) -> Result<AnyStore, StoreError> {
+        Ok(match self {
+            StoreSpec::Sqlite => AnyStore::Sqlite(SqliteStore::open(&paths.db())?),
+            StoreSpec::Dynamo { table } => AnyStore::Dynamo(DynamoStore::open(table)?),
+        })
+    }
+}
+
+/// Either store, so the broker need not be generic.
+pub enum AnyStore {
+    /// The embedded SQLite store.
+    Sqlite(SqliteStore),
+    /// The DynamoDB team store.
+    Dynamo(DynamoStore),
+}
+
+/// Calls the same method on whichever store it is.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e,
+            AnyStore::Dynamo($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn write<T>(
+        &self,
+        f: impl FnMut(&mut dyn WriteTx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        each!(self, s => s.write(f))
+    }
+
+    fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        each!(self, s => s.request(id))
+    }
+
+    fn requests(&self, state: Option<State>) -> Result<Vec<Request>, StoreError> {
+        each!(self, s => s.requests(state))
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        each!(self, s => s.users())
+    }
+
+    fn audit_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        each!(self, s => s.audit_events(after, limit))
+    }
+
+    fn audit_for_request(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        each!(self, s => s.audit_for_request(id))
+    }
+
+    fn audit_all(&self) -> Result<(Vec<Event>, u64), StoreError> {
+        each!(self, s => s.audit_all())
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        each!(self, s => s.revision())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print() {
+        assert_eq!("sqlite".parse::<StoreSpec>().unwrap(), StoreSpec::Sqlite);
+        let d: StoreSpec = "dynamodb:team-store".parse().unwrap();
+        assert_eq!(d.to_string(), "dynamodb:team-store");
+        for bad in [
+            "",
+            "dynamo:x",
+            "dynamodb:",
+            "dynamodb:a b",
+            "sqlite:x",
+            "postgres",
+        ] {
+            assert!(bad.parse::<StoreSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flag_then_config_then_sqlite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::at(tmp.path());
+        assert_eq!(
+            StoreSpec::resolve(None, None, &paths).unwrap(),
+            StoreSpec::Sqlite
+        );
+        std::fs::write(paths.config(), "store = \"dynamodb:from-file\"\n").unwrap();
+        assert_eq!(
+            StoreSpec::resolve(None, None, &paths).unwrap().to_string(),
+            "dynamodb:from-file"
+        );
+        assert_eq!(
+            StoreSpec::resolve(Some("sqlite"), None, &paths).unwrap(),
+            StoreSpec::Sqlite
+        );
+        std::fs::write(paths.config(), "store = 1\n").unwrap();
+        assert!(StoreSpec::resolve(None, None, &paths).is_err());
+    }
+}
