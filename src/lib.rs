@@ -17,6 +17,7 @@ pub mod mfa;
 pub mod policy;
 pub mod recording;
 pub mod request;
+pub mod serve;
 pub mod session;
 pub mod store;
 pub mod tui;

@@ -1,0 +1,4 @@
+//! `sombrero serve`: the broker as a daemon.
+
+pub mod sts;
+pub mod tls;
