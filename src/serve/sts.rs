@@ -455,7 +455,10 @@ impl Verifier {
                 .ok_or_else(|| unavailable("the reply carries no caller ARN".into()))?;
             return Ok(CallerIdentity { arn });
         }
-        let message = sts_error_message(&text).unwrap_or_else(|| format!("HTTP {status}"));
+        let message = sts_error_message(&text).unwrap_or_else(|| {
+            let snippet: String = text.chars().take(200).filter(|c| !c.is_control()).collect();
+            format!("HTTP {status}: {snippet}")
+        });
         if status.is_server_error() || status.as_u16() == 429 {
             Err(unavailable(message))
         } else {
@@ -525,13 +528,21 @@ fn caller_arn(xml: &str) -> Option<String> {
     plausible.then_some(arn)
 }
 
-/// The message of an STS `ErrorResponse`, with its code.
+/// The message of an STS `ErrorResponse`, with its code (`ErrorResponse/Error` as STS sends
+/// it, or `ErrorResponse/Errors/Error` as some emulators do).
 fn sts_error_message(xml: &str) -> Option<String> {
-    let path = |leaf| ["ErrorResponse", "Error", leaf];
-    let message = xml_text(xml, &path("Message"))?;
-    Some(match xml_text(xml, &path("Code")) {
-        Some(code) => format!("{code}: {message}"),
-        None => message,
+    [
+        &["ErrorResponse", "Error"][..],
+        &["ErrorResponse", "Errors", "Error"],
+    ]
+    .iter()
+    .find_map(|error| {
+        let field = |leaf| xml_text(xml, &[error, &[leaf][..]].concat());
+        let message = field("Message")?;
+        Some(match field("Code") {
+            Some(code) => format!("{code}: {message}"),
+            None => message,
+        })
     })
 }
 

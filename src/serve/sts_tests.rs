@@ -188,3 +188,14 @@ fn sts_error_messages_carry_code_and_message() {
         Some("SignatureDoesNotMatch: The request signature we calculated does not match")
     );
 }
+
+#[test]
+fn emulator_error_shapes_are_read_too() {
+    let err = "<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code>\
+               <Message>The security token included in the request is invalid.</Message>\
+               <Type>Sender</Type></Error></Errors></ErrorResponse>";
+    assert_eq!(
+        sts_error_message(err).as_deref(),
+        Some("InvalidClientTokenId: The security token included in the request is invalid.")
+    );
+}
