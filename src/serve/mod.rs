@@ -2,3 +2,4 @@
 
 pub mod sts;
 pub mod tls;
+pub mod tcp;

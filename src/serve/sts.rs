@@ -300,6 +300,42 @@ impl ProofSigner {
     }
 }
 
+/// The client's proofs for one broker: signed afresh once the last is [`REFRESH`] old, so
+/// every new connection presents one well within [`MAX_AGE`].
+#[derive(Debug)]
+pub struct ClientProofs {
+    signer: ProofSigner,
+    server_id: String,
+    current: Mutex<Option<(std::time::Instant, String)>>,
+}
+
+/// How long a client reuses a proof before signing a new one.
+pub const REFRESH: Duration = Duration::from_secs(60);
+
+impl ClientProofs {
+    /// Proofs for the broker known as `server_id` (the host name the client dials).
+    pub fn new(signer: ProofSigner, server_id: &str) -> Self {
+        ClientProofs {
+            signer,
+            server_id: server_id.to_string(),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The `Authorization` header value to send.
+    pub async fn header(&self) -> Result<String, StsError> {
+        let mut current = self.current.lock().await;
+        if let Some((at, header)) = current.as_ref()
+            && at.elapsed() < REFRESH
+        {
+            return Ok(header.clone());
+        }
+        let header = self.signer.sign(&self.server_id).await?.to_header();
+        *current = Some((std::time::Instant::now(), header.clone()));
+        Ok(header)
+    }
+}
+
 /// Which server ids this broker answers to.
 #[derive(Debug, Clone)]
 pub enum ServerId {
