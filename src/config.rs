@@ -25,6 +25,20 @@ pub struct GlobalOpts {
     pub endpoint_url: Option<String>,
 }
 
+impl GlobalOpts {
+    /// The AWS SDK config: the default chain with `--profile` and `--region` applied.
+    pub async fn aws_config(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(p) = &self.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &self.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        loader.load().await
+    }
+}
+
 /// Errors finding or creating the data directory.
 #[derive(Debug, Error)]
 pub enum ConfigError {

@@ -1,11 +1,11 @@
 //! The IAM identity proof against moto's STS, through the real signer and verifier: the ARN is
 //! the one STS reports for the signing credentials; an unreachable STS is a 503, not a 401.
 
-mod serve_support;
+mod tcp_support;
 
 use aws_credential_types::Credentials;
 use pink_sombrero::serve::sts::{ServerId, StsEndpoint, StsError, Verifier};
-use serve_support::{iam_user, moto, signer, unique};
+use tcp_support::{free_port, iam_user, moto, signer, unique};
 
 fn verifier(endpoint: &str, id: &str) -> Verifier {
     Verifier::new(
@@ -55,13 +55,7 @@ async fn a_proof_for_another_broker_never_reaches_sts() {
 
 #[tokio::test]
 async fn an_unreachable_sts_is_unavailable_not_unauthorised() {
-    // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
     let keys = Credentials::new("AKID", "secret", None, None, "test");
     let proof = signer(&endpoint, keys).sign("broker.test").await.unwrap();
     let err = verifier(&endpoint, "broker.test")
@@ -87,11 +81,7 @@ async fn checking_moto(free: u32) -> CheckingMoto {
         "{} is missing: scripts/moto-up installs it",
         server.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = tokio::process::Command::new(server)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .env("INITIAL_NO_AUTH_ACTION_COUNT", free.to_string())

@@ -2,7 +2,7 @@
 //! client trusting that CA and fails for any other; the certificate's names are the server ids
 //! a broker answers to.
 
-mod serve_support;
+mod tcp_support;
 
 use std::sync::Arc;
 
@@ -51,7 +51,7 @@ async fn exchange(
 #[tokio::test]
 async fn the_handshake_succeeds_with_the_test_ca_by_name_and_by_address() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = serve_support::pki(dir.path());
+    let pki = tcp_support::pki(dir.path());
     let port = tls_server(ServerTls::from_pem_files(&pki.cert, &pki.key).unwrap()).await;
     let client = client_config(Some(&pki.ca)).unwrap();
     assert_eq!(
@@ -64,7 +64,7 @@ async fn the_handshake_succeeds_with_the_test_ca_by_name_and_by_address() {
 #[tokio::test]
 async fn the_handshake_fails_without_the_ca_or_for_another_name() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = serve_support::pki(dir.path());
+    let pki = tcp_support::pki(dir.path());
     let port = tls_server(ServerTls::from_pem_files(&pki.cert, &pki.key).unwrap()).await;
 
     let public_roots = client_config(None).unwrap();
@@ -85,7 +85,7 @@ async fn the_handshake_fails_without_the_ca_or_for_another_name() {
 #[test]
 fn the_certificate_names_are_the_server_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = serve_support::pki(dir.path());
+    let pki = tcp_support::pki(dir.path());
     let tls = ServerTls::from_pem_files(&pki.cert, &pki.key).unwrap();
     assert!(tls.certifies("localhost"));
     assert!(tls.certifies("127.0.0.1"));
@@ -97,7 +97,7 @@ fn the_certificate_names_are_the_server_ids() {
 #[test]
 fn unusable_pem_files_say_which_file_and_why() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = serve_support::pki(dir.path());
+    let pki = tcp_support::pki(dir.path());
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
 

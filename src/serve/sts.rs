@@ -252,6 +252,15 @@ impl ProofSigner {
 
     /// Signs a fresh proof meant for the broker known as `server_id`.
     pub async fn sign(&self, server_id: &str) -> Result<Proof, StsError> {
+        self.sign_at(server_id, std::time::SystemTime::now()).await
+    }
+
+    /// Signs a proof dated `time` (a fresh one is [`ProofSigner::sign`]).
+    pub async fn sign_at(
+        &self,
+        server_id: &str,
+        time: std::time::SystemTime,
+    ) -> Result<Proof, StsError> {
         use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
         use aws_sigv4::sign::v4;
 
@@ -265,7 +274,7 @@ impl ProofSigner {
             .identity(&identity)
             .region(&self.region)
             .name("sts")
-            .time(std::time::SystemTime::now())
+            .time(time)
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| StsError::Sign(e.to_string()))?
