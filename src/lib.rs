@@ -17,6 +17,7 @@ pub mod lab;
 pub mod mfa;
 pub mod policy;
 pub mod recording;
+pub mod remote;
 pub mod request;
 pub mod serve;
 pub mod session;

@@ -16,7 +16,7 @@ use crate::serve::tls::ServerTls;
 use crate::serve::unix::UnixSocket;
 use crate::serve::{AppState, router};
 
-use super::access::{fail, open};
+use super::access::{fail, open_local};
 
 /// `sombrero serve`.
 #[derive(Debug, Args)]
@@ -84,7 +84,8 @@ async fn tcp_setup(g: &GlobalOpts, a: &ServeArgs) -> anyhow::Result<Option<TcpSe
 
 /// Runs `sombrero serve` until SIGINT or SIGTERM.
 pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let broker = Arc::new(open(g)?);
+    // The daemon owns the data dir whatever --broker or the config file say.
+    let broker = Arc::new(open_local(g)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
