@@ -27,6 +27,10 @@ pub struct GlobalOpts {
     /// config file; else this process opens the data dir itself.
     #[arg(long, global = true, env = "SOMBRERO_BROKER", value_name = "URL")]
     pub broker: Option<crate::api::Endpoint>,
+    /// CA certificate (PEM) that signed a `tcp://`/`https://` broker's certificate. Default:
+    /// the public web roots.
+    #[arg(long, global = true, env = "SOMBRERO_BROKER_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
 }
 
 impl GlobalOpts {

@@ -313,3 +313,76 @@ fn a_tcp_listener_without_a_certificate_is_a_usage_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--tls-cert"), "{stderr}");
 }
+
+/// `sombrero --broker https://... ARGS` as a thin client with `keys` from the environment
+/// (the default AWS chain) and its own empty data dir.
+fn client(
+    d: &Daemon,
+    ca: Option<&Path>,
+    moto: &str,
+    keys: &Credentials,
+    args: &[&str],
+) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.env("SOMBRERO_DATA_DIR", home.path())
+        .env("HOME", home.path())
+        .env("AWS_ACCESS_KEY_ID", keys.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", keys.secret_access_key())
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_STS", moto)
+        .args(["--broker", &format!("https://localhost:{}", d.port)]);
+    if let Some(ca) = ca {
+        cmd.arg("--ca").arg(ca);
+    }
+    cmd.args(args).output().unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_over_https_proves_its_own_aws_identity() {
+    let Some(moto) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let (alice, alice_keys) = iam_user(&moto, &unique("alice")).await;
+    let (_, stranger_keys) = iam_user(&moto, &unique("stranger")).await;
+    let d = daemon(&pki, &moto, &format!("{alice:?} = \"alice\""), &[]);
+
+    let out = client(&d, Some(&pki.ca), &moto, &alice_keys, &["whoami", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(me["user"], "alice");
+    assert_eq!(me["external"], alice.as_str());
+
+    // Other commands go the same way.
+    let out = client(&d, Some(&pki.ca), &moto, &alice_keys, &["list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    // An identity the policy does not map: refused (exit 1), naming the ARN.
+    let out = client(&d, Some(&pki.ca), &moto, &stranger_keys, &["whoami"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(":user/stranger-") && stderr.contains("not a sombrero user"),
+        "{stderr}"
+    );
+
+    // Without the CA the broker's certificate is not trusted: nothing is sent.
+    let out = client(&d, None, &moto, &alice_keys, &["whoami"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("UnknownIssuer") || stderr.contains("certificate"),
+        "{stderr}"
+    );
+}

@@ -413,7 +413,7 @@ impl Verifier {
         }
         if proof.url != self.endpoint.as_str() {
             return reject(format!(
-                "signed for {:?}, but this broker verifies with STS at {}",
+                "signed for {:?}, but this broker verifies with STS at {}: sign for that endpoint (AWS_ENDPOINT_URL_STS, or --region for a regional one)",
                 proof.url,
                 self.endpoint.as_str()
             ));
