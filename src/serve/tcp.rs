@@ -18,11 +18,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::conn::{accept_until_stopped, drain, serve_http};
 use super::error::ApiError;
 use super::identity::{Peer, Via};
 use super::sts::{AUTH_SCHEME, ConnectionIdentity, StsError, Verifier};
 use super::tls::ServerTls;
-use super::unix::{accept_until_stopped, drain, serve_http};
 use crate::api::ErrorKind;
 use crate::api::wire::ErrorBody;
 
