@@ -199,3 +199,67 @@ fn emulator_error_shapes_are_read_too() {
         Some("InvalidClientTokenId: The security token included in the request is invalid.")
     );
 }
+
+/// An STS stand-in on loopback that answers exactly one request with `arn`, then is gone:
+/// any second call to STS fails as unavailable.
+async fn sts_answering_once(arn: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let body = format!(
+        "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>{arn}</Arn>\
+         </GetCallerIdentityResult></GetCallerIdentityResponse>"
+    );
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers, then the fixed body.
+        while !String::from_utf8_lossy(&request).ends_with(BODY) {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(reply.as_bytes()).await.unwrap();
+        // Dropping the listener: nothing answers from now on.
+    });
+    endpoint
+}
+
+#[tokio::test]
+async fn a_verified_proof_is_reused_on_its_connection_only() {
+    let arn = "arn:aws:iam::123456789012:user/alice";
+    let endpoint = sts_answering_once(arn).await;
+    let v = verifier(&endpoint, "broker.example");
+    let s = signer(&endpoint);
+    let header = s.sign("broker.example").await.unwrap().to_header();
+
+    let conn = ConnectionIdentity::default();
+    assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
+    // Same connection, same proof: no second call to STS (it would fail now).
+    assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
+    // A new proof on the same connection is verified afresh.
+    let later = std::time::SystemTime::now() + Duration::from_secs(1);
+    let other = s
+        .sign_at("broker.example", later)
+        .await
+        .unwrap()
+        .to_header();
+    let err = conn.resolve(Some(&other), &v).await.unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    // Another connection with the first proof: verified afresh too.
+    let err = ConnectionIdentity::default()
+        .resolve(Some(&header), &v)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    // No proof at all.
+    assert!(matches!(
+        conn.resolve(None, &v).await,
+        Err(StsError::Missing)
+    ));
+}
