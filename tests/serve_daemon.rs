@@ -180,6 +180,10 @@ fn socket_mode_live_daemon_and_clean_shutdown() {
     let out = d.serve_command("tcp://127.0.0.1:0").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"));
+    // A TLS broker nobody listens on: unreachable (exit 1), not a local data dir.
+    let mut tcp = d.env.command(&["--broker", "tcp://127.0.0.1:9", "list"]);
+    let out = serve_support::run_command(&mut tcp);
+    out.refused("cannot reach the broker at tcp://127.0.0.1:9");
     let status = d.terminate();
     assert!(status.success(), "{status:?}");
     assert!(!exists(&d.socket()), "the socket is removed on SIGTERM");

@@ -173,6 +173,11 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs a prepared command to completion.
+pub fn run_command(c: &mut Command) -> Run {
+    Run::from(c.output().unwrap())
+}
+
 pub fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
