@@ -84,16 +84,17 @@ async fn tcp_setup(g: &GlobalOpts, a: &ServeArgs) -> anyhow::Result<Option<TcpSe
 
 /// Runs `sombrero serve` until SIGINT or SIGTERM.
 pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
-    // The daemon owns the data dir whatever --broker or the config file say.
-    let broker = Arc::new(open_local(g)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Bad TLS or STS options are refused before the data dir is touched.
+    let tcp = rt.block_on(tcp_setup(g, &a))?;
+    // The daemon owns the data dir whatever --broker or the config file say.
+    let broker = Arc::new(open_local(g)?);
     rt.block_on(async move {
         let (stop, stopping) = watch::channel(false);
         let state = AppState::new(broker, stopping.clone()).map_err(fail)?;
         let app = router(state.clone());
-        let tcp = tcp_setup(g, &a).await?;
         let mut servers = Vec::new();
         let mut listening = Vec::new();
         for e in &a.listen {

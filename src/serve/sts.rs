@@ -78,9 +78,12 @@ pub enum StsError {
         /// What happened.
         message: String,
     },
-    /// The client could not sign (no credentials, bad endpoint).
+    /// The client could not sign (no credentials or region).
     #[error("cannot make an AWS identity proof: {0}")]
     Sign(String),
+    /// An STS endpoint URL is unusable.
+    #[error("bad STS endpoint {0}")]
+    Endpoint(String),
 }
 
 impl StsError {
@@ -159,9 +162,9 @@ pub struct StsEndpoint {
 impl StsEndpoint {
     /// Parses an endpoint URL (`https://sts.eu-west-1.amazonaws.com`, or an emulator's).
     pub fn parse(endpoint: &str) -> Result<Self, StsError> {
-        let mut url = Url::parse(endpoint)
-            .map_err(|e| StsError::Sign(format!("STS endpoint {endpoint:?}: {e}")))?;
-        let bad = |why: &str| StsError::Sign(format!("STS endpoint {endpoint:?}: {why}"));
+        let url =
+            Url::parse(endpoint).map_err(|e| StsError::Endpoint(format!("{endpoint:?}: {e}")))?;
+        let bad = |why: &str| StsError::Endpoint(format!("{endpoint:?}: {why}"));
         if !matches!(url.scheme(), "https" | "http") {
             return Err(bad(
                 "only https (or http for a local emulator) is supported",
@@ -177,15 +180,7 @@ impl StsEndpoint {
             Some(port) => format!("{host}:{port}"),
             None => host.to_string(),
         };
-        url.set_path(
-            if url.path().is_empty() {
-                "/"
-            } else {
-                url.path()
-            }
-            .to_owned()
-            .as_str(),
-        );
+        // http(s) URLs always have a path, at least "/": no trailing-slash ambiguity.
         Ok(StsEndpoint { url, host })
     }
 
