@@ -302,16 +302,34 @@ async fn plaintext_http_and_untrusted_clients_get_no_answer() {
 }
 
 #[test]
-fn a_tcp_listener_without_a_certificate_is_a_usage_error() {
+fn bad_tls_or_sts_options_are_usage_errors_before_the_data_dir_is_touched() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .env("SOMBRERO_DATA_DIR", dir.path())
-        .args(["serve", "--listen", "tcp://127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--tls-cert"), "{stderr}");
+    let pki = pki(dir.path());
+    let data = dir.path().join("data");
+    let serve = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .env("SOMBRERO_DATA_DIR", &data)
+            .args(["serve", "--listen", "tcp://127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    assert!(serve(&[]).contains("--tls-cert"));
+    let stderr = serve(&["--tls-cert", key, "--tls-key", key]);
+    assert!(stderr.contains("no CERTIFICATE block"), "{stderr}");
+    let stderr = serve(&[
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--sts-endpoint",
+        "ftp://x",
+    ]);
+    assert!(stderr.contains("bad STS endpoint"), "{stderr}");
+    assert!(!data.exists(), "the data dir was created");
 }
 
 /// `sombrero --broker https://... ARGS` as a thin client with `keys` from the environment
