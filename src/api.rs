@@ -170,7 +170,7 @@ impl ErrorKind {
 pub enum Endpoint {
     /// `unix:PATH`: a Unix socket; the peer's OS user is the identity.
     Unix(PathBuf),
-    /// `tcp://HOST:PORT`: TLS plus an AWS IAM identity proof.
+    /// `tcp://HOST:PORT` (or `https://HOST:PORT`): TLS plus an AWS IAM identity proof.
     Tcp(String),
 }
 
@@ -188,17 +188,23 @@ impl FromStr for Endpoint {
             }
             return Ok(Endpoint::Unix(PathBuf::from(path)));
         }
-        if let Some(addr) = s.strip_prefix("tcp://") {
+        // `https://` is the client's spelling of the same TLS endpoint.
+        if let Some(addr) = s
+            .strip_prefix("tcp://")
+            .or_else(|| s.strip_prefix("https://").map(|a| a.trim_end_matches('/')))
+        {
             if addr
                 .rsplit_once(':')
                 .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
             {
-                return Err(format!("{s:?} is not tcp://HOST:PORT"));
+                return Err(format!(
+                    "{s:?} is not https://HOST:PORT (or tcp://HOST:PORT)"
+                ));
             }
             return Ok(Endpoint::Tcp(addr.to_string()));
         }
         Err(format!(
-            "{s:?} is not a broker address: write unix:/path/to/sombrero.sock or tcp://HOST:PORT"
+            "{s:?} is not a broker address: write unix:/path/to/sombrero.sock or https://HOST:PORT"
         ))
     }
 }
@@ -302,6 +308,10 @@ mod tests {
         assert_eq!(
             "tcp://0.0.0.0:8443".parse::<Endpoint>().unwrap(),
             Endpoint::Tcp("0.0.0.0:8443".into())
+        );
+        assert_eq!(
+            "https://broker.example:8443/".parse::<Endpoint>().unwrap(),
+            Endpoint::Tcp("broker.example:8443".into())
         );
         for bad in [
             "unix:",

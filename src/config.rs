@@ -31,6 +31,10 @@ pub struct GlobalOpts {
     /// Default: the config file's `store` key, else `sqlite`.
     #[arg(long, global = true, env = "SOMBRERO_STORE", value_name = "SPEC")]
     pub store: Option<String>,
+    /// CA certificate (PEM) that signed a `tcp://`/`https://` broker's certificate. Default:
+    /// the public web roots.
+    #[arg(long, global = true, env = "SOMBRERO_BROKER_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
 }
 
 /// A config file key could not be read.
@@ -65,6 +69,20 @@ pub fn config_string(
         None => Ok(None),
         Some(toml::Value::String(v)) => Ok(Some((v.clone(), file))),
         Some(_) => Err(err(format!("{key}: must be a string"))),
+    }
+}
+
+impl GlobalOpts {
+    /// The AWS SDK config: the default chain with `--profile` and `--region` applied.
+    pub async fn aws_config(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(p) = &self.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &self.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        loader.load().await
     }
 }
 

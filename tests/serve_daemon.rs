@@ -176,13 +176,14 @@ fn socket_mode_live_daemon_and_clean_shutdown() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("another broker is listening"));
     let (status, _) = d.http("GET", "/v1/revision", "");
     assert_eq!(status, 200);
-    // TCP is in the grammar but refused until TLS and the IAM proof are wired.
+    // TCP only with TLS (tests/serve_tcp.rs covers it).
     let out = d.serve_command("tcp://127.0.0.1:0").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TCP needs TLS and IAM identity"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"));
+    // A TLS broker nobody listens on: unreachable (exit 1), not a local data dir.
     let mut tcp = d.env.command(&["--broker", "tcp://127.0.0.1:9", "list"]);
     let out = serve_support::run_command(&mut tcp);
-    out.usage("TCP needs TLS and IAM identity");
+    out.refused("cannot reach the broker at tcp://127.0.0.1:9");
     let status = d.terminate();
     assert!(status.success(), "{status:?}");
     assert!(!exists(&d.socket()), "the socket is removed on SIGTERM");

@@ -105,6 +105,14 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// `sombrero whoami`.
+#[derive(Debug, Args)]
+pub struct WhoamiArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `sombrero show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -223,10 +231,32 @@ pub(crate) fn connect(g: &GlobalOpts) -> anyhow::Result<Arc<dyn BrokerApi>> {
             if let Ok(paths) = Paths::resolve(g) {
                 let _ = init_logging(&paths);
             }
-            Ok(Arc::new(RemoteBroker::connect(&endpoint).map_err(fail)?))
+            Ok(Arc::new(
+                RemoteBroker::connect_with(&endpoint, g).map_err(fail)?,
+            ))
         }
         None => Ok(Arc::new(open_local(g)?)),
     }
+}
+
+/// Runs `sombrero whoami`: the user a broker daemon knows this client as, and from what.
+pub fn whoami(g: &GlobalOpts, a: WhoamiArgs) -> anyhow::Result<ExitCode> {
+    let Some(endpoint) = remote_endpoint(g)? else {
+        return Err(ExitError::usage(
+            "whoami asks a broker daemon who you are: give --broker (without one, commands act as --as or your OS user)",
+        )
+        .into());
+    };
+    let me = RemoteBroker::connect_with(&endpoint, g)
+        .map_err(fail)?
+        .whoami()
+        .map_err(fail)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&me)?);
+    } else {
+        println!("{} (from {})", me.user, me.external);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the data dir in this process for commands that do not go through a daemon yet;
@@ -601,7 +631,7 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check { json } = c;
     let (path, p) = match remote_endpoint(g)? {
         Some(e) => {
-            let b = RemoteBroker::connect(&e).map_err(fail)?;
+            let b = RemoteBroker::connect_with(&e, g).map_err(fail)?;
             (format!("of the broker at {e}"), b.policy().map_err(fail)?)
         }
         None => {

@@ -51,6 +51,8 @@ pub enum Command {
     List(access::ListArgs),
     /// Show one request with its approvals and history.
     Show(access::ShowArgs),
+    /// Show who the broker daemon (--broker) knows you as.
+    Whoami(access::WhoamiArgs),
     /// Enrol and list users.
     #[command(subcommand)]
     User(access::UserCommand),
@@ -181,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Cancel(a)) => access::cancel(&g, a),
         Some(Command::List(a)) => access::list(&g, a),
         Some(Command::Show(a)) => access::show(&g, a),
+        Some(Command::Whoami(a)) => access::whoami(&g, a),
         Some(Command::User(c)) => access::user(&g, c),
         Some(Command::Policy(c)) => access::policy(&g, c),
         Some(Command::Audit(c)) => access::audit(&g, c),

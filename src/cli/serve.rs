@@ -1,5 +1,6 @@
 //! `sombrero serve`: runs the broker as a daemon for thin clients.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,6 +10,9 @@ use tokio::sync::watch;
 use crate::api::Endpoint;
 use crate::cli::ExitError;
 use crate::config::GlobalOpts;
+use crate::serve::sts::{ServerId, StsEndpoint, Verifier};
+use crate::serve::tcp::TlsSocket;
+use crate::serve::tls::ServerTls;
 use crate::serve::unix::UnixSocket;
 use crate::serve::{AppState, router};
 
@@ -22,40 +26,100 @@ pub struct ServeArgs {
     /// identity proof). Repeat for several.
     #[arg(long = "listen", value_name = "ADDR", required = true)]
     pub listen: Vec<Endpoint>,
+    /// TLS certificate chain (PEM, leaf first) for `tcp://` listeners; there is no plaintext TCP.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// STS endpoint that checks clients' identity proofs. Default: the regional endpoint
+    /// (https://sts.REGION.amazonaws.com) of --region or the AWS default chain.
+    #[arg(long, value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+    /// The name clients' identity proofs must be bound to. Default: any DNS name or address
+    /// the TLS certificate is valid for (the names clients reach the broker by).
+    #[arg(long, value_name = "NAME")]
+    pub server_id: Option<String>,
+}
+
+/// What `tcp://` listeners need: the TLS config and the proof verifier.
+struct TcpSetup {
+    tls: ServerTls,
+    verifier: Verifier,
+}
+
+/// Loads the certificate and sets up proof checking, when a `tcp://` listener is asked for.
+async fn tcp_setup(g: &GlobalOpts, a: &ServeArgs) -> anyhow::Result<Option<TcpSetup>> {
+    if !a.listen.iter().any(|e| matches!(e, Endpoint::Tcp(_))) {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) else {
+        return Err(ExitError::usage(
+            "--listen tcp://... needs --tls-cert and --tls-key: the broker serves TCP only over TLS",
+        )
+        .into());
+    };
+    let tls = ServerTls::from_pem_files(cert, key).map_err(|e| ExitError::usage(e.to_string()))?;
+    let endpoint = match &a.sts_endpoint {
+        Some(url) => StsEndpoint::parse(url),
+        None => {
+            let sdk = g.aws_config().await;
+            let region = sdk.region().ok_or_else(|| {
+                ExitError::usage(
+                    "no AWS region for the STS endpoint: set --region or --sts-endpoint",
+                )
+            })?;
+            StsEndpoint::regional(region.as_ref())
+        }
+    }
+    .map_err(|e| ExitError::usage(e.to_string()))?;
+    let server_id = match &a.server_id {
+        Some(id) => ServerId::Named(id.clone()),
+        None => ServerId::Certified(tls.clone()),
+    };
+    let verifier =
+        Verifier::new(endpoint, server_id).map_err(|e| ExitError::usage(e.to_string()))?;
+    Ok(Some(TcpSetup { tls, verifier }))
 }
 
 /// Runs `sombrero serve` until SIGINT or SIGTERM.
 pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
-    if let Some(Endpoint::Tcp(addr)) = a.listen.iter().find(|e| matches!(e, Endpoint::Tcp(_))) {
-        return Err(ExitError::usage(format!(
-            "--listen tcp://{addr}: TCP needs TLS and IAM identity: not wired yet; use --listen unix:PATH"
-        ))
-        .into());
-    }
-    // The daemon owns the data dir whatever --broker or the config file say.
-    let broker = Arc::new(open_local(g)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Bad TLS or STS options are refused before the data dir is touched.
+    let tcp = rt.block_on(tcp_setup(g, &a))?;
+    // The daemon owns the data dir whatever --broker or the config file say.
+    let broker = Arc::new(open_local(g)?);
     rt.block_on(async move {
         let (stop, stopping) = watch::channel(false);
         let state = AppState::new(broker, stopping.clone()).map_err(fail)?;
         let app = router(state.clone());
-        let mut sockets = Vec::new();
+        let mut servers = Vec::new();
+        let mut listening = Vec::new();
         for e in &a.listen {
-            if let Endpoint::Unix(path) = e {
-                let s = UnixSocket::bind(path)
-                    .await
-                    .map_err(|e| ExitError::usage(e.to_string()))?;
-                sockets.push(s);
+            match e {
+                Endpoint::Unix(path) => {
+                    let s = UnixSocket::bind(path)
+                        .await
+                        .map_err(|e| ExitError::usage(e.to_string()))?;
+                    servers.push(tokio::spawn(s.serve(app.clone(), stopping.clone())));
+                    listening.push(e.to_string());
+                }
+                Endpoint::Tcp(addr) => {
+                    let tcp = tcp
+                        .as_ref()
+                        .ok_or_else(|| anyhow::anyhow!("no TLS set up for {e}"))?;
+                    let s = TlsSocket::bind(addr, &tcp.tls, tcp.verifier.clone())
+                        .await
+                        .map_err(|e| ExitError::usage(e.to_string()))?;
+                    // The bound port, when 0 was asked for.
+                    listening.push(format!("tcp://{}", s.local_addr()?));
+                    servers.push(tokio::spawn(s.serve(app.clone(), stopping.clone())));
+                }
             }
         }
         let upkeep = tokio::spawn(state.upkeep());
-        let servers: Vec<_> = sockets
-            .into_iter()
-            .map(|s| tokio::spawn(s.serve(app.clone(), stopping.clone())))
-            .collect();
-        let listening: Vec<String> = a.listen.iter().map(ToString::to_string).collect();
         tracing::info!(listen = ?listening, "serving");
         eprintln!("sombrero: listening on {}", listening.join(", "));
         let why = shutdown_signal().await?;

@@ -3,7 +3,13 @@
 use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OnceCell;
+
+use crate::config::GlobalOpts;
+use crate::serve::sts::{ClientProofs, ProofSigner};
+use crate::serve::tls::client_config;
 
 /// A byte stream to the daemon.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -20,6 +26,11 @@ pub trait Connector: Send + Sync {
     fn connect(&self) -> BoxFuture<'static, std::io::Result<BoxIo>>;
     /// The `Host` header for requests on it.
     fn host(&self) -> String;
+    /// The `Authorization` header for requests on it, when the transport needs one (the
+    /// IAM identity proof over TLS); `Err` says why none could be made.
+    fn authorization(&self) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A Unix socket.
@@ -46,5 +57,71 @@ impl Connector for UnixConnector {
 
     fn host(&self) -> String {
         "sombrero.sock".to_string()
+    }
+}
+
+/// TLS over TCP to `HOST:PORT`, trusting the `--ca` file (else the webpki roots), each
+/// request carrying an identity proof signed with the client's own AWS credentials and bound
+/// to HOST, the name the certificate was checked against.
+pub struct TlsConnector {
+    addr: String,
+    name: ServerName<'static>,
+    tls: tokio_rustls::TlsConnector,
+    aws: GlobalOpts,
+    proofs: OnceCell<ClientProofs>,
+}
+
+impl TlsConnector {
+    /// A connector to `addr` (`HOST:PORT`); `g` gives `--ca`, `--profile` and `--region`.
+    pub fn new(addr: &str, g: &GlobalOpts) -> Result<TlsConnector, String> {
+        let host = addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+            .ok_or_else(|| format!("{addr} is not HOST:PORT"))?;
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| format!("{host} is not a host name or address: {e}"))?;
+        let tls = client_config(g.ca.as_deref()).map_err(|e| e.to_string())?;
+        Ok(TlsConnector {
+            addr: addr.to_string(),
+            name,
+            tls: tokio_rustls::TlsConnector::from(tls),
+            aws: g.clone(),
+            proofs: OnceCell::new(),
+        })
+    }
+
+    /// The name proofs are bound to: the host the certificate was checked against.
+    fn server_id(&self) -> String {
+        self.name.to_str().into_owned()
+    }
+}
+
+impl Connector for TlsConnector {
+    fn connect(&self) -> BoxFuture<'static, std::io::Result<BoxIo>> {
+        let (addr, name, tls) = (self.addr.clone(), self.name.clone(), self.tls.clone());
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(Box::new(tls.connect(name, tcp).await?) as BoxIo)
+        })
+    }
+
+    fn host(&self) -> String {
+        self.addr.clone()
+    }
+
+    fn authorization(&self) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async move {
+            // Credentials load on first use, inside the client's runtime.
+            let proofs = self
+                .proofs
+                .get_or_try_init(|| async {
+                    let sdk = self.aws.aws_config().await;
+                    let signer = ProofSigner::from_sdk(&sdk).map_err(|e| e.to_string())?;
+                    Ok::<_, String>(ClientProofs::new(signer, &self.server_id()))
+                })
+                .await?;
+            proofs.header().await.map(Some).map_err(|e| e.to_string())
+        })
     }
 }

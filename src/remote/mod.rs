@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -24,11 +24,12 @@ use crate::api::wire::{
 use crate::api::{BrokerApi, Endpoint, ErrorKind, MAX_WAIT};
 use crate::audit::Event;
 use crate::broker::{AuditCheck, BrokerError, Result, UserInfo};
+use crate::config::GlobalOpts;
 use crate::policy::{Policy, Role};
 use crate::request::{NewRequest, Request, State};
 use crate::serve::identity::Identity;
 
-pub use connector::{BoxIo, Connector, UnixConnector};
+pub use connector::{BoxIo, Connector, TlsConnector, UnixConnector};
 
 /// The most audit events the daemon returns per page.
 const AUDIT_PAGE: usize = 5_000;
@@ -71,29 +72,39 @@ impl Drop for ClientRuntime {
 }
 
 fn unavailable(endpoint: &str, what: impl std::fmt::Display) -> BrokerError {
+    let hint = if endpoint.starts_with("tcp://") {
+        "is `sombrero serve` listening there, and does --ca name the CA that signed its certificate?"
+    } else {
+        "is `sombrero serve` running, and may you use its socket?"
+    };
     BrokerError::Remote {
         kind: ErrorKind::Unavailable,
-        message: format!(
-            "cannot reach the broker at {endpoint}: {what} (is `sombrero serve` running, and may you use its socket?)"
-        ),
+        message: format!("cannot reach the broker at {endpoint}: {what} ({hint})"),
     }
 }
 
 impl RemoteBroker {
-    /// A client for `endpoint`. `tcp://` needs the TLS connector, which is not wired yet.
+    /// A client for `endpoint` with default options (over TCP: the public web roots, the
+    /// default AWS credential chain).
     pub fn connect(endpoint: &Endpoint) -> Result<RemoteBroker> {
-        match endpoint {
-            Endpoint::Unix(path) => RemoteBroker::with_connector(
-                endpoint.to_string(),
-                Arc::new(UnixConnector::new(path.clone())),
-            ),
-            Endpoint::Tcp(_) => Err(BrokerError::Remote {
-                kind: ErrorKind::Input,
-                message: format!(
-                    "--broker {endpoint}: TCP needs TLS and IAM identity: not wired yet; use a unix: address"
-                ),
-            }),
-        }
+        RemoteBroker::connect_with(endpoint, &GlobalOpts::default())
+    }
+
+    /// A client for `endpoint`; over TCP, TLS per `--ca` with an IAM identity proof from the
+    /// AWS credentials `--profile`/`--region` select.
+    pub fn connect_with(endpoint: &Endpoint, g: &GlobalOpts) -> Result<RemoteBroker> {
+        let connector: Arc<dyn Connector> = match endpoint {
+            Endpoint::Unix(path) => Arc::new(UnixConnector::new(path.clone())),
+            Endpoint::Tcp(addr) => {
+                Arc::new(
+                    TlsConnector::new(addr, g).map_err(|message| BrokerError::Remote {
+                        kind: ErrorKind::Input,
+                        message: format!("--broker {endpoint}: {message}"),
+                    })?,
+                )
+            }
+        };
+        RemoteBroker::with_connector(endpoint.to_string(), connector)
     }
 
     /// A client over any transport (`endpoint` names it in messages).
@@ -191,11 +202,23 @@ impl Inner {
                 tracing::debug!(error = %e, "broker connection ended with an error");
             }
         });
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header(HOST, self.connector.host())
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(proof) =
+            self.connector
+                .authorization()
+                .await
+                .map_err(|message| BrokerError::Remote {
+                    kind: ErrorKind::Identity,
+                    message,
+                })?
+        {
+            req = req.header(AUTHORIZATION, proof);
+        }
+        let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| BrokerError::Internal(format!("cannot build the request: {e}")))?;
         let resp = sender

@@ -1,8 +1,8 @@
 //! `sombrero serve`: the broker as a daemon, so secrets, keys and the store stay on one host.
 //!
-//! Listeners ([`unix`]; TCP with TLS and an IAM proof is wired in `tls`/`sts`) accept
+//! Listeners ([`unix`]; [`tcp`], TLS with an IAM identity proof from [`sts`]) accept
 //! connections, learn each one's [`identity::Peer`] and serve [`router`] on it with
-//! [`conn::serve_connection`]. The router maps
+//! [`conn`]. The router maps
 //! the peer to an [`identity::Identity`] on every request; handlers act as that identity only.
 //! The broker is synchronous: handlers run its calls on blocking threads.
 
@@ -11,6 +11,9 @@ pub mod error;
 pub mod identity;
 pub mod relay;
 pub mod routes;
+pub mod sts;
+pub mod tcp;
+pub mod tls;
 pub mod unix;
 
 use std::collections::BTreeSet;

@@ -7,22 +7,17 @@
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use axum::Router;
 use thiserror::Error;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use super::conn::serve_connection;
+use super::conn::{accept_until_stopped, drain, serve_connection};
 use super::identity;
-use super::stopped;
 
 /// Mode of the socket file.
 pub const SOCKET_MODE: u32 = 0o660;
-/// How long open connections get to finish their request at shutdown.
-pub const DRAIN: Duration = Duration::from_secs(5);
 
 /// Problems setting up the socket.
 #[derive(Debug, Error)]
@@ -93,36 +88,28 @@ impl UnixSocket {
     }
 
     /// Serves `app` until `stopping` turns true, then lets open requests finish (at most
-    /// [`DRAIN`]) and removes the socket file.
-    pub async fn serve(self, app: Router, mut stopping: watch::Receiver<bool>) {
-        let mut conns = JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => match identity::unix_peer(&stream) {
-                        Ok(peer) => {
-                            conns.spawn(serve_connection(stream, peer, app.clone(), stopping.clone()));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "no peer credentials; connection dropped"),
-                    },
-                    Err(e) => {
-                        // Out of descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                // Reap finished connections so the set does not grow.
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                () = stopped(&mut stopping) => break,
-            }
-        }
+    /// [`super::conn::DRAIN`]) and removes the socket file.
+    pub async fn serve(self, app: Router, stopping: watch::Receiver<bool>) {
+        let conns = accept_until_stopped(
+            || self.listener.accept(),
+            |(stream, _)| match identity::unix_peer(&stream) {
+                Ok(peer) => Some(serve_connection(
+                    stream,
+                    peer,
+                    app.clone(),
+                    stopping.clone(),
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no peer credentials; connection dropped");
+                    None
+                }
+            },
+            stopping.clone(),
+        )
+        .await;
         // Nobody new can connect once the file is gone.
         drop(self);
-        let drain = async { while conns.join_next().await.is_some() {} };
-        if tokio::time::timeout(DRAIN, drain).await.is_err() {
-            tracing::warn!("connections still open after the drain period; closing them");
-            conns.abort_all();
-        }
+        drain(conns).await;
     }
 }
 

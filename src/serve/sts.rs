@@ -1,0 +1,673 @@
+//! The AWS IAM identity proof for clients over TCP (the pattern of Vault's IAM auth and
+//! aws-iam-authenticator).
+//!
+//! The client SigV4-signs, with its own AWS credentials, an `sts:GetCallerIdentity` request it
+//! never sends, and gives it to the broker as a [`Proof`]. One signed header,
+//! [`SERVER_ID_HEADER`], names the broker it is meant for, so a broker that receives a proof
+//! cannot replay it against another. The broker checks the proof's shape strictly
+//! ([`Verifier::check`]), forwards exactly that request to its own configured STS endpoint, and
+//! takes the ARN from STS's answer: whoever could sign it holds those credentials. A
+//! client-supplied ARN is never read.
+
+use std::time::Duration;
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::tls::{ServerTls, client_config};
+
+/// The signed header that binds a proof to one broker.
+pub const SERVER_ID_HEADER: &str = "x-pink-sombrero-server-id";
+/// The `Authorization` scheme that carries a proof.
+pub const AUTH_SCHEME: &str = "SombreroSTS";
+/// The only request body a proof may carry.
+pub const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+/// The body's content type (as the AWS SDKs send it).
+pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
+/// How long after signing a proof is accepted (STS itself allows 15 minutes).
+pub const MAX_AGE: Duration = Duration::from_secs(5 * 60);
+/// How far in the future a proof's date may be (clock skew between client and broker).
+pub const MAX_SKEW: Duration = Duration::from_secs(2 * 60);
+/// How long the broker waits for STS.
+const STS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest accepted `Authorization` value and STS reply.
+const MAX_PROOF_BYTES: usize = 16 * 1024;
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// The headers a proof may carry; anything else is refused rather than forwarded.
+const ALLOWED_HEADERS: [&str; 6] = [
+    "host",
+    "content-type",
+    "x-amz-date",
+    "x-amz-security-token",
+    "authorization",
+    SERVER_ID_HEADER,
+];
+/// The headers that must be covered by the signature.
+const SIGNED_HEADERS: [&str; 3] = ["host", "x-amz-date", SERVER_ID_HEADER];
+
+/// Why a proof could not be made or was not accepted.
+#[derive(Debug, Error)]
+pub enum StsError {
+    /// No proof was presented.
+    #[error(
+        "this broker needs an AWS identity proof (Authorization: {AUTH_SCHEME} ...): connect with `sombrero --broker https://...`"
+    )]
+    Missing,
+    /// The proof is not one this broker accepts (shape, host, server id, date).
+    #[error("identity proof refused: {0}")]
+    Rejected(String),
+    /// STS answered and refused the signature (bad or expired credentials).
+    #[error("STS refused the identity proof: {0}")]
+    Refused(String),
+    /// STS could not be reached or failed.
+    #[error("STS at {endpoint} is unavailable: {message}")]
+    Unavailable {
+        /// The configured STS endpoint.
+        endpoint: String,
+        /// What happened.
+        message: String,
+    },
+    /// The client could not sign (no credentials or region).
+    #[error("cannot make an AWS identity proof: {0}")]
+    Sign(String),
+    /// An STS endpoint URL is unusable.
+    #[error("bad STS endpoint {0}")]
+    Endpoint(String),
+}
+
+impl StsError {
+    /// The HTTP status the broker answers with: 503 when STS is unavailable, else 401.
+    pub fn status(&self) -> u16 {
+        match self {
+            StsError::Unavailable { .. } => 503,
+            _ => 401,
+        }
+    }
+}
+
+/// A signed, unsent `sts:GetCallerIdentity` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proof {
+    /// Always `POST`.
+    pub method: String,
+    /// The STS endpoint it was signed for.
+    pub url: String,
+    /// Every header, lower-case names, as signed.
+    pub headers: Vec<(String, String)>,
+    /// Always [`BODY`].
+    pub body: String,
+}
+
+impl Proof {
+    /// The `Authorization` header value: the scheme and the base64 of the proof's JSON.
+    pub fn to_header(&self) -> String {
+        // Serialising strings and a vector of pairs cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        format!("{AUTH_SCHEME} {}", B64.encode(json))
+    }
+
+    /// Parses an `Authorization` header value made by [`Proof::to_header`].
+    pub fn from_header(value: &str) -> Result<Self, StsError> {
+        if value.len() > MAX_PROOF_BYTES {
+            return Err(StsError::Rejected("the proof is too large".into()));
+        }
+        let encoded = value
+            .strip_prefix(AUTH_SCHEME)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .ok_or(StsError::Missing)?;
+        let json = B64
+            .decode(encoded.trim())
+            .map_err(|e| StsError::Rejected(format!("not base64: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| StsError::Rejected(format!("not a proof: {e}")))
+    }
+
+    /// The value of one header (names compare case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// When the proof was signed (its `x-amz-date`).
+    fn signed_at(&self) -> Result<DateTime<Utc>, StsError> {
+        let date = self
+            .header("x-amz-date")
+            .ok_or_else(|| StsError::Rejected("no x-amz-date header".into()))?;
+        NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ")
+            .map(|d| d.and_utc())
+            .map_err(|_| StsError::Rejected(format!("x-amz-date {date:?} is not a SigV4 date")))
+    }
+}
+
+/// An STS endpoint, normalised so client and broker spell it the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsEndpoint {
+    url: Url,
+    host: String,
+}
+
+impl StsEndpoint {
+    /// Parses an endpoint URL (`https://sts.eu-west-1.amazonaws.com`, or an emulator's).
+    pub fn parse(endpoint: &str) -> Result<Self, StsError> {
+        let url =
+            Url::parse(endpoint).map_err(|e| StsError::Endpoint(format!("{endpoint:?}: {e}")))?;
+        let bad = |why: &str| StsError::Endpoint(format!("{endpoint:?}: {why}"));
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(bad(
+                "only https (or http for a local emulator) is supported",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(bad("give only scheme, host, port and path"));
+        }
+        let Some(host) = url.host_str() else {
+            return Err(bad("no host"));
+        };
+        let host = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        // http(s) URLs always have a path, at least "/": no trailing-slash ambiguity.
+        Ok(StsEndpoint { url, host })
+    }
+
+    /// The regional endpoint, `https://sts.REGION.amazonaws.com/`.
+    pub fn regional(region: &str) -> Result<Self, StsError> {
+        Self::parse(&format!("https://sts.{region}.amazonaws.com/"))
+    }
+
+    /// The client's choice: `AWS_ENDPOINT_URL_STS`, then `AWS_ENDPOINT_URL` (the SDKs' own
+    /// overrides), else the regional endpoint.
+    pub fn from_env(region: &str) -> Result<Self, StsError> {
+        ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+            .map_or_else(|| Self::regional(region), |url| Self::parse(&url))
+    }
+
+    /// The URL as proofs carry it.
+    pub fn as_str(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The `Host` header value (port only when not the scheme's default).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+/// The client side: signs proofs with the client's own credentials.
+#[derive(Debug, Clone)]
+pub struct ProofSigner {
+    credentials: SharedCredentialsProvider,
+    region: String,
+    endpoint: StsEndpoint,
+}
+
+impl ProofSigner {
+    /// A signer for `endpoint`, signing in `region` with `credentials`.
+    pub fn new(
+        credentials: SharedCredentialsProvider,
+        region: &str,
+        endpoint: StsEndpoint,
+    ) -> Self {
+        ProofSigner {
+            credentials,
+            region: region.to_string(),
+            endpoint,
+        }
+    }
+
+    /// A signer from an SDK config: its credentials and region, the endpoint from
+    /// [`StsEndpoint::from_env`].
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Result<Self, StsError> {
+        let credentials = sdk.credentials_provider().ok_or_else(|| {
+            StsError::Sign("no AWS credentials found (set a profile or AWS_* variables)".into())
+        })?;
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| StsError::Sign("no AWS region: set --region or AWS_REGION".into()))?;
+        let endpoint = StsEndpoint::from_env(&region)?;
+        Ok(Self::new(credentials, &region, endpoint))
+    }
+
+    /// Signs a fresh proof meant for the broker known as `server_id`.
+    pub async fn sign(&self, server_id: &str) -> Result<Proof, StsError> {
+        self.sign_at(server_id, std::time::SystemTime::now()).await
+    }
+
+    /// Signs a proof dated `time` (a fresh one is [`ProofSigner::sign`]).
+    pub async fn sign_at(
+        &self,
+        server_id: &str,
+        time: std::time::SystemTime,
+    ) -> Result<Proof, StsError> {
+        use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+        use aws_sigv4::sign::v4;
+
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| StsError::Sign(format!("no AWS credentials: {e}")))?;
+        let identity = credentials.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("sts")
+            .time(time)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| StsError::Sign(e.to_string()))?
+            .into();
+        let mut headers = vec![
+            ("host".to_string(), self.endpoint.host().to_string()),
+            ("content-type".to_string(), CONTENT_TYPE.to_string()),
+            (SERVER_ID_HEADER.to_string(), server_id.to_string()),
+        ];
+        let signable = SignableRequest::new(
+            "POST",
+            self.endpoint.as_str(),
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            SignableBody::Bytes(BODY.as_bytes()),
+        )
+        .map_err(|e| StsError::Sign(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| StsError::Sign(e.to_string()))?
+            .into_parts();
+        let (signed, _) = instructions.into_parts();
+        headers.extend(
+            signed
+                .iter()
+                .map(|h| (h.name().to_ascii_lowercase(), h.value().to_string())),
+        );
+        Ok(Proof {
+            method: "POST".into(),
+            url: self.endpoint.as_str().to_string(),
+            headers,
+            body: BODY.into(),
+        })
+    }
+}
+
+/// The client's proofs for one broker: signed afresh once the last is [`REFRESH`] old, so
+/// every new connection presents one well within [`MAX_AGE`].
+#[derive(Debug)]
+pub struct ClientProofs {
+    signer: ProofSigner,
+    server_id: String,
+    current: Mutex<Option<(std::time::Instant, String)>>,
+}
+
+/// How long a client reuses a proof before signing a new one.
+pub const REFRESH: Duration = Duration::from_secs(60);
+
+impl ClientProofs {
+    /// Proofs for the broker known as `server_id` (the host name the client dials).
+    pub fn new(signer: ProofSigner, server_id: &str) -> Self {
+        ClientProofs {
+            signer,
+            server_id: server_id.to_string(),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The `Authorization` header value to send.
+    pub async fn header(&self) -> Result<String, StsError> {
+        let mut current = self.current.lock().await;
+        if let Some((at, header)) = current.as_ref()
+            && at.elapsed() < REFRESH
+        {
+            return Ok(header.clone());
+        }
+        let header = self.signer.sign(&self.server_id).await?.to_header();
+        *current = Some((std::time::Instant::now(), header.clone()));
+        Ok(header)
+    }
+}
+
+/// Which server ids this broker answers to.
+#[derive(Debug, Clone)]
+pub enum ServerId {
+    /// Exactly this one (`--server-id`).
+    Named(String),
+    /// Any DNS name or IP address the broker's TLS certificate is valid for: the names a client
+    /// can reach it by.
+    Certified(ServerTls),
+}
+
+impl ServerId {
+    fn accepts(&self, id: &str) -> bool {
+        match self {
+            ServerId::Named(name) => name == id,
+            ServerId::Certified(tls) => tls.certifies(id),
+        }
+    }
+}
+
+/// The identity STS returned for a proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The caller's ARN, as STS reports it.
+    pub arn: String,
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The broker side: checks proofs and asks STS whose they are.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    endpoint: StsEndpoint,
+    server_id: ServerId,
+    http: HttpsClient,
+}
+
+impl Verifier {
+    /// A verifier forwarding to `endpoint`, accepting proofs bound to `server_id`.
+    pub fn new(endpoint: StsEndpoint, server_id: ServerId) -> Result<Self, StsError> {
+        let tls = client_config(None).map_err(|e| StsError::Sign(e.to_string()))?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Verifier {
+            endpoint,
+            server_id,
+            http,
+        })
+    }
+
+    /// The STS endpoint proofs must be signed for.
+    pub fn endpoint(&self) -> &StsEndpoint {
+        &self.endpoint
+    }
+
+    /// Checks a proof's shape without asking STS: only `POST` of exactly [`BODY`] to the
+    /// configured endpoint, only known headers, each once, `host`, the date and the server id
+    /// signed, the server id one this broker answers to, the date within [`MAX_AGE`].
+    pub fn check(&self, proof: &Proof, now: DateTime<Utc>) -> Result<(), StsError> {
+        let reject = |why: String| Err(StsError::Rejected(why));
+        if proof.method != "POST" {
+            return reject(format!("method {:?}: only POST is accepted", proof.method));
+        }
+        if proof.url != self.endpoint.as_str() {
+            return reject(format!(
+                "signed for {:?}, but this broker verifies with STS at {}: sign for that endpoint (AWS_ENDPOINT_URL_STS, or --region for a regional one)",
+                proof.url,
+                self.endpoint.as_str()
+            ));
+        }
+        if proof.body != BODY {
+            return reject("the body is not exactly a GetCallerIdentity call".into());
+        }
+        for (i, (name, _)) in proof.headers.iter().enumerate() {
+            if !ALLOWED_HEADERS.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+                return reject(format!("header {name:?} is not allowed in a proof"));
+            }
+            if proof.headers[..i]
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                return reject(format!("header {name:?} appears twice"));
+            }
+        }
+        if proof.header("host") != Some(self.endpoint.host()) {
+            return reject(format!("the host header is not {}", self.endpoint.host()));
+        }
+        if proof.header("content-type") != Some(CONTENT_TYPE) {
+            return reject("the content type is not the form encoding".into());
+        }
+        let Some(server_id) = proof.header(SERVER_ID_HEADER) else {
+            return reject(format!("no {SERVER_ID_HEADER} header"));
+        };
+        if !self.server_id.accepts(server_id) {
+            return reject(format!(
+                "it was made for the broker {server_id:?}, not this one"
+            ));
+        }
+        check_authorization(proof)?;
+        let signed_at = proof.signed_at()?;
+        let age = now.signed_duration_since(signed_at);
+        if age > delta(MAX_AGE) {
+            return reject(format!(
+                "it was signed at {signed_at}, more than {}s ago: sign a fresh one",
+                MAX_AGE.as_secs()
+            ));
+        }
+        if -age > delta(MAX_SKEW) {
+            return reject(format!(
+                "it is dated {signed_at}, in the future: check the client's clock"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the proof, forwards it to STS and returns the identity STS reports.
+    pub async fn verify(&self, proof: &Proof) -> Result<CallerIdentity, StsError> {
+        self.check(proof, Utc::now())?;
+        let mut request = hyper::Request::post(self.endpoint.as_str());
+        for (name, value) in &proof.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
+            .body(Full::new(Bytes::from_static(BODY.as_bytes())))
+            .map_err(|e| StsError::Rejected(format!("unusable header: {e}")))?;
+        let unavailable = |message: String| StsError::Unavailable {
+            endpoint: self.endpoint.as_str().to_string(),
+            message,
+        };
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| unavailable(error_chain(&e)))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| unavailable(format!("reading the reply: {e}")))?
+                .to_bytes();
+            Ok::<_, StsError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(STS_TIMEOUT, exchange)
+            .await
+            .map_err(|_| unavailable(format!("no answer within {}s", STS_TIMEOUT.as_secs())))??;
+        let text = String::from_utf8_lossy(&body);
+        if status.is_success() {
+            let arn = caller_arn(&text)
+                .ok_or_else(|| unavailable("the reply carries no caller ARN".into()))?;
+            return Ok(CallerIdentity { arn });
+        }
+        let message = sts_error_message(&text).unwrap_or_else(|| {
+            let snippet: String = text.chars().take(200).filter(|c| !c.is_control()).collect();
+            format!("HTTP {status}: {snippet}")
+        });
+        if status.is_server_error() || status.as_u16() == 429 {
+            Err(unavailable(message))
+        } else {
+            Err(StsError::Refused(message))
+        }
+    }
+}
+
+/// The `Authorization` header must be a SigV4 signature for the `sts` service dated the same
+/// day as `x-amz-date`, covering [`SIGNED_HEADERS`].
+fn check_authorization(proof: &Proof) -> Result<(), StsError> {
+    let reject = |why: &str| Err(StsError::Rejected(why.to_string()));
+    let Some(auth) = proof.header("authorization") else {
+        return reject("no authorization header: the request is not signed");
+    };
+    let Some(fields) = auth.strip_prefix("AWS4-HMAC-SHA256 ") else {
+        return reject("the signature is not AWS4-HMAC-SHA256");
+    };
+    let field = |key: &str| {
+        fields
+            .split(',')
+            .map(str::trim)
+            .find_map(|f| f.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+    };
+    let (Some(credential), Some(signed), Some(_)) = (
+        field("Credential"),
+        field("SignedHeaders"),
+        field("Signature"),
+    ) else {
+        return reject("the signature lacks Credential, SignedHeaders or Signature");
+    };
+    // Credential=AKID/DATE/REGION/SERVICE/aws4_request
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [_, day, _, service, "aws4_request"] = scope.as_slice() else {
+        return reject("the credential scope is malformed");
+    };
+    if *service != "sts" {
+        return reject("the signature is not for the sts service");
+    }
+    if !proof
+        .header("x-amz-date")
+        .is_some_and(|date| date.starts_with(day))
+    {
+        return reject("the credential scope's date is not the x-amz-date's");
+    }
+    let signed: Vec<&str> = signed.split(';').collect();
+    if let Some(missing) = SIGNED_HEADERS.iter().find(|h| !signed.contains(h)) {
+        return Err(StsError::Rejected(format!(
+            "the signature does not cover the {missing} header"
+        )));
+    }
+    Ok(())
+}
+
+/// The ARN in a `GetCallerIdentityResponse`.
+fn caller_arn(xml: &str) -> Option<String> {
+    let arn = xml_text(
+        xml,
+        &[
+            "GetCallerIdentityResponse",
+            "GetCallerIdentityResult",
+            "Arn",
+        ],
+    )?;
+    let plausible =
+        arn.starts_with("arn:") && arn.len() <= 2048 && arn.bytes().all(|b| b.is_ascii_graphic());
+    plausible.then_some(arn)
+}
+
+/// The message of an STS `ErrorResponse`, with its code (`ErrorResponse/Error` as STS sends
+/// it, or `ErrorResponse/Errors/Error` as some emulators do).
+fn sts_error_message(xml: &str) -> Option<String> {
+    [
+        &["ErrorResponse", "Error"][..],
+        &["ErrorResponse", "Errors", "Error"],
+    ]
+    .iter()
+    .find_map(|error| {
+        let field = |leaf| xml_text(xml, &[error, &[leaf][..]].concat());
+        let message = field("Message")?;
+        Some(match field("Code") {
+            Some(code) => format!("{code}: {message}"),
+            None => message,
+        })
+    })
+}
+
+/// The text of the first element at `path` (root first).
+fn xml_text(xml: &str, path: &[&str]) -> Option<String> {
+    use aws_smithy_xml::decode::{Document, ScopedDecoder, try_data};
+
+    fn descend(scope: &mut ScopedDecoder<'_, '_>, path: &[&str]) -> Option<String> {
+        let (first, rest) = path.split_first()?;
+        while let Some(mut child) = scope.next_tag() {
+            if child.start_el().matches(first) {
+                return if rest.is_empty() {
+                    try_data(&mut child).ok().map(|s| s.trim().to_string())
+                } else {
+                    descend(&mut child, rest)
+                };
+            }
+        }
+        None
+    }
+
+    let (root_name, rest) = path.split_first()?;
+    let mut doc = Document::new(xml);
+    let mut root = doc.root_element().ok()?;
+    if !root.start_el().matches(root_name) {
+        return None;
+    }
+    descend(&mut root, rest)
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// One connection's verified identity: a proof is sent to STS once per connection and its
+/// result reused for the same proof, only while the proof itself is valid ([`MAX_AGE`]).
+#[derive(Debug, Default)]
+pub struct ConnectionIdentity {
+    verified: Mutex<Option<Verified>>,
+}
+
+#[derive(Debug)]
+struct Verified {
+    header: String,
+    until: DateTime<Utc>,
+    identity: CallerIdentity,
+}
+
+impl ConnectionIdentity {
+    /// The identity proven by the `Authorization` header `header` (or `None` if absent).
+    pub async fn resolve(
+        &self,
+        header: Option<&str>,
+        verifier: &Verifier,
+    ) -> Result<CallerIdentity, StsError> {
+        let header = header.ok_or(StsError::Missing)?;
+        let mut verified = self.verified.lock().await;
+        if let Some(v) = verified
+            .as_ref()
+            .filter(|v| v.header == header && Utc::now() < v.until)
+        {
+            return Ok(v.identity.clone());
+        }
+        let proof = Proof::from_header(header)?;
+        let identity = verifier.verify(&proof).await?;
+        *verified = Some(Verified {
+            header: header.to_string(),
+            until: proof.signed_at()? + delta(MAX_AGE),
+            identity: identity.clone(),
+        });
+        Ok(identity)
+    }
+}
+
+#[cfg(test)]
+#[path = "sts_tests.rs"]
+mod tests;

@@ -1,0 +1,265 @@
+use aws_credential_types::Credentials;
+
+use super::*;
+
+fn signer(endpoint: &str) -> ProofSigner {
+    let credentials = SharedCredentialsProvider::new(Credentials::new(
+        "AKIDEXAMPLE",
+        "secret",
+        Some("token".into()),
+        None,
+        "test",
+    ));
+    ProofSigner::new(
+        credentials,
+        "us-east-1",
+        StsEndpoint::parse(endpoint).unwrap(),
+    )
+}
+
+fn verifier(endpoint: &str, id: &str) -> Verifier {
+    Verifier::new(
+        StsEndpoint::parse(endpoint).unwrap(),
+        ServerId::Named(id.into()),
+    )
+    .unwrap()
+}
+
+async fn proof() -> Proof {
+    signer("https://sts.us-east-1.amazonaws.com")
+        .sign("broker.example")
+        .await
+        .unwrap()
+}
+
+fn rejected(result: Result<(), StsError>, needle: &str) {
+    let msg = match result {
+        Err(StsError::Rejected(msg)) => msg,
+        other => format!("not a rejection: {other:?}"),
+    };
+    assert!(
+        msg.contains(needle),
+        "expected a rejection mentioning {needle:?}: {msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_proof_for_this_broker_passes_the_checks() {
+    let proof = proof().await;
+    let v = verifier("https://sts.us-east-1.amazonaws.com/", "broker.example");
+    v.check(&proof, Utc::now()).unwrap();
+    assert_eq!(proof.url, "https://sts.us-east-1.amazonaws.com/");
+    assert_eq!(proof.header("host"), Some("sts.us-east-1.amazonaws.com"));
+    assert_eq!(proof.header("x-amz-security-token"), Some("token"));
+    let auth = proof.header("authorization").unwrap();
+    assert!(auth.contains("/us-east-1/sts/aws4_request"), "{auth}");
+    assert!(auth.contains(SERVER_ID_HEADER), "{auth}");
+}
+
+#[tokio::test]
+async fn the_header_encoding_round_trips_and_refuses_other_schemes() {
+    let proof = proof().await;
+    assert_eq!(Proof::from_header(&proof.to_header()).unwrap(), proof);
+    assert!(matches!(
+        Proof::from_header("Bearer abc"),
+        Err(StsError::Missing)
+    ));
+    assert!(matches!(
+        Proof::from_header("SombreroSTS !!!"),
+        Err(StsError::Rejected(_))
+    ));
+    let extra = B64.encode(br#"{"method":"POST","url":"u","headers":[],"body":"b","arn":"x"}"#);
+    assert!(matches!(
+        Proof::from_header(&format!("SombreroSTS {extra}")),
+        Err(StsError::Rejected(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_proof_for_another_broker_is_refused() {
+    let proof = proof().await;
+    let v = verifier("https://sts.us-east-1.amazonaws.com", "other.example");
+    rejected(v.check(&proof, Utc::now()), "broker.example");
+}
+
+#[tokio::test]
+async fn a_proof_signed_for_another_sts_host_is_refused() {
+    let proof = signer("https://sts.evil.example")
+        .sign("broker.example")
+        .await
+        .unwrap();
+    let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
+    rejected(v.check(&proof, Utc::now()), "sts.evil.example");
+    // Only the URL rewritten: the host header still names the other host.
+    let mut moved = proof.clone();
+    moved.url = "https://sts.us-east-1.amazonaws.com/".into();
+    rejected(v.check(&moved, Utc::now()), "host header");
+}
+
+#[tokio::test]
+async fn another_action_or_body_is_refused() {
+    let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
+    let mut proof = proof().await;
+    proof.body = "Action=AssumeRole&Version=2011-06-15&RoleArn=x".into();
+    rejected(v.check(&proof, Utc::now()), "GetCallerIdentity");
+    let mut proof = self::proof().await;
+    proof.method = "GET".into();
+    rejected(v.check(&proof, Utc::now()), "POST");
+}
+
+#[tokio::test]
+async fn extra_repeated_or_unsigned_headers_are_refused() {
+    let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
+    let mut proof = proof().await;
+    proof
+        .headers
+        .push(("x-forwarded-for".into(), "1.2.3.4".into()));
+    rejected(v.check(&proof, Utc::now()), "x-forwarded-for");
+
+    let mut proof = self::proof().await;
+    proof
+        .headers
+        .push((SERVER_ID_HEADER.to_uppercase(), "broker.example".into()));
+    rejected(v.check(&proof, Utc::now()), "twice");
+
+    let mut proof = self::proof().await;
+    for (name, value) in &mut proof.headers {
+        if name == "authorization" {
+            *value = value.replace(&format!(";{SERVER_ID_HEADER}"), "");
+        }
+    }
+    rejected(v.check(&proof, Utc::now()), SERVER_ID_HEADER);
+
+    let mut proof = self::proof().await;
+    proof.headers.retain(|(n, _)| n != SERVER_ID_HEADER);
+    rejected(v.check(&proof, Utc::now()), SERVER_ID_HEADER);
+}
+
+#[tokio::test]
+async fn an_old_or_future_proof_is_refused() {
+    let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
+    let proof = proof().await;
+    let late = Utc::now() + delta(MAX_AGE) + TimeDelta::seconds(5);
+    rejected(v.check(&proof, late), "sign a fresh one");
+    let early = Utc::now() - delta(MAX_SKEW) - TimeDelta::seconds(5);
+    rejected(v.check(&proof, early), "clock");
+}
+
+#[test]
+fn endpoints_are_normalised_with_host_and_port() {
+    let e = StsEndpoint::parse("http://127.0.0.1:5000").unwrap();
+    assert_eq!(e.as_str(), "http://127.0.0.1:5000/");
+    assert_eq!(e.host(), "127.0.0.1:5000");
+    let e = StsEndpoint::parse("https://sts.eu-west-1.amazonaws.com:443/").unwrap();
+    assert_eq!(e.host(), "sts.eu-west-1.amazonaws.com");
+    assert!(StsEndpoint::parse("ftp://x").is_err());
+    assert!(StsEndpoint::parse("https://x/?Action=AssumeRole").is_err());
+}
+
+#[test]
+fn the_arn_comes_from_the_result_element_only() {
+    let ok = r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+      <GetCallerIdentityResult>
+        <UserId>AIDA</UserId><Account>123456789012</Account>
+        <Arn>arn:aws:iam::123456789012:user/alice</Arn>
+      </GetCallerIdentityResult>
+      <ResponseMetadata><RequestId>x</RequestId></ResponseMetadata>
+    </GetCallerIdentityResponse>"#;
+    assert_eq!(
+        caller_arn(ok).as_deref(),
+        Some("arn:aws:iam::123456789012:user/alice")
+    );
+    let elsewhere =
+        "<GetCallerIdentityResponse><Arn>arn:aws:iam::1:user/x</Arn></GetCallerIdentityResponse>";
+    assert_eq!(caller_arn(elsewhere), None);
+    let not_arn = "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>alice</Arn></GetCallerIdentityResult></GetCallerIdentityResponse>";
+    assert_eq!(caller_arn(not_arn), None);
+    assert_eq!(caller_arn("not xml"), None);
+}
+
+#[test]
+fn sts_error_messages_carry_code_and_message() {
+    let err = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+      <Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code>
+      <Message>The request signature we calculated does not match</Message></Error>
+      <RequestId>x</RequestId></ErrorResponse>"#;
+    assert_eq!(
+        sts_error_message(err).as_deref(),
+        Some("SignatureDoesNotMatch: The request signature we calculated does not match")
+    );
+}
+
+#[test]
+fn emulator_error_shapes_are_read_too() {
+    let err = "<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code>\
+               <Message>The security token included in the request is invalid.</Message>\
+               <Type>Sender</Type></Error></Errors></ErrorResponse>";
+    assert_eq!(
+        sts_error_message(err).as_deref(),
+        Some("InvalidClientTokenId: The security token included in the request is invalid.")
+    );
+}
+
+/// An STS stand-in on loopback that answers exactly one request with `arn`, then is gone:
+/// any second call to STS fails as unavailable.
+async fn sts_answering_once(arn: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let body = format!(
+        "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>{arn}</Arn>\
+         </GetCallerIdentityResult></GetCallerIdentityResponse>"
+    );
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers, then the fixed body.
+        while !String::from_utf8_lossy(&request).ends_with(BODY) {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(reply.as_bytes()).await.unwrap();
+        // Dropping the listener: nothing answers from now on.
+    });
+    endpoint
+}
+
+#[tokio::test]
+async fn a_verified_proof_is_reused_on_its_connection_only() {
+    let arn = "arn:aws:iam::123456789012:user/alice";
+    let endpoint = sts_answering_once(arn).await;
+    let v = verifier(&endpoint, "broker.example");
+    let s = signer(&endpoint);
+    let header = s.sign("broker.example").await.unwrap().to_header();
+
+    let conn = ConnectionIdentity::default();
+    assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
+    // Same connection, same proof: no second call to STS (it would fail now).
+    assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
+    // A new proof on the same connection is verified afresh.
+    let later = std::time::SystemTime::now() + Duration::from_secs(1);
+    let other = s
+        .sign_at("broker.example", later)
+        .await
+        .unwrap()
+        .to_header();
+    let err = conn.resolve(Some(&other), &v).await.unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    // Another connection with the first proof: verified afresh too.
+    let err = ConnectionIdentity::default()
+        .resolve(Some(&header), &v)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    // No proof at all.
+    assert!(matches!(
+        conn.resolve(None, &v).await,
+        Err(StsError::Missing)
+    ));
+}

@@ -1,0 +1,173 @@
+//! The TCP listener: TLS only (a plaintext client never gets an HTTP answer), then on every
+//! request an AWS IAM identity proof ([`super::sts`]) in the `Authorization` header. The ARN
+//! STS returns becomes the request's [`Peer`]; the policy's `[identities]` table then maps it
+//! to a sombrero user like any other peer. A proof is checked with STS once per connection
+//! and reused only on that connection, only while it is fresh.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::conn::{accept_until_stopped, drain, serve_http};
+use super::error::ApiError;
+use super::identity::{Peer, Via};
+use super::sts::{AUTH_SCHEME, ConnectionIdentity, StsError, Verifier};
+use super::tls::ServerTls;
+use crate::api::ErrorKind;
+use crate::api::wire::ErrorBody;
+
+/// How long a client has to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TCP socket could not be bound.
+#[derive(Debug, Error)]
+#[error("cannot listen on tcp://{addr}: {source}")]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: String,
+    /// The OS error.
+    pub source: std::io::Error,
+}
+
+/// A bound TCP socket with its TLS configuration and proof verifier.
+pub struct TlsSocket {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    verifier: Arc<Verifier>,
+}
+
+impl TlsSocket {
+    /// Binds `addr` (`HOST:PORT`).
+    pub async fn bind(addr: &str, tls: &ServerTls, verifier: Verifier) -> Result<Self, BindError> {
+        let listener = TcpListener::bind(addr).await.map_err(|source| BindError {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Ok(TlsSocket {
+            listener,
+            acceptor: TlsAcceptor::from(tls.config.clone()),
+            verifier: Arc::new(verifier),
+        })
+    }
+
+    /// The bound address (the port, when 0 was asked for).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves `app` until `stopping` turns true, then lets open requests finish.
+    pub async fn serve(self, app: Router, stopping: watch::Receiver<bool>) {
+        let conns = accept_until_stopped(
+            || self.listener.accept(),
+            |(tcp, addr)| {
+                Some(connection(
+                    tcp,
+                    addr,
+                    self.acceptor.clone(),
+                    Arc::clone(&self.verifier),
+                    app.clone(),
+                    stopping.clone(),
+                ))
+            },
+            stopping.clone(),
+        )
+        .await;
+        drop(self);
+        drain(conns).await;
+    }
+}
+
+/// One connection: the TLS handshake (in its own task, so a slow client stalls nobody else),
+/// then HTTP with the proof check in front of `app`.
+async fn connection(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    verifier: Arc<Verifier>,
+    app: Router,
+    stopping: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "TLS handshake timed out");
+            return;
+        }
+    };
+    let proof = ProofCheck {
+        verifier,
+        connection: Arc::new(ConnectionIdentity::default()),
+        addr,
+    };
+    let app = app.layer(axum::middleware::from_fn_with_state(proof, require_proof));
+    serve_http(tls, app, stopping).await;
+}
+
+/// One connection's proof state.
+#[derive(Clone)]
+struct ProofCheck {
+    verifier: Arc<Verifier>,
+    connection: Arc<ConnectionIdentity>,
+    addr: SocketAddr,
+}
+
+/// Middleware: the request's proof must name an identity STS confirms; that identity becomes
+/// the request's [`Peer`]. The proof itself is not passed on.
+async fn require_proof(State(check): State<ProofCheck>, mut req: Request, next: Next) -> Response {
+    let header = req.headers_mut().remove(header::AUTHORIZATION);
+    let header = match header.as_ref().map(HeaderValue::to_str) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(_)) => {
+            return refusal(StsError::Rejected(
+                "the Authorization header is not text".into(),
+            ));
+        }
+    };
+    match check.connection.resolve(header, &check.verifier).await {
+        Ok(caller) => {
+            tracing::debug!(addr = %check.addr, arn = caller.arn, "IAM identity");
+            req.extensions_mut().insert(Peer {
+                external: caller.arn,
+                via: Via::Iam,
+            });
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::warn!(addr = %check.addr, error = %e, "identity proof refused");
+            refusal(e)
+        }
+    }
+}
+
+/// 503 when STS is unavailable (try again later); otherwise 401, asking for a proof.
+fn refusal(e: StsError) -> Response {
+    if e.status() == 503 {
+        return ApiError::new(ErrorKind::Unavailable, e.to_string()).into_response();
+    }
+    let body = ErrorBody {
+        kind: ErrorKind::Identity,
+        message: e.to_string(),
+    };
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(AUTH_SCHEME),
+    );
+    response
+}

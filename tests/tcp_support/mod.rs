@@ -1,0 +1,198 @@
+//! Shared by the broker-over-TCP tests: a throwaway PKI made with the openssl CLI at test time,
+//! and moto (STS and IAM) for identity proofs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use pink_sombrero::serve::sts::{ProofSigner, StsEndpoint};
+
+/// A test CA and a server certificate it signed, valid for `localhost` and `127.0.0.1`.
+pub struct Pki {
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server key (PEM).
+    pub key: PathBuf,
+    /// Another CA, which signed nothing the server presents.
+    pub other_ca: PathBuf,
+}
+
+/// Runs the openssl CLI in `dir` with whitespace-separated `args`.
+fn openssl(dir: &Path, args: &str) {
+    let out = Command::new("openssl")
+        .args(args.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI is needed to make the test PKI");
+    assert!(
+        out.status.success(),
+        "openssl {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+
+fn self_signed_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &format!(
+            "req -x509 {NEW_KEY} -keyout {name}.key -out {name}.pem -days 2 \
+             -subj /CN=sombrero-test-{name} -addext basicConstraints=critical,CA:TRUE \
+             -addext keyUsage=critical,keyCertSign,cRLSign"
+        ),
+    );
+}
+
+/// Makes the PKI in `dir` (keys are generated here, never committed).
+pub fn pki(dir: &Path) -> Pki {
+    self_signed_ca(dir, "ca");
+    self_signed_ca(dir, "other-ca");
+    openssl(
+        dir,
+        &format!("req {NEW_KEY} -keyout server.key -out server.csr -subj /CN=localhost"),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+         -days 2 -extfile server.ext",
+    );
+    Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        other_ca: dir.join("other-ca.pem"),
+    }
+}
+
+/// moto's endpoint, or `None` (outside CI) when it is not running.
+pub fn moto() -> Option<String> {
+    match std::env::var("SOMBRERO_MOTO_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "SOMBRERO_MOTO_ENDPOINT is not set under CI=true: run the tests through scripts/test"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipped: moto is not running (run scripts/test, or eval \"$(scripts/moto-up)\" first)"
+            );
+            None
+        }
+    }
+}
+
+/// One IAM query call to moto (unsigned: moto does not check signatures unless told to; the
+/// credential scope only routes the call to IAM). Returns the XML reply.
+pub async fn iam_call(endpoint: &str, params: &[(&str, &str)]) -> String {
+    let body: String = params
+        .iter()
+        .chain([("Version", "2010-05-08")].iter())
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            endpoint,
+            "-H",
+            "Content-Type: application/x-www-form-urlencoded",
+            "-H",
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+            "--data",
+            &body,
+        ])
+        .output()
+        .await
+        .expect("curl is needed to set up moto's IAM");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "moto IAM {params:?}: {text}");
+    text
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn between<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+    let end = xml[start..].find(&format!("</{tag}>")).unwrap() + start;
+    &xml[start..end]
+}
+
+/// An IAM user in moto with an access key and a policy allowing sts:GetCallerIdentity;
+/// returns (ARN, credentials).
+pub async fn iam_user(endpoint: &str, name: &str) -> (String, Credentials) {
+    let user = iam_call(endpoint, &[("Action", "CreateUser"), ("UserName", name)]).await;
+    let arn = between(&user, "Arn").to_string();
+    iam_call(
+        endpoint,
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", name),
+            ("PolicyName", "whoami"),
+            (
+                "PolicyDocument",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#,
+            ),
+        ],
+    )
+    .await;
+    let key = iam_call(
+        endpoint,
+        &[("Action", "CreateAccessKey"), ("UserName", name)],
+    )
+    .await;
+    let credentials = Credentials::new(
+        between(&key, "AccessKeyId"),
+        between(&key, "SecretAccessKey"),
+        None,
+        None,
+        "moto-iam",
+    );
+    (arn, credentials)
+}
+
+/// A signer for moto's STS with these credentials.
+pub fn signer(endpoint: &str, credentials: Credentials) -> ProofSigner {
+    ProofSigner::new(
+        SharedCredentialsProvider::new(credentials),
+        "us-east-1",
+        StsEndpoint::parse(endpoint).unwrap(),
+    )
+}
+
+/// A unique name for a test's IAM user.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A loopback port nobody listens on (just now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
