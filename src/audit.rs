@@ -42,6 +42,12 @@ pub enum EventKind {
     SessionClosed,
     /// An SSM session that did not go through pink-sombrero. data: session_id, target, owner.
     RogueSessionFound,
+    /// Someone (an approver or reviewer; the actor) started watching a live session.
+    SessionWatchStarted,
+    /// A watcher (the actor) stopped watching.
+    SessionWatchEnded,
+    /// An approver (the actor) cut a live session off.
+    SessionKilled,
     // --- instance taint and replacement (fleet part) ---
     /// The target was tagged as tainted. data: target.
     Tainted,
@@ -113,6 +119,9 @@ impl EventKind {
                 | Refused
                 | SessionOpened
                 | SessionClosed
+                | SessionWatchStarted
+                | SessionWatchEnded
+                | SessionKilled
                 | UserEnrolled
                 | EnrolmentConfirmed
                 | MfaAccepted

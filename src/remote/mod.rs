@@ -1,0 +1,3 @@
+//! Clients of a remote broker (`--broker URL`).
+
+pub mod session;
