@@ -319,6 +319,16 @@ impl Live {
     }
 }
 
+/// Lifecycle steps, told to the client and the watchers.
+fn steps_to(live: &Arc<Live>) -> StepFn {
+    let live = live.clone();
+    Box::new(move |s: Step| {
+        live.tell(ServerMsg::Step {
+            text: s.to_string(),
+        })
+    })
+}
+
 fn clamp(n: u32) -> u16 {
     u16::try_from(n.clamp(1, u32::from(u16::MAX))).unwrap_or(u16::MAX)
 }
@@ -385,17 +395,9 @@ impl Hub {
         }
         let request = self.claim_check(id).await?;
         let live = Arc::new(Live::new(request, size, tx));
-        let steps = {
-            let live = live.clone();
-            Box::new(move |s: Step| {
-                live.tell(ServerMsg::Step {
-                    text: s.to_string(),
-                })
-            })
-        };
         let mut opened = self
             .sessions
-            .open(id.to_string(), by.to_string(), size, steps)
+            .open(id.to_string(), by.to_string(), size, steps_to(&live))
             .await?;
         let Some(events) = opened.events.take() else {
             return Err(HubError::Broker(BrokerError::Internal(
@@ -487,15 +489,7 @@ impl Hub {
                 }
             }
         };
-        let steps = {
-            let live = live.clone();
-            Box::new(move |s: Step| {
-                live.tell(ServerMsg::Step {
-                    text: s.to_string(),
-                })
-            })
-        };
-        let done = self.sessions.finish(session, end, steps).await;
+        let done = self.sessions.finish(session, end, steps_to(&live)).await;
         if let Ok(mut m) = self.live.lock() {
             m.remove(&live.request.id);
         }
