@@ -595,6 +595,8 @@ pub async fn finish<F: Fleet + Send + Sync + 'static>(
             }
         }
     };
+    // Closed elsewhere first (an approver's kill): the stored reason is the true one.
+    let reason = request.close_reason.clone().unwrap_or(reason);
     step(Step::Closed {
         reason: reason.clone(),
     });

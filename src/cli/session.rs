@@ -10,6 +10,7 @@ use super::ExitError;
 use super::access::{fail, open as open_broker, who};
 use crate::channel::terminal::{bridge_stdio, local_size};
 use crate::config::{GlobalOpts, Paths};
+use crate::fleet::Fleet;
 use crate::fleet::aws::AwsFleet;
 use crate::recording::RecorderKey;
 use crate::request::CloseReason;
@@ -102,4 +103,53 @@ async fn record_resizes(tap: session::RecorderTap) {
             let _ = tap.resize(cols, rows);
         }
     }
+}
+
+/// `sombrero watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Request id whose live session to watch (read-only; approvers and reviewers).
+    pub request: String,
+}
+
+/// Runs `sombrero watch`: only a broker daemon holds a session others can watch.
+pub fn watch(_g: &GlobalOpts, a: WatchArgs) -> anyhow::Result<ExitCode> {
+    Err(ExitError::usage(format!(
+        "watching needs a broker daemon: a session opened here lives in the process that opened it. Run `sombrero serve` and pass --broker to watch {}",
+        a.request
+    ))
+    .into())
+}
+
+/// `sombrero kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Request id whose live session to end (approvers).
+    pub request: String,
+    /// Who kills (default: the OS user); must be an approver.
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_user: Option<String>,
+}
+
+/// Runs `sombrero kill` on the embedded broker: the request is closed as terminated by the
+/// approver (the process holding the session sees that within a second and ends it, sealing
+/// and replacing), and the SSM session is terminated at the service as well.
+pub fn kill(g: &GlobalOpts, a: KillArgs) -> anyhow::Result<ExitCode> {
+    let broker = open_broker(g)?;
+    let user = who(a.as_user)?;
+    let closed = broker.kill_session(&a.request, &user).map_err(fail)?;
+    if let Some(sid) = closed.session_id.clone() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let ended =
+            runtime.block_on(async { AwsFleet::from_opts(g).await?.terminate_session(&sid).await });
+        if let Err(e) = ended {
+            eprintln!(
+                "sombrero: the request is closed, but TerminateSession failed ({e}); the session's own process ends it"
+            );
+        }
+    }
+    println!("{}: session terminated by {user}", closed.id);
+    Ok(ExitCode::SUCCESS)
 }
