@@ -271,7 +271,7 @@ fn write_canonical(v: &Value, out: &mut String) {
 }
 
 /// The first place where the chain does not hold.
-#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ChainBreak {
     /// An event's content no longer matches its hash.
     #[error(

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use thiserror::Error;
 
@@ -126,6 +126,14 @@ pub enum BrokerError {
     /// A broker call could not run to completion (its worker thread failed).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A `sombrero serve` daemon refused or failed the call; the message is its own.
+    #[error("{message}")]
+    Remote {
+        /// What kind of failure (decides the exit status).
+        kind: crate::api::ErrorKind,
+        /// The daemon's message.
+        message: String,
+    },
 }
 
 impl BrokerError {
@@ -138,7 +146,7 @@ impl BrokerError {
                 | BrokerError::NotEnrolled { .. }
                 | BrokerError::NotPermitted { .. }
                 | BrokerError::AlreadyEnrolled { .. }
-        )
+        ) || matches!(self, BrokerError::Remote { kind, .. } if kind.is_refusal())
     }
 
     /// True for bad input (exit status 2 in the CLI).
@@ -146,7 +154,7 @@ impl BrokerError {
         matches!(
             self,
             BrokerError::NotFound { .. } | BrokerError::Input(_) | BrokerError::Policy(_)
-        )
+        ) || matches!(self, BrokerError::Remote { kind, .. } if kind.is_input())
     }
 }
 
@@ -163,7 +171,7 @@ pub struct BrokerOptions {
 }
 
 /// A user as others may see them (no secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
     /// Name.
     pub name: String,
@@ -187,7 +195,7 @@ pub struct OpenGrant {
 }
 
 /// The outcome of checking the audit chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditCheck {
     /// Events that hold, from the start.
     pub events: u64,

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod api;
 pub mod audit;
 pub mod broker;
 pub mod channel;

@@ -4,7 +4,7 @@
 //! and line. Missing optional keys take the documented defaults of [`DEFAULT_POLICY`]; a value
 //! the file got wrong is never replaced by a default.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,6 +51,16 @@ replacement = "asg"
 # Consecutive wrong or replayed TOTP codes before a lockout, and how long it lasts.
 max_failures = 5
 lockout = "5m"
+
+# Who is who when `sombrero serve` runs the broker: the daemon names each client by its
+# connection, never by what the client says. On the Unix socket that is the peer's OS user
+# ("alice", or "uid:1001" for a uid without a passwd entry); over TCP it is the AWS IAM ARN the
+# client proved. Map them to enrolled sombrero users here. An OS user whose name is an enrolled
+# sombrero user is that user without a line here; anyone else is refused.
+[identities]
+# "alice.smith" = "alice"
+# "uid:1001" = "bob"
+# "arn:aws:iam::123456789012:role/oncall-carol" = "carol"
 "#;
 
 /// Writes [`DEFAULT_POLICY`] to `path` unless a file appears there first. The text goes to a
@@ -291,6 +301,8 @@ pub struct Policy {
     pub replacement: Replacement,
     /// MFA limits.
     pub mfa: MfaPolicy,
+    /// External identities (OS user, `uid:N`, IAM ARN) mapped to sombrero user names.
+    pub identities: BTreeMap<String, String>,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -324,6 +336,8 @@ struct RawPolicy {
     incident_pattern: Option<Spanned<String>>,
     replacement: Option<Spanned<String>>,
     mfa: Option<RawMfa>,
+    #[serde(default)]
+    identities: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -419,7 +433,45 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// `[identities]`: keys are external identities, values sombrero user names.
+    fn identities(
+        &self,
+        raw: BTreeMap<String, Spanned<String>>,
+    ) -> Result<BTreeMap<String, String>, PolicyError> {
+        raw.into_iter()
+            .map(|(external, name)| {
+                let key = format!("identities.{external:?}");
+                let n = name.get_ref().trim();
+                if external.trim().is_empty() || external.chars().any(char::is_whitespace) {
+                    return Err(self.err(
+                        &key,
+                        name.span(),
+                        "an identity has no spaces: an OS user, \"uid:N\" or an IAM ARN".into(),
+                    ));
+                }
+                if n.is_empty() || n == "*" || n.chars().any(char::is_whitespace) {
+                    return Err(self.err(
+                        &key,
+                        name.span(),
+                        format!(
+                            "{:?} is not a user name: map the identity to one enrolled sombrero user",
+                            name.get_ref()
+                        ),
+                    ));
+                }
+                Ok((external, n.to_string()))
+            })
+            .collect()
+    }
+}
+
 impl Policy {
+    /// The sombrero user an external identity is mapped to by `[identities]`, if listed.
+    pub fn identity(&self, external: &str) -> Option<&str> {
+        self.identities.get(external).map(String::as_str)
+    }
+
     /// Parses policy text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Syntax {
@@ -481,6 +533,7 @@ impl Policy {
                 max_failures: c.count("mfa.max_failures", max_failures, 1, 5)?,
                 lockout: c.duration("mfa.lockout", lockout, Duration::from_secs(5 * 60))?,
             },
+            identities: c.identities(raw.identities)?,
         })
     }
 
@@ -615,6 +668,24 @@ mod tests {
         assert_eq!(
             e,
             "policy file policy.toml, line 3: approvals_required: 0 is out of range: it must be at least 1"
+        );
+    }
+
+    #[test]
+    fn identities_map_and_errors_name_key_and_line() {
+        let p = parse(
+            "requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\n\"uid:1001\" = \"bob\"\n\"arn:aws:iam::1:role/x\" = \"carol\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.identity("uid:1001"), Some("bob"));
+        assert_eq!(p.identity("arn:aws:iam::1:role/x"), Some("carol"));
+        assert_eq!(p.identity("bob"), None);
+        let e = parse("requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\nalice = \"a b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") && e.contains("identities"), "{e}");
+        assert!(
+            parse("requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\nalice = 3\n").is_err()
         );
     }
 

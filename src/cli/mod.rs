@@ -6,6 +6,7 @@ pub mod access;
 pub mod fleet;
 pub mod lab;
 pub mod recordings;
+pub mod serve;
 pub mod session;
 pub mod ui;
 pub mod wiring;
@@ -81,6 +82,8 @@ pub enum Command {
     /// Show the recorder's public key.
     #[command(subcommand)]
     Keys(recordings::KeysCommand),
+    /// Run the broker as a daemon that thin clients reach with --broker.
+    Serve(serve::ServeArgs),
 }
 
 /// An error that carries the process exit status it should produce.
@@ -143,7 +146,13 @@ pub fn main() -> ExitCode {
     // the default Rust behaviour so they always get to close, seal and restore.
     let holds_state = matches!(
         cli.command,
-        None | Some(Command::Open(_) | Command::Tui(_) | Command::Demo(_) | Command::Lab(_))
+        None | Some(
+            Command::Open(_)
+                | Command::Tui(_)
+                | Command::Demo(_)
+                | Command::Lab(_)
+                | Command::Serve(_)
+        )
     );
     if !holds_state {
         // SAFETY: setting a signal disposition before any thread is started.
@@ -186,6 +195,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Recordings(a)) => recordings::recordings(&g, a),
         Some(Command::Review(a)) => recordings::review(&g, a),
         Some(Command::Keys(c)) => recordings::keys(&g, c),
+        Some(Command::Serve(a)) => serve::serve(&g, a),
     }
 }
 

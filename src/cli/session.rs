@@ -34,14 +34,31 @@ fn say(step: &Step) {
     let _ = err.flush();
 }
 
-/// Runs `sombrero open`.
-pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
-    let broker = Arc::new(open_broker(g)?);
-    let user = who(a.as_user)?;
+/// What a session needs on this host: the fleet from the AWS options, the data dir's
+/// recordings directory and recorder key. `sombrero serve` builds its hub from the same.
+pub(crate) async fn session_deps(
+    g: &GlobalOpts,
+    broker: Arc<crate::broker::Broker>,
+) -> anyhow::Result<SessionDeps<AwsFleet>> {
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
         .map_err(|e| ExitError::usage(e.to_string()))?;
     let key = RecorderKey::load_or_create(&paths.keys())?;
+    let fleet = Arc::new(AwsFleet::from_opts(g).await?);
+    Ok(SessionDeps {
+        broker,
+        channel: fleet.channel_options(),
+        fleet,
+        recordings_dir,
+        key: Arc::new(key),
+        replace_timeout: session::REPLACE_TIMEOUT,
+    })
+}
+
+/// Runs `sombrero open`.
+pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
+    let broker = Arc::new(open_broker(g)?);
+    let user = who(a.as_user)?;
     // One session, one thread: a multi-threaded runtime hands every frame between the
     // bridge and the session task across threads (a futex wake each way), which cost 4x the
     // throughput of bulk output. Broker calls still run on the blocking pool.
@@ -49,15 +66,7 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let fleet = Arc::new(AwsFleet::from_opts(g).await?);
-        let deps = SessionDeps {
-            broker,
-            channel: fleet.channel_options(),
-            fleet,
-            recordings_dir,
-            key: Arc::new(key),
-            replace_timeout: session::REPLACE_TIMEOUT,
-        };
+        let deps = session_deps(g, broker).await?;
         let mut live =
             match session::open(&deps, &a.request, &user, local_size(), |s| say(&s)).await {
                 Ok(live) => live,

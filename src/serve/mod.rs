@@ -1,4 +1,163 @@
-//! `sombrero serve`: the broker as a daemon.
+//! `sombrero serve`: the broker as a daemon, so secrets, keys and the store stay on one host.
+//!
+//! Listeners ([`unix`]; TCP with TLS and an IAM proof is wired in `tls`/`sts`) accept
+//! connections, learn each one's [`identity::Peer`] and serve [`router`] on it. The router maps
+//! the peer to an [`identity::Identity`] on every request; handlers act as that identity only.
+//! The broker is synchronous: handlers run its calls on blocking threads.
 
+pub mod error;
 pub mod hub;
+pub mod identity;
+pub mod relay;
+pub mod routes;
 pub mod session_wire;
+pub mod unix;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::api::ErrorKind;
+use crate::broker::{Broker, BrokerError};
+
+use self::error::ApiError;
+
+/// How often the store's revision is read, to wake long-polls for writes made by other
+/// processes on the broker host (an admin enrolling a user).
+pub const STORE_POLL: Duration = Duration::from_millis(100);
+/// How often requests past their deadline are expired.
+pub const SWEEP: Duration = Duration::from_secs(5);
+
+/// What every handler shares: the broker and the live change signal.
+#[derive(Clone)]
+pub struct AppState {
+    /// The one broker.
+    pub broker: Arc<Broker>,
+    /// The latest store revision known (long-polls wait on it).
+    revision: watch::Receiver<u64>,
+    publish: Arc<watch::Sender<u64>>,
+    /// Turns true when the daemon is shutting down (long-polls return at once).
+    stopping: watch::Receiver<bool>,
+    /// The sessions this broker holds, or why it cannot open any (no fleet configured).
+    sessions: Result<Arc<hub::Hub>, String>,
+}
+
+impl AppState {
+    /// State for `broker`; `stopping` turns true on shutdown.
+    pub fn new(
+        broker: Arc<Broker>,
+        stopping: watch::Receiver<bool>,
+    ) -> Result<AppState, BrokerError> {
+        let (publish, revision) = watch::channel(broker.revision()?);
+        Ok(AppState {
+            broker,
+            revision,
+            publish: Arc::new(publish),
+            stopping,
+            sessions: Err("this broker was started without a fleet".into()),
+        })
+    }
+
+    /// Lets this broker open sessions through `hub`, or records why it cannot.
+    pub fn with_sessions(mut self, sessions: Result<Arc<hub::Hub>, String>) -> AppState {
+        self.sessions = sessions;
+        self
+    }
+
+    /// The session hub, or why this broker holds no sessions.
+    pub fn sessions(&self) -> Result<&Arc<hub::Hub>, &str> {
+        self.sessions.as_ref().map_err(String::as_str)
+    }
+
+    /// Runs a read on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Broker) -> Result<T, BrokerError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let broker = Arc::clone(&self.broker);
+        tokio::task::spawn_blocking(move || f(&broker))
+            .await
+            .map_err(|e| ApiError::new(ErrorKind::Internal, format!("broker call failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs a write on a blocking thread, then wakes everyone waiting for a change (refusals
+    /// write audit events too, so this runs whatever the outcome).
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Broker) -> Result<T, BrokerError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let broker = Arc::clone(&self.broker);
+        let out = tokio::task::spawn_blocking(move || {
+            let out = f(&broker);
+            (out, broker.revision())
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("broker call failed: {e}")))?;
+        if let Ok(rev) = out.1 {
+            self.publish
+                .send_if_modified(|r| std::mem::replace(r, rev) != rev);
+        }
+        out.0.map_err(ApiError::from)
+    }
+
+    /// Waits until the known revision differs from `after`, `wait` passes or the daemon stops.
+    pub async fn wait_revision(&self, after: u64, wait: Duration) -> u64 {
+        let mut rx = self.revision.clone();
+        let mut stopping = self.stopping.clone();
+        let changed = async {
+            // The guard wait_for returns is not Send: drop it here.
+            let _ = rx.wait_for(|r| *r != after).await;
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(wait, changed) => {}
+            () = stopped(&mut stopping) => {}
+        }
+        *self.revision.borrow()
+    }
+
+    /// Background upkeep until shutdown: publish revisions written by other processes, and
+    /// expire requests past their deadline.
+    pub async fn upkeep(self) {
+        let mut poll = tokio::time::interval(STORE_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopping = self.stopping.clone();
+        loop {
+            tokio::select! {
+                _ = poll.tick() => {
+                    if let Ok(rev) = self.read(|b| b.revision()).await {
+                        self.publish.send_if_modified(|r| std::mem::replace(r, rev) != rev);
+                    }
+                }
+                _ = sweep.tick() => {
+                    if let Err(e) = self.write(|b| b.expire_due()).await {
+                        tracing::warn!(error = %e.message, "expiry sweep failed");
+                    }
+                }
+                () = stopped(&mut stopping) => return,
+            }
+        }
+    }
+}
+
+/// Returns once `stopping` turns true (or its sender is gone).
+pub async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// The whole HTTP surface: the `/v1` API and the relay's session routes, behind the
+/// identity check.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::routes())
+        .merge(relay::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            identity::require_identity,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,60 @@
+//! Error replies: the broker's message and its kind, so the client exits as embedded mode does.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::ErrorKind;
+use crate::api::wire::ErrorBody;
+use crate::broker::BrokerError;
+
+/// An error as the API answers it.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// For the person.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status for a kind (clients decide by the body's kind, not by this).
+    fn status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::Refused => StatusCode::CONFLICT,
+            ErrorKind::Input => StatusCode::BAD_REQUEST,
+            ErrorKind::Identity | ErrorKind::LocalOnly => StatusCode::FORBIDDEN,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> ApiError {
+        let kind = ErrorKind::of(&e);
+        if kind == ErrorKind::Internal {
+            tracing::error!(error = %e, "broker call failed");
+        }
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            kind: self.kind,
+            message: self.message,
+        };
+        (status, Json(body)).into_response()
+    }
+}

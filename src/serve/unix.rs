@@ -1,0 +1,169 @@
+//! The Unix socket listener: the peer's OS user (SO_PEERCRED) is the identity.
+//!
+//! The socket is created mode 0660: its group is who may talk to the broker (put the
+//! engineers' group on the socket's directory with setgid, or `chgrp` it). It is bound under
+//! a temporary name, given its mode, then renamed into place, so no client ever reaches it
+//! with looser permissions.
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::{Extension, Router};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::identity::{self, Peer};
+use super::stopped;
+
+/// Mode of the socket file.
+pub const SOCKET_MODE: u32 = 0o660;
+/// How long open connections get to finish their request at shutdown.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// Problems setting up the socket.
+#[derive(Debug, Error)]
+pub enum ListenError {
+    /// Another process answers on the socket.
+    #[error("another broker is listening on {0}: stop it first, or pick another --listen path")]
+    InUse(PathBuf),
+    /// Something that is not a socket is in the way.
+    #[error("{0} exists and is not a socket: move it away or pick another --listen path")]
+    NotASocket(PathBuf),
+    /// The OS refused.
+    #[error("cannot listen on {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A bound socket that removes its file when dropped.
+pub struct UnixSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl UnixSocket {
+    /// Binds `path` with mode 0660. A socket file left by a broker that died is replaced;
+    /// one a live broker answers on is not.
+    pub async fn bind(path: &Path) -> Result<UnixSocket, ListenError> {
+        let io = |source| ListenError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if !m.file_type().is_socket() => {
+                return Err(ListenError::NotASocket(path.to_path_buf()));
+            }
+            Ok(_) => match tokio::net::UnixStream::connect(path).await {
+                Ok(_) => return Err(ListenError::InUse(path.to_path_buf())),
+                Err(_) => {
+                    tracing::info!(path = %path.display(), "removing a stale socket");
+                    std::fs::remove_file(path).map_err(io)?;
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let tmp = path.with_file_name(format!(
+            ".{}.{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&tmp);
+        let listener = UnixListener::bind(&tmp).map_err(io)?;
+        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        Ok(UnixSocket {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Serves `app` until `stopping` turns true, then lets open requests finish (at most
+    /// [`DRAIN`]) and removes the socket file.
+    pub async fn serve(self, app: Router, mut stopping: watch::Receiver<bool>) {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => match identity::unix_peer(&stream) {
+                        Ok(peer) => {
+                            conns.spawn(serve_connection(stream, peer, app.clone(), stopping.clone()));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "no peer credentials; connection dropped"),
+                    },
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                // Reap finished connections so the set does not grow.
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                () = stopped(&mut stopping) => break,
+            }
+        }
+        // Nobody new can connect once the file is gone.
+        drop(self);
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN, drain).await.is_err() {
+            tracing::warn!("connections still open after the drain period; closing them");
+            conns.abort_all();
+        }
+    }
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove the socket");
+        }
+    }
+}
+
+/// Serves `app` on one connection as `peer`: the peer goes into every request's extensions,
+/// where the identity check finds it. Any transport (a TLS stream too) can be served this way.
+/// When `stopping` turns true the connection finishes its request in flight and closes.
+pub fn serve_connection<I>(
+    io: I,
+    peer: Peer,
+    app: Router,
+    mut stopping: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app.layer(Extension(peer)));
+    async move {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = stopped(&mut stopping) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
