@@ -67,31 +67,6 @@ impl World {
             recordings,
         }
     }
-
-    fn approved(&mut self, target: &str) -> String {
-        let code = self.env.code("rita");
-        let out = self
-            .env
-            .run(&[
-                "request",
-                "--target",
-                target,
-                "--reason",
-                "disk full on the primary",
-                "--as",
-                "rita",
-                "--code",
-                &code,
-                "--duration",
-                "10m",
-                "--json",
-            ])
-            .ok();
-        let id = out.json()["id"].as_str().unwrap().to_string();
-        self.env.approve(&id, "ann").ok();
-        self.env.approve(&id, "bob").ok();
-        id
-    }
 }
 
 const SIZE: SizeData = SizeData { cols: 80, rows: 24 };
@@ -122,7 +97,7 @@ async fn until(rx: &mut mpsc::Receiver<Out>, bytes: &mut Vec<u8>, needle: &str) 
 async fn hub_opens_records_and_finishes_with_the_shells_status() {
     let mut w = World::new().await;
     let node = w.lab.nodes()[0].id.clone();
-    let id = w.approved(&node);
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
     let (tx, mut rx) = mpsc::channel(256);
     let live = w.hub.open(&id, "rita", SIZE, tx).await.unwrap();
     live.input(b"hostname\n".to_vec()).await;
@@ -164,7 +139,7 @@ fn audit(w: &World, id: &str) -> Vec<(String, String)> {
 async fn watchers_see_the_screen_and_an_approvers_kill_ends_it() {
     let mut w = World::new().await;
     let node = w.lab.nodes()[0].id.clone();
-    let id = w.approved(&node);
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
     let (tx, mut rx) = mpsc::channel(256);
     let live = w.hub.open(&id, "rita", SIZE, tx).await.unwrap();
     let mut bytes = Vec::new();
@@ -230,7 +205,7 @@ async fn watchers_see_the_screen_and_an_approvers_kill_ends_it() {
 async fn a_client_may_come_back_but_a_vanished_one_ends_the_session() {
     let mut w = World::new().await;
     let node = w.lab.nodes()[0].id.clone();
-    let id = w.approved(&node);
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
     let (tx, mut rx) = mpsc::channel(256);
     let live = w.hub.open(&id, "rita", SIZE, tx.clone()).await.unwrap();
     let mut bytes = Vec::new();

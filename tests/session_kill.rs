@@ -39,26 +39,7 @@ async fn an_approver_kills_a_session_held_by_another_process() {
     env.enrol("ann", "approver");
     env.enrol("bob", "approver");
     let node = lab.nodes()[0].id.clone();
-    let code = env.code("rita");
-    let out = env
-        .run(&[
-            "request",
-            "--target",
-            &node,
-            "--reason",
-            "disk full on the primary",
-            "--as",
-            "rita",
-            "--code",
-            &code,
-            "--duration",
-            "10m",
-            "--json",
-        ])
-        .ok();
-    let id = out.json()["id"].as_str().unwrap().to_string();
-    env.approve(&id, "ann").ok();
-    env.approve(&id, "bob").ok();
+    let id = env.approved(&node, "rita", &["ann", "bob"]);
 
     let mut open = env.command(&["open", &id, "--as", "rita"]);
     lab_env(&mut open, &lab.endpoint_url());

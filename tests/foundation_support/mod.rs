@@ -203,6 +203,33 @@ impl Env {
         self.run(&["approve", id, "--as", who, "--code", &code, "--json"])
     }
 
+    /// A request by `requester` on `target` for 10 minutes, approved by `approvers`.
+    pub fn approved(&mut self, target: &str, requester: &str, approvers: &[&str]) -> String {
+        let code = self.code(requester);
+        let args = [
+            "request",
+            "--target",
+            target,
+            "--reason",
+            "disk full on the primary",
+            "--as",
+            requester,
+            "--code",
+            &code,
+            "--duration",
+            "10m",
+            "--json",
+        ];
+        let id = self.run(&args).ok().json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for who in approvers {
+            self.approve(&id, who).ok();
+        }
+        id
+    }
+
     pub fn state(&self, id: &str) -> String {
         let v = self.run(&["show", id, "--json"]).ok().json();
         v["request"]["state"].as_str().unwrap().to_string()
