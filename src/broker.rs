@@ -994,6 +994,70 @@ mod tests {
     }
 
     #[test]
+    fn watch_and_kill_follow_roles_and_state() {
+        let f = Fixture::new(
+            "requesters = [\"*\"]\napprovers = [\"ann\", \"bob\"]\nreviewers = [\"rev\"]\n",
+        );
+        f.broker
+            .enrol_user("rev", Role::parse_set("reviewer").unwrap())
+            .unwrap();
+        let r = f.request();
+        // Nothing to watch or kill before the session is live.
+        let e = f.broker.kill_session(&r.id, "ann").unwrap_err();
+        assert!(e.is_input(), "{e}");
+        for who in ["ann", "bob"] {
+            let code = f.code(who);
+            f.broker.approve(&r.id, who, &code, None).unwrap();
+        }
+        f.broker.begin_open(&r.id, "rita").unwrap();
+        assert!(
+            f.broker
+                .watch_started(&r.id, "rita")
+                .unwrap_err()
+                .is_refusal()
+        );
+        assert!(
+            f.broker
+                .kill_session(&r.id, "rev")
+                .unwrap_err()
+                .is_refusal()
+        );
+        f.broker.watch_started(&r.id, "rev").unwrap();
+        f.broker.watch_ended(&r.id, "rev").unwrap();
+        let closed = f.broker.kill_session(&r.id, "ann").unwrap();
+        assert_eq!(closed.state, State::Closed);
+        assert_eq!(
+            closed.close_reason,
+            Some(CloseReason::Terminated { by: "ann".into() })
+        );
+        let events: Vec<(EventKind, String)> = f
+            .broker
+            .audit_for_request(&r.id)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.actor))
+            .collect();
+        for (kind, actor) in [
+            (EventKind::SessionWatchStarted, "rev"),
+            (EventKind::SessionWatchEnded, "rev"),
+            (EventKind::SessionKilled, "ann"),
+            (EventKind::SessionClosed, "ann"),
+        ] {
+            assert!(events.contains(&(kind, actor.to_string())), "{events:?}");
+        }
+        let refusals = events
+            .iter()
+            .filter(|(k, _)| *k == EventKind::Refused)
+            .count();
+        assert_eq!(refusals, 3, "every refusal is audited: {events:?}");
+        assert!(
+            f.broker
+                .record("mallory", EventKind::SessionKilled, Some(&r.id), json!({}))
+                .is_err()
+        );
+    }
+
+    #[test]
     fn record_refuses_broker_only_kinds() {
         let f = Fixture::new(POLICY);
         let e = f
