@@ -23,6 +23,10 @@ pub struct GlobalOpts {
     /// SSM endpoint URL: a lab (`sombrero lab` prints it) or an emulator.
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
+    /// A `sombrero serve` daemon to talk to (`unix:/path/to/sock`); else `broker` in the
+    /// config file; else this process opens the data dir itself.
+    #[arg(long, global = true, env = "SOMBRERO_BROKER", value_name = "URL")]
+    pub broker: Option<crate::api::Endpoint>,
 }
 
 /// Errors finding or creating the data directory.

@@ -2,16 +2,19 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::api::{BrokerApi, Endpoint};
 use crate::broker::{Broker, BrokerError, BrokerOptions};
 use crate::cli::{ExitError, init_logging};
 use crate::config::{GlobalOpts, Paths};
 use crate::mfa;
 use crate::policy::{self, Policy, PolicyError, Role};
+use crate::remote::RemoteBroker;
 use crate::request::{NewRequest, Request, State};
 
 /// `sombrero request`.
@@ -175,8 +178,63 @@ pub(crate) fn fail(e: BrokerError) -> anyhow::Error {
     }
 }
 
-/// Opens the broker on the data dir, with logging to its log file.
+/// The daemon to talk to: `--broker` / `SOMBRERO_BROKER`, else `broker` in the config file.
+pub(crate) fn remote_endpoint(g: &GlobalOpts) -> anyhow::Result<Option<Endpoint>> {
+    if let Some(e) = &g.broker {
+        return Ok(Some(e.clone()));
+    }
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    let config = g.config.clone().unwrap_or_else(|| paths.config());
+    let text = match std::fs::read_to_string(&config) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", config.display())),
+    };
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| ExitError::usage(format!("{}: {e}", config.display())))?;
+    match table.get("broker") {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|e| ExitError::usage(format!("{}: broker: {e}", config.display())).into()),
+        Some(_) => Err(ExitError::usage(format!(
+            "{}: broker must be a string such as \"unix:/run/sombrero/sombrero.sock\"",
+            config.display()
+        ))
+        .into()),
+    }
+}
+
+/// The broker the access commands and the TUI use: the daemon when one is configured, else
+/// the data dir opened in this process.
+pub(crate) fn connect(g: &GlobalOpts) -> anyhow::Result<Arc<dyn BrokerApi>> {
+    match remote_endpoint(g)? {
+        Some(endpoint) => {
+            // A thin client may have no data dir of its own; logging is best effort there.
+            if let Ok(paths) = Paths::resolve(g) {
+                let _ = init_logging(&paths);
+            }
+            Ok(Arc::new(RemoteBroker::connect(&endpoint).map_err(fail)?))
+        }
+        None => Ok(Arc::new(open_local(g)?)),
+    }
+}
+
+/// Opens the data dir in this process for commands that do not go through a daemon yet;
+/// refused when one is configured, so they never act on a different store by surprise.
 pub(crate) fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
+    if let Some(e) = remote_endpoint(g)? {
+        return Err(ExitError::usage(format!(
+            "this command does not go through a broker daemon yet (--broker {e}): run it on the broker host without --broker"
+        ))
+        .into());
+    }
+    open_local(g)
+}
+
+/// Opens the broker on the data dir, with logging to its log file.
+pub(crate) fn open_local(g: &GlobalOpts) -> anyhow::Result<Broker> {
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     init_logging(&paths)?;
     let opts = BrokerOptions {
@@ -191,6 +249,21 @@ pub(crate) fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
         );
     }
     Ok(broker)
+}
+
+/// Who acts: the daemon's name for this connection (then `--as` is refused: identity comes
+/// from the connection), else `--as`, else the OS user.
+pub(crate) fn actor(api: &dyn BrokerApi, as_user: Option<String>) -> anyhow::Result<String> {
+    match api.identity().map_err(fail)? {
+        Some(me) => match as_user {
+            Some(other) => Err(ExitError::usage(format!(
+                "--as {other} cannot be used with a broker daemon: it knows you as {me} from your connection (your OS user or IAM identity)"
+            ))
+            .into()),
+            None => Ok(me),
+        },
+        None => who(as_user),
+    }
 }
 
 /// `--as`, else the OS user.
@@ -282,7 +355,7 @@ fn summary(r: &Request, required: u32) -> String {
     .to_string()
 }
 
-fn report(b: &Broker, r: &Request, json: bool) -> anyhow::Result<ExitCode> {
+fn report(b: &dyn BrokerApi, r: &Request, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(r)?;
     } else {
@@ -304,8 +377,8 @@ fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 /// Runs `sombrero request`.
 pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
     let duration = parse_duration(&a.duration)?;
-    let requester = who(a.as_user)?;
-    let b = open(g)?;
+    let b = connect(g)?;
+    let requester = actor(&*b, a.as_user)?;
     let code = code(a.code, &requester)?;
     let new = NewRequest {
         requester,
@@ -315,40 +388,40 @@ pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
         duration,
     };
     let r = b.create_request(new, &code).map_err(fail)?;
-    report(&b, &r, a.json)
+    report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero approve`.
 pub fn approve(g: &GlobalOpts, a: ApproveArgs) -> anyhow::Result<ExitCode> {
-    let by = who(a.as_user)?;
-    let b = open(g)?;
+    let b = connect(g)?;
+    let by = actor(&*b, a.as_user)?;
     let code = code(a.code, &by)?;
     let r = b
         .approve(&a.request, &by, &code, a.comment.as_deref())
         .map_err(fail)?;
-    report(&b, &r, a.json)
+    report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero deny`.
 pub fn deny(g: &GlobalOpts, a: DenyArgs) -> anyhow::Result<ExitCode> {
-    let by = who(a.as_user)?;
     if a.comment.trim().is_empty() {
         return Err(ExitError::usage("--comment must say why the request is denied").into());
     }
-    let b = open(g)?;
+    let b = connect(g)?;
+    let by = actor(&*b, a.as_user)?;
     let code = code(a.code, &by)?;
     let r = b
         .deny(&a.request, &by, &code, Some(&a.comment))
         .map_err(fail)?;
-    report(&b, &r, a.json)
+    report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero cancel`.
 pub fn cancel(g: &GlobalOpts, a: CancelArgs) -> anyhow::Result<ExitCode> {
-    let by = who(a.as_user)?;
-    let b = open(g)?;
+    let b = connect(g)?;
+    let by = actor(&*b, a.as_user)?;
     let r = b.cancel(&a.request, &by).map_err(fail)?;
-    report(&b, &r, a.json)
+    report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero list`.
@@ -360,7 +433,7 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
             ExitError::usage(format!("--state {s:?} is not one of {}", all.join(", ")))
         })?),
     };
-    let b = open(g)?;
+    let b = connect(g)?;
     b.expire_due().map_err(fail)?;
     let rs = b.list(state).map_err(fail)?;
     if a.json {
@@ -392,7 +465,7 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `sombrero show`.
 pub fn show(g: &GlobalOpts, a: ShowArgs) -> anyhow::Result<ExitCode> {
-    let b = open(g)?;
+    let b = connect(g)?;
     b.expire_due().map_err(fail)?;
     let r = b.get(&a.request).map_err(fail)?;
     let events = b.audit_for_request(&r.id).map_err(fail)?;
@@ -443,7 +516,13 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
                     "--role {role:?} is not one of requester, approver, reviewer, both"
                 ))
             })?;
-            let b = open(g)?;
+            if let Some(e) = remote_endpoint(g)? {
+                return Err(ExitError::usage(format!(
+                    "enrolling {name} shows their new TOTP secret, which must not travel: run `sombrero user add` on the broker host, not through --broker {e}"
+                ))
+                .into());
+            }
+            let b = open_local(g)?;
             let e = b.enrol_user(&name, roles).map_err(fail)?;
             if json {
                 print_json(&e)?;
@@ -478,7 +557,7 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
             .into())
         }
         UserCommand::List { json } => {
-            let b = open(g)?;
+            let b = connect(g)?;
             let users = b.users().map_err(fail)?;
             if json {
                 print_json(&users)?;
@@ -511,20 +590,29 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
 /// Runs `sombrero policy ...`.
 pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check { json } = c;
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let path = policy_path(g, &paths)?;
-    let p = Policy::load(&path).map_err(|e| match e {
-        PolicyError::Read { .. } => ExitError::usage(format!(
-            "{e}; the first `sombrero user add` writes a documented default there"
-        )),
-        other => ExitError::usage(other.to_string()),
-    })?;
+    let (path, p) = match remote_endpoint(g)? {
+        Some(e) => {
+            let b = RemoteBroker::connect(&e).map_err(fail)?;
+            (format!("of the broker at {e}"), b.policy().map_err(fail)?)
+        }
+        None => {
+            let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+            let path = policy_path(g, &paths)?;
+            let p = Policy::load(&path).map_err(|e| match e {
+                PolicyError::Read { .. } => ExitError::usage(format!(
+                    "{e}; the first `sombrero user add` writes a documented default there"
+                )),
+                other => ExitError::usage(other.to_string()),
+            })?;
+            (path.display().to_string(), p)
+        }
+    };
     if json {
-        print_json(&json!({"path": path.display().to_string(), "policy": p}))?;
+        print_json(&json!({"path": path, "policy": p}))?;
         return Ok(ExitCode::SUCCESS);
     }
     let d = |x: std::time::Duration| humantime::format_duration(x).to_string();
-    println!("policy {} is valid:", path.display());
+    println!("policy {path} is valid:");
     println!("  requesters:           {}", p.requesters.join(", "));
     println!("  approvers:            {}", p.approvers.join(", "));
     println!("  reviewers:            {}", p.reviewers.join(", "));
@@ -543,12 +631,15 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
         p.mfa.max_failures,
         d(p.mfa.lockout)
     );
+    for (external, user) in &p.identities {
+        println!("  identity:             {external} -> {user}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `sombrero audit ...`.
 pub fn audit(g: &GlobalOpts, c: AuditCommand) -> anyhow::Result<ExitCode> {
-    let b = open(g)?;
+    let b = connect(g)?;
     match c {
         AuditCommand::Verify { json } => {
             let (events, broken, message) = match b.verify_audit() {

@@ -13,7 +13,7 @@ use crate::serve::hub::Hub;
 use crate::serve::unix::UnixSocket;
 use crate::serve::{AppState, router};
 
-use super::access::{fail, open};
+use super::access::{fail, open_local};
 
 /// `sombrero serve`.
 #[derive(Debug, Args)]
@@ -33,7 +33,8 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let broker = Arc::new(open(g)?);
+    // The daemon owns the data dir whatever --broker or the config file say.
+    let broker = Arc::new(open_local(g)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

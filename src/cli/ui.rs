@@ -104,6 +104,9 @@ pub fn fleet_from_opts(g: &GlobalOpts) -> FleetFn {
 /// Runs the TUI.
 pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
+    if access::remote_endpoint(g)?.is_some() {
+        return remote_tui(g, a, theme);
+    }
     let broker = Arc::new(access::open(g)?);
     let user = access::who(a.as_user)?;
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
@@ -141,6 +144,25 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
         open_session,
     };
     rt.block_on(run_tui(ctx))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The TUI against a `sombrero serve` daemon: the user is the connection's identity.
+/// Sessions and recordings go through the daemon's relay, not this process.
+fn remote_tui(g: &GlobalOpts, a: TuiArgs, theme: Theme) -> anyhow::Result<ExitCode> {
+    let broker = access::connect(g)?;
+    let user = access::actor(&*broker, a.as_user)?;
+    let ctx = TuiContext {
+        broker,
+        user,
+        theme,
+        demo_codes: None,
+        fleet: Some(fleet_from_opts(g)),
+        open_session: None,
+        recordings: None,
+        replay: None,
+    };
+    runtime()?.block_on(run_tui(ctx))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,3 +1,419 @@
-//! Clients of a remote broker (`--broker URL`).
+//! The client of a `sombrero serve` daemon: [`RemoteBroker`] implements [`BrokerApi`] over HTTP.
+//!
+//! The API is synchronous (as the embedded broker is); each call runs on the client's own
+//! small runtime and the calling thread waits for it, so it can be called from plain threads
+//! and from `spawn_blocking` alike. A [`Connector`] opens the byte stream: [`UnixConnector`]
+//! for `unix:` addresses; TLS for `tcp://` plugs in as another connector.
 
+pub mod connector;
 pub mod session;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::wire::{
+    CreateBody, DecideBody, ErrorBody, ExpireReply, PermitsReply, PolicyReply, RevisionReply,
+};
+use crate::api::{BrokerApi, Endpoint, ErrorKind, MAX_WAIT};
+use crate::audit::Event;
+use crate::broker::{AuditCheck, BrokerError, Result, UserInfo};
+use crate::policy::{Policy, Role};
+use crate::request::{NewRequest, Request, State};
+use crate::serve::identity::Identity;
+
+pub use connector::{BoxIo, Connector, UnixConnector};
+
+/// The most audit events the daemon returns per page.
+const AUDIT_PAGE: usize = 5_000;
+
+/// A broker reached over the wire.
+pub struct RemoteBroker {
+    inner: Arc<Inner>,
+    rt: ClientRuntime,
+    identity: OnceLock<Identity>,
+}
+
+struct Inner {
+    endpoint: String,
+    connector: Arc<dyn Connector>,
+}
+
+/// The client's runtime; shut down without waiting, so dropping a client inside another
+/// runtime (the TUI's) is safe.
+struct ClientRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for ClientRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn unavailable(endpoint: &str, what: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Remote {
+        kind: ErrorKind::Unavailable,
+        message: format!(
+            "cannot reach the broker at {endpoint}: {what} (is `sombrero serve` running, and may you use its socket?)"
+        ),
+    }
+}
+
+impl RemoteBroker {
+    /// A client for `endpoint`. `tcp://` needs the TLS connector, which is not wired yet.
+    pub fn connect(endpoint: &Endpoint) -> Result<RemoteBroker> {
+        match endpoint {
+            Endpoint::Unix(path) => RemoteBroker::with_connector(
+                endpoint.to_string(),
+                Arc::new(UnixConnector::new(path.clone())),
+            ),
+            Endpoint::Tcp(_) => Err(BrokerError::Remote {
+                kind: ErrorKind::Input,
+                message: format!(
+                    "--broker {endpoint}: TCP needs TLS and IAM identity: not wired yet; use a unix: address"
+                ),
+            }),
+        }
+    }
+
+    /// A client over any transport (`endpoint` names it in messages).
+    pub fn with_connector(endpoint: String, connector: Arc<dyn Connector>) -> Result<RemoteBroker> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sombrero-client")
+            .enable_all()
+            .build()
+            .map_err(|e| BrokerError::Internal(format!("cannot start the client runtime: {e}")))?;
+        Ok(RemoteBroker {
+            inner: Arc::new(Inner {
+                endpoint,
+                connector,
+            }),
+            rt: ClientRuntime(Some(rt)),
+            identity: OnceLock::new(),
+        })
+    }
+
+    /// The transport to the daemon (relayed sessions open their own connection on it).
+    pub fn connector(&self) -> Arc<dyn Connector> {
+        Arc::clone(&self.inner.connector)
+    }
+
+    /// The daemon's address, for messages.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    /// Who the daemon says this connection is.
+    pub fn whoami(&self) -> Result<Identity> {
+        if let Some(i) = self.identity.get() {
+            return Ok(i.clone());
+        }
+        let me: Identity = self.call(Method::GET, "/v1/whoami".into(), None::<()>)?;
+        Ok(self.identity.get_or_init(|| me).clone())
+    }
+
+    /// Runs one call on the client runtime and waits for it on this thread.
+    fn call<T, B>(&self, method: Method, path: String, body: Option<B>) -> Result<T>
+    where
+        T: DeserializeOwned + Send + 'static,
+        B: Serialize,
+    {
+        let body = match body {
+            Some(b) => serde_json::to_vec(&b)
+                .map_err(|e| BrokerError::Internal(format!("cannot encode the request: {e}")))?,
+            None => Vec::new(),
+        };
+        let inner = Arc::clone(&self.inner);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let Some(rt) = &self.rt.0 else {
+            return Err(BrokerError::Internal("the client runtime is gone".into()));
+        };
+        rt.spawn(async move {
+            let _ = tx.send(inner.call(method, path, body).await);
+        });
+        rx.recv()
+            .map_err(|_| BrokerError::Internal("the client runtime stopped".into()))?
+    }
+
+    /// Refuses an actor other than the connection's identity: the daemon would act as the
+    /// identity anyway, and silently doing so would surprise the caller.
+    fn check_actor(&self, actor: &str) -> Result<()> {
+        let me = self.whoami()?;
+        if me.user == actor {
+            return Ok(());
+        }
+        Err(BrokerError::Remote {
+            kind: ErrorKind::Input,
+            message: format!(
+                "the broker knows you as {} (from {}); it cannot act as {actor}",
+                me.user, me.external
+            ),
+        })
+    }
+}
+
+impl Inner {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: String,
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let ep = &self.endpoint;
+        let io = self
+            .connector
+            .connect()
+            .await
+            .map_err(|e| unavailable(ep, e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| unavailable(ep, e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "broker connection ended with an error");
+            }
+        });
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.connector.host())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| BrokerError::Internal(format!("cannot build the request: {e}")))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unavailable(ep, e))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unavailable(ep, e))?
+            .to_bytes();
+        decode(ep, status, &bytes)
+    }
+}
+
+/// A reply body, or the daemon's error as a [`BrokerError::Remote`].
+fn decode<T: DeserializeOwned>(endpoint: &str, status: StatusCode, bytes: &[u8]) -> Result<T> {
+    if status.is_success() {
+        return serde_json::from_slice(bytes)
+            .map_err(|e| unavailable(endpoint, format!("unreadable reply: {e}")));
+    }
+    Err(match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => BrokerError::Remote {
+            kind: e.kind,
+            message: e.message,
+        },
+        // axum's own rejections (a malformed body or path) are plain text.
+        Err(_) => BrokerError::Remote {
+            kind: if status.is_client_error() {
+                ErrorKind::Input
+            } else {
+                ErrorKind::Internal
+            },
+            message: format!(
+                "the broker answered {status}: {}",
+                String::from_utf8_lossy(bytes).trim()
+            ),
+        },
+    })
+}
+
+/// Escapes a path segment or query value (request ids and names are plain, but be safe).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+const NO_BODY: Option<()> = None;
+
+impl BrokerApi for RemoteBroker {
+    fn identity(&self) -> Result<Option<String>> {
+        Ok(Some(self.whoami()?.user))
+    }
+
+    fn revision(&self) -> Result<u64> {
+        let r: RevisionReply = self.call(Method::GET, "/v1/revision".into(), NO_BODY)?;
+        Ok(r.revision)
+    }
+
+    fn wait_revision(&self, after: u64, timeout: Duration) -> Result<u64> {
+        let ms = timeout.min(MAX_WAIT).as_millis();
+        let path = format!("/v1/revision?after={after}&wait_ms={ms}");
+        let r: RevisionReply = self.call(Method::GET, path, NO_BODY)?;
+        Ok(r.revision)
+    }
+
+    fn policy(&self) -> Result<Policy> {
+        let r: PolicyReply = self.call(Method::GET, "/v1/policy".into(), NO_BODY)?;
+        let path = format!("{} (on the broker)", r.path);
+        Ok(Policy::parse(&r.text, std::path::Path::new(&path))?)
+    }
+
+    fn permits(&self, name: &str, role: Role) -> Result<bool> {
+        let path = format!("/v1/permits/{}?user={}", role.as_str(), enc(name));
+        let r: PermitsReply = self.call(Method::GET, path, NO_BODY)?;
+        Ok(r.permitted)
+    }
+
+    fn users(&self) -> Result<Vec<UserInfo>> {
+        self.call(Method::GET, "/v1/users".into(), NO_BODY)
+    }
+
+    fn create_request(&self, new: NewRequest, code: &str) -> Result<Request> {
+        self.check_actor(&new.requester)?;
+        let body = CreateBody {
+            target: new.target,
+            reason: new.reason,
+            incident: new.incident,
+            duration_secs: new.duration.as_secs(),
+            code: code.to_string(),
+        };
+        self.call(Method::POST, "/v1/requests".into(), Some(body))
+    }
+
+    fn approve(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request> {
+        self.decide("approve", id, by, code, comment)
+    }
+
+    fn deny(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request> {
+        self.decide("deny", id, by, code, comment)
+    }
+
+    fn cancel(&self, id: &str, by: &str) -> Result<Request> {
+        self.check_actor(by)?;
+        let path = format!("/v1/requests/{}/cancel", enc(id));
+        self.call(Method::POST, path, NO_BODY)
+    }
+
+    fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
+        self.check_actor(by)?;
+        let path = format!("/v1/requests/{}/kill", enc(id));
+        self.call(Method::POST, path, NO_BODY)
+    }
+
+    fn get(&self, id: &str) -> Result<Request> {
+        self.call(Method::GET, format!("/v1/requests/{}", enc(id)), NO_BODY)
+    }
+
+    fn list(&self, state: Option<State>) -> Result<Vec<Request>> {
+        let path = match state {
+            Some(s) => format!("/v1/requests?state={}", s.as_str()),
+            None => "/v1/requests".into(),
+        };
+        self.call(Method::GET, path, NO_BODY)
+    }
+
+    fn expire_due(&self) -> Result<usize> {
+        let r: ExpireReply = self.call(Method::POST, "/v1/expire".into(), NO_BODY)?;
+        Ok(r.expired)
+    }
+
+    fn audit_events(&self, after_seq: u64, limit: usize) -> Result<Vec<Event>> {
+        let mut out: Vec<Event> = Vec::new();
+        let mut after = after_seq;
+        while out.len() < limit {
+            let want = (limit - out.len()).min(AUDIT_PAGE);
+            let path = format!("/v1/audit?after={after}&limit={want}");
+            let page: Vec<Event> = self.call(Method::GET, path, NO_BODY)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let short = page.len() < want;
+            out.extend(page);
+            if short {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn audit_for_request(&self, id: &str) -> Result<Vec<Event>> {
+        let path = format!("/v1/requests/{}/events", enc(id));
+        self.call(Method::GET, path, NO_BODY)
+    }
+
+    fn verify_audit(&self) -> Result<AuditCheck> {
+        self.call(Method::GET, "/v1/audit/verify".into(), NO_BODY)
+    }
+
+    fn switch_user(&self, name: &str, _code: &str) -> Result<()> {
+        let me = self.whoami()?;
+        Err(BrokerError::Remote {
+            kind: ErrorKind::Input,
+            message: format!(
+                "cannot switch to {name}: the broker knows you as {} from your connection ({}); run the TUI as that person instead",
+                me.user, me.external
+            ),
+        })
+    }
+}
+
+impl RemoteBroker {
+    fn decide(
+        &self,
+        verb: &str,
+        id: &str,
+        by: &str,
+        code: &str,
+        comment: Option<&str>,
+    ) -> Result<Request> {
+        self.check_actor(by)?;
+        let body = DecideBody {
+            code: code.to_string(),
+            comment: comment.map(str::to_string),
+        };
+        let path = format!("/v1/requests/{}/{verb}", enc(id));
+        self.call(Method::POST, path, Some(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_kind_and_message() {
+        let body = br#"{"kind":"refused","message":"ann already approved req-1"}"#;
+        let e = decode::<Request>("unix:/s", StatusCode::CONFLICT, body).unwrap_err();
+        assert!(e.is_refusal());
+        assert_eq!(e.to_string(), "ann already approved req-1");
+        let e = decode::<Request>("unix:/s", StatusCode::BAD_REQUEST, b"Invalid URL").unwrap_err();
+        assert!(e.is_input(), "{e}");
+        let e = decode::<Request>("unix:/s", StatusCode::OK, b"nonsense").unwrap_err();
+        assert!(!e.is_input() && !e.is_refusal(), "{e}");
+    }
+
+    #[test]
+    fn encodes_path_segments() {
+        assert_eq!(enc("req-0a1b"), "req-0a1b");
+        assert_eq!(enc("a/b?c"), "a%2Fb%3Fc");
+    }
+
+    #[test]
+    fn unreachable_daemon_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = Endpoint::Unix(dir.path().join("none.sock"));
+        let b = RemoteBroker::connect(&ep).unwrap();
+        let e = b.revision().unwrap_err();
+        assert!(e.to_string().contains("cannot reach the broker"), "{e}");
+        assert!(!e.is_input() && !e.is_refusal());
+    }
+}

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
+pub use tokio_tungstenite::tungstenite::handshake::client::Request;
 
 use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
@@ -35,10 +35,10 @@ pub enum RelayError {
     Bridge(#[from] BridgeError),
 }
 
-/// The websocket request for `path` (e.g. `/v1/requests/REQ/session?cols=80&rows=24`).
-/// The host is nominal: the stream is already connected to the broker.
-pub fn request_for(path: &str) -> Result<Request, RelayError> {
-    format!("ws://sombrero{path}")
+/// The websocket request for `path` (e.g. `/v1/requests/REQ/session?cols=80&rows=24`) on a
+/// stream already connected to the broker, which is known as `host`.
+pub fn request_for(host: &str, path: &str) -> Result<Request, RelayError> {
+    format!("ws://{host}{path}")
         .into_client_request()
         .map_err(|e| RelayError::Connect(e.to_string()))
 }

@@ -2,8 +2,9 @@
 //!
 //! Everything here is synchronous (the broker is); the driver calls it on a blocking thread.
 
+use crate::api::BrokerApi;
 use crate::audit::EventKind;
-use crate::broker::{Broker, BrokerError};
+use crate::broker::BrokerError;
 use crate::policy::Role;
 use crate::request::{NewRequest, Request, State};
 
@@ -21,7 +22,7 @@ const DETAIL_CHARS: usize = 120;
 
 /// Reads everything the screens show, for `user`.
 pub fn snapshot(
-    broker: &Broker,
+    broker: &dyn BrokerApi,
     user: &str,
     recordings: Vec<RecordingRow>,
 ) -> Result<BrokerSnapshot, BrokerError> {
@@ -133,7 +134,11 @@ pub fn request_row(r: &Request, required: u32) -> RequestRow {
 }
 
 /// Performs a broker intent as `user`. Returns `None` for intents that are not the broker's.
-pub fn perform(broker: &Broker, user: &str, intent: &Intent) -> Option<Result<Done, BrokerError>> {
+pub fn perform(
+    broker: &dyn BrokerApi,
+    user: &str,
+    intent: &Intent,
+) -> Option<Result<Done, BrokerError>> {
     Some(match intent {
         Intent::CreateRequest {
             target,
@@ -163,7 +168,7 @@ pub fn perform(broker: &Broker, user: &str, intent: &Intent) -> Option<Result<Do
             .cancel(id, user)
             .map(|r| Done::Cancelled { id: r.id }),
         Intent::SwitchUser { name, code } => broker
-            .verify_code(name, code, "switch user")
+            .switch_user(name, code)
             .map(|()| Done::UserSwitched { name: name.clone() }),
         _ => return None,
     })

@@ -19,7 +19,7 @@ use thiserror::Error;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{MissedTickBehavior, interval};
 
-use crate::broker::Broker;
+use crate::api::BrokerApi;
 use crate::channel::client::SessionEvent;
 
 use super::action::{Action, Done};
@@ -56,8 +56,8 @@ pub type ReplayFn = Arc<dyn Fn(PathBuf) -> Result<(), String> + Send + Sync>;
 
 /// Everything the TUI needs from the rest of the program.
 pub struct TuiContext {
-    /// The broker (all state changes go through it).
-    pub broker: Arc<Broker>,
+    /// The broker, embedded or a daemon (all state changes go through it).
+    pub broker: Arc<dyn BrokerApi>,
     /// The acting user at start.
     pub user: String,
     /// Colours.
@@ -128,7 +128,7 @@ struct LiveSession {
 
 /// Shared between the loop and its background tasks.
 struct Shared {
-    broker: Arc<Broker>,
+    broker: Arc<dyn BrokerApi>,
     recordings: Option<RecordingsFn>,
     user: watch::Sender<String>,
     reload_broker: Notify,
@@ -389,7 +389,7 @@ fn perform(
             let shared = Arc::clone(shared);
             let user = state.user.clone();
             tokio::task::spawn_blocking(move || {
-                let action = match broker_view::perform(&shared.broker, &user, &broker_intent) {
+                let action = match broker_view::perform(&*shared.broker, &user, &broker_intent) {
                     Some(Ok(done)) => {
                         if let Done::UserSwitched { name } = &done {
                             shared.user.send_replace(name.clone());
@@ -495,7 +495,7 @@ async fn watch_broker(shared: Arc<Shared>) {
             }
             let recordings = s.recordings.as_ref().map(|f| f()).unwrap_or_default();
             let snap =
-                broker_view::snapshot(&s.broker, &user, recordings).map_err(|e| e.to_string())?;
+                broker_view::snapshot(&*s.broker, &user, recordings).map_err(|e| e.to_string())?;
             Ok::<_, String>((rev, Some(snap)))
         })
         .await
