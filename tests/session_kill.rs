@@ -7,7 +7,7 @@ mod foundation_support;
 use std::io::{Read, Write};
 use std::process::Stdio;
 
-use foundation_support::Env;
+use foundation_support::{Env, lab_env};
 use pink_sombrero::lab::{self, LabConfig};
 
 const POLICY: &str = r#"
@@ -19,17 +19,6 @@ grant_window = "15m"
 reason_min_length = 10
 replacement = "automation:PinkSombrero-ReplaceNode"
 "#;
-
-fn lab_env(c: &mut std::process::Command, endpoint: &str) {
-    c.arg("--endpoint-url")
-        .arg(endpoint)
-        .env("AWS_ACCESS_KEY_ID", "lab")
-        .env("AWS_SECRET_ACCESS_KEY", "lab")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approver_kills_a_session_held_by_another_process() {

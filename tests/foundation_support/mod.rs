@@ -236,6 +236,19 @@ impl Env {
     }
 }
 
+/// Points `c` at a lab's SSM endpoint with the lab's static credentials and nothing from the
+/// host's AWS configuration.
+pub fn lab_env(c: &mut Command, endpoint: &str) {
+    c.arg("--endpoint-url")
+        .arg(endpoint)
+        .env("AWS_ACCESS_KEY_ID", "lab")
+        .env("AWS_SECRET_ACCESS_KEY", "lab")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+}
+
 pub const POLICY: &str = r#"
 requesters = ["*"]
 approvers = ["*"]
