@@ -51,8 +51,12 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::with_policy(POLICY).await
+    }
+
+    async fn with_policy(policy: &str) -> World {
         let lab = lab::start(LabConfig::default()).await.unwrap();
-        let mut env = Env::new(POLICY);
+        let mut env = Env::new(policy);
         for (name, role) in [
             ("rita", "requester"),
             ("ann", "approver"),
@@ -374,4 +378,52 @@ async fn a_client_killed_mid_session_loses_it_and_the_node_is_replaced() {
     assert_eq!(casts.len(), 1);
     let verify = w.env.run(&["verify", casts[0].to_str().unwrap()]);
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_opens_through_the_daemon() {
+    use pink_sombrero::channel::client::SessionEvent;
+    use pink_sombrero::cli::wiring::relay_opener;
+    use pink_sombrero::remote::UnixConnector;
+    use pink_sombrero::tui::driver::SessionRequest;
+
+    // This process is rita here: the TUI's opener runs in it.
+    let mut w =
+        World::with_policy(&POLICY.replace(r#""root" = "rev""#, r#""root" = "rita""#)).await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let open = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
+    let ask = || SessionRequest {
+        request_id: id.clone(),
+        user: "rita".into(),
+        rows: 24,
+        cols: 80,
+    };
+    let mut opened = open(ask()).await.unwrap();
+    assert_eq!(opened.target, node);
+    assert!(opened.ends_at.is_some());
+    // One session per request: a second open is refused with the broker's reason.
+    let again = open(ask()).await.err().unwrap();
+    assert!(again.contains("already connected"), "{again}");
+
+    opened
+        .input
+        .send(b"hostname\nexit 4\n".to_vec())
+        .await
+        .unwrap();
+    let (mut output, mut notices) = (Vec::new(), Vec::new());
+    let closed = loop {
+        match opened.events.recv().await.unwrap() {
+            SessionEvent::Output(b) => output.extend(b),
+            SessionEvent::Notice(n) => notices.push(n),
+            SessionEvent::Closed { reason } => break reason,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(closed, "exited with status 4");
+    assert!(String::from_utf8_lossy(&output).contains(&node));
+    let notices = notices.join("\n");
+    assert!(notices.contains("tagged as tainted"), "{notices}");
+    assert!(notices.contains("replaced by"), "{notices}");
+    assert_eq!(w.recordings().len(), 1);
 }

@@ -63,10 +63,58 @@ enum Ending {
     Error { message: String, refused: bool },
 }
 
-/// Opens the session of the request in `req` through the broker on `stream` and bridges it
-/// to this process's terminal. Returns the exit status to report (the shell's own when it
-/// exited; 1 when it was terminated, expired or lost).
-pub async fn open<S>(stream: S, req: Request) -> Result<u8, RelayError>
+/// A session the broker holds, as seen from here: a [`SessionHandle`] whose input, resizes
+/// and terminate go to the broker. With the events [`connect`] returns (lifecycle steps
+/// arrive as notices) it is driven like a local session: [`bridge_stdio`], or a TUI pane.
+pub struct Relayed {
+    /// Sends keystrokes, resizes, terminate.
+    pub handle: SessionHandle,
+    /// Where the session runs.
+    pub target: String,
+    /// When the approved duration ends.
+    pub ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    ending: Arc<Mutex<Option<Ending>>>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Relayed {
+    /// The exit status to report once the events have ended: the shell's own when it
+    /// exited; 1 when it was terminated, expired or lost.
+    pub fn outcome(&self) -> Result<u8, RelayError> {
+        let ending = self.ending.lock().ok().and_then(|mut e| e.take());
+        match ending {
+            Some(Ending::End(status)) => Ok(status),
+            Some(Ending::Error { message, refused }) => Err(ending_error(message, refused)),
+            None => Err(RelayError::Failed(
+                "the connection to the broker ended before the session did".into(),
+            )),
+        }
+    }
+}
+
+fn ending_error(message: String, refused: bool) -> RelayError {
+    if refused {
+        RelayError::Refused(message)
+    } else {
+        RelayError::Failed(message)
+    }
+}
+
+/// Asks the broker on `stream` to open (or reconnect to) the session in `req` and waits
+/// until the shell is live; the steps so far are the first events. A refusal or a failed
+/// open is an error here.
+pub async fn connect<S>(
+    stream: S,
+    req: Request,
+) -> Result<(Relayed, mpsc::Receiver<SessionEvent>), RelayError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -74,10 +122,32 @@ where
         .await
         .map_err(|e| RelayError::Connect(e.to_string()))?;
     let (mut sink, mut source) = ws.split();
-    let (handle, mut ends) = SessionHandle::detached();
     let (events, events_rx) = mpsc::channel(limits::BYTE_CHANNEL_CAPACITY);
-    let ending: Arc<Mutex<Option<Ending>>> = Arc::new(Mutex::new(None));
 
+    // Until the shell is live: steps become the first notices; an error ends it here.
+    let (target, ends_at) = loop {
+        let Some(Ok(msg)) = source.next().await else {
+            return Err(RelayError::Failed(
+                "the broker closed the connection before the session opened".into(),
+            ));
+        };
+        let Message::Text(t) = msg else { continue };
+        match serde_json::from_str::<ServerMsg>(&t) {
+            Ok(ServerMsg::Step { text } | ServerMsg::Notice { text }) => {
+                let _ = events.try_send(SessionEvent::Notice(text));
+            }
+            Ok(ServerMsg::Live {
+                target, ends_at, ..
+            }) => break (target, ends_at),
+            Ok(ServerMsg::Error { message, refused }) => {
+                return Err(ending_error(message, refused));
+            }
+            Ok(other) => tracing::debug!(?other, "before the session opened; ignored"),
+            Err(e) => tracing::warn!(error = %e, "unreadable message from the broker"),
+        }
+    };
+
+    let ending: Arc<Mutex<Option<Ending>>> = Arc::new(Mutex::new(None));
     let seen = ending.clone();
     let inbound = tokio::spawn(async move {
         let set = |e: Ending| {
@@ -135,6 +205,7 @@ where
         let _ = events.send(SessionEvent::Failed { error }).await;
     });
 
+    let (handle, mut ends) = SessionHandle::detached();
     let outbound = tokio::spawn(async move {
         let mut control_open = true;
         loop {
@@ -162,23 +233,26 @@ where
         let _ = sink.close().await;
     });
 
+    let relayed = Relayed {
+        handle,
+        target,
+        ends_at,
+        ending,
+        tasks: [inbound, outbound],
+    };
+    Ok((relayed, events_rx))
+}
+
+/// Opens the session of the request in `req` through the broker on `stream` and bridges it
+/// to this process's terminal. Returns the exit status to report.
+pub async fn open<S>(stream: S, req: Request) -> Result<u8, RelayError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (relayed, events) = connect(stream, req).await?;
     // The broker records; nothing is recorded here.
-    let bridged = bridge_stdio(handle, events_rx, |_| {}, |_| {}).await;
-    inbound.abort();
-    outbound.abort();
-    bridged?;
-    let ending = ending.lock().ok().and_then(|mut e| e.take());
-    match ending {
-        Some(Ending::End(status)) => Ok(status),
-        Some(Ending::Error { message, refused }) => Err(if refused {
-            RelayError::Refused(message)
-        } else {
-            RelayError::Failed(message)
-        }),
-        None => Err(RelayError::Failed(
-            "the connection to the broker ended before the session did".into(),
-        )),
-    }
+    bridge_stdio(relayed.handle.clone(), events, |_| {}, |_| {}).await?;
+    relayed.outcome()
 }
 
 fn control(msg: &ClientMsg) -> Message {
@@ -219,6 +293,7 @@ where
                     requester,
                     cols,
                     rows,
+                    ..
                 }) => (
                     Vec::new(),
                     Some(format!(

@@ -154,6 +154,8 @@ struct Outlets {
 /// One session held by the hub.
 pub struct Live {
     request: Request,
+    /// Set once the request is claimed.
+    ends_at: std::sync::OnceLock<chrono::DateTime<chrono::Utc>>,
     outlets: Mutex<Outlets>,
     attached: watch::Sender<bool>,
     relay: Mutex<Option<Relay>>,
@@ -173,6 +175,7 @@ impl Live {
         let (rows, cols) = (clamp(size.rows), clamp(size.cols));
         Live {
             request,
+            ends_at: std::sync::OnceLock::new(),
             outlets: Mutex::new(Outlets {
                 parser: vt100::Parser::new(rows, cols, 0),
                 watchers,
@@ -238,6 +241,7 @@ impl Live {
             requester: self.request.requester.clone(),
             cols,
             rows,
+            ends_at: self.ends_at.get().copied(),
         }
     }
 
@@ -404,6 +408,7 @@ impl Hub {
                 "the session's events were already taken".into(),
             )));
         };
+        let _ = live.ends_at.set(opened.ends_at);
         if let Ok(mut r) = live.relay.lock() {
             *r = Some(Relay {
                 handle: opened.handle.clone(),

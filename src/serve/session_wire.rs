@@ -9,6 +9,7 @@
 //! The broker ends every socket with [`ServerMsg::End`] (after sealing and replacing) or
 //! [`ServerMsg::Error`] (nothing was opened, or the connection was refused).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::request::CloseReason;
@@ -39,6 +40,8 @@ pub enum ServerMsg {
         cols: u16,
         /// Terminal rows.
         rows: u16,
+        /// When the approved duration ends.
+        ends_at: Option<DateTime<Utc>>,
     },
     /// The session's terminal changed size (sent to watchers).
     Resize {
