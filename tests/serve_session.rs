@@ -177,9 +177,11 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // SIGTERM: the daemon removes its socket and stops.
-        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
-        let _ = self.daemon.wait();
+        // SIGTERM (unless a test already stopped it): the daemon removes its socket and stops.
+        if let Ok(None) = self.daemon.try_wait() {
+            unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+            let _ = self.daemon.wait();
+        }
     }
 }
 
@@ -426,4 +428,33 @@ async fn the_tui_opens_through_the_daemon() {
     assert!(notices.contains("tagged as tainted"), "{notices}");
     assert!(notices.contains("replaced by"), "{notices}");
     assert_eq!(w.recordings().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_daemon_ends_its_sessions_and_finishes_them() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (rita, _stdin) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
+    unsafe { libc::kill(w.daemon.id() as i32, libc::SIGTERM) };
+    assert!(w.daemon.wait().unwrap().success());
+
+    // Everything happened before the daemon exited.
+    let events = w.audit(&id);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    for k in [
+        "session_closed",
+        "recording_sealed",
+        "replacement_completed",
+    ] {
+        assert!(kinds.contains(&k), "{k}: {kinds:?}");
+    }
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    let by = shown["request"]["close_reason"]["by"].as_str().unwrap();
+    assert!(by.contains("the broker is stopping"), "{by}");
+    let casts = w.recordings();
+    let verify = w.env.run(&["verify", casts[0].to_str().unwrap()]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    let out = rita.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }

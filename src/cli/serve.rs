@@ -65,7 +65,7 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
                 sockets.push(s);
             }
         }
-        let upkeep = tokio::spawn(state.upkeep());
+        let upkeep = tokio::spawn(state.clone().upkeep());
         let servers: Vec<_> = sockets
             .into_iter()
             .map(|s| tokio::spawn(s.serve(app.clone(), stopping.clone())))
@@ -76,6 +76,10 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let why = shutdown_signal().await?;
         tracing::info!(signal = why, "shutting down");
         let _ = stop.send(true);
+        if let Ok(hub) = state.sessions() {
+            // Live sessions end as the broker's stop: closed, sealed and replaced before exit.
+            hub.shutdown().await;
+        }
         for s in servers {
             let _ = s.await;
         }

@@ -352,6 +352,7 @@ pub struct Hub {
     broker: Arc<Broker>,
     sessions: Arc<dyn Sessions>,
     live: Mutex<HashMap<String, Arc<Live>>>,
+    runners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     grace: Duration,
 }
 
@@ -362,6 +363,7 @@ impl Hub {
             broker: deps.broker.clone(),
             sessions: Arc::new(deps),
             live: Mutex::new(HashMap::new()),
+            runners: Mutex::new(Vec::new()),
             grace: CLIENT_GRACE,
         })
     }
@@ -425,7 +427,11 @@ impl Hub {
                     text: "connected".into(),
                 }),
         );
-        tokio::spawn(self.clone().run(live.clone(), opened, events));
+        let runner = tokio::spawn(self.clone().run(live.clone(), opened, events));
+        if let Ok(mut r) = self.runners.lock() {
+            r.retain(|h| !h.is_finished());
+            r.push(runner);
+        }
         Ok(live)
     }
 
@@ -504,6 +510,30 @@ impl Hub {
             seal_error: done.seal.err(),
         })
         .await;
+    }
+
+    /// Ends every session this hub holds and waits until each is closed, sealed and its
+    /// node replaced (the daemon is stopping; a session must not outlive its recorder).
+    pub async fn shutdown(&self) {
+        let live: Vec<Arc<Live>> = self
+            .live
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for l in &live {
+            l.terminate(&format!(
+                "{} (the broker is stopping)",
+                crate::broker::SYSTEM_ACTOR
+            ));
+        }
+        let runners = self
+            .runners
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        for r in runners {
+            let _ = r.await;
+        }
     }
 
     /// Lets `by` watch the session of `id` (approvers and reviewers; audited).
