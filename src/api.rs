@@ -232,8 +232,10 @@ pub mod wire {
         pub message: String,
     }
 
-    /// `POST /v1/requests`: the requester is the connection's identity.
+    /// `POST /v1/requests`: the requester is the connection's identity. Unknown fields (a
+    /// `requester`, say) are refused, not ignored.
     #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct CreateBody {
         /// Instance or managed node id.
         pub target: String,
@@ -247,8 +249,9 @@ pub mod wire {
         pub code: String,
     }
 
-    /// `POST /v1/requests/{id}/approve` and `/deny`.
+    /// `POST /v1/requests/{id}/approve` and `/deny`; the approver is the connection's identity.
     #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct DecideBody {
         /// The approver's TOTP code.
         pub code: String,

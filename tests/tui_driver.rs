@@ -1,5 +1,9 @@
 //! The real loop, headless: a TestBackend console, keys sent as terminal events, and a real
 //! broker on a real SQLite data dir, changed meanwhile by a second broker ("another process").
+//! The same loop also runs against a real `sombrero serve` daemon through the remote client.
+
+mod foundation_support;
+mod serve_support;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use pink_sombrero::api::BrokerApi;
 use pink_sombrero::broker::{Broker, BrokerOptions, TestClock};
 use pink_sombrero::config::Paths;
 use pink_sombrero::mfa;
@@ -65,6 +70,21 @@ impl Harness {
             self.key(KeyCode::Char(c));
         }
     }
+    /// `a` on the selected request, no comment, `who`'s code.
+    fn approve(&self, who: &str) {
+        self.key(KeyCode::Char('a'));
+        self.key(KeyCode::Enter);
+        self.text(&self.code(who));
+        self.key(KeyCode::Enter);
+    }
+    /// `u`, the name, their code.
+    fn switch_to(&self, name: &str) {
+        self.key(KeyCode::Char('u'));
+        self.text(name);
+        self.key(KeyCode::Enter);
+        self.text(&self.code(name));
+        self.key(KeyCode::Enter);
+    }
     fn code(&self, user: &str) -> String {
         let secret = &self.secrets.iter().find(|(n, _)| n == user).unwrap().1;
         mfa::code_at(user, secret, self.clock_now()).unwrap()
@@ -107,6 +127,56 @@ fn events_from(rx: mpsc::UnboundedReceiver<Event>) -> impl FnMut() -> Events {
     }
 }
 
+type Ui = tokio::task::JoinHandle<Result<(), pink_sombrero::tui::driver::TuiError>>;
+
+/// Starts the loop on a test console as `user`; `other` is a second broker on the same store.
+fn start(
+    broker: Arc<dyn BrokerApi>,
+    user: &str,
+    clock: Arc<TestClock>,
+    secrets: Vec<(String, String)>,
+    other: Broker,
+) -> (Harness, Ui) {
+    let (keys, rx) = mpsc::unbounded_channel();
+    let screen = Arc::new(Mutex::new(String::new()));
+    let bells = Arc::new(AtomicUsize::new(0));
+    let mut console = TestConsole {
+        term: Terminal::new(TestBackend::new(110, 30)).unwrap(),
+        screen: Arc::clone(&screen),
+        bells: Arc::clone(&bells),
+    };
+    let ctx = TuiContext {
+        broker,
+        user: user.into(),
+        theme: Theme::load("default").unwrap(),
+        demo_codes: None,
+        fleet: None,
+        open_session: None,
+        recordings: None,
+        replay: None,
+    };
+    let ui = tokio::spawn(async move { run_with(ctx, &mut console, events_from(rx)).await });
+    let h = Harness {
+        keys,
+        screen,
+        bells,
+        clock,
+        secrets,
+        other,
+    };
+    (h, ui)
+}
+
+/// `q` on the Fleet screen ends the loop cleanly.
+async fn quit(h: &Harness, ui: Ui) {
+    h.key(KeyCode::Char('q'));
+    tokio::time::timeout(Duration::from_secs(10), ui)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_process_request_appears_and_is_approved_from_the_tui() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,33 +196,13 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
         let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
         secrets.push((name.to_string(), e.secret_base32));
     }
-    let (keys, rx) = mpsc::unbounded_channel();
-    let screen = Arc::new(Mutex::new(String::new()));
-    let bells = Arc::new(AtomicUsize::new(0));
-    let mut console = TestConsole {
-        term: Terminal::new(TestBackend::new(110, 30)).unwrap(),
-        screen: Arc::clone(&screen),
-        bells: Arc::clone(&bells),
-    };
-    let ctx = TuiContext {
-        broker: Arc::new(broker),
-        user: "bob".into(),
-        theme: Theme::load("default").unwrap(),
-        demo_codes: None,
-        fleet: None,
-        open_session: None,
-        recordings: None,
-        replay: None,
-    };
-    let ui = tokio::spawn(async move { run_with(ctx, &mut console, events_from(rx)).await });
-    let h = Harness {
-        keys,
-        screen,
-        bells,
+    let (h, ui) = start(
+        Arc::new(broker),
+        "bob",
         clock,
         secrets,
-        other: Broker::open(&paths, opts).unwrap(),
-    };
+        Broker::open(&paths, opts).unwrap(),
+    );
 
     h.key(KeyCode::Char('3'));
     h.shows("Nothing waiting for bob").await;
@@ -171,10 +221,7 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
     assert_eq!(h.bells.load(Ordering::SeqCst), 1);
 
     // bob approves: comment skipped, code typed.
-    h.key(KeyCode::Char('a'));
-    h.key(KeyCode::Enter);
-    h.text(&h.code("bob"));
-    h.key(KeyCode::Enter);
+    h.approve("bob");
     h.until("bob's approval is stored", |b| {
         b.get(&id).unwrap().approvals.len() == 1
     })
@@ -182,18 +229,11 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
     h.shows(&format!("Approved {id}")).await;
 
     // Over the shoulder: carol takes the keyboard and approves with a fresh code.
-    h.key(KeyCode::Char('u'));
-    h.text("carol");
-    h.key(KeyCode::Enter);
-    h.text(&h.code("carol"));
-    h.key(KeyCode::Enter);
+    h.switch_to("carol");
     h.shows("as carol").await;
     h.clock.advance(Duration::from_secs(30));
     h.shows("disk full on the primary").await;
-    h.key(KeyCode::Char('a'));
-    h.key(KeyCode::Enter);
-    h.text(&h.code("carol"));
-    h.key(KeyCode::Enter);
+    h.approve("carol");
     h.until("the request is approved", |b| {
         b.get(&id).unwrap().state == ReqState::Approved
     })
@@ -212,10 +252,58 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
     // q backs out to Fleet, then quits.
     h.key(KeyCode::Char('q'));
     h.shows("No fleet is configured").await;
+    quit(&h, ui).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tui_against_a_daemon_acts_as_the_connection_identity() {
+    use pink_sombrero::remote::RemoteBroker;
+    let me = serve_support::own_user();
+    let mut d = serve_support::Daemon::new(
+        foundation_support::POLICY,
+        &[("alice", "requester"), (&me, "approver")],
+    );
+    d.start();
+    let remote = RemoteBroker::connect(&d.url().parse().unwrap()).unwrap();
+    // The daemon runs on the real clock; "another process" on the broker host writes to the
+    // same store directly, and the daemon's change signal carries it to the TUI.
+    let clock = TestClock::at(chrono::Utc::now());
+    let opts = BrokerOptions {
+        policy_path: None,
+        clock: Some(clock.clone()),
+    };
+    let secrets = vec![
+        ("alice".into(), d.env.secret("alice").into()),
+        (me.clone(), d.env.secret(&me).into()),
+    ];
+    let other = Broker::open(&Paths::at(d.env.path()), opts).unwrap();
+    let (h, ui) = start(Arc::new(remote), &me, clock, secrets, other);
+
+    h.key(KeyCode::Char('3'));
+    h.shows(&format!("Nothing waiting for {me}")).await;
+    let new = NewRequest {
+        requester: "alice".into(),
+        target: "mi-0123456789abcdef0".into(),
+        reason: "disk full on the primary".into(),
+        incident: None,
+        duration: Duration::from_secs(900),
+    };
+    let id = h.other.create_request(new, &h.code("alice")).unwrap().id;
+    h.shows("disk full on the primary").await;
+
+    // The approval goes over the wire and is stored as the connection's identity.
+    h.approve(&me);
+    h.until("the approval is stored", |b| {
+        b.get(&id).unwrap().approvals.iter().any(|a| a.by == me)
+    })
+    .await;
+    h.shows(&format!("Approved {id}")).await;
+
+    // Nobody takes over the keyboard of a daemon's client: identity is the connection's.
+    h.switch_to("alice");
+    h.shows("cannot switch to alice").await;
+    h.key(KeyCode::Esc);
+
     h.key(KeyCode::Char('q'));
-    tokio::time::timeout(Duration::from_secs(10), ui)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    quit(&h, ui).await;
 }

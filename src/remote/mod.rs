@@ -37,7 +37,7 @@ const AUDIT_PAGE: usize = 5_000;
 /// A broker reached over the wire.
 pub struct RemoteBroker {
     inner: Arc<Inner>,
-    rt: ClientRuntime,
+    rt: Arc<ClientRuntime>,
     identity: OnceLock<Identity>,
 }
 
@@ -46,9 +46,22 @@ struct Inner {
     connector: Arc<dyn Connector>,
 }
 
-/// The client's runtime; shut down without waiting, so dropping a client inside another
-/// runtime (the TUI's) is safe.
-struct ClientRuntime(Option<tokio::runtime::Runtime>);
+/// The runtime client calls run on (one worker thread; several clients may share one). It
+/// shuts down without waiting, so dropping a client inside another runtime (the TUI's) is safe.
+pub struct ClientRuntime(Option<tokio::runtime::Runtime>);
+
+impl ClientRuntime {
+    /// A new client runtime.
+    pub fn new() -> Result<Arc<ClientRuntime>> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sombrero-client")
+            .enable_all()
+            .build()
+            .map_err(|e| BrokerError::Internal(format!("cannot start the client runtime: {e}")))?;
+        Ok(Arc::new(ClientRuntime(Some(rt))))
+    }
+}
 
 impl Drop for ClientRuntime {
     fn drop(&mut self) {
@@ -86,20 +99,27 @@ impl RemoteBroker {
 
     /// A client over any transport (`endpoint` names it in messages).
     pub fn with_connector(endpoint: String, connector: Arc<dyn Connector>) -> Result<RemoteBroker> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("sombrero-client")
-            .enable_all()
-            .build()
-            .map_err(|e| BrokerError::Internal(format!("cannot start the client runtime: {e}")))?;
-        Ok(RemoteBroker {
+        Ok(RemoteBroker::on_runtime(
+            endpoint,
+            connector,
+            ClientRuntime::new()?,
+        ))
+    }
+
+    /// A client whose calls run on a shared runtime.
+    pub fn on_runtime(
+        endpoint: String,
+        connector: Arc<dyn Connector>,
+        rt: Arc<ClientRuntime>,
+    ) -> RemoteBroker {
+        RemoteBroker {
             inner: Arc::new(Inner {
                 endpoint,
                 connector,
             }),
-            rt: ClientRuntime(Some(rt)),
+            rt,
             identity: OnceLock::new(),
-        })
+        }
     }
 
     /// The transport to the daemon (relayed sessions open their own connection on it).

@@ -1,0 +1,208 @@
+//! `sombrero serve` as a real process on a real socket: identity from peer credentials, the
+//! flow through client processes that hold no secrets, and a daemon killed mid-request.
+//!
+//! Distinct approvers need distinct peers. Running as root, client processes run under other
+//! uids (mapped as `uid:N` in the policy's `[identities]`); otherwise those tests say so and
+//! stop, and the mapping is covered at the unit level (`serve::identity` tests).
+
+mod foundation_support;
+mod serve_support;
+
+use serve_support::{Daemon, can_switch_uid, exists, own_user, request_args};
+
+const REQUESTER: u32 = 61_001;
+const APPROVER_A: u32 = 61_002;
+const APPROVER_B: u32 = 61_003;
+const STRANGER: u32 = 61_009;
+
+/// rita requests, ann and bob approve; each is a uid of its own; the test's own user is enrolled
+/// under its own name (so it maps to itself without a line).
+fn team() -> Daemon {
+    let me = own_user();
+    let policy = format!(
+        "requesters = [\"*\"]\napprovers = [\"*\"]\nrequest_ttl = \"20m\"\n[identities]\n\"uid:{REQUESTER}\" = \"rita\"\n\"uid:{APPROVER_A}\" = \"ann\"\n\"uid:{APPROVER_B}\" = \"bob\"\n"
+    );
+    let mut d = Daemon::new(
+        &policy,
+        &[
+            ("rita", "requester"),
+            ("ann", "approver"),
+            ("bob", "approver"),
+            (&me, "both"),
+        ],
+    );
+    d.start();
+    d
+}
+
+fn request_as(d: &mut Daemon, uid: u32, who: &str) -> String {
+    let code = d.env.code(who);
+    let mut args = request_args(&code);
+    args.push("--json");
+    let out = d.client(Some(uid), &args).ok().json();
+    assert_eq!(out["requester"], who);
+    assert_eq!(out["state"], "pending");
+    out["id"].as_str().unwrap().to_string()
+}
+
+fn approve_as(d: &mut Daemon, uid: u32, who: &str, id: &str) -> serde_json::Value {
+    let code = d.env.code(who);
+    d.client(Some(uid), &["approve", id, "--code", &code, "--json"])
+        .ok()
+        .json()
+}
+
+#[test]
+fn whoami_is_the_peer_os_user_and_strangers_are_refused() {
+    let d = team();
+    let (status, body) = d.http("GET", "/v1/whoami", "");
+    assert_eq!(status, 200, "{body}");
+    let me: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(me["user"], own_user().as_str());
+    assert_eq!(me["external"], own_user().as_str());
+    // SAFETY: getuid cannot fail.
+    assert_eq!(me["via"]["uid"], unsafe { libc::getuid() });
+    if !can_switch_uid() {
+        eprintln!("not root: cannot run clients under other uids; stranger check skipped");
+        return;
+    }
+    // A uid nobody mapped or enrolled gets nothing, not even the list.
+    d.client(Some(STRANGER), &["list"])
+        .refused(&format!("uid:{STRANGER} is not a sombrero user"));
+    let log = d.log();
+    assert!(log.contains("unknown identity refused"), "{log}");
+}
+
+#[test]
+fn forged_actor_is_refused() {
+    let mut d = team();
+    let me = own_user();
+    let code = d.env.code(&me);
+    let mut forged = request_args(&code);
+    forged.extend(["--as", "rita"]);
+    d.client(None, &forged)
+        .usage("cannot be used with a broker daemon");
+    // The wire has no actor field at all: a body that names one is refused, not obeyed.
+    let forged = format!(
+        r#"{{"target":"i-0abc1234","reason":"database disk is full","incident":null,"duration_secs":600,"code":"{code}","requester":"rita"}}"#
+    );
+    let (status, body) = d.http("POST", "/v1/requests", &forged);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("unknown field `requester`"), "{body}");
+    let listed = d.client(None, &["list", "--json"]).ok().json();
+    assert_eq!(listed.as_array().unwrap().len(), 0);
+    // Enrolment (a new secret) never goes over the wire.
+    d.client(None, &["user", "add", "mallory", "--role", "approver"])
+        .usage("run `sombrero user add` on the broker host");
+    let (status, body) = d.http("POST", "/v1/users", "{}");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("local_only"), "{body}");
+}
+
+#[test]
+fn full_flow_with_requester_and_approvers_in_separate_processes() {
+    if !can_switch_uid() {
+        eprintln!("not root: distinct peers need other uids; covered by serve::identity tests");
+        return;
+    }
+    let mut d = team();
+    let id = request_as(&mut d, REQUESTER, "rita");
+    // The requester cannot approve their own request, whatever they pass.
+    let code = d.env.code("rita");
+    d.client(Some(REQUESTER), &["approve", &id, "--code", &code])
+        .refused("rita asked for request");
+    let one = approve_as(&mut d, APPROVER_A, "ann", &id);
+    assert_eq!(one["state"], "pending");
+    // The same approver twice is refused (a second process, same peer).
+    let code = d.env.code("ann");
+    d.client(Some(APPROVER_A), &["approve", &id, "--code", &code])
+        .refused("ann has already approved");
+    let two = approve_as(&mut d, APPROVER_B, "bob", &id);
+    assert_eq!(two["state"], "approved");
+    let by: Vec<&str> = two["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["ann", "bob"]);
+    let shown = d.client(Some(APPROVER_B), &["show", &id]).ok();
+    assert!(shown.stdout.contains("approved:  ann"), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("request_approved"),
+        "{}",
+        shown.stdout
+    );
+    d.client(None, &["audit", "verify"])
+        .ok()
+        .stdout
+        .contains("audit chain holds")
+        .then_some(())
+        .unwrap();
+    let users = d.client(Some(REQUESTER), &["user", "list", "--json"]).ok();
+    assert!(!users.stdout.contains(d.env.secret("ann")));
+    assert!(!users.stdout.contains("secret"));
+}
+
+#[test]
+fn daemon_killed_mid_request_loses_nothing() {
+    if !can_switch_uid() {
+        eprintln!("not root: distinct peers need other uids; covered by serve::identity tests");
+        return;
+    }
+    let mut d = team();
+    let id = request_as(&mut d, REQUESTER, "rita");
+    let one = approve_as(&mut d, APPROVER_A, "ann", &id);
+    assert_eq!(one["approvals"].as_array().unwrap().len(), 1);
+    d.kill9();
+    assert!(exists(&d.socket()), "SIGKILL leaves the socket file behind");
+    // The stale socket is replaced; the first approval is still there.
+    d.start();
+    let two = approve_as(&mut d, APPROVER_B, "bob", &id);
+    assert_eq!(two["state"], "approved");
+    assert_eq!(two["approvals"].as_array().unwrap().len(), 2);
+    d.client(None, &["audit", "verify"]).ok();
+}
+
+#[test]
+fn socket_mode_live_daemon_and_clean_shutdown() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = team();
+    let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660);
+    // A second daemon on a live socket is refused and leaves it alone.
+    let out = d.serve_command(&d.url()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another broker is listening"));
+    let (status, _) = d.http("GET", "/v1/revision", "");
+    assert_eq!(status, 200);
+    // TCP is in the grammar but refused until TLS and the IAM proof are wired.
+    let out = d.serve_command("tcp://127.0.0.1:0").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TCP needs TLS and IAM identity"));
+    let status = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!exists(&d.socket()), "the socket is removed on SIGTERM");
+    let log = d.log();
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+#[test]
+fn long_poll_wakes_on_a_change() {
+    let mut d = team();
+    let (_, body) = d.http("GET", "/v1/revision", "");
+    let rev: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rev = rev["revision"].as_u64().unwrap();
+    let url = d.url();
+    let waiter = std::thread::spawn(move || {
+        use pink_sombrero::api::BrokerApi;
+        let b = pink_sombrero::remote::RemoteBroker::connect(&url.parse().unwrap()).unwrap();
+        b.wait_revision(rev, std::time::Duration::from_secs(20))
+            .unwrap()
+    });
+    let me = own_user();
+    let code = d.env.code(&me);
+    d.client(None, &request_args(&code)).ok();
+    let after = waiter.join().unwrap();
+    assert!(after > rev, "{after} > {rev}");
+}
