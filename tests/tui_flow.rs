@@ -283,3 +283,38 @@ fn a_snapshot_read_for_the_previous_user_is_ignored() {
     update(&mut s, Action::Snapshot(Box::new(fresh)));
     assert!(s.broker.ready().is_some());
 }
+
+#[test]
+fn k_ends_an_active_session_and_only_that() {
+    let mut s = state();
+    update(
+        &mut s,
+        snapshot_with(
+            vec![
+                request("r-live", "carol", RequestState::Active, &["alice", "bob"]),
+                request("r-wait", "carol", RequestState::Pending, &[]),
+            ],
+            Vec::new(),
+        ),
+    );
+    press(&mut s, KeyCode::Char('2'));
+    assert_eq!(s.screen, Screen::Requests);
+    assert_eq!(
+        press(&mut s, KeyCode::Char('k')),
+        vec![Intent::Kill {
+            id: "r-live".into()
+        }]
+    );
+    update(
+        &mut s,
+        Action::Done(Done::Killed {
+            id: "r-live".into(),
+        }),
+    );
+    press(&mut s, KeyCode::Down);
+    assert!(press(&mut s, KeyCode::Char('k')).is_empty());
+    assert!(matches!(
+        s.status,
+        Some(pink_sombrero::tui::app::Status::Error(_))
+    ));
+}

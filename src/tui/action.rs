@@ -89,6 +89,8 @@ pub enum Action {
     OpenSession,
     /// Cancel the selected request (mine only).
     CancelRequest,
+    /// End the live session of the selected request (approvers).
+    KillSession,
     /// Approve the selected request.
     Approve,
     /// Deny the selected request.
@@ -157,6 +159,11 @@ pub enum Done {
     },
     /// A request was cancelled.
     Cancelled {
+        /// Request id.
+        id: String,
+    },
+    /// A live session was ended.
+    Killed {
         /// Request id.
         id: String,
     },

@@ -44,6 +44,11 @@ pub enum Intent {
         /// Request id.
         id: String,
     },
+    /// End the live session of a request (approvers).
+    Kill {
+        /// Request id.
+        id: String,
+    },
     /// Become another user (proved with their TOTP code).
     SwitchUser {
         /// User name.

@@ -84,6 +84,12 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
                 Action::CancelRequest,
                 "cancel the request (yours)",
             ),
+            b(
+                Char('k'),
+                "k",
+                Action::KillSession,
+                "end the live session (approvers)",
+            ),
         ],
         Screen::Approvals => vec![
             hint(Char('a'), "a", Action::Approve, "approve"),
