@@ -13,7 +13,11 @@ use std::time::Duration;
 
 use foundation_support::{BIN, Env, lab_env};
 use futures_util::{SinkExt, StreamExt};
+use pink_sombrero::channel::client::SessionEvent;
+use pink_sombrero::cli::wiring::relay_opener;
 use pink_sombrero::lab::{self, Lab, LabConfig};
+use pink_sombrero::remote::UnixConnector;
+use pink_sombrero::tui::driver::SessionRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -301,6 +305,27 @@ async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
         "the screen so far: {rev_seen}"
     );
 
+    // A TUI pane watching as rev gets the screen; ending the pane only stops watching.
+    let tui_watch = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
+    let mut pane = tui_watch(SessionRequest {
+        request_id: id.clone(),
+        user: "rev".into(),
+        rows: 24,
+        cols: 80,
+        watch: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(pane.target, node);
+    let mut pane_seen = Vec::new();
+    while !String::from_utf8_lossy(&pane_seen).contains("live-42") {
+        if let SessionEvent::Output(b) = pane.events.recv().await.unwrap() {
+            pane_seen.extend(b);
+        }
+    }
+    pane.control.terminate().unwrap();
+    while pane.events.recv().await.is_some() {}
+
     // The requester keeps typing; both watchers see it.
     let mut rita_in = rita_in;
     rita_in.write_all(b"echo more-$((7*7))\n").unwrap();
@@ -328,9 +353,14 @@ async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
     drop(rev);
 
     let events = w.finished(&id).await;
+    let rev_watches = events
+        .iter()
+        .filter(|(k, a)| k == "session_watch_started" && a == "rev")
+        .count();
+    assert_eq!(rev_watches, 2, "{events:?}");
     for (kind, actor) in [
         ("session_watch_started", "ann"),
-        ("session_watch_started", "rev"),
+        ("session_watch_ended", "rev"),
         ("session_killed", "bob"),
         ("session_closed", "bob"),
         ("recording_sealed", "sombrero"),
@@ -384,11 +414,6 @@ async fn a_client_killed_mid_session_loses_it_and_the_node_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tui_opens_through_the_daemon() {
-    use pink_sombrero::channel::client::SessionEvent;
-    use pink_sombrero::cli::wiring::relay_opener;
-    use pink_sombrero::remote::UnixConnector;
-    use pink_sombrero::tui::driver::SessionRequest;
-
     // This process is rita here: the TUI's opener runs in it.
     let mut w =
         World::with_policy(&POLICY.replace(r#""root" = "rev""#, r#""root" = "rita""#)).await;
@@ -400,6 +425,7 @@ async fn the_tui_opens_through_the_daemon() {
         user: "rita".into(),
         rows: 24,
         cols: 80,
+        watch: false,
     };
     let mut opened = open(ask()).await.unwrap();
     assert_eq!(opened.target, node);
@@ -407,6 +433,13 @@ async fn the_tui_opens_through_the_daemon() {
     // One session per request: a second open is refused with the broker's reason.
     let again = open(ask()).await.err().unwrap();
     assert!(again.contains("already connected"), "{again}");
+    // Nor may the requester watch (approvers and reviewers do).
+    let watch = SessionRequest {
+        watch: true,
+        ..ask()
+    };
+    let refused = open(watch).await.err().unwrap();
+    assert!(refused.contains("may not watch"), "{refused}");
 
     opened
         .input

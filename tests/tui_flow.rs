@@ -284,21 +284,27 @@ fn a_snapshot_read_for_the_previous_user_is_ignored() {
     assert!(s.broker.ready().is_some());
 }
 
-#[test]
-fn k_ends_an_active_session_and_only_that() {
+/// Requests shows an active request first and one in `other` state second.
+fn live_and(other: RequestState) -> pink_sombrero::tui::app::State {
     let mut s = state();
     update(
         &mut s,
         snapshot_with(
             vec![
                 request("r-live", "carol", RequestState::Active, &["alice", "bob"]),
-                request("r-wait", "carol", RequestState::Pending, &[]),
+                request("r-other", "carol", other, &[]),
             ],
             Vec::new(),
         ),
     );
     press(&mut s, KeyCode::Char('2'));
     assert_eq!(s.screen, Screen::Requests);
+    s
+}
+
+#[test]
+fn k_ends_an_active_session_and_only_that() {
+    let mut s = live_and(RequestState::Pending);
     assert_eq!(
         press(&mut s, KeyCode::Char('k')),
         vec![Intent::Kill {
@@ -317,4 +323,16 @@ fn k_ends_an_active_session_and_only_that() {
         s.status,
         Some(pink_sombrero::tui::app::Status::Error(_))
     ));
+}
+
+#[test]
+fn w_watches_an_active_session_read_only() {
+    let mut s = live_and(RequestState::Closed);
+    let intents = press(&mut s, KeyCode::Char('w'));
+    assert!(
+        matches!(&intents[..], [Intent::WatchSession { id, .. }] if id == "r-live"),
+        "{intents:?}"
+    );
+    press(&mut s, KeyCode::Down);
+    assert!(press(&mut s, KeyCode::Char('w')).is_empty());
 }

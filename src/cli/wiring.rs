@@ -58,6 +58,12 @@ async fn open_for_tui<F: Fleet + Send + Sync + 'static>(
     deps: SessionDeps<F>,
     req: SessionRequest,
 ) -> Result<OpenedSession, String> {
+    if req.watch {
+        return Err(
+            "Watching needs a broker daemon: a session opened without one lives in the process that opened it."
+                .to_string(),
+        );
+    }
     let size = SizeData {
         cols: u32::from(req.cols),
         rows: u32::from(req.rows),
@@ -165,7 +171,11 @@ async fn open_relayed(
         cols: u32::from(req.cols),
         rows: u32::from(req.rows),
     };
-    let path = relay::session_path(&req.request_id, size);
+    let path = if req.watch {
+        relay::watch_path(&req.request_id)
+    } else {
+        relay::session_path(&req.request_id, size)
+    };
     let http = relay::request_for(&connector.host(), &path).map_err(|e| e.to_string())?;
     let io = connector
         .connect()
@@ -186,21 +196,38 @@ async fn open_relayed(
         ends_at: relayed.ends_at,
         recording: true,
         input,
-        control: Box::new(RelayControl(relayed)),
+        control: Box::new(RelayControl {
+            relayed,
+            watch: req.watch,
+        }),
         events,
     })
 }
 
-/// Resizes and terminate go to the broker, which records and forwards them.
-struct RelayControl(Relayed);
+/// Resizes and terminate go to the broker, which records and forwards them; a watcher's
+/// "end" only stops watching.
+struct RelayControl {
+    relayed: Relayed,
+    watch: bool,
+}
 
 impl SessionControl for RelayControl {
     fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
-        self.0.handle.resize(cols, rows).map_err(|e| e.to_string())
+        if self.watch {
+            return Ok(());
+        }
+        self.relayed
+            .handle
+            .resize(cols, rows)
+            .map_err(|e| e.to_string())
     }
 
     fn terminate(&self) -> Result<(), String> {
-        self.0.handle.terminate().map_err(|e| e.to_string())
+        if self.watch {
+            self.relayed.close();
+            return Ok(());
+        }
+        self.relayed.handle.terminate().map_err(|e| e.to_string())
     }
 }
 

@@ -79,13 +79,18 @@ pub struct Relayed {
 
 impl Drop for Relayed {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.close();
     }
 }
 
 impl Relayed {
+    /// Drops the connection (a watcher stops watching); the events then end.
+    pub fn close(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
     /// The exit status to report once the events have ended: the shell's own when it
     /// exited; 1 when it was terminated, expired or lost.
     pub fn outcome(&self) -> Result<u8, RelayError> {

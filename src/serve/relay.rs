@@ -156,7 +156,7 @@ async fn relay_watch(hub: Arc<Hub>, id: String, by: String, mut socket: WebSocke
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Binary(_) | Message::Text(_))) if !warned => {
+                Some(Ok(Message::Binary(_))) if !warned => {
                     // Read-only: nothing a watcher sends reaches the session.
                     warned = true;
                     tracing::warn!(request = %id, user = %by, "watcher input refused");

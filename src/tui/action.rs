@@ -91,6 +91,8 @@ pub enum Action {
     CancelRequest,
     /// End the live session of the selected request (approvers).
     KillSession,
+    /// Watch the live session of the selected request read-only (approvers, reviewers).
+    WatchSession,
     /// Approve the selected request.
     Approve,
     /// Deny the selected request.

@@ -56,6 +56,15 @@ pub enum Intent {
         /// Their TOTP code.
         code: String,
     },
+    /// Watch the live session of a request read-only in a pane of this size.
+    WatchSession {
+        /// Request id.
+        id: String,
+        /// Pane rows.
+        rows: u16,
+        /// Pane columns.
+        cols: u16,
+    },
     /// Open the session of an approved request with a pane of this size.
     OpenSession {
         /// Request id.

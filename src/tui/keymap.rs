@@ -85,6 +85,12 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
                 "cancel the request (yours)",
             ),
             b(
+                Char('w'),
+                "w",
+                Action::WatchSession,
+                "watch the live session, read-only",
+            ),
+            b(
                 Char('k'),
                 "k",
                 Action::KillSession,
