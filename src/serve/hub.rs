@@ -204,7 +204,9 @@ impl Live {
     async fn output(&self, bytes: Vec<u8>) {
         let client = self.with_outlets(|o| {
             o.parser.process(&bytes);
-            let _ = o.watchers.send(Out::Bytes(bytes.clone()));
+            if o.watchers.receiver_count() > 0 {
+                let _ = o.watchers.send(Out::Bytes(bytes.clone()));
+            }
             o.client.clone()
         });
         if let Some(Some(tx)) = client {
