@@ -303,10 +303,10 @@ fn live_and(other: RequestState) -> pink_sombrero::tui::app::State {
 }
 
 #[test]
-fn k_ends_an_active_session_and_only_that() {
+fn shift_k_ends_an_active_session_and_only_that() {
     let mut s = live_and(RequestState::Pending);
     assert_eq!(
-        press(&mut s, KeyCode::Char('k')),
+        press(&mut s, KeyCode::Char('K')),
         vec![Intent::Kill {
             id: "r-live".into()
         }]
@@ -318,7 +318,7 @@ fn k_ends_an_active_session_and_only_that() {
         }),
     );
     press(&mut s, KeyCode::Down);
-    assert!(press(&mut s, KeyCode::Char('k')).is_empty());
+    assert!(press(&mut s, KeyCode::Char('K')).is_empty());
     assert!(matches!(
         s.status,
         Some(pink_sombrero::tui::app::Status::Error(_))

@@ -53,8 +53,14 @@ async fn session(
     ws: WebSocketUpgrade,
 ) -> Response {
     let size = SizeData {
-        cols: q.cols.filter(|&c| c > 0).map_or(limits::DEFAULT_COLS, u32::from),
-        rows: q.rows.filter(|&r| r > 0).map_or(limits::DEFAULT_ROWS, u32::from),
+        cols: q
+            .cols
+            .filter(|&c| c > 0)
+            .map_or(limits::DEFAULT_COLS, u32::from),
+        rows: q
+            .rows
+            .filter(|&r| r > 0)
+            .map_or(limits::DEFAULT_ROWS, u32::from),
     };
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {

@@ -91,8 +91,8 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
                 "watch the live session, read-only",
             ),
             b(
-                Char('k'),
-                "k",
+                Char('K'),
+                "K",
                 Action::KillSession,
                 "end the live session (approvers)",
             ),
