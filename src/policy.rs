@@ -537,13 +537,29 @@ impl Policy {
         })
     }
 
-    /// Reads and parses a policy file.
+    /// Reads and parses a policy file. The file is read on every call, so edits apply at
+    /// once; parsing is skipped when its text is byte-for-byte what was parsed last time
+    /// (a daemon reads it on every request, and a team's `[identities]` table makes that cost).
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        use std::sync::Mutex;
+        /// The last file parsed: its path, text and policy.
+        static LAST: Mutex<Option<(PathBuf, String, Policy)>> = Mutex::new(None);
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Policy::parse(&text, path)
+        if let Ok(last) = LAST.lock()
+            && let Some((p, t, policy)) = last.as_ref()
+            && p == path
+            && *t == text
+        {
+            return Ok(policy.clone());
+        }
+        let policy = Policy::parse(&text, path)?;
+        if let Ok(mut last) = LAST.lock() {
+            *last = Some((path.to_path_buf(), text, policy.clone()));
+        }
+        Ok(policy)
     }
 
     /// Loads the policy, first writing [`DEFAULT_POLICY`] if no file exists.
@@ -687,6 +703,24 @@ mod tests {
         assert!(
             parse("requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\nalice = 3\n").is_err()
         );
+    }
+
+    #[test]
+    fn load_sees_every_edit_even_of_the_same_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        let text = |n: u32| {
+            format!("requesters = [\"*\"]\napprovers = [\"*\"]\napprovals_required = {n}\n")
+        };
+        for n in [2, 3, 2, 4] {
+            std::fs::write(&path, text(n)).unwrap();
+            assert_eq!(Policy::load(&path).unwrap().approvals_required, n);
+            assert_eq!(Policy::load(&path).unwrap().approvals_required, n);
+        }
+        let other = dir.path().join("other.toml");
+        std::fs::write(&other, text(5)).unwrap();
+        assert_eq!(Policy::load(&other).unwrap().approvals_required, 5);
+        assert_eq!(Policy::load(&path).unwrap().approvals_required, 4);
     }
 
     #[test]

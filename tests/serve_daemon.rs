@@ -180,6 +180,9 @@ fn socket_mode_live_daemon_and_clean_shutdown() {
     let out = d.serve_command("tcp://127.0.0.1:0").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TCP needs TLS and IAM identity"));
+    let mut tcp = d.env.command(&["--broker", "tcp://127.0.0.1:9", "list"]);
+    let out = serve_support::run_command(&mut tcp);
+    out.usage("TCP needs TLS and IAM identity");
     let status = d.terminate();
     assert!(status.success(), "{status:?}");
     assert!(!exists(&d.socket()), "the socket is removed on SIGTERM");

@@ -5,8 +5,6 @@
 //! then maps it through the policy's `[identities]` table to a sombrero user on every request
 //! (so policy edits apply at once) and inserts the [`Identity`] handlers take.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::api::ErrorKind;
-use crate::broker::{Broker, BrokerError};
+use crate::broker::BrokerError;
+use crate::policy::Policy;
 
 use super::AppState;
 use super::error::ApiError;
@@ -71,8 +70,11 @@ pub enum IdentityError {
 /// Maps a peer to a sombrero user: the policy's `[identities]` entry for its name (then, on
 /// the Unix socket, for `uid:N`); else a Unix user whose name is an enrolled sombrero user is
 /// that user. IAM identities must be listed.
-pub fn resolve(broker: &Broker, peer: &Peer) -> Result<Identity, IdentityError> {
-    let policy = broker.policy()?;
+pub fn resolve(
+    policy: &Policy,
+    peer: &Peer,
+    enrolled: impl FnOnce(&str) -> Result<bool, BrokerError>,
+) -> Result<Identity, IdentityError> {
     let identity = |user: &str| Identity {
         user: user.to_string(),
         external: peer.external.clone(),
@@ -85,7 +87,7 @@ pub fn resolve(broker: &Broker, peer: &Peer) -> Result<Identity, IdentityError> 
         if let Some(user) = policy.identity(&format!("uid:{uid}")) {
             return Ok(identity(user));
         }
-        if broker.users()?.iter().any(|u| u.name == peer.external) {
+        if enrolled(&peer.external)? {
             return Ok(identity(&peer.external));
         }
     }
@@ -109,9 +111,12 @@ pub async fn require_identity(
         )
         .into_response();
     };
-    let broker = Arc::clone(&state.broker);
     let p = peer.clone();
-    let resolved = tokio::task::spawn_blocking(move || resolve(&broker, &p)).await;
+    let resolved = tokio::task::spawn_blocking(move || {
+        let policy = state.broker.policy()?;
+        resolve(&policy, &p, |name| state.enrolled(name))
+    })
+    .await;
     match resolved {
         Ok(Ok(identity)) => {
             req.extensions_mut().insert(identity);
@@ -180,17 +185,11 @@ pub fn unix_peer(stream: &tokio::net::UnixStream) -> std::io::Result<Peer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Paths;
-    use crate::policy::Role;
+    use std::path::Path;
 
-    fn broker(policy: &str) -> (tempfile::TempDir, Broker) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
-        let b = Broker::open(&Paths::at(dir.path()), Default::default()).unwrap();
-        for n in ["alice", "bob"] {
-            b.enrol_user(n, Role::parse_set("both").unwrap()).unwrap();
-        }
-        (dir, b)
+    /// alice and bob are enrolled.
+    fn resolve_in(policy: &Policy, peer: &Peer) -> Result<Identity, IdentityError> {
+        resolve(policy, peer, |n| Ok(n == "alice" || n == "bob"))
     }
 
     fn unix(name: &str, uid: u32) -> Peer {
@@ -202,15 +201,17 @@ mod tests {
 
     #[test]
     fn mapping_then_enrolled_name_then_refused() {
-        let (_d, b) = broker(
+        let b = Policy::parse(
             "requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\n\"ops-al\" = \"alice\"\n\"uid:1002\" = \"bob\"\n\"arn:aws:iam::1:role/bob\" = \"bob\"\n",
-        );
-        assert_eq!(resolve(&b, &unix("ops-al", 1001)).unwrap().user, "alice");
+            Path::new("policy.toml"),
+        )
+        .unwrap();
+        assert_eq!(resolve_in(&b, &unix("ops-al", 1001)).unwrap().user, "alice");
         // Distinct approvers on one host: two uids, two sombrero users.
-        assert_eq!(resolve(&b, &unix("uid:1002", 1002)).unwrap().user, "bob");
-        assert_eq!(resolve(&b, &unix("nobody2", 1002)).unwrap().user, "bob");
-        assert_eq!(resolve(&b, &unix("alice", 1003)).unwrap().user, "alice");
-        let e = resolve(&b, &unix("mallory", 1004)).unwrap_err();
+        assert_eq!(resolve_in(&b, &unix("uid:1002", 1002)).unwrap().user, "bob");
+        assert_eq!(resolve_in(&b, &unix("nobody2", 1002)).unwrap().user, "bob");
+        assert_eq!(resolve_in(&b, &unix("alice", 1003)).unwrap().user, "alice");
+        let e = resolve_in(&b, &unix("mallory", 1004)).unwrap_err();
         assert!(
             e.to_string().contains("mallory is not a sombrero user"),
             "{e}"
@@ -219,13 +220,13 @@ mod tests {
             external: "arn:aws:iam::1:role/bob".into(),
             via: Via::Iam,
         };
-        assert_eq!(resolve(&b, &iam).unwrap().user, "bob");
+        assert_eq!(resolve_in(&b, &iam).unwrap().user, "bob");
         // An ARN that happens to equal an enrolled name still needs a mapping.
         let iam = Peer {
             external: "alice".into(),
             via: Via::Iam,
         };
-        assert!(resolve(&b, &iam).is_err());
+        assert!(resolve_in(&b, &iam).is_err());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! `sombrero serve`: the broker as a daemon, so secrets, keys and the store stay on one host.
 //!
 //! Listeners ([`unix`]; TCP with TLS and an IAM proof is wired in `tls`/`sts`) accept
-//! connections, learn each one's [`identity::Peer`] and serve [`router`] on it. The router maps
+//! connections, learn each one's [`identity::Peer`] and serve [`router`] on it with
+//! [`conn::serve_connection`]. The router maps
 //! the peer to an [`identity::Identity`] on every request; handlers act as that identity only.
 //! The broker is synchronous: handlers run its calls on blocking threads.
 
+pub mod conn;
 pub mod error;
 pub mod hub;
 pub mod identity;
@@ -13,7 +15,8 @@ pub mod routes;
 pub mod session_wire;
 pub mod unix;
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -42,7 +45,12 @@ pub struct AppState {
     stopping: watch::Receiver<bool>,
     /// The sessions this broker holds, or why it cannot open any (no fleet configured).
     sessions: Result<Arc<hub::Hub>, String>,
+    /// Enrolled names as of a store revision (the identity check asks on every request).
+    names: Arc<Mutex<NamesAt>>,
 }
+
+/// Enrolled names and the store revision they were read at.
+type NamesAt = (Option<u64>, Arc<BTreeSet<String>>);
 
 impl AppState {
     /// State for `broker`; `stopping` turns true on shutdown.
@@ -57,6 +65,7 @@ impl AppState {
             publish: Arc::new(publish),
             stopping,
             sessions: Err("this broker was started without a fleet".into()),
+            names: Arc::default(),
         })
     }
 
@@ -69,6 +78,27 @@ impl AppState {
     /// The session hub, or why this broker holds no sessions.
     pub fn sessions(&self) -> Result<&Arc<hub::Hub>, &str> {
         self.sessions.as_ref().map_err(String::as_str)
+    }
+
+    /// True when `name` is an enrolled user. Blocking: call it off the async threads. The list
+    /// is read again only when the store's revision moved.
+    pub fn enrolled(&self, name: &str) -> Result<bool, BrokerError> {
+        let rev = self.broker.revision()?;
+        let cached = {
+            let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            (names.0 == Some(rev)).then(|| Arc::clone(&names.1))
+        };
+        let names = match cached {
+            Some(n) => n,
+            None => {
+                let fresh: Arc<BTreeSet<String>> =
+                    Arc::new(self.broker.users()?.into_iter().map(|u| u.name).collect());
+                *self.names.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (Some(rev), Arc::clone(&fresh));
+                fresh
+            }
+        };
+        Ok(names.contains(name))
     }
 
     /// Runs a read on a blocking thread.

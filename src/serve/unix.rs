@@ -5,21 +5,18 @@
 //! a temporary name, given its mode, then renamed into place, so no client ever reaches it
 //! with looser permissions.
 
-use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::{Extension, Router};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
+use axum::Router;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::identity::{self, Peer};
+use super::conn::serve_connection;
+use super::identity;
 use super::stopped;
 
 /// Mode of the socket file.
@@ -133,37 +130,6 @@ impl Drop for UnixSocket {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), error = %e, "could not remove the socket");
-        }
-    }
-}
-
-/// Serves `app` on one connection as `peer`: the peer goes into every request's extensions,
-/// where the identity check finds it. Any transport (a TLS stream too) can be served this way.
-/// When `stopping` turns true the connection finishes its request in flight and closes.
-pub fn serve_connection<I>(
-    io: I,
-    peer: Peer,
-    app: Router,
-    mut stopping: watch::Receiver<bool>,
-) -> impl Future<Output = ()> + Send + 'static
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = TowerToHyperService::new(app.layer(Extension(peer)));
-    async move {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            () = stopped(&mut stopping) => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "connection ended with an error");
         }
     }
 }

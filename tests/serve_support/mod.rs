@@ -150,12 +150,12 @@ impl Daemon {
     /// One raw HTTP/1.1 request on the socket, as the test's own user: (status, body).
     pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut s = std::os::unix::net::UnixStream::connect(self.socket()).unwrap();
-        write!(
-            s,
+        // One write: the daemon may answer (and close) before reading a body it refuses.
+        let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        )
-        .unwrap();
+        );
+        s.write_all(req.as_bytes()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let status = out[9..12].parse().unwrap();
@@ -171,6 +171,11 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// Runs a prepared command to completion.
+pub fn run_command(c: &mut Command) -> Run {
+    Run::from(c.output().unwrap())
 }
 
 pub fn exists(p: &Path) -> bool {
