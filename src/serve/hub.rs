@@ -370,11 +370,6 @@ impl Hub {
         })
     }
 
-    /// The broker sessions are opened through.
-    pub fn broker(&self) -> &Arc<Broker> {
-        &self.broker
-    }
-
     fn get(&self, id: &str) -> Option<Arc<Live>> {
         self.live.lock().ok().and_then(|m| m.get(id).cloned())
     }
@@ -408,9 +403,15 @@ impl Hub {
             .open(id.to_string(), by.to_string(), size, steps_to(&live))
             .await?;
         let Some(events) = opened.events.take() else {
-            return Err(HubError::Broker(BrokerError::Internal(
-                "the session's events were already taken".into(),
-            )));
+            // Never expected; still end what was opened the way every session ends.
+            let why = "the session's events were already taken".to_string();
+            let _ = opened.handle.terminate();
+            let end = SessionEnd {
+                exit_code: None,
+                reason: EndReason::Failed(why.clone()),
+            };
+            self.sessions.finish(opened, end, steps_to(&live)).await;
+            return Err(HubError::Broker(BrokerError::Internal(why)));
         };
         let _ = live.ends_at.set(opened.ends_at);
         if let Ok(mut r) = live.relay.lock() {
