@@ -44,6 +44,8 @@ pub trait BrokerApi: Send + Sync {
     fn deny(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request>;
     /// Cancels `id` as `by` (its requester).
     fn cancel(&self, id: &str, by: &str) -> Result<Request>;
+    /// Cuts off the live session of `id` as `by` (an approver); the request closes as theirs.
+    fn kill_session(&self, id: &str, by: &str) -> Result<Request>;
     /// One request.
     fn get(&self, id: &str) -> Result<Request>;
     /// Requests, newest first, optionally in one state.
@@ -100,6 +102,9 @@ impl BrokerApi for Broker {
     }
     fn cancel(&self, id: &str, by: &str) -> Result<Request> {
         Broker::cancel(self, id, by)
+    }
+    fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
+        Broker::kill_session(self, id, by)
     }
     fn get(&self, id: &str) -> Result<Request> {
         Broker::get(self, id)

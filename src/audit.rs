@@ -46,6 +46,12 @@ pub enum EventKind {
     /// data: instance, name, launched (launch, or registration for managed nodes), age_secs,
     /// max_age_secs.
     OldInstanceFound,
+    /// Someone (an approver or reviewer; the actor) started watching a live session.
+    SessionWatchStarted,
+    /// A watcher (the actor) stopped watching.
+    SessionWatchEnded,
+    /// An approver (the actor) cut a live session off.
+    SessionKilled,
     // --- instance taint and replacement (fleet part) ---
     /// The target was tagged as tainted. data: target.
     Tainted,
@@ -120,6 +126,9 @@ impl EventKind {
                 | Refused
                 | SessionOpened
                 | SessionClosed
+                | SessionWatchStarted
+                | SessionWatchEnded
+                | SessionKilled
                 | UserEnrolled
                 | EnrolmentConfirmed
                 | MfaAccepted

@@ -483,6 +483,81 @@ impl Broker {
         }
     }
 
+    /// Lets `by` watch the live session of `id` (approvers and reviewers only) and audits the
+    /// start; refusals are audited too. Call [`Broker::watch_ended`] when they stop.
+    pub fn watch_started(&self, id: &str, by: &str) -> Result<Request> {
+        let roles = [Role::Approver, Role::Reviewer];
+        self.session_act(id, by, "watch", &roles, |tx, r, now| {
+            let data = json!({"target": r.target});
+            tx.append(
+                NewEvent::new(by, EventKind::SessionWatchStarted, Some(id), data),
+                now,
+            )?;
+            Ok(Ok(r.clone()))
+        })
+    }
+
+    /// Audits that `by` stopped watching the session of `id`.
+    pub fn watch_ended(&self, id: &str, by: &str) -> Result<()> {
+        self.append_event(by, EventKind::SessionWatchEnded, Some(id), json!({}))?;
+        Ok(())
+    }
+
+    /// Cuts off the live session of `id` on an approver's order: the request is closed as
+    /// terminated by `by` and the kill audited, in one transaction. The caller then ends the
+    /// session itself (the process holding it also sees the request closed and stops).
+    pub fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
+        let policy = self.policy()?;
+        self.session_act(id, by, "kill", &[Role::Approver], |tx, r, now| {
+            let rules = rules(tx, &policy)?;
+            let reason = CloseReason::Terminated { by: by.to_string() };
+            let closed = match request::apply(r, Command::Close { reason }, &rules, now) {
+                Ok(outcome) => store_outcome(tx, outcome, now)?,
+                Err(refusal) => return Ok(Err(refusal.into())),
+            };
+            let data = json!({"target": r.target, "session_id": r.session_id});
+            tx.append(
+                NewEvent::new(by, EventKind::SessionKilled, Some(id), data),
+                now,
+            )?;
+            Ok(Ok(closed))
+        })
+    }
+
+    /// Checks that `by` holds one of `roles` and that `id` is Active, then runs `then` in the
+    /// same transaction; a refusal is audited.
+    fn session_act<T>(
+        &self,
+        id: &str,
+        by: &str,
+        action: &str,
+        roles: &[Role],
+        mut then: impl FnMut(&mut dyn WriteTx, &Request, DateTime<Utc>) -> TxResult<T>,
+    ) -> Result<T> {
+        let policy = self.policy()?;
+        let now = self.now();
+        self.store.write(|tx| -> TxResult<T> {
+            let allowed = tx
+                .user(by)?
+                .is_some_and(|u| roles.iter().any(|&role| policy.permits(by, &u.roles, role)));
+            let refusal = match tx.request(id)? {
+                _ if !allowed => BrokerError::NotPermitted {
+                    name: by.to_string(),
+                    action: format!("{action} the session of {id}"),
+                },
+                None => BrokerError::NotFound { id: id.to_string() },
+                Some(r) if r.state != State::Active => BrokerError::Input(format!(
+                    "{id} has no live session to {action} (it is {})",
+                    r.state
+                )),
+                Some(r) => return then(tx, &r, now),
+            };
+            let data = json!({"action": action, "message": refusal.to_string()});
+            tx.append(NewEvent::new(by, EventKind::Refused, Some(id), data), now)?;
+            Ok(Err(refusal))
+        })?
+    }
+
     /// Expires every request past its deadline; returns the requests that changed.
     pub fn expire_due(&self) -> Result<Vec<Request>> {
         let policy = self.policy()?;
@@ -924,6 +999,70 @@ mod tests {
             .enrol_user("rev", Role::parse_set("reviewer").unwrap())
             .unwrap();
         assert!(f.broker.permits("rev", Role::Reviewer).unwrap());
+    }
+
+    #[test]
+    fn watch_and_kill_follow_roles_and_state() {
+        let f = Fixture::new(
+            "requesters = [\"*\"]\napprovers = [\"ann\", \"bob\"]\nreviewers = [\"rev\"]\n",
+        );
+        f.broker
+            .enrol_user("rev", Role::parse_set("reviewer").unwrap())
+            .unwrap();
+        let r = f.request();
+        // Nothing to watch or kill before the session is live.
+        let e = f.broker.kill_session(&r.id, "ann").unwrap_err();
+        assert!(e.is_input(), "{e}");
+        for who in ["ann", "bob"] {
+            let code = f.code(who);
+            f.broker.approve(&r.id, who, &code, None).unwrap();
+        }
+        f.broker.begin_open(&r.id, "rita").unwrap();
+        assert!(
+            f.broker
+                .watch_started(&r.id, "rita")
+                .unwrap_err()
+                .is_refusal()
+        );
+        assert!(
+            f.broker
+                .kill_session(&r.id, "rev")
+                .unwrap_err()
+                .is_refusal()
+        );
+        f.broker.watch_started(&r.id, "rev").unwrap();
+        f.broker.watch_ended(&r.id, "rev").unwrap();
+        let closed = f.broker.kill_session(&r.id, "ann").unwrap();
+        assert_eq!(closed.state, State::Closed);
+        assert_eq!(
+            closed.close_reason,
+            Some(CloseReason::Terminated { by: "ann".into() })
+        );
+        let events: Vec<(EventKind, String)> = f
+            .broker
+            .audit_for_request(&r.id)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.actor))
+            .collect();
+        for (kind, actor) in [
+            (EventKind::SessionWatchStarted, "rev"),
+            (EventKind::SessionWatchEnded, "rev"),
+            (EventKind::SessionKilled, "ann"),
+            (EventKind::SessionClosed, "ann"),
+        ] {
+            assert!(events.contains(&(kind, actor.to_string())), "{events:?}");
+        }
+        let refusals = events
+            .iter()
+            .filter(|(k, _)| *k == EventKind::Refused)
+            .count();
+        assert_eq!(refusals, 3, "every refusal is audited: {events:?}");
+        assert!(
+            f.broker
+                .record("mallory", EventKind::SessionKilled, Some(&r.id), json!({}))
+                .is_err()
+        );
     }
 
     #[test]

@@ -294,12 +294,27 @@ pub struct Terminator {
 impl Terminator {
     /// Terminates the session, recording `by` as who ended it (first cause wins).
     pub fn terminate(&self, by: &str) {
-        if let Ok(mut c) = self.cause.lock()
-            && c.is_none()
-        {
-            *c = Some(CloseReason::Terminated { by: by.to_string() });
-        }
+        self.end(CloseReason::Terminated { by: by.to_string() });
+    }
+
+    /// Terminates the session because the person's connection is gone (a relayed client that
+    /// vanished and did not come back).
+    pub fn lost(&self) {
+        self.end(CloseReason::ConnectionLost);
+    }
+
+    fn end(&self, reason: CloseReason) {
+        set_cause(&self.cause, reason);
         let _ = self.handle.terminate();
+    }
+}
+
+/// Records why the session ends unless a cause is already set (the first cause wins).
+fn set_cause(cause: &Mutex<Option<CloseReason>>, reason: CloseReason) {
+    if let Ok(mut c) = cause.lock()
+        && c.is_none()
+    {
+        *c = Some(reason);
     }
 }
 
@@ -580,6 +595,8 @@ pub async fn finish<F: Fleet + Send + Sync + 'static>(
             }
         }
     };
+    // Closed elsewhere first (an approver's kill): the stored reason is the true one.
+    let reason = request.close_reason.clone().unwrap_or(reason);
     step(Step::Closed {
         reason: reason.clone(),
     });
@@ -754,16 +771,17 @@ async fn watchdog(
             let b = broker.clone();
             let id = request_id.clone();
             match blocking(move || b.get(&id)).await {
-                Ok(r) if r.state != State::Active => Some(CloseReason::Terminated {
-                    by: format!("the broker (request is now {})", r.state),
-                }),
+                // Closed elsewhere (an approver's kill): keep the reason the store recorded.
+                Ok(r) if r.state != State::Active => {
+                    Some(r.close_reason.unwrap_or_else(|| CloseReason::Terminated {
+                        by: format!("the broker (request is now {})", r.state),
+                    }))
+                }
                 _ => None,
             }
         };
         if let Some(reason) = verdict {
-            if let Ok(mut c) = cause.lock() {
-                *c = Some(reason);
-            }
+            set_cause(&cause, reason);
             let _ = tap.handle.terminate();
             return;
         }
@@ -819,7 +837,7 @@ async fn audit(
 }
 
 /// Runs a broker call off the async threads (SQLite may wait on a lock).
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
 ) -> Result<T, BrokerError> {
     match tokio::task::spawn_blocking(f).await {

@@ -38,14 +38,7 @@ impl World {
 
     fn command(&self, args: &[&str]) -> std::process::Command {
         let mut c = self.env.command(args);
-        c.arg("--endpoint-url")
-            .arg(self.lab.endpoint_url())
-            .env("AWS_ACCESS_KEY_ID", "lab")
-            .env("AWS_SECRET_ACCESS_KEY", "lab")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+        foundation_support::lab_env(&mut c, &self.lab.endpoint_url());
         c
     }
 

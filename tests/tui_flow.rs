@@ -283,3 +283,56 @@ fn a_snapshot_read_for_the_previous_user_is_ignored() {
     update(&mut s, Action::Snapshot(Box::new(fresh)));
     assert!(s.broker.ready().is_some());
 }
+
+/// Requests shows an active request first and one in `other` state second.
+fn live_and(other: RequestState) -> pink_sombrero::tui::app::State {
+    let mut s = state();
+    update(
+        &mut s,
+        snapshot_with(
+            vec![
+                request("r-live", "carol", RequestState::Active, &["alice", "bob"]),
+                request("r-other", "carol", other, &[]),
+            ],
+            Vec::new(),
+        ),
+    );
+    press(&mut s, KeyCode::Char('2'));
+    assert_eq!(s.screen, Screen::Requests);
+    s
+}
+
+#[test]
+fn shift_k_ends_an_active_session_and_only_that() {
+    let mut s = live_and(RequestState::Pending);
+    assert_eq!(
+        press(&mut s, KeyCode::Char('K')),
+        vec![Intent::Kill {
+            id: "r-live".into()
+        }]
+    );
+    update(
+        &mut s,
+        Action::Done(Done::Killed {
+            id: "r-live".into(),
+        }),
+    );
+    press(&mut s, KeyCode::Down);
+    assert!(press(&mut s, KeyCode::Char('K')).is_empty());
+    assert!(matches!(
+        s.status,
+        Some(pink_sombrero::tui::app::Status::Error(_))
+    ));
+}
+
+#[test]
+fn w_watches_an_active_session_read_only() {
+    let mut s = live_and(RequestState::Closed);
+    let intents = press(&mut s, KeyCode::Char('w'));
+    assert!(
+        matches!(&intents[..], [Intent::WatchSession { id, .. }] if id == "r-live"),
+        "{intents:?}"
+    );
+    press(&mut s, KeyCode::Down);
+    assert!(press(&mut s, KeyCode::Char('w')).is_empty());
+}

@@ -188,10 +188,22 @@ pub struct Stats {
     pub reconnects: u64,
 }
 
-#[derive(Debug)]
-enum Control {
+/// A control request from a [`SessionHandle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// The terminal has a new size.
     Resize(SizeData),
+    /// End the session.
     Terminate,
+}
+
+/// The far ends of a [`SessionHandle::detached`] handle.
+#[derive(Debug)]
+pub struct HandleEnds {
+    /// Input, in order.
+    pub input: mpsc::Receiver<Vec<u8>>,
+    /// Resizes and terminate requests.
+    pub control: mpsc::UnboundedReceiver<Control>,
 }
 
 /// Sends input and control to a running session. Cheap to clone.
@@ -203,6 +215,23 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
+    /// A handle for a session that runs elsewhere (relayed by a broker): what it is asked to
+    /// do arrives on the returned ends, so the local terminal bridge can drive any transport.
+    pub fn detached() -> (SessionHandle, HandleEnds) {
+        let (input, input_rx) = mpsc::channel(limits::BYTE_CHANNEL_CAPACITY);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let handle = SessionHandle {
+            input,
+            control,
+            stats: Arc::new(Mutex::new(Stats::default())),
+        };
+        let ends = HandleEnds {
+            input: input_rx,
+            control: control_rx,
+        };
+        (handle, ends)
+    }
+
     /// Queues terminal input (waits while the bounded queue is full).
     pub async fn send_input(&self, data: Vec<u8>) -> Result<(), ChannelError> {
         self.input.send(data).await.map_err(|_| ChannelError::Ended)

@@ -64,6 +64,10 @@ pub enum Command {
     Audit(access::AuditCommand),
     /// Open the session of an approved request (taints the target first).
     Open(session::OpenArgs),
+    /// Watch a live session read-only (approvers and reviewers; needs --broker).
+    Watch(session::WatchArgs),
+    /// End a live session (approvers).
+    Kill(session::KillArgs),
     /// List the nodes of the fleet.
     Fleet(fleet::FleetArgs),
     /// Replace tainted instances that have no active session.
@@ -188,6 +192,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Policy(c)) => access::policy(&g, c),
         Some(Command::Audit(c)) => access::audit(&g, c),
         Some(Command::Open(a)) => session::open(&g, a),
+        Some(Command::Watch(a)) => session::watch(&g, a),
+        Some(Command::Kill(a)) => session::kill(&g, a),
         Some(Command::Fleet(a)) => fleet::fleet(&g, a),
         Some(Command::Reap(a)) => fleet::reap(&g, a),
         Some(Command::Rogue(a)) => fleet::rogue(&g, a),

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::api::Endpoint;
 use crate::cli::ExitError;
 use crate::config::GlobalOpts;
+use crate::serve::hub::Hub;
 use crate::serve::sts::{ServerId, StsEndpoint, Verifier};
 use crate::serve::tcp::TlsSocket;
 use crate::serve::tls::ServerTls;
@@ -93,7 +94,21 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let broker = Arc::new(open_local(g)?);
     rt.block_on(async move {
         let (stop, stopping) = watch::channel(false);
-        let state = AppState::new(broker, stopping.clone()).map_err(fail)?;
+        // Sessions are opened with the daemon's own fleet credentials, recordings directory
+        // and recorder key; without a usable fleet the rest of the API still serves.
+        let sessions = match super::session::session_deps(g, broker.clone()).await {
+            Ok(deps) => Ok(Hub::new(deps)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no fleet: this broker will not open sessions");
+                eprintln!(
+                    "sombrero: no fleet ({e:#}); sessions cannot be opened through this broker"
+                );
+                Err(format!("{e:#}"))
+            }
+        };
+        let state = AppState::new(broker, stopping.clone())
+            .map_err(fail)?
+            .with_sessions(sessions);
         let app = router(state.clone());
         let mut servers = Vec::new();
         let mut listening = Vec::new();
@@ -119,12 +134,16 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let upkeep = tokio::spawn(state.upkeep());
+        let upkeep = tokio::spawn(state.clone().upkeep());
         tracing::info!(listen = ?listening, "serving");
         eprintln!("sombrero: listening on {}", listening.join(", "));
         let why = shutdown_signal().await?;
         tracing::info!(signal = why, "shutting down");
         let _ = stop.send(true);
+        if let Ok(hub) = state.sessions() {
+            // Live sessions end as the broker's stop: closed, sealed and replaced before exit.
+            hub.shutdown().await;
+        }
         for s in servers {
             let _ = s.await;
         }

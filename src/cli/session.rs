@@ -7,11 +7,15 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::ExitError;
-use super::access::{fail, open as open_broker, who};
+use super::access::{actor, fail, open as open_broker, remote_endpoint, who};
+use crate::api::BrokerApi;
 use crate::channel::terminal::{bridge_stdio, local_size};
 use crate::config::{GlobalOpts, Paths};
+use crate::fleet::Fleet;
 use crate::fleet::aws::AwsFleet;
 use crate::recording::RecorderKey;
+use crate::remote::session::{self as relay, RelayError};
+use crate::remote::{BoxIo, RemoteBroker};
 use crate::request::CloseReason;
 use crate::session::{self, SessionDeps, SessionError, Step};
 
@@ -33,14 +37,40 @@ fn say(step: &Step) {
     let _ = err.flush();
 }
 
-/// Runs `sombrero open`.
-pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
-    let broker = Arc::new(open_broker(g)?);
-    let user = who(a.as_user)?;
+/// What a session needs on this host: the fleet from the AWS options, the data dir's
+/// recordings directory and recorder key. `sombrero serve` builds its hub from the same.
+pub(crate) async fn session_deps(
+    g: &GlobalOpts,
+    broker: Arc<crate::broker::Broker>,
+) -> anyhow::Result<SessionDeps<AwsFleet>> {
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
         .map_err(|e| ExitError::usage(e.to_string()))?;
     let key = RecorderKey::load_or_create(&paths.keys())?;
+    let fleet = Arc::new(AwsFleet::from_opts(g).await?);
+    Ok(SessionDeps {
+        broker,
+        channel: fleet.channel_options(),
+        fleet,
+        recordings_dir,
+        key: Arc::new(key),
+        replace_timeout: session::REPLACE_TIMEOUT,
+    })
+}
+
+/// Runs `sombrero open`: through the broker daemon when one is configured (it opens,
+/// records and finishes the session; this process carries the terminal), else here.
+pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
+    if let Some(endpoint) = remote_endpoint(g)? {
+        let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
+        actor(&remote, a.as_user)?;
+        let path = relay::session_path(&a.request, local_size());
+        return relayed(&remote, &path, |io, req| async move {
+            relay::open(io, req).await.map(ExitCode::from)
+        });
+    }
+    let broker = Arc::new(open_broker(g)?);
+    let user = who(a.as_user)?;
     // One session, one thread: a multi-threaded runtime hands every frame between the
     // bridge and the session task across threads (a futex wake each way), which cost 4x the
     // throughput of bulk output. Broker calls still run on the blocking pool.
@@ -48,15 +78,7 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let fleet = Arc::new(AwsFleet::from_opts(g).await?);
-        let deps = SessionDeps {
-            broker,
-            channel: fleet.channel_options(),
-            fleet,
-            recordings_dir,
-            key: Arc::new(key),
-            replace_timeout: session::REPLACE_TIMEOUT,
-        };
+        let deps = session_deps(g, broker).await?;
         let mut live =
             match session::open(&deps, &a.request, &user, local_size(), |s| say(&s)).await {
                 Ok(live) => live,
@@ -102,4 +124,110 @@ async fn record_resizes(tap: session::RecorderTap) {
             let _ = tap.resize(cols, rows);
         }
     }
+}
+
+/// `sombrero watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Request id whose live session to watch (read-only; approvers and reviewers).
+    pub request: String,
+}
+
+/// Runs `sombrero watch`: only a broker daemon holds a session others can watch.
+pub fn watch(g: &GlobalOpts, a: WatchArgs) -> anyhow::Result<ExitCode> {
+    let Some(endpoint) = remote_endpoint(g)? else {
+        return Err(ExitError::usage(format!(
+            "watching needs a broker daemon: a session opened without one lives in the process that opened it. Run `sombrero serve` and pass --broker to watch {}",
+            a.request
+        ))
+        .into());
+    };
+    let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
+    relayed(
+        &remote,
+        &relay::watch_path(&a.request),
+        |io, req| async move {
+            let watched = relay::watch(io, req, tokio::io::stdout(), tokio::io::stderr()).await?;
+            Ok(match watched.ended {
+                Some(_) => ExitCode::SUCCESS,
+                None => {
+                    eprintln!(
+                        "sombrero: the connection to the broker ended before the session did"
+                    );
+                    ExitCode::from(1)
+                }
+            })
+        },
+    )
+}
+
+/// Connects a websocket at `path` on the daemon's transport and runs `session` over it.
+fn relayed<Fut>(
+    remote: &RemoteBroker,
+    path: &str,
+    session: impl FnOnce(BoxIo, relay::Request) -> Fut,
+) -> anyhow::Result<ExitCode>
+where
+    Fut: std::future::Future<Output = Result<ExitCode, RelayError>>,
+{
+    let connector = remote.connector();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let req = relay::request_for(&*connector, path)
+            .await
+            .map_err(|e| ExitError::refused(e.to_string()))?;
+        let io = connector.connect().await.map_err(|e| {
+            ExitError::refused(format!(
+                "cannot reach the broker at {}: {e} (is `sombrero serve` running, and may you use its socket?)",
+                remote.endpoint()
+            ))
+        })?;
+        session(io, req).await.map_err(|e| match e {
+            RelayError::Refused(m) => ExitError::refused(m).into(),
+            other => anyhow::Error::new(other),
+        })
+    })
+}
+
+/// `sombrero kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Request id whose live session to end (approvers).
+    pub request: String,
+    /// Who kills (default: the OS user); must be an approver.
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_user: Option<String>,
+}
+
+/// Runs `sombrero kill` on the embedded broker: the request is closed as terminated by the
+/// approver (the process holding the session sees that within a second and ends it, sealing
+/// and replacing), and the SSM session is terminated at the service as well.
+pub fn kill(g: &GlobalOpts, a: KillArgs) -> anyhow::Result<ExitCode> {
+    if let Some(endpoint) = remote_endpoint(g)? {
+        // The daemon ends the session it holds (or, held elsewhere, at the service).
+        let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
+        let user = actor(&remote, a.as_user)?;
+        let closed = remote.kill_session(&a.request, &user).map_err(fail)?;
+        println!("{}: session terminated by {user}", closed.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let broker = open_broker(g)?;
+    let user = who(a.as_user)?;
+    let closed = broker.kill_session(&a.request, &user).map_err(fail)?;
+    if let Some(sid) = closed.session_id.clone() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let ended =
+            runtime.block_on(async { AwsFleet::from_opts(g).await?.terminate_session(&sid).await });
+        if let Err(e) = ended {
+            eprintln!(
+                "sombrero: the request is closed, but TerminateSession failed ({e}); the session's own process ends it"
+            );
+        }
+    }
+    println!("{}: session terminated by {user}", closed.id);
+    Ok(ExitCode::SUCCESS)
 }

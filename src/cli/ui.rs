@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
+use crate::api::{BrokerApi, Endpoint};
 use crate::broker::{Broker, BrokerOptions};
 use crate::cli::ExitError;
 use crate::cli::access;
@@ -16,6 +17,7 @@ use crate::fleet::aws::AwsFleet;
 use crate::lab::{self, LabConfig};
 use crate::policy::Role;
 use crate::recording::RecorderKey;
+use crate::remote::RemoteBroker;
 use crate::session::{self, SessionDeps};
 use crate::tui::demo::{DemoUser, demo_codes_fn};
 use crate::tui::driver::FleetFn;
@@ -104,8 +106,8 @@ pub fn fleet_from_opts(g: &GlobalOpts, max_age: Option<std::time::Duration>) -> 
 /// Runs the TUI.
 pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
-    if access::remote_endpoint(g)?.is_some() {
-        return remote_tui(g, a, theme);
+    if let Some(endpoint) = access::remote_endpoint(g)? {
+        return remote_tui(g, &endpoint, a, theme);
     }
     let broker = Arc::new(access::open(g)?);
     let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
@@ -150,17 +152,24 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
 
 /// The TUI against a `sombrero serve` daemon: the user is the connection's identity.
 /// Sessions and recordings go through the daemon's relay, not this process.
-fn remote_tui(g: &GlobalOpts, a: TuiArgs, theme: Theme) -> anyhow::Result<ExitCode> {
-    let broker = access::connect(g)?;
-    let user = access::actor(&*broker, a.as_user)?;
-    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
+fn remote_tui(
+    g: &GlobalOpts,
+    endpoint: &Endpoint,
+    a: TuiArgs,
+    theme: Theme,
+) -> anyhow::Result<ExitCode> {
+    let remote = Arc::new(RemoteBroker::connect_with(endpoint, g).map_err(access::fail)?);
+    let user = access::actor(&*remote, a.as_user)?;
+    let max_age = remote.policy().map_err(access::fail)?.max_instance_age;
+    // Sessions are the daemon's: it opens, records and replaces; the pane carries bytes.
+    let open_session = Some(wiring::relay_opener(remote.connector()));
     let ctx = TuiContext {
-        broker,
+        broker: remote,
         user,
         theme,
         demo_codes: None,
         fleet: Some(fleet_from_opts(g, max_age)),
-        open_session: None,
+        open_session,
         recordings: None,
         replay: None,
     };

@@ -15,6 +15,8 @@ use crate::channel::payload::SizeData;
 use crate::channel::terminal::{EndReason, SessionEnd};
 use crate::fleet::Fleet;
 use crate::recording::{Integrity as Verdict, list};
+use crate::remote::Connector;
+use crate::remote::session::{self as relay, Relayed};
 use crate::session::{self, SessionDeps, Terminator};
 use crate::tui::driver::{
     OpenSessionFn, OpenedSession, RecordingsFn, ReplayFn, SessionControl, SessionRequest,
@@ -56,6 +58,12 @@ async fn open_for_tui<F: Fleet + Send + Sync + 'static>(
     deps: SessionDeps<F>,
     req: SessionRequest,
 ) -> Result<OpenedSession, String> {
+    if req.watch {
+        return Err(
+            "Watching needs a broker daemon: a session opened without one lives in the process that opened it."
+                .to_string(),
+        );
+    }
     let size = SizeData {
         cols: u32::from(req.cols),
         rows: u32::from(req.rows),
@@ -144,6 +152,85 @@ async fn open_for_tui<F: Fleet + Send + Sync + 'static>(
         let _ = ui.send(SessionEvent::Closed { reason: summary }).await;
     });
     Ok(opened)
+}
+
+/// Opens sessions from the TUI through a broker daemon on `connector`: the daemon opens,
+/// records, seals and replaces; the pane only carries bytes (steps show as notices).
+pub fn relay_opener(connector: Arc<dyn Connector>) -> OpenSessionFn {
+    Arc::new(move |req: SessionRequest| {
+        let connector = connector.clone();
+        async move { open_relayed(connector, req).await }.boxed()
+    })
+}
+
+async fn open_relayed(
+    connector: Arc<dyn Connector>,
+    req: SessionRequest,
+) -> Result<OpenedSession, String> {
+    let size = SizeData {
+        cols: u32::from(req.cols),
+        rows: u32::from(req.rows),
+    };
+    let path = if req.watch {
+        relay::watch_path(&req.request_id)
+    } else {
+        relay::session_path(&req.request_id, size)
+    };
+    let http = relay::request_for(&*connector, &path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let io = connector
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach the broker: {e}"))?;
+    let (relayed, events) = relay::connect(io, http).await.map_err(|e| e.to_string())?;
+    let (input, mut keys) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let handle = relayed.handle.clone();
+    tokio::spawn(async move {
+        while let Some(bytes) = keys.recv().await {
+            if handle.send_input(bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(OpenedSession {
+        target: relayed.target.clone(),
+        ends_at: relayed.ends_at,
+        recording: true,
+        input,
+        control: Box::new(RelayControl {
+            relayed,
+            watch: req.watch,
+        }),
+        events,
+    })
+}
+
+/// Resizes and terminate go to the broker, which records and forwards them; a watcher's
+/// "end" only stops watching.
+struct RelayControl {
+    relayed: Relayed,
+    watch: bool,
+}
+
+impl SessionControl for RelayControl {
+    fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
+        if self.watch {
+            return Ok(());
+        }
+        self.relayed
+            .handle
+            .resize(cols, rows)
+            .map_err(|e| e.to_string())
+    }
+
+    fn terminate(&self) -> Result<(), String> {
+        if self.watch {
+            self.relayed.close();
+            return Ok(());
+        }
+        self.relayed.handle.terminate().map_err(|e| e.to_string())
+    }
 }
 
 /// Lists the recordings in `dir`, verified against `key`, with sign-offs from the audit log.

@@ -6,6 +6,7 @@
 //! for `unix:` addresses; TLS for `tcp://` plugs in as another connector.
 
 pub mod connector;
+pub mod session;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -130,6 +131,16 @@ impl RemoteBroker {
             rt,
             identity: OnceLock::new(),
         }
+    }
+
+    /// The transport to the daemon (relayed sessions open their own connection on it).
+    pub fn connector(&self) -> Arc<dyn Connector> {
+        Arc::clone(&self.inner.connector)
+    }
+
+    /// The daemon's address, for messages.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
     }
 
     /// Who the daemon says this connection is.
@@ -333,6 +344,12 @@ impl BrokerApi for RemoteBroker {
     fn cancel(&self, id: &str, by: &str) -> Result<Request> {
         self.check_actor(by)?;
         let path = format!("/v1/requests/{}/cancel", enc(id));
+        self.call(Method::POST, path, NO_BODY)
+    }
+
+    fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
+        self.check_actor(by)?;
+        let path = format!("/v1/requests/{}/kill", enc(id));
         self.call(Method::POST, path, NO_BODY)
     }
 

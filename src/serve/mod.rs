@@ -8,9 +8,11 @@
 
 pub mod conn;
 pub mod error;
+pub mod hub;
 pub mod identity;
 pub mod relay;
 pub mod routes;
+pub mod session_wire;
 pub mod sts;
 pub mod tcp;
 pub mod tls;
@@ -44,6 +46,8 @@ pub struct AppState {
     publish: Arc<watch::Sender<u64>>,
     /// Turns true when the daemon is shutting down (long-polls return at once).
     stopping: watch::Receiver<bool>,
+    /// The sessions this broker holds, or why it cannot open any (no fleet configured).
+    sessions: Result<Arc<hub::Hub>, String>,
     /// Enrolled names as of a store revision (the identity check asks on every request).
     names: Arc<Mutex<NamesAt>>,
 }
@@ -63,8 +67,20 @@ impl AppState {
             revision,
             publish: Arc::new(publish),
             stopping,
+            sessions: Err("this broker was started without a fleet".into()),
             names: Arc::default(),
         })
+    }
+
+    /// Lets this broker open sessions through `hub`, or records why it cannot.
+    pub fn with_sessions(mut self, sessions: Result<Arc<hub::Hub>, String>) -> AppState {
+        self.sessions = sessions;
+        self
+    }
+
+    /// The session hub, or why this broker holds no sessions.
+    pub fn sessions(&self) -> Result<&Arc<hub::Hub>, &str> {
+        self.sessions.as_ref().map_err(String::as_str)
     }
 
     /// True when `name` is an enrolled user. Blocking: call it off the async threads. The list

@@ -1,10 +1,226 @@
-//! Server-side sessions relayed to the client over a websocket (the relay part fills this).
+//! Session routes: the requester's relayed session, read-only watching, and kill.
+//!
+//! - `GET /v1/requests/{id}/session?cols=C&rows=R`: websocket; opens (or reconnects to) the
+//!   session of `id` for the connection's identity, which must be the requester.
+//! - `GET /v1/requests/{id}/watch`: websocket, read-only, for approvers and reviewers.
+//! - `POST /v1/requests/{id}/kill`: ends the session (approvers); answers the closed request.
+//!
+//! Frames are described in [`super::session_wire`].
 
-use axum::Router;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
+use super::error::ApiError;
+use super::hub::{Hub, HubError, Out};
+use super::identity::Identity;
+use super::session_wire::{ClientMsg, ServerMsg};
+use crate::api::ErrorKind;
+use crate::channel::limits;
+use crate::channel::payload::SizeData;
 
-/// The relay's routes (none yet: `sombrero open` against a daemon is not served).
+/// Messages queued between a session and its requester's socket.
+const CLIENT_QUEUE: usize = 256;
+
+/// The session, watch and kill routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/requests/{id}/session", get(session))
+        .route("/v1/requests/{id}/watch", get(watch))
+        .route("/v1/requests/{id}/kill", post(kill))
+}
+
+/// The terminal size the requester's client reports when it connects.
+#[derive(Debug, Deserialize)]
+struct SizeQuery {
+    cols: Option<u16>,
+    rows: Option<u16>,
+}
+
+async fn session(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    Query(q): Query<SizeQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let size = SizeData {
+        cols: q
+            .cols
+            .filter(|&c| c > 0)
+            .map_or(limits::DEFAULT_COLS, u32::from),
+        rows: q
+            .rows
+            .filter(|&r| r > 0)
+            .map_or(limits::DEFAULT_ROWS, u32::from),
+    };
+    ws.on_upgrade(move |socket| async move {
+        match state.sessions() {
+            Ok(hub) => relay_session(hub.clone(), id, who.user, size, socket).await,
+            Err(why) => refuse(socket, why).await,
+        }
+    })
+}
+
+/// Carries one requester's socket: output and steps out, keystrokes and resizes in. The
+/// session does not depend on it: when the socket goes, the hub's grace period starts.
+async fn relay_session(hub: Arc<Hub>, id: String, by: String, size: SizeData, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            let last = out.is_final();
+            if sink.send(to_message(out)).await.is_err() || last {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let live = match hub.open(&id, &by, size, tx.clone()).await {
+        Ok(live) => live,
+        Err(e) => {
+            tracing::info!(request = %id, user = %by, error = %e, "session not opened");
+            let _ = tx.send(Out::Msg(e.to_msg())).await;
+            drop(tx);
+            let _ = writer.await;
+            return;
+        }
+    };
+    while let Some(Ok(msg)) = stream.next().await {
+        match msg {
+            Message::Binary(bytes) => live.input(bytes.to_vec()).await,
+            Message::Text(text) => match serde_json::from_str::<ClientMsg>(&text) {
+                Ok(ClientMsg::Resize { cols, rows }) => live.resize(cols, rows),
+                Ok(ClientMsg::Terminate) => live.terminate(&by),
+                Err(e) => tracing::warn!(error = %e, "unreadable control message ignored"),
+            },
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    live.detach(&tx);
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn watch(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.on_upgrade(move |socket| async move {
+        match state.sessions() {
+            Ok(hub) => relay_watch(hub.clone(), id, who.user, socket).await,
+            Err(why) => refuse(socket, why).await,
+        }
+    })
+}
+
+/// Carries one watcher's socket: the screen so far, then output; nothing goes back.
+async fn relay_watch(hub: Arc<Hub>, id: String, by: String, mut socket: WebSocket) {
+    let view = match hub.watch(&id, &by).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(request = %id, user = %by, error = %e, "watch refused");
+            let _ = socket.send(to_message(Out::Msg(e.to_msg()))).await;
+            let _ = socket.close().await;
+            return;
+        }
+    };
+    tracing::info!(request = %id, user = %by, "watching");
+    let mut rx = view.rx;
+    let mut pending = vec![Out::Msg(view.live), Out::Bytes(view.screen)];
+    let mut warned = false;
+    'watch: loop {
+        for out in pending.drain(..) {
+            let last = out.is_final();
+            if socket.send(to_message(out)).await.is_err() || last {
+                break 'watch;
+            }
+        }
+        tokio::select! {
+            next = rx.recv() => match next {
+                Ok(out) => pending.push(out),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    // Behind: redraw from the screen rather than show a torn stream.
+                    let Some(fresh) = hub.rewatch(&id) else { break };
+                    rx = fresh.rx;
+                    pending.push(Out::Msg(ServerMsg::Notice {
+                        text: format!("fell behind by {skipped} chunks; screen redrawn"),
+                    }));
+                    pending.push(Out::Bytes(fresh.screen));
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Binary(_))) if !warned => {
+                    // Read-only: nothing a watcher sends reaches the session.
+                    warned = true;
+                    tracing::warn!(request = %id, user = %by, "watcher input refused");
+                    pending.push(Out::Msg(ServerMsg::Notice {
+                        text: "watching is read-only: your input was not sent".into(),
+                    }));
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket.close().await;
+    hub.watch_ended(&id, &by).await;
+}
+
+/// Ends a socket at once: this broker holds no sessions.
+async fn refuse(mut socket: WebSocket, why: &str) {
+    let msg = ServerMsg::Error {
+        message: format!("this broker cannot hold sessions: {why}"),
+        refused: false,
+    };
+    let _ = socket.send(to_message(Out::Msg(msg))).await;
+    let _ = socket.close().await;
+}
+
+async fn kill(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Response {
+    let hub = match state.sessions() {
+        Ok(hub) => hub.clone(),
+        Err(why) => {
+            let message = format!("this broker cannot hold sessions: {why}");
+            return ApiError::new(ErrorKind::Unavailable, message).into_response();
+        }
+    };
+    match hub.kill(&id, &who.user).await {
+        Ok(request) => Json(request).into_response(),
+        Err(HubError::Broker(e)) => ApiError::from(e).into_response(),
+        Err(e) => {
+            let kind = if e.is_refusal() {
+                ErrorKind::Refused
+            } else {
+                ErrorKind::Internal
+            };
+            ApiError::new(kind, e.to_string()).into_response()
+        }
+    }
+}
+
+fn to_message(out: Out) -> Message {
+    match out {
+        Out::Bytes(b) => Message::Binary(b.into()),
+        Out::Msg(m) => match serde_json::to_string(&m) {
+            Ok(text) => Message::Text(text.into()),
+            Err(e) => Message::Text(format!(r#"{{"type":"notice","text":"{e}"}}"#).into()),
+        },
+    }
 }

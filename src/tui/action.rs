@@ -89,6 +89,10 @@ pub enum Action {
     OpenSession,
     /// Cancel the selected request (mine only).
     CancelRequest,
+    /// End the live session of the selected request (approvers).
+    KillSession,
+    /// Watch the live session of the selected request read-only (approvers, reviewers).
+    WatchSession,
     /// Approve the selected request.
     Approve,
     /// Deny the selected request.
@@ -157,6 +161,11 @@ pub enum Done {
     },
     /// A request was cancelled.
     Cancelled {
+        /// Request id.
+        id: String,
+    },
+    /// A live session was ended.
+    Killed {
         /// Request id.
         id: String,
     },

@@ -167,6 +167,9 @@ pub fn perform(
         Intent::Cancel { id } => broker
             .cancel(id, user)
             .map(|r| Done::Cancelled { id: r.id }),
+        Intent::Kill { id } => broker
+            .kill_session(id, user)
+            .map(|r| Done::Killed { id: r.id }),
         Intent::SwitchUser { name, code } => broker
             .switch_user(name, code)
             .map(|()| Done::UserSwitched { name: name.clone() }),

@@ -85,6 +85,8 @@ pub struct SessionRequest {
     pub rows: u16,
     /// Pane columns.
     pub cols: u16,
+    /// Watch someone's live session read-only instead of opening one's own.
+    pub watch: bool,
 }
 
 /// Resizing and ending a running session.
@@ -381,9 +383,24 @@ fn perform(
                 report(s.control.terminate());
             }
         }
-        Intent::OpenSession { id, rows, cols } => {
-            open_session(ctx, shared, state, id, (rows, cols), opened_tx.clone())
-        }
+        Intent::OpenSession { id, rows, cols } => open_session(
+            ctx,
+            shared,
+            state,
+            id,
+            (rows, cols),
+            false,
+            opened_tx.clone(),
+        ),
+        Intent::WatchSession { id, rows, cols } => open_session(
+            ctx,
+            shared,
+            state,
+            id,
+            (rows, cols),
+            true,
+            opened_tx.clone(),
+        ),
         Intent::OpenRecording(_) => {}
         broker_intent => {
             let shared = Arc::clone(shared);
@@ -415,6 +432,7 @@ fn open_session(
     state: &State,
     id: String,
     (rows, cols): (u16, u16),
+    watch: bool,
     opened_tx: mpsc::UnboundedSender<(String, OpenedSession)>,
 ) {
     let Some(open) = ctx.open_session.clone() else {
@@ -430,6 +448,7 @@ fn open_session(
         user: state.user.clone(),
         rows,
         cols,
+        watch,
     };
     tokio::spawn(async move {
         match open(req).await {

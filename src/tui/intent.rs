@@ -44,12 +44,26 @@ pub enum Intent {
         /// Request id.
         id: String,
     },
+    /// End the live session of a request (approvers).
+    Kill {
+        /// Request id.
+        id: String,
+    },
     /// Become another user (proved with their TOTP code).
     SwitchUser {
         /// User name.
         name: String,
         /// Their TOTP code.
         code: String,
+    },
+    /// Watch the live session of a request read-only in a pane of this size.
+    WatchSession {
+        /// Request id.
+        id: String,
+        /// Pane rows.
+        rows: u16,
+        /// Pane columns.
+        cols: u16,
     },
     /// Open the session of an approved request with a pane of this size.
     OpenSession {

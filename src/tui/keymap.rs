@@ -84,6 +84,18 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
                 Action::CancelRequest,
                 "cancel the request (yours)",
             ),
+            b(
+                Char('w'),
+                "w",
+                Action::WatchSession,
+                "watch the live session, read-only",
+            ),
+            b(
+                Char('K'),
+                "K",
+                Action::KillSession,
+                "end the live session (approvers)",
+            ),
         ],
         Screen::Approvals => vec![
             hint(Char('a'), "a", Action::Approve, "approve"),

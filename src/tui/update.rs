@@ -33,6 +33,8 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
         }
         Action::OpenSession => return open_session(s),
         Action::CancelRequest => return cancel_request(s),
+        Action::KillSession => return kill_session(s),
+        Action::WatchSession => return watch_session(s),
         Action::Approve | Action::Deny => start_decision(s, action == Action::Approve),
         Action::SwitchUser => s.form = Some(Form::switch_user()),
         Action::OpenRecording => return open_recording(s),
@@ -268,6 +270,52 @@ fn cancel_request(s: &mut State) -> Vec<Intent> {
     }
 }
 
+fn watch_session(s: &mut State) -> Vec<Intent> {
+    if s.session.as_ref().is_some_and(|p| p.is_live()) {
+        s.status = Some(Status::Error(
+            "A session pane is already open: end or leave it first (o returns to it).".to_string(),
+        ));
+        return Vec::new();
+    }
+    match selected_request(s) {
+        Some(r) if r.state == RequestState::Active => {
+            let (rows, cols) = session::pane_size(s.size);
+            s.status = Some(Status::Info(format!(
+                "Watching {} read-only: {} on {}...",
+                r.id, r.requester, r.target
+            )));
+            vec![Intent::WatchSession {
+                id: r.id,
+                rows,
+                cols,
+            }]
+        }
+        Some(_) => {
+            s.status = Some(Status::Error(
+                "Only an active request has a session to watch.".to_string(),
+            ));
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
+}
+
+fn kill_session(s: &mut State) -> Vec<Intent> {
+    match selected_request(s) {
+        Some(r) if r.state == RequestState::Active => {
+            s.status = Some(Status::Info(format!("Ending the session of {}...", r.id)));
+            vec![Intent::Kill { id: r.id }]
+        }
+        Some(_) => {
+            s.status = Some(Status::Error(
+                "Only an active request has a session to end.".to_string(),
+            ));
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
+}
+
 fn start_decision(s: &mut State, approve: bool) {
     let id = s
         .broker
@@ -422,6 +470,9 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
         Done::Approved { id } => format!("Approved {id}."),
         Done::Denied { id } => format!("Denied {id}."),
         Done::Cancelled { id } => format!("Cancelled {id}."),
+        Done::Killed { id } => {
+            format!("Ended the session of {id}; it is being sealed and replaced.")
+        }
         Done::UserSwitched { name } => {
             s.user = name.clone();
             s.seen_approvals = None;

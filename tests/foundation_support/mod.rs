@@ -285,10 +285,50 @@ impl Env {
         self.run(&["approve", id, "--as", who, "--code", &code, "--json"])
     }
 
+    /// A request by `requester` on `target` for 10 minutes, approved by `approvers`.
+    pub fn approved(&mut self, target: &str, requester: &str, approvers: &[&str]) -> String {
+        let code = self.code(requester);
+        let args = [
+            "request",
+            "--target",
+            target,
+            "--reason",
+            "disk full on the primary",
+            "--as",
+            requester,
+            "--code",
+            &code,
+            "--duration",
+            "10m",
+            "--json",
+        ];
+        let id = self.run(&args).ok().json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for who in approvers {
+            self.approve(&id, who).ok();
+        }
+        id
+    }
+
     pub fn state(&self, id: &str) -> String {
         let v = self.run(&["show", id, "--json"]).ok().json();
         v["request"]["state"].as_str().unwrap().to_string()
     }
+}
+
+/// Points `c` at a lab's SSM endpoint with the lab's static credentials and nothing from the
+/// host's AWS configuration.
+pub fn lab_env(c: &mut Command, endpoint: &str) {
+    c.arg("--endpoint-url")
+        .arg(endpoint)
+        .env("AWS_ACCESS_KEY_ID", "lab")
+        .env("AWS_SECRET_ACCESS_KEY", "lab")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
 }
 
 pub const POLICY: &str = r#"

@@ -1,0 +1,493 @@
+//! Sessions through `sombrero serve`: the daemon opens, records, seals and replaces with its
+//! own fleet options, recordings directory and key; client processes under other uids (each
+//! mapped to a sombrero user by the policy's `[identities]`) only carry bytes. Watchers see
+//! the screen and cannot type; an approver's kill ends the session as theirs; a client killed
+//! with SIGKILL loses the session, which the daemon still finishes.
+
+mod foundation_support;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use foundation_support::{BIN, Env, lab_env};
+use futures_util::{SinkExt, StreamExt};
+use pink_sombrero::channel::client::SessionEvent;
+use pink_sombrero::cli::wiring::relay_opener;
+use pink_sombrero::lab::{self, Lab, LabConfig};
+use pink_sombrero::remote::UnixConnector;
+use pink_sombrero::tui::driver::SessionRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Client processes run as these uids (no passwd entries), mapped to users in the policy; the
+/// test process itself (root) is `rev`, a reviewer, for the raw websocket watcher.
+const RITA: u32 = 2001;
+const ANN: u32 = 2002;
+const BOB: u32 = 2003;
+
+const POLICY: &str = r#"
+requesters = ["*"]
+approvers = ["ann", "bob"]
+reviewers = ["rev"]
+approvals_required = 2
+request_ttl = "30m"
+grant_window = "15m"
+max_session_duration = "1h"
+reason_min_length = 10
+replacement = "automation:PinkSombrero-ReplaceNode"
+
+[identities]
+"uid:2001" = "rita"
+"uid:2002" = "ann"
+"uid:2003" = "bob"
+"root" = "rev"
+"#;
+
+struct World {
+    env: Env,
+    lab: Lab,
+    /// Holds the socket and the clients' data dirs; readable by the client uids.
+    public: tempfile::TempDir,
+    daemon: Child,
+}
+
+impl World {
+    async fn new() -> World {
+        World::with_policy(POLICY).await
+    }
+
+    async fn with_policy(policy: &str) -> World {
+        let lab = lab::start(LabConfig::default()).await.unwrap();
+        let mut env = Env::new(policy);
+        for (name, role) in [
+            ("rita", "requester"),
+            ("ann", "approver"),
+            ("bob", "approver"),
+            ("rev", "reviewer"),
+        ] {
+            env.enrol(name, role);
+        }
+        let public = tempfile::tempdir().unwrap();
+        set_mode(public.path(), 0o777);
+        let socket = public.path().join("sombrero.sock");
+        let mut serve = env.command(&["serve", "--listen", &format!("unix:{}", socket.display())]);
+        lab_env(&mut serve, &lab.endpoint_url());
+        let daemon = serve.stderr(Stdio::piped()).spawn().unwrap();
+        let mut w = World {
+            env,
+            lab,
+            public,
+            daemon,
+        };
+        // The daemon prints where it listens once the socket is bound.
+        let mut err = w.daemon.stderr.take().unwrap();
+        let mut said = Vec::new();
+        let mut buf = [0u8; 512];
+        while !String::from_utf8_lossy(&said).contains("listening on") {
+            let n = err.read(&mut buf).unwrap();
+            assert!(n > 0, "serve ended: {}", String::from_utf8_lossy(&said));
+            said.extend_from_slice(&buf[..n]);
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        w
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.public.path().join("sombrero.sock")
+    }
+
+    /// `sombrero --broker unix:SOCK ARGS` as `uid`, with a data dir of its own (no secrets,
+    /// no key, no recordings: it has none to use).
+    fn client(&self, uid: u32, args: &[&str]) -> Command {
+        let home = self.public.path().join(format!("client-{uid}"));
+        let mut c = Command::new("setpriv");
+        // The socket is 0660 root:root: its group is who may talk to the broker.
+        c.args([
+            &format!("--reuid={uid}"),
+            "--regid=0",
+            "--clear-groups",
+            BIN,
+            "--data-dir",
+            home.to_str().unwrap(),
+            "--broker",
+            &format!("unix:{}", self.socket().display()),
+        ])
+        .args(args)
+        .env_remove("SOMBRERO_DATA_DIR")
+        .env_remove("SOMBRERO_BROKER")
+        .stdin(Stdio::null());
+        c
+    }
+
+    fn recordings(&self) -> Vec<PathBuf> {
+        let Ok(rd) = std::fs::read_dir(self.env.path().join("recordings")) else {
+            return Vec::new();
+        };
+        rd.map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cast"))
+            .collect()
+    }
+
+    /// (kind, actor) of every audit event of `id`.
+    fn audit(&self, id: &str) -> Vec<(String, String)> {
+        let out = self.env.run(&["audit", "export"]).ok();
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["request_id"] == id)
+            .map(|v| {
+                (
+                    v["kind"].as_str().unwrap().to_string(),
+                    v["actor"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until the daemon has finished the session of `id` (replacement reported).
+    async fn finished(&self, id: &str) -> Vec<(String, String)> {
+        loop {
+            let events = self.audit(id);
+            if events
+                .iter()
+                .any(|(k, _)| k == "replacement_completed" || k == "replacement_failed")
+            {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Starts `open ID` as rita with stdin held open; returns once `needle` was printed.
+    fn open_live(&self, id: &str, first: &str, needle: &str) -> (Child, std::process::ChildStdin) {
+        let mut child = self
+            .client(RITA, &["open", id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(first.as_bytes()).unwrap();
+        let mut out = child.stdout.take().unwrap();
+        read_until(&mut out, needle);
+        // Keep draining so the session never waits on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        (child, stdin)
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // SIGTERM (unless a test already stopped it): the daemon removes its socket and stops.
+        if let Ok(None) = self.daemon.try_wait() {
+            unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+            let _ = self.daemon.wait();
+        }
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn read_until(r: &mut impl Read, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = r.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "ended before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+fn run(mut c: Command, stdin: &str) -> std::process::Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_opens_records_and_replaces_for_a_thin_client() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+
+    // Identity comes from the connection: ann cannot open rita's session, nor pose as rita.
+    let ann = run(w.client(ANN, &["open", &id]), "");
+    assert_eq!(ann.status.code(), Some(1), "{ann:?}");
+    let forged = run(w.client(ANN, &["open", &id, "--as", "rita"]), "");
+    assert_eq!(forged.status.code(), Some(2), "{forged:?}");
+    assert!(String::from_utf8_lossy(&forged.stderr).contains("--as"));
+
+    let out = run(w.client(RITA, &["open", &id]), "hostname\nexit 3\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&node), "{stdout}\n{stderr}");
+    assert!(stderr.contains("tagged as tainted"), "{stderr}");
+    assert!(stderr.contains("recording sealed"), "{stderr}");
+    assert!(stderr.contains("replaced by"), "{stderr}");
+
+    // The recording is the daemon's: in its recordings dir, sealed with its key, holding
+    // what was typed and shown. The client wrote none.
+    let casts = w.recordings();
+    assert_eq!(casts.len(), 1, "{casts:?}");
+    let cast = std::fs::read_to_string(&casts[0]).unwrap();
+    assert!(
+        cast.contains("hostname\\n") && cast.contains("\"i\""),
+        "{cast}"
+    );
+    assert!(cast.contains(&node), "output recorded");
+    let verify = w.env.run(&["verify", casts[0].to_str().unwrap()]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    let client_dir = w.public.path().join(format!("client-{RITA}"));
+    assert!(!client_dir.join("recordings").exists());
+
+    assert!(!w.lab.nodes().into_iter().any(|n| n.id == node), "replaced");
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["close_reason"]["reason"], "exited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (rita, rita_in) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
+
+    // ann watches with the CLI; rev (this process) with a raw socket that tries to type.
+    let mut ann_watch = w
+        .client(ANN, &["watch", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ann_out = ann_watch.stdout.take().unwrap();
+    read_until(&mut ann_out, "live-42");
+
+    let stream = tokio::net::UnixStream::connect(w.socket()).await.unwrap();
+    let req = format!("ws://sombrero/v1/requests/{id}/watch")
+        .into_client_request()
+        .unwrap();
+    let (mut rev, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    let mut rev_seen = String::new();
+    rev.send(Message::Binary(b"echo INJECTED-$((1+1))\n".to_vec().into()))
+        .await
+        .unwrap();
+    while !rev_seen.contains("read-only") {
+        match rev.next().await.unwrap().unwrap() {
+            Message::Binary(b) => rev_seen.push_str(&String::from_utf8_lossy(&b)),
+            Message::Text(t) => rev_seen.push_str(&t),
+            _ => {}
+        }
+    }
+    assert!(
+        rev_seen.contains("live-42"),
+        "the screen so far: {rev_seen}"
+    );
+
+    // A TUI pane watching as rev gets the screen; ending the pane only stops watching.
+    let tui_watch = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
+    let mut pane = tui_watch(SessionRequest {
+        request_id: id.clone(),
+        user: "rev".into(),
+        rows: 24,
+        cols: 80,
+        watch: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(pane.target, node);
+    let mut pane_seen = Vec::new();
+    while !String::from_utf8_lossy(&pane_seen).contains("live-42") {
+        if let SessionEvent::Output(b) = pane.events.recv().await.unwrap() {
+            pane_seen.extend(b);
+        }
+    }
+    pane.control.terminate().unwrap();
+    while pane.events.recv().await.is_some() {}
+
+    // The requester keeps typing; both watchers see it.
+    let mut rita_in = rita_in;
+    rita_in.write_all(b"echo more-$((7*7))\n").unwrap();
+    read_until(&mut ann_out, "more-49");
+    while !rev_seen.contains("more-49") {
+        if let Message::Binary(b) = rev.next().await.unwrap().unwrap() {
+            rev_seen.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+
+    // Only approvers kill.
+    let refused = run(w.client(RITA, &["kill", &id]), "");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let killed = run(w.client(BOB, &["kill", &id]), "");
+    assert!(killed.status.success(), "{killed:?}");
+
+    let out = rita.wait_with_output().unwrap();
+    drop(rita_in);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("terminated by bob"), "{stderr}");
+    let watched = ann_watch.wait_with_output().unwrap();
+    assert!(watched.status.success(), "{watched:?}");
+    assert!(String::from_utf8_lossy(&watched.stderr).contains("terminated by bob"));
+    drop(rev);
+
+    let events = w.finished(&id).await;
+    let rev_watches = events
+        .iter()
+        .filter(|(k, a)| k == "session_watch_started" && a == "rev")
+        .count();
+    assert_eq!(rev_watches, 2, "{events:?}");
+    for (kind, actor) in [
+        ("session_watch_started", "ann"),
+        ("session_watch_ended", "rev"),
+        ("session_killed", "bob"),
+        ("session_closed", "bob"),
+        ("recording_sealed", "sombrero"),
+    ] {
+        assert!(
+            events.iter().any(|(k, a)| k == kind && a == actor),
+            "{kind} by {actor}: {events:?}"
+        );
+    }
+    let casts = w.recordings();
+    assert_eq!(casts.len(), 1);
+    let cast = std::fs::read_to_string(&casts[0]).unwrap();
+    assert!(cast.contains("more-49"));
+    assert!(
+        !cast.contains("INJECTED-2"),
+        "a watcher's input reached the shell"
+    );
+    assert!(
+        !cast.contains("INJECTED"),
+        "a watcher's input was recorded as typed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_session_loses_it_and_the_node_is_replaced() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (mut rita, _stdin) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
+    // setpriv execs the client, so this is the client process itself.
+    rita.kill().unwrap();
+    let _ = rita.wait();
+
+    let events = w.finished(&id).await;
+    assert!(
+        events.iter().any(|(k, _)| k == "replacement_completed"),
+        "{events:?}"
+    );
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "closed");
+    assert_eq!(
+        shown["request"]["close_reason"]["reason"],
+        "connection_lost"
+    );
+    assert!(!w.lab.nodes().into_iter().any(|n| n.id == node));
+    let casts = w.recordings();
+    assert_eq!(casts.len(), 1);
+    let verify = w.env.run(&["verify", casts[0].to_str().unwrap()]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_opens_through_the_daemon() {
+    // This process is rita here: the TUI's opener runs in it.
+    let mut w =
+        World::with_policy(&POLICY.replace(r#""root" = "rev""#, r#""root" = "rita""#)).await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let open = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
+    let ask = || SessionRequest {
+        request_id: id.clone(),
+        user: "rita".into(),
+        rows: 24,
+        cols: 80,
+        watch: false,
+    };
+    let mut opened = open(ask()).await.unwrap();
+    assert_eq!(opened.target, node);
+    assert!(opened.ends_at.is_some());
+    // One session per request: a second open is refused with the broker's reason.
+    let again = open(ask()).await.err().unwrap();
+    assert!(again.contains("already connected"), "{again}");
+    // Nor may the requester watch (approvers and reviewers do).
+    let watch = SessionRequest {
+        watch: true,
+        ..ask()
+    };
+    let refused = open(watch).await.err().unwrap();
+    assert!(refused.contains("may not watch"), "{refused}");
+
+    opened
+        .input
+        .send(b"hostname\nexit 4\n".to_vec())
+        .await
+        .unwrap();
+    let (mut output, mut notices) = (Vec::new(), Vec::new());
+    let closed = loop {
+        match opened.events.recv().await.unwrap() {
+            SessionEvent::Output(b) => output.extend(b),
+            SessionEvent::Notice(n) => notices.push(n),
+            SessionEvent::Closed { reason } => break reason,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(closed, "exited with status 4");
+    assert!(String::from_utf8_lossy(&output).contains(&node));
+    let notices = notices.join("\n");
+    assert!(notices.contains("tagged as tainted"), "{notices}");
+    assert!(notices.contains("replaced by"), "{notices}");
+    assert_eq!(w.recordings().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_daemon_ends_its_sessions_and_finishes_them() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (rita, _stdin) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
+    unsafe { libc::kill(w.daemon.id() as i32, libc::SIGTERM) };
+    assert!(w.daemon.wait().unwrap().success());
+
+    // Everything happened before the daemon exited.
+    let events = w.audit(&id);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    for k in [
+        "session_closed",
+        "recording_sealed",
+        "replacement_completed",
+    ] {
+        assert!(kinds.contains(&k), "{k}: {kinds:?}");
+    }
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    let by = shown["request"]["close_reason"]["by"].as_str().unwrap();
+    assert!(by.contains("the broker is stopping"), "{by}");
+    let casts = w.recordings();
+    let verify = w.env.run(&["verify", casts[0].to_str().unwrap()]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    let out = rita.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
