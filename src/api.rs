@@ -142,6 +142,8 @@ pub enum ErrorKind {
     Identity,
     /// Only possible on the broker host (enrolment shows a secret).
     LocalOnly,
+    /// The identity is known, but its roles do not let it see this (recordings).
+    Forbidden,
     /// The daemon could not be reached or answered nonsense.
     Unavailable,
     /// Something broke inside the broker.
@@ -161,7 +163,10 @@ impl ErrorKind {
 
     /// Exit status 1 in the CLI.
     pub fn is_refusal(self) -> bool {
-        matches!(self, ErrorKind::Refused | ErrorKind::Identity)
+        matches!(
+            self,
+            ErrorKind::Refused | ErrorKind::Identity | ErrorKind::Forbidden
+        )
     }
 
     /// Exit status 2 in the CLI.
@@ -286,6 +291,25 @@ pub mod wire {
     pub struct PermitsReply {
         /// Whether the user may act in the role.
         pub permitted: bool,
+    }
+
+    /// `POST /v1/recordings/{name}/review`; the reviewer is the connection's identity.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReviewBody {
+        /// The reviewer's TOTP code.
+        pub code: String,
+        /// What the review concluded.
+        pub comment: String,
+    }
+
+    /// `GET /v1/keys/recorder`: the public key the broker seals recordings with.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct RecorderKeyReply {
+        /// Always `ed25519`.
+        pub algorithm: String,
+        /// The public key, 64 hex digits (as `sombrero keys show` prints it on the broker host).
+        pub public_key: String,
     }
 
     /// `POST /v1/expire`.

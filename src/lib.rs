@@ -19,6 +19,7 @@ pub mod policy;
 pub mod recording;
 pub mod remote;
 pub mod request;
+pub mod review;
 pub mod serve;
 pub mod session;
 pub mod store;

@@ -9,8 +9,10 @@ use tokio::sync::watch;
 
 use crate::api::Endpoint;
 use crate::cli::ExitError;
-use crate::config::GlobalOpts;
+use crate::config::{GlobalOpts, Paths};
+use crate::recording::RecorderKey;
 use crate::serve::hub::Hub;
+use crate::serve::recordings::Archive;
 use crate::serve::sts::{ServerId, StsEndpoint, Verifier};
 use crate::serve::tcp::TlsSocket;
 use crate::serve::tls::ServerTls;
@@ -92,6 +94,7 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let tcp = rt.block_on(tcp_setup(g, &a))?;
     // The daemon owns the data dir whatever --broker or the config file say.
     let broker = Arc::new(open_local(g)?);
+    let archive = archive(g)?;
     rt.block_on(async move {
         let (stop, stopping) = watch::channel(false);
         // Sessions are opened with the daemon's own fleet credentials, recordings directory
@@ -108,7 +111,8 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         let state = AppState::new(broker, stopping.clone())
             .map_err(fail)?
-            .with_sessions(sessions);
+            .with_sessions(sessions)
+            .with_recordings(archive);
         let app = router(state.clone());
         let mut servers = Vec::new();
         let mut listening = Vec::new();
@@ -150,6 +154,21 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = upkeep.await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The daemon's recordings: the directory its sessions record into and its recorder key
+/// (created now if missing, so clients can always fetch the public half).
+fn archive(g: &GlobalOpts) -> anyhow::Result<Arc<Archive>> {
+    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
+    let dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
+    let key = RecorderKey::load_or_create(&paths.keys())
+        .map(|k| k.verifying_key())
+        .map_err(|e| {
+            tracing::warn!(error = %e, "recordings cannot be verified or reviewed");
+            e.to_string()
+        });
+    Ok(Archive::new(dir, key))
 }
 
 /// Waits for SIGINT or SIGTERM; returns which.

@@ -4,13 +4,13 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cast::{SombreroHeader, parse_event, parse_header};
 use super::verify::{Integrity, verify};
 
 /// One recording as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordingSummary {
     /// The cast file.
     pub path: PathBuf,
@@ -29,7 +29,7 @@ pub struct RecordingSummary {
 }
 
 /// A reviewer's sign-off, as recorded in the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
     /// Who signed off.
     pub reviewer: String,
@@ -99,6 +99,33 @@ impl ListCache {
     }
 }
 
+/// True for a bare recording name (`NAME.cast`: no directory part, not hidden), the only
+/// form a broker daemon's clients may ask for.
+pub fn is_recording_name(name: &str) -> bool {
+    name.len() > ".cast".len()
+        && name.len() <= 255
+        && name.ends_with(".cast")
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+}
+
+/// The recording `name` in `dir`: only a name the listing knows, and only a regular file (a
+/// symlink planted in the directory is not followed).
+pub fn find(dir: &Path, name: &str) -> std::io::Result<Option<PathBuf>> {
+    if !is_recording_name(name) {
+        return Ok(None);
+    }
+    Ok(cast_paths(dir)?
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == name))
+        .filter(|p| is_regular(p)))
+}
+
+/// True for a regular file that is not a symlink.
+pub fn is_regular(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
 /// The `*.cast` files in `dir`, oldest first; none when the directory does not exist.
 fn cast_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
@@ -159,4 +186,39 @@ fn last_event_time(path: &Path) -> Option<f64> {
         .filter_map(|l| std::str::from_utf8(l).ok())
         .find_map(|l| parse_event(l, 0).ok())
         .map(|e| e.time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bare_cast_names_are_recording_names() {
+        assert!(is_recording_name("20260101T000000Z_req-1_s.cast"));
+        for bad in [
+            "",
+            ".cast",
+            "../x.cast",
+            "a/b.cast",
+            "..%2Fx.cast\\",
+            ".hidden.cast",
+            "x.cast.chain",
+            "x.txt",
+            "x\0.cast",
+        ] {
+            assert!(!is_recording_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn find_knows_only_listed_regular_casts() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.cast"), "{}\n").unwrap();
+        std::fs::write(tmp.path().join("notes.txt"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", tmp.path().join("l.cast")).unwrap();
+        assert!(find(tmp.path(), "a.cast").unwrap().is_some());
+        assert!(find(tmp.path(), "l.cast").unwrap().is_none());
+        assert!(find(tmp.path(), "notes.txt").unwrap().is_none());
+        assert!(find(tmp.path(), "b.cast").unwrap().is_none());
+    }
 }

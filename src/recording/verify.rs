@@ -9,14 +9,14 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::chain::{self, Chain, ChainRecord, Seal};
 use super::writer::chain_path_for;
 
 /// How a recording differs from what was recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tamper {
     /// A line's content changed.
@@ -44,7 +44,7 @@ impl Tamper {
 }
 
 /// The verdict on one recording.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Integrity {
     /// Every line matches and the seal's signature is valid.

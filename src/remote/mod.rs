@@ -6,6 +6,7 @@
 //! for `unix:` addresses; TLS for `tcp://` plugs in as another connector.
 
 pub mod connector;
+pub mod recordings;
 pub mod session;
 
 use std::sync::{Arc, OnceLock};
@@ -163,16 +164,37 @@ impl RemoteBroker {
                 .map_err(|e| BrokerError::Internal(format!("cannot encode the request: {e}")))?,
             None => Vec::new(),
         };
-        let inner = Arc::clone(&self.inner);
+        self.run(move |inner| async move { inner.call(method, path, body).await })
+    }
+
+    /// Runs `f` on the client runtime and waits for it on this thread.
+    fn run<T, F>(&self, f: impl FnOnce(Arc<Inner>) -> F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let Some(rt) = &self.rt.0 else {
             return Err(BrokerError::Internal("the client runtime is gone".into()));
         };
+        let fut = f(Arc::clone(&self.inner));
         rt.spawn(async move {
-            let _ = tx.send(inner.call(method, path, body).await);
+            let _ = tx.send(fut.await);
         });
         rx.recv()
             .map_err(|_| BrokerError::Internal("the client runtime stopped".into()))?
+    }
+
+    /// Like `call`, for a reply that is not JSON (a file): its bytes.
+    fn call_raw(&self, path: String) -> Result<Bytes> {
+        self.run(move |inner| async move {
+            let (status, bytes) = inner.exchange(Method::GET, path, Vec::new()).await?;
+            if status.is_success() {
+                return Ok(bytes);
+            }
+            // Not a success: decode yields the daemon's error.
+            decode::<()>(&inner.endpoint, status, &bytes).map(|()| bytes)
+        })
     }
 
     /// Refuses an actor other than the connection's identity: the daemon would act as the
@@ -199,6 +221,17 @@ impl Inner {
         path: String,
         body: Vec<u8>,
     ) -> Result<T> {
+        let (status, bytes) = self.exchange(method, path, body).await?;
+        decode(&self.endpoint, status, &bytes)
+    }
+
+    /// One request; the reply's status and whole body.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: String,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Bytes)> {
         let ep = &self.endpoint;
         let io = self
             .connector
@@ -243,7 +276,7 @@ impl Inner {
             .await
             .map_err(|e| unavailable(ep, e))?
             .to_bytes();
-        decode(ep, status, &bytes)
+        Ok((status, bytes))
     }
 }
 

@@ -31,7 +31,9 @@ impl ApiError {
         match self.kind {
             ErrorKind::Refused => StatusCode::CONFLICT,
             ErrorKind::Input => StatusCode::BAD_REQUEST,
-            ErrorKind::Identity | ErrorKind::LocalOnly => StatusCode::FORBIDDEN,
+            ErrorKind::Identity | ErrorKind::LocalOnly | ErrorKind::Forbidden => {
+                StatusCode::FORBIDDEN
+            }
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -45,6 +47,18 @@ impl From<BrokerError> for ApiError {
             tracing::error!(error = %e, "broker call failed");
         }
         ApiError::new(kind, e.to_string())
+    }
+}
+
+impl From<crate::review::ReviewError> for ApiError {
+    fn from(e: crate::review::ReviewError) -> ApiError {
+        use crate::review::ReviewError;
+        match e {
+            ReviewError::Broker(e) => ApiError::from(e),
+            ReviewError::NotReviewer { .. } => ApiError::new(ErrorKind::Forbidden, e.to_string()),
+            e if e.is_input() => ApiError::new(ErrorKind::Input, e.to_string()),
+            e => ApiError::new(ErrorKind::Refused, e.to_string()),
+        }
     }
 }
 

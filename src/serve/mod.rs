@@ -2,7 +2,7 @@
 //!
 //! Listeners ([`unix`]; [`tcp`], TLS with an IAM identity proof from [`sts`]) accept
 //! connections, learn each one's [`identity::Peer`] and serve [`router`] on it with
-//! [`conn`]. The router maps
+//! [`conn`]; [`recordings`] serves the broker's recordings. The router maps
 //! the peer to an [`identity::Identity`] on every request; handlers act as that identity only.
 //! The broker is synchronous: handlers run its calls on blocking threads.
 
@@ -10,6 +10,7 @@ pub mod conn;
 pub mod error;
 pub mod hub;
 pub mod identity;
+pub mod recordings;
 pub mod relay;
 pub mod routes;
 pub mod session_wire;
@@ -50,6 +51,8 @@ pub struct AppState {
     sessions: Result<Arc<hub::Hub>, String>,
     /// Enrolled names as of a store revision (the identity check asks on every request).
     names: Arc<Mutex<NamesAt>>,
+    /// The recordings this broker keeps, or why it serves none.
+    recordings: Result<Arc<recordings::Archive>, String>,
 }
 
 /// Enrolled names and the store revision they were read at.
@@ -69,6 +72,7 @@ impl AppState {
             stopping,
             sessions: Err("this broker was started without a fleet".into()),
             names: Arc::default(),
+            recordings: Err("this broker was started without a recordings directory".into()),
         })
     }
 
@@ -76,6 +80,17 @@ impl AppState {
     pub fn with_sessions(mut self, sessions: Result<Arc<hub::Hub>, String>) -> AppState {
         self.sessions = sessions;
         self
+    }
+
+    /// Serves the recordings in `archive`.
+    pub fn with_recordings(mut self, archive: Arc<recordings::Archive>) -> AppState {
+        self.recordings = Ok(archive);
+        self
+    }
+
+    /// The recordings, or why this broker serves none.
+    pub fn recordings(&self) -> Result<&Arc<recordings::Archive>, &str> {
+        self.recordings.as_ref().map_err(String::as_str)
     }
 
     /// The session hub, or why this broker holds no sessions.
@@ -188,6 +203,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::routes())
         .merge(relay::routes())
+        .merge(recordings::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             identity::require_identity,
