@@ -12,19 +12,24 @@ use clap::{Args, Subcommand};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::audit::EventKind as AuditKind;
 use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
-use crate::policy::Role;
 use crate::recording::player::{Player, PlayerConfig, Recording};
 use crate::recording::view::{KeyOutcome, PlayerState, PlayerWidget, clock};
 use crate::recording::{self, Integrity, RecorderKey, keys, list};
+use crate::remote::RemoteBroker;
+use crate::remote::recordings::Fetched;
+use crate::review::{self, ReviewError};
 
 /// `sombrero verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The `.cast` file.
+    /// The `.cast` file (with --broker: its name, as `sombrero recordings` lists it).
     pub file: PathBuf,
+    /// Verify against this Ed25519 public key (64 hex digits, as `sombrero keys show` prints
+    /// it) instead of the data dir's key or the broker's.
+    #[arg(long, value_name = "HEX")]
+    pub key: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -33,8 +38,12 @@ pub struct VerifyArgs {
 /// `sombrero replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The `.cast` file.
+    /// The `.cast` file (with --broker: its name, as `sombrero recordings` lists it).
     pub file: PathBuf,
+    /// Check integrity against this Ed25519 public key (64 hex digits) instead of the data
+    /// dir's key or the broker's.
+    #[arg(long, value_name = "HEX")]
+    pub key: Option<String>,
     /// Initial speed (0.25 to 16).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
@@ -54,9 +63,9 @@ pub struct RecordingsArgs {
 /// `sombrero review`.
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
-    /// The `.cast` file.
+    /// The `.cast` file (with --broker: its name, as `sombrero recordings` lists it).
     pub file: PathBuf,
-    /// Reviewer (default: the OS user).
+    /// Reviewer (default: the OS user; with --broker, always the connection's identity).
     #[arg(long = "as", value_name = "NAME")]
     pub as_user: Option<String>,
     /// TOTP code (else prompted on a terminal, else one line of stdin).
@@ -88,13 +97,68 @@ fn trusted_key(g: &GlobalOpts) -> anyhow::Result<VerifyingKey> {
     Ok(key.verifying_key())
 }
 
-/// Runs `sombrero verify`: exit 0 only for an intact, sealed recording.
+/// `--key HEX`, parsed.
+fn given_key(hex: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
+    hex.map(|h| {
+        keys::parse_public_hex(h).ok_or_else(|| {
+            ExitError::usage(format!(
+                "--key {h:?} is not an Ed25519 public key: give the 64 hex digits `sombrero keys show` prints"
+            ))
+            .into()
+        })
+    })
+    .transpose()
+}
+
+/// The broker daemon, when `--broker` (or the config) names one.
+fn remote(g: &GlobalOpts) -> anyhow::Result<Option<RemoteBroker>> {
+    access::remote_endpoint(g)?
+        .map(|e| RemoteBroker::connect_with(&e, g).map_err(access::fail))
+        .transpose()
+}
+
+/// A recording's name as the broker lists it (the argument of verify, replay and review).
+fn remote_name(file: &std::path::Path) -> anyhow::Result<&str> {
+    file.to_str().ok_or_else(|| {
+        ExitError::usage(format!("{} is not a recording name", file.display())).into()
+    })
+}
+
+/// Downloads `file` from the broker and the key to check it with: `--key`, else the broker's.
+fn fetch(
+    remote: &RemoteBroker,
+    file: &std::path::Path,
+    key: Option<&str>,
+) -> anyhow::Result<(Fetched, VerifyingKey)> {
+    let key = match given_key(key)? {
+        Some(k) => k,
+        None => remote.recorder_key().map_err(access::fail)?,
+    };
+    let fetched = remote.fetch(remote_name(file)?).map_err(access::fail)?;
+    Ok((fetched, key))
+}
+
+/// Runs `sombrero verify`: exit 0 only for an intact, sealed recording. Through a broker the
+/// recording is downloaded and verified here, not taken on the broker's word.
 pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    if !a.file.is_file() {
-        return Err(ExitError::usage(format!("{} is not a file", a.file.display())).into());
-    }
-    let key = trusted_key(g)?;
-    let report = recording::verify(&a.file, &key);
+    let (report, _fetched) = match remote(g)? {
+        Some(remote) => {
+            let (fetched, key) = fetch(&remote, &a.file, a.key.as_deref())?;
+            let mut report = recording::verify(&fetched.cast, &key);
+            report.path = remote_name(&a.file)?.to_string();
+            (report, Some(fetched))
+        }
+        None => {
+            if !a.file.is_file() {
+                return Err(ExitError::usage(format!("{} is not a file", a.file.display())).into());
+            }
+            let key = match given_key(a.key.as_deref())? {
+                Some(k) => k,
+                None => trusted_key(g)?,
+            };
+            (recording::verify(&a.file, &key), None)
+        }
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -127,7 +191,16 @@ pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
             ExitError::usage("replay needs a terminal; use `sombrero verify` in scripts").into(),
         );
     }
-    play_file(&a.file, optional_key(g)?.as_ref(), a.speed, a.idle_limit)?;
+    if let Some(remote) = remote(g)? {
+        let (fetched, key) = fetch(&remote, &a.file, a.key.as_deref())?;
+        play_file(&fetched.cast, Some(&key), a.speed, a.idle_limit)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let key = match given_key(a.key.as_deref())? {
+        Some(k) => Some(k),
+        None => optional_key(g)?,
+    };
+    play_file(&a.file, key.as_ref(), a.speed, a.idle_limit)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -197,117 +270,122 @@ fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()>
     }
 }
 
-/// Runs `sombrero recordings`.
+/// Runs `sombrero recordings`: through a broker, the recordings it keeps that this identity
+/// may see, verified by the broker with its own key.
 pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode> {
-    let paths = Paths::resolve(g)?;
-    let key = optional_key(g)?;
-    let dir = recording::recordings_dir(g.config.as_deref(), &paths)
-        .map_err(|e| ExitError::usage(e.to_string()))?;
-    let mut all = list::list(&dir, key.as_ref())
-        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
-    let mut reviews = reviews_by_digest(g)?;
-    for r in &mut all {
-        if let Some(d) = r.integrity.digest() {
-            r.reviews = reviews.remove(d).unwrap_or_default();
+    let (all, place) = match remote(g)? {
+        Some(remote) => {
+            let all = remote.recordings().map_err(access::fail)?;
+            (all, format!("the broker at {}", remote.endpoint()))
         }
-    }
+        None => {
+            let paths = Paths::resolve(g)?;
+            let key = optional_key(g)?;
+            let dir = recording::recordings_dir(g.config.as_deref(), &paths)
+                .map_err(|e| ExitError::usage(e.to_string()))?;
+            let mut all = list::list(&dir, key.as_ref())
+                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
+            review::attach(&mut all, reviews_by_digest(g)?);
+            (all, dir.display().to_string())
+        }
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("no recordings in {}", dir.display());
+        println!("no recordings in {place}");
         return Ok(ExitCode::SUCCESS);
     }
     for r in &all {
-        let started = r
-            .timestamp
-            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-            .map_or_else(
-                || "?".to_string(),
-                |t| t.format("%Y-%m-%d %H:%M").to_string(),
-            );
-        let (req, who, target) = r.meta.as_ref().map_or(("-", "-", "-"), |m| {
-            (
-                m.request_id.as_str(),
-                m.requester.as_str(),
-                m.target.as_str(),
-            )
-        });
-        let reviewed = if r.reviews.is_empty() {
-            "not reviewed".to_string()
-        } else {
-            let names: Vec<&str> = r.reviews.iter().map(|v| v.reviewer.as_str()).collect();
-            format!("reviewed by {}", names.join(", "))
-        };
+        print_row(r);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `sombrero recordings`.
+fn print_row(r: &list::RecordingSummary) {
+    let started = r
+        .timestamp
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map_or_else(
+            || "?".to_string(),
+            |t| t.format("%Y-%m-%d %H:%M").to_string(),
+        );
+    let (req, who, target) = r.meta.as_ref().map_or(("-", "-", "-"), |m| {
+        (
+            m.request_id.as_str(),
+            m.requester.as_str(),
+            m.target.as_str(),
+        )
+    });
+    let reviewed = if r.reviews.is_empty() {
+        "not reviewed".to_string()
+    } else {
+        let names: Vec<&str> = r.reviews.iter().map(|v| v.reviewer.as_str()).collect();
+        format!("reviewed by {}", names.join(", "))
+    };
+    println!(
+        "{started}  {req}  {who}  {target}  {}  {}  {reviewed}  {}",
+        clock(r.duration),
+        r.integrity.badge(),
+        r.path.display()
+    );
+}
+
+/// Runs `sombrero review`: a reviewer's TOTP-checked sign-off, audited with the recording's
+/// digest. Through a broker, the broker checks and records it as the connection's identity.
+pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
+    let note = a.note.trim();
+    if note.is_empty() {
+        return Err(ExitError::usage("--note must say what the review concluded").into());
+    }
+    let (event, shown) = match remote(g)? {
+        Some(remote) => {
+            let who = access::actor(&remote, a.as_user)?;
+            let name = remote_name(&a.file)?;
+            let code = access::code(a.code, &who)?;
+            let event = remote.review(name, &code, note).map_err(access::fail)?;
+            (event, name.to_string())
+        }
+        None => {
+            if !a.file.is_file() {
+                return Err(ExitError::usage(format!("{} is not a file", a.file.display())).into());
+            }
+            let broker = access::open(g)?;
+            let who = access::who(a.as_user)?;
+            // Refusals (role, own session, tampered file) come before the code is asked for.
+            let key = trusted_key(g)?;
+            let checked = review::check(&broker, &who, &a.file, &key).map_err(review_fail)?;
+            let code = access::code(a.code, &who)?;
+            let event =
+                review::sign_off(&broker, &who, &checked, &code, note).map_err(review_fail)?;
+            (event, a.file.display().to_string())
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&event)?);
+    } else {
+        let badge = event
+            .data
+            .get("integrity")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
         println!(
-            "{started}  {req}  {who}  {target}  {}  {}  {reviewed}  {}",
-            clock(r.duration),
-            r.integrity.badge(),
-            r.path.display()
+            "reviewed by {}: {shown} ({badge}), audit event {}",
+            event.actor, event.seq
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `sombrero review`: a reviewer's TOTP-checked sign-off, audited with the recording's digest.
-pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
-    if !a.file.is_file() {
-        return Err(ExitError::usage(format!("{} is not a file", a.file.display())).into());
+/// A refused sign-off exits 1, bad input 2.
+fn review_fail(e: ReviewError) -> anyhow::Error {
+    match e {
+        ReviewError::Broker(e) => access::fail(e),
+        e if e.is_input() => ExitError::usage(e.to_string()).into(),
+        e => ExitError::refused(e.to_string()).into(),
     }
-    let note = a.note.trim();
-    if note.is_empty() {
-        return Err(ExitError::usage("--note must say what the review concluded").into());
-    }
-    let broker = access::open(g)?;
-    let who = access::who(a.as_user)?;
-    if !broker.permits(&who, Role::Reviewer).map_err(access::fail)? {
-        return Err(ExitError::refused(format!(
-            "{who} may not review recordings: enrol them with `--role reviewer` and list them under reviewers in the policy"
-        ))
-        .into());
-    }
-    // Sign-off only binds to something provable: a tampered or unverifiable file is refused.
-    let key = trusted_key(g)?;
-    let report = recording::verify(&a.file, &key);
-    let Some(digest) = report.integrity.digest().map(str::to_string) else {
-        return Err(ExitError::refused(format!(
-            "cannot sign off {}: {}",
-            a.file.display(),
-            report.integrity
-        ))
-        .into());
-    };
-    let code = access::code(a.code, &who)?;
-    broker
-        .verify_code(&who, &code, "review")
-        .map_err(access::fail)?;
-    let summary = list::summarize(&a.file, Some(&key));
-    let request_id = summary.meta.as_ref().map(|m| m.request_id.clone());
-    let event = broker
-        .record(
-            &who,
-            AuditKind::Reviewed,
-            request_id.as_deref(),
-            serde_json::json!({
-                "recording": a.file.file_name().map(|n| n.to_string_lossy().into_owned()),
-                "digest": digest,
-                "integrity": report.integrity.badge(),
-                "note": note,
-            }),
-        )
-        .map_err(access::fail)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&event)?);
-    } else {
-        println!(
-            "reviewed by {who}: {} ({}), audit event {}",
-            a.file.display(),
-            report.integrity.badge(),
-            event.seq
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Sign-offs from the audit log by recording digest; none when there is no store yet.
@@ -317,30 +395,7 @@ fn reviews_by_digest(g: &GlobalOpts) -> anyhow::Result<HashMap<String, Vec<list:
     if !paths.db().exists() {
         return Ok(HashMap::new());
     }
-    reviews_from(&access::open(g)?)
-}
-
-/// Sign-offs in `broker`'s audit log, by recording digest.
-pub(crate) fn reviews_from(
-    broker: &crate::broker::Broker,
-) -> anyhow::Result<HashMap<String, Vec<list::Review>>> {
-    let mut out: HashMap<String, Vec<list::Review>> = HashMap::new();
-    let events = broker.audit_events(0, usize::MAX).map_err(access::fail)?;
-    for e in events.into_iter().filter(|e| e.kind == AuditKind::Reviewed) {
-        let field = |k: &str| {
-            e.data
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        out.entry(field("digest")).or_default().push(list::Review {
-            reviewer: e.actor.clone(),
-            at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            note: field("note"),
-        });
-    }
-    Ok(out)
+    review::by_digest(&access::open(g)?).map_err(access::fail)
 }
 
 /// Runs `sombrero keys ...`: prints the recorder's public key (creating the key on first use).

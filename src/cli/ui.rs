@@ -151,7 +151,8 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The TUI against a `sombrero serve` daemon: the user is the connection's identity.
-/// Sessions and recordings go through the daemon's relay, not this process.
+/// Sessions go through the daemon's relay; recordings are listed by the daemon and
+/// downloaded to be verified and played here.
 fn remote_tui(
     g: &GlobalOpts,
     endpoint: &Endpoint,
@@ -164,14 +165,15 @@ fn remote_tui(
     // Sessions are the daemon's: it opens, records and replaces; the pane carries bytes.
     let open_session = Some(wiring::relay_opener(remote.connector()));
     let ctx = TuiContext {
+        // Listed by the daemon; replayed here after downloading, verified with its key.
+        recordings: Some(wiring::remote_recordings_fn(remote.clone())),
+        replay: Some(wiring::remote_replay_fn(remote.clone())),
         broker: remote,
         user,
         theme,
         demo_codes: None,
         fleet: Some(fleet_from_opts(g, max_age)),
         open_session,
-        recordings: None,
-        replay: None,
     };
     runtime()?.block_on(run_tui(ctx))?;
     Ok(ExitCode::SUCCESS)

@@ -8,15 +8,16 @@ use ed25519_dalek::VerifyingKey;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
-use super::recordings::{play_file, reviews_from};
+use super::recordings::play_file;
 use crate::broker::Broker;
 use crate::channel::client::SessionEvent;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{EndReason, SessionEnd};
 use crate::fleet::Fleet;
 use crate::recording::{Integrity as Verdict, list};
-use crate::remote::Connector;
 use crate::remote::session::{self as relay, Relayed};
+use crate::remote::{Connector, RemoteBroker};
+use crate::review;
 use crate::session::{self, SessionDeps, Terminator};
 use crate::tui::driver::{
     OpenSessionFn, OpenedSession, RecordingsFn, ReplayFn, SessionControl, SessionRequest,
@@ -241,52 +242,71 @@ pub fn recordings_fn(broker: Arc<Broker>, dir: PathBuf, key: Option<VerifyingKey
             Ok(mut c) => c.list(&dir, key.as_ref()),
             Err(_) => list::list(&dir, key.as_ref()),
         };
-        let Ok(all) = listed else {
+        let Ok(mut all) = listed else {
             return Vec::new();
         };
-        let reviews = reviews_from(&broker).unwrap_or_default();
-        // Newest first: the reviewer usually wants the session that just ended.
-        all.into_iter()
-            .rev()
-            .map(|r| {
-                let reviewed_by = r
-                    .integrity
-                    .digest()
-                    .and_then(|d| reviews.get(d))
-                    .and_then(|v| v.last())
-                    .map(|rv| rv.reviewer.clone());
-                let meta = r.meta.clone();
-                RecordingRow {
-                    path: r.path.clone(),
-                    request: meta
-                        .as_ref()
-                        .map(|m| m.request_id.clone())
-                        .unwrap_or_default(),
-                    target: meta.as_ref().map(|m| m.target.clone()).unwrap_or_default(),
-                    user: meta
-                        .as_ref()
-                        .map(|m| m.requester.clone())
-                        .unwrap_or_default(),
-                    started_at: r
-                        .timestamp
-                        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                        .unwrap_or_default(),
-                    duration_secs: r.duration.max(0.0) as u64,
-                    integrity: match &r.integrity {
-                        Verdict::Sealed { .. } => Integrity::Sealed,
-                        Verdict::Unsealed { .. } => Integrity::Unsealed,
-                        other => Integrity::Broken(other.to_string()),
-                    },
-                    reviewed_by,
-                }
-            })
-            .collect()
+        review::attach(&mut all, review::by_digest(&broker).unwrap_or_default());
+        rows(all)
     })
+}
+
+/// Lists the recordings a broker daemon keeps that this identity may see (verified by the
+/// daemon; replaying verifies again here).
+pub fn remote_recordings_fn(remote: Arc<RemoteBroker>) -> RecordingsFn {
+    Arc::new(move || match remote.recordings() {
+        Ok(all) => rows(all),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the broker's recordings");
+            Vec::new()
+        }
+    })
+}
+
+/// Rows for the Recordings view, newest first (the reviewer usually wants the session that
+/// just ended).
+fn rows(all: Vec<list::RecordingSummary>) -> Vec<RecordingRow> {
+    all.into_iter()
+        .rev()
+        .map(|r| {
+            let meta = r.meta.as_ref();
+            let field = |f: fn(&crate::recording::cast::SombreroHeader) -> &String| {
+                meta.map(|m| f(m).clone()).unwrap_or_default()
+            };
+            RecordingRow {
+                request: field(|m| &m.request_id),
+                target: field(|m| &m.target),
+                user: field(|m| &m.requester),
+                started_at: r
+                    .timestamp
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .unwrap_or_default(),
+                duration_secs: r.duration.max(0.0) as u64,
+                integrity: match &r.integrity {
+                    Verdict::Sealed { .. } => Integrity::Sealed,
+                    Verdict::Unsealed { .. } => Integrity::Unsealed,
+                    other => Integrity::Broken(other.to_string()),
+                },
+                reviewed_by: r.reviews.last().map(|rv| rv.reviewer.clone()),
+                path: r.path,
+            }
+        })
+        .collect()
 }
 
 /// Plays a recording full-screen (the TUI hands the terminal over while it runs).
 pub fn replay_fn(key: Option<VerifyingKey>) -> ReplayFn {
     Arc::new(move |path: PathBuf| {
         play_file(&path, key.as_ref(), 1.0, 2.0).map_err(|e| format!("{e:#}"))
+    })
+}
+
+/// Downloads a recording from a broker daemon into a private temporary directory and plays
+/// it, verified here against the daemon's recorder key.
+pub fn remote_replay_fn(remote: Arc<RemoteBroker>) -> ReplayFn {
+    Arc::new(move |name: PathBuf| {
+        let name = name.to_string_lossy();
+        let key = remote.recorder_key().map_err(|e| e.to_string())?;
+        let fetched = remote.fetch(&name).map_err(|e| e.to_string())?;
+        play_file(&fetched.cast, Some(&key), 1.0, 2.0).map_err(|e| format!("{e:#}"))
     })
 }
