@@ -261,6 +261,12 @@ async fn the_daemon_opens_records_and_replaces_for_a_thin_client() {
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
     let client_dir = w.public.path().join(format!("client-{RITA}"));
     assert!(!client_dir.join("recordings").exists());
+    // Through the daemon, the requester downloads it and verifies it on her side.
+    let name = casts[0].file_name().unwrap().to_str().unwrap();
+    let verify = run(w.client(RITA, &["verify", name]), "");
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(0), "{said}{verify:?}");
+    assert!(said.contains("intact and sealed"), "{said}");
 
     assert!(!w.lab.nodes().into_iter().any(|n| n.id == node), "replaced");
     let shown = w.env.run(&["show", &id, "--json"]).ok().json();

@@ -191,7 +191,9 @@ async fn cast(
     Extension(me): Extension<Identity>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    let who = me.user.clone();
     let path = blocking(&s, move |b, a| allowed(b, a, &me.user, &name)).await?;
+    tracing::info!(user = who, recording = %path.display(), "recording downloaded");
     stream(path).await
 }
 
