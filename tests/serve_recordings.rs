@@ -350,3 +350,84 @@ fn review_through_the_daemon_is_the_connections_identity() {
     assert_eq!(reviewed[0].data["digest"], digest.as_str());
     d.client(None, &["audit", "verify"]).ok();
 }
+
+/// `sombrero --broker URL replay NAME` in a real pseudo-terminal until `needle` shows, then `q`;
+/// the exit status.
+fn replay_in_pty(d: &Daemon, name: &str, needles: &[&str]) -> u32 {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 20,
+            cols: 100,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(foundation_support::BIN);
+    cmd.arg("--data-dir");
+    cmd.arg(d.sock_dir.path().join("client"));
+    cmd.args(["--broker", &d.url(), "replay", name]);
+    cmd.env("TERM", "xterm-256color");
+    cmd.env_remove("SOMBRERO_BROKER");
+    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for needle in needles {
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.extend(chunk),
+                Err(_) => panic!(
+                    "{needle:?} never appeared: {:?}",
+                    String::from_utf8_lossy(&seen)
+                ),
+            }
+        }
+    }
+    let mut keys = pty.master.take_writer().unwrap();
+    keys.write_all(b"q").unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.exit_code();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("replay ignored q");
+        }
+        // Draining keeps the child from blocking on a full pty.
+        while rx.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn replay_through_the_daemon_shows_the_clients_own_verdict() {
+    if !can_switch_uid() {
+        return;
+    }
+    let mut d = team();
+    let name = record(&d, "rita", "sess-1");
+    d.start();
+    assert_eq!(replay_in_pty(&d, &name, &["sealed ✓", "/dev/xvda1"]), 0);
+    let cast = recordings_dir(&d).join(&name);
+    let mut l = lines(&cast);
+    l[1] = l[1].replace("100%", " 10%");
+    write_lines(&cast, &l);
+    assert_eq!(
+        replay_in_pty(&d, &name, &["TAMPERED at line 2", "/dev/xvda1"]),
+        0
+    );
+}
