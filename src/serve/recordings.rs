@@ -24,6 +24,7 @@ use crate::api::wire::{RecorderKeyReply, ReviewBody};
 use crate::audit::Event;
 use crate::broker::Broker;
 use crate::policy::Role;
+use crate::recording::cast::SombreroHeader;
 use crate::recording::list::{self, ListCache, RecordingSummary};
 use crate::recording::writer::chain_path_for;
 use crate::review;
@@ -105,8 +106,9 @@ fn access(b: &Broker, me: &str) -> Result<Access, ApiError> {
     ))
 }
 
-fn requested_by(summary_meta: Option<&crate::recording::cast::SombreroHeader>, me: &str) -> bool {
-    summary_meta.is_some_and(|m| m.requester == me)
+/// True when the recording's header names `me` as the session's requester.
+fn requested_by(meta: Option<&SombreroHeader>, me: &str) -> bool {
+    meta.is_some_and(|m| m.requester == me)
 }
 
 /// The archive, or why this broker keeps none.
