@@ -9,6 +9,10 @@
 //!   cargo run --example serve_load -- [CLIENTS] [USERS_PER_CLIENT] [ROUNDS]
 //!   eval "$(scripts/moto-up)"; cargo run --example serve_load -- --store dynamodb:load --daemons 2 50 3 1
 //!
+//! On moto the figures are moto's: scripts/moto-up serves one call at a time, and moto's
+//! TransactWriteItems deep-copies the table it writes, so every write gets slower as the table
+//! grows (50 3 1 takes about half a minute; 50 6 1 about two; restart moto between runs).
+//!
 //! Method. The daemon names every connection by its peer uid, and TOTP accepts each user's
 //! code once per 30 s step, so each user acts once per round and each round uses a fresh step.
 //! Users `u0..` are enrolled with known secrets straight into the data dir before the daemon
