@@ -1,10 +1,17 @@
-//! Load on one `sombrero serve` daemon over its Unix socket (SQLite store): concurrent clients
-//! creating and approving requests through the real client (`RemoteBroker`, hyper over the
-//! socket). Reports throughput, p50/p99 latency, and checks that no transition was lost or
-//! duplicated (final states and event counts, then `audit verify`).
+//! Load on `sombrero serve` daemons over their Unix sockets: concurrent clients creating and
+//! approving requests through the real client (`RemoteBroker`, hyper over the socket). One
+//! daemon on SQLite by default; `--store dynamodb:TABLE --daemons N` runs N daemons (separate
+//! data dirs, the same policy) on one DynamoDB table (created if missing), users spread across
+//! them. Reports throughput, p50/p99 latency, and checks through every daemon that no
+//! transition was lost or duplicated (final states and event counts, then `audit verify`).
 //!
 //! Run as root, after `cargo build` (it starts `target/<profile>/sombrero serve`):
 //!   cargo run --example serve_load -- [CLIENTS] [USERS_PER_CLIENT] [ROUNDS]
+//!   eval "$(scripts/moto-up)"; cargo run --example serve_load -- --store dynamodb:load --daemons 2 50 3 1
+//!
+//! On moto the figures are moto's: scripts/moto-up serves one call at a time, and moto's
+//! TransactWriteItems deep-copies the table it writes, so every write gets slower as the table
+//! grows (50 3 1 takes about half a minute; 50 6 1 about two; restart moto between runs).
 //!
 //! Method. The daemon names every connection by its peer uid, and TOTP accepts each user's
 //! code once per 30 s step, so each user acts once per round and each round uses a fresh step.
@@ -14,23 +21,27 @@
 //! setresuid, which on Linux is per thread) for the `connect` call, so SO_PEERCRED carries
 //! that uid. A round: every client creates USERS_PER_CLIENT/3 requests at once; then every
 //! client approves the requests of its two neighbours (one approval each, so every request
-//! gets two approvals from two different clients racing on it).
+//! gets two approvals from two different clients racing on it). User `ui` talks to daemon
+//! `i % N`, so a request is mostly created on one daemon and approved through others.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::TimeZone;
 use futures_util::future::BoxFuture;
 use pink_sombrero::api::BrokerApi;
-use pink_sombrero::broker::Broker;
+use pink_sombrero::broker::{AuditCheck, Broker};
 use pink_sombrero::config::Paths;
 use pink_sombrero::mfa;
 use pink_sombrero::policy::Role;
 use pink_sombrero::remote::{BoxIo, ClientRuntime, Connector, RemoteBroker};
 use pink_sombrero::request::{NewRequest, State};
+use pink_sombrero::store::any::StoreSpec;
+use pink_sombrero::store::dynamo::DynamoStore;
 
 /// First uid of the bench users (no passwd entries needed: the policy maps `uid:N`).
 const BASE_UID: u32 = 62_000;
@@ -83,6 +94,14 @@ fn step_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The code of `u` for the round's `step`, or for the oldest step the broker still accepts
+/// if the round has run past it (a slow store); `used` keeps the latest step any code used.
+fn round_code(u: &User, step: u64, used: &AtomicU64) -> Res<String> {
+    let step = step.max(step_now().saturating_sub(1));
+    used.fetch_max(step, Ordering::SeqCst);
+    code(&u.name, &u.secret, step)
+}
+
 fn code(user: &str, secret: &str, step: u64) -> Res<String> {
     let at = chrono::Utc
         .timestamp_opt((step * 30 + 1) as i64, 0)
@@ -112,12 +131,77 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn start_daemon(bin: &PathBuf, data: &PathBuf, url: &str) -> Res<Child> {
+/// What one daemon reports once the rounds are over.
+struct Seen {
+    listed: usize,
+    approved: usize,
+    /// Requests whose approvals are not two different people other than the requester.
+    bad: usize,
+    created_events: usize,
+    approval_events: usize,
+    approved_events: usize,
+    chain: AuditCheck,
+}
+
+impl Seen {
+    fn through(api: &RemoteBroker) -> Res<Seen> {
+        let listed = api.list(None)?;
+        let bad = listed
+            .iter()
+            .filter(|r| {
+                r.approvals.len() != 2
+                    || r.approvals[0].by == r.approvals[1].by
+                    || r.approvals.iter().any(|a| a.by == r.requester)
+            })
+            .count();
+        let events = api.audit_events(0, usize::MAX)?;
+        let count = |k: &str| events.iter().filter(|e| e.kind.as_str() == k).count();
+        Ok(Seen {
+            listed: listed.len(),
+            approved: listed.iter().filter(|r| r.state == State::Approved).count(),
+            bad,
+            created_events: count("request_created"),
+            approval_events: count("approval_given"),
+            approved_events: count("request_approved"),
+            chain: api.verify_audit()?,
+        })
+    }
+
+    fn holds(&self, expected: usize) -> bool {
+        self.listed == expected
+            && self.approved == expected
+            && self.bad == 0
+            && self.created_events == expected
+            && self.approval_events == 2 * expected
+            && self.approved_events == expected
+            && self.chain.broken.is_none()
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "{} listed, {} approved, {} with a wrong approval set; events: request_created {}, approval_given {}, request_approved {}; audit chain {} ({} events)",
+            self.listed,
+            self.approved,
+            self.bad,
+            self.created_events,
+            self.approval_events,
+            self.approved_events,
+            if self.chain.broken.is_none() {
+                "holds"
+            } else {
+                "BROKEN"
+            },
+            self.chain.events
+        )
+    }
+}
+
+fn start_daemon(bin: &PathBuf, data: &PathBuf, store: &StoreSpec, url: &str) -> Res<Child> {
     use std::io::BufRead;
     let mut child = Command::new(bin)
         .arg("--data-dir")
         .arg(data)
-        .args(["serve", "--listen", url])
+        .args(["--store", &store.to_string(), "serve", "--listen", url])
         .env_remove("SOMBRERO_BROKER")
         .env("SOMBRERO_LOG", "warn")
         .stdin(Stdio::null())
@@ -136,11 +220,43 @@ fn start_daemon(bin: &PathBuf, data: &PathBuf, url: &str) -> Res<Child> {
     Ok(child)
 }
 
+/// `--store SPEC`, `--daemons N`, then the numbers.
+struct Args {
+    store: StoreSpec,
+    daemons: usize,
+    numbers: Vec<usize>,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut out = Args {
+        store: StoreSpec::Sqlite,
+        daemons: 1,
+        numbers: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--store" => out.store = args.next().ok_or("--store needs a value")?.parse()?,
+            "--daemons" => out.daemons = args.next().ok_or("--daemons needs a value")?.parse()?,
+            n => out.numbers.push(n.parse()?),
+        }
+    }
+    if out.daemons == 0 || (out.daemons > 1 && out.store == StoreSpec::Sqlite) {
+        return Err("several daemons need a shared store: --store dynamodb:TABLE".into());
+    }
+    Ok(out)
+}
+
 fn main() -> Res<()> {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
-    let clients = args.next().transpose()?.unwrap_or(50);
-    let per_client = args.next().transpose()?.unwrap_or(12) / 3 * 3;
-    let rounds = args.next().transpose()?.unwrap_or(2);
+    let Args {
+        store,
+        daemons: n_daemons,
+        numbers,
+    } = parse_args()?;
+    let mut args = numbers.into_iter();
+    let clients = args.next().unwrap_or(50);
+    let per_client = args.next().unwrap_or(12) / 3 * 3;
+    let rounds = args.next().unwrap_or(2);
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 || per_client == 0 || clients < 3 {
         return Err("run as root with at least 3 clients and 3 users per client".into());
@@ -152,14 +268,30 @@ fn main() -> Res<()> {
         .ok_or("cannot find the sombrero binary")?;
     let tmp = tempfile::tempdir()?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o750))?;
-    let data = tmp.path().join("data");
-    let sock = tmp.path().join("sombrero.sock");
-    let url = format!("unix:{}", sock.display());
+    let data: Vec<PathBuf> = (0..n_daemons)
+        .map(|k| tmp.path().join(format!("data{k}")))
+        .collect();
+    let socks: Vec<PathBuf> = (0..n_daemons)
+        .map(|k| tmp.path().join(format!("sombrero{k}.sock")))
+        .collect();
+    let urls: Vec<String> = socks
+        .iter()
+        .map(|s| format!("unix:{}", s.display()))
+        .collect();
     let n_users = clients * per_client;
+    if let StoreSpec::Dynamo { table } = &store {
+        // A fresh table: the checks count everything on it.
+        if !DynamoStore::open(table)?
+            .init(&mut |m| eprintln!("{m}"))?
+            .created
+        {
+            return Err(format!("table {table} exists already: name a fresh one").into());
+        }
+    }
 
     // Enrol everyone on the broker host, before the daemon runs.
     let t = Instant::now();
-    let paths = Paths::at(&data);
+    let paths = Paths::at(&data[0]);
     paths.ensure()?;
     let mut policy = String::from(
         "requesters = [\"*\"]\napprovers = [\"*\"]\napprovals_required = 2\nrequest_ttl = \"1h\"\nreason_min_length = 5\n[identities]\n",
@@ -167,8 +299,12 @@ fn main() -> Res<()> {
     for i in 0..n_users {
         policy.push_str(&format!("\"uid:{}\" = \"u{i}\"\n", BASE_UID + i as u32));
     }
-    std::fs::write(paths.policy(), policy)?;
-    let broker = Broker::open(&paths, Default::default())?;
+    for d in &data {
+        let p = Paths::at(d);
+        p.ensure()?;
+        std::fs::write(p.policy(), &policy)?;
+    }
+    let broker = Broker::open_store(&paths, Default::default(), &store)?;
     let mut secrets = Vec::with_capacity(n_users);
     for i in 0..n_users {
         let e = broker.enrol_user(&format!("u{i}"), Role::parse_set("both").ok_or("role")?)?;
@@ -176,10 +312,13 @@ fn main() -> Res<()> {
     }
     drop(broker);
     eprintln!(
-        "enrolled {n_users} users in {:.1}s; starting the daemon",
+        "enrolled {n_users} users in {:.1}s; starting {n_daemons} daemon(s) on {store}",
         t.elapsed().as_secs_f64()
     );
-    let mut daemon = start_daemon(&bin, &data, &url)?;
+    let mut running = Vec::new();
+    for (d, url) in data.iter().zip(&urls) {
+        running.push(start_daemon(&bin, d, &store, url)?);
+    }
 
     // Clients, each with a runtime shared by its users' connections.
     let mut all = Vec::with_capacity(clients);
@@ -189,9 +328,9 @@ fn main() -> Res<()> {
         let user = |k: usize| -> Res<User> {
             let i = c * per_client + k;
             let api = RemoteBroker::on_runtime(
-                url.clone(),
+                urls[i % n_daemons].clone(),
                 Arc::new(AsUid {
-                    path: sock.clone(),
+                    path: socks[i % n_daemons].clone(),
                     uid: BASE_UID + i as u32,
                 }),
                 Arc::clone(&rt),
@@ -215,7 +354,7 @@ fn main() -> Res<()> {
     }
     let all = Arc::new(all);
 
-    let first_step = step_now();
+    let used = Arc::new(AtomicU64::new(step_now().saturating_sub(1)));
     let created: Arc<Mutex<Vec<Vec<String>>>> = Arc::new(Mutex::new(vec![Vec::new(); clients]));
     let create_lat = Arc::new(Mutex::new(Vec::new()));
     let approve_lat = Arc::new(Mutex::new(Vec::new()));
@@ -224,7 +363,7 @@ fn main() -> Res<()> {
     let mut total_ids = Vec::new();
     for round in 0..rounds {
         // Each round uses a step nobody used; the ±1 skew lets it start one step early.
-        let step = first_step + round as u64;
+        let step = used.load(Ordering::SeqCst) + 1;
         while step_now() + 1 < step {
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -236,6 +375,7 @@ fn main() -> Res<()> {
         for c in 0..clients {
             let (all, created, barrier) = (all.clone(), created.clone(), barrier.clone());
             let (cl, al, f) = (create_lat.clone(), approve_lat.clone(), failures.clone());
+            let used = used.clone();
             handles.push(std::thread::spawn(move || -> Res<()> {
                 let me = &all[c];
                 barrier.wait();
@@ -249,7 +389,7 @@ fn main() -> Res<()> {
                         duration: Duration::from_secs(600),
                     };
                     let t = Instant::now();
-                    match u.api.create_request(new, &code(&u.name, &u.secret, step)?) {
+                    match u.api.create_request(new, &round_code(u, step, &used)?) {
                         Ok(r) => mine.push(r.id),
                         Err(e) => f
                             .lock()
@@ -268,7 +408,7 @@ fn main() -> Res<()> {
                 for (users, reqs) in [(&me.approve_left, left), (&me.approve_right, right)] {
                     for (u, id) in users.iter().zip(reqs) {
                         let t = Instant::now();
-                        let code = code(&u.name, &u.secret, step)?;
+                        let code = round_code(u, step, &used)?;
                         if let Err(e) = u.api.approve(id, &u.name, &code, None) {
                             f.lock()
                                 .map_err(|_| "poisoned")?
@@ -298,22 +438,21 @@ fn main() -> Res<()> {
         total_ids.extend(ids);
     }
 
-    // Check through the daemon: every request approved once, by two different people.
-    let checker = &all[0].requesters[0].api;
-    let listed = checker.list(None)?;
-    let approved = listed.iter().filter(|r| r.state == State::Approved).count();
-    let bad: Vec<_> = listed
-        .iter()
-        .filter(|r| {
-            r.approvals.len() != 2
-                || r.approvals[0].by == r.approvals[1].by
-                || r.approvals.iter().any(|a| a.by == r.requester)
-        })
-        .map(|r| r.id.clone())
-        .collect();
-    let events = checker.audit_events(0, usize::MAX)?;
-    let count = |k: &str| events.iter().filter(|e| e.kind.as_str() == k).count();
-    let check = checker.verify_audit()?;
+    // Check through every daemon: every request approved once, by two different people.
+    let expected = clients * third * rounds;
+    let mut seen = Vec::new();
+    for k in 0..n_daemons {
+        // User `uk` talks to daemon k.
+        let api = RemoteBroker::on_runtime(
+            urls[k].clone(),
+            Arc::new(AsUid {
+                path: socks[k].clone(),
+                uid: BASE_UID + k as u32,
+            }),
+            ClientRuntime::new()?,
+        );
+        seen.push(Seen::through(&api)?);
+    }
     let failures = failures.lock().map_err(|_| "poisoned")?.clone();
 
     let mut c = create_lat.lock().map_err(|_| "poisoned")?.clone();
@@ -324,7 +463,7 @@ fn main() -> Res<()> {
     both.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "serve_load: {clients} clients, {n_users} users, {rounds} rounds, {} build",
+        "serve_load: {clients} clients, {n_users} users, {rounds} rounds, {n_daemons} daemon(s) on {store}, {} build",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -354,45 +493,26 @@ fn main() -> Res<()> {
         ms(percentile(&both, 0.5)),
         ms(percentile(&both, 0.99))
     );
-    println!(
-        "  requests: {} created, {} listed, {approved} approved, {} with a wrong approval set",
-        total_ids.len(),
-        listed.len(),
-        bad.len()
-    );
-    println!(
-        "  events: request_created {}, approval_given {}, request_approved {}; audit chain {} ({} events)",
-        count("request_created"),
-        count("approval_given"),
-        count("request_approved"),
-        if check.broken.is_none() {
-            "holds"
-        } else {
-            "BROKEN"
-        },
-        check.events
-    );
+    println!("  requests: {} created", total_ids.len());
+    for (k, v) in seen.iter().enumerate() {
+        println!("  through daemon {k}: {}", v.report());
+    }
     println!("  failed calls: {}", failures.len());
     for f in failures.iter().take(5) {
         println!("    {f}");
     }
-    let expected = clients * third * rounds;
     let ok = failures.is_empty()
         && total_ids.len() == expected
-        && listed.len() == expected
-        && approved == expected
-        && bad.is_empty()
-        && count("request_created") == expected
-        && count("approval_given") == 2 * expected
-        && count("request_approved") == expected
-        && check.broken.is_none();
+        && seen.iter().all(|v| v.holds(expected));
     println!(
         "  lost or duplicated transitions: {}",
         if ok { "none" } else { "SEE ABOVE" }
     );
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    daemon.wait()?;
+    for mut daemon in running {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+        daemon.wait()?;
+    }
     if ok {
         Ok(())
     } else {

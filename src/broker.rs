@@ -400,7 +400,7 @@ impl Broker {
         let now = self.now();
         let who = new.requester.clone();
         self.store.write(|tx| -> TxResult<Request> {
-            let rules = rules(tx, &policy)?;
+            let rules = rules(tx, &policy, &[&who])?;
             let mut id = request::new_request_id();
             while tx.request(&id)?.is_some() {
                 id = request::new_request_id();
@@ -509,7 +509,7 @@ impl Broker {
     pub fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
         let policy = self.policy()?;
         self.session_act(id, by, "kill", &[Role::Approver], |tx, r, now| {
-            let rules = rules(tx, &policy)?;
+            let rules = rules(tx, &policy, &[])?;
             let reason = CloseReason::Terminated { by: by.to_string() };
             let closed = match request::apply(r, Command::Close { reason }, &rules, now) {
                 Ok(outcome) => store_outcome(tx, outcome, now)?,
@@ -563,7 +563,7 @@ impl Broker {
         let policy = self.policy()?;
         let now = self.now();
         Ok(self.store.write(|tx| {
-            let rules = rules(tx, &policy)?;
+            let rules = rules(tx, &policy, &[])?;
             let mut changed = Vec::new();
             for r in tx.timed_requests()? {
                 if r.is_due(now)
@@ -589,7 +589,7 @@ impl Broker {
             let Some(r) = tx.request(id)? else {
                 return Ok(Err(BrokerError::NotFound { id: id.to_string() }));
             };
-            let rules = rules(tx, &policy)?;
+            let rules = rules(tx, &policy, &[actor])?;
             if r.is_due(now) && !matches!(cmd, Command::Close { .. }) {
                 // Time ran out: record the expiry, then refuse what was asked.
                 if let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now) {
@@ -692,9 +692,16 @@ fn good_prefix(b: &ChainBreak) -> u64 {
     }
 }
 
-/// The lifecycle rules with the policy's lists resolved against enrolled users.
-fn rules(tx: &mut dyn WriteTx, policy: &Policy) -> Result<Rules, StoreError> {
-    let users = tx.users()?;
+/// The lifecycle rules with the policy's lists resolved for `names` only: the people the
+/// transaction acts for, the only ones whose roles the lifecycle checks (the requester of a new
+/// request, the approver of an approval or denial); anyone else counts as holding no role, so
+/// a name left out refuses, never permits. Reading just those users, rather than every enrolled
+/// one, keeps each transaction's cost independent of the team's size.
+fn rules(tx: &mut dyn WriteTx, policy: &Policy, names: &[&str]) -> Result<Rules, StoreError> {
+    let mut users = Vec::with_capacity(names.len());
+    for name in names {
+        users.extend(tx.user(name)?);
+    }
     Ok(policy.rules(users.iter().map(|u| (u.name.as_str(), &u.roles))))
 }
 

@@ -199,6 +199,26 @@ fn requests_and_users_round_trip<S: Store>(s: &S) {
     .unwrap();
 }
 
+fn user_reads_agree_within_a_transaction<S: Store>(s: &S) {
+    s.write(|tx| tx.put_user(&user("ann"))).unwrap();
+    s.write(|tx| {
+        // Read twice, before and after listing: the same answer each time.
+        assert_eq!(tx.user("zed")?, None);
+        let ann = tx.user("ann")?.unwrap();
+        assert_eq!(tx.user("ann")?.as_ref(), Some(&ann));
+        assert_eq!(tx.users()?, vec![ann.clone()]);
+        assert_eq!(tx.user("zed")?, None);
+        assert_eq!(tx.user("ann")?, Some(ann));
+        // The transaction's own write wins over what it read.
+        tx.put_user(&user("zed"))?;
+        assert_eq!(tx.user("zed")?.map(|u| u.name), Some("zed".to_string()));
+        Ok(())
+    })
+    .unwrap();
+    let names: Vec<String> = s.users().unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(names, ["ann", "zed"]);
+}
+
 /// `user(name)` with the enrolment time actually stored (it was made a moment apart).
 fn user_like(stored: &UserRecord, name: &str) -> UserRecord {
     UserRecord {
@@ -213,6 +233,7 @@ fn sqlite_contract() {
         appends_chain_and_bump_revision::<SqliteStore>,
         failed_closure_rolls_back::<SqliteStore>,
         requests_and_users_round_trip::<SqliteStore>,
+        user_reads_agree_within_a_transaction::<SqliteStore>,
     ] {
         let (_d, s) = sqlite();
         check(&s);
@@ -225,6 +246,7 @@ fn dynamo_contract() {
         appends_chain_and_bump_revision::<DynamoStore>,
         failed_closure_rolls_back::<DynamoStore>,
         requests_and_users_round_trip::<DynamoStore>,
+        user_reads_agree_within_a_transaction::<DynamoStore>,
     ] {
         let Some(s) = dynamo() else { return };
         check(&s);

@@ -705,9 +705,11 @@ struct DynTx<'a> {
     read: HashMap<(&'static str, String), Option<u64>>,
     requests: BTreeMap<String, Request>,
     users: BTreeMap<String, UserRecord>,
-    /// Every user as listed earlier in this attempt, so `user` needs no second read (if one
-    /// changed since, the head moved and the commit fails anyway).
-    listed_users: Option<BTreeMap<String, UserRecord>>,
+    /// Users as read earlier in this attempt (`None`: absent), so `user` needs no second read
+    /// (if one changed since, the head moved and the commit fails anyway).
+    read_users: BTreeMap<String, Option<UserRecord>>,
+    /// Whether `users` listed them all (a name not in `read_users` is then absent).
+    listed_users: bool,
     events: Vec<Event>,
 }
 
@@ -819,24 +821,27 @@ impl WriteTx for DynTx<'_> {
         if let Some(u) = self.users.get(name) {
             return Ok(Some(u.clone()));
         }
-        if let Some(listed) = &self.listed_users {
-            let found = listed.get(name).cloned();
-            if found.is_none() {
-                self.note(USER, name, None);
-            }
-            return Ok(found);
+        if let Some(u) = self.read_users.get(name) {
+            return Ok(u.clone());
         }
-        match self.store.get(USER, name)? {
+        // Listed already: not among them, so absent.
+        let item = match self.listed_users {
+            true => None,
+            false => self.store.get(USER, name)?,
+        };
+        let found = match item {
             Some(item) => {
                 let (u, ver) = decode_user(&item)?;
                 self.note(USER, name, Some(ver));
-                Ok(Some(u))
+                Some(u)
             }
-            None => {
-                self.note(USER, name, None);
-                Ok(None)
-            }
+            None => None,
+        };
+        if found.is_none() {
+            self.note(USER, name, None);
         }
+        self.read_users.insert(name.to_string(), found.clone());
+        Ok(found)
     }
 
     fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
@@ -846,7 +851,11 @@ impl WriteTx for DynTx<'_> {
             self.note(USER, &u.name, Some(ver));
             found.insert(u.name.clone(), u);
         }
-        self.listed_users = Some(found.clone());
+        self.read_users = found
+            .iter()
+            .map(|(name, u)| (name.clone(), Some(u.clone())))
+            .collect();
+        self.listed_users = true;
         for (name, u) in &self.users {
             found.insert(name.clone(), u.clone());
         }
@@ -884,7 +893,8 @@ impl Store for DynamoStore {
                 read: HashMap::new(),
                 requests: BTreeMap::new(),
                 users: BTreeMap::new(),
-                listed_users: None,
+                read_users: BTreeMap::new(),
+                listed_users: false,
                 events: Vec::new(),
             };
             let out = f(&mut tx)?;

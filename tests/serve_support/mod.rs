@@ -61,6 +61,11 @@ impl Daemon {
         for (name, role) in users {
             env.enrol(name, role);
         }
+        Daemon::on(env)
+    }
+
+    /// A daemon over `env` (its data dir, and its `--store` if set); not started.
+    pub fn on(env: Env) -> Daemon {
         let sock_dir = tempfile::tempdir().unwrap();
         // Group (root: the clients' gid below) may enter; the socket itself is 0660.
         std::fs::set_permissions(sock_dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
