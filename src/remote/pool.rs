@@ -125,3 +125,91 @@ impl Pool {
         Ok(sender)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::UnixConnector;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+
+    /// Reads one request head (these requests have empty bodies).
+    async fn read_head(s: &mut tokio::net::UnixStream) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).await.unwrap(), 1, "the client hung up");
+            head.push(byte[0]);
+        }
+    }
+
+    /// A peer whose first connection answers one request, then reads a second and hangs up
+    /// without answering (a daemon dying mid-request); later connections answer everything.
+    /// Returns the socket path and the count of connections accepted.
+    fn flaky_peer(dir: &std::path::Path) -> (std::path::PathBuf, Arc<AtomicUsize>) {
+        let path = dir.join("flaky.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(async move {
+                    read_head(&mut s).await;
+                    s.write_all(OK).await.unwrap();
+                    read_head(&mut s).await;
+                    if !first {
+                        s.write_all(OK).await.unwrap();
+                    }
+                });
+            }
+        });
+        (path, accepted)
+    }
+
+    fn request(method: Method) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(method)
+            .uri("/v1/x")
+            .header("host", "x")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
+    async fn call(pool: &Pool, method: Method) -> Result<(), SendError> {
+        use http_body_util::BodyExt;
+        let (resp, lease) = pool.send(&request(method)).await?;
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap();
+        pool.put(lease);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_get_broken_after_sending_is_retried_once_on_a_new_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, accepted) = flaky_peer(dir.path());
+        let pool = Pool::new(Arc::new(UnixConnector::new(path)));
+        call(&pool, Method::GET).await.unwrap();
+        call(&pool, Method::GET).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_post_broken_after_sending_is_not_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, accepted) = flaky_peer(dir.path());
+        let pool = Pool::new(Arc::new(UnixConnector::new(path)));
+        call(&pool, Method::GET).await.unwrap();
+        let e = call(&pool, Method::POST).await.unwrap_err();
+        assert!(matches!(e, SendError::Unknown(_)), "{e:?}");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the POST was sent again"
+        );
+    }
+}

@@ -263,3 +263,24 @@ async fn a_verified_proof_is_reused_on_its_connection_only() {
         Err(StsError::Missing)
     ));
 }
+
+#[tokio::test]
+async fn a_cached_identity_expires_with_its_proof() {
+    let arn = "arn:aws:iam::123456789012:user/alice";
+    let endpoint = sts_answering_once(arn).await;
+    let v = verifier(&endpoint, "broker.example");
+    let header = signer(&endpoint)
+        .sign("broker.example")
+        .await
+        .unwrap()
+        .to_header();
+    let conn = ConnectionIdentity::default();
+    assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
+    // The proof's lifetime passes on a long-lived connection: the cache no longer answers, and
+    // the proof goes to STS again (which is gone now).
+    if let Some(verified) = conn.verified.lock().await.as_mut() {
+        verified.until = Utc::now() - TimeDelta::seconds(1);
+    }
+    let err = conn.resolve(Some(&header), &v).await.unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+}
