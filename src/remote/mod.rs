@@ -306,6 +306,10 @@ impl BrokerApi for RemoteBroker {
         Ok(r.revision)
     }
 
+    fn waits_for_changes(&self) -> bool {
+        true
+    }
+
     fn policy(&self) -> Result<Policy> {
         let r: PolicyReply = self.call(Method::GET, "/v1/policy".into(), NO_BODY)?;
         let path = format!("{} (on the broker)", r.path);
