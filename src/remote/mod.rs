@@ -213,14 +213,20 @@ impl Inner {
         body: Vec<u8>,
     ) -> Result<T> {
         let ep = &self.endpoint;
-        let proof =
-            self.connector
-                .authorization()
-                .await
-                .map_err(|message| BrokerError::Remote {
+        let proof = match self.connector.authorization().await {
+            Ok(proof) => proof,
+            Err(message) => {
+                // An unreachable broker is the likelier fix: say that first.
+                if let Err(SendError::Connect(e) | SendError::Unknown(e)) = self.pool.reach().await
+                {
+                    return Err(unavailable(ep, e));
+                }
+                return Err(BrokerError::Remote {
                     kind: ErrorKind::Identity,
                     message,
-                })?;
+                });
+            }
+        };
         let mut req = hyper::Request::builder()
             .method(method.clone())
             .uri(&path)

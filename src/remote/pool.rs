@@ -86,6 +86,18 @@ impl Pool {
         }
     }
 
+    /// Makes sure the daemon can be reached: an idle connection is alive, or a new one opens
+    /// (and is kept).
+    pub async fn reach(&self) -> Result<(), SendError> {
+        if let Some(sender) = self.take_idle() {
+            self.put(Lease(sender));
+            return Ok(());
+        }
+        let sender = self.open().await?;
+        self.put(Lease(sender));
+        Ok(())
+    }
+
     /// Returns a connection whose response has been read in full.
     pub fn put(&self, lease: Lease) {
         if lease.0.is_closed() {
