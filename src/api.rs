@@ -30,6 +30,11 @@ pub trait BrokerApi: Send + Sync {
     /// Waits until the revision differs from `after` or `timeout` passes (capped at
     /// [`MAX_WAIT`]); returns the revision then.
     fn wait_revision(&self, after: u64, timeout: Duration) -> Result<u64>;
+    /// True when [`BrokerApi::wait_revision`] is a daemon's long-poll (cheap to call in a
+    /// loop), false when it polls the store itself (embedded).
+    fn waits_for_changes(&self) -> bool {
+        false
+    }
     /// The policy in force.
     fn policy(&self) -> Result<Policy>;
     /// True when `name` is enrolled with `role` and the policy admits them.

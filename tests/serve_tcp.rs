@@ -5,9 +5,9 @@
 
 mod tcp_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,75 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use pink_sombrero::serve::sts::{MAX_AGE, Proof};
 use pink_sombrero::serve::tls::client_config;
-use tcp_support::{Pki, free_port, iam_user, moto, pki, signer, unique};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sombrero");
-
-/// A running `sombrero serve` on a TLS port; killed when dropped.
-struct Daemon {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-    /// Held open so the daemon can still write to stderr.
-    _stderr: BufReader<std::process::ChildStderr>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the daemon with `identities` (TOML lines for `[identities]`) checking proofs with
-/// the STS at `sts`; `extra` are more `serve` arguments.
-fn daemon(pki: &Pki, sts: &str, identities: &str, extra: &[&str]) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("policy.toml"),
-        format!("requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\n{identities}\n"),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .env("SOMBRERO_DATA_DIR", dir.path())
-        .args([
-            "serve",
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--sts-endpoint",
-            sts,
-        ])
-        .arg("--tls-cert")
-        .arg(&pki.cert)
-        .arg("--tls-key")
-        .arg(&pki.key)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("the daemon exited before listening");
-        }
-    }
-    let port = line
-        .trim()
-        .rsplit_once("tcp://127.0.0.1:")
-        .and_then(|(_, p)| p.split(',').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the daemon did not say where it listens: {line:?}"));
-    Daemon {
-        child,
-        port,
-        _dir: dir,
-        _stderr: stderr,
-    }
-}
+use tcp_support::{BIN, Daemon, Pki, daemon, free_port, iam_user, moto, pki, signer, unique};
 
 /// GET `path` over TLS trusting `ca`, as `host`, with `authorization`; the status and body.
 async fn get(

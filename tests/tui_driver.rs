@@ -255,15 +255,21 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
     quit(&h, ui).await;
 }
 
+/// A daemon with alice (requester) and `me` (approver) enrolled.
+fn daemon_with_alice_and(me: &str) -> serve_support::Daemon {
+    let mut d = serve_support::Daemon::new(
+        foundation_support::POLICY,
+        &[("alice", "requester"), (me, "approver")],
+    );
+    d.start();
+    d
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tui_against_a_daemon_acts_as_the_connection_identity() {
     use pink_sombrero::remote::RemoteBroker;
     let me = serve_support::own_user();
-    let mut d = serve_support::Daemon::new(
-        foundation_support::POLICY,
-        &[("alice", "requester"), (&me, "approver")],
-    );
-    d.start();
+    let d = daemon_with_alice_and(&me);
     let remote = RemoteBroker::connect(&d.url().parse().unwrap()).unwrap();
     // The daemon runs on the real clock; "another process" on the broker host writes to the
     // same store directly, and the daemon's change signal carries it to the TUI.
@@ -303,6 +309,131 @@ async fn tui_against_a_daemon_acts_as_the_connection_identity() {
     h.switch_to("alice");
     h.shows("cannot switch to alice").await;
     h.key(KeyCode::Esc);
+
+    h.key(KeyCode::Char('q'));
+    quit(&h, ui).await;
+}
+
+/// A daemon's client that counts how the TUI asks for changes (every call goes to the daemon).
+struct CountingRemote {
+    inner: pink_sombrero::remote::RemoteBroker,
+    revisions: AtomicUsize,
+    waits: AtomicUsize,
+}
+
+type R<T> = pink_sombrero::broker::Result<T>;
+
+impl BrokerApi for CountingRemote {
+    fn identity(&self) -> R<Option<String>> {
+        self.inner.identity()
+    }
+    fn revision(&self) -> R<u64> {
+        self.revisions.fetch_add(1, Ordering::SeqCst);
+        self.inner.revision()
+    }
+    fn wait_revision(&self, after: u64, timeout: Duration) -> R<u64> {
+        self.waits.fetch_add(1, Ordering::SeqCst);
+        self.inner.wait_revision(after, timeout)
+    }
+    fn waits_for_changes(&self) -> bool {
+        self.inner.waits_for_changes()
+    }
+    fn policy(&self) -> R<pink_sombrero::policy::Policy> {
+        self.inner.policy()
+    }
+    fn permits(&self, name: &str, role: Role) -> R<bool> {
+        self.inner.permits(name, role)
+    }
+    fn users(&self) -> R<Vec<pink_sombrero::broker::UserInfo>> {
+        self.inner.users()
+    }
+    fn create_request(&self, new: NewRequest, code: &str) -> R<pink_sombrero::request::Request> {
+        self.inner.create_request(new, code)
+    }
+    fn approve(
+        &self,
+        id: &str,
+        by: &str,
+        code: &str,
+        comment: Option<&str>,
+    ) -> R<pink_sombrero::request::Request> {
+        self.inner.approve(id, by, code, comment)
+    }
+    fn deny(
+        &self,
+        id: &str,
+        by: &str,
+        code: &str,
+        comment: Option<&str>,
+    ) -> R<pink_sombrero::request::Request> {
+        self.inner.deny(id, by, code, comment)
+    }
+    fn cancel(&self, id: &str, by: &str) -> R<pink_sombrero::request::Request> {
+        self.inner.cancel(id, by)
+    }
+    fn kill_session(&self, id: &str, by: &str) -> R<pink_sombrero::request::Request> {
+        self.inner.kill_session(id, by)
+    }
+    fn get(&self, id: &str) -> R<pink_sombrero::request::Request> {
+        self.inner.get(id)
+    }
+    fn list(&self, state: Option<ReqState>) -> R<Vec<pink_sombrero::request::Request>> {
+        self.inner.list(state)
+    }
+    fn expire_due(&self) -> R<usize> {
+        self.inner.expire_due()
+    }
+    fn audit_events(&self, after_seq: u64, limit: usize) -> R<Vec<pink_sombrero::audit::Event>> {
+        self.inner.audit_events(after_seq, limit)
+    }
+    fn audit_for_request(&self, id: &str) -> R<Vec<pink_sombrero::audit::Event>> {
+        self.inner.audit_for_request(id)
+    }
+    fn verify_audit(&self) -> R<pink_sombrero::broker::AuditCheck> {
+        self.inner.verify_audit()
+    }
+    fn switch_user(&self, name: &str, code: &str) -> R<()> {
+        self.inner.switch_user(name, code)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tui_on_a_daemon_long_polls_for_changes_instead_of_polling() {
+    use pink_sombrero::remote::RemoteBroker;
+    let me = serve_support::own_user();
+    let d = daemon_with_alice_and(&me);
+    let remote = Arc::new(CountingRemote {
+        inner: RemoteBroker::connect(&d.url().parse().unwrap()).unwrap(),
+        revisions: AtomicUsize::new(0),
+        waits: AtomicUsize::new(0),
+    });
+    let clock = TestClock::at(chrono::Utc::now());
+    let opts = BrokerOptions {
+        policy_path: None,
+        clock: Some(clock.clone()),
+    };
+    let secrets = vec![("alice".into(), d.env.secret("alice").into())];
+    let other = Broker::open(&Paths::at(d.env.path()), opts).unwrap();
+    let (h, ui) = start(remote.clone(), &me, clock, secrets, other);
+    h.key(KeyCode::Char('3'));
+    h.shows(&format!("Nothing waiting for {me}")).await;
+
+    // Another process writes; the change reaches the screen through the long-poll.
+    let reads_before = remote.revisions.load(Ordering::SeqCst);
+    let new = NewRequest {
+        requester: "alice".into(),
+        target: "mi-0123456789abcdef0".into(),
+        reason: "disk full on the primary".into(),
+        incident: None,
+        duration: Duration::from_secs(900),
+    };
+    h.other.create_request(new, &h.code("alice")).unwrap();
+    h.shows("disk full on the primary").await;
+    // Idle a while: polling every 250 ms would read the revision several times over.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reads = remote.revisions.load(Ordering::SeqCst) - reads_before;
+    assert!(reads <= 1, "{reads} revision reads instead of a long-poll");
+    assert!(remote.waits.load(Ordering::SeqCst) >= 1, "no long-poll");
 
     h.key(KeyCode::Char('q'));
     quit(&h, ui).await;

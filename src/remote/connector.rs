@@ -1,6 +1,6 @@
 //! Transports to the daemon: anything that yields a byte stream per connection.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
 use rustls::pki_types::ServerName;
@@ -19,7 +19,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// A boxed byte stream.
 pub type BoxIo = Box<dyn Io>;
 
-/// Opens connections to the daemon (one per call). The daemon learns who the caller is from
+/// Opens connections to the daemon (kept alive and reused: see [`super::pool`]). The daemon learns who the caller is from
 /// the connection itself: peer credentials on a Unix socket, the IAM proof over TLS.
 pub trait Connector: Send + Sync {
     /// Opens one connection.
@@ -88,6 +88,25 @@ impl TlsConnector {
             aws: g.clone(),
             proofs: OnceCell::new(),
         })
+    }
+
+    /// A connector to `addr` trusting `ca` whose proofs `signer` makes (instead of the AWS
+    /// credentials `--profile` selects).
+    pub fn with_signer(
+        addr: &str,
+        ca: Option<&Path>,
+        signer: ProofSigner,
+    ) -> Result<TlsConnector, String> {
+        let g = GlobalOpts {
+            ca: ca.map(Path::to_path_buf),
+            ..GlobalOpts::default()
+        };
+        let c = TlsConnector::new(addr, &g)?;
+        let proofs = ClientProofs::new(signer, &c.server_id());
+        c.proofs
+            .set(proofs)
+            .map_err(|_| "the proof signer is already set".to_string())?;
+        Ok(c)
     }
 
     /// The name proofs are bound to: the host the certificate was checked against.

@@ -6,6 +6,7 @@
 //! for `unix:` addresses; TLS for `tcp://` plugs in as another connector.
 
 pub mod connector;
+pub mod pool;
 pub mod recordings;
 pub mod session;
 
@@ -16,7 +17,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -32,6 +32,7 @@ use crate::request::{NewRequest, Request, State};
 use crate::serve::identity::Identity;
 
 pub use connector::{BoxIo, Connector, TlsConnector, UnixConnector};
+use pool::{Pool, SendError};
 
 /// The most audit events the daemon returns per page.
 const AUDIT_PAGE: usize = 5_000;
@@ -46,6 +47,7 @@ pub struct RemoteBroker {
 struct Inner {
     endpoint: String,
     connector: Arc<dyn Connector>,
+    pool: Pool,
 }
 
 /// The runtime client calls run on (one worker thread; several clients may share one). It
@@ -82,6 +84,16 @@ fn unavailable(endpoint: &str, what: impl std::fmt::Display) -> BrokerError {
     BrokerError::Remote {
         kind: ErrorKind::Unavailable,
         message: format!("cannot reach the broker at {endpoint}: {what} ({hint})"),
+    }
+}
+
+/// A write whose connection broke after it was sent: the broker may or may not have applied it.
+fn outcome_unknown(endpoint: &str, method: &Method, path: &str, what: String) -> BrokerError {
+    BrokerError::Remote {
+        kind: ErrorKind::Unavailable,
+        message: format!(
+            "the connection to the broker at {endpoint} broke after {method} {path} was sent ({what}); it may or may not have been applied, so it was not sent again: check with `sombrero show` or `sombrero list` before retrying"
+        ),
     }
 }
 
@@ -127,6 +139,7 @@ impl RemoteBroker {
         RemoteBroker {
             inner: Arc::new(Inner {
                 endpoint,
+                pool: Pool::new(Arc::clone(&connector)),
                 connector,
             }),
             rt,
@@ -233,42 +246,35 @@ impl Inner {
         body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes)> {
         let ep = &self.endpoint;
-        let io = self
-            .connector
-            .connect()
-            .await
-            .map_err(|e| unavailable(ep, e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| unavailable(ep, e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "broker connection ended with an error");
-            }
-        });
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, self.connector.host())
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(proof) =
-            self.connector
-                .authorization()
-                .await
-                .map_err(|message| BrokerError::Remote {
+        let proof = match self.connector.authorization().await {
+            Ok(proof) => proof,
+            Err(message) => {
+                // An unreachable broker is the likelier fix: say that first.
+                if let Err(SendError::Connect(e) | SendError::Unknown(e)) = self.pool.reach().await
+                {
+                    return Err(unavailable(ep, e));
+                }
+                return Err(BrokerError::Remote {
                     kind: ErrorKind::Identity,
                     message,
-                })?
-        {
+                });
+            }
+        };
+        let mut req = hyper::Request::builder()
+            .method(method.clone())
+            .uri(&path)
+            .header(HOST, self.connector.host())
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(proof) = proof {
             req = req.header(AUTHORIZATION, proof);
         }
         let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| BrokerError::Internal(format!("cannot build the request: {e}")))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| unavailable(ep, e))?;
+        let (resp, lease) = self.pool.send(&req).await.map_err(|e| match e {
+            SendError::Connect(e) => unavailable(ep, e),
+            SendError::Unknown(e) => outcome_unknown(ep, &method, &path, e),
+        })?;
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -276,6 +282,7 @@ impl Inner {
             .await
             .map_err(|e| unavailable(ep, e))?
             .to_bytes();
+        self.pool.put(lease);
         Ok((status, bytes))
     }
 }
@@ -336,6 +343,10 @@ impl BrokerApi for RemoteBroker {
         let path = format!("/v1/revision?after={after}&wait_ms={ms}");
         let r: RevisionReply = self.call(Method::GET, path, NO_BODY)?;
         Ok(r.revision)
+    }
+
+    fn waits_for_changes(&self) -> bool {
+        true
     }
 
     fn policy(&self) -> Result<Policy> {

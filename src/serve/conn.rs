@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::{Extension, Router};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -16,6 +16,11 @@ use super::stopped;
 
 /// How long open connections get to finish their request at shutdown.
 pub const DRAIN: Duration = Duration::from_secs(5);
+/// How long a client has to send a request's headers, counted from when the connection is
+/// ready for one: a client that stalls mid-request (or keeps a connection idle) longer is cut
+/// off, so slow clients cannot hold connections open. Clients reuse idle connections for less
+/// ([`crate::remote::pool::REUSE_FOR`]).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Serves `app` on one connection as `peer`: the peer goes into every request's extensions,
 /// where the identity check finds it. Any transport (a TLS stream too) can be served this way.
@@ -32,8 +37,8 @@ where
     serve_http(io, app.layer(Extension(peer)), stopping)
 }
 
-/// Serves `app` as HTTP/1.1 (with upgrades) on one connection until it closes or `stopping`
-/// turns true; `app` must itself put a [`Peer`] on each request (see [`serve_connection`];
+/// Serves `app` as HTTP/1.1 (kept alive, with upgrades, headers due within
+/// [`HEADER_READ_TIMEOUT`]) on one connection until it closes or `stopping` turns true; `app` must itself put a [`Peer`] on each request (see [`serve_connection`];
 /// the TCP listener's proof check does it per request).
 pub fn serve_http<I>(
     io: I,
@@ -46,6 +51,9 @@ where
     let service = TowerToHyperService::new(app);
     async move {
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(true)
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         tokio::pin!(conn);

@@ -21,8 +21,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use thiserror::Error;
-use tokio::sync::Mutex;
+
+use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
 use super::tls::{ServerTls, client_config};
@@ -41,6 +43,9 @@ pub const MAX_AGE: Duration = Duration::from_secs(5 * 60);
 pub const MAX_SKEW: Duration = Duration::from_secs(2 * 60);
 /// How long the broker waits for STS.
 const STS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most proofs the broker has STS verify at once (all connections together), so clients
+/// cannot make it flood STS; more wait their turn (at most [`STS_TIMEOUT`]).
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 8;
 /// Largest accepted `Authorization` value and STS reply.
 const MAX_PROOF_BYTES: usize = 16 * 1024;
 const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -374,6 +379,7 @@ pub struct Verifier {
     endpoint: StsEndpoint,
     server_id: ServerId,
     http: HttpsClient,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Verifier {
@@ -390,6 +396,7 @@ impl Verifier {
             endpoint,
             server_id,
             http,
+            in_flight: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
         })
     }
 
@@ -472,6 +479,13 @@ impl Verifier {
             endpoint: self.endpoint.as_str().to_string(),
             message,
         };
+        let _permit = tokio::time::timeout(STS_TIMEOUT, self.in_flight.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                unavailable("the broker is busy verifying other identity proofs; try again".into())
+            })?;
         let exchange = async {
             let response = self
                 .http

@@ -263,3 +263,66 @@ async fn a_verified_proof_is_reused_on_its_connection_only() {
         Err(StsError::Missing)
     ));
 }
+
+#[tokio::test]
+async fn a_cached_identity_expires_with_its_proof() {
+    let arn = "arn:aws:iam::123456789012:user/alice";
+    let endpoint = sts_answering_once(arn).await;
+    let v = verifier(&endpoint, "broker.example");
+    let header = signer(&endpoint)
+        .sign("broker.example")
+        .await
+        .unwrap()
+        .to_header();
+    let conn = ConnectionIdentity::default();
+    assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
+    // The proof's lifetime passes on a long-lived connection: the cache no longer answers, and
+    // the proof goes to STS again (which is gone now).
+    if let Some(verified) = conn.verified.lock().await.as_mut() {
+        verified.until = Utc::now() - TimeDelta::seconds(1);
+    }
+    let err = conn.resolve(Some(&header), &v).await.unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifications_in_flight_are_bounded_broker_wide() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, m) = (Arc::clone(&now), Arc::clone(&most));
+    // A slow STS stand-in that records how many calls it holds at once.
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move || {
+            let (n, m) = (Arc::clone(&n), Arc::clone(&m));
+            async move {
+                m.fetch_max(n.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                "<GetCallerIdentityResponse><GetCallerIdentityResult>\
+                 <Arn>arn:aws:iam::1:user/a</Arn></GetCallerIdentityResult>\
+                 </GetCallerIdentityResponse>"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let v = Arc::new(verifier(&endpoint, "broker.example"));
+    let proof = signer(&endpoint).sign("broker.example").await.unwrap();
+    let calls: Vec<_> = (0..3 * MAX_CONCURRENT_VERIFICATIONS)
+        .map(|_| {
+            let (v, proof) = (Arc::clone(&v), proof.clone());
+            tokio::spawn(async move { v.verify(&proof).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= MAX_CONCURRENT_VERIFICATIONS,
+        "{most} verifications at once"
+    );
+}

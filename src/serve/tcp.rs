@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,6 +29,9 @@ use crate::api::wire::ErrorBody;
 
 /// How long a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many refused proofs one connection may present; the last refusal closes it, so one
+/// connection cannot have the broker call STS without end.
+pub const MAX_FAILED_PROOFS: u32 = 3;
 
 /// The TCP socket could not be bound.
 #[derive(Debug, Error)]
@@ -112,6 +116,7 @@ async fn connection(
     let proof = ProofCheck {
         verifier,
         connection: Arc::new(ConnectionIdentity::default()),
+        failures: Arc::new(AtomicU32::new(0)),
         addr,
     };
     let app = app.layer(axum::middleware::from_fn_with_state(proof, require_proof));
@@ -123,6 +128,8 @@ async fn connection(
 struct ProofCheck {
     verifier: Arc<Verifier>,
     connection: Arc<ConnectionIdentity>,
+    /// Proofs refused on this connection so far.
+    failures: Arc<AtomicU32>,
     addr: SocketAddr,
 }
 
@@ -150,7 +157,16 @@ async fn require_proof(State(check): State<ProofCheck>, mut req: Request, next: 
         }
         Err(e) => {
             tracing::warn!(addr = %check.addr, error = %e, "identity proof refused");
-            refusal(e)
+            // STS being unavailable is not the client's fault.
+            let failed = e.status() == 401;
+            let mut response = refusal(e);
+            if failed && check.failures.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_FAILED_PROOFS {
+                tracing::warn!(addr = %check.addr, "too many refused proofs; closing the connection");
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     }
 }

@@ -2,8 +2,9 @@
 //! and moto (STS and IAM) for identity proofs.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -195,4 +196,131 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sombrero");
+
+/// A running `sombrero serve` on a TLS port; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    /// Held open so the daemon can still write to stderr.
+    _stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the daemon with `identities` (TOML lines for `[identities]`) checking proofs with
+/// the STS at `sts`; `extra` are more `serve` arguments.
+pub fn daemon(pki: &Pki, sts: &str, identities: &str, extra: &[&str]) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!("requesters = [\"*\"]\napprovers = [\"*\"]\n[identities]\n{identities}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .env("SOMBRERO_DATA_DIR", dir.path())
+        .args([
+            "serve",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--sts-endpoint",
+            sts,
+        ])
+        .arg("--tls-cert")
+        .arg(&pki.cert)
+        .arg("--tls-key")
+        .arg(&pki.key)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the daemon exited before listening");
+        }
+    }
+    let port = line
+        .trim()
+        .rsplit_once("tcp://127.0.0.1:")
+        .and_then(|(_, p)| p.split(',').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the daemon did not say where it listens: {line:?}"));
+    Daemon {
+        child,
+        port,
+        _dir: dir,
+        _stderr: stderr,
+    }
+}
+
+/// An STS stand-in on loopback that counts the calls the broker makes: it answers every
+/// GetCallerIdentity with `arn`, except those signed with the access key [`BAD_KEY`], which it
+/// refuses as STS would a bad signature. (The broker trusts STS's answer; the stand-in lets a
+/// test count the broker's calls exactly.)
+pub struct CountingSts {
+    /// Its endpoint (`http://127.0.0.1:PORT`).
+    pub endpoint: String,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The access key [`CountingSts`] refuses.
+pub const BAD_KEY: &str = "AKIDBAD";
+
+impl CountingSts {
+    /// Starts the stand-in on the current runtime.
+    pub async fn start(arn: &str) -> CountingSts {
+        use std::sync::atomic::Ordering;
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&calls);
+        let ok = format!(
+            "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>{arn}</Arn>\
+             </GetCallerIdentityResult></GetCallerIdentityResponse>"
+        );
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let ok = ok.clone();
+                async move {
+                    if auth.contains(&format!("Credential={BAD_KEY}/")) {
+                        (
+                            axum::http::StatusCode::FORBIDDEN,
+                            "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code>\
+                             <Message>bad signature</Message></Error></ErrorResponse>"
+                                .to_string(),
+                        )
+                    } else {
+                        (axum::http::StatusCode::OK, ok)
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        CountingSts { endpoint, calls }
+    }
+
+    /// How many calls it has answered.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
