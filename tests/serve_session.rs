@@ -2,7 +2,8 @@
 //! own fleet options, recordings directory and key; client processes under other uids (each
 //! mapped to a sombrero user by the policy's `[identities]`) only carry bytes. Watchers see
 //! the screen and cannot type; an approver's kill ends the session as theirs; a client killed
-//! with SIGKILL loses the session, which the daemon still finishes.
+//! with SIGKILL, or one that stops answering pings, loses the session, which the daemon still
+//! finishes.
 
 mod foundation_support;
 
@@ -59,6 +60,11 @@ impl World {
     }
 
     async fn with_policy(policy: &str) -> World {
+        World::with(policy, &[]).await
+    }
+
+    /// A world whose daemon also gets `serve_args`.
+    async fn with(policy: &str, serve_args: &[&str]) -> World {
         let lab = lab::start(LabConfig::default()).await.unwrap();
         let mut env = Env::new(policy);
         for (name, role) in [
@@ -72,7 +78,9 @@ impl World {
         let public = tempfile::tempdir().unwrap();
         set_mode(public.path(), 0o777);
         let socket = public.path().join("sombrero.sock");
-        let mut serve = env.command(&["serve", "--listen", &format!("unix:{}", socket.display())]);
+        let listen = format!("unix:{}", socket.display());
+        let mut serve = env.command(&["serve", "--listen", &listen]);
+        serve.args(serve_args);
         lab_env(&mut serve, &lab.endpoint_url());
         let daemon = serve.stderr(Stdio::piped()).spawn().unwrap();
         let mut w = World {
@@ -416,6 +424,48 @@ async fn a_client_killed_mid_session_loses_it_and_the_node_is_replaced() {
     assert_eq!(casts.len(), 1);
     let verify = w.env.run(&["verify", casts[0].to_str().unwrap()]);
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_that_stops_answering_loses_the_session() {
+    // Here this process is rita, so it can hold a raw session socket and then fall silent:
+    // connected, but never reading, so it answers none of the daemon's pings (as a laptop that
+    // dropped off the network would), while the socket itself stays open.
+    let policy = POLICY
+        .replace(r#""root" = "rev""#, r#""root" = "rita""#)
+        .replace(r#""uid:2001" = "rita""#, r#""uid:2001" = "rev""#);
+    let mut w = World::with(&policy, &["--client-silence-secs", "2"]).await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let stream = tokio::net::UnixStream::connect(w.socket()).await.unwrap();
+    let req = format!("ws://sombrero/v1/requests/{id}/session?cols=80&rows=24")
+        .into_client_request()
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains(r#""type":"live""#) => break,
+            Some(Ok(_)) => {}
+            other => panic!("the session did not open: {other:?}"),
+        }
+    }
+
+    // Bounded so a daemon that never notices fails here instead of hanging until the grant
+    // ends an hour later.
+    let events = tokio::time::timeout(Duration::from_secs(120), w.finished(&id))
+        .await
+        .expect("the silent client still held the session after 120 s");
+    assert!(
+        events.iter().any(|(k, _)| k == "replacement_completed"),
+        "{events:?}"
+    );
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(
+        shown["request"]["close_reason"]["reason"],
+        "connection_lost"
+    );
+    // The silent client never let go of its socket: silence alone ended the session.
+    drop(ws);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

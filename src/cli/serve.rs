@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// the TLS certificate is valid for (the names clients reach the broker by).
     #[arg(long, value_name = "NAME")]
     pub server_id: Option<String>,
+    /// Seconds a session's client may answer nothing (not even a ping) before the daemon treats
+    /// it as gone; the session then ends as a lost connection unless it reconnects in time.
+    #[arg(long, value_name = "SECS", default_value_t = 45)]
+    pub client_silence_secs: u64,
 }
 
 /// What `tcp://` listeners need: the TLS config and the proof verifier.
@@ -112,7 +116,8 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let state = AppState::new(broker, stopping.clone())
             .map_err(fail)?
             .with_sessions(sessions)
-            .with_recordings(archive);
+            .with_recordings(archive)
+            .with_client_silence(std::time::Duration::from_secs(a.client_silence_secs.max(1)));
         let app = router(state.clone());
         let mut servers = Vec::new();
         let mut listening = Vec::new();

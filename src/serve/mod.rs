@@ -53,6 +53,9 @@ pub struct AppState {
     names: Arc<Mutex<NamesAt>>,
     /// The recordings this broker keeps, or why it serves none.
     recordings: Result<Arc<recordings::Archive>, String>,
+    /// How long a session's client may answer nothing (not even a ping) before it counts as
+    /// gone (a dead TCP peer is otherwise noticed only when a write finally fails).
+    client_silence: Duration,
 }
 
 /// Enrolled names and the store revision they were read at.
@@ -73,6 +76,7 @@ impl AppState {
             sessions: Err("this broker was started without a fleet".into()),
             names: Arc::default(),
             recordings: Err("this broker was started without a recordings directory".into()),
+            client_silence: relay::CLIENT_SILENCE,
         })
     }
 
@@ -80,6 +84,17 @@ impl AppState {
     pub fn with_sessions(mut self, sessions: Result<Arc<hub::Hub>, String>) -> AppState {
         self.sessions = sessions;
         self
+    }
+
+    /// Sets how long a session's client may stay silent before it counts as gone.
+    pub fn with_client_silence(mut self, limit: Duration) -> AppState {
+        self.client_silence = limit;
+        self
+    }
+
+    /// How long a session's client may stay silent before it counts as gone.
+    pub fn client_silence(&self) -> Duration {
+        self.client_silence
     }
 
     /// Serves the recordings in `archive`.

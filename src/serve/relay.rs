@@ -8,6 +8,7 @@
 //! Frames are described in [`super::session_wire`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Path, Query, State};
@@ -29,6 +30,9 @@ use crate::channel::payload::SizeData;
 
 /// Messages queued between a session and its requester's socket.
 const CLIENT_QUEUE: usize = 256;
+/// Default for how long a session's client may answer nothing before it counts as gone; it is
+/// pinged three times in that span.
+pub const CLIENT_SILENCE: Duration = Duration::from_secs(45);
 
 /// The session, watch and kill routes.
 pub fn routes() -> Router<AppState> {
@@ -62,9 +66,10 @@ async fn session(
             .filter(|&r| r > 0)
             .map_or(limits::DEFAULT_ROWS, u32::from),
     };
+    let silence = state.client_silence();
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {
-            Ok(hub) => relay_session(hub.clone(), id, who.user, size, socket).await,
+            Ok(hub) => relay_session(hub.clone(), id, who.user, size, socket, silence).await,
             Err(why) => refuse(socket, why).await,
         }
     })
@@ -72,13 +77,35 @@ async fn session(
 
 /// Carries one requester's socket: output and steps out, keystrokes and resizes in. The
 /// session does not depend on it: when the socket goes, the hub's grace period starts.
-async fn relay_session(hub: Arc<Hub>, id: String, by: String, size: SizeData, socket: WebSocket) {
+async fn relay_session(
+    hub: Arc<Hub>,
+    id: String,
+    by: String,
+    size: SizeData,
+    socket: WebSocket,
+    silence: Duration,
+) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            let last = out.is_final();
-            if sink.send(to_message(out)).await.is_err() || last {
+        // Pings make a live client answer, so its silence means it is gone.
+        let mut ping = tokio::time::interval(silence / 3);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                out = rx.recv() => match out {
+                    Some(out) => {
+                        let last = out.is_final();
+                        if sink.send(to_message(out)).await.is_err() || last {
+                            break;
+                        }
+                        continue;
+                    }
+                    None => break,
+                },
+                _ = ping.tick() => Message::Ping(Vec::new().into()),
+            };
+            if sink.send(msg).await.is_err() {
                 break;
             }
         }
@@ -94,7 +121,15 @@ async fn relay_session(hub: Arc<Hub>, id: String, by: String, size: SizeData, so
             return;
         }
     };
-    while let Some(Ok(msg)) = stream.next().await {
+    loop {
+        let msg = match tokio::time::timeout(silence, stream.next()).await {
+            Ok(Some(Ok(msg))) => msg,
+            Ok(_) => break,
+            Err(_) => {
+                tracing::warn!(request = %id, user = %by, silent_for = ?silence, "session client answers nothing; treating it as gone");
+                break;
+            }
+        };
         match msg {
             Message::Binary(bytes) => live.input(bytes.to_vec()).await,
             Message::Text(text) => match serde_json::from_str::<ClientMsg>(&text) {
