@@ -6,6 +6,8 @@
 //! they fail. Each test builds its own Auto Scaling group (launch configuration + group: moto
 //! launches the instances), so they run in parallel.
 
+mod moto_support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_autoscaling::Client as Asg;
 use aws_sdk_resourcegroupstagging::Client as Tagging;
 use chrono::Utc;
+use moto_support::moto;
 use pink_sombrero::config::GlobalOpts;
 use pink_sombrero::fleet::aws::AwsFleet;
 use pink_sombrero::fleet::ec2_query::Ec2Query;
@@ -20,24 +23,6 @@ use pink_sombrero::fleet::{
     Fleet, FleetError, ReplaceFailure, ReplaceOptions, ReplaceProgress, ReplaceStrategy,
     ReplacementOutcome, Taint, tag,
 };
-
-/// moto's endpoint, or `None` (outside CI) when it is not running.
-fn moto() -> Option<String> {
-    match std::env::var("SOMBRERO_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "SOMBRERO_MOTO_ENDPOINT is not set under CI=true: run the tests through scripts/test"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipped: moto is not running (run scripts/test, or eval \"$(scripts/moto-up)\" first)"
-            );
-            None
-        }
-    }
-}
 
 struct Env {
     fleet: AwsFleet,

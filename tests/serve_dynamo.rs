@@ -7,6 +7,7 @@
 //! under `CI=true` they fail.
 
 mod foundation_support;
+mod moto_support;
 mod serve_support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -27,25 +28,7 @@ const APPROVERS: usize = 6;
 
 /// True when moto is running; outside CI a missing moto is a printed skip.
 fn moto() -> bool {
-    match std::env::var("SOMBRERO_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => {
-            assert!(
-                std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|d| d == e),
-                "AWS_ENDPOINT_URL_DYNAMODB must point at moto ({e}): eval \"$(scripts/moto-up)\" again"
-            );
-            true
-        }
-        _ => {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "SOMBRERO_MOTO_ENDPOINT is not set under CI=true: run the tests through scripts/test"
-            );
-            eprintln!(
-                "skipped: moto is not running (run scripts/test, or eval \"$(scripts/moto-up)\" first)"
-            );
-            false
-        }
-    }
+    moto_support::moto_dynamodb().is_some()
 }
 
 /// Two started daemons (separate data dirs, the same policy file, one fresh table) with

@@ -1,11 +1,13 @@
 //! The IAM identity proof against moto's STS, through the real signer and verifier: the ARN is
 //! the one STS reports for the signing credentials; an unreachable STS is a 503, not a 401.
 
+mod moto_support;
 mod tcp_support;
 
 use aws_credential_types::Credentials;
+use moto_support::moto;
 use pink_sombrero::serve::sts::{ServerId, StsEndpoint, StsError, Verifier};
-use tcp_support::{free_port, iam_user, moto, signer, unique};
+use tcp_support::{free_port, iam_user, signer, unique};
 
 fn verifier(endpoint: &str, id: &str) -> Verifier {
     Verifier::new(

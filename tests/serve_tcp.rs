@@ -3,6 +3,7 @@
 //! `[identities]`. Every refusal is checked on the wire: tampered, misdirected, stale or
 //! missing proofs, unknown ARNs, an unreachable STS, plaintext HTTP and an untrusted CA.
 
+mod moto_support;
 mod tcp_support;
 
 use std::io::{Read, Write};
@@ -17,9 +18,10 @@ use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use moto_support::moto;
 use pink_sombrero::serve::sts::{MAX_AGE, Proof};
 use pink_sombrero::serve::tls::client_config;
-use tcp_support::{BIN, Daemon, Pki, daemon, free_port, iam_user, moto, pki, signer, unique};
+use tcp_support::{BIN, Daemon, Pki, daemon, free_port, iam_user, pki, signer, unique};
 
 /// GET `path` over TLS trusting `ca`, as `host`, with `authorization`; the status and body.
 async fn get(

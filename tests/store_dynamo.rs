@@ -12,6 +12,9 @@
 
 mod foundation_support;
 
+mod moto_support;
+
+use moto_support::moto_dynamodb as moto;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{TimeDelta, Utc};
@@ -24,30 +27,6 @@ use pink_sombrero::store::dynamo::DynamoStore;
 use pink_sombrero::store::sqlite::SqliteStore;
 use pink_sombrero::store::{Store, StoreError, UserRecord};
 use serde_json::json;
-
-/// moto's endpoint, or `None` (outside CI) when it is not running.
-fn moto() -> Option<String> {
-    match std::env::var("SOMBRERO_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => {
-            assert!(
-                std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|d| d == e),
-                "AWS_ENDPOINT_URL_DYNAMODB must point at moto ({e}): eval \"$(scripts/moto-up)\" again"
-            );
-            Some(e)
-        }
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "SOMBRERO_MOTO_ENDPOINT is not set under CI=true: run the tests through scripts/test"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipped: moto is not running (run scripts/test, or eval \"$(scripts/moto-up)\" first)"
-            );
-            None
-        }
-    }
-}
 
 fn table_name() -> String {
     format!("sombrero-test-{}", uuid::Uuid::new_v4().simple())

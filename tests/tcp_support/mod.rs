@@ -76,24 +76,6 @@ pub fn pki(dir: &Path) -> Pki {
     }
 }
 
-/// moto's endpoint, or `None` (outside CI) when it is not running.
-pub fn moto() -> Option<String> {
-    match std::env::var("SOMBRERO_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "SOMBRERO_MOTO_ENDPOINT is not set under CI=true: run the tests through scripts/test"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipped: moto is not running (run scripts/test, or eval \"$(scripts/moto-up)\" first)"
-            );
-            None
-        }
-    }
-}
-
 /// One IAM query call to moto (unsigned: moto does not check signatures unless told to; the
 /// credential scope only routes the call to IAM). Returns the XML reply.
 pub async fn iam_call(endpoint: &str, params: &[(&str, &str)]) -> String {
