@@ -111,6 +111,9 @@ fn a_reviewer_lists_verifies_and_downloads_through_the_daemon() {
     let theirs = d.env.run(&["keys", "show"]).ok().stdout;
     let hex = theirs.trim().trim_start_matches("ed25519 ");
     d.client(None, &["verify", &name, "--key", hex]).ok();
+    // `keys show` through the daemon prints the broker's key, not one made on the client.
+    let through = d.client(None, &["keys", "show"]).ok().stdout;
+    assert_eq!(through.trim(), theirs.trim());
 
     // What the TUI and `replay` use: the daemon's public key, a private download, the listing.
     let remote = in_process(&d);

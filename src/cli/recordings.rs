@@ -401,6 +401,20 @@ fn reviews_by_digest(g: &GlobalOpts) -> anyhow::Result<HashMap<String, Vec<list:
 /// Runs `sombrero keys ...`: prints the recorder's public key (creating the key on first use).
 pub fn keys(g: &GlobalOpts, c: KeysCommand) -> anyhow::Result<ExitCode> {
     let KeysCommand::Show { json } = c;
+    // Through a daemon the key that matters is the broker's (it seals); never make a local one.
+    if let Some(remote) = remote(g)? {
+        let public = hex::encode(remote.recorder_key().map_err(access::fail)?.to_bytes());
+        if json {
+            let v = serde_json::json!({"algorithm": "ed25519", "public_key": public, "source": "broker"});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("ed25519 {public}");
+            eprintln!(
+                "sombrero: as the broker reports it; for an independent check compare with `sombrero keys show` run on the broker host"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let paths = Paths::resolve(g)?;
     let key = RecorderKey::load_or_create(&paths.keys())?;
     let path = paths.keys().join(keys::KEY_FILE);
