@@ -8,6 +8,7 @@
 
 pub mod conn;
 pub mod error;
+pub mod fleet;
 pub mod hub;
 pub mod identity;
 pub mod recordings;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::api::ErrorKind;
 use crate::broker::{Broker, BrokerError};
+use crate::fleet::aws::AwsFleet;
 
 use self::error::ApiError;
 
@@ -53,6 +55,8 @@ pub struct AppState {
     names: Arc<Mutex<NamesAt>>,
     /// The recordings this broker keeps, or why it serves none.
     recordings: Result<Arc<recordings::Archive>, String>,
+    /// The fleet this broker lists and scans, or why it has none.
+    fleet: Result<Arc<AwsFleet>, String>,
 }
 
 /// Enrolled names and the store revision they were read at.
@@ -73,6 +77,7 @@ impl AppState {
             sessions: Err("this broker was started without a fleet".into()),
             names: Arc::default(),
             recordings: Err("this broker was started without a recordings directory".into()),
+            fleet: Err("this broker was started without a fleet".into()),
         })
     }
 
@@ -80,6 +85,17 @@ impl AppState {
     pub fn with_sessions(mut self, sessions: Result<Arc<hub::Hub>, String>) -> AppState {
         self.sessions = sessions;
         self
+    }
+
+    /// Lists and scans `fleet`, or records why this broker cannot.
+    pub fn with_fleet(mut self, fleet: Result<Arc<AwsFleet>, String>) -> AppState {
+        self.fleet = fleet;
+        self
+    }
+
+    /// The fleet, or why this broker has none.
+    pub fn fleet(&self) -> Result<&Arc<AwsFleet>, &str> {
+        self.fleet.as_ref().map_err(String::as_str)
     }
 
     /// Serves the recordings in `archive`.
@@ -202,6 +218,7 @@ pub async fn stopped(stopping: &mut watch::Receiver<bool>) {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::routes())
+        .merge(fleet::routes())
         .merge(relay::routes())
         .merge(recordings::routes())
         .layer(axum::middleware::from_fn_with_state(
