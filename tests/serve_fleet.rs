@@ -5,14 +5,14 @@
 
 mod fleet_support;
 mod foundation_support;
+mod serve_support;
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use chrono::Utc;
-use foundation_support::{BIN, Env, lab_env};
+use foundation_support::{BIN, lab_env};
 use pink_sombrero::audit::EventKind;
 use pink_sombrero::broker::{Broker, BrokerOptions};
 use pink_sombrero::config::Paths;
@@ -20,6 +20,7 @@ use pink_sombrero::fleet::aws::AwsFleet;
 use pink_sombrero::fleet::{Fleet, SessionReason, Taint};
 use pink_sombrero::lab::Lab;
 use serde_json::Value;
+use serve_support::Daemon;
 
 const RITA: u32 = 2101;
 const ANN: u32 = 2102;
@@ -36,49 +37,32 @@ replacement = "automation:PinkSombrero-ReplaceNode"
 "#;
 
 struct World {
-    env: Env,
+    daemon: Daemon,
     lab: Lab,
     fleet: AwsFleet,
-    /// Holds the socket and the clients' homes; open to the client uids.
-    public: tempfile::TempDir,
-    daemon: Child,
+    /// The clients' homes; open to the client uids.
+    homes: tempfile::TempDir,
 }
 
 impl World {
     async fn new() -> World {
         let (lab, fleet) = fleet_support::lab(2).await;
-        let mut env = Env::new(POLICY);
-        env.enrol("rita", "requester");
-        env.enrol("ann", "approver");
-        let public = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let socket = public.path().join("sombrero.sock");
-        let mut serve = env.command(&["serve", "--listen", &format!("unix:{}", socket.display())]);
-        lab_env(&mut serve, &lab.endpoint_url());
-        let mut daemon = serve.stderr(Stdio::piped()).spawn().unwrap();
-        // The daemon prints where it listens once the socket is bound.
-        let mut err = daemon.stderr.take().unwrap();
-        let mut said = Vec::new();
-        let mut buf = [0u8; 512];
-        while !String::from_utf8_lossy(&said).contains("listening on") {
-            let n = err.read(&mut buf).unwrap();
-            assert!(n > 0, "serve ended: {}", String::from_utf8_lossy(&said));
-            said.extend_from_slice(&buf[..n]);
-        }
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let mut daemon = Daemon::new(POLICY, &[("rita", "requester"), ("ann", "approver")]);
+        daemon.start_with(|c| lab_env(c, &lab.endpoint_url()));
+        let homes = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         World {
-            env,
+            daemon,
             lab,
             fleet,
-            public,
-            daemon,
+            homes,
         }
     }
 
     /// `sombrero --broker unix:SOCK ARGS` as `uid` with an empty environment: no AWS_*
     /// variables, a fresh empty HOME, no credentials or config files of any kind.
     fn client(&self, uid: u32, args: &[&str]) -> Output {
-        let home: PathBuf = self.public.path().join(format!("home-{uid}"));
+        let home: PathBuf = self.homes.path().join(format!("home-{uid}"));
         std::fs::create_dir_all(&home).unwrap();
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
         Command::new("/usr/bin/setpriv")
@@ -90,10 +74,7 @@ impl World {
                 "--data-dir",
                 home.join("data").to_str().unwrap(),
                 "--broker",
-                &format!(
-                    "unix:{}",
-                    self.public.path().join("sombrero.sock").display()
-                ),
+                &self.daemon.url(),
             ])
             .args(args)
             .env_clear()
@@ -105,22 +86,13 @@ impl World {
 
     /// The data of the daemon's audit events of `kind`.
     fn events(&self, kind: EventKind) -> Vec<Value> {
-        let b = Broker::open(&Paths::at(self.env.path()), BrokerOptions::default()).unwrap();
+        let b = Broker::open(&Paths::at(self.daemon.env.path()), BrokerOptions::default()).unwrap();
         b.audit_events(0, 10_000)
             .unwrap()
             .into_iter()
             .filter(|e| e.kind == kind)
             .map(|e| e.data)
             .collect()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Ok(None) = self.daemon.try_wait() {
-            unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
-            let _ = self.daemon.wait();
-        }
     }
 }
 
