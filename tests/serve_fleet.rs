@@ -1,7 +1,7 @@
 //! The fleet through `sombrero serve`: a thin client with no AWS configuration at all lists
 //! the daemon's fleet (badges included) and, as an approver, runs the rogue scan there, which
-//! audits each finding once in the daemon's store; a requester may list but not scan, and
-//! `reap` is refused through a daemon.
+//! audits each finding once in the daemon's store, and reaps there; a requester may list but
+//! neither scan nor reap.
 
 mod fleet_support;
 mod foundation_support;
@@ -84,6 +84,19 @@ impl World {
             .unwrap()
     }
 
+    /// Taints the first lab node, as a session that never closed would have; returns the
+    /// node ids, the tainted one first.
+    async fn taint_first(&self) -> Vec<String> {
+        let nodes: Vec<String> = self.lab.nodes().into_iter().map(|n| n.id).collect();
+        let taint = Taint {
+            request: "req-crashed".into(),
+            by: "ann".into(),
+            at: Utc::now(),
+        };
+        self.fleet.taint(&nodes[0], &taint).await.unwrap();
+        nodes
+    }
+
     /// The data of the daemon's audit events of `kind`.
     fn events(&self, kind: EventKind) -> Vec<Value> {
         let b = Broker::open(&Paths::at(self.daemon.env.path()), BrokerOptions::default()).unwrap();
@@ -104,13 +117,7 @@ fn json(out: &Output) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_without_aws_credentials_lists_the_daemons_fleet() {
     let w = World::new().await;
-    let nodes: Vec<String> = w.lab.nodes().into_iter().map(|n| n.id).collect();
-    let taint = Taint {
-        request: "req-elsewhere".into(),
-        by: "ann".into(),
-        at: Utc::now(),
-    };
-    w.fleet.taint(&nodes[0], &taint).await.unwrap();
+    let nodes = w.taint_first().await;
 
     let rows = json(&w.client(RITA, &["fleet", "--json"]));
     let rows = rows.as_array().unwrap();
@@ -180,11 +187,32 @@ async fn the_rogue_scan_runs_on_the_daemon_for_approvers_only() {
         .collect();
     assert_eq!(touched, [node.as_str()]);
 
-    // The reaper runs on the broker host, never through a client.
-    let reap = w.client(ANN, &["reap", "--dry-run"]);
-    assert_eq!(reap.status.code(), Some(2), "{reap:?}");
+    // A requester may not reap either.
+    let refused = w.client(RITA, &["reap", "--dry-run", "--json"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(
-        String::from_utf8_lossy(&reap.stderr).contains("broker host"),
-        "{reap:?}"
+        String::from_utf8_lossy(&refused.stderr).contains("approvers and reviewers"),
+        "{refused:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_runs_on_the_daemon_for_approvers() {
+    let w = World::new().await;
+    let nodes = w.taint_first().await;
+
+    let dry = json(&w.client(ANN, &["reap", "--dry-run", "--json"]));
+    let dry = dry.as_array().unwrap();
+    assert_eq!(dry.len(), 1, "{dry:?}");
+    assert_eq!(dry[0]["target"], nodes[0].as_str());
+    assert_eq!(dry[0]["outcome"], "would-replace");
+    assert!(w.events(EventKind::ReplacementRequested).is_empty());
+
+    let done = json(&w.client(ANN, &["reap", "--json"]));
+    assert_eq!(done[0]["target"], nodes[0].as_str(), "{done}");
+    assert_eq!(done[0]["outcome"], "completed", "{done}");
+    assert!(!w.lab.nodes().into_iter().any(|n| n.id == nodes[0]));
+    // Audited in the daemon's store before it started.
+    let asked = w.events(EventKind::ReplacementRequested);
+    assert_eq!(asked.len(), 1, "{asked:?}");
 }

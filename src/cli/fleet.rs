@@ -5,25 +5,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
-use serde::Serialize;
 
 use std::collections::HashSet;
 
-use serde_json::json;
-
-use crate::audit::EventKind;
-use crate::broker::Broker;
 use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
+use crate::fleet::reaper;
 use crate::fleet::scan::{self, Finding, NodeRow, ScanError};
-use crate::fleet::{
-    Fleet, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, RogueReason, SessionInfo,
-    SessionState, tag, tainted_without_active_session,
-};
+use crate::fleet::{Fleet, RogueReason};
 use crate::remote::RemoteBroker;
-use crate::request::{CloseReason, State};
-use crate::session;
 use std::sync::Arc;
 
 /// `sombrero fleet`.
@@ -182,117 +173,25 @@ fn short_age(d: chrono::Duration) -> String {
 /// Who the reaper and the rogue scan write audit events as.
 const ACTOR: &str = crate::broker::SYSTEM_ACTOR;
 
-/// What the reaper did, or would do, with one node.
-#[derive(Debug, Serialize)]
-struct Reaped {
-    target: String,
-    request: Option<String>,
-    strategy: String,
-    outcome: &'static str,
-    new: Option<String>,
-    detail: Option<String>,
-    /// A stale `requested` mark was retried (the run that made it died).
-    retry: bool,
-}
-
 /// Runs `sombrero reap`: ends sessions that outlived their request, then replaces tainted
-/// nodes that have no active session.
-///
-/// Idempotent: a replaced node is gone; a requested one carries
-/// `pink-sombrero:replacement=requested` and is skipped until the request is stale (older than
-/// the replace timeout plus a margin, or without `pink-sombrero:replacement-at`: the run that
-/// made it died), then tried again, audited as `ReplacementRetried`; a failed one is tried
-/// again. Every replacement is audited before it starts.
+/// nodes that have no active session ([`reaper::reap`]). Through a broker daemon the daemon
+/// reaps with its own fleet (approvers and reviewers only).
 pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
-    if access::remote_endpoint(g)?.is_some() {
-        return Err(ExitError::usage(
-            "reap is not run through a broker daemon: it runs on the broker host with the broker's own fleet credentials (e.g. `sombrero reap` from a systemd timer there); drop --broker there",
-        )
-        .into());
-    }
-    let broker = Arc::new(access::open(g)?);
-    let strategy = ReplaceStrategy::from(&broker.policy().map_err(access::fail)?.replacement);
-    let opts = ReplaceOptions::default();
-    let retry_after = opts.retry_requested_after(&strategy);
-    let rt = runtime()?;
-    let fleet = Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
-    let mut done = Vec::new();
-    let live = end_orphan_sessions(&broker, &fleet, &rt, &strategy, a.dry_run, &mut done)?;
-    let nodes = rt.block_on(fleet.list_nodes())?;
-    for node in tainted_without_active_session(&nodes, &live, Utc::now(), retry_after) {
-        // Only link the event to a request this store knows (the tag may come from elsewhere).
-        let request = node
-            .tags
-            .get(tag::REQUEST)
-            .filter(|r| broker.get(r).is_ok())
-            .cloned();
-        // Only a stale `requested` mark lets a replacing node through.
-        let retry = node.replacing();
-        let mut row = Reaped {
-            target: node.id.clone(),
-            request: request.clone(),
-            strategy: strategy.to_string(),
-            outcome: "would-replace",
-            new: None,
-            detail: None,
-            retry,
-        };
-        if retry {
-            let requested_at = node.replacement_marked_at();
-            row.detail = Some(format!(
-                "replacement requested {} never finished: trying again",
-                requested_at.map_or_else(|| "at an unknown time".to_owned(), |t| format!("at {t}"))
-            ));
-            if !a.dry_run {
-                broker
-                    .record(
-                        ACTOR,
-                        EventKind::ReplacementRetried,
-                        request.as_deref(),
-                        json!({
-                            "target": node.id,
-                            "requested_at": requested_at,
-                            "stale_after_secs": retry_after.map(|d| d.as_secs()),
-                        }),
-                    )
-                    .map_err(access::fail)?;
-            }
-        }
-        if a.dry_run {
-            done.push(row);
-            continue;
-        }
-        let quiet = a.json;
-        let outcome = rt.block_on(session::replace_audited(
-            &broker,
-            &fleet,
-            request.as_deref(),
-            &node.id,
-            &strategy,
-            opts,
-            "reap",
-            |p| {
+    let done = match remote(g)? {
+        Some(remote) => remote.reap(a.dry_run).map_err(access::fail)?,
+        None => {
+            let broker = Arc::new(access::open(g)?);
+            let rt = runtime()?;
+            let fleet = Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
+            let quiet = a.json;
+            rt.block_on(reaper::reap(&broker, &fleet, ACTOR, a.dry_run, |p| {
                 if !quiet {
                     eprintln!("sombrero reap: {p}");
                 }
-            },
-        ));
-        match outcome {
-            ReplacementOutcome::Completed { new, .. } => {
-                row.outcome = "completed";
-                row.new = Some(new);
-            }
-            ReplacementOutcome::Failed { why } => {
-                row.outcome = "failed";
-                row.detail = Some(why.to_string());
-            }
-            ReplacementOutcome::Requested { note } => {
-                row.outcome = "requested";
-                row.detail = Some(note);
-            }
+            }))
+            .map_err(scan_fail)?
         }
-        done.push(row);
-    }
+    };
     let failed = done.iter().filter(|r| r.outcome == "failed").count();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&done)?);
@@ -324,54 +223,6 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Ends the SSM sessions the store says are over: their request is closed, or past its
-/// approved end (the client crashed or was killed, so nobody terminated them). Returns the
-/// active sessions that remain. An overdue request is closed as expired.
-fn end_orphan_sessions(
-    broker: &Broker,
-    fleet: &AwsFleet,
-    rt: &tokio::runtime::Runtime,
-    strategy: &ReplaceStrategy,
-    dry_run: bool,
-    done: &mut Vec<Reaped>,
-) -> anyhow::Result<Vec<SessionInfo>> {
-    let now = broker.now();
-    let requests = broker.list(None).map_err(access::fail)?;
-    let over = |s: &SessionInfo| {
-        requests.iter().find(|r| {
-            r.session_id.as_deref() == Some(s.session_id.as_str())
-                && (r.state != State::Active || r.is_due(now))
-        })
-    };
-    let mut live = Vec::new();
-    for s in rt.block_on(fleet.describe_sessions(SessionState::Active))? {
-        let Some(r) = over(&s) else {
-            live.push(s);
-            continue;
-        };
-        let mut outcome = "would-end-session";
-        if !dry_run {
-            rt.block_on(fleet.terminate_session(&s.session_id))?;
-            if r.state == State::Active {
-                broker
-                    .close_session(&r.id, CloseReason::Expired)
-                    .map_err(access::fail)?;
-            }
-            outcome = "session-ended";
-        }
-        done.push(Reaped {
-            target: s.target.clone(),
-            request: Some(r.id.clone()),
-            strategy: strategy.to_string(),
-            outcome,
-            new: None,
-            detail: Some(format!("session {} outlived its request", s.session_id)),
-            retry: false,
-        });
-    }
-    Ok(live)
 }
 
 /// Runs `sombrero rogue`: sessions (active and recent history) that bypassed the broker, and

@@ -8,6 +8,7 @@ pub mod aws;
 pub mod ec2_query;
 mod error;
 mod nodes;
+pub mod reaper;
 pub mod replace;
 pub mod rogue;
 pub mod scan;

@@ -1,5 +1,5 @@
 //! The fleet on the daemon: the listing any mapped identity may see, and the rogue scan
-//! approvers and reviewers may run, both with the daemon's own fleet credentials.
+//! approvers and reviewers may run, and the reaper likewise, both with the daemon's own fleet credentials.
 
 use std::sync::Arc;
 
@@ -9,8 +9,11 @@ use axum::{Extension, Json, Router};
 use chrono::Utc;
 
 use crate::api::ErrorKind;
+use crate::api::wire::ReapBody;
+use crate::broker::Broker;
 use crate::fleet::Fleet;
 use crate::fleet::aws::AwsFleet;
+use crate::fleet::reaper::{self, Reaped};
 use crate::fleet::scan::{self, NodeRow, RogueReport, ScanError};
 use crate::policy::Role;
 
@@ -23,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/fleet", get(list))
         .route("/v1/rogue", post(rogue))
+        .route("/v1/reap", post(reap))
 }
 
 impl From<ScanError> for ApiError {
@@ -57,34 +61,71 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeRow>>, ApiError>
     Ok(Json(scan::node_rows(nodes, &touched, max_age, Utc::now())))
 }
 
+/// Runs `job` (fleet calls mixed with blocking store calls) driven by one blocking thread,
+/// then wakes the long-polls for what it audited.
+async fn driven<T, F>(
+    s: &AppState,
+    what: &str,
+    job: impl FnOnce(Arc<Broker>) -> F + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, ScanError>>,
+{
+    let broker = Arc::clone(&s.broker);
+    let rt = tokio::runtime::Handle::current();
+    let out = tokio::task::spawn_blocking(move || rt.block_on(job(broker)))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("{what} failed: {e}")))??;
+    s.write(|_| Ok(())).await?;
+    Ok(out)
+}
+
+/// Refuses `what` unless `me` is an approver or a reviewer.
+async fn overseer(s: &AppState, me: &Identity, what: &str) -> Result<(), ApiError> {
+    let user = me.user.clone();
+    let allowed = s
+        .read(move |b| Ok(b.permits(&user, Role::Approver)? || b.permits(&user, Role::Reviewer)?))
+        .await?;
+    if allowed {
+        return Ok(());
+    }
+    tracing::warn!(user = me.user, what, "refused: not an approver or reviewer");
+    Err(ApiError::new(
+        ErrorKind::Forbidden,
+        format!(
+            "{} may not {what}: it is for approvers and reviewers",
+            me.user
+        ),
+    ))
+}
+
+async fn reap(
+    State(s): State<AppState>,
+    Extension(me): Extension<Identity>,
+    Json(body): Json<ReapBody>,
+) -> Result<Json<Vec<Reaped>>, ApiError> {
+    let fleet = fleet(&s)?;
+    overseer(&s, &me, "run the reaper").await?;
+    let done = driven(&s, "the reaper", move |broker| async move {
+        reaper::reap(&broker, &fleet, &me.user, body.dry_run, |p| {
+            tracing::info!(progress = p, "reap");
+        })
+        .await
+    })
+    .await?;
+    Ok(Json(done))
+}
+
 async fn rogue(
     State(s): State<AppState>,
     Extension(me): Extension<Identity>,
 ) -> Result<Json<RogueReport>, ApiError> {
     let fleet = fleet(&s)?;
-    let user = me.user.clone();
-    let allowed = s
-        .read(move |b| Ok(b.permits(&user, Role::Approver)? || b.permits(&user, Role::Reviewer)?))
-        .await?;
-    if !allowed {
-        tracing::warn!(user = me.user, "rogue scan refused");
-        return Err(ApiError::new(
-            ErrorKind::Forbidden,
-            format!(
-                "{} may not run the rogue scan: it is for approvers and reviewers",
-                me.user
-            ),
-        ));
-    }
-    // The scan mixes fleet calls with blocking store calls: one blocking thread drives it.
-    let broker = Arc::clone(&s.broker);
-    let rt = tokio::runtime::Handle::current();
-    let report = tokio::task::spawn_blocking(move || {
-        rt.block_on(scan::rogue(&broker, fleet.as_ref(), &me.user))
+    overseer(&s, &me, "run the rogue scan").await?;
+    let report = driven(&s, "the rogue scan", move |broker| async move {
+        scan::rogue(&broker, fleet.as_ref(), &me.user).await
     })
-    .await
-    .map_err(|e| ApiError::new(ErrorKind::Internal, format!("the rogue scan failed: {e}")))??;
-    // Findings were audited: wake the long-polls.
-    s.write(|_| Ok(())).await?;
+    .await?;
     Ok(Json(report))
 }
