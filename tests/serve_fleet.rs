@@ -10,15 +10,20 @@ mod serve_support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 
 use chrono::Utc;
 use foundation_support::{BIN, lab_env};
+use pink_sombrero::api::Endpoint;
 use pink_sombrero::audit::EventKind;
 use pink_sombrero::broker::{Broker, BrokerOptions};
+use pink_sombrero::cli::wiring::remote_fleet_fn;
 use pink_sombrero::config::Paths;
 use pink_sombrero::fleet::aws::AwsFleet;
 use pink_sombrero::fleet::{Fleet, SessionReason, Taint};
 use pink_sombrero::lab::Lab;
+use pink_sombrero::remote::RemoteBroker;
+use pink_sombrero::tui::model::Badge;
 use serde_json::Value;
 use serve_support::Daemon;
 
@@ -34,6 +39,7 @@ replacement = "automation:PinkSombrero-ReplaceNode"
 [identities]
 "uid:2101" = "rita"
 "uid:2102" = "ann"
+"root" = "ann"
 "#;
 
 struct World {
@@ -215,4 +221,49 @@ async fn the_reaper_runs_on_the_daemon_for_approvers() {
     // Audited in the daemon's store before it started.
     let asked = w.events(EventKind::ReplacementRequested);
     assert_eq!(asked.len(), 1, "{asked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tuis_fleet_view_lists_through_the_daemon() {
+    let w = World::new().await;
+    let nodes = w.taint_first().await;
+    let endpoint: Endpoint = w.daemon.url().parse().unwrap();
+    let remote = Arc::new(RemoteBroker::connect(&endpoint).unwrap());
+    let rows = remote_fleet_fn(Arc::clone(&remote))().await.unwrap();
+    assert_eq!(rows.len(), nodes.len(), "{rows:?}");
+    let first = rows.iter().find(|r| r.id == nodes[0]).unwrap();
+    assert_eq!(first.badges, [Badge::Tainted]);
+    assert!(
+        rows.iter()
+            .filter(|r| r.id != nodes[0])
+            .all(|r| r.badges.is_empty())
+    );
+    // The client runtime is not dropped on an async thread.
+    tokio::task::spawn_blocking(move || drop(remote))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_without_a_fleet_says_why() {
+    let mut daemon = Daemon::new(POLICY, &[("ann", "approver")]);
+    // No region anywhere: the daemon serves, without a fleet.
+    daemon.start_with(|c| {
+        c.env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    });
+    let out = Command::new(BIN)
+        .args(["--broker", &daemon.url(), "fleet"])
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert!(err.contains("no fleet"), "{err}");
+    assert!(err.contains("region"), "{err}");
 }
