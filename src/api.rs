@@ -323,6 +323,13 @@ pub mod wire {
         /// Requests that changed.
         pub expired: usize,
     }
+
+    /// `POST /v1/reap`.
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+    pub struct ReapBody {
+        /// Say what would be done, change nothing.
+        pub dry_run: bool,
+    }
 }
 
 #[cfg(test)]

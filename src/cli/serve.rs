@@ -103,19 +103,24 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let (stop, stopping) = watch::channel(false);
         // Sessions are opened with the daemon's own fleet credentials, recordings directory
         // and recorder key; without a usable fleet the rest of the API still serves.
-        let sessions = match super::session::session_deps(g, broker.clone()).await {
-            Ok(deps) => Ok(Hub::new(deps)),
+        // The same fleet lists the nodes and runs the rogue scan for thin clients.
+        let (sessions, fleet) = match super::session::session_deps(g, broker.clone()).await {
+            Ok(deps) => {
+                let fleet = Ok(Arc::clone(&deps.fleet));
+                (Ok(Hub::new(deps)), fleet)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "no fleet: this broker will not open sessions");
                 eprintln!(
                     "sombrero: no fleet ({e:#}); sessions cannot be opened through this broker"
                 );
-                Err(format!("{e:#}"))
+                (Err(format!("{e:#}")), Err(format!("{e:#}")))
             }
         };
         let state = AppState::new(broker, stopping.clone())
             .map_err(fail)?
             .with_sessions(sessions)
+            .with_fleet(fleet)
             .with_recordings(archive)
             .with_client_silence(std::time::Duration::from_secs(a.client_silence_secs.max(1)));
         let app = router(state.clone());

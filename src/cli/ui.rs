@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use crate::api::{BrokerApi, Endpoint};
+use crate::api::Endpoint;
 use crate::broker::{Broker, BrokerOptions};
 use crate::cli::ExitError;
 use crate::cli::access;
@@ -161,18 +161,18 @@ fn remote_tui(
 ) -> anyhow::Result<ExitCode> {
     let remote = Arc::new(RemoteBroker::connect_with(endpoint, g).map_err(access::fail)?);
     let user = access::actor(&*remote, a.as_user)?;
-    let max_age = remote.policy().map_err(access::fail)?.max_instance_age;
     // Sessions are the daemon's: it opens, records and replaces; the pane carries bytes.
     let open_session = Some(wiring::relay_opener(remote.connector()));
     let ctx = TuiContext {
         // Listed by the daemon; replayed here after downloading, verified with its key.
         recordings: Some(wiring::remote_recordings_fn(remote.clone())),
         replay: Some(wiring::remote_replay_fn(remote.clone())),
+        // Listed by the daemon with its fleet: this client may hold no AWS credentials.
+        fleet: Some(wiring::remote_fleet_fn(remote.clone())),
         broker: remote,
         user,
         theme,
         demo_codes: None,
-        fleet: Some(fleet_from_opts(g, max_age)),
         open_session,
     };
     runtime()?.block_on(run_tui(ctx))?;

@@ -20,8 +20,9 @@ use crate::remote::{Connector, RemoteBroker};
 use crate::review;
 use crate::session::{self, SessionDeps, Terminator};
 use crate::tui::driver::{
-    OpenSessionFn, OpenedSession, RecordingsFn, ReplayFn, SessionControl, SessionRequest,
+    FleetFn, OpenSessionFn, OpenedSession, RecordingsFn, ReplayFn, SessionControl, SessionRequest,
 };
+use crate::tui::fleet_view;
 use crate::tui::model::{Integrity, RecordingRow};
 
 /// Session events and keystrokes queued between the TUI and the data channel.
@@ -259,6 +260,21 @@ pub fn remote_recordings_fn(remote: Arc<RemoteBroker>) -> RecordingsFn {
             tracing::warn!(error = %e, "cannot list the broker's recordings");
             Vec::new()
         }
+    })
+}
+
+/// The Fleet view's listing from a broker daemon: it lists with its own fleet credentials.
+pub fn remote_fleet_fn(remote: Arc<RemoteBroker>) -> FleetFn {
+    Arc::new(move || {
+        let remote = Arc::clone(&remote);
+        async move {
+            let rows = tokio::task::spawn_blocking(move || remote.fleet())
+                .await
+                .map_err(|e| format!("cannot list the fleet: {e}"))?
+                .map_err(|e| e.to_string())?;
+            Ok(rows.iter().map(fleet_view::listed_row).collect())
+        }
+        .boxed()
     })
 }
 

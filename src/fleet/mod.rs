@@ -8,8 +8,10 @@ pub mod aws;
 pub mod ec2_query;
 mod error;
 mod nodes;
+pub mod reaper;
 pub mod replace;
 pub mod rogue;
+pub mod scan;
 mod sessions;
 pub mod taint;
 mod target;
@@ -18,7 +20,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use error::FleetError;
 pub use replace::{ReplaceFailure, ReplaceOptions, ReplaceProgress, ReplaceStrategy};
@@ -28,7 +30,7 @@ pub use taint::{Taint, tag};
 pub use target::TargetKind;
 
 /// One node (EC2 instance `i-…` or managed node `mi-…`) as Systems Manager sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     /// The node id (`i-…` or `mi-…`).
     pub id: String,
@@ -118,7 +120,7 @@ impl std::fmt::Debug for StartedSession {
 }
 
 /// Which sessions DescribeSessions lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionState {
     /// Connected, connecting, disconnected or terminating.
@@ -128,7 +130,7 @@ pub enum SessionState {
 }
 
 /// One Session Manager session as DescribeSessions reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// The session id.
     pub session_id: String,

@@ -4,12 +4,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Fleet, FleetError, Node, SessionInfo, SessionReason, SessionState};
 
 /// Why a session counts as rogue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RogueReason {
     /// Its reason is not `pink sombrero <request-id>`: it was opened around the tool.
@@ -22,7 +22,7 @@ pub enum RogueReason {
 }
 
 /// A session that did not go through the broker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RogueFinding {
     /// The session.
     pub session: SessionInfo,

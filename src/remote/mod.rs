@@ -6,6 +6,7 @@
 //! for `unix:` addresses; TLS for `tcp://` plugs in as another connector.
 
 pub mod connector;
+pub mod fleet;
 pub mod pool;
 pub mod recordings;
 pub mod session;

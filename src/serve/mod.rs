@@ -8,6 +8,7 @@
 
 pub mod conn;
 pub mod error;
+pub mod fleet;
 pub mod hub;
 pub mod identity;
 pub mod recordings;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::api::ErrorKind;
 use crate::broker::{Broker, BrokerError};
+use crate::fleet::aws::AwsFleet;
 
 use self::error::ApiError;
 
@@ -56,6 +58,8 @@ pub struct AppState {
     /// How long a session's client may answer nothing (not even a ping) before it counts as
     /// gone (a dead TCP peer is otherwise noticed only when a write finally fails).
     client_silence: Duration,
+    /// The fleet this broker lists and scans, or why it has none.
+    fleet: Result<Arc<AwsFleet>, String>,
 }
 
 /// Enrolled names and the store revision they were read at.
@@ -77,6 +81,7 @@ impl AppState {
             names: Arc::default(),
             recordings: Err("this broker was started without a recordings directory".into()),
             client_silence: relay::CLIENT_SILENCE,
+            fleet: Err("this broker was started without a fleet".into()),
         })
     }
 
@@ -95,6 +100,17 @@ impl AppState {
     /// How long a session's client may stay silent before it counts as gone.
     pub fn client_silence(&self) -> Duration {
         self.client_silence
+    }
+
+    /// Lists and scans `fleet`, or records why this broker cannot.
+    pub fn with_fleet(mut self, fleet: Result<Arc<AwsFleet>, String>) -> AppState {
+        self.fleet = fleet;
+        self
+    }
+
+    /// The fleet, or why this broker has none.
+    pub fn fleet(&self) -> Result<&Arc<AwsFleet>, &str> {
+        self.fleet.as_ref().map_err(String::as_str)
     }
 
     /// Serves the recordings in `archive`.
@@ -217,6 +233,7 @@ pub async fn stopped(stopping: &mut watch::Receiver<bool>) {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::routes())
+        .merge(fleet::routes())
         .merge(relay::routes())
         .merge(recordings::routes())
         .layer(axum::middleware::from_fn_with_state(

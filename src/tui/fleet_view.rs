@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
+use crate::fleet::scan::NodeRow;
 use crate::fleet::{Fleet, Node};
 
 use super::driver::FleetFn;
@@ -30,6 +31,23 @@ pub fn fleet_row(node: &Node, now: DateTime<Utc>, max_age: Option<Duration>) -> 
         platform: node.platform.clone(),
         since: node.launched.or(node.registered),
         badges,
+    }
+}
+
+/// The row for one node as a broker daemon listed it (its marks made there).
+pub fn listed_row(row: &NodeRow) -> FleetRow {
+    let badges = [
+        (row.tainted, Badge::Tainted),
+        (row.replacing, Badge::Replacing),
+        (row.rogue_touched, Badge::Rogue),
+        (row.old, Badge::Old),
+    ]
+    .into_iter()
+    .filter_map(|(on, badge)| on.then_some(badge))
+    .collect();
+    FleetRow {
+        badges,
+        ..fleet_row(&row.node, Utc::now(), None)
     }
 }
 

@@ -97,8 +97,14 @@ impl Daemon {
 
     /// Starts `sombrero serve` and waits for its "listening on" line.
     pub fn start(&mut self) {
-        let mut child = self
-            .serve_command(&self.url())
+        self.start_with(|_| {});
+    }
+
+    /// Like [`Daemon::start`], with `setup` adding to the command first (a fleet's options).
+    pub fn start_with(&mut self, setup: impl FnOnce(&mut Command)) {
+        let mut serve = self.serve_command(&self.url());
+        setup(&mut serve);
+        let mut child = serve
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,177 @@
+//! The reaper, as `sombrero reap` and the broker daemon run it: ends sessions that outlived
+//! their request, then replaces tainted nodes that have no active session.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::audit::EventKind;
+use crate::broker::Broker;
+use crate::request::{CloseReason, State};
+use crate::session;
+
+use super::scan::ScanError;
+use super::{
+    Fleet, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, SessionInfo, SessionState, tag,
+    tainted_without_active_session,
+};
+
+/// What the reaper did, or would do, with one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaped {
+    /// The node.
+    pub target: String,
+    /// The request that tainted it, when this store knows it.
+    pub request: Option<String>,
+    /// How it is replaced.
+    pub strategy: String,
+    /// `would-replace`, `completed`, `failed`, `requested`, `would-end-session`,
+    /// `session-ended`.
+    pub outcome: String,
+    /// The node that replaced it.
+    pub new: Option<String>,
+    /// Why, in words.
+    pub detail: Option<String>,
+    /// A stale `requested` mark was retried (the run that made it died).
+    pub retry: bool,
+}
+
+/// Reaps once, auditing as `actor`; `dry_run` changes nothing; `progress` hears each step of
+/// a replacement.
+///
+/// Idempotent: a replaced node is gone; a requested one carries
+/// `pink-sombrero:replacement=requested` and is skipped until the request is stale (older than
+/// the replace timeout plus a margin, or without `pink-sombrero:replacement-at`: the run that
+/// made it died), then tried again, audited as `ReplacementRetried`; a failed one is tried
+/// again. Every replacement is audited before it starts. The broker calls block: on a daemon,
+/// run this on a blocking thread.
+pub async fn reap<F: Fleet + Send + Sync + 'static>(
+    broker: &Arc<Broker>,
+    fleet: &Arc<F>,
+    actor: &str,
+    dry_run: bool,
+    mut progress: impl FnMut(String),
+) -> Result<Vec<Reaped>, ScanError> {
+    let strategy = ReplaceStrategy::from(&broker.policy()?.replacement);
+    let opts = ReplaceOptions::default();
+    let retry_after = opts.retry_requested_after(&strategy);
+    let mut done = Vec::new();
+    let live = end_orphan_sessions(broker, fleet.as_ref(), &strategy, dry_run, &mut done).await?;
+    let nodes = fleet.list_nodes().await?;
+    for node in tainted_without_active_session(&nodes, &live, Utc::now(), retry_after) {
+        // Only link the event to a request this store knows (the tag may come from elsewhere).
+        let request = node
+            .tags
+            .get(tag::REQUEST)
+            .filter(|r| broker.get(r).is_ok())
+            .cloned();
+        // Only a stale `requested` mark lets a replacing node through.
+        let retry = node.replacing();
+        let mut row = Reaped {
+            target: node.id.clone(),
+            request: request.clone(),
+            strategy: strategy.to_string(),
+            outcome: "would-replace".into(),
+            new: None,
+            detail: None,
+            retry,
+        };
+        if retry {
+            let requested_at = node.replacement_marked_at();
+            row.detail = Some(format!(
+                "replacement requested {} never finished: trying again",
+                requested_at.map_or_else(|| "at an unknown time".to_owned(), |t| format!("at {t}"))
+            ));
+            if !dry_run {
+                broker.record(
+                    actor,
+                    EventKind::ReplacementRetried,
+                    request.as_deref(),
+                    json!({
+                        "target": node.id,
+                        "requested_at": requested_at,
+                        "stale_after_secs": retry_after.map(|d| d.as_secs()),
+                    }),
+                )?;
+            }
+        }
+        if dry_run {
+            done.push(row);
+            continue;
+        }
+        let outcome = session::replace_audited(
+            broker,
+            fleet,
+            request.as_deref(),
+            &node.id,
+            &strategy,
+            opts,
+            "reap",
+            &mut progress,
+        )
+        .await;
+        match outcome {
+            ReplacementOutcome::Completed { new, .. } => {
+                row.outcome = "completed".into();
+                row.new = Some(new);
+            }
+            ReplacementOutcome::Failed { why } => {
+                row.outcome = "failed".into();
+                row.detail = Some(why.to_string());
+            }
+            ReplacementOutcome::Requested { note } => {
+                row.outcome = "requested".into();
+                row.detail = Some(note);
+            }
+        }
+        done.push(row);
+    }
+    Ok(done)
+}
+
+/// Ends the SSM sessions the store says are over: their request is closed, or past its
+/// approved end (the client crashed or was killed, so nobody terminated them). Returns the
+/// active sessions that remain. An overdue request is closed as expired.
+async fn end_orphan_sessions<F: Fleet>(
+    broker: &Broker,
+    fleet: &F,
+    strategy: &ReplaceStrategy,
+    dry_run: bool,
+    done: &mut Vec<Reaped>,
+) -> Result<Vec<SessionInfo>, ScanError> {
+    let now = broker.now();
+    let requests = broker.list(None)?;
+    let over = |s: &SessionInfo| {
+        requests.iter().find(|r| {
+            r.session_id.as_deref() == Some(s.session_id.as_str())
+                && (r.state != State::Active || r.is_due(now))
+        })
+    };
+    let mut live = Vec::new();
+    for s in fleet.describe_sessions(SessionState::Active).await? {
+        let Some(r) = over(&s) else {
+            live.push(s);
+            continue;
+        };
+        let mut outcome = "would-end-session";
+        if !dry_run {
+            fleet.terminate_session(&s.session_id).await?;
+            if r.state == State::Active {
+                broker.close_session(&r.id, CloseReason::Expired)?;
+            }
+            outcome = "session-ended";
+        }
+        done.push(Reaped {
+            target: s.target.clone(),
+            request: Some(r.id.clone()),
+            strategy: strategy.to_string(),
+            outcome: outcome.into(),
+            new: None,
+            detail: Some(format!("session {} outlived its request", s.session_id)),
+            retry: false,
+        });
+    }
+    Ok(live)
+}
