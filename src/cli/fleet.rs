@@ -178,7 +178,17 @@ const ACTOR: &str = crate::broker::SYSTEM_ACTOR;
 /// reaps with its own fleet (approvers and reviewers only).
 pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
     let done = match remote(g)? {
-        Some(remote) => remote.reap(a.dry_run).map_err(access::fail)?,
+        Some(remote) => {
+            if !a.json {
+                // One call that lasts until every replacement it starts has ended (minutes with
+                // Auto Scaling): say so, since the steps are only in the broker's log.
+                eprintln!(
+                    "sombrero reap: reaping on the broker ({}); replacements can take minutes, their steps are in the broker's log",
+                    remote.endpoint()
+                );
+            }
+            remote.reap(a.dry_run).map_err(access::fail)?
+        }
         None => {
             let broker = Arc::new(access::open(g)?);
             let rt = runtime()?;
