@@ -122,6 +122,22 @@ impl World {
         child.wait_with_output().unwrap()
     }
 
+    /// A recording failure refused the session before anything touched `node`: no tag on it,
+    /// the failure audited, no session opened.
+    fn assert_refused_before_the_node(&self, node: &str) {
+        let tags = &self
+            .lab
+            .nodes()
+            .into_iter()
+            .find(|n| n.id == node)
+            .unwrap()
+            .tags;
+        assert!(tags.is_empty(), "nothing may touch the node: {tags:?}");
+        let kinds = self.audit_kinds();
+        assert!(kinds.iter().any(|k| k == "recording_failed"), "{kinds:?}");
+        assert!(!kinds.iter().any(|k| k == "session_opened"), "{kinds:?}");
+    }
+
     fn audit_kinds(&self) -> Vec<String> {
         let out = self.env.run(&["audit", "export"]).ok();
         out.stdout
@@ -239,17 +255,7 @@ async fn read_only_recordings_filesystem_means_no_session() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("Read-only file system"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&node));
-    let tags = &w
-        .lab
-        .nodes()
-        .into_iter()
-        .find(|n| n.id == node)
-        .unwrap()
-        .tags;
-    assert!(tags.is_empty(), "nothing may touch the node: {tags:?}");
-    let kinds = w.audit_kinds();
-    assert!(kinds.iter().any(|k| k == "recording_failed"), "{kinds:?}");
-    assert!(!kinds.iter().any(|k| k == "session_opened"), "{kinds:?}");
+    w.assert_refused_before_the_node(&node);
     w.lab.shutdown().await;
 }
 
@@ -297,17 +303,7 @@ async fn unwritable_recordings_dir_means_no_session() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("recording"), "{stderr}");
-    let tags = &w
-        .lab
-        .nodes()
-        .into_iter()
-        .find(|n| n.id == node)
-        .unwrap()
-        .tags;
-    assert!(tags.is_empty(), "nothing may touch the node: {tags:?}");
-    let kinds = w.audit_kinds();
-    assert!(kinds.iter().any(|k| k == "recording_failed"), "{kinds:?}");
-    assert!(!kinds.iter().any(|k| k == "session_opened"), "{kinds:?}");
+    w.assert_refused_before_the_node(&node);
     w.lab.shutdown().await;
 }
 
