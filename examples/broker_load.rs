@@ -156,7 +156,7 @@ fn main() -> anyhow::Result<()> {
     let brokers_n = args
         .brokers
         .unwrap_or(if spec == StoreSpec::Sqlite { 1 } else { 2 });
-    if let StoreSpec::Dynamo { table } = &spec {
+    if let StoreSpec::Dynamo { table, .. } = &spec {
         DynamoStore::open(table)?.init(&mut |m| eprintln!("{m}"))?;
     }
     // SQLite brokers share one data dir (its file is the store); DynamoDB brokers each get

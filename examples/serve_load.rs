@@ -279,7 +279,7 @@ fn main() -> Res<()> {
         .map(|s| format!("unix:{}", s.display()))
         .collect();
     let n_users = clients * per_client;
-    if let StoreSpec::Dynamo { table } = &store {
+    if let StoreSpec::Dynamo { table, .. } = &store {
         // A fresh table: the checks count everything on it.
         if !DynamoStore::open(table)?
             .init(&mut |m| eprintln!("{m}"))?

@@ -343,6 +343,37 @@ fn a_missing_table_says_how_to_create_it() {
     assert!(e.to_string().contains("sombrero store init --table"), "{e}");
 }
 
+#[test]
+fn the_table_is_reached_through_region_like_every_aws_call() {
+    if moto().is_none() {
+        return;
+    }
+    // moto keeps tables per region, so a table made in eu-west-1 exists only there: the store
+    // must honour --region (the environment says us-east-1).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let table = table_name();
+    let spec = format!("dynamodb:{table}");
+    sombrero(&["--region", "eu-west-1", "store", "init", "--table", &table]).ok();
+    let there = sombrero(&[
+        "--data-dir",
+        d,
+        "--region",
+        "eu-west-1",
+        "--store",
+        &spec,
+        "list",
+    ]);
+    assert_eq!(there.code, 0, "{}", there.stderr);
+    let elsewhere = sombrero(&["--data-dir", d, "--store", &spec, "list"]);
+    assert_ne!(elsewhere.code, 0, "{}", elsewhere.stdout);
+    assert!(
+        elsewhere.stderr.contains("sombrero store init --table"),
+        "{}",
+        elsewhere.stderr
+    );
+}
+
 fn sombrero(args: &[&str]) -> Run {
     let o = std::process::Command::new(BIN)
         .args(args)

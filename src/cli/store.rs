@@ -8,7 +8,7 @@ use super::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
 use crate::store::StoreError;
 use crate::store::any::StoreSpec;
-use crate::store::dynamo::DynamoStore;
+use crate::store::dynamo::{AwsSelect, DynamoStore};
 
 /// `sombrero store ...`
 #[derive(Debug, Subcommand)]
@@ -31,8 +31,21 @@ pub struct InitArgs {
 
 /// The store named by `--store`, `SOMBRERO_STORE` or the config file, else SQLite.
 pub(crate) fn spec(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<StoreSpec> {
-    StoreSpec::resolve(g.store.as_deref(), g.config.as_deref(), paths)
-        .map_err(|e| ExitError::usage(e.to_string()).into())
+    let mut spec = StoreSpec::resolve(g.store.as_deref(), g.config.as_deref(), paths)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
+    // The table is reached with the same --profile/--region as every other AWS call.
+    if let StoreSpec::Dynamo { aws, .. } = &mut spec {
+        *aws = aws_select(g);
+    }
+    Ok(spec)
+}
+
+/// The AWS profile and region the global options name.
+fn aws_select(g: &GlobalOpts) -> AwsSelect {
+    AwsSelect {
+        profile: g.profile.clone(),
+        region: g.region.clone(),
+    }
 }
 
 /// Dispatches `sombrero store`.
@@ -48,7 +61,7 @@ fn init(g: &GlobalOpts, a: InitArgs) -> anyhow::Result<ExitCode> {
         None => {
             let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
             match spec(g, &paths)? {
-                StoreSpec::Dynamo { table } => table,
+                StoreSpec::Dynamo { table, .. } => table,
                 StoreSpec::Sqlite => {
                     return Err(ExitError::usage(
                         "the SQLite store needs no setup; name a DynamoDB table with --table NAME or --store dynamodb:NAME",
@@ -58,7 +71,7 @@ fn init(g: &GlobalOpts, a: InitArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let store = DynamoStore::open(&table).map_err(usage_if_bad_spec)?;
+    let store = DynamoStore::open_with(&table, aws_select(g)).map_err(usage_if_bad_spec)?;
     let outcome = store
         .init(&mut |msg| eprintln!("sombrero: {msg}"))
         .map_err(usage_if_bad_spec)?;

@@ -51,14 +51,7 @@ pub struct AwsFleet {
 impl AwsFleet {
     /// Builds the clients from the default chain plus `--profile`, `--region`, `--endpoint-url`.
     pub async fn from_opts(g: &GlobalOpts) -> Result<Self, FleetError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(p) = &g.profile {
-            loader = loader.profile_name(p);
-        }
-        if let Some(r) = &g.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        Self::from_config(&loader.load().await, g.endpoint_url.as_deref())
+        Self::from_config(&g.aws_config().await, g.endpoint_url.as_deref())
     }
 
     /// A fleet whose SSM calls go to a local lab, with the lab's static credentials.

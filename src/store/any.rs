@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use super::dynamo::{DynamoStore, valid_table_name};
+use super::dynamo::{AwsSelect, DynamoStore, valid_table_name};
 use super::sqlite::SqliteStore;
 use super::{Store, StoreError, UserRecord, WriteTx};
 use crate::audit::Event;
@@ -22,6 +22,8 @@ pub enum StoreSpec {
     Dynamo {
         /// The table name.
         table: String,
+        /// The AWS profile and region that reach it (not part of the spec's text).
+        aws: AwsSelect,
     },
 }
 
@@ -33,6 +35,7 @@ impl FromStr for StoreSpec {
             None if s == "sqlite" => Ok(StoreSpec::Sqlite),
             Some(("dynamodb", table)) if valid_table_name(table) => Ok(StoreSpec::Dynamo {
                 table: table.to_string(),
+                aws: AwsSelect::default(),
             }),
             _ => Err(StoreError::BadSpec(s.to_string())),
         }
@@ -43,7 +46,7 @@ impl fmt::Display for StoreSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreSpec::Sqlite => f.write_str("sqlite"),
-            StoreSpec::Dynamo { table } => write!(f, "dynamodb:{table}"),
+            StoreSpec::Dynamo { table, .. } => write!(f, "dynamodb:{table}"),
         }
     }
 }
@@ -71,7 +74,9 @@ impl StoreSpec {
     pub fn open(&self, paths: &Paths) -> Result<AnyStore, StoreError> {
         Ok(match self {
             StoreSpec::Sqlite => AnyStore::Sqlite(SqliteStore::open(&paths.db())?),
-            StoreSpec::Dynamo { table } => AnyStore::Dynamo(DynamoStore::open(table)?),
+            StoreSpec::Dynamo { table, aws } => {
+                AnyStore::Dynamo(DynamoStore::open_with(table, aws.clone())?)
+            }
         })
     }
 }

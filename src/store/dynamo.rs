@@ -84,8 +84,18 @@ struct Bridge {
     client: Client,
 }
 
+/// Which AWS profile and region reach the table (`--profile`, `--region`); unset parts come
+/// from the usual chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsSelect {
+    /// The named profile.
+    pub profile: Option<String>,
+    /// The region.
+    pub region: Option<String>,
+}
+
 impl Bridge {
-    fn start() -> Result<Bridge, StoreError> {
+    fn start(aws: AwsSelect) -> Result<Bridge, StoreError> {
         let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
@@ -107,10 +117,15 @@ impl Bridge {
                         .connect_timeout(Duration::from_secs(5))
                         .operation_timeout(Duration::from_secs(30))
                         .build();
-                    let cfg = aws_config::defaults(BehaviorVersion::latest())
-                        .timeout_config(timeouts)
-                        .load()
-                        .await;
+                    let mut loader =
+                        aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+                    if let Some(p) = aws.profile {
+                        loader = loader.profile_name(p);
+                    }
+                    if let Some(r) = aws.region {
+                        loader = loader.region(aws_config::Region::new(r));
+                    }
+                    let cfg = loader.load().await;
                     let _ = ready_tx.send(Ok(Client::new(&cfg)));
                     // Ends when the store (the only sender) is dropped.
                     while let Some(job) = rx.recv().await {
@@ -411,12 +426,17 @@ impl DynamoStore {
     /// `AWS_ENDPOINT_URL_DYNAMODB` included). The table must exist (`init` creates it);
     /// a missing one shows as [`StoreError::NoTable`] on first use.
     pub fn open(table: &str) -> Result<DynamoStore, StoreError> {
+        DynamoStore::open_with(table, AwsSelect::default())
+    }
+
+    /// [`DynamoStore::open`] through the profile and region `aws` names.
+    pub fn open_with(table: &str, aws: AwsSelect) -> Result<DynamoStore, StoreError> {
         if !valid_table_name(table) {
             return Err(StoreError::BadSpec(format!("dynamodb:{table}")));
         }
         Ok(DynamoStore {
             table: table.to_string(),
-            bridge: Bridge::start()?,
+            bridge: Bridge::start(aws)?,
             writing: Turns::default(),
         })
     }
