@@ -44,6 +44,10 @@ async fn sombrero(dir: &Path, lab: &Lab, args: &[&str]) -> (i32, Value) {
         .env("AWS_ACCESS_KEY_ID", "lab")
         .env("AWS_SECRET_ACCESS_KEY", "lab")
         .env_remove("AWS_ENDPOINT_URL_SSM")
+        .env(
+            "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API",
+            lab.endpoint_url(),
+        )
         .env_remove("AWS_PROFILE")
         .env_remove("SOMBRERO_POLICY")
         .env_remove("SOMBRERO_CONFIG")

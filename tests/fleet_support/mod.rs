@@ -23,7 +23,11 @@ pub async fn lab(nodes: usize) -> (Lab, AwsFleet) {
         .credentials_provider(Credentials::new("lab", "lab-secret", None, None, "test"))
         .load()
         .await;
-    let fleet = AwsFleet::from_config(&sdk, Some(&lab.endpoint_url())).unwrap();
+    // The tagging API at the lab too: an emulator another test shares (moto) must not lend
+    // this fleet its tainted instances.
+    let fleet = AwsFleet::from_config(&sdk, Some(&lab.endpoint_url()))
+        .unwrap()
+        .with_tagging_endpoint(&lab.endpoint_url());
     (lab, fleet)
 }
 
