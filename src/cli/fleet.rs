@@ -123,7 +123,8 @@ fn table(nodes: &[NodeRow]) -> String {
                         (row.old, "OLD"),
                     ]
                     .into_iter()
-                    .filter_map(|(on, badge)| on.then(|| badge.to_owned())),
+                    .filter(|(on, _)| *on)
+                    .map(|(_, badge)| badge.to_owned()),
                 )
                 .collect();
             [
@@ -405,7 +406,10 @@ mod tests {
         let max_age = Some(std::time::Duration::from_secs(48 * 3600));
         let rows =
             |nodes: &[Node], max_age| scan::node_rows(nodes.to_vec(), &touched, max_age, now);
-        let t = table(&rows(&[node.clone(), young, unknown_age, unlisted], max_age));
+        let t = table(&rows(
+            &[node.clone(), young, unknown_age, unlisted],
+            max_age,
+        ));
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("ID"));
         assert!(lines[1].contains("web-1"));

@@ -229,7 +229,10 @@ impl super::Fleet for AwsFleet {
         self.terminate(session_id).await
     }
 
-    async fn active_sessions_on(&self, target: &str) -> Result<Vec<super::SessionInfo>, FleetError> {
+    async fn active_sessions_on(
+        &self,
+        target: &str,
+    ) -> Result<Vec<super::SessionInfo>, FleetError> {
         self.sessions_on(target).await
     }
 

@@ -458,13 +458,11 @@ fn instance(item: &mut ScopedDecoder) -> Result<Option<Ec2Instance>, FleetError>
                 .map(|t| t.with_timezone(&Utc));
         }
     }
-    Ok(id
-        .filter(|i| !i.is_empty())
-        .map(|id| Ec2Instance {
-            id,
-            launched,
-            state,
-        }))
+    Ok(id.filter(|i| !i.is_empty()).map(|id| Ec2Instance {
+        id,
+        launched,
+        state,
+    }))
 }
 
 /// The EC2 error in a non-2xx reply, or the status and the start of the body.

@@ -13,8 +13,8 @@ pub mod replace;
 pub mod rogue;
 pub mod scan;
 mod sessions;
-pub mod taint;
 mod tagged;
+pub mod taint;
 mod target;
 
 use std::collections::BTreeMap;

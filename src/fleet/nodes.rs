@@ -62,14 +62,10 @@ impl AwsFleet {
                 node.name = Some(n.clone());
             }
         }
-        nodes.extend(
-            unlisted
-                .into_iter()
-                .map(|(id, tags)| {
-                    let found = ec2.get(&id);
-                    unlisted_node(id, tags, found)
-                }),
-        );
+        nodes.extend(unlisted.into_iter().map(|(id, tags)| {
+            let found = ec2.get(&id);
+            unlisted_node(id, tags, found)
+        }));
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(nodes)
     }

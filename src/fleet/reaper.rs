@@ -146,6 +146,7 @@ pub async fn reap<F: Fleet + Send + Sync + 'static>(
 
 /// Records, once per instance, the taint of a tainted instance EC2 reports terminated as
 /// closed (`TaintClosed`, `replaced-by-termination`): it is gone, nothing is left to replace.
+/// An instance whose replacement this store saw complete is closed already.
 fn close_terminated(
     broker: &Broker,
     nodes: &[Node],
@@ -154,7 +155,13 @@ fn close_terminated(
     dry_run: bool,
     done: &mut Vec<Reaped>,
 ) -> Result<(), ScanError> {
-    let closed = field_of(&events_of(broker, EventKind::TaintClosed)?, "target");
+    // Closed already: recorded here before, or replaced by a replacement that completed (the
+    // old instance lingers, terminated, in the tagging API and EC2 for a while).
+    let mut closed = field_of(&events_of(broker, EventKind::TaintClosed)?, "target");
+    closed.extend(field_of(
+        &events_of(broker, EventKind::ReplacementCompleted)?,
+        "old",
+    ));
     for node in nodes
         .iter()
         .filter(|n| n.tainted() && n.terminated() && !closed.contains(&n.id))

@@ -305,7 +305,10 @@ pub async fn rogue<F: Fleet>(
 }
 
 /// The data of every event of `kind` in the audit log.
-pub(crate) fn events_of(broker: &Broker, kind: EventKind) -> Result<Vec<serde_json::Value>, BrokerError> {
+pub(crate) fn events_of(
+    broker: &Broker,
+    kind: EventKind,
+) -> Result<Vec<serde_json::Value>, BrokerError> {
     const PAGE: usize = 1000;
     let mut found = Vec::new();
     let mut after = 0;

@@ -254,7 +254,9 @@ pub(crate) fn add_tags(ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
 /// for tagged ones finds none (its managed nodes are tagged through SSM).
 pub(crate) fn get_resources(body: &Value) -> Result<Value, ApiError> {
     if !body.is_object() {
-        return Err(ApiError::validation("the request body must be a JSON object"));
+        return Err(ApiError::validation(
+            "the request body must be a JSON object",
+        ));
     }
     Ok(json!({ "ResourceTagMappingList": [], "PaginationToken": "" }))
 }

@@ -125,6 +125,9 @@ mod tests {
             ping: "ConnectionLost".into(),
             ..node
         };
-        assert_eq!(fleet_row(&lost, now, None).badges, vec![Badge::TaintedAgentLost]);
+        assert_eq!(
+            fleet_row(&lost, now, None).badges,
+            vec![Badge::TaintedAgentLost]
+        );
     }
 }

@@ -42,3 +42,46 @@ pub async fn node_ids(fleet: &AwsFleet) -> Vec<String> {
         .map(|n| n.id)
         .collect()
 }
+
+/// The data of the audit events of `kind` in a data dir.
+pub fn events(
+    dir: &std::path::Path,
+    kind: pink_sombrero::audit::EventKind,
+) -> Vec<serde_json::Value> {
+    use pink_sombrero::broker::{Broker, BrokerOptions};
+    let b = Broker::open(
+        &pink_sombrero::config::Paths::at(dir),
+        BrokerOptions::default(),
+    )
+    .unwrap();
+    b.audit_events(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.data)
+        .collect()
+}
+
+/// Runs `sombrero <args> --json …` (`cmd` carries the rest), without the caller's profile,
+/// policy or config; returns (exit code, stdout as JSON).
+pub async fn sombrero_json(
+    mut cmd: tokio::process::Command,
+    args: &[&str],
+) -> (i32, serde_json::Value) {
+    let out = cmd
+        .env_remove("AWS_ENDPOINT_URL_SSM")
+        .env_remove("AWS_PROFILE")
+        .env_remove("SOMBRERO_POLICY")
+        .env_remove("SOMBRERO_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
