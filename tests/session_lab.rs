@@ -106,6 +106,26 @@ impl World {
         self.run_open(c, script)
     }
 
+    /// `sombrero open` holding its session open (stdin stays open), once the session is up.
+    fn open_held(&self, id: &str, stderr: Stdio) -> std::process::Child {
+        let child = self
+            .command(&["open", id, "--as", "rita"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let shown = self.env.run(&["show", id, "--json"]).ok().json();
+            if shown["request"]["state"] == "active" && shown["request"]["session_id"].is_string() {
+                return child;
+            }
+            assert!(std::time::Instant::now() < deadline, "session never opened");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     fn run_open(&self, mut cmd: std::process::Command, script: &str) -> Output {
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -340,22 +360,7 @@ async fn a_killed_client_leaves_a_tainted_node_the_reaper_replaces() {
     let id = w.approved_for(&node, "3s");
 
     // A client that holds its session open (stdin stays open), then dies without cleanup.
-    let mut child = w
-        .command(&["open", &id, "--as", "rita"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let shown = w.env.run(&["show", &id, "--json"]).ok().json();
-        if shown["request"]["state"] == "active" && shown["request"]["session_id"].is_string() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "session never opened");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut child = w.open_held(&id, Stdio::null());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let tainted = w.lab.nodes().into_iter().find(|n| n.id == node).unwrap();
@@ -397,22 +402,7 @@ async fn a_killed_agent_ends_the_session_as_lost_and_the_node_is_still_replaced(
     // may): the node is left to the reaper.
     w.lab.hooks().fail_next_automation();
 
-    let mut child = w
-        .command(&["open", &id, "--as", "rita"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let shown = w.env.run(&["show", &id, "--json"]).ok().json();
-        if shown["request"]["state"] == "active" && shown["request"]["session_id"].is_string() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "session never opened");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let child = w.open_held(&id, Stdio::piped());
     assert!(w.lab.stop_agent(&node));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
