@@ -257,3 +257,62 @@ impl super::Fleet for AwsFleet {
         self.replace_node(target, strategy, opts, progress).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_endpoints_count_as_a_lab() {
+        for url in [
+            "http://127.0.0.1:4566",
+            "http://127.8.9.1/",
+            "http://localhost:80",
+            "http://[::1]:8080/x",
+        ] {
+            assert!(loopback(url), "{url}");
+        }
+        for url in [
+            "https://ssm.us-east-1.amazonaws.com",
+            "https://vpce-0abc.ssm.eu-west-1.vpce.amazonaws.com",
+            "http://10.0.0.1:4566",
+            "http://127.0.0.1.example.com/",
+        ] {
+            assert!(!loopback(url), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lab_endpoint_also_serves_the_tagging_api_unless_it_has_its_own() {
+        use crate::fleet::Fleet;
+        let lab = crate::lab::start(crate::lab::LabConfig {
+            nodes: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // Built by hand: no environment or profile names another endpoint.
+        let sdk = |endpoint: Option<&str>| {
+            let mut b = aws_config::SdkConfig::builder()
+                .region(Region::new("us-east-1"))
+                .behavior_version(BehaviorVersion::latest())
+                .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                    "lab", "lab", None, None, "test",
+                )));
+            if let Some(url) = endpoint {
+                b = b.endpoint_url(url);
+            }
+            b.build()
+        };
+        let f = AwsFleet::from_config(&sdk(None), Some(&lab.endpoint_url())).unwrap();
+        assert_eq!(f.list_nodes().await.unwrap().len(), 1);
+        // The tagging API has an endpoint of its own (nothing listens there): it is used.
+        let f = AwsFleet::from_config(&sdk(Some("http://127.0.0.1:1")), Some(&lab.endpoint_url()))
+            .unwrap();
+        let e = f.list_nodes().await.unwrap_err();
+        assert!(e.to_string().contains("GetResources"), "{e}");
+        let f = f.with_tagging_endpoint(&lab.endpoint_url());
+        assert_eq!(f.list_nodes().await.unwrap().len(), 1);
+        lab.shutdown().await;
+    }
+}

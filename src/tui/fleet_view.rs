@@ -129,5 +129,8 @@ mod tests {
             fleet_row(&lost, now, None).badges,
             vec![Badge::TaintedAgentLost]
         );
+        // Through a daemon: the row's own mark decides.
+        let listed = crate::fleet::scan::node_rows(vec![unlisted], &Default::default(), None, now);
+        assert_eq!(listed_row(&listed[0]).badges, vec![Badge::TaintedNotInSsm]);
     }
 }
