@@ -107,6 +107,8 @@ impl World {
     }
 
     /// `sombrero open` holding its session open (stdin stays open), once the session is up.
+    // The child goes back to the caller, who waits for it; on a panic here the test is over.
+    #[allow(clippy::zombie_processes)]
     fn open_held(&self, id: &str, stderr: Stdio) -> std::process::Child {
         let child = self
             .command(&["open", id, "--as", "rita"])
