@@ -46,6 +46,10 @@ pub enum EventKind {
     /// data: instance, name, launched (launch, or registration for managed nodes), age_secs,
     /// max_age_secs.
     OldInstanceFound,
+    /// A tainted node dropped out of Systems Manager's reach (not listed, or its agent lost),
+    /// recorded once per node. data: instance, name, why (`not_in_ssm`, `connection_lost`),
+    /// ping, ec2_state, request.
+    AgentLostWhileTainted,
     /// Someone (an approver or reviewer; the actor) started watching a live session.
     SessionWatchStarted,
     /// A watcher (the actor) stopped watching.
@@ -66,6 +70,10 @@ pub enum EventKind {
     ReplacementCompleted,
     /// Replacement failed. data: target, why.
     ReplacementFailed,
+    /// A tainted instance found terminated: its taint is closed without a replacement
+    /// (recorded once per instance). data: target, closed_as (`replaced-by-termination`),
+    /// ec2_state.
+    TaintClosed,
     // --- recordings ---
     /// A recording file was started. data: path.
     RecordingStarted,

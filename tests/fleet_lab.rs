@@ -209,3 +209,79 @@ async fn failed_automation_is_a_failed_outcome_the_reaper_retries() {
     );
     lab.shutdown().await;
 }
+
+/// `POST path` to the lab by hand (the control routes are plain HTTP); returns the status line.
+async fn lab_post(lab: &pink_sombrero::lab::Lab, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = lab.local_addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    reply.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_stopped_agent_loses_its_session_reports_connection_lost_then_deregisters() {
+    let (lab, fleet) = lab(2).await;
+    let ids = node_ids(&fleet).await;
+    let (node, other) = (ids[0].clone(), ids[1].clone());
+    fleet.taint(&node, &taint("req-lost")).await.unwrap();
+    let s = fleet
+        .start_session(&node, &SessionReason::for_request("req-lost").unwrap())
+        .await
+        .unwrap();
+
+    // The test hook: the session ends at once, the node answers no more.
+    assert!(lab.stop_agent(&node));
+    assert_eq!(
+        lab.session_status(&s.session_id),
+        Some(pink_sombrero::lab::SessionStatus::Terminated)
+    );
+    assert!(fleet.active_sessions_on(&node).await.unwrap().is_empty());
+    let listed = fleet.list_nodes().await.unwrap();
+    let lost = listed.iter().find(|n| n.id == node).unwrap();
+    assert_eq!(lost.ping, "ConnectionLost");
+    assert_eq!(
+        lost.agent_lost(),
+        Some(pink_sombrero::fleet::AgentLost::ConnectionLost)
+    );
+    assert!(lost.tainted(), "the tags stay while it is registered");
+    let refused = fleet
+        .start_session(&node, &SessionReason::for_request("req-2").unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("TargetNotConnected"),
+        "{refused}"
+    );
+
+    // The documented control routes, as a person would use them.
+    assert_eq!(
+        lab_post(&lab, &format!("/lab/nodes/{node}/deregister")).await,
+        "HTTP/1.1 204 No Content"
+    );
+    assert_eq!(node_ids(&fleet).await, vec![other.clone()]);
+    assert_eq!(
+        lab_post(&lab, &format!("/lab/nodes/{node}/stop-agent")).await,
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        lab_post(&lab, &format!("/lab/nodes/{other}/stop-agent")).await,
+        "HTTP/1.1 204 No Content"
+    );
+    let pings: Vec<String> = fleet
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.ping)
+        .collect();
+    assert_eq!(pings, vec!["ConnectionLost"]);
+    // An untainted node whose agent is lost is no finding.
+    assert_eq!(fleet.list_nodes().await.unwrap()[0].agent_lost(), None);
+    lab.shutdown().await;
+}

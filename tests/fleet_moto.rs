@@ -6,6 +6,7 @@
 //! they fail. Each test builds its own Auto Scaling group (launch configuration + group: moto
 //! launches the instances), so they run in parallel.
 
+mod fleet_support;
 mod moto_support;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,11 @@ async fn env(endpoint: &str) -> Env {
 
 /// Creates a group of `n` instances; returns its name and instance ids.
 async fn group(asg: &Asg, n: i32) -> (String, Vec<String>) {
+    group_at(asg, "us-east-1a", n).await
+}
+
+/// Creates a group of `n` instances in availability zone `zone` (of the client's region).
+async fn group_at(asg: &Asg, zone: &str, n: i32) -> (String, Vec<String>) {
     let name = format!("sombrero-{}", uuid::Uuid::new_v4());
     asg.create_launch_configuration()
         .launch_configuration_name(&name)
@@ -63,7 +69,7 @@ async fn group(asg: &Asg, n: i32) -> (String, Vec<String>) {
         .min_size(n)
         .max_size(n)
         .desired_capacity(n)
-        .availability_zones("us-east-1a")
+        .availability_zones(zone)
         .send()
         .await
         .unwrap();
@@ -397,4 +403,286 @@ async fn describe_instances_unknown_id_is_a_clear_error_and_left_out_of_ages() {
         .unwrap();
     assert_eq!(times.keys().collect::<Vec<_>>(), vec![&ids[0]]);
     assert!(e.fleet.launch_times(&[unknown]).await.unwrap().is_empty());
+}
+
+// --- The taint tag as the source of truth: SSM on a lab that knows none of these instances;
+// tagging, EC2 and Auto Scaling at moto. Each test works in an account of its own (moto keeps
+// one state per account, and maps assumed-role keys to the role's account), so no other test's
+// tainted instances, nor an earlier run's, are in its way.
+
+/// Credentials for a fresh account at moto (AssumeRole into a random account id).
+async fn fresh_account() -> aws_credential_types::Credentials {
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let account = 100_000_000_000u64 + u64::from(rand::random::<u32>()) * 100;
+    let out = aws_sdk_sts::Client::new(&sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/sombrero-test"))
+        .role_session_name("sombrero-test")
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    aws_credential_types::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "moto-assumed",
+    )
+}
+
+/// Clients for `region` at moto as `creds` (the endpoints come from the environment).
+async fn regional(region: &str, creds: &aws_credential_types::Credentials) -> (AwsFleet, Asg) {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(creds.clone())
+        .load()
+        .await;
+    (AwsFleet::from_config(&sdk, None).unwrap(), Asg::new(&sdk))
+}
+
+/// One EC2 Query action on one instance, sent to moto by hand (the crate has no EC2 SDK; moto
+/// reads the service and region from the credential scope, not the signature).
+async fn ec2_action(
+    moto: &str,
+    creds: &aws_credential_types::Credentials,
+    region: &str,
+    action: &str,
+    id: &str,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = moto.trim_start_matches("http://").trim_end_matches('/');
+    let body = format!("Action={action}&Version=2016-11-15&InstanceId.1={id}");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={}/20260101/{region}/ec2/aws4_request, \
+         SignedHeaders=host, Signature=00\r\nX-Amz-Security-Token: {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        creds.access_key_id(),
+        creds.session_token().unwrap_or_default(),
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(authority).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{action} {id}: {reply}");
+}
+
+/// Creates a group of `n` in `region`; returns its name and instance ids.
+async fn group_in(asg: &Asg, region: &str, n: i32) -> (String, Vec<String>) {
+    group_at(asg, &format!("{region}a"), n).await
+}
+
+/// A data dir with the default policy (strategy `asg`).
+fn asg_data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = pink_sombrero::policy::DEFAULT_POLICY;
+    assert!(policy.contains(r#"replacement = "asg""#));
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    dir
+}
+
+/// `sombrero <args> --json` as `creds`, with SSM on `lab` and the rest at moto in `region`.
+async fn sombrero_at(
+    dir: &std::path::Path,
+    lab: &pink_sombrero::lab::Lab,
+    creds: &aws_credential_types::Credentials,
+    region: &str,
+    args: &[&str],
+) -> (i32, serde_json::Value) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sombrero"));
+    cmd.args(args)
+        .args(["--json", "--region", region, "--endpoint-url"])
+        .arg(lab.endpoint_url())
+        .arg("--data-dir")
+        .arg(dir)
+        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+        .env(
+            "AWS_SESSION_TOKEN",
+            creds.session_token().unwrap_or_default(),
+        );
+    fleet_support::sombrero_json(cmd, args).await
+}
+
+/// The rows of a reap for `target`, as (outcome, target).
+fn rows_of(done: &serde_json::Value) -> Vec<(String, String)> {
+    done.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap().to_owned(),
+                r["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// One test's world: a fresh account in `region`, a group of `n` there, a lab for SSM, a data
+/// dir with the default policy.
+struct Tagged {
+    region: &'static str,
+    creds: aws_credential_types::Credentials,
+    fleet: AwsFleet,
+    asg: Asg,
+    lab: pink_sombrero::lab::Lab,
+    dir: tempfile::TempDir,
+    group: String,
+    ids: Vec<String>,
+}
+
+impl Tagged {
+    async fn new(region: &'static str, n: i32) -> Tagged {
+        let creds = fresh_account().await;
+        let (fleet, asg) = regional(region, &creds).await;
+        let lab = pink_sombrero::lab::start(pink_sombrero::lab::LabConfig::default())
+            .await
+            .unwrap();
+        let (group, ids) = group_in(&asg, region, n).await;
+        Tagged {
+            region,
+            creds,
+            fleet,
+            asg,
+            lab,
+            dir: asg_data_dir(),
+            group,
+            ids,
+        }
+    }
+
+    async fn sombrero(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        sombrero_at(self.dir.path(), &self.lab, &self.creds, self.region, args).await
+    }
+
+    fn events(&self, kind: pink_sombrero::audit::EventKind) -> Vec<serde_json::Value> {
+        fleet_support::events(self.dir.path(), kind)
+    }
+}
+
+fn crashed_taint() -> Taint {
+    Taint {
+        request: "crashed".into(),
+        by: "alice".into(),
+        at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reap_replaces_tainted_instances_ssm_does_not_list_and_records_terminated_ones() {
+    use pink_sombrero::audit::EventKind;
+    let Some(m) = moto() else { return };
+    let w = Tagged::new("eu-west-1", 3).await;
+    let (region, creds, fleet, asg, ids) = (w.region, &w.creds, &w.fleet, &w.asg, &w.ids);
+    let name = &w.group;
+    let (running, stopped, gone) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+    // A crashed run's taint on all three; then one is stopped and one terminated (its group
+    // replaces it by itself).
+    for id in ids {
+        fleet.taint(id, &crashed_taint()).await.unwrap();
+    }
+    ec2_action(&m, creds, region, "StopInstances", &stopped).await;
+    ec2_action(&m, creds, region, "TerminateInstances", &gone).await;
+
+    // The listing shows them, badged, though SSM (the lab) lists none of them.
+    let (code, listing) = w.sombrero(&["fleet"]).await;
+    assert_eq!(code, 0, "{listing}");
+    let unlisted: BTreeMap<String, serde_json::Value> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["not_in_ssm"] == true)
+        .map(|n| (n["id"].as_str().unwrap().to_owned(), n.clone()))
+        .collect();
+    assert_eq!(unlisted.len(), 3, "{listing}");
+    assert_eq!(unlisted[&stopped]["ec2_state"], "stopped");
+    assert_eq!(unlisted[&gone]["ec2_state"], "terminated");
+    assert_eq!(unlisted[&running]["agent_lost"], "not_in_ssm");
+
+    let (code, done) = w.sombrero(&["reap"]).await;
+    assert_eq!(code, 0, "{done}");
+    let mut got = rows_of(&done);
+    got.sort();
+    let mut want = vec![
+        ("completed".to_owned(), running.clone()),
+        ("completed".to_owned(), stopped.clone()),
+        ("replaced-by-termination".to_owned(), gone.clone()),
+    ];
+    want.sort();
+    assert_eq!(got, want, "{done}");
+
+    // The group no longer holds the two, and is back to its desired count.
+    let now_in = group_ids(asg, name).await;
+    assert!(
+        !now_in.contains(&running) && !now_in.contains(&stopped),
+        "{now_in:?}"
+    );
+    let g = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.auto_scaling_groups()[0].desired_capacity(), Some(3));
+    assert_eq!(now_in.len(), 3, "{now_in:?}");
+
+    let closed = w.events(EventKind::TaintClosed);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["target"], gone.as_str());
+    assert_eq!(closed[0]["closed_as"], "replaced-by-termination");
+    let requested: Vec<String> = w
+        .events(EventKind::ReplacementRequested)
+        .iter()
+        .map(|e| e["target"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!requested.contains(&gone), "{requested:?}");
+    assert_eq!(requested.len(), 2, "{requested:?}");
+
+    // Nothing left to do: the replaced ones are terminated and recorded, the gone one too.
+    let (code, again) = w.sombrero(&["reap"]).await;
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again, serde_json::json!([]), "second run did something");
+    assert_eq!(w.events(EventKind::ReplacementRequested).len(), 2);
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reap_of_a_tainted_instance_in_no_group_fails_clearly_and_is_retried() {
+    use pink_sombrero::audit::EventKind;
+    let Some(_) = moto() else { return };
+    let w = Tagged::new("eu-west-2", 2).await;
+    let (fleet, asg, ids, name) = (&w.fleet, &w.asg, &w.ids, &w.group);
+    asg.detach_instances()
+        .auto_scaling_group_name(name)
+        .instance_ids(&ids[0])
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .unwrap();
+    fleet.taint(&ids[0], &crashed_taint()).await.unwrap();
+
+    for run in 1..=2 {
+        let (code, done) = w.sombrero(&["reap"]).await;
+        assert_eq!(
+            code, 1,
+            "run {run}: a failed replacement must not exit 0: {done}"
+        );
+        assert_eq!(
+            rows_of(&done),
+            vec![("failed".to_owned(), ids[0].clone())],
+            "run {run}"
+        );
+        let detail = done[0]["detail"].as_str().unwrap();
+        assert!(detail.contains("in no Auto Scaling group"), "{detail}");
+        assert_eq!(
+            w.events(EventKind::ReplacementFailed).len(),
+            run,
+            "each run tries again"
+        );
+    }
+    // The group was left alone.
+    assert_eq!(group_ids(asg, name).await, vec![ids[1].clone()]);
+    w.lab.shutdown().await;
 }

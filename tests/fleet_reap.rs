@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::Utc;
-use fleet_support::{lab, node_ids};
+use fleet_support::{events, lab, node_ids, sombrero_json};
 use pink_sombrero::audit::EventKind;
 use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
 use pink_sombrero::config::Paths;
@@ -33,41 +33,22 @@ fn data_dir() -> tempfile::TempDir {
     dir
 }
 
-/// Runs the binary; returns (exit code, stdout as JSON).
+/// Runs the binary with SSM (and the tagging API) on the lab; returns (exit code, stdout as
+/// JSON).
 async fn sombrero(dir: &Path, lab: &Lab, args: &[&str]) -> (i32, Value) {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
         .args(["--json", "--region", "us-east-1", "--endpoint-url"])
         .arg(lab.endpoint_url())
         .arg("--data-dir")
         .arg(dir)
         .env("AWS_ACCESS_KEY_ID", "lab")
         .env("AWS_SECRET_ACCESS_KEY", "lab")
-        .env_remove("AWS_ENDPOINT_URL_SSM")
-        .env_remove("AWS_PROFILE")
-        .env_remove("SOMBRERO_POLICY")
-        .env_remove("SOMBRERO_CONFIG")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: not JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), json)
-}
-
-fn events(dir: &Path, kind: EventKind) -> Vec<Value> {
-    let b = Broker::open(&Paths::at(dir), BrokerOptions::default()).unwrap();
-    b.audit_events(0, 10_000)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == kind)
-        .map(|e| e.data)
-        .collect()
+        .env(
+            "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API",
+            lab.endpoint_url(),
+        );
+    sombrero_json(cmd, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

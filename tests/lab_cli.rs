@@ -53,6 +53,10 @@ async fn lab_serves_until_ctrl_c_and_writes_its_endpoint_file() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains(&format!("lab listening: {url}")));
     assert!(stdout.contains(&format!("AWS_ENDPOINT_URL_SSM={url}")));
+    // The lab answers the search for tainted instances too (it has none), not AWS.
+    assert!(stdout.contains(&format!(
+        "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API={url}"
+    )));
     assert!(!ep.exists(), "endpoint file removed on exit");
     let log = std::fs::read_to_string(dir.path().join("data/logs/sombrero.log")).unwrap();
     assert!(log.contains("lab listening"));

@@ -206,6 +206,24 @@ async fn the_rogue_scan_runs_on_the_daemon_for_approvers_only() {
 async fn the_reaper_runs_on_the_daemon_for_approvers() {
     let w = World::new().await;
     let nodes = w.taint_first().await;
+    // Its agent goes away: the daemon's listing, scan and reaper are the local ones.
+    assert!(w.lab.stop_agent(&nodes[0]));
+    let rows = json(&w.client(RITA, &["fleet", "--json"]));
+    let lost: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["agent_lost"].is_null())
+        .collect();
+    assert_eq!(lost.len(), 1, "{rows}");
+    assert_eq!(lost[0]["id"], nodes[0].as_str());
+    assert_eq!(lost[0]["agent_lost"], "connection_lost");
+    for new in [true, false] {
+        let found = json(&w.client(ANN, &["rogue", "--json"]));
+        assert_eq!(found[0]["finding"], "agent_lost_while_tainted", "{found}");
+        assert_eq!(found[0]["new"], new, "{found}");
+    }
+    assert_eq!(w.events(EventKind::AgentLostWhileTainted).len(), 1);
 
     let dry = json(&w.client(ANN, &["reap", "--dry-run", "--json"]));
     let dry = dry.as_array().unwrap();

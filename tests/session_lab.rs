@@ -106,6 +106,28 @@ impl World {
         self.run_open(c, script)
     }
 
+    /// `sombrero open` holding its session open (stdin stays open), once the session is up.
+    // The child goes back to the caller, who waits for it; on a panic here the test is over.
+    #[allow(clippy::zombie_processes)]
+    fn open_held(&self, id: &str, stderr: Stdio) -> std::process::Child {
+        let child = self
+            .command(&["open", id, "--as", "rita"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let shown = self.env.run(&["show", id, "--json"]).ok().json();
+            if shown["request"]["state"] == "active" && shown["request"]["session_id"].is_string() {
+                return child;
+            }
+            assert!(std::time::Instant::now() < deadline, "session never opened");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     fn run_open(&self, mut cmd: std::process::Command, script: &str) -> Output {
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -340,22 +362,7 @@ async fn a_killed_client_leaves_a_tainted_node_the_reaper_replaces() {
     let id = w.approved_for(&node, "3s");
 
     // A client that holds its session open (stdin stays open), then dies without cleanup.
-    let mut child = w
-        .command(&["open", &id, "--as", "rita"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let shown = w.env.run(&["show", &id, "--json"]).ok().json();
-        if shown["request"]["state"] == "active" && shown["request"]["session_id"].is_string() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "session never opened");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut child = w.open_held(&id, Stdio::null());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let tainted = w.lab.nodes().into_iter().find(|n| n.id == node).unwrap();
@@ -385,5 +392,73 @@ async fn a_killed_client_leaves_a_tainted_node_the_reaper_replaces() {
     assert!(again.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(rows.as_array().map(Vec::len), Some(0), "{rows}");
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_ends_the_session_as_lost_and_the_node_is_still_replaced() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved(&node);
+    // The replacement `open` tries when its session ends fails (as one of a node out of reach
+    // may): the node is left to the reaper.
+    w.lab.hooks().fail_next_automation();
+
+    let child = w.open_held(&id, Stdio::piped());
+    assert!(w.lab.stop_agent(&node));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("REPLACEMENT FAILED"), "{stderr}");
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "closed");
+    assert_eq!(
+        shown["request"]["close_reason"]["reason"], "connection_lost",
+        "{shown}"
+    );
+
+    // Still registered, agent lost, tainted: the listing says so.
+    let listing = w.command(&["fleet"]).output().unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    let line = text.lines().find(|l| l.starts_with(&node)).unwrap();
+    assert!(line.contains("ConnectionLost"), "{line}");
+    assert!(line.contains("TAINTED · AGENT LOST"), "{line}");
+
+    // The rogue scan reports it, once.
+    for new in [true, false] {
+        let rogue = w.command(&["rogue", "--json"]).output().unwrap();
+        let findings: serde_json::Value = serde_json::from_slice(&rogue.stdout).unwrap();
+        let lost: Vec<&serde_json::Value> = findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["finding"] == "agent_lost_while_tainted")
+            .collect();
+        assert_eq!(lost.len(), 1, "{findings}");
+        assert_eq!(lost[0]["instance"], node.as_str());
+        assert_eq!(lost[0]["why"], "connection_lost");
+        assert_eq!(lost[0]["request"], id.as_str());
+        assert_eq!(lost[0]["new"], new, "{findings}");
+    }
+    let kinds = w.audit_kinds();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "agent_lost_while_tainted")
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+
+    // The reaper replaces it all the same, once.
+    let reap = w.command(&["reap", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&reap.stdout).unwrap();
+    assert!(reap.status.success(), "{rows}");
+    assert_eq!(rows[0]["target"], node.as_str(), "{rows}");
+    assert_eq!(rows[0]["outcome"], "completed", "{rows}");
+    assert!(!w.lab.nodes().iter().any(|n| n.id == node), "not reaped");
+    let again = w.command(&["reap", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(rows, serde_json::json!([]));
     w.lab.shutdown().await;
 }

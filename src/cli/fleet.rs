@@ -13,7 +13,7 @@ use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
 use crate::fleet::reaper;
 use crate::fleet::scan::{self, Finding, NodeRow, ScanError};
-use crate::fleet::{Fleet, RogueReason};
+use crate::fleet::{AgentLost, Fleet, RogueReason};
 use crate::remote::RemoteBroker;
 use std::sync::Arc;
 
@@ -113,15 +113,20 @@ fn table(nodes: &[NodeRow]) -> String {
         .iter()
         .map(|row| {
             let n = &row.node;
-            let badges: Vec<&str> = [
-                (row.tainted, "TAINTED"),
-                (row.replacing, "REPLACING"),
-                (row.rogue_touched, "ROGUE-TOUCHED"),
-                (row.old, "OLD"),
-            ]
-            .into_iter()
-            .filter_map(|(on, badge)| on.then_some(badge))
-            .collect();
+            let badges: Vec<String> = row
+                .taint_badge()
+                .into_iter()
+                .chain(
+                    [
+                        (row.replacing, "REPLACING"),
+                        (row.rogue_touched, "ROGUE-TOUCHED"),
+                        (row.old, "OLD"),
+                    ]
+                    .into_iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, badge)| badge.to_owned()),
+                )
+                .collect();
             [
                 n.id.clone(),
                 n.name.clone().unwrap_or_else(|| "-".into()),
@@ -235,10 +240,12 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `sombrero rogue`: sessions (active and recent history) that bypassed the broker, and
-/// instances older than the policy's `max_instance_age`; through the broker daemon when one
+/// Runs `sombrero rogue`: sessions (active and recent history) that bypassed the broker,
+/// instances older than the policy's `max_instance_age`, and tainted nodes out of Systems
+/// Manager's reach; through the broker daemon when one
 /// is configured (it scans with its own fleet and audits there). Each new finding is audited
-/// once (`RogueSessionFound` per session, `OldInstanceFound` per instance).
+/// once (`RogueSessionFound` per session, `OldInstanceFound` and `AgentLostWhileTainted` per
+/// instance).
 pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
     let report = match remote(g)? {
         Some(remote) => remote.rogue().map_err(access::fail)?,
@@ -271,6 +278,12 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
             "no old instances: none older than {}",
             humantime::format_duration(std::time::Duration::from_secs(max))
         );
+    }
+    if !rows
+        .iter()
+        .any(|r| matches!(r, Finding::AgentLostWhileTainted { .. }))
+    {
+        println!("no tainted node out of Systems Manager's reach");
     }
     for r in rows {
         println!("{}", finding_line(r));
@@ -323,6 +336,22 @@ fn finding_line(r: &Finding) -> String {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             humantime::format_duration(std::time::Duration::from_secs(old.max_age_secs)),
         ),
+        Finding::AgentLostWhileTainted { lost, new: n } => format!(
+            "{}{} is tainted{} and {}: `sombrero reap` replaces it all the same",
+            new(*n),
+            lost.instance,
+            lost.request
+                .as_deref()
+                .map(|r| format!(" (request {r})"))
+                .unwrap_or_default(),
+            match (lost.why, &lost.ec2_state) {
+                (AgentLost::NotInSsm, Some(state)) =>
+                    format!("Systems Manager no longer lists it (EC2: {state})"),
+                (AgentLost::NotInSsm, None) => "Systems Manager no longer lists it".to_owned(),
+                (AgentLost::ConnectionLost, _) =>
+                    format!("its SSM agent is lost (ping {})", lost.ping),
+            },
+        ),
     }
 }
 
@@ -351,6 +380,8 @@ mod tests {
                 (tag::TAINTED.to_owned(), "true".to_owned()),
                 (tag::REPLACEMENT.to_owned(), "requested".to_owned()),
             ]),
+            not_in_ssm: false,
+            ec2_state: None,
         };
         let young = Node {
             id: "i-0123456789abcdef1".into(),
@@ -364,11 +395,21 @@ mod tests {
             registered: None,
             ..young.clone()
         };
+        let unlisted = Node {
+            id: "i-0123456789abcdef3".into(),
+            not_in_ssm: true,
+            ec2_state: Some("stopped".into()),
+            tags: BTreeMap::from([(tag::TAINTED.to_owned(), "true".to_owned())]),
+            ..young.clone()
+        };
         let touched = HashSet::from(["mi-0123456789abcdef0".to_owned()]);
         let max_age = Some(std::time::Duration::from_secs(48 * 3600));
         let rows =
             |nodes: &[Node], max_age| scan::node_rows(nodes.to_vec(), &touched, max_age, now);
-        let t = table(&rows(&[node.clone(), young, unknown_age], max_age));
+        let t = table(&rows(
+            &[node.clone(), young, unknown_age, unlisted],
+            max_age,
+        ));
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("ID"));
         assert!(lines[1].contains("web-1"));
@@ -378,6 +419,11 @@ mod tests {
         assert!(lines[2].contains("1d23h"), "{}", lines[2]);
         assert!(!lines[2].contains("OLD"), "{}", lines[2]);
         assert!(!lines[3].contains("OLD"), "{}", lines[3]);
+        assert!(
+            lines[4].ends_with("TAINTED · NOT IN SSM (stopped)"),
+            "{}",
+            lines[4]
+        );
         // The check turned off: nothing is old.
         assert!(!table(&rows(&[node], None)).contains("OLD"));
         assert!(table(&[]).contains("no nodes"));

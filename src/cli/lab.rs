@@ -37,6 +37,7 @@ pub fn banner(lab: &Lab) -> String {
     s.push_str(&format!(
         "\nto use it from another terminal:\n\
          \x20 export AWS_ENDPOINT_URL_SSM={url}\n\
+         \x20 export AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API={url}\n\
          \x20 export AWS_ACCESS_KEY_ID=lab AWS_SECRET_ACCESS_KEY=lab AWS_REGION=us-east-1\n\
          \x20 sombrero fleet          # or: sombrero --endpoint-url {url} fleet\n\n\
          Ctrl-C stops the lab and deletes its nodes.\n"

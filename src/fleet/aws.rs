@@ -1,7 +1,9 @@
 //! AWS clients from the default credential chain and the global options.
 //!
 //! `--profile` and `--region` apply to every client. `--endpoint-url` applies to SSM only: it is
-//! how the lab (which serves the SSM API) is reached. Every client also honours the standard
+//! how the lab (which serves the SSM API) is reached; a loopback `--endpoint-url` (a lab or an
+//! emulator) also serves the tagging API unless that has an endpoint of its own, so a lab's
+//! fleet never asks AWS for tainted instances. Every client also honours the standard
 //! per-service variables read by aws-config: `AWS_ENDPOINT_URL_SSM`,
 //! `AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API`, `AWS_ENDPOINT_URL_AUTO_SCALING`,
 //! `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL_EC2` (the hand-made DescribeInstances, see
@@ -61,7 +63,15 @@ impl AwsFleet {
             .credentials_provider(Credentials::new("lab", "lab", None, None, "sombrero-lab"))
             .load()
             .await;
-        Self::from_config(&sdk, Some(endpoint_url))
+        Ok(Self::from_config(&sdk, Some(endpoint_url))?.with_tagging_endpoint(endpoint_url))
+    }
+
+    /// The same fleet with its Resource Groups Tagging calls sent to `url` (a lab answers
+    /// them; tests keep an emulator's shared state out of a lab's fleet this way).
+    pub fn with_tagging_endpoint(mut self, url: &str) -> Self {
+        let conf = self.tagging.config().to_builder().endpoint_url(url).build();
+        self.tagging = aws_sdk_resourcegroupstagging::Client::from_conf(conf);
+        self
     }
 
     /// Builds the clients from a loaded SDK config; `ssm_endpoint` overrides SSM's endpoint only.
@@ -74,10 +84,14 @@ impl AwsFleet {
         if let Some(url) = ssm_endpoint {
             ssm = ssm.endpoint_url(url);
         }
+        let mut tagging = aws_sdk_resourcegroupstagging::config::Builder::from(sdk);
+        if let Some(url) = ssm_endpoint.filter(|u| loopback(u) && !tagging_configured(sdk)) {
+            tagging = tagging.endpoint_url(url);
+        }
         Ok(AwsFleet {
             credentials: sdk.credentials_provider(),
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
-            tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
+            tagging: aws_sdk_resourcegroupstagging::Client::from_conf(tagging.build()),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
             ec2: super::ec2_query::Ec2Query::from_config(sdk)?,
             sts: aws_sdk_sts::Client::new(sdk),
@@ -160,6 +174,40 @@ impl AwsFleet {
     }
 }
 
+/// Whether a URL names a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`): a lab or an
+/// emulator, never an AWS endpoint.
+fn loopback(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether the tagging API has an endpoint of its own (its service variable, a profile's
+/// `endpoint_url`, or `AWS_ENDPOINT_URL`).
+fn tagging_configured(sdk: &aws_config::SdkConfig) -> bool {
+    sdk.endpoint_url().is_some()
+        || sdk.service_config().is_some_and(|c| {
+            aws_types::service_config::ServiceConfigKey::builder()
+                .service_id("Resource Groups Tagging API")
+                .env("AWS_ENDPOINT_URL")
+                .profile("endpoint_url")
+                .build()
+                .ok()
+                .and_then(|key| c.load_config(key))
+                .is_some()
+        })
+}
+
 impl super::Fleet for AwsFleet {
     async fn list_nodes(&self) -> Result<Vec<super::Node>, FleetError> {
         self.nodes().await
@@ -181,6 +229,13 @@ impl super::Fleet for AwsFleet {
         self.terminate(session_id).await
     }
 
+    async fn active_sessions_on(
+        &self,
+        target: &str,
+    ) -> Result<Vec<super::SessionInfo>, FleetError> {
+        self.sessions_on(target).await
+    }
+
     async fn describe_sessions(
         &self,
         state: super::SessionState,
@@ -200,5 +255,64 @@ impl super::Fleet for AwsFleet {
         progress: impl FnMut(super::ReplaceProgress) + Send,
     ) -> super::ReplacementOutcome {
         self.replace_node(target, strategy, opts, progress).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_endpoints_count_as_a_lab() {
+        for url in [
+            "http://127.0.0.1:4566",
+            "http://127.8.9.1/",
+            "http://localhost:80",
+            "http://[::1]:8080/x",
+        ] {
+            assert!(loopback(url), "{url}");
+        }
+        for url in [
+            "https://ssm.us-east-1.amazonaws.com",
+            "https://vpce-0abc.ssm.eu-west-1.vpce.amazonaws.com",
+            "http://10.0.0.1:4566",
+            "http://127.0.0.1.example.com/",
+        ] {
+            assert!(!loopback(url), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lab_endpoint_also_serves_the_tagging_api_unless_it_has_its_own() {
+        use crate::fleet::Fleet;
+        let lab = crate::lab::start(crate::lab::LabConfig {
+            nodes: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // Built by hand: no environment or profile names another endpoint.
+        let sdk = |endpoint: Option<&str>| {
+            let mut b = aws_config::SdkConfig::builder()
+                .region(Region::new("us-east-1"))
+                .behavior_version(BehaviorVersion::latest())
+                .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                    "lab", "lab", None, None, "test",
+                )));
+            if let Some(url) = endpoint {
+                b = b.endpoint_url(url);
+            }
+            b.build()
+        };
+        let f = AwsFleet::from_config(&sdk(None), Some(&lab.endpoint_url())).unwrap();
+        assert_eq!(f.list_nodes().await.unwrap().len(), 1);
+        // The tagging API has an endpoint of its own (nothing listens there): it is used.
+        let f = AwsFleet::from_config(&sdk(Some("http://127.0.0.1:1")), Some(&lab.endpoint_url()))
+            .unwrap();
+        let e = f.list_nodes().await.unwrap_err();
+        assert!(e.to_string().contains("GetResources"), "{e}");
+        let f = f.with_tagging_endpoint(&lab.endpoint_url());
+        assert_eq!(f.list_nodes().await.unwrap().len(), 1);
+        lab.shutdown().await;
     }
 }

@@ -1,5 +1,7 @@
 //! EC2 DescribeInstances through the Query API, by hand: the one EC2 call the fleet needs (an
-//! instance's launch time, the base of its age), without aws-sdk-ec2 (minutes of build time).
+//! instance's launch time, the base of its age, and its state: a tainted instance Systems
+//! Manager does not list may be stopped or terminated), without aws-sdk-ec2 (minutes of build
+//! time).
 //!
 //! A form-encoded `POST Action=DescribeInstances&Version=2016-11-15&InstanceId.N=…` to the EC2
 //! endpoint (`AWS_ENDPOINT_URL_EC2`, a profile's `ec2` `endpoint_url`, `AWS_ENDPOINT_URL`, else
@@ -45,6 +47,16 @@ pub struct Ec2Instance {
     pub id: String,
     /// When it launched (absent if the reply lacks a readable `launchTime`).
     pub launched: Option<DateTime<Utc>>,
+    /// Its state name (`pending`, `running`, `stopping`, `stopped`, `shutting-down`,
+    /// `terminated`), if the reply has one.
+    pub state: Option<String>,
+}
+
+impl Ec2Instance {
+    /// Whether the instance is gone or going for good (`shutting-down`, `terminated`).
+    pub fn terminated(&self) -> bool {
+        matches!(self.state.as_deref(), Some("shutting-down" | "terminated"))
+    }
 }
 
 /// An EC2 Query API client for DescribeInstances.
@@ -167,20 +179,29 @@ impl Ec2Query {
         }
     }
 
-    /// Launch times by instance id, in batches. Ids EC2 does not know (an instance Systems
-    /// Manager still lists after EC2 forgot it) are left out, as are instances without a
-    /// launch time; any other error fails the lookup.
+    /// Launch times by instance id, in batches; see [`Self::describe_known`].
     pub async fn launch_times(
         &self,
         ids: &[&str],
     ) -> Result<HashMap<String, DateTime<Utc>>, FleetError> {
-        let mut out = HashMap::new();
+        Ok(self
+            .describe_known(ids)
+            .await?
+            .into_iter()
+            .filter_map(|i| Some((i.id, i.launched?)))
+            .collect())
+    }
+
+    /// DescribeInstances in batches. Ids EC2 does not know (an instance Systems Manager
+    /// still lists after EC2 forgot it) are left out; any other error fails the lookup.
+    pub async fn describe_known(&self, ids: &[&str]) -> Result<Vec<Ec2Instance>, FleetError> {
+        let mut out = Vec::new();
         for chunk in ids.chunks(IDS_PER_CALL) {
             let mut asked: Vec<&str> = chunk.to_vec();
             while !asked.is_empty() {
                 match self.describe(&asked).await {
                     Ok(found) => {
-                        out.extend(found.into_iter().filter_map(|i| Some((i.id, i.launched?))));
+                        out.extend(found);
                         break;
                     }
                     Err(e) if e.aws_code() == Some(NOT_FOUND) => {
@@ -189,10 +210,7 @@ impl Ec2Query {
                         if unknown.is_empty() {
                             return Err(e);
                         }
-                        tracing::debug!(
-                            ?unknown,
-                            "EC2 does not know these instances; no age for them"
-                        );
+                        tracing::debug!(?unknown, "EC2 does not know these instances");
                         asked.retain(|id| !unknown.contains(id));
                     }
                     Err(e) => return Err(e),
@@ -375,7 +393,8 @@ fn xml_error(e: impl std::fmt::Display) -> FleetError {
     }
 }
 
-/// Reads `DescribeInstancesResponse/reservationSet/item/instancesSet/item/{instanceId,launchTime}`
+/// Reads `DescribeInstancesResponse/reservationSet/item/instancesSet/item/{instanceId,launchTime,
+/// instanceState/name}`
 /// and `nextToken`; everything else is skipped.
 fn parse_reply(xml: &str) -> Result<Page, FleetError> {
     let mut doc = Document::new(xml);
@@ -422,9 +441,15 @@ fn for_each_item(
 
 /// One `instancesSet/item`; an item without an id is skipped.
 fn instance(item: &mut ScopedDecoder) -> Result<Option<Ec2Instance>, FleetError> {
-    let (mut id, mut launched) = (None, None);
+    let (mut id, mut launched, mut state) = (None, None, None);
     while let Some(mut field) = item.next_tag() {
-        if field.start_el().matches("instanceId") {
+        if field.start_el().matches("instanceState") {
+            while let Some(mut part) = field.next_tag() {
+                if part.start_el().matches("name") {
+                    state = Some(try_data(&mut part).map_err(xml_error)?.trim().to_owned());
+                }
+            }
+        } else if field.start_el().matches("instanceId") {
             id = Some(try_data(&mut field).map_err(xml_error)?.into_owned());
         } else if field.start_el().matches("launchTime") {
             let text = try_data(&mut field).map_err(xml_error)?;
@@ -433,9 +458,11 @@ fn instance(item: &mut ScopedDecoder) -> Result<Option<Ec2Instance>, FleetError>
                 .map(|t| t.with_timezone(&Utc));
         }
     }
-    Ok(id
-        .filter(|i| !i.is_empty())
-        .map(|id| Ec2Instance { id, launched }))
+    Ok(id.filter(|i| !i.is_empty()).map(|id| Ec2Instance {
+        id,
+        launched,
+        state,
+    }))
 }
 
 /// The EC2 error in a non-2xx reply, or the status and the start of the body.
@@ -502,6 +529,8 @@ mod tests {
           <instanceId>i-1234567890abcdef0</instanceId>
           <blockDeviceMapping><item><ebs><attachTime>2020-01-01T00:00:00.000Z</attachTime></ebs></item></blockDeviceMapping>
           <launchTime>2026-11-01T09:30:00.000Z</launchTime>
+          <instanceState><code>80</code><name>stopped</name></instanceState>
+          <stateReason><name>not this</name></stateReason>
           <tagSet><item><key>launchTime</key><value>not this</value></item></tagSet>
         </item>
         <item>
@@ -513,7 +542,7 @@ mod tests {
     </item>
     <item>
       <instancesSet>
-        <item><instanceId>i-0fedcba9876543210</instanceId><launchTime>2025-12-24T18:00:05Z</launchTime></item>
+        <item><instanceId>i-0fedcba9876543210</instanceId><launchTime>2025-12-24T18:00:05Z</launchTime><instanceState><name>terminated</name></instanceState></item>
       </instancesSet>
     </item>
   </reservationSet>
@@ -533,18 +562,22 @@ mod tests {
                 Ec2Instance {
                     id: "i-1234567890abcdef0".into(),
                     launched: at("2026-11-01T09:30:00Z"),
+                    state: Some("stopped".into()),
                 },
                 Ec2Instance {
                     id: "i-0abcdef1234567890".into(),
                     launched: None,
+                    state: None,
                 },
                 Ec2Instance {
                     id: "i-0fedcba9876543210".into(),
                     launched: at("2025-12-24T18:00:05Z"),
+                    state: Some("terminated".into()),
                 },
             ]
         );
         assert_eq!(page.next_token.as_deref(), Some("abc+/="));
+        assert!(!page.instances[0].terminated() && page.instances[2].terminated());
         assert_eq!(form_encode("abc+/= x"), "abc%2B%2F%3D%20x");
     }
 

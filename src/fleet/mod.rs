@@ -13,6 +13,7 @@ pub mod replace;
 pub mod rogue;
 pub mod scan;
 mod sessions;
+mod tagged;
 pub mod taint;
 mod target;
 
@@ -29,7 +30,8 @@ pub use sessions::SessionReason;
 pub use taint::{Taint, tag};
 pub use target::TargetKind;
 
-/// One node (EC2 instance `i-…` or managed node `mi-…`) as Systems Manager sees it.
+/// One node (EC2 instance `i-…` or managed node `mi-…`) as Systems Manager sees it, or a
+/// tainted EC2 instance it does not list ([`Node::not_in_ssm`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     /// The node id (`i-…` or `mi-…`).
@@ -50,12 +52,62 @@ pub struct Node {
     pub launched: Option<DateTime<Utc>>,
     /// The node's tags.
     pub tags: BTreeMap<String, String>,
+    /// Systems Manager does not list it: an EC2 instance found by its taint tag alone (its
+    /// agent was stopped, uninstalled or deregistered, its role lost, or it was stopped).
+    #[serde(default)]
+    pub not_in_ssm: bool,
+    /// Its EC2 state (`running`, `stopped`, `terminated`, …) for an instance Systems Manager
+    /// does not list, when DescribeInstances told.
+    #[serde(default)]
+    pub ec2_state: Option<String>,
+}
+
+/// Why a tainted node is out of Systems Manager's reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentLost {
+    /// Systems Manager does not list it at all.
+    NotInSsm,
+    /// Listed, but its agent does not answer (PingStatus `ConnectionLost` or `Inactive`).
+    ConnectionLost,
+}
+
+impl AgentLost {
+    /// The badge the listings show for it.
+    pub fn badge(self) -> &'static str {
+        match self {
+            AgentLost::NotInSsm => "TAINTED · NOT IN SSM",
+            AgentLost::ConnectionLost => "TAINTED · AGENT LOST",
+        }
+    }
 }
 
 impl Node {
     /// Whether a pink-sombrero session touched this node (it carries the taint tag).
     pub fn tainted(&self) -> bool {
         self.tags.get(tag::TAINTED).map(String::as_str) == Some("true")
+    }
+
+    /// Why this tainted node is out of Systems Manager's reach, if it is (`None` for an
+    /// untainted node or one whose agent answers).
+    pub fn agent_lost(&self) -> Option<AgentLost> {
+        if !self.tainted() {
+            None
+        } else if self.not_in_ssm {
+            Some(AgentLost::NotInSsm)
+        } else if self.ping != "Online" {
+            Some(AgentLost::ConnectionLost)
+        } else {
+            None
+        }
+    }
+
+    /// Whether EC2 says the instance is terminated (or shutting down): nothing left to replace.
+    pub fn terminated(&self) -> bool {
+        matches!(
+            self.ec2_state.as_deref(),
+            Some("shutting-down" | "terminated")
+        )
     }
 
     /// Whether a replacement of this node has been requested and not reported failed.
@@ -177,7 +229,8 @@ pub enum ReplacementOutcome {
 ///
 /// Futures are `Send` so the broker can run them on any tokio task.
 pub trait Fleet {
-    /// Lists every node Systems Manager knows, with its tags.
+    /// Lists every node Systems Manager knows, with its tags, plus every EC2 instance carrying
+    /// the taint tag that Systems Manager does not list (the tag is the taint's home).
     fn list_nodes(&self) -> impl Future<Output = Result<Vec<Node>, FleetError>> + Send;
 
     /// Starts a shell session on `target` with the given reason.
@@ -198,6 +251,13 @@ pub trait Fleet {
         &self,
         session_id: &str,
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Lists the active sessions on one target (DescribeSessions filtered by `Target`), all
+    /// pages: the last check before a node is replaced.
+    fn active_sessions_on(
+        &self,
+        target: &str,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, FleetError>> + Send;
 
     /// Lists sessions in one state, all pages.
     fn describe_sessions(

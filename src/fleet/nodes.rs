@@ -1,12 +1,15 @@
-//! Listing nodes: DescribeInstanceInformation (all pages) plus each node's tags, and the launch
-//! time of EC2 instances (DescribeInstances).
+//! Listing nodes: DescribeInstanceInformation (all pages) plus each node's tags, the tainted EC2
+//! instances it does not list (see [`super::tagged`]), and the launch time and state of EC2
+//! instances (DescribeInstances).
 
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_ssm::types::{InstanceInformation, ResourceTypeForTagging};
 
 use super::aws::AwsFleet;
+use super::ec2_query::Ec2Instance;
 use super::error::api;
+use super::tagged::unlisted_node;
 use super::{FleetError, Node, TargetKind, to_utc};
 
 /// GetResources accepts at most this many ARNs per call.
@@ -25,24 +28,30 @@ impl AwsFleet {
             .await
             .map_err(|e| api("DescribeInstanceInformation", e))?;
         let mut nodes: Vec<Node> = infos.iter().filter_map(node_from_info).collect();
+        // The taint lives on the instance: tagged instances SSM does not list are nodes too.
+        let mut unlisted = self.tainted_instances().await?;
+        unlisted.retain(|id, _| !nodes.iter().any(|n| n.id == *id));
         let instance_ids: Vec<&str> = nodes
             .iter()
             .filter(|n| TargetKind::of(&n.id).ok() == Some(TargetKind::Instance))
             .map(|n| n.id.as_str())
             .collect();
         let mut instance_tags = self.instance_tags(&instance_ids).await?;
+        let mut asked = instance_ids.clone();
+        asked.extend(unlisted.keys().map(String::as_str));
         // Age is a finding, not a gate: a role without ec2:DescribeInstances (or an EC2 outage)
         // must not stop the listing that reaping and tainting checks depend on. The ages stay
-        // unknown and callers say so (see `Node::launched`).
-        let mut launched = match self.launch_times(&instance_ids).await {
-            Ok(l) => l,
+        // unknown and callers say so (see `Node::launched`); so do the states of unlisted
+        // instances, which the reaper then treats as live.
+        let mut ec2: HashMap<String, Ec2Instance> = match self.ec2.describe_known(&asked).await {
+            Ok(found) => found.into_iter().map(|i| (i.id.clone(), i)).collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "EC2 launch times unavailable; ages of i- instances unknown");
+                tracing::warn!(error = %e, "EC2 DescribeInstances unavailable; ages of i- instances unknown");
                 HashMap::new()
             }
         };
         for node in &mut nodes {
-            node.launched = launched.remove(&node.id);
+            node.launched = ec2.remove(&node.id).and_then(|i| i.launched);
             node.tags = match TargetKind::of(&node.id) {
                 Ok(TargetKind::Instance) => instance_tags.remove(&node.id).unwrap_or_default(),
                 Ok(TargetKind::Managed) => self.managed_tags(&node.id).await?,
@@ -53,6 +62,10 @@ impl AwsFleet {
                 node.name = Some(n.clone());
             }
         }
+        nodes.extend(unlisted.into_iter().map(|(id, tags)| {
+            let found = ec2.get(&id);
+            unlisted_node(id, tags, found)
+        }));
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(nodes)
     }
@@ -150,5 +163,7 @@ fn node_from_info(i: &InstanceInformation) -> Option<Node> {
         registered: i.registration_date().and_then(to_utc),
         launched: None,
         tags: BTreeMap::new(),
+        not_in_ssm: false,
+        ec2_state: None,
     })
 }

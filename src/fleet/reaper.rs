@@ -1,5 +1,7 @@
 //! The reaper, as `sombrero reap` and the broker daemon run it: ends sessions that outlived
-//! their request, then replaces tainted nodes that have no active session.
+//! their request, closes the taint of tainted instances already terminated, then replaces
+//! tainted nodes that have no active session, whether or not Systems Manager still lists them
+//! (the candidates come from [`Fleet::list_nodes`], which starts from the taint tag).
 
 use std::sync::Arc;
 
@@ -12,11 +14,15 @@ use crate::broker::Broker;
 use crate::request::{CloseReason, State};
 use crate::session;
 
-use super::scan::ScanError;
+use super::scan::{ScanError, events_of, field_of};
 use super::{
-    Fleet, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, SessionInfo, SessionState, tag,
-    tainted_without_active_session,
+    Fleet, Node, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, SessionInfo, SessionState,
+    tag, tainted_without_active_session,
 };
+
+/// How the taint of an instance found terminated is closed (the audit's `closed_as`, the
+/// reaper's outcome).
+pub const CLOSED_BY_TERMINATION: &str = "replaced-by-termination";
 
 /// What the reaper did, or would do, with one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +34,8 @@ pub struct Reaped {
     /// How it is replaced.
     pub strategy: String,
     /// `would-replace`, `completed`, `failed`, `requested`, `would-end-session`,
-    /// `session-ended`.
+    /// `session-ended`, `would-close`, `replaced-by-termination` (a tainted instance found
+    /// terminated, recorded once).
     pub outcome: String,
     /// The node that replaced it.
     pub new: Option<String>,
@@ -60,7 +67,13 @@ pub async fn reap<F: Fleet + Send + Sync + 'static>(
     let mut done = Vec::new();
     let live = end_orphan_sessions(broker, fleet.as_ref(), &strategy, dry_run, &mut done).await?;
     let nodes = fleet.list_nodes().await?;
+    close_terminated(broker, &nodes, actor, &strategy, dry_run, &mut done)?;
     for node in tainted_without_active_session(&nodes, &live, Utc::now(), retry_after) {
+        // The listing's sessions are a moment old, and a node SSM does not list may still have
+        // one: ask for this target's own, right before touching it.
+        if !fleet.active_sessions_on(&node.id).await?.is_empty() {
+            continue;
+        }
         // Only link the event to a request this store knows (the tag may come from elsewhere).
         let request = node
             .tags
@@ -129,6 +142,63 @@ pub async fn reap<F: Fleet + Send + Sync + 'static>(
         done.push(row);
     }
     Ok(done)
+}
+
+/// Records, once per instance, the taint of a tainted instance EC2 reports terminated as
+/// closed (`TaintClosed`, `replaced-by-termination`): it is gone, nothing is left to replace.
+/// An instance whose replacement this store saw complete is closed already.
+fn close_terminated(
+    broker: &Broker,
+    nodes: &[Node],
+    actor: &str,
+    strategy: &ReplaceStrategy,
+    dry_run: bool,
+    done: &mut Vec<Reaped>,
+) -> Result<(), ScanError> {
+    // Closed already: recorded here before, or replaced by a replacement that completed (the
+    // old instance lingers, terminated, in the tagging API and EC2 for a while).
+    let mut closed = field_of(&events_of(broker, EventKind::TaintClosed)?, "target");
+    closed.extend(field_of(
+        &events_of(broker, EventKind::ReplacementCompleted)?,
+        "old",
+    ));
+    for node in nodes
+        .iter()
+        .filter(|n| n.tainted() && n.terminated() && !closed.contains(&n.id))
+    {
+        let request = node
+            .tags
+            .get(tag::REQUEST)
+            .filter(|r| broker.get(r).is_ok())
+            .cloned();
+        let mut outcome = "would-close";
+        if !dry_run {
+            broker.record(
+                actor,
+                EventKind::TaintClosed,
+                request.as_deref(),
+                json!({
+                    "target": node.id,
+                    "closed_as": CLOSED_BY_TERMINATION,
+                    "ec2_state": node.ec2_state,
+                }),
+            )?;
+            outcome = CLOSED_BY_TERMINATION;
+        }
+        done.push(Reaped {
+            target: node.id.clone(),
+            request,
+            strategy: strategy.to_string(),
+            outcome: outcome.into(),
+            new: None,
+            detail: Some(format!(
+                "EC2 reports it {}: the taint is closed, nothing to replace",
+                node.ec2_state.as_deref().unwrap_or("terminated")
+            )),
+            retry: false,
+        });
+    }
+    Ok(())
 }
 
 /// Ends the SSM sessions the store says are over: their request is closed, or past its

@@ -54,8 +54,8 @@ pub fn classify_sessions(
         .collect()
 }
 
-/// Tainted nodes with no active session whose replacement is not in flight: what the reaper
-/// replaces. A node whose last replacement failed is included, so the reaper retries; so is one
+/// Tainted nodes with no active session whose replacement is not in flight and that are not
+/// terminated already: what the reaper replaces. A node whose last replacement failed is included, so the reaper retries; so is one
 /// whose `requested` mark is stale at `now` (older than `retry_requested_after`, or without a
 /// time; see [`Node::replacement_stale`]). `None` never counts a `requested` mark stale.
 pub fn tainted_without_active_session(
@@ -77,7 +77,12 @@ pub fn tainted_without_active_session(
     };
     nodes
         .iter()
-        .filter(|n| n.tainted() && (!n.replacing() || stale(n)) && !busy.contains(n.id.as_str()))
+        .filter(|n| {
+            n.tainted()
+                && !n.terminated()
+                && (!n.replacing() || stale(n))
+                && !busy.contains(n.id.as_str())
+        })
         .cloned()
         .collect()
 }
@@ -132,6 +137,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect::<BTreeMap<_, _>>(),
+            not_in_ssm: false,
+            ec2_state: None,
         }
     }
 
@@ -188,6 +195,16 @@ mod tests {
                 "mi-failed",
                 &[(tag::TAINTED, "true"), (tag::REPLACEMENT, "failed")],
             ),
+            Node {
+                not_in_ssm: true,
+                ec2_state: Some("stopped".into()),
+                ..node("i-stopped", &tainted)
+            },
+            Node {
+                not_in_ssm: true,
+                ec2_state: Some("terminated".into()),
+                ..node("i-gone", &tainted)
+            },
         ];
         let active = [
             session(
@@ -208,7 +225,8 @@ mod tests {
             .into_iter()
             .map(|n| n.id)
             .collect();
-        assert_eq!(ids, vec!["mi-idle", "mi-failed"]);
+        // Whether SSM lists it or not; a terminated instance has nothing left to replace.
+        assert_eq!(ids, vec!["mi-idle", "mi-failed", "i-stopped"]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::audit::EventKind;
 use crate::broker::{Broker, BrokerError};
 
-use super::{Fleet, FleetError, Node, RogueFinding, SessionState, classify_sessions};
+use super::{AgentLost, Fleet, FleetError, Node, RogueFinding, SessionState, classify_sessions};
 
 /// Errors from a listing or a scan.
 #[derive(Debug, Error)]
@@ -44,6 +44,24 @@ pub struct NodeRow {
     pub age_seconds: Option<i64>,
     /// Older than the policy's `max_instance_age`.
     pub old: bool,
+    /// Tainted and out of Systems Manager's reach: why (`not_in_ssm`, `connection_lost`).
+    #[serde(default)]
+    pub agent_lost: Option<AgentLost>,
+}
+
+impl NodeRow {
+    /// The taint badge: `TAINTED`, or why a tainted node is out of SSM's reach
+    /// (`TAINTED · NOT IN SSM (stopped)`); `None` for an untainted node.
+    pub fn taint_badge(&self) -> Option<String> {
+        if !self.tainted {
+            return None;
+        }
+        Some(match (self.agent_lost, &self.node.ec2_state) {
+            (None, _) => "TAINTED".to_owned(),
+            (Some(lost), Some(state)) => format!("{} ({state})", lost.badge()),
+            (Some(lost), None) => lost.badge().to_owned(),
+        })
+    }
 }
 
 /// The listing rows for `nodes` at `now`.
@@ -61,6 +79,7 @@ pub fn node_rows(
             rogue_touched: rogue_touched.contains(&n.id),
             age_seconds: n.age(now).map(|d| d.num_seconds()),
             old: n.old(now, max_age),
+            agent_lost: n.agent_lost(),
             node: n,
         })
         .collect()
@@ -103,6 +122,50 @@ pub enum Finding {
         /// First time a scan saw it (an audit event was written).
         new: bool,
     },
+    /// A tainted node that dropped out of Systems Manager's reach (what a rogue user would
+    /// try first: stop or deregister the agent); the reaper still replaces it.
+    AgentLostWhileTainted {
+        /// The node.
+        #[serde(flatten)]
+        lost: LostNode,
+        /// First time a scan saw it (an audit event was written).
+        new: bool,
+    },
+}
+
+/// A tainted node out of Systems Manager's reach, as reported and audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostNode {
+    /// The node id.
+    pub instance: String,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// Why it is out of reach.
+    pub why: AgentLost,
+    /// Its agent's last ping status (`-` when SSM does not list it).
+    pub ping: String,
+    /// Its EC2 state, when SSM does not list it and EC2 told.
+    pub ec2_state: Option<String>,
+    /// The request its taint tag names.
+    pub request: Option<String>,
+}
+
+/// The tainted nodes out of Systems Manager's reach; terminated instances are gone, not lost.
+pub fn lost_nodes(nodes: &[Node]) -> Vec<LostNode> {
+    nodes
+        .iter()
+        .filter(|n| !n.terminated())
+        .filter_map(|n| {
+            Some(LostNode {
+                why: n.agent_lost()?,
+                instance: n.id.clone(),
+                name: n.name.clone(),
+                ping: n.ping.clone(),
+                ec2_state: n.ec2_state.clone(),
+                request: n.tags.get(super::tag::REQUEST).cloned(),
+            })
+        })
+        .collect()
 }
 
 /// An instance past `max_instance_age`, as reported and audited.
@@ -123,7 +186,7 @@ pub struct OldInstance {
 /// What one rogue scan found (`POST /v1/rogue`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RogueReport {
-    /// Rogue sessions first, then old instances.
+    /// Rogue sessions first, then old instances, then tainted nodes out of SSM's reach.
     pub findings: Vec<Finding>,
     /// The policy's `max_instance_age` in seconds (`None`: the check is off).
     pub max_age_secs: Option<u64>,
@@ -149,9 +212,10 @@ pub fn old_instances(nodes: &[Node], now: DateTime<Utc>, max_age: Duration) -> V
         .collect()
 }
 
-/// Scans for sessions (active and recent history) that bypassed the broker, and instances
-/// older than the policy's `max_instance_age`. Each new finding is audited once, as `actor`
-/// (`RogueSessionFound` per session, `OldInstanceFound` per instance).
+/// Scans for sessions (active and recent history) that bypassed the broker, instances older
+/// than the policy's `max_instance_age`, and tainted nodes out of Systems Manager's reach. Each
+/// new finding is audited once, as `actor` (`RogueSessionFound` per session, `OldInstanceFound`
+/// and `AgentLostWhileTainted` per instance).
 ///
 /// The broker calls block: on a daemon, run this on a blocking thread.
 pub async fn rogue<F: Fleet>(
@@ -173,11 +237,9 @@ pub async fn rogue<F: Fleet>(
         .filter_map(|r| r.session_id)
         .collect();
     let rogues = classify_sessions(&sessions, |id| known.contains(id));
+    let nodes = fleet.list_nodes().await?;
     let (old, unknown) = match max_age {
-        Some(max) => {
-            let nodes = fleet.list_nodes().await?;
-            (old_instances(&nodes, Utc::now(), max), unknown_ages(&nodes))
-        }
+        Some(max) => (old_instances(&nodes, Utc::now(), max), unknown_ages(&nodes)),
         None => (Vec::new(), 0),
     };
     let reported = field_of(
@@ -218,6 +280,23 @@ pub async fn rogue<F: Fleet>(
         }
         findings.push(Finding::OldInstance { old: o, new });
     }
+    // Once per node: it stays lost until the reaper replaces it, and a new node has a new id.
+    let reported = field_of(
+        &events_of(broker, EventKind::AgentLostWhileTainted)?,
+        "instance",
+    );
+    for l in lost_nodes(&nodes) {
+        let new = !reported.contains(&l.instance);
+        if new {
+            broker.record(
+                actor,
+                EventKind::AgentLostWhileTainted,
+                None,
+                serde_json::to_value(&l)?,
+            )?;
+        }
+        findings.push(Finding::AgentLostWhileTainted { lost: l, new });
+    }
     Ok(RogueReport {
         findings,
         max_age_secs: max_age.map(|d| d.as_secs()),
@@ -226,7 +305,10 @@ pub async fn rogue<F: Fleet>(
 }
 
 /// The data of every event of `kind` in the audit log.
-fn events_of(broker: &Broker, kind: EventKind) -> Result<Vec<serde_json::Value>, BrokerError> {
+pub(crate) fn events_of(
+    broker: &Broker,
+    kind: EventKind,
+) -> Result<Vec<serde_json::Value>, BrokerError> {
     const PAGE: usize = 1000;
     let mut found = Vec::new();
     let mut after = 0;
@@ -246,7 +328,7 @@ fn events_of(broker: &Broker, kind: EventKind) -> Result<Vec<serde_json::Value>,
 }
 
 /// One string field of each event.
-fn field_of(events: &[serde_json::Value], key: &str) -> HashSet<String> {
+pub(crate) fn field_of(events: &[serde_json::Value], key: &str) -> HashSet<String> {
     events
         .iter()
         .filter_map(|d| d.get(key)?.as_str().map(str::to_owned))
@@ -272,6 +354,8 @@ mod tests {
             registered: registered.map(|h| now - chrono::Duration::hours(h)),
             launched: launched.map(|h| now - chrono::Duration::hours(h)),
             tags: BTreeMap::new(),
+            not_in_ssm: false,
+            ec2_state: None,
         };
         let nodes = [
             node("i-00000001", Some(30), None),

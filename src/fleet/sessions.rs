@@ -1,6 +1,6 @@
 //! Sessions: StartSession, ResumeSession, TerminateSession, DescribeSessions.
 
-use aws_sdk_ssm::types::{Session, SessionState as AwsState};
+use aws_sdk_ssm::types::{Session, SessionFilter, SessionFilterKey, SessionState as AwsState};
 
 use super::aws::AwsFleet;
 use super::error::api;
@@ -111,6 +111,34 @@ impl AwsFleet {
         &self,
         state: SessionState,
     ) -> Result<Vec<SessionInfo>, FleetError> {
+        self.describe_filtered(state, None).await
+    }
+
+    /// DescribeSessions in state Active with filter `Target` = `target`, every page.
+    pub(crate) async fn sessions_on(&self, target: &str) -> Result<Vec<SessionInfo>, FleetError> {
+        TargetKind::of(target)?;
+        let filter = SessionFilter::builder()
+            .key(SessionFilterKey::TargetId)
+            .value(target)
+            .build()
+            .map_err(|e| FleetError::Api {
+                op: "DescribeSessions",
+                code: None,
+                message: e.to_string(),
+            })?;
+        let found = self
+            .describe_filtered(SessionState::Active, Some(filter))
+            .await?;
+        // A service that ignored the filter must not hide a session elsewhere as "none here",
+        // nor make another node's session block this one: keep exactly this target's.
+        Ok(found.into_iter().filter(|s| s.target == target).collect())
+    }
+
+    async fn describe_filtered(
+        &self,
+        state: SessionState,
+        filter: Option<SessionFilter>,
+    ) -> Result<Vec<SessionInfo>, FleetError> {
         let aws_state = match state {
             SessionState::Active => AwsState::Active,
             SessionState::History => AwsState::History,
@@ -119,6 +147,7 @@ impl AwsFleet {
             .ssm
             .describe_sessions()
             .state(aws_state)
+            .set_filters(filter.map(|f| vec![f]))
             .into_paginator()
             .items()
             .send()

@@ -50,6 +50,8 @@ pub(crate) enum AgentEvent {
     Terminate,
     /// Test hook: drop the current websocket without a close frame.
     DropSocket,
+    /// The node's agent went away: the shell dies and the socket drops without a close frame.
+    AgentLost,
 }
 
 /// Output to one websocket connection.
@@ -184,6 +186,14 @@ impl Agent {
             }
             AgentEvent::Terminate => self.terminate(),
             AgentEvent::DropSocket => self.abort_socket(),
+            AgentEvent::AgentLost => {
+                self.abort_socket();
+                if let Some(shell) = self.shell.take() {
+                    shell.kill();
+                }
+                self.done = true;
+                self.set_status(SessionStatus::Terminated);
+            }
         }
     }
 

@@ -149,7 +149,10 @@ fn dispatch(state: &Arc<LabState>, headers: &HeaderMap, body: &[u8]) -> Result<V
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let Some(op) = target.strip_prefix("AmazonSSM.") else {
+    let Some(op) = target
+        .strip_prefix("AmazonSSM.")
+        .or_else(|| (target == TAGGING_GET_RESOURCES).then_some("GetResources"))
+    else {
         return Err(unknown_operation(target));
     };
     let body: Value = if body.is_empty() {
@@ -181,9 +184,13 @@ fn dispatch(state: &Arc<LabState>, headers: &HeaderMap, body: &[u8]) -> Result<V
         "DescribeSessions" => sessions::describe_sessions(&ctx, &body),
         "StartAutomationExecution" => automation::start(&ctx, &body),
         "GetAutomationExecution" => automation::get(&ctx, &body),
+        "GetResources" if target == TAGGING_GET_RESOURCES => inventory::get_resources(&body),
         _ => Err(unknown_operation(target)),
     }
 }
+
+/// The one Resource Groups Tagging API operation the lab answers.
+const TAGGING_GET_RESOURCES: &str = "ResourceGroupsTaggingAPI_20170126.GetResources";
 
 fn unknown_operation(target: &str) -> ApiError {
     ApiError::bad(

@@ -61,7 +61,7 @@ fn matches(node: &Node, key: &str, values: &[String]) -> Result<bool, ApiError> 
             }
             any(&node.id)
         }
-        "PingStatus" => any("Online"),
+        "PingStatus" => any(ping(node)),
         "PlatformTypes" => any("Linux"),
         "ResourceType" => any("ManagedInstance"),
         "AgentVersion" => any(AGENT_VERSION),
@@ -78,11 +78,20 @@ fn matches(node: &Node, key: &str, values: &[String]) -> Result<bool, ApiError> 
     })
 }
 
+/// The agent's ping status: `ConnectionLost` once the lab control stopped it.
+fn ping(node: &Node) -> &'static str {
+    if node.agent_lost.is_some() {
+        "ConnectionLost"
+    } else {
+        "Online"
+    }
+}
+
 fn describe(node: &Node, platform: &(String, String), now: SystemTime) -> Value {
     json!({
         "InstanceId": node.id,
-        "PingStatus": "Online",
-        "LastPingDateTime": epoch_secs(now),
+        "PingStatus": ping(node),
+        "LastPingDateTime": epoch_secs(node.agent_lost.unwrap_or(now)),
         "AgentVersion": AGENT_VERSION,
         "IsLatestVersion": true,
         "PlatformType": "Linux",
@@ -239,6 +248,17 @@ pub(crate) fn add_tags(ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
         node.tags = after.tags;
         Ok(json!({}))
     })
+}
+
+/// GetResources of the Resource Groups Tagging API: the lab has no EC2 instances, so a search
+/// for tagged ones finds none (its managed nodes are tagged through SSM).
+pub(crate) fn get_resources(body: &Value) -> Result<Value, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::validation(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(json!({ "ResourceTagMappingList": [], "PaginationToken": "" }))
 }
 
 /// ListTagsForResource.

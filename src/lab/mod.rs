@@ -12,6 +12,7 @@ mod datachannel;
 mod hooks;
 mod inventory;
 mod nodes;
+mod outage;
 mod sessions;
 mod shell;
 mod state;
@@ -155,6 +156,8 @@ pub async fn start(cfg: LabConfig) -> Result<Lab, LabError> {
     let app = Router::new()
         .route("/", post(api::handle))
         .route("/v1/data-channel/{session_id}", get(datachannel::upgrade))
+        .route("/lab/nodes/{id}/stop-agent", post(outage::stop_agent))
+        .route("/lab/nodes/{id}/deregister", post(outage::deregister))
         .with_state(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -211,6 +214,18 @@ impl Lab {
             .iter()
             .find(|s| s.id == session_id)
             .map(|s| s.status)
+    }
+
+    /// Stops a node's agent (see `outage`): its sessions end, their sockets drop, it is listed
+    /// `ConnectionLost` and takes no new session. False if no such node is registered.
+    pub fn stop_agent(&self, node_id: &str) -> bool {
+        self.state.stop_agent(node_id)
+    }
+
+    /// Stops a node's agent and deregisters it: no longer listed, its tags gone. False if no
+    /// such node is registered.
+    pub fn deregister(&self, node_id: &str) -> bool {
+        self.state.deregister(node_id)
     }
 
     /// Drops the session's websocket now, without a close frame (the session survives).

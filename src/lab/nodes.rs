@@ -26,6 +26,8 @@ pub(crate) struct Node {
     pub registered: SystemTime,
     /// Tags in insertion order; keys are unique.
     pub tags: Vec<(String, String)>,
+    /// When its agent stopped answering (lab control `stop-agent`), if it did.
+    pub agent_lost: Option<SystemTime>,
 }
 
 /// A node as tests and callers see it.
@@ -76,6 +78,7 @@ impl Node {
             dir,
             registered: SystemTime::now(),
             tags: Vec::new(),
+            agent_lost: None,
         })
     }
 

@@ -104,7 +104,7 @@ pub(crate) fn start_session(ctx: &Ctx, body: &Value) -> Result<Value, ApiError> 
         .lock()
         .nodes
         .iter()
-        .find(|n| n.id == target)
+        .find(|n| n.id == target && n.agent_lost.is_none())
         .map(|n| n.shell_spec())
         .ok_or_else(|| {
             ApiError::bad("TargetNotConnected", format!("{target} is not connected."))

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
 use crate::fleet::scan::NodeRow;
-use crate::fleet::{Fleet, Node};
+use crate::fleet::{AgentLost, Fleet, Node};
 
 use super::driver::FleetFn;
 use super::model::{Badge, FleetRow};
@@ -16,7 +16,7 @@ use super::model::{Badge, FleetRow};
 pub fn fleet_row(node: &Node, now: DateTime<Utc>, max_age: Option<Duration>) -> FleetRow {
     let mut badges = Vec::new();
     if node.tainted() {
-        badges.push(Badge::Tainted);
+        badges.push(taint_badge(node.agent_lost()));
     }
     if node.replacing() {
         badges.push(Badge::Replacing);
@@ -27,17 +27,30 @@ pub fn fleet_row(node: &Node, now: DateTime<Utc>, max_age: Option<Duration>) -> 
     FleetRow {
         id: node.id.clone(),
         name: node.name.clone().unwrap_or_default(),
-        ping: node.ping.clone(),
+        // SSM has no ping for a node it does not list: EC2's state says more.
+        ping: match (&node.ec2_state, node.not_in_ssm) {
+            (Some(state), true) => format!("EC2 {state}"),
+            _ => node.ping.clone(),
+        },
         platform: node.platform.clone(),
         since: node.launched.or(node.registered),
         badges,
     }
 }
 
+/// The taint badge, saying why a tainted node is out of SSM's reach if it is.
+fn taint_badge(lost: Option<AgentLost>) -> Badge {
+    match lost {
+        None => Badge::Tainted,
+        Some(AgentLost::NotInSsm) => Badge::TaintedNotInSsm,
+        Some(AgentLost::ConnectionLost) => Badge::TaintedAgentLost,
+    }
+}
+
 /// The row for one node as a broker daemon listed it (its marks made there).
 pub fn listed_row(row: &NodeRow) -> FleetRow {
     let badges = [
-        (row.tainted, Badge::Tainted),
+        (row.tainted, taint_badge(row.agent_lost)),
         (row.replacing, Badge::Replacing),
         (row.rogue_touched, Badge::Rogue),
         (row.old, Badge::Old),
@@ -88,6 +101,8 @@ mod tests {
             registered: Some(now - chrono::Duration::days(1)),
             launched: Some(launched),
             tags: BTreeMap::from([(tag::TAINTED.to_owned(), "true".to_owned())]),
+            not_in_ssm: false,
+            ec2_state: None,
         };
         let fortnight = Some(Duration::from_secs(14 * 86_400));
         let row = fleet_row(&node, now, fortnight);
@@ -96,5 +111,26 @@ mod tests {
         assert_eq!(fleet_row(&node, now, None).badges, vec![Badge::Tainted]);
         let month = Some(Duration::from_secs(30 * 86_400));
         assert_eq!(fleet_row(&node, now, month).badges, vec![Badge::Tainted]);
+        // Out of SSM's reach: the badge says why, the ping column shows EC2's state.
+        let unlisted = Node {
+            not_in_ssm: true,
+            ec2_state: Some("stopped".into()),
+            ..node.clone()
+        };
+        let row = fleet_row(&unlisted, now, None);
+        assert_eq!(row.badges, vec![Badge::TaintedNotInSsm]);
+        assert_eq!(row.badges[0].label(), "TAINTED · NOT IN SSM");
+        assert_eq!(row.ping, "EC2 stopped");
+        let lost = Node {
+            ping: "ConnectionLost".into(),
+            ..node
+        };
+        assert_eq!(
+            fleet_row(&lost, now, None).badges,
+            vec![Badge::TaintedAgentLost]
+        );
+        // Through a daemon: the row's own mark decides.
+        let listed = crate::fleet::scan::node_rows(vec![unlisted], &Default::default(), None, now);
+        assert_eq!(listed_row(&listed[0]).badges, vec![Badge::TaintedNotInSsm]);
     }
 }

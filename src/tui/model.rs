@@ -39,6 +39,10 @@ pub enum Badge {
     InSession,
     /// Older than the policy's `max_instance_age`: due for replacement.
     Old,
+    /// Tainted, and Systems Manager does not list it (found by its tag; still replaced).
+    TaintedNotInSsm,
+    /// Tainted, and its agent does not answer (still replaced).
+    TaintedAgentLost,
 }
 
 impl Badge {
@@ -50,6 +54,8 @@ impl Badge {
             Badge::Rogue => "ROGUE",
             Badge::InSession => "IN SESSION",
             Badge::Old => "OLD",
+            Badge::TaintedNotInSsm => crate::fleet::AgentLost::NotInSsm.badge(),
+            Badge::TaintedAgentLost => crate::fleet::AgentLost::ConnectionLost.badge(),
         }
     }
 }

@@ -323,6 +323,9 @@ impl Env {
 pub fn lab_env(c: &mut Command, endpoint: &str) {
     c.arg("--endpoint-url")
         .arg(endpoint)
+        // The lab answers the tagging API's search for tainted instances (it has none), so a
+        // shared emulator's never leak in.
+        .env("AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", endpoint)
         .env("AWS_ACCESS_KEY_ID", "lab")
         .env("AWS_SECRET_ACCESS_KEY", "lab")
         .env("AWS_REGION", "us-east-1")

@@ -95,7 +95,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             .into_iter()
             .flat_map(|b| {
                 let style = match b {
-                    Badge::Tainted | Badge::Rogue => theme.badge_danger,
+                    Badge::Tainted
+                    | Badge::TaintedNotInSsm
+                    | Badge::TaintedAgentLost
+                    | Badge::Rogue => theme.badge_danger,
                     Badge::Replacing | Badge::Old => theme.badge_warn,
                     Badge::InSession => theme.badge_ok,
                 };
