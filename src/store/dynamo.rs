@@ -644,6 +644,12 @@ impl DynamoStore {
         })
     }
 
+    /// The audit chain's last event `(seq, hash)` as the head item says, `None` while empty.
+    pub fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let h = self.head()?;
+        Ok((h.seq > 0).then_some((h.seq, h.hash)))
+    }
+
     fn head(&self) -> Result<Head, StoreError> {
         Head::decode(self.get(HEAD, HEAD)?)
     }
