@@ -69,7 +69,10 @@ pub enum EventKind {
     // --- recordings ---
     /// A recording file was started. data: path.
     RecordingStarted,
-    /// A recording was sealed and signed. data: path, digest.
+    /// The recording's chain head during the session (every `CHECKPOINT_INTERVAL` or
+    /// `CHECKPOINT_LINES`, see `recording::writer`). data: path, lines, digest.
+    RecordingCheckpoint,
+    /// A recording was sealed and signed. data: path, digest, lines.
     RecordingSealed,
     /// The recording could not be written; the session is terminated. data: why.
     RecordingFailed,

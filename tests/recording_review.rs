@@ -9,7 +9,7 @@ mod recording_support;
 use foundation_support::Env;
 use pink_sombrero::policy::DEFAULT_POLICY;
 use pink_sombrero::recording::{Recorder, RecorderKey};
-use recording_support::{lines, meta, write_lines};
+use recording_support::{audit_recording, lines, meta, write_lines};
 
 fn record(env: &Env) -> String {
     let key = RecorderKey::load_or_create(&env.path().join("keys")).unwrap();
@@ -19,6 +19,7 @@ fn record(env: &Env) -> String {
     let path = r.path().to_str().unwrap().to_string();
     let info = r.seal().unwrap();
     assert_eq!(info.digest.len(), 64);
+    audit_recording(env.path(), "req-1", &info.path, Some(&info));
     path
 }
 

@@ -19,7 +19,7 @@ use pink_sombrero::cli::wiring::remote_recordings_fn;
 use pink_sombrero::recording::{Recorder, RecorderKey, RecordingMeta};
 use pink_sombrero::remote::{RemoteBroker, UnixConnector};
 use pink_sombrero::tui::model::Integrity;
-use recording_support::{lines, meta, write_lines};
+use recording_support::{audit_recording, lines, meta, write_lines};
 use serve_support::{Daemon, can_switch_uid, own_user};
 
 /// rita and ray request, ann approves, vic is enrolled as a reviewer the policy does not list;
@@ -63,7 +63,8 @@ fn record(d: &Daemon, requester: &str, session: &str) -> String {
     r.output(b"$ df -h /var\r\n/dev/xvda1  100%\r\n").unwrap();
     r.marker("closed").unwrap();
     let name = r.path().file_name().unwrap().to_str().unwrap().to_string();
-    r.seal().unwrap();
+    let info = r.seal().unwrap();
+    audit_recording(d.env.path(), "req-1", &info.path, Some(&info));
     name
 }
 
