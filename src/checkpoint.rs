@@ -243,7 +243,7 @@ fn parse(text: &[u8], public: &VerifyingKey, file: &Path) -> Result<Vec<Checkpoi
             .ok()
             .and_then(|b| <[u8; 64]>::try_from(b).ok())
             .map(|b| Signature::from_bytes(&b));
-        if !sig.is_some_and(|s| public.verify(&message(&c), &s).is_ok()) {
+        if sig.is_none_or(|s| public.verify(&message(&c), &s).is_err()) {
             return Err(bad(n, "bad signature (the line was forged or edited)"));
         }
         out.push(c);
