@@ -77,7 +77,10 @@ pub enum EventKind {
     // --- recordings ---
     /// A recording file was started. data: path.
     RecordingStarted,
-    /// A recording was sealed and signed. data: path, digest.
+    /// The recording's chain head during the session (every `CHECKPOINT_INTERVAL` or
+    /// `CHECKPOINT_LINES`, see `recording::writer`). data: path, lines, digest.
+    RecordingCheckpoint,
+    /// A recording was sealed and signed. data: path, digest, lines.
     RecordingSealed,
     /// The recording could not be written; the session is terminated. data: why.
     RecordingFailed,
@@ -352,6 +355,33 @@ pub enum ChainBreak {
         /// How many the store recorded.
         recorded: u64,
     },
+    /// The chain ends before the newest signed checkpoint: its tail was cut.
+    #[error(
+        "audit log truncated after seq {last}, checkpoint says {signed}: events were deleted from the end (and the count fixed); restore the data dir from a backup and investigate"
+    )]
+    Cut {
+        /// The last event present.
+        last: u64,
+        /// The newest signed checkpoint's seq.
+        signed: u64,
+    },
+    /// A signed hash no longer matches: the chain was rewritten and its hashes recomputed.
+    #[error(
+        "{} rewritten after it was signed: the checkpoint for seq {last} signed another hash (the chain was edited and its hashes recomputed); restore the data dir from a backup and investigate",
+        forged_span(*first, *last)
+    )]
+    Forged {
+        /// The first event that may be forged (the one after the last matching checkpoint).
+        first: u64,
+        /// The checkpoint whose hash does not match.
+        last: u64,
+    },
+    /// The checkpoint file cannot be trusted.
+    #[error("audit checkpoints: {reason}; restore the keys dir from a backup and investigate")]
+    Checkpoint {
+        /// What is wrong.
+        reason: String,
+    },
     /// The chain is shorter than the store recorded.
     #[error(
         "audit events after {last} are missing (deleted from the end): the store recorded {recorded}; restore the data dir from a backup and investigate"
@@ -362,6 +392,25 @@ pub enum ChainBreak {
         /// How many the store recorded.
         recorded: u64,
     },
+}
+
+/// "audit event N was" or "one of audit events N-M was".
+fn forged_span(first: u64, last: u64) -> String {
+    if first >= last {
+        format!("audit event {last} was")
+    } else {
+        format!("one of audit events {first}-{last} was")
+    }
+}
+
+impl ChainBreak {
+    /// True when the break was found against the signed checkpoints outside the store.
+    pub fn is_against_checkpoints(&self) -> bool {
+        matches!(
+            self,
+            ChainBreak::Cut { .. } | ChainBreak::Forged { .. } | ChainBreak::Checkpoint { .. }
+        )
+    }
 }
 
 /// Verifies events in stored order; `recorded` is the count the store kept alongside.

@@ -100,6 +100,9 @@ pub enum ConfigError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The directory exists but is not private and cannot be made so.
+    #[error(transparent)]
+    Private(#[from] crate::private_fs::PrivateError),
 }
 
 /// Paths inside the data directory.
@@ -164,17 +167,14 @@ impl Paths {
     }
 }
 
-/// Creates `path` and its parents; the leaf gets mode 0700.
+/// Creates `path` and its parents (0700), then forces the leaf to 0700 and checks that this
+/// user owns it (see [`crate::private_fs`]).
 pub fn create_private_dir(path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|source| ConfigError::CreateDir {
-            path: path.to_path_buf(),
-            source,
-        })
+    use crate::private_fs::PrivateError;
+    crate::private_fs::ensure_dir(path).map_err(|e| match e {
+        PrivateError::Io { path, source } => ConfigError::CreateDir { path, source },
+        other => ConfigError::Private(other),
+    })
 }
 
 #[cfg(test)]

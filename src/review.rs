@@ -11,6 +11,7 @@ use thiserror::Error;
 use crate::audit::{Event, EventKind};
 use crate::broker::{Broker, BrokerError};
 use crate::policy::Role;
+use crate::recording::audited::{AuditLog, cross_check};
 use crate::recording::list::{self, RecordingSummary, Review};
 use crate::recording::{Integrity, verify};
 
@@ -33,7 +34,8 @@ pub enum ReviewError {
         /// The recording.
         name: String,
     },
-    /// Nothing provable to bind the sign-off to (tampered, unsigned, unreadable).
+    /// Nothing provable to bind the sign-off to (tampered, unsigned, unreadable, missing from
+    /// or contradicting the audit log, still being written).
     #[error("cannot sign off {name}: {integrity}")]
     Unprovable {
         /// The recording.
@@ -101,12 +103,16 @@ pub fn check(
         || cast.display().to_string(),
         |n| n.to_string_lossy().into(),
     );
-    let integrity = verify(cast, key).integrity;
-    let Some(digest) = integrity.digest().map(str::to_string) else {
-        return Err(ReviewError::Unprovable { name, integrity });
+    let meta = list::summarize(cast, None).meta;
+    // The file on its own, then held to what the audit log recorded about it: a cut, a
+    // re-sealed or an unknown recording is refused, and so is one still being written.
+    let lookup = audit_log(broker)?.lookup(&name, meta.as_ref().map(|m| m.request_id.as_str()));
+    let integrity = cross_check(cast, verify(cast, key).integrity, &lookup);
+    let digest = match integrity.digest() {
+        Some(d) if integrity.is_reviewable() => d.to_string(),
+        _ => return Err(ReviewError::Unprovable { name, integrity }),
     };
     // The header is line 1, covered by the digest just checked.
-    let meta = list::summarize(cast, None).meta;
     if meta.as_ref().is_some_and(|m| m.requester == who) {
         return Err(ReviewError::OwnSession {
             who: who.to_string(),
@@ -145,6 +151,11 @@ pub fn sign_off(
             "note": note,
         }),
     )?)
+}
+
+/// The recordings `broker`'s audit log knows (to cross-check files with).
+pub fn audit_log(broker: &Broker) -> Result<AuditLog, BrokerError> {
+    Ok(AuditLog::from_events(&broker.audit_events(0, usize::MAX)?))
 }
 
 /// Sign-offs in `broker`'s audit log, by recording digest.

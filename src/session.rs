@@ -249,9 +249,15 @@ impl RecorderTap {
         self.handle.resize(cols, rows)
     }
 
-    /// Flushes what is buffered (at least once a second).
-    fn tick(&self) {
-        self.with(|r| r.tick());
+    /// Flushes what is buffered (at least once a second); returns the recording and its
+    /// chain head when a checkpoint for the audit log is due.
+    fn tick(&self) -> Option<(PathBuf, u64, String)> {
+        self.with(|r| {
+            r.tick()?;
+            Ok(r.checkpoint_due()
+                .map(|(lines, head)| (r.path().to_path_buf(), lines, head)))
+        })
+        .flatten()
     }
 
     /// The first recording failure, if any.
@@ -758,7 +764,15 @@ async fn watchdog(
     let mut interval = tokio::time::interval(WATCHDOG_TICK);
     loop {
         interval.tick().await;
-        tap.tick();
+        if let Some((path, lines, digest)) = tap.tick() {
+            audit(
+                &broker,
+                EventKind::RecordingCheckpoint,
+                Some(&request_id),
+                json!({"path": path.display().to_string(), "lines": lines, "digest": digest}),
+            )
+            .await;
+        }
         let left = (ends_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         if !warned && left <= EXPIRY_WARNING {
             warned = true;

@@ -306,3 +306,27 @@ fn cached_listing_still_catches_an_edit_made_after_it() {
         again[0].integrity
     );
 }
+
+#[test]
+fn audit_checkpoints_are_due_every_n_lines_and_match_the_chain() {
+    use pink_sombrero::recording::writer::CHECKPOINT_LINES;
+    let fx = Fixture::new();
+    let mut r = Recorder::create(&fx.recordings(), meta(), &fx.key).unwrap();
+    // The header alone is not worth a checkpoint before the interval is up.
+    assert_eq!(r.checkpoint_due(), None);
+    for i in 0..CHECKPOINT_LINES {
+        r.output(format!("line {i}\r\n").as_bytes()).unwrap();
+    }
+    r.marker("flush").unwrap();
+    let (lines_at, head) = r
+        .checkpoint_due()
+        .expect("due after CHECKPOINT_LINES lines");
+    assert_eq!(lines_at, CHECKPOINT_LINES + 2);
+    // Handed out once; the next is due only after more lines or time.
+    assert_eq!(r.checkpoint_due(), None);
+    let path = r.path().to_path_buf();
+    r.seal().unwrap();
+    // What the session puts in the audit log is a head the chain file holds for that line.
+    let heads = pink_sombrero::recording::verify::chain_heads(&path).unwrap();
+    assert_eq!(heads.get(&lines_at), Some(&head));
+}

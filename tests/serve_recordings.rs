@@ -19,7 +19,7 @@ use pink_sombrero::cli::wiring::remote_recordings_fn;
 use pink_sombrero::recording::{Recorder, RecorderKey, RecordingMeta};
 use pink_sombrero::remote::{RemoteBroker, UnixConnector};
 use pink_sombrero::tui::model::Integrity;
-use recording_support::{lines, meta, write_lines};
+use recording_support::{audit_recording, lines, meta, write_lines};
 use serve_support::{Daemon, can_switch_uid, own_user};
 
 /// rita and ray request, ann approves, vic is enrolled as a reviewer the policy does not list;
@@ -63,7 +63,8 @@ fn record(d: &Daemon, requester: &str, session: &str) -> String {
     r.output(b"$ df -h /var\r\n/dev/xvda1  100%\r\n").unwrap();
     r.marker("closed").unwrap();
     let name = r.path().file_name().unwrap().to_str().unwrap().to_string();
-    r.seal().unwrap();
+    let info = r.seal().unwrap();
+    audit_recording(d.env.path(), "req-1", &info.path, Some(&info));
     name
 }
 
@@ -433,4 +434,66 @@ fn replay_through_the_daemon_shows_the_clients_own_verdict() {
         replay_in_pty(&d, &name, &["TAMPERED at line 2", "/dev/xvda1"]),
         0
     );
+}
+
+#[test]
+fn a_cut_or_deleted_recording_is_reported_through_the_daemon_and_cannot_be_signed_off() {
+    if !can_switch_uid() {
+        return;
+    }
+    let mut d = team();
+    // Eight lines, each its own chain record, sealed and audited as the relay does.
+    let key = RecorderKey::load_or_create(&d.env.path().join("keys")).unwrap();
+    let meta = RecordingMeta {
+        requester: "rita".into(),
+        ..meta()
+    };
+    let mut r = Recorder::create(&recordings_dir(&d), meta, &key).unwrap();
+    for i in 1..=7 {
+        r.marker(&format!("step {i}")).unwrap();
+    }
+    let info = r.seal().unwrap();
+    audit_recording(d.env.path(), "req-1", &info.path, Some(&info));
+    let name = info.path.file_name().unwrap().to_str().unwrap().to_string();
+    let gone = record(&d, "rita", "sess-2");
+    d.start();
+    d.client(None, &["verify", &name]).ok();
+
+    // Cast lines 1-4 and chain records 1-5 kept: on its own an unsealed recording of 4 lines.
+    let l = lines(&info.path);
+    write_lines(&info.path, &l[..4]);
+    let chain = pink_sombrero::recording::writer::chain_path_for(&info.path);
+    let c = lines(&chain);
+    write_lines(&chain, &c[..5]);
+    // The client verifies its own download against the daemon's audit facts.
+    let out = d.client(None, &["verify", &name]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("TAMPERED: truncated after line 4 of 8"),
+        "{}",
+        out.stdout
+    );
+    let code = d.env.code("rev");
+    d.client(None, &["review", &name, "--code", &code, "--note", "ok"])
+        .refused("truncated after line 4 of 8");
+
+    // A recording the audit log names but the daemon's disk lacks is listed MISSING.
+    std::fs::remove_file(recordings_dir(&d).join(&gone)).unwrap();
+    let listed = d.client(None, &["recordings", "--json"]).ok().json();
+    let status = |n: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == n)
+            .map(|r| r["integrity"]["status"].clone())
+    };
+    assert_eq!(status(&name), Some("audit_tampered".into()), "{listed}");
+    assert_eq!(status(&gone), Some("missing".into()), "{listed}");
+    let text = d.client(None, &["recordings"]).ok().stdout;
+    assert!(text.contains("MISSING") && text.contains(&gone), "{text}");
+    // The TUI's listing through the daemon says so too.
+    let rows = remote_recordings_fn(in_process(&d))();
+    assert!(rows.iter().any(|r| r.path == Path::new(&gone)
+        && matches!(&r.integrity, Integrity::Broken(why) if why.contains("MISSING"))));
 }

@@ -551,3 +551,49 @@ fn two_brokers_racing_for_the_last_approval_make_one_transition() {
     let audit = a.run(&["audit", "verify", "--json"]).ok().json();
     assert_eq!(audit["ok"], true);
 }
+
+#[test]
+fn an_audit_item_is_never_overwritten_even_when_the_head_is_moved_back() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let Some(s) = dynamo() else { return };
+    for i in 1..=3 {
+        s.write(|tx| tx.append(event(i, None), Utc::now()).map(|_| ()))
+            .unwrap();
+    }
+    let (before, _) = s.audit_all().unwrap();
+    // Someone with write access to the table moves the head back one event (revision kept),
+    // so the next commit's conditions on the head hold and it would write seq 3 again.
+    let table = s.table().to_string();
+    let second = before[1].hash.clone();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            aws_sdk_dynamodb::Client::new(&conf)
+                .update_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S("head".into()))
+                .key("sk", AttributeValue::S("head".into()))
+                .update_expression("SET #s = :s, #h = :h")
+                .expression_attribute_names("#s", "seq")
+                .expression_attribute_names("#h", "hash")
+                .expression_attribute_values(":s", AttributeValue::N("2".into()))
+                .expression_attribute_values(":h", AttributeValue::S(second))
+                .send()
+                .await
+                .unwrap();
+        });
+    let err = s
+        .write(|tx| tx.append(event(9, None), Utc::now()).map(|_| ()))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AuditOverwrite { seq: 3 }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("refused to overwrite audit event 3")
+    );
+    let (after, _) = s.audit_all().unwrap();
+    assert_eq!(after, before, "the stored events are untouched");
+}

@@ -167,6 +167,12 @@ pub enum AuditCommand {
     },
     /// Print every event as JSON lines (for a SIEM).
     Export,
+    /// Print the newest signed chain head (to anchor elsewhere: a ticket, chat, a WORM bucket).
+    Checkpoint {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The policy in force for these options without writing anything: the file if there is
@@ -730,5 +736,6 @@ pub fn audit(g: &GlobalOpts, c: AuditCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Checkpoint { json } => super::audit_anchor::print_checkpoint(g, json),
     }
 }

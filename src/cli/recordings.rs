@@ -14,12 +14,14 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
+use crate::recording::audited::{self, AuditLog, cross_check};
 use crate::recording::player::{Player, PlayerConfig, Recording};
 use crate::recording::view::{KeyOutcome, PlayerState, PlayerWidget, clock};
 use crate::recording::{self, Integrity, RecorderKey, keys, list};
 use crate::remote::RemoteBroker;
 use crate::remote::recordings::Fetched;
 use crate::review::{self, ReviewError};
+use crate::store::any::StoreSpec;
 
 /// `sombrero verify`.
 #[derive(Debug, Args)]
@@ -144,8 +146,12 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (report, _fetched) = match remote(g)? {
         Some(remote) => {
             let (fetched, key) = fetch(&remote, &a.file, a.key.as_deref())?;
+            let name = remote_name(&a.file)?;
             let mut report = recording::verify(&fetched.cast, &key);
-            report.path = remote_name(&a.file)?.to_string();
+            // The broker's audit facts, checked here against the bytes downloaded.
+            let lookup = remote.recording_audit(name).map_err(access::fail)?;
+            report.integrity = cross_check(&fetched.cast, report.integrity, &lookup);
+            report.path = name.to_string();
             (report, Some(fetched))
         }
         None => {
@@ -156,7 +162,20 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 Some(k) => k,
                 None => trusted_key(g)?,
             };
-            (recording::verify(&a.file, &key), None)
+            let mut report = recording::verify(&a.file, &key);
+            match local_audit_log(g)? {
+                Some(log) => {
+                    let name = a.file.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let request = list::summarize(&a.file, None).meta.map(|m| m.request_id);
+                    let lookup =
+                        log.lookup(name.as_deref().unwrap_or_default(), request.as_deref());
+                    report.integrity = cross_check(&a.file, report.integrity, &lookup);
+                }
+                None => eprintln!(
+                    "sombrero: no audit log in this data dir: the file is verified on its own, not against what the broker recorded"
+                ),
+            }
+            (report, None)
         }
     };
     if a.json {
@@ -169,6 +188,19 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The data dir's audit log, when it has a store (verifying must not create one).
+fn local_audit_log(g: &GlobalOpts) -> anyhow::Result<Option<AuditLog>> {
+    let paths = Paths::resolve(g)?;
+    let spec = StoreSpec::resolve(g.store.as_deref(), g.config.as_deref(), &paths)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
+    if spec == StoreSpec::Sqlite && !paths.db().exists() {
+        return Ok(None);
+    }
+    Ok(Some(
+        review::audit_log(&access::open(g)?).map_err(access::fail)?,
+    ))
 }
 
 /// The trusted key if one exists (listing and replay still work without one).
@@ -285,6 +317,9 @@ pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode>
                 .map_err(|e| ExitError::usage(e.to_string()))?;
             let mut all = list::list(&dir, key.as_ref())
                 .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
+            if let Some(log) = local_audit_log(g)? {
+                audited::check_listing(&mut all, &log);
+            }
             review::attach(&mut all, reviews_by_digest(g)?);
             (all, dir.display().to_string())
         }

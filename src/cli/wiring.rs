@@ -246,6 +246,9 @@ pub fn recordings_fn(broker: Arc<Broker>, dir: PathBuf, key: Option<VerifyingKey
         let Ok(mut all) = listed else {
             return Vec::new();
         };
+        if let Ok(log) = review::audit_log(&broker) {
+            crate::recording::audited::check_listing(&mut all, &log);
+        }
         review::attach(&mut all, review::by_digest(&broker).unwrap_or_default());
         rows(all)
     })
@@ -299,7 +302,7 @@ fn rows(all: Vec<list::RecordingSummary>) -> Vec<RecordingRow> {
                 duration_secs: r.duration.max(0.0) as u64,
                 integrity: match &r.integrity {
                     Verdict::Sealed { .. } => Integrity::Sealed,
-                    Verdict::Unsealed { .. } => Integrity::Unsealed,
+                    Verdict::Unsealed { .. } | Verdict::Crashed { .. } => Integrity::Unsealed,
                     other => Integrity::Broken(other.to_string()),
                 },
                 reviewed_by: r.reviews.last().map(|rv| rv.reviewer.clone()),

@@ -1,7 +1,7 @@
 //! The recorder's Ed25519 signing key, kept in `<data dir>/keys/recorder.ed25519` (mode 0600).
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -32,14 +32,9 @@ pub enum KeyError {
         /// What is wrong.
         reason: String,
     },
-    /// Others can read the secret key.
-    #[error("recorder key {path} is readable by others (mode {mode:o}); run chmod 600 on it")]
-    Permissions {
-        /// The key file.
-        path: PathBuf,
-        /// Its mode bits.
-        mode: u32,
-    },
+    /// The key or its directory is not private and cannot be made so.
+    #[error("recorder key: {0}")]
+    Private(Box<crate::private_fs::PrivateError>),
     /// No key has been created yet.
     #[error("no recorder key in {0}: it is created when the first session is recorded")]
     Missing(PathBuf),
@@ -98,19 +93,11 @@ impl RecorderKey {
             }
             Err(source) => return Err(KeyError::Io { path, source }),
         };
-        let mode = std::fs::metadata(&path)
-            .map_err(|source| KeyError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions {
-                path,
-                mode: mode & 0o777,
-            });
-        }
+        // Forced private on every open (a copy someone already took is beyond repair; the
+        // warning in the log says it happened).
+        crate::private_fs::secure_dir(keys_dir)
+            .and_then(|()| crate::private_fs::secure_file(&path))
+            .map_err(|e| KeyError::Private(Box::new(e)))?;
         let damaged = |reason: &str| KeyError::Damaged {
             path: path.clone(),
             reason: reason.to_string(),
@@ -147,6 +134,7 @@ pub fn parse_public_hex(text: &str) -> Option<VerifyingKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn created_once_with_private_mode_and_reloaded() {
@@ -168,16 +156,14 @@ mod tests {
     }
 
     #[test]
-    fn refuses_world_readable_or_damaged_key() {
+    fn makes_a_world_readable_key_private_and_refuses_a_damaged_one() {
         let tmp = tempfile::tempdir().unwrap();
         RecorderKey::load_or_create(tmp.path()).unwrap();
         let path = tmp.path().join(KEY_FILE);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(
-            RecorderKey::load(tmp.path()),
-            Err(KeyError::Permissions { .. })
-        ));
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        RecorderKey::load(tmp.path()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         std::fs::write(&path, "zz").unwrap();
         assert!(matches!(
             RecorderKey::load(tmp.path()),

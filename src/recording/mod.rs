@@ -6,6 +6,7 @@
 //! - [`player::Player`] is the pure replay model (clock passed in, keyframes for seeking);
 //!   [`view`] draws it with ratatui and tui-term.
 
+pub mod audited;
 pub mod cast;
 pub mod chain;
 pub mod keys;

@@ -72,6 +72,37 @@ pub enum Integrity {
         /// How many lines were deleted or inserted (1 otherwise).
         count: u64,
     },
+    /// No seal, and the audit log records why the session ended without one (a crash, a lost
+    /// connection, a recording failure): lines `1..=verified_lines` match and agree with every
+    /// checkpoint the audit log recorded during the session.
+    Crashed {
+        /// Lines proven by the chain.
+        verified_lines: u64,
+        /// Chain head after the verified lines, hex.
+        digest: String,
+        /// Lines in the cast.
+        total_lines: u64,
+        /// Why the session ended without a seal, as the audit log says.
+        why: String,
+    },
+    /// The file holds together but contradicts the audit log (cut after sealing, re-sealed,
+    /// shorter than a checkpoint recorded during the session).
+    AuditTampered {
+        /// What the audit log says and the file does not.
+        reason: String,
+        /// The first line that is wrong or gone, when known.
+        line: Option<u64>,
+    },
+    /// The audit log records no such recording (renamed, planted, or from elsewhere).
+    Unaudited {
+        /// Why.
+        reason: String,
+    },
+    /// The audit log records this recording but the disk lacks it.
+    Missing {
+        /// What the audit log says.
+        reason: String,
+    },
     /// The lines match their fingerprints but the seal does not hold.
     BadSignature {
         /// Why.
@@ -107,11 +138,22 @@ impl Integrity {
         matches!(self, Integrity::Sealed { .. })
     }
 
+    /// True when a reviewer may sign it off: sealed, or crashed with the reason on record.
+    pub fn is_reviewable(&self) -> bool {
+        matches!(self, Integrity::Sealed { .. } | Integrity::Crashed { .. })
+    }
+
     /// The first cast line that is wrong or unverified, if the verdict names one.
     pub fn first_bad_line(&self) -> Option<u64> {
         match self {
             Integrity::Tampered { line, .. } => Some(*line),
-            Integrity::Unsealed {
+            Integrity::AuditTampered { line, .. } => *line,
+            Integrity::Crashed {
+                verified_lines,
+                total_lines,
+                ..
+            }
+            | Integrity::Unsealed {
                 verified_lines,
                 total_lines,
                 ..
@@ -123,7 +165,9 @@ impl Integrity {
     /// The digest a review is bound to: the sealed head, or the head of the verified part.
     pub fn digest(&self) -> Option<&str> {
         match self {
-            Integrity::Sealed { digest, .. } | Integrity::Unsealed { digest, .. } => Some(digest),
+            Integrity::Sealed { digest, .. }
+            | Integrity::Unsealed { digest, .. }
+            | Integrity::Crashed { digest, .. } => Some(digest),
             _ => None,
         }
     }
@@ -136,6 +180,15 @@ impl Integrity {
                 format!("unsealed (verified to line {verified_lines})")
             }
             Integrity::Tampered { line, .. } => format!("TAMPERED at line {line}"),
+            Integrity::Crashed { verified_lines, .. } => {
+                format!("crashed (verified to line {verified_lines})")
+            }
+            Integrity::AuditTampered { line: Some(l), .. } => {
+                format!("TAMPERED at line {l} (audit log)")
+            }
+            Integrity::AuditTampered { line: None, .. } => "TAMPERED (audit log)".into(),
+            Integrity::Unaudited { .. } => "NOT IN AUDIT LOG".into(),
+            Integrity::Missing { .. } => "MISSING".into(),
             Integrity::BadSignature { .. } => "TAMPERED: bad seal".into(),
             Integrity::ChainMissing { .. } => "UNVERIFIED: no chain".into(),
             Integrity::ChainDamaged { .. } => "TAMPERED: chain damaged".into(),
@@ -160,6 +213,19 @@ impl std::fmt::Display for Integrity {
                 "unsealed (the session did not end cleanly): lines 1-{verified_lines} verified, {} later line(s) unverified",
                 total_lines.saturating_sub(*verified_lines)
             ),
+            Integrity::Crashed {
+                verified_lines,
+                total_lines,
+                why,
+                ..
+            } => write!(
+                f,
+                "crashed: no seal because the session ended without one ({why}, as the audit log records): lines 1-{verified_lines} verified and agree with the audit log, {} later line(s) unverified",
+                total_lines.saturating_sub(*verified_lines)
+            ),
+            Integrity::AuditTampered { reason, .. } => write!(f, "TAMPERED: {reason}"),
+            Integrity::Unaudited { reason } => write!(f, "NOT IN AUDIT LOG: {reason}"),
+            Integrity::Missing { reason } => write!(f, "MISSING: {reason}"),
             Integrity::Tampered { kind, line, count } if *count > 1 => {
                 write!(f, "TAMPERED: {count} lines {} at line {line}", kind.verb())
             }
@@ -252,6 +318,14 @@ fn read_chain(path: &Path) -> Result<Expected, Integrity> {
         hasher.update(raw);
     }
     Ok(exp)
+}
+
+/// The chain head after each line a `lines` record ends on, as the chain file says (`None`
+/// when the chain file cannot be read or used).
+pub fn chain_heads(cast: &Path) -> Option<HashMap<u64, String>> {
+    read_chain(&chain_path_for(cast))
+        .ok()
+        .map(|e| e.checkpoints.into_iter().collect())
 }
 
 /// What the cast actually holds.

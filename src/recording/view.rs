@@ -330,6 +330,7 @@ impl PlayerState {
         match self.integrity {
             Integrity::Sealed { .. } => self.styles.badge_ok,
             Integrity::Unsealed { .. }
+            | Integrity::Crashed { .. }
             | Integrity::ChainMissing { .. }
             | Integrity::Unverified { .. }
             | Integrity::Unreadable { .. } => self.styles.badge_warn,

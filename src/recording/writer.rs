@@ -19,6 +19,10 @@ use super::keys::RecorderKey;
 
 /// Longest time buffered events may wait before reaching the file.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest time between chain heads handed to the audit log during a session.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
+/// Most lines between chain heads handed to the audit log during a session.
+pub const CHECKPOINT_LINES: u64 = 1000;
 /// Buffered bytes that force a write before the interval is up.
 const FLUSH_BYTES: usize = 256 * 1024;
 
@@ -130,6 +134,10 @@ pub struct Recorder {
     out_utf8: Utf8Carry,
     in_utf8: Utf8Carry,
     state: State,
+    /// Lines and chain head as of the last chain record written.
+    flushed: (u64, String),
+    /// Lines of the last checkpoint handed out, and when.
+    checkpointed: (u64, Instant),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +240,8 @@ impl Recorder {
             out_utf8: Utf8Carry::default(),
             in_utf8: Utf8Carry::default(),
             state: State::Open,
+            flushed: (0, String::new()),
+            checkpointed: (0, Instant::now()),
         };
         rec.write_chain_record(&ChainRecord::Start {
             version: chain::CHAIN_VERSION,
@@ -315,6 +325,20 @@ impl Recorder {
             self.flush(true)?;
         }
         Ok(())
+    }
+
+    /// The written lines and chain head, when [`CHECKPOINT_INTERVAL`] has passed or
+    /// [`CHECKPOINT_LINES`] lines were written since the last one handed out (and something
+    /// was): the session puts it in the audit log, so a later cut shows.
+    pub fn checkpoint_due(&mut self) -> Option<(u64, String)> {
+        let (lines, head) = &self.flushed;
+        let (last, at) = self.checkpointed;
+        let due = at.elapsed() >= CHECKPOINT_INTERVAL || lines - last >= CHECKPOINT_LINES;
+        if *lines <= last || !due {
+            return None;
+        }
+        self.checkpointed = (*lines, Instant::now());
+        Some((*lines, head.clone()))
     }
 
     /// Flushes everything, signs the chain head and closes the recording.
@@ -403,6 +427,7 @@ impl Recorder {
             };
             self.first_unflushed = self.chain.lines() + 1;
             self.write_chain_record(&record)?;
+            self.flushed = (self.chain.lines(), hex::encode(self.chain.head()));
         }
         if sync { self.sync() } else { Ok(()) }
     }

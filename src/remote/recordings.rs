@@ -12,6 +12,7 @@ use crate::api::ErrorKind;
 use crate::api::wire::{RecorderKeyReply, ReviewBody};
 use crate::audit::Event;
 use crate::broker::{BrokerError, Result};
+use crate::recording::audited::Lookup;
 use crate::recording::keys::parse_public_hex;
 use crate::recording::list::{RecordingSummary, is_recording_name};
 use crate::recording::writer::chain_path_for;
@@ -93,6 +94,18 @@ impl RemoteBroker {
         };
         fetched.cast = self.download(name, &fetched.dir)?;
         Ok(fetched)
+    }
+
+    /// What the broker's audit log says about recording `name` (to cross-check a download).
+    pub fn recording_audit(&self, name: &str) -> Result<Lookup> {
+        if !is_recording_name(name) {
+            return Err(bad_name(name));
+        }
+        self.call(
+            Method::GET,
+            format!("/v1/recordings/{}/audit", enc(name)),
+            NO_BODY,
+        )
     }
 
     /// Signs off recording `name` as the connection's identity, with its TOTP `code`.

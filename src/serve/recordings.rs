@@ -24,6 +24,7 @@ use crate::api::wire::{RecorderKeyReply, ReviewBody};
 use crate::audit::Event;
 use crate::broker::Broker;
 use crate::policy::Role;
+use crate::recording::audited::{self, Lookup};
 use crate::recording::cast::SombreroHeader;
 use crate::recording::list::{self, ListCache, RecordingSummary};
 use crate::recording::writer::chain_path_for;
@@ -78,6 +79,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/recordings", get(listing))
         .route("/v1/recordings/{name}", get(cast))
         .route("/v1/recordings/{name}/chain", get(chain))
+        .route("/v1/recordings/{name}/audit", get(audit_facts))
         .route("/v1/recordings/{name}/review", post(sign_off))
 }
 
@@ -149,6 +151,13 @@ async fn listing(
             .into_iter()
             .filter(|r| access == Access::All || requested_by(r.meta.as_ref(), &me.user))
             .collect();
+        // Held to the audit log; what it records and the disk lacks is listed MISSING (to
+        // those who may see every recording: such a row has no header to match a requester).
+        let before = all.len();
+        audited::check_listing(&mut all, &review::audit_log(b)?);
+        if access == Access::Own {
+            all.truncate(before);
+        }
         review::attach(&mut all, review::by_digest(b)?);
         // Clients name recordings by file name; the broker's own paths stay on the broker.
         for r in &mut all {
@@ -217,6 +226,21 @@ async fn chain(
     })
     .await?;
     stream(path).await
+}
+
+/// What the audit log says about recording `name`, for a client that verifies it itself.
+async fn audit_facts(
+    State(s): State<AppState>,
+    Extension(me): Extension<Identity>,
+    Path(name): Path<String>,
+) -> Result<Json<Lookup>, ApiError> {
+    let lookup = blocking(&s, move |b, a| {
+        let path = allowed(b, a, &me.user, &name)?;
+        let request = list::summarize(&path, None).meta.map(|m| m.request_id);
+        Ok(review::audit_log(b)?.lookup(&name, request.as_deref()))
+    })
+    .await?;
+    Ok(Json(lookup))
 }
 
 /// Read size for streamed files.

@@ -2,13 +2,14 @@
 //! `--store`, `SOMBRERO_STORE` or the `store` key of the config file.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::dynamo::{AwsSelect, DynamoStore, valid_table_name};
 use super::sqlite::SqliteStore;
 use super::{Store, StoreError, UserRecord, WriteTx};
-use crate::audit::Event;
+use crate::audit::{ChainBreak, Event};
+use crate::checkpoint::{self, Checkpoint, CheckpointSigner};
 use crate::config::Paths;
 use crate::request::{Request, State};
 
@@ -70,19 +71,36 @@ impl StoreSpec {
         }
     }
 
-    /// Opens the store it names.
+    /// Opens the store it names, with the audit checkpoint signer of the data dir's keys dir.
     pub fn open(&self, paths: &Paths) -> Result<AnyStore, StoreError> {
-        Ok(match self {
-            StoreSpec::Sqlite => AnyStore::Sqlite(SqliteStore::open(&paths.db())?),
+        let inner = match self {
+            StoreSpec::Sqlite => Inner::Sqlite(SqliteStore::open(&paths.db())?),
             StoreSpec::Dynamo { table, aws } => {
-                AnyStore::Dynamo(DynamoStore::open_with(table, aws.clone())?)
+                Inner::Dynamo(DynamoStore::open_with(table, aws.clone())?)
             }
-        })
+        };
+        let mut store = AnyStore {
+            inner,
+            keys: paths.keys(),
+            signer: None,
+        };
+        let signer = CheckpointSigner::open(&store.keys, || store.audit_head().ok().flatten())
+            .map_err(|e| StoreError::Checkpoint(e.to_string()))?;
+        store.signer = Some(signer);
+        Ok(store)
     }
 }
 
-/// Either store, so the broker need not be generic.
-pub enum AnyStore {
+/// Either store, so the broker need not be generic, with the signer that anchors its audit
+/// chain outside it (see [`crate::checkpoint`]).
+pub struct AnyStore {
+    inner: Inner,
+    /// Where the audit key and checkpoints live.
+    keys: PathBuf,
+    signer: Option<CheckpointSigner>,
+}
+
+enum Inner {
     /// The embedded SQLite store.
     Sqlite(SqliteStore),
     /// The DynamoDB team store.
@@ -92,11 +110,68 @@ pub enum AnyStore {
 /// Calls the same method on whichever store it is.
 macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Sqlite($s) => $e,
-            AnyStore::Dynamo($s) => $e,
+        match &$self.inner {
+            Inner::Sqlite($s) => $e,
+            Inner::Dynamo($s) => $e,
         }
     };
+}
+
+impl AnyStore {
+    /// The audit chain's last event `(seq, hash)`, `None` while it is empty.
+    pub fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        each!(self, s => s.audit_head())
+    }
+
+    /// Checks a chain that holds by itself against the signed checkpoints in the keys dir.
+    pub fn check_checkpoints(&self, events: &[Event]) -> Result<(), ChainBreak> {
+        match checkpoint::read(&self.keys) {
+            Ok(Some(all)) => checkpoint::check(events, &all?),
+            Ok(None) => Err(ChainBreak::Checkpoint {
+                reason: format!(
+                    "no audit key in {}: the checkpoints cannot be checked (deleted?)",
+                    self.keys.display()
+                ),
+            }),
+            Err(e) => Err(ChainBreak::Checkpoint {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The newest signed checkpoint (for anchoring elsewhere).
+    pub fn newest_checkpoint(&self) -> Result<Checkpoint, ChainBreak> {
+        let all = match checkpoint::read(&self.keys) {
+            Ok(Some(all)) => all?,
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                return Err(ChainBreak::Checkpoint {
+                    reason: e.to_string(),
+                });
+            }
+        };
+        checkpoint::newest(&all)
+            .cloned()
+            .ok_or_else(|| ChainBreak::Checkpoint {
+                reason: format!("no signed checkpoint in {}", self.keys.display()),
+            })
+    }
+
+    /// Signs the chain head after a commit. The commit stands either way, so a failure is
+    /// logged, not returned (the next commit signs again; `audit verify` still checks the
+    /// rest).
+    fn anchor(&self) {
+        let Some(signer) = &self.signer else { return };
+        match self.audit_head() {
+            Ok(Some((seq, hash))) => {
+                if let Err(e) = signer.sign(seq, &hash) {
+                    tracing::error!(error = %e, seq, "cannot append the audit checkpoint");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read the audit head to sign it"),
+        }
+    }
 }
 
 impl Store for AnyStore {
@@ -104,7 +179,9 @@ impl Store for AnyStore {
         &self,
         f: impl FnMut(&mut dyn WriteTx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        each!(self, s => s.write(f))
+        let out = each!(self, s => s.write(f))?;
+        self.anchor();
+        Ok(out)
     }
 
     fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {

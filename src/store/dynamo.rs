@@ -644,11 +644,23 @@ impl DynamoStore {
         })
     }
 
+    /// The audit chain's last event `(seq, hash)` as the head item says, `None` while empty.
+    pub fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let h = self.head()?;
+        Ok((h.seq > 0).then_some((h.seq, h.hash)))
+    }
+
     fn head(&self) -> Result<Head, StoreError> {
         Head::decode(self.get(HEAD, HEAD)?)
     }
 
-    fn commit(&self, items: Vec<TransactWriteItem>) -> Result<Commit, StoreError> {
+    /// Commits `items`; `audit` is the first audit seq and the number of audit puts, which
+    /// come right before the head (the last item).
+    fn commit(
+        &self,
+        items: Vec<TransactWriteItem>,
+        audit: Option<(u64, usize)>,
+    ) -> Result<Commit, StoreError> {
         let (c, table) = (self.bridge.client.clone(), self.table.clone());
         self.bridge.run(async move {
             // The token makes the SDK's own retries idempotent: a commit that landed but whose
@@ -675,6 +687,18 @@ impl DynamoStore {
                 // a concurrent transaction on the same items.
                 let raced =
                     |c: &&str| matches!(*c, "ConditionalCheckFailed" | "TransactionConflict");
+                // The head still stood as read, yet an audit seq was taken: not a race but a
+                // head moved back behind the chain. Never retry into overwriting it.
+                if let (Some((first, n)), Some((head, rest))) = (audit, codes.split_last())
+                    && *head == "None"
+                    && let Some(i) = rest[rest.len().saturating_sub(n)..]
+                        .iter()
+                        .position(|c| *c == "ConditionalCheckFailed")
+                {
+                    return Err(StoreError::AuditOverwrite {
+                        seq: first + i as u64,
+                    });
+                }
                 if codes.iter().any(raced) && codes.iter().all(|c| *c == "None" || raced(c)) {
                     return Ok(Commit::Lost);
                 }
@@ -925,7 +949,9 @@ impl Store for DynamoStore {
             if items.len() > MAX_TRANSACTION_ITEMS {
                 return Err(StoreError::TooLarge { items: items.len() });
             }
-            match self.commit(items)? {
+            // Where the audit puts sit in the commit: just before the head, the last item.
+            let audit = tx.events.first().map(|e| (e.seq, tx.events.len()));
+            match self.commit(items, audit)? {
                 Commit::Landed => return Ok(out),
                 Commit::Lost => {
                     tracing::debug!(attempt, table = %self.table, "another broker committed first; retrying");

@@ -87,6 +87,20 @@ pub enum StoreError {
     /// The store spec is not understood.
     #[error("store {0:?} is not understood: use `sqlite` or `dynamodb:TABLE`")]
     BadSpec(String),
+    /// The database file is not private and cannot be made so.
+    #[error(transparent)]
+    Private(#[from] crate::private_fs::PrivateError),
+    /// DynamoDB refused to overwrite an existing audit item (`attribute_not_exists`).
+    #[error(
+        "DynamoDB refused to overwrite audit event {seq}: it exists although the chain head says the chain ends before it (the head item was moved back); nothing was written; run `sombrero audit verify` and investigate"
+    )]
+    AuditOverwrite {
+        /// The seq that was already taken.
+        seq: u64,
+    },
+    /// The audit checkpoint key or file cannot be used.
+    #[error("{0}; check the keys dir of the data dir")]
+    Checkpoint(String),
     /// The thread that drives the DynamoDB client is gone.
     #[error("the DynamoDB client thread stopped ({0}); restart sombrero")]
     Bridge(String),

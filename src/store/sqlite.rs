@@ -77,15 +77,33 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        // Private before and after: an old file keeps its mode, a new one gets the umask's.
+        crate::private_fs::secure_database(path)?;
         let mut conn = Connection::open(path)?;
+        crate::private_fs::secure_database(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets readers (the TUI polling) run beside one writer.
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // SQLite gives -wal and -shm the database's mode; make sure of it.
+        crate::private_fs::secure_database(path)?;
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
+    }
+
+    /// The audit chain's last event `(seq, hash)`, `None` while it is empty.
+    pub fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .conn()
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(seq, hash)| (seq.max(0) as u64, hash)))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -55,3 +55,37 @@ pub fn write_lines(path: &Path, lines: &[String]) {
     s.push('\n');
     std::fs::write(path, s).unwrap();
 }
+
+/// Writes what the session writes to the audit log of the data dir `data` for a recording
+/// (`recording_started`, then `recording_sealed` with its lines and digest when sealed).
+pub fn audit_recording(
+    data: &Path,
+    request: &str,
+    cast: &Path,
+    sealed: Option<&pink_sombrero::recording::SealInfo>,
+) {
+    use pink_sombrero::audit::EventKind;
+    use pink_sombrero::broker::{Broker, BrokerOptions};
+    let b = Broker::open(
+        &pink_sombrero::config::Paths::at(data),
+        BrokerOptions::default(),
+    )
+    .unwrap();
+    let path = cast.display().to_string();
+    b.record(
+        "sombrero",
+        EventKind::RecordingStarted,
+        Some(request),
+        serde_json::json!({"path": path, "session_id": "sess-1"}),
+    )
+    .unwrap();
+    if let Some(info) = sealed {
+        b.record(
+            "sombrero",
+            EventKind::RecordingSealed,
+            Some(request),
+            serde_json::json!({"path": path, "lines": info.lines, "digest": info.digest}),
+        )
+        .unwrap();
+    }
+}
