@@ -1,15 +1,20 @@
 //! Stamps the version `sombrero --version` prints with the git commit it was built from.
 //!
-//! In a git checkout: `git rev-parse` and `git status`, "dirty" when tracked files differ from
-//! the commit. In a crate package (no `.git`): the commit `cargo package` recorded in
-//! `.cargo_vcs_info.json`. Neither: "commit unknown". Never fails the build.
+//! In a git checkout: `git rev-parse` and `git status`, "dirty" when what the binary is built
+//! from (`vcs::SOURCES`) differs from the commit; an edited README does not count. In a crate
+//! package (no `.git`): the commit `cargo package` recorded in `.cargo_vcs_info.json`.
+//! Neither: "commit unknown". Never fails the build.
 //!
 //! Cargo reruns this script only when a watched path changes: HEAD, the branch's ref, the
 //! packed refs and the index (a commit, checkout or `git add`), and the sources (an edit can
 //! make the tree dirty), so an unchanged tree is not re-stamped on every build.
 
+#[path = "build/vcs.rs"]
+mod vcs;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use vcs::{SOURCES, git};
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
@@ -18,13 +23,7 @@ fn main() {
         .unwrap_or_else(|| "commit unknown".to_string());
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
     println!("cargo:rustc-env=SOMBRERO_VERSION={version} ({commit})");
-    for watched in [
-        "build.rs",
-        "Cargo.toml",
-        "src",
-        "themes",
-        ".cargo_vcs_info.json",
-    ] {
+    for watched in SOURCES.iter().chain(&[".cargo_vcs_info.json"]) {
         watch(&manifest.join(watched));
     }
 }
@@ -37,43 +36,17 @@ fn watch(path: &Path) {
     }
 }
 
-/// Runs git in `dir`; None when git is missing or fails.
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    // No optional locks: `git status` would otherwise refresh the index, a watched file, and
-    // so make the next build rerun this script.
-    let out = Command::new("git")
-        .arg("--no-optional-locks")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// The commit of the checkout this crate is the top of (not of a repository around it: a
-/// package unpacked under `target/package/` sits inside the checkout it came from).
+/// The checkout's commit, watching what moves it: HEAD, the branch's ref, the packed refs and
+/// the index (a commit, checkout or `git add`).
 fn from_git(manifest: &Path) -> Option<String> {
-    let top = git(manifest, &["rev-parse", "--show-toplevel"])?;
-    if Path::new(&top).canonicalize().ok()? != manifest.canonicalize().ok()? {
-        return None;
-    }
-    let commit = git(manifest, &["rev-parse", "--short=12", "HEAD"])?;
+    let described = vcs::describe_checkout(manifest)?;
     for path in ["HEAD", "index", "packed-refs"] {
         watch_git_path(manifest, path);
     }
     if let Some(branch) = git(manifest, &["symbolic-ref", "-q", "HEAD"]) {
         watch_git_path(manifest, &branch);
     }
-    let dirty = git(manifest, &["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
-    Some(if dirty {
-        format!("commit {commit}, dirty")
-    } else {
-        format!("commit {commit}")
-    })
+    Some(described)
 }
 
 /// Watches a file inside the git directory (a worktree's HEAD and index live apart from the

@@ -3,9 +3,12 @@
 //! grants every action the README's IAM line says the product calls, and the engineers' policy
 //! and the SCP explicitly deny direct sessions and changes to the taint tags.
 
+mod tool_support;
+
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use tool_support::{find_tool, run_ok};
 
 fn iam_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/iam")
@@ -256,41 +259,6 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A tool from `.venv/bin` (scripts/test installs cfn-lint there, with moto), else from PATH.
-/// Missing: a failure under CI=true, else None after saying the check was skipped.
-fn venv_tool(name: &str) -> Option<PathBuf> {
-    let venv = manifest_dir().join(".venv/bin").join(name);
-    let found = if venv.exists() {
-        Some(venv)
-    } else {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-    };
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is missing (scripts/test installs it into .venv/)"
-        );
-        eprintln!("skipped: {name} not found (scripts/test installs it into .venv/)");
-    }
-    found
-}
-
-/// Runs a tool and returns its stdout; a failure shows everything it printed.
-fn run_ok(cmd: &mut std::process::Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// CloudFormation's short forms (`!Sub`, `!Ref`, `!GetAtt a.b`, ...) as their long forms.
 const CFN_YAML_TO_JSON: &str = r#"
 import json, sys, yaml
@@ -318,7 +286,7 @@ fn cfn_template_path() -> PathBuf {
 
 /// The template as JSON (PyYAML from the venv cfn-lint lives in), or None if skipped.
 fn cfn_template() -> Option<Value> {
-    let python = venv_tool("python3")?;
+    let python = find_tool("python3", "the CloudFormation template checks")?;
     let json = run_ok(
         std::process::Command::new(python)
             .args(["-c", CFN_YAML_TO_JSON])
@@ -401,7 +369,7 @@ fn cfn_resolve(v: &Value, values: &std::collections::HashMap<String, String>) ->
 
 #[test]
 fn cloudformation_template_passes_cfn_lint() {
-    let Some(cfn_lint) = venv_tool("cfn-lint") else {
+    let Some(cfn_lint) = find_tool("cfn-lint", "cfn-lint on the CloudFormation template") else {
         return;
     };
     run_ok(std::process::Command::new(cfn_lint).arg(cfn_template_path()));
