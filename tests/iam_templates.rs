@@ -3,9 +3,12 @@
 //! grants every action the README's IAM line says the product calls, and the engineers' policy
 //! and the SCP explicitly deny direct sessions and changes to the taint tags.
 
+mod tool_support;
+
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use tool_support::{find_tool, run_ok};
 
 fn iam_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/iam")
@@ -141,7 +144,8 @@ fn broker_role_is_least_privilege() {
     ] {
         assert!(!all.contains(&forbidden), "broker may {forbidden}");
     }
-    // Sessions open only on nodes already tainted, and with the default shell document only.
+    // Sessions open only on nodes already tainted, and with the default shell document or the
+    // one-shot command document only.
     let start: Vec<&Value> = with_effect(&doc, "Allow")
         .into_iter()
         .filter(|s| strings(&s["Action"]).contains(&"ssm:StartSession"))
@@ -157,15 +161,16 @@ fn broker_role_is_least_privilege() {
                 s["Sid"]
             );
         } else {
-            assert_eq!(
-                strings(&s["Resource"]),
-                ["arn:aws:ssm:*:111122223333:document/SSM-SessionManagerRunShell"],
+            let documents = strings(&s["Resource"]);
+            assert!(
+                documents == ["arn:aws:ssm:*:111122223333:document/SSM-SessionManagerRunShell"]
+                    || documents == ["arn:aws:ssm:*:111122223333:document/PinkSombrero-Command"],
                 "{}: StartSession on another document",
                 s["Sid"]
             );
         }
     }
-    assert_eq!(start.len(), 2);
+    assert_eq!(start.len(), 3);
 }
 
 fn denies(doc: &Value, action: &str) -> Vec<Value> {
@@ -244,4 +249,272 @@ fn broker_role_is_assumable_by_ec2_only() {
         stmts[0]["Principal"],
         serde_json::json!({"Service": "ec2.amazonaws.com"})
     );
+}
+
+// deploy/cloudformation/sombrero.yaml deploys the same documents in one stack: cfn-lint must
+// pass on it, and with its parameters at their defaults it must grant exactly what the JSON
+// templates grant (their placeholders are the template's parameters and pseudo parameters).
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// CloudFormation's short forms (`!Sub`, `!Ref`, `!GetAtt a.b`, ...) as their long forms.
+const CFN_YAML_TO_JSON: &str = r#"
+import json, sys, yaml
+class Loader(yaml.SafeLoader):
+    pass
+def intrinsic(loader, suffix, node):
+    name = suffix if suffix in ("Ref", "Condition") else "Fn::" + suffix
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+Loader.add_multi_constructor("!", intrinsic)
+with open(sys.argv[1]) as f:
+    print(json.dumps(yaml.load(f, Loader=Loader)))
+"#;
+
+fn cfn_template_path() -> PathBuf {
+    manifest_dir().join("deploy/cloudformation/sombrero.yaml")
+}
+
+/// The template as JSON (PyYAML from the venv cfn-lint lives in), or None if skipped.
+fn cfn_template() -> Option<Value> {
+    let python = find_tool("python3", "the CloudFormation template checks")?;
+    let json = run_ok(
+        std::process::Command::new(python)
+            .args(["-c", CFN_YAML_TO_JSON])
+            .arg(cfn_template_path()),
+    );
+    Some(serde_json::from_slice(&json).unwrap())
+}
+
+/// What each `${NAME}` / `Ref` stands for when the stack is deployed with its defaults into
+/// the account the JSON templates' placeholders name.
+fn cfn_values(template: &Value) -> std::collections::HashMap<String, String> {
+    let mut values: std::collections::HashMap<String, String> = [
+        ("AWS::AccountId", "111122223333"),
+        ("AWS::Partition", "aws"),
+        ("BrokerRole.RoleId", "AROAEXAMPLEBROKERROLEID"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (name, p) in template["Parameters"].as_object().unwrap() {
+        let default = match &p["Default"] {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => panic!("parameter {name} has no usable default: {other}"),
+        };
+        values.insert(name.clone(), default);
+    }
+    values
+}
+
+/// Replaces `Ref`, `Fn::Sub` and `Fn::GetAtt` with their values; any other intrinsic inside a
+/// document is a failure (the JSON templates have none).
+fn cfn_resolve(v: &Value, values: &std::collections::HashMap<String, String>) -> Value {
+    let lookup = |name: &str| {
+        values
+            .get(name)
+            .unwrap_or_else(|| panic!("the template names ${{{name}}}, which has no value"))
+            .clone()
+    };
+    match v {
+        Value::Object(m) if m.len() == 1 && m.contains_key("Ref") => {
+            Value::String(lookup(m["Ref"].as_str().unwrap()))
+        }
+        Value::Object(m) if m.len() == 1 && m.contains_key("Fn::GetAtt") => {
+            Value::String(lookup(&strings(&m["Fn::GetAtt"]).join(".")))
+        }
+        Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => {
+            let mut text = m["Fn::Sub"]
+                .as_str()
+                .expect("Fn::Sub of a string")
+                .to_string();
+            let mut out = String::new();
+            while let Some(start) = text.find("${") {
+                out.push_str(&text[..start]);
+                let end = start + text[start..].find('}').unwrap();
+                let name = &text[start + 2..end];
+                match name.strip_prefix('!') {
+                    Some(literal) => out.push_str(&format!("${{{literal}}}")),
+                    None => out.push_str(&lookup(name)),
+                }
+                text = text[end + 1..].to_string();
+            }
+            out.push_str(&text);
+            Value::String(out)
+        }
+        Value::Object(m) => {
+            if let Some(k) = m.keys().find(|k| k.starts_with("Fn::")) {
+                panic!("unexpected {k} inside a document: {v}");
+            }
+            Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), cfn_resolve(v, values)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|i| cfn_resolve(i, values)).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn cloudformation_template_passes_cfn_lint() {
+    let Some(cfn_lint) = find_tool("cfn-lint", "cfn-lint on the CloudFormation template") else {
+        return;
+    };
+    run_ok(std::process::Command::new(cfn_lint).arg(cfn_template_path()));
+}
+
+#[test]
+fn cloudformation_grants_exactly_what_deploy_iam_grants() {
+    let Some(t) = cfn_template() else {
+        return;
+    };
+    let values = cfn_values(&t);
+    let resources = &t["Resources"];
+    // Every JSON template but the SCP (an Organizations policy, deployed in the management
+    // account) is one document of the stack.
+    let documents = [
+        (
+            "broker-trust-policy.json",
+            &resources["BrokerRole"]["Properties"]["AssumeRolePolicyDocument"],
+        ),
+        (
+            "broker-role-policy.json",
+            &resources["BrokerPolicy"]["Properties"]["PolicyDocument"],
+        ),
+        (
+            "engineers-deny-direct-sessions.json",
+            &resources["EngineersDenyPolicy"]["Properties"]["PolicyDocument"],
+        ),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(iam_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && n != "scp-broker-only-door.json")
+        .collect();
+    files.sort();
+    let mut covered: Vec<String> = documents.iter().map(|(f, _)| f.to_string()).collect();
+    covered.sort();
+    assert_eq!(
+        files, covered,
+        "a deploy/iam template the stack does not deploy"
+    );
+    for (file, in_template) in documents {
+        assert!(
+            !in_template.is_null(),
+            "the template lost the document of {file}"
+        );
+        assert_eq!(
+            cfn_resolve(in_template, &values),
+            load(file),
+            "deploy/cloudformation/sombrero.yaml and deploy/iam/{file} differ"
+        );
+    }
+    // Attached where the JSON templates say: the policy to the broker's role, the role to the
+    // instance profile, the deny to the team's principals from the parameters.
+    let p = &resources["BrokerPolicy"]["Properties"];
+    assert_eq!(p["RoleName"], serde_json::json!({"Ref": "BrokerRole"}));
+    assert_eq!(
+        resources["BrokerInstanceProfile"]["Properties"]["Roles"],
+        serde_json::json!([{"Ref": "BrokerRole"}])
+    );
+    let deny = &resources["EngineersDenyPolicy"]["Properties"];
+    for (key, param) in [
+        ("Roles", "EngineerRoleNames"),
+        ("Groups", "EngineerGroupNames"),
+        ("Users", "EngineerUserNames"),
+    ] {
+        assert_eq!(
+            deny[key]["Fn::If"][1],
+            serde_json::json!({"Ref": param}),
+            "{key}"
+        );
+        assert_eq!(t["Parameters"][param]["Type"], "CommaDelimitedList");
+    }
+}
+
+#[test]
+fn cloudformation_table_and_session_documents() {
+    let Some(t) = cfn_template() else {
+        return;
+    };
+    let values = cfn_values(&t);
+    let resources = t["Resources"].as_object().unwrap();
+    // The team store: the schema `sombrero store init` creates, restorable and undeletable.
+    let table = &resources["TeamTable"];
+    assert_eq!(table["Type"], "AWS::DynamoDB::Table");
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    let p = &table["Properties"];
+    assert_eq!(
+        p["KeySchema"],
+        serde_json::json!([
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"}
+        ])
+    );
+    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(p["DeletionProtectionEnabled"], true);
+    // The shell document: the account's Session Manager preferences, with both timeouts.
+    let prefs = &resources["SessionPreferences"]["Properties"];
+    assert_eq!(prefs["Name"], "SSM-SessionManagerRunShell");
+    assert_eq!(prefs["Content"]["sessionType"], "Standard_Stream");
+    let inputs = &prefs["Content"]["inputs"];
+    assert_eq!(
+        inputs["idleSessionTimeout"],
+        serde_json::json!({"Ref": "IdleSessionTimeout"})
+    );
+    assert_eq!(
+        inputs["maxSessionDuration"],
+        serde_json::json!({"Ref": "MaxSessionDuration"})
+    );
+    assert_eq!(t["Parameters"]["IdleSessionTimeout"]["MaxValue"], 60);
+    assert_eq!(t["Parameters"]["MaxSessionDuration"]["MaxValue"], 1440);
+    // The one-shot command document: output and exit status kept apart.
+    let command = cfn_resolve(&resources["CommandDocument"]["Properties"], &values);
+    assert_eq!(command["Name"], "PinkSombrero-Command");
+    assert_eq!(command["Content"]["sessionType"], "NonInteractiveCommands");
+    assert_eq!(
+        command["Content"]["properties"]["separateOutputStream"],
+        true
+    );
+    // Each document also kept as a file in deploy/ssm/ is the same document here.
+    let ssm_dir = manifest_dir().join("deploy/ssm");
+    let files: Vec<PathBuf> = std::fs::read_dir(&ssm_dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    if files.is_empty() {
+        eprintln!("note: no deploy/ssm/*.json to compare the session documents with");
+    }
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "json"))
+    {
+        let name = file.file_stem().unwrap().to_str().unwrap();
+        let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let in_template = resources
+            .values()
+            .filter(|r| r["Type"] == "AWS::SSM::Document")
+            .map(|r| cfn_resolve(&r["Properties"], &values))
+            .find(|p| p["Name"] == name)
+            .unwrap_or_else(|| panic!("deploy/ssm/{name}.json is not in the template"));
+        assert_eq!(
+            in_template["Content"], on_disk,
+            "the template's {name} differs from deploy/ssm/{name}.json"
+        );
+    }
 }

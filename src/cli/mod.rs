@@ -5,6 +5,7 @@
 pub mod access;
 mod audit_anchor;
 pub mod fleet;
+pub mod generate;
 pub mod lab;
 pub mod recordings;
 pub mod serve;
@@ -21,7 +22,7 @@ use crate::config::{GlobalOpts, Paths};
 
 /// Break-glass access for immutable infrastructure.
 #[derive(Debug, Parser)]
-#[command(name = "sombrero", version, about, long_about = None)]
+#[command(name = "sombrero", version = env!("SOMBRERO_VERSION"), about, long_about = None)]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
@@ -91,6 +92,10 @@ pub enum Command {
     /// Set up the team store (a DynamoDB table shared by several brokers).
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, or write one per subcommand with --out DIR.
+    Man(generate::ManArgs),
 }
 
 /// An error that carries the process exit status it should produce.
@@ -205,6 +210,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Keys(c)) => recordings::keys(&g, c),
         Some(Command::Serve(a)) => serve::serve(&g, a),
         Some(Command::Store(c)) => store::run(&g, c),
+        Some(Command::Completions(a)) => generate::completions(a),
+        Some(Command::Man(a)) => generate::man(a),
     }
 }
 

@@ -58,7 +58,9 @@ pub fn choose_theme(g: &GlobalOpts, flag: Option<&str>) -> anyhow::Result<Theme>
         .ok()
         .filter(|t| !t.is_empty());
     let choice = flag.or(from_env.as_deref()).or(from_config.as_deref());
-    Theme::choose(choice, no_color).map_err(|e| ExitError::usage(e.to_string()).into())
+    let user_dir = crate::tui::theme::user_themes_dir();
+    Theme::choose_in(choice, user_dir.as_deref(), no_color)
+        .map_err(|e| ExitError::usage(e.to_string()).into())
 }
 
 fn theme_in_config(path: &Path) -> anyhow::Result<Option<String>> {

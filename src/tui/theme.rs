@@ -4,9 +4,13 @@
 //! theme can override one colour. With `NO_COLOR` set, every role keeps only its modifiers
 //! (bold, underline, ...) and backgrounds turn into reverse video. The shipped themes use only the
 //! 16 ANSI colours.
+//!
+//! The built-in themes are compiled in, so an installed binary needs no `themes/` folder; a
+//! `NAME.toml` in the user's themes directory ([`user_themes_dir`]) changes the built-in of
+//! that name, or adds a theme `--theme NAME` chooses.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use ratatui::style::{Color, Modifier, Style};
@@ -149,6 +153,12 @@ roles! {
     demo,
 }
 
+/// The user's themes directory: `themes/` in the config dir (`~/.config/pink-sombrero/themes`
+/// on Linux).
+pub fn user_themes_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "pink-sombrero").map(|p| p.config_dir().join("themes"))
+}
+
 impl Theme {
     /// Loads a built-in theme by name or a theme file by path, over the default theme.
     pub fn load(name_or_path: &str) -> Result<Theme, ThemeError> {
@@ -159,17 +169,43 @@ impl Theme {
         if !Path::new(name_or_path).exists() {
             return Err(ThemeError::Unknown(name_or_path.to_string()));
         }
-        let text = std::fs::read_to_string(name_or_path).map_err(|source| ThemeError::Read {
-            path: name_or_path.to_string(),
-            source,
-        })?;
-        base.overlay(name_or_path, &text)
+        base.overlay_file(Path::new(name_or_path))
+    }
+
+    /// Like [`Theme::load`], but a plain name with a `NAME.toml` in `dir` takes that file,
+    /// over the built-in of that name (or the default): files on disk win.
+    pub fn load_in(name_or_path: &str, dir: Option<&Path>) -> Result<Theme, ThemeError> {
+        let plain = !name_or_path.is_empty()
+            && name_or_path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let file = dir
+            .filter(|_| plain)
+            .map(|d| d.join(format!("{name_or_path}.toml")))
+            .filter(|f| f.exists());
+        let Some(file) = file else {
+            return Theme::load(name_or_path);
+        };
+        let base = match Theme::load(name_or_path) {
+            Err(ThemeError::Unknown(_)) => Theme::builtin("default")?,
+            other => other?,
+        };
+        base.overlay_file(&file)
     }
 
     /// Chooses the theme: the explicit choice (flag, env, config) or `default`; then applies
     /// `NO_COLOR` if `no_color` is set.
     pub fn choose(choice: Option<&str>, no_color: bool) -> Result<Theme, ThemeError> {
-        let theme = Theme::load(choice.unwrap_or("default"))?;
+        Theme::choose_in(choice, None, no_color)
+    }
+
+    /// [`Theme::choose`] with the user's theme files in `dir` (see [`Theme::load_in`]).
+    pub fn choose_in(
+        choice: Option<&str>,
+        dir: Option<&Path>,
+        no_color: bool,
+    ) -> Result<Theme, ThemeError> {
+        let theme = Theme::load_in(choice.unwrap_or("default"), dir)?;
         Ok(if no_color {
             theme.without_colour()
         } else {
@@ -184,6 +220,16 @@ impl Theme {
             .map(|(_, t)| *t)
             .ok_or_else(|| ThemeError::Unknown(name.to_string()))?;
         Theme::default().overlay(name, text)
+    }
+
+    /// Applies a theme file on top of `self`.
+    fn overlay_file(self, path: &Path) -> Result<Theme, ThemeError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ThemeError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        self.overlay(&name, &text)
     }
 
     /// Applies the roles a theme file sets on top of `self`.
@@ -303,6 +349,34 @@ mod tests {
             .to_string();
         assert!(err.contains("unknown colour \"redd\""), "{err}");
         assert!(matches!(Theme::load("nope"), Err(ThemeError::Unknown(_))));
+    }
+
+    #[test]
+    fn files_on_disk_override_builtins_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = "[roles]\nbadge_brand = { fg = \"#010203\" }\n";
+        std::fs::write(dir.path().join("light.toml"), mine).unwrap();
+        std::fs::write(dir.path().join("mine.toml"), mine).unwrap();
+        let light = Theme::load("light").unwrap();
+        let t = Theme::load_in("light", Some(dir.path())).unwrap();
+        assert_eq!(t.badge_brand, Style::default().fg(Color::Rgb(1, 2, 3)));
+        assert_eq!(t.text, light.text, "the rest of the built-in stays");
+        let t = Theme::load_in("mine", Some(dir.path())).unwrap();
+        assert_eq!(t.text, Theme::load("default").unwrap().text);
+        // Without a file of that name, or for a path, the dir is not consulted.
+        assert_eq!(
+            Theme::load_in("default", Some(dir.path())).unwrap(),
+            Theme::load("default").unwrap()
+        );
+        assert!(matches!(
+            Theme::load_in("../mine", Some(&dir.path().join("x"))),
+            Err(ThemeError::Unknown(_))
+        ));
+        std::fs::write(dir.path().join("bad.toml"), "[roles]\nnope = {}\n").unwrap();
+        assert!(matches!(
+            Theme::load_in("bad", Some(dir.path())),
+            Err(ThemeError::Invalid { .. })
+        ));
     }
 
     #[test]
