@@ -11,6 +11,7 @@ pub mod error;
 pub mod fleet;
 pub mod hub;
 pub mod identity;
+pub mod proof_rate;
 pub mod recordings;
 pub mod relay;
 pub mod routes;
