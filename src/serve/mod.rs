@@ -20,6 +20,7 @@ pub mod sts;
 pub mod tcp;
 pub mod tls;
 pub mod unix;
+pub mod visibility;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
