@@ -372,8 +372,9 @@ impl ProofSigner {
 pub struct ClientProofs {
     signer: ProofSigner,
     server_id: String,
-    /// The newest proof: when signed, for which binding, its header.
-    current: Mutex<Option<(std::time::Instant, String, String)>>,
+    /// Per channel binding (connection): when its proof was signed, and its header. Reused
+    /// so the broker verifies one proof per connection, not one per request.
+    current: Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
 }
 
 /// How long a client reuses a proof before signing a new one.
@@ -385,7 +386,7 @@ impl ClientProofs {
         ClientProofs {
             signer,
             server_id: server_id.to_string(),
-            current: Mutex::new(None),
+            current: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -393,9 +394,8 @@ impl ClientProofs {
     /// `binding`.
     pub async fn header(&self, binding: &str) -> Result<String, StsError> {
         let mut current = self.current.lock().await;
-        if let Some((at, bound, header)) = current.as_ref()
+        if let Some((at, header)) = current.get(binding)
             && at.elapsed() < REFRESH
-            && bound == binding
         {
             return Ok(header.clone());
         }
@@ -404,11 +404,12 @@ impl ClientProofs {
             .sign(&self.server_id, binding)
             .await?
             .to_header();
-        *current = Some((
-            std::time::Instant::now(),
+        // Proofs of connections long gone are forgotten (a client keeps a few open).
+        current.retain(|_, (at, _)| at.elapsed() < REFRESH);
+        current.insert(
             binding.to_string(),
-            header.clone(),
-        ));
+            (std::time::Instant::now(), header.clone()),
+        );
         Ok(header)
     }
 }
@@ -607,10 +608,13 @@ impl Verifier {
                 .ok_or_else(|| unavailable("the reply carries no caller ARN".into()))?;
             return Ok(CallerIdentity { arn });
         }
-        let message = sts_error_message(&text).unwrap_or_else(|| {
-            let snippet: String = text.chars().take(200).filter(|c| !c.is_control()).collect();
-            format!("HTTP {status}: {snippet}")
-        });
+        // STS may quote what the client sent: bounded and without control characters.
+        let message: String = sts_error_message(&text)
+            .unwrap_or_else(|| format!("HTTP {status}: {text}"))
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_ECHO_CHARS)
+            .collect();
         if status.is_server_error() || status.as_u16() == 429 {
             Err(unavailable(message))
         } else {

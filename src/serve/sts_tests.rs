@@ -166,9 +166,11 @@ async fn refusals_repeat_attacker_values_escaped_and_cut() {
     let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
     let mut proof = proof().await;
     proof.method = format!("\x1b[31m{}", "A".repeat(10_000));
-    let Err(StsError::Rejected(msg)) = v.check(&proof, BOUND, Utc::now()) else {
-        panic!("not refused");
+    let msg = match v.check(&proof, BOUND, Utc::now()) {
+        Err(StsError::Rejected(msg)) => msg,
+        other => format!("not a rejection: {other:?}"),
     };
+    assert!(msg.contains("only POST"), "{msg}");
     assert!(msg.len() < MAX_ECHO_CHARS + 200, "{} bytes", msg.len());
     assert!(!msg.contains('\x1b'), "{msg}");
     assert!(msg.contains("10005 bytes"), "{msg}");
@@ -387,4 +389,21 @@ async fn verifications_in_flight_are_bounded_broker_wide() {
         most <= MAX_CONCURRENT_VERIFICATIONS,
         "{most} verifications at once"
     );
+}
+
+#[tokio::test]
+async fn a_client_keeps_one_proof_per_connection() {
+    let proofs = ClientProofs::new(
+        signer("https://sts.us-east-1.amazonaws.com"),
+        "broker.example",
+    );
+    let a1 = proofs.header("aa").await.unwrap();
+    // Another second: a re-signed proof would differ.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let b1 = proofs.header("bb").await.unwrap();
+    assert_ne!(a1, b1);
+    // Back on the first connection: its own proof again, not a new one the broker would
+    // have to verify afresh.
+    assert_eq!(proofs.header("aa").await.unwrap(), a1);
+    assert_eq!(proofs.header("bb").await.unwrap(), b1);
 }
