@@ -91,6 +91,10 @@ pub enum EventKind {
     UserEnrolled,
     /// A user confirmed enrolment with a valid code.
     EnrolmentConfirmed,
+    /// A user was removed: no roles, their secret replaced by one nobody holds. data: roles.
+    UserRemoved,
+    /// A user's TOTP secret was replaced (the old one no longer works).
+    UserRotated,
     /// A TOTP code was accepted. data: purpose.
     MfaAccepted,
     /// A wrong TOTP code. data: purpose, failures, max_failures.
@@ -142,6 +146,8 @@ impl EventKind {
                 | SessionKilled
                 | UserEnrolled
                 | EnrolmentConfirmed
+                | UserRemoved
+                | UserRotated
                 | MfaAccepted
                 | MfaRejected
                 | MfaReplayed

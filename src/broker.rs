@@ -308,7 +308,8 @@ impl Broker {
         };
         let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
         self.store.write(|tx| -> TxResult<()> {
-            if tx.user(name)?.is_some() {
+            // A removed user (no roles) may be enrolled again, with a new secret.
+            if tx.user(name)?.is_some_and(|u| !u.roles.is_empty()) {
                 return Ok(Err(BrokerError::AlreadyEnrolled {
                     name: name.to_string(),
                 }));
@@ -322,6 +323,59 @@ impl Broker {
         })??;
         tracing::info!(user = name, "enrolled");
         Ok(enrolment)
+    }
+
+    /// Removes `name`: they keep no role and their secret is replaced by one nobody ever sees,
+    /// so no code of theirs works; approvals they gave stop counting. The record stays (the
+    /// audit log names them) and `enrol_user` may enrol the name again.
+    pub fn remove_user(&self, name: &str) -> Result<()> {
+        let secret = mfa::enrol(name)?.secret_base32;
+        self.replace_user(name, EventKind::UserRemoved, |u| {
+            u.roles.clear();
+            u.secret_base32 = secret;
+        })?;
+        tracing::info!(user = name, "removed");
+        Ok(())
+    }
+
+    /// Gives `name` a new TOTP secret (returned once, to show the person); the old secret no
+    /// longer works, and the enrolment waits for a confirming code again.
+    pub fn rotate_user(&self, name: &str) -> Result<Enrolment> {
+        let enrolment = mfa::enrol(name)?;
+        let secret = enrolment.secret_base32.clone();
+        self.replace_user(name, EventKind::UserRotated, |u| {
+            u.secret_base32 = secret;
+            u.confirmed_at = None;
+            u.mfa = MfaState::default();
+        })?;
+        tracing::info!(user = name, "secret rotated");
+        Ok(enrolment)
+    }
+
+    /// Changes an enrolled (not removed) user's record with `change` and audits `kind`.
+    fn replace_user(
+        &self,
+        name: &str,
+        kind: EventKind,
+        change: impl FnOnce(&mut UserRecord),
+    ) -> Result<()> {
+        let now = self.now();
+        let mut change = Some(change);
+        self.store.write(|tx| -> TxResult<()> {
+            let Some(mut user) = tx.user(name)?.filter(|u| !u.roles.is_empty()) else {
+                return Ok(Err(BrokerError::NotEnrolled {
+                    name: name.to_string(),
+                }));
+            };
+            let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+            let data = json!({"roles": roles});
+            if let Some(change) = change.take() {
+                change(&mut user);
+            }
+            tx.put_user(&user)?;
+            tx.append(NewEvent::new(name, kind, None, data), now)?;
+            Ok(Ok(()))
+        })?
     }
 
     /// Confirms an enrolment with one valid code (audited like every attempt).
@@ -352,13 +406,14 @@ impl Broker {
         })?
     }
 
-    /// Enrolled users, by name, without secrets.
+    /// Enrolled users, by name, without secrets (removed users are not listed).
     pub fn users(&self) -> Result<Vec<UserInfo>> {
         let now = self.now();
         Ok(self
             .store
             .users()?
             .into_iter()
+            .filter(|u| !u.roles.is_empty())
             .map(|u| UserInfo {
                 locked_until: u.mfa.locked_until.filter(|t| *t > now),
                 name: u.name,
@@ -432,8 +487,13 @@ impl Broker {
         self.act(id, by, Some(code), cmd)
     }
 
-    /// Denies `id` as `by` after checking their code.
+    /// Denies `id` as `by` after checking their code; the comment (why) is required.
     pub fn deny(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request> {
+        if comment.is_none_or(|c| c.trim().is_empty()) {
+            return Err(BrokerError::Input(
+                "a denial needs a comment saying why (the requester reads it)".into(),
+            ));
+        }
         let cmd = Command::Deny {
             by: by.to_string(),
             comment: comment.map(str::to_string),
@@ -589,7 +649,10 @@ impl Broker {
             let Some(r) = tx.request(id)? else {
                 return Ok(Err(BrokerError::NotFound { id: id.to_string() }));
             };
-            let rules = rules(tx, &policy, &[actor])?;
+            // The earlier approvers too: their approvals count only while they are approvers.
+            let mut names = vec![actor];
+            names.extend(r.approvals.iter().map(|a| a.by.as_str()));
+            let rules = rules(tx, &policy, &names)?;
             if r.is_due(now) && !matches!(cmd, Command::Close { .. }) {
                 // Time ran out: record the expiry, then refuse what was asked.
                 if let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now) {
@@ -763,7 +826,8 @@ fn check_code(
     limits: Limits,
     now: DateTime<Utc>,
 ) -> TxResult<UserRecord> {
-    let Some(mut user) = tx.user(name)? else {
+    // A removed user (no roles) is not enrolled any more.
+    let Some(mut user) = tx.user(name)?.filter(|u| !u.roles.is_empty()) else {
         tx.append(
             NewEvent::new(
                 name,
@@ -926,6 +990,50 @@ mod tests {
                 EventKind::SessionClosed
             ]
         );
+    }
+
+    #[test]
+    fn revoked_approvers_and_removed_requesters_do_not_open() {
+        let f = Fixture::new(POLICY);
+        let approved = || {
+            let r = f.request();
+            for who in ["ann", "bob"] {
+                let code = f.code(who);
+                f.broker.approve(&r.id, who, &code, None).unwrap();
+            }
+            assert_eq!(f.broker.get(&r.id).unwrap().state, State::Approved);
+            r.id
+        };
+        let (a, b, c) = (approved(), approved(), approved());
+        let revoked = |id: &str| {
+            let e = f.broker.begin_open(id, "rita").unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    BrokerError::Refused(Refusal::ApprovalsRevoked { standing: 1, .. })
+                ),
+                "{e}"
+            );
+        };
+        // ann dropped from the policy's approvers after approving: one of two still counts.
+        std::fs::write(
+            f.broker.policy_path(),
+            POLICY.replace("approvers = [\"*\"]", "approvers = [\"bob\"]"),
+        )
+        .unwrap();
+        revoked(&a);
+        std::fs::write(f.broker.policy_path(), POLICY).unwrap();
+        // ann removed as a user: the same.
+        f.broker.remove_user("ann").unwrap();
+        revoked(&b);
+        // The requester removed: their approved request does not open.
+        f.broker.remove_user("rita").unwrap();
+        let e = f.broker.begin_open(&c, "rita").unwrap_err();
+        assert!(
+            matches!(e, BrokerError::Refused(Refusal::NotARequester { .. })),
+            "{e}"
+        );
+        assert!(f.broker.users().unwrap().iter().all(|u| u.name != "rita"));
     }
 
     #[test]

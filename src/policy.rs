@@ -52,6 +52,10 @@ replacement = "asg"
 # OLD; `sombrero rogue` reports them and audits each one once. "0" turns the check off.
 max_instance_age = "14d"
 
+# On the daemon's Unix socket, an OS user whose name is an enrolled sombrero user is that user
+# without an [identities] line. false turns that off: only [identities] maps anyone.
+implicit_identities = true
+
 [mfa]
 # Consecutive wrong or replayed TOTP codes before a lockout, and how long it lasts.
 max_failures = 5
@@ -61,7 +65,8 @@ lockout = "5m"
 # connection, never by what the client says. On the Unix socket that is the peer's OS user
 # ("alice", or "uid:1001" for a uid without a passwd entry); over TCP it is the AWS IAM ARN the
 # client proved. Map them to enrolled sombrero users here. An OS user whose name is an enrolled
-# sombrero user is that user without a line here; anyone else is refused.
+# sombrero user is that user without a line here (unless implicit_identities = false); anyone
+# else is refused.
 [identities]
 # "alice.smith" = "alice"
 # "uid:1001" = "bob"
@@ -314,6 +319,9 @@ pub struct Policy {
     pub mfa: MfaPolicy,
     /// External identities (OS user, `uid:N`, IAM ARN) mapped to sombrero user names.
     pub identities: BTreeMap<String, String>,
+    /// Whether an OS user on the Unix socket whose name is an enrolled user is that user
+    /// without an `[identities]` line (default true).
+    pub implicit_identities: bool,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -361,6 +369,7 @@ struct RawPolicy {
     mfa: Option<RawMfa>,
     #[serde(default)]
     identities: BTreeMap<String, Spanned<String>>,
+    implicit_identities: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -580,6 +589,7 @@ impl Policy {
                 lockout: c.duration("mfa.lockout", lockout, Duration::from_secs(5 * 60))?,
             },
             identities: c.identities(raw.identities)?,
+            implicit_identities: raw.implicit_identities.unwrap_or(true),
         })
     }
 

@@ -377,6 +377,19 @@ pub enum Refusal {
         /// The request.
         id: String,
     },
+    /// Approvals given by people who are no longer approvers (removed from the policy or
+    /// unenrolled) no longer count, and too few remain.
+    #[error(
+        "request {id} no longer has the approvals it needs: {standing} of {required} approvals still come from current approvers (approvers since removed do not count); ask another approver"
+    )]
+    ApprovalsRevoked {
+        /// The request.
+        id: String,
+        /// Approvals that still count.
+        standing: u32,
+        /// Approvals needed.
+        required: u32,
+    },
     /// The person is not an approver.
     #[error(
         "{who} is not an approver: approvers are enrolled with the approver role and listed in policy.toml's approvers; ask one of them"
@@ -608,6 +621,18 @@ pub fn timed_out(r: &Request) -> Refusal {
     }
 }
 
+/// How many of `r`'s approvals still count under `rules`: those given by someone who is an
+/// approver now (the broker resolves every earlier approver's current roles), never the
+/// requester. Revocation takes effect at the next approval and at open.
+fn standing_approvals(r: &Request, rules: &Rules) -> u32 {
+    let standing = r
+        .approvals
+        .iter()
+        .filter(|a| a.by != r.requester && rules.approvers.contains(&a.by))
+        .count();
+    u32::try_from(standing).unwrap_or(u32::MAX)
+}
+
 fn check_approver(r: &Request, who: &str, rules: &Rules) -> Result<(), Refusal> {
     if who == r.requester {
         return Err(Refusal::OwnRequest {
@@ -667,17 +692,23 @@ pub fn apply(
                 at: now,
                 comment: comment.clone(),
             });
+            let standing = standing_approvals(&n, rules);
             events.push(NewEvent::new(
                 by,
                 EventKind::ApprovalGiven,
                 id,
-                json!({"comment": comment, "approvals": n.approvals.len(), "required": rules.approvals_required}),
+                json!({"comment": comment, "approvals": standing, "given": n.approvals.len(), "required": rules.approvals_required}),
             ));
-            if n.approvals.len() >= rules.approvals_required as usize {
+            if standing >= rules.approvals_required {
                 n.state = State::Approved;
                 n.approved_at = Some(now);
                 n.grant_expires_at = Some(after(now, rules.grant_window));
-                let approvers: Vec<&str> = n.approvals.iter().map(|a| a.by.as_str()).collect();
+                let approvers: Vec<&str> = n
+                    .approvals
+                    .iter()
+                    .map(|a| a.by.as_str())
+                    .filter(|by| rules.approvers.contains(*by))
+                    .collect();
                 events.push(NewEvent::new(
                     by,
                     EventKind::RequestApproved,
@@ -740,6 +771,18 @@ pub fn apply(
         }
         (Command::Open { by, session_id }, State::Approved) => {
             check_requester(r, by, &cmd)?;
+            // Still a requester now: a removed user's approved request does not open.
+            if !rules.requesters.contains(by) {
+                return Err(Refusal::NotARequester { who: by.clone() });
+            }
+            let standing = standing_approvals(r, rules);
+            if standing < rules.approvals_required {
+                return Err(Refusal::ApprovalsRevoked {
+                    id: r.id.clone(),
+                    standing,
+                    required: rules.approvals_required,
+                });
+            }
             n.state = State::Active;
             n.opened_at = Some(now);
             n.session_ends_at = Some(after(now, r.duration()));

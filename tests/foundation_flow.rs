@@ -2,7 +2,7 @@
 
 mod foundation_support;
 
-use foundation_support::{Env, POLICY};
+use foundation_support::{Env, POLICY, code_for_step, current_step};
 
 fn team() -> Env {
     let mut env = Env::new(POLICY);
@@ -270,4 +270,65 @@ fn interactive_enrolment_confirms_with_a_code_from_stdin() {
     assert!(rest.contains("Confirmed"), "{rest}");
     let users = env.run(&["user", "list", "--json"]).ok().json();
     assert!(users[0]["confirmed_at"].is_string());
+}
+
+#[test]
+fn a_removed_approvers_approval_no_longer_counts() {
+    let mut env = team();
+    let id = env.request("rita");
+    env.approve(&id, "ann").ok();
+    let removed = env.run(&["user", "remove", "ann"]).ok().stdout;
+    assert!(removed.contains("Removed ann"), "{removed}");
+    // bob's approval would be the second; ann's no longer counts, so it is one of two.
+    let after = env.approve(&id, "bob").ok().json();
+    assert_eq!(after["state"], "pending", "{after}");
+    // A third, current approver completes it.
+    let done = env.approve(&id, "cat").ok().json();
+    assert_eq!(done["state"], "approved", "{done}");
+    // ann can no longer act at all, and is no longer listed.
+    let stale = code_for_step(env.secret("ann"), current_step());
+    let other = env.request("rob");
+    env.run(&["approve", &other, "--as", "ann", "--code", &stale])
+        .refused("ann");
+    let users = env.run(&["user", "list", "--json"]).ok().stdout;
+    assert!(!users.contains("\"ann\""), "{users}");
+    let audit = env.run(&["audit", "export"]).ok().stdout;
+    assert!(audit.contains("\"user_removed\""), "{audit}");
+    // Removing a user who is not enrolled says so.
+    env.run(&["user", "remove", "ann"]).refused("ann");
+}
+
+#[test]
+fn a_rotated_secret_kills_the_old_codes() {
+    let mut env = team();
+    let id = env.request("rita");
+    let old = env.rotate("bob");
+    let old_code = code_for_step(&old, current_step());
+    env.run(&["approve", &id, "--as", "bob", "--code", &old_code])
+        .refused("bob");
+    // The new secret works.
+    let one = env.approve(&id, "bob").ok().json();
+    assert_eq!(one["approvals"].as_array().unwrap().len(), 1);
+    let audit = env.run(&["audit", "export"]).ok().stdout;
+    assert!(audit.contains("\"user_rotated\""), "{audit}");
+    assert!(!audit.contains(&old), "a secret reached the audit log");
+}
+
+#[test]
+fn a_removed_requester_cannot_act_and_through_a_daemon_may_not_remove() {
+    let mut env = team();
+    let id = env.approved("i-0abc1234", "rob", &["ann", "bob"]);
+    env.run(&["user", "remove", "rob"]).ok();
+    // Their request stays theirs to cancel; opening it is refused (broker::tests).
+    env.run(&["cancel", &id, "--as", "rob"]).ok();
+    let out = env.try_request("rob", "database disk is full", &["--duration", "20m"]);
+    assert_eq!(out.code, 1, "a removed user made a request: {}", out.stdout);
+    env.run(&[
+        "--broker",
+        "unix:/nonexistent.sock",
+        "user",
+        "remove",
+        "rob",
+    ])
+    .usage("on the broker host");
 }

@@ -210,3 +210,108 @@ fn long_poll_wakes_on_a_change() {
     let after = waiter.join().unwrap();
     assert!(after > rev, "{after} > {rev}");
 }
+
+/// The test's own user is a requester only; rita (a uid of her own) a requester, ann the one
+/// approver and reviewer. Both requesters have a request: (daemon, own request, rita's).
+fn requesters_only() -> Option<(Daemon, String, String)> {
+    if !can_switch_uid() {
+        eprintln!(
+            "not root: a second requester needs another uid; covered by serve::visibility tests"
+        );
+        return None;
+    }
+    let me = own_user();
+    let policy = format!(
+        "requesters = [\"*\"]\napprovers = [\"ann\"]\nreviewers = [\"ann\"]\n[identities]\n\"uid:{REQUESTER}\" = \"rita\"\n\"uid:{APPROVER_A}\" = \"ann\"\n"
+    );
+    let mut d = Daemon::new(
+        &policy,
+        &[(&me, "requester"), ("rita", "requester"), ("ann", "both")],
+    );
+    d.start();
+    let mine = request_as_own(&mut d);
+    let ritas = request_as(&mut d, REQUESTER, "rita");
+    Some((d, mine, ritas))
+}
+
+fn request_as_own(d: &mut Daemon) -> String {
+    let code = d.env.code(&own_user());
+    let mut args = request_args(&code);
+    args.push("--json");
+    let out = d.client(None, &args).ok().json();
+    out["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_requester_reads_only_their_own_events_and_no_identity_mappings() {
+    let Some((d, mine, ritas)) = requesters_only() else {
+        return;
+    };
+    let me = own_user();
+    // The policy without its [identities] table (uids and ARNs of others).
+    let (status, body) = d.http("GET", "/v1/policy", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains(&format!("uid:{REQUESTER}")), "{body}");
+    assert!(body.contains("withheld"), "{body}");
+    // The audit log: only events of their own request or by themselves.
+    let (status, body) = d.http("GET", "/v1/audit?after=0&limit=1000", "");
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert!(!events.is_empty());
+    for e in &events {
+        assert!(
+            e["actor"] == me.as_str() || e["request_id"] == mine.as_str(),
+            "someone else's event shown: {e}"
+        );
+    }
+    // Someone else's request's events: refused; their own: shown.
+    let (status, body) = d.http("GET", &format!("/v1/requests/{ritas}/events"), "");
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = d.http("GET", &format!("/v1/requests/{mine}/events"), "");
+    assert_eq!(status, 200, "{body}");
+    // An approver (ann) sees everything, rita's events included.
+    let all = d.client(Some(APPROVER_A), &["audit", "export"]).ok().stdout;
+    assert!(all.contains(&ritas), "{all}");
+    let policy = d
+        .client(Some(APPROVER_A), &["policy", "check", "--json"])
+        .ok()
+        .stdout;
+    assert!(policy.contains(&format!("uid:{REQUESTER}")), "{policy}");
+}
+
+#[test]
+fn a_denial_without_a_comment_is_refused_on_the_wire() {
+    let Some((d, _, ritas)) = requesters_only() else {
+        return;
+    };
+    // The comment is checked before the code or the role: nothing is spent or audited.
+    let code = "123456";
+    for body in [
+        format!(r#"{{"code":"{code}"}}"#),
+        format!(r#"{{"code":"{code}","comment":"  "}}"#),
+    ] {
+        let (status, reply) = d.http("POST", &format!("/v1/requests/{ritas}/deny"), &body);
+        assert_eq!(status, 400, "{reply}");
+        assert!(reply.contains("needs a comment"), "{reply}");
+    }
+    // Through the CLI as the approver: the request is still pending.
+    let shown = d
+        .client(Some(APPROVER_A), &["show", &ritas, "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["request"]["state"], "pending", "{shown}");
+}
+
+#[test]
+fn implicit_identities_off_refuses_the_os_name_mapping() {
+    let me = own_user();
+    let mut d = Daemon::new(
+        "requesters = [\"*\"]\napprovers = [\"*\"]\nimplicit_identities = false\n",
+        &[(&me, "both")],
+    );
+    d.start();
+    let (status, body) = d.http("GET", "/v1/whoami", "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("is not a sombrero user"), "{body}");
+    d.client(None, &["list"]).refused("is not a sombrero user");
+}

@@ -14,14 +14,11 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use futures_util::future::BoxFuture;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use pink_sombrero::api::BrokerApi;
 use pink_sombrero::remote::{BoxIo, Connector, RemoteBroker, TlsConnector, UnixConnector};
 use pink_sombrero::serve::tcp::MAX_FAILED_PROOFS;
 use pink_sombrero::serve::tls::client_config;
-use tcp_support::{BAD_KEY, CountingSts, daemon, pki, signer};
+use tcp_support::{BAD_KEY, CountingSts, connect, daemon, pki, signer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How many calls each test makes on one client.
@@ -43,8 +40,14 @@ impl<C: Connector> Connector for Counting<C> {
     fn host(&self) -> String {
         self.inner.host()
     }
-    fn authorization(&self) -> BoxFuture<'_, Result<Option<String>, String>> {
-        self.inner.authorization()
+    fn binding(&self, io: &BoxIo) -> Result<Option<String>, String> {
+        self.inner.binding(io)
+    }
+    fn authorization<'a>(
+        &'a self,
+        binding: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        self.inner.authorization(binding)
     }
 }
 
@@ -178,43 +181,26 @@ async fn a_connection_presenting_refused_proofs_is_closed() {
     let sts = CountingSts::start("arn:aws:iam::123456789012:user/mallory").await;
     let d = daemon(&pki, &sts.endpoint, "", &[]);
     let bad = Credentials::new(BAD_KEY, "secret", None, None, "test");
+    let mut c = connect(&pki.ca, "localhost", d.port).await;
     let proof = signer(&sts.endpoint, bad)
-        .sign("localhost")
+        .sign("localhost", &c.binding)
         .await
         .unwrap()
         .to_header();
-
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", d.port))
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(client_config(Some(&pki.ca)).unwrap())
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    let conn = tokio::spawn(conn);
     for i in 1..=MAX_FAILED_PROOFS {
-        sender.ready().await.unwrap();
-        let req = hyper::Request::get("/v1/whoami")
-            .header("host", "localhost")
-            .header("authorization", &proof)
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), 401, "proof {i}");
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = String::from_utf8_lossy(&body);
-        assert!(body.contains("SignatureDoesNotMatch"), "{body}");
+        let (status, body, _) = c
+            .get("localhost", "/v1/whoami", Some(&proof))
+            .await
+            .unwrap_or_else(|| panic!("closed before proof {i}"));
+        assert_eq!(status, 401, "proof {i}");
+        assert!(body.to_string().contains("SignatureDoesNotMatch"), "{body}");
     }
     // The last refusal closed the connection: nothing more reaches STS through it.
     assert!(
-        sender.ready().await.is_err(),
+        c.sender.ready().await.is_err(),
         "the connection is still open"
     );
-    tokio::time::timeout(PATIENCE, conn)
+    tokio::time::timeout(PATIENCE, c.closed)
         .await
         .expect("the connection did not end")
         .unwrap()

@@ -9,6 +9,9 @@ use moto_support::moto;
 use pink_sombrero::serve::sts::{ServerId, StsEndpoint, StsError, Verifier};
 use tcp_support::{free_port, iam_user, signer, unique};
 
+/// The channel binding of the connection these proofs are made for.
+const BOUND: &str = "0a0b0c0d";
+
 fn verifier(endpoint: &str, id: &str) -> Verifier {
     Verifier::new(
         StsEndpoint::parse(endpoint).unwrap(),
@@ -21,8 +24,14 @@ fn verifier(endpoint: &str, id: &str) -> Verifier {
 async fn the_identity_is_the_iam_user_whose_keys_signed() {
     let Some(moto) = moto() else { return };
     let (arn, keys) = iam_user(&moto, &unique("alice")).await;
-    let proof = signer(&moto, keys).sign("broker.test").await.unwrap();
-    let identity = verifier(&moto, "broker.test").verify(&proof).await.unwrap();
+    let proof = signer(&moto, keys)
+        .sign("broker.test", BOUND)
+        .await
+        .unwrap();
+    let identity = verifier(&moto, "broker.test")
+        .verify(&proof, BOUND)
+        .await
+        .unwrap();
     assert_eq!(identity.arn, arn);
     assert!(
         arn.starts_with("arn:aws:iam::") && arn.contains(":user/alice-"),
@@ -36,19 +45,25 @@ async fn two_users_get_two_identities() {
     let (alice, alice_keys) = iam_user(&moto, &unique("alice")).await;
     let (bob, bob_keys) = iam_user(&moto, &unique("bob")).await;
     let v = verifier(&moto, "broker.test");
-    let a = signer(&moto, alice_keys).sign("broker.test").await.unwrap();
-    let b = signer(&moto, bob_keys).sign("broker.test").await.unwrap();
-    assert_eq!(v.verify(&a).await.unwrap().arn, alice);
-    assert_eq!(v.verify(&b).await.unwrap().arn, bob);
+    let a = signer(&moto, alice_keys)
+        .sign("broker.test", BOUND)
+        .await
+        .unwrap();
+    let b = signer(&moto, bob_keys)
+        .sign("broker.test", BOUND)
+        .await
+        .unwrap();
+    assert_eq!(v.verify(&a, BOUND).await.unwrap().arn, alice);
+    assert_eq!(v.verify(&b, BOUND).await.unwrap().arn, bob);
 }
 
 #[tokio::test]
 async fn a_proof_for_another_broker_never_reaches_sts() {
     let Some(moto) = moto() else { return };
     let (_, keys) = iam_user(&moto, &unique("mallory")).await;
-    let proof = signer(&moto, keys).sign("evil.test").await.unwrap();
+    let proof = signer(&moto, keys).sign("evil.test", BOUND).await.unwrap();
     let err = verifier(&moto, "broker.test")
-        .verify(&proof)
+        .verify(&proof, BOUND)
         .await
         .unwrap_err();
     assert!(matches!(err, StsError::Rejected(_)), "{err}");
@@ -59,9 +74,12 @@ async fn a_proof_for_another_broker_never_reaches_sts() {
 async fn an_unreachable_sts_is_unavailable_not_unauthorised() {
     let endpoint = format!("http://127.0.0.1:{}", free_port());
     let keys = Credentials::new("AKID", "secret", None, None, "test");
-    let proof = signer(&endpoint, keys).sign("broker.test").await.unwrap();
+    let proof = signer(&endpoint, keys)
+        .sign("broker.test", BOUND)
+        .await
+        .unwrap();
     let err = verifier(&endpoint, "broker.test")
-        .verify(&proof)
+        .verify(&proof, BOUND)
         .await
         .unwrap_err();
     assert!(matches!(err, StsError::Unavailable { .. }), "{err}");
@@ -119,18 +137,18 @@ async fn sts_refusing_a_signature_is_a_401_carrying_its_message() {
     let v = verifier(&moto.endpoint, "broker.test");
 
     let good = signer(&moto.endpoint, keys.clone())
-        .sign("broker.test")
+        .sign("broker.test", BOUND)
         .await
         .unwrap();
-    assert_eq!(v.verify(&good).await.unwrap().arn, arn);
+    assert_eq!(v.verify(&good, BOUND).await.unwrap().arn, arn);
 
     // Alice's key id without her secret: a forged identity.
     let forged_keys = Credentials::new(keys.access_key_id(), "guessed", None, None, "test");
     let forged = signer(&moto.endpoint, forged_keys)
-        .sign("broker.test")
+        .sign("broker.test", BOUND)
         .await
         .unwrap();
-    let err = v.verify(&forged).await.unwrap_err();
+    let err = v.verify(&forged, BOUND).await.unwrap_err();
     assert!(matches!(err, StsError::Refused(_)), "{err}");
     assert_eq!(err.status(), 401);
     assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
@@ -148,6 +166,6 @@ async fn sts_refusing_a_signature_is_a_401_carrying_its_message() {
             value.replace_range(14..15, digit);
         }
     }
-    let err = v.verify(&altered).await.unwrap_err();
+    let err = v.verify(&altered, BOUND).await.unwrap_err();
     assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
 }

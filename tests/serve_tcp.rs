@@ -13,17 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use http_body_util::{BodyExt, Empty};
 use hyper::StatusCode;
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use moto_support::moto;
 use pink_sombrero::serve::sts::{MAX_AGE, Proof};
 use pink_sombrero::serve::tls::client_config;
-use tcp_support::{BIN, Daemon, Pki, daemon, free_port, iam_user, pki, signer, unique};
+use tcp_support::{BIN, Daemon, Pki, connect, daemon, free_port, iam_user, pki, signer, unique};
 
-/// GET `path` over TLS trusting `ca`, as `host`, with `authorization`; the status and body.
+/// GET `path` on a new TLS connection trusting `ca`, as `host`, with `authorization`; the
+/// status, body and challenge.
 async fn get(
     ca: &Path,
     host: &str,
@@ -31,41 +28,25 @@ async fn get(
     path: &str,
     authorization: Option<&str>,
 ) -> (StatusCode, serde_json::Value, Option<String>) {
-    let tls = client_config(Some(ca)).unwrap();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
-    let mut req = hyper::Request::get(format!("https://{host}:{port}{path}"));
-    if let Some(a) = authorization {
-        req = req.header("authorization", a);
-    }
-    let resp = client
-        .request(req.body(Empty::new()).unwrap())
+    let mut c = connect(ca, host, port).await;
+    c.get(host, path, authorization)
         .await
-        .unwrap();
-    let status = resp.status();
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)));
-    (status, json, challenge)
+        .expect("the daemon closed the connection")
 }
 
-async fn whoami(pki: &Pki, d: &Daemon, proof: &Proof) -> (StatusCode, serde_json::Value) {
-    let (status, body, _) = get(
-        &pki.ca,
-        "localhost",
-        d.port,
-        "/v1/whoami",
-        Some(&proof.to_header()),
-    )
-    .await;
+/// `GET /v1/whoami` on a new connection to `localhost` with the proof `make` signs for it
+/// (given the connection's channel binding).
+async fn whoami(
+    pki: &Pki,
+    d: &Daemon,
+    make: impl AsyncFnOnce(&str) -> Proof,
+) -> (StatusCode, serde_json::Value) {
+    let mut c = connect(&pki.ca, "localhost", d.port).await;
+    let proof = make(&c.binding).await;
+    let (status, body, _) = c
+        .get("localhost", "/v1/whoami", Some(&proof.to_header()))
+        .await
+        .expect("the daemon closed the connection");
     (status, body)
 }
 
@@ -81,23 +62,23 @@ async fn whoami_over_tls_is_the_user_mapped_from_the_arn_sts_reports() {
     let (arn, keys) = iam_user(&moto, &unique("alice")).await;
     let d = daemon(&pki, &moto, &format!("{arn:?} = \"alice\""), &[]);
 
-    let proof = signer(&moto, keys.clone()).sign("localhost").await.unwrap();
-    let (status, me) = whoami(&pki, &d, &proof).await;
+    let alice = signer(&moto, keys);
+    let (status, me) = whoami(&pki, &d, async |b| {
+        alice.sign("localhost", b).await.unwrap()
+    })
+    .await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["user"], "alice");
     assert_eq!(me["external"], arn.as_str());
     assert_eq!(me["via"]["kind"], "iam");
 
     // The certificate's other name is a server id too, when the client dials by address.
-    let by_ip = signer(&moto, keys).sign("127.0.0.1").await.unwrap();
-    let (status, me, _) = get(
-        &pki.ca,
-        "127.0.0.1",
-        d.port,
-        "/v1/whoami",
-        Some(&by_ip.to_header()),
-    )
-    .await;
+    let mut c = connect(&pki.ca, "127.0.0.1", d.port).await;
+    let by_ip = alice.sign("127.0.0.1", &c.binding).await.unwrap();
+    let (status, me, _) = c
+        .get("127.0.0.1", "/v1/whoami", Some(&by_ip.to_header()))
+        .await
+        .unwrap();
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["user"], "alice");
 }
@@ -117,29 +98,35 @@ async fn tampered_misdirected_stale_or_missing_proofs_are_refused() {
     };
 
     // The body changed to another action.
-    let mut proof = alice.sign("localhost").await.unwrap();
-    proof.body = "Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam::1:role/admin".into();
-    refused(whoami(&pki, &d, &proof).await, "GetCallerIdentity");
+    let changed = async |b: &str| {
+        let mut proof = alice.sign("localhost", b).await.unwrap();
+        proof.body =
+            "Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam::1:role/admin".into();
+        proof
+    };
+    refused(whoami(&pki, &d, changed).await, "GetCallerIdentity");
 
     // Made for another broker (replayed here by it).
-    let proof = alice.sign("other-broker.example").await.unwrap();
-    refused(whoami(&pki, &d, &proof).await, "other-broker.example");
+    let other = async |b: &str| alice.sign("other-broker.example", b).await.unwrap();
+    refused(whoami(&pki, &d, other).await, "other-broker.example");
 
     // Made for another STS host.
     let elsewhere = signer("https://sts.us-east-1.amazonaws.com", keys.clone());
-    let proof = elsewhere.sign("localhost").await.unwrap();
-    refused(
-        whoami(&pki, &d, &proof).await,
-        "sts.us-east-1.amazonaws.com",
-    );
+    let proof = async |b: &str| elsewhere.sign("localhost", b).await.unwrap();
+    refused(whoami(&pki, &d, proof).await, "sts.us-east-1.amazonaws.com");
 
     // Stale.
     let then = SystemTime::now() - MAX_AGE - Duration::from_secs(30);
-    let proof = alice.sign_at("localhost", then).await.unwrap();
-    refused(whoami(&pki, &d, &proof).await, "sign a fresh one");
+    let stale = async |b: &str| alice.sign_at("localhost", b, then).await.unwrap();
+    refused(whoami(&pki, &d, stale).await, "sign a fresh one");
+
+    // Made on another TLS connection (seen there, replayed here): refused, never sent to STS.
+    let elsewhere = connect(&pki.ca, "localhost", d.port).await;
+    let replayed = async |_: &str| alice.sign("localhost", &elsewhere.binding).await.unwrap();
+    refused(whoami(&pki, &d, replayed).await, "another TLS connection");
 
     // A client-supplied ARN is not an identity: the proof format has no such field.
-    let mut json = serde_json::to_value(alice.sign("localhost").await.unwrap()).unwrap();
+    let mut json = serde_json::to_value(alice.sign("localhost", "00").await.unwrap()).unwrap();
     json["arn"] = arn.clone().into();
     let forged = format!(
         "SombreroSTS {}",
@@ -162,8 +149,9 @@ async fn an_arn_the_policy_does_not_map_is_refused() {
     let (alice, _) = iam_user(&moto, &unique("alice")).await;
     let (mallory, keys) = iam_user(&moto, &unique("mallory")).await;
     let d = daemon(&pki, &moto, &format!("{alice:?} = \"alice\""), &[]);
-    let proof = signer(&moto, keys).sign("localhost").await.unwrap();
-    let (status, body) = whoami(&pki, &d, &proof).await;
+    let mallory_signs = signer(&moto, keys);
+    let proof = async |b: &str| mallory_signs.sign("localhost", b).await.unwrap();
+    let (status, body) = whoami(&pki, &d, proof).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["kind"], "identity");
     assert!(
@@ -185,10 +173,16 @@ async fn an_explicit_server_id_replaces_the_certificate_names() {
         &["--server-id", "broker.team.example"],
     );
     let alice = signer(&moto, keys);
-    let proof = alice.sign("broker.team.example").await.unwrap();
-    assert_eq!(whoami(&pki, &d, &proof).await.0, StatusCode::OK);
-    let proof = alice.sign("localhost").await.unwrap();
-    assert_eq!(whoami(&pki, &d, &proof).await.0, StatusCode::UNAUTHORIZED);
+    let proof = async |b: &str| alice.sign("broker.team.example", b).await.unwrap();
+    assert_eq!(whoami(&pki, &d, proof).await.0, StatusCode::OK);
+    // Bound to another server id (the certificate's own name): 401.
+    let proof = async |b: &str| alice.sign("localhost", b).await.unwrap();
+    let (status, body) = whoami(&pki, &d, proof).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        message(&body).contains("\"localhost\", not this one"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -198,8 +192,9 @@ async fn an_unreachable_sts_is_a_503() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let d = daemon(&pki, &dead, "", &[]);
     let keys = Credentials::new("AKID", "secret", None, None, "test");
-    let proof = signer(&dead, keys).sign("localhost").await.unwrap();
-    let (status, body) = whoami(&pki, &d, &proof).await;
+    let dead_signs = signer(&dead, keys);
+    let proof = async |b: &str| dead_signs.sign("localhost", b).await.unwrap();
+    let (status, body) = whoami(&pki, &d, proof).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["kind"], "unavailable");
     assert!(message(&body).contains(&dead), "{body}");
@@ -254,15 +249,33 @@ fn bad_tls_or_sts_options_are_usage_errors_before_the_data_dir_is_touched() {
     assert!(serve(&[]).contains("--tls-cert"));
     let stderr = serve(&["--tls-cert", key, "--tls-key", key]);
     assert!(stderr.contains("no CERTIFICATE block"), "{stderr}");
-    let stderr = serve(&[
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        key,
-        "--sts-endpoint",
-        "ftp://x",
-    ]);
-    assert!(stderr.contains("bad STS endpoint"), "{stderr}");
+    // A scheme that is not https, or plain http to a non-loopback STS (proofs in the clear).
+    for (sts, says) in [
+        ("ftp://x", "bad STS endpoint"),
+        ("http://sts.example.com", "loopback"),
+    ] {
+        let stderr = serve(&["--tls-cert", cert, "--tls-key", key, "--sts-endpoint", sts]);
+        assert!(stderr.contains(says), "{sts}: {stderr}");
+    }
+    // A wildcard certificate without an exact --server-id: proofs for any host it covers
+    // would be accepted, so the broker refuses to start.
+    let (wild, wild_key) = tcp_support::wildcard_cert(dir.path());
+    let (wild, wild_key) = (wild.to_str().unwrap(), wild_key.to_str().unwrap());
+    let sts = ["--sts-endpoint", "http://127.0.0.1:9"];
+    let stderr = serve(&[&["--tls-cert", wild, "--tls-key", wild_key][..], &sts].concat());
+    assert!(
+        stderr.contains("wildcard") && stderr.contains("--server-id"),
+        "{stderr}"
+    );
+    let stderr = serve(
+        &[
+            &["--tls-cert", wild, "--tls-key", wild_key][..],
+            &sts,
+            &["--server-id", "*.corp.test"],
+        ]
+        .concat(),
+    );
+    assert!(stderr.contains("no wildcard"), "{stderr}");
     assert!(!data.exists(), "the data dir was created");
 }
 
@@ -337,4 +350,74 @@ async fn the_cli_over_https_proves_its_own_aws_identity() {
         stderr.contains("UnknownIssuer") || stderr.contains("certificate"),
         "{stderr}"
     );
+}
+
+/// A proof with its signature removed (the `authorization` header dropped): cheap to make by
+/// the thousand, never worth an STS call.
+fn unsigned(mut proof: Proof) -> String {
+    proof.headers.retain(|(n, _)| n != "authorization");
+    proof.to_header()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unsigned_proofs_is_refused_before_sts_and_rate_limited_per_source() {
+    use pink_sombrero::serve::proof_rate::BURST;
+    use pink_sombrero::serve::tcp::MAX_FAILED_PROOFS;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let arn = "arn:aws:iam::123456789012:user/alice";
+    let sts = tcp_support::CountingSts::start(arn).await;
+    let d = daemon(&pki, &sts.endpoint, &format!("{arn:?} = \"alice\""), &[]);
+    let alice = signer(
+        &sts.endpoint,
+        Credentials::new("AKIDALICE", "secret", None, None, "test"),
+    );
+
+    // From 127.0.0.2: every refusal counts, the third closes the connection.
+    let mut refused = 0;
+    let mut limited = 0;
+    for _ in 0..(BURST as usize + 6) {
+        let mut c =
+            tcp_support::connect_from(&pki.ca, "localhost", d.port, Some("127.0.0.2")).await;
+        let proof = unsigned(alice.sign("localhost", &c.binding).await.unwrap());
+        for i in 1..=MAX_FAILED_PROOFS {
+            let (status, body, _) = c
+                .get("localhost", "/v1/whoami", Some(&proof))
+                .await
+                .unwrap_or_else(|| panic!("closed before refusal {i}"));
+            match status {
+                StatusCode::UNAUTHORIZED => {
+                    assert!(message(&body).contains("not signed"), "{body}");
+                    refused += 1;
+                }
+                StatusCode::TOO_MANY_REQUESTS => limited += 1,
+                other => panic!("{other}: {body}"),
+            }
+        }
+        assert!(
+            c.get("localhost", "/v1/whoami", Some(&proof))
+                .await
+                .is_none(),
+            "a connection with {MAX_FAILED_PROOFS} refusals stayed open"
+        );
+    }
+    // The burst, plus what refilled while the test ran.
+    assert!(refused >= BURST as usize, "{refused} refused");
+    assert!(limited > 0);
+    assert_eq!(sts.calls(), 0, "an unsigned proof reached STS");
+
+    // Another source (a legitimate client) is unaffected, and its proof is checked once.
+    let mut c = connect(&pki.ca, "localhost", d.port).await;
+    let proof = alice
+        .sign("localhost", &c.binding)
+        .await
+        .unwrap()
+        .to_header();
+    let (status, me, _) = c
+        .get("localhost", "/v1/whoami", Some(&proof))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["user"], "alice");
+    assert_eq!(sts.calls(), 1);
 }

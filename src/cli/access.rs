@@ -137,6 +137,21 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a user: no roles, no working codes, their approvals stop counting (audited;
+    /// on the broker host only).
+    Remove {
+        /// User name.
+        name: String,
+    },
+    /// Give a user a new TOTP secret, shown once; the old one stops working at once (audited;
+    /// on the broker host only).
+    Rotate {
+        /// User name.
+        name: String,
+        /// Print `{"name","secret_base32","otpauth_uri"}` and skip the confirmation.
+        #[arg(long)]
+        json: bool,
+    },
     /// List enrolled users.
     List {
         /// Print JSON.
@@ -561,75 +576,122 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
                     "--role {role:?} is not one of requester, approver, reviewer, both"
                 ))
             })?;
-            if let Some(e) = remote_endpoint(g)? {
-                return Err(ExitError::usage(format!(
-                    "enrolling {name} shows their new TOTP secret, which must not travel: run `sombrero user add` on the broker host, not through --broker {e}"
-                ))
-                .into());
-            }
+            local_only(
+                g,
+                &format!(
+                    "enrolling {name} shows their new TOTP secret, which must not travel: run `sombrero user add`"
+                ),
+            )?;
             let b = open_local(g)?;
             let e = b.enrol_user(&name, roles).map_err(fail)?;
-            if json {
-                print_json(&e)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!("Enrolled {name}. Add this to an authenticator app (scan or type it):\n");
-            println!(
-                "{}",
-                mfa::qr_terminal(&e.otpauth_uri).map_err(|x| anyhow::anyhow!(x))?
-            );
-            println!("  {}", e.otpauth_uri);
-            println!("  secret: {}\n", e.secret_base32);
-            let tries = if std::io::stdin().is_terminal() { 3 } else { 1 };
-            let mut last = None;
-            for _ in 0..tries {
-                let c = code(None, &name)?;
-                match b.confirm_enrolment(&name, &c) {
-                    Ok(()) => {
-                        println!("Confirmed: {name} can now use codes from that authenticator.");
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    Err(err) => {
-                        eprintln!("sombrero: {err}");
-                        last = Some(err);
-                    }
-                }
-            }
-            let why = last.map(|e| e.to_string()).unwrap_or_default();
-            Err(ExitError::refused(format!(
-                "{name} is enrolled but the code was not confirmed ({why}); fix the authenticator entry before using it"
-            ))
-            .into())
+            show_and_confirm(&b, &name, &e, json, "Enrolled")
         }
-        UserCommand::List { json } => {
-            let b = connect(g)?;
-            let users = b.users().map_err(fail)?;
-            if json {
-                print_json(&users)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!("{:<16} {:<28} {:<10} STATUS", "NAME", "ROLES", "CONFIRMED");
-            for u in users {
-                let roles: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
-                let status = match u.locked_until {
-                    Some(t) => format!("locked until {}", time(t)),
-                    None => "ok".to_string(),
-                };
-                let confirmed = if u.confirmed_at.is_some() {
-                    "yes"
-                } else {
-                    "no"
-                };
-                println!(
-                    "{:<16} {:<28} {:<10} {status}",
-                    u.name,
-                    roles.join(","),
-                    confirmed
-                );
-            }
+        UserCommand::Remove { name } => {
+            local_only(
+                g,
+                &format!("removing {name} changes who holds a secret: run `sombrero user remove`"),
+            )?;
+            open_local(g)?.remove_user(&name).map_err(fail)?;
+            println!(
+                "Removed {name}: no roles, no working codes; approvals they gave no longer count."
+            );
             Ok(ExitCode::SUCCESS)
         }
+        UserCommand::Rotate { name, json } => {
+            local_only(
+                g,
+                &format!(
+                    "rotating {name} shows their new TOTP secret, which must not travel: run `sombrero user rotate`"
+                ),
+            )?;
+            let b = open_local(g)?;
+            let e = b.rotate_user(&name).map_err(fail)?;
+            show_and_confirm(&b, &name, &e, json, "New secret for")
+        }
+        UserCommand::List { json } => list_users(g, json),
     }
+}
+
+/// Refuses a user command through `--broker`: `what` says why it must run on the broker host.
+fn local_only(g: &GlobalOpts, what: &str) -> anyhow::Result<()> {
+    match remote_endpoint(g)? {
+        Some(e) => Err(ExitError::usage(format!(
+            "{what} on the broker host, not through --broker {e}"
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// Shows a new secret once (JSON, or a QR code and the URI), then asks for a code to confirm.
+fn show_and_confirm(
+    b: &Broker,
+    name: &str,
+    e: &mfa::Enrolment,
+    json: bool,
+    heading: &str,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(&e)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{heading} {name}. Add this to an authenticator app (scan or type it):\n");
+    println!(
+        "{}",
+        mfa::qr_terminal(&e.otpauth_uri).map_err(|x| anyhow::anyhow!(x))?
+    );
+    println!("  {}", e.otpauth_uri);
+    println!("  secret: {}\n", e.secret_base32);
+    let tries = if std::io::stdin().is_terminal() { 3 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let c = code(None, name)?;
+        match b.confirm_enrolment(name, &c) {
+            Ok(()) => {
+                println!("Confirmed: {name} can now use codes from that authenticator.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(err) => {
+                eprintln!("sombrero: {err}");
+                last = Some(err);
+            }
+        }
+    }
+    let why = last.map(|e| e.to_string()).unwrap_or_default();
+    Err(ExitError::refused(format!(
+        "{name} is enrolled but the code was not confirmed ({why}); fix the authenticator entry before using it"
+    ))
+    .into())
+}
+
+/// `sombrero user list`.
+fn list_users(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
+    let b = connect(g)?;
+    let users = b.users().map_err(fail)?;
+    if json {
+        print_json(&users)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<16} {:<28} {:<10} STATUS", "NAME", "ROLES", "CONFIRMED");
+    for u in users {
+        let roles: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
+        let status = match u.locked_until {
+            Some(t) => format!("locked until {}", time(t)),
+            None => "ok".to_string(),
+        };
+        let confirmed = if u.confirmed_at.is_some() {
+            "yes"
+        } else {
+            "no"
+        };
+        println!(
+            "{:<16} {:<28} {:<10} {status}",
+            u.name,
+            roles.join(","),
+            confirmed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `sombrero policy ...`.

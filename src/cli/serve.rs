@@ -35,12 +35,13 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// STS endpoint that checks clients' identity proofs. Default: the regional endpoint
-    /// (https://sts.REGION.amazonaws.com) of --region or the AWS default chain.
+    /// STS endpoint that checks clients' identity proofs (https; http only on loopback, for
+    /// an emulator). Default: the regional endpoint (https://sts.REGION.amazonaws.com) of
+    /// --region or the AWS default chain.
     #[arg(long, value_name = "URL")]
     pub sts_endpoint: Option<String>,
-    /// The name clients' identity proofs must be bound to. Default: any DNS name or address
-    /// the TLS certificate is valid for (the names clients reach the broker by).
+    /// The exact name clients' identity proofs must be bound to. Default: any DNS name or
+    /// address the TLS certificate is valid for; required when the certificate has a wildcard.
     #[arg(long, value_name = "NAME")]
     pub server_id: Option<String>,
     /// Seconds a session's client may answer nothing (not even a ping) before the daemon treats
@@ -80,10 +81,8 @@ async fn tcp_setup(g: &GlobalOpts, a: &ServeArgs) -> anyhow::Result<Option<TcpSe
         }
     }
     .map_err(|e| ExitError::usage(e.to_string()))?;
-    let server_id = match &a.server_id {
-        Some(id) => ServerId::Named(id.clone()),
-        None => ServerId::Certified(tls.clone()),
-    };
+    let server_id = ServerId::for_tls(a.server_id.as_deref(), &tls)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
     let verifier =
         Verifier::new(endpoint, server_id).map_err(|e| ExitError::usage(e.to_string()))?;
     Ok(Some(TcpSetup { tls, verifier }))

@@ -175,15 +175,15 @@ where
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let req = relay::request_for(&*connector, path)
-            .await
-            .map_err(|e| ExitError::refused(e.to_string()))?;
         let io = connector.connect().await.map_err(|e| {
             ExitError::refused(format!(
                 "cannot reach the broker at {}: {e} (is `sombrero serve` running, and may you use its socket?)",
                 remote.endpoint()
             ))
         })?;
+        let req = relay::request_for(&*connector, &io, path)
+            .await
+            .map_err(|e| ExitError::refused(e.to_string()))?;
         session(io, req).await.map_err(|e| match e {
             RelayError::Refused(m) => ExitError::refused(m).into(),
             other => anyhow::Error::new(other),

@@ -178,13 +178,13 @@ async fn open_relayed(
     } else {
         relay::session_path(&req.request_id, size)
     };
-    let http = relay::request_for(&*connector, &path)
-        .await
-        .map_err(|e| e.to_string())?;
     let io = connector
         .connect()
         .await
         .map_err(|e| format!("cannot reach the broker: {e}"))?;
+    let http = relay::request_for(&*connector, &io, &path)
+        .await
+        .map_err(|e| e.to_string())?;
     let (relayed, events) = relay::connect(io, http).await.map_err(|e| e.to_string())?;
     let (input, mut keys) = mpsc::channel::<Vec<u8>>(QUEUE);
     let handle = relayed.handle.clone();

@@ -8,13 +8,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OnceCell;
 
 use crate::config::GlobalOpts;
-use crate::serve::sts::{ClientProofs, ProofSigner};
+use crate::serve::sts::{ClientProofs, ProofSigner, channel_binding};
 use crate::serve::tls::client_config;
 
 /// A byte stream to the daemon.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::any::Any {}
 
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A TLS connection to the daemon, as [`TlsConnector`] opens it.
+type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A boxed byte stream.
 pub type BoxIo = Box<dyn Io>;
@@ -26,9 +29,20 @@ pub trait Connector: Send + Sync {
     fn connect(&self) -> BoxFuture<'static, std::io::Result<BoxIo>>;
     /// The `Host` header for requests on it.
     fn host(&self) -> String;
-    /// The `Authorization` header for requests on it, when the transport needs one (the
-    /// IAM identity proof over TLS); `Err` says why none could be made.
-    fn authorization(&self) -> BoxFuture<'_, Result<Option<String>, String>> {
+    /// The channel binding of `io` (a connection this connector opened), when the transport
+    /// binds identity proofs to connections (TLS); `Err` when it should and cannot.
+    fn binding(&self, io: &BoxIo) -> Result<Option<String>, String> {
+        let _ = io;
+        Ok(None)
+    }
+    /// The `Authorization` header for requests on the connection whose [`Connector::binding`]
+    /// is `binding`, when the transport needs one (the IAM identity proof over TLS); `Err`
+    /// says why none could be made.
+    fn authorization<'a>(
+        &'a self,
+        binding: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        let _ = binding;
         Box::pin(async { Ok(None) })
     }
 }
@@ -62,7 +76,7 @@ impl Connector for UnixConnector {
 
 /// TLS over TCP to `HOST:PORT`, trusting the `--ca` file (else the webpki roots), each
 /// request carrying an identity proof signed with the client's own AWS credentials and bound
-/// to HOST, the name the certificate was checked against.
+/// to HOST, the name the certificate was checked against, and to the TLS connection itself.
 pub struct TlsConnector {
     addr: String,
     name: ServerName<'static>,
@@ -129,8 +143,21 @@ impl Connector for TlsConnector {
         self.addr.clone()
     }
 
-    fn authorization(&self) -> BoxFuture<'_, Result<Option<String>, String>> {
+    fn binding(&self, io: &BoxIo) -> Result<Option<String>, String> {
+        let tls = (&**io as &dyn std::any::Any)
+            .downcast_ref::<TlsStream>()
+            .ok_or("the connection is not a TLS connection this connector opened")?;
+        channel_binding(&**tls.get_ref().1)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    fn authorization<'a>(
+        &'a self,
+        binding: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
         Box::pin(async move {
+            let binding = binding.ok_or("no channel binding for this TLS connection")?;
             // Credentials load on first use, inside the client's runtime.
             let proofs = self
                 .proofs
@@ -140,7 +167,11 @@ impl Connector for TlsConnector {
                     Ok::<_, String>(ClientProofs::new(signer, &self.server_id()))
                 })
                 .await?;
-            proofs.header().await.map(Some).map_err(|e| e.to_string())
+            proofs
+                .header(binding)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string())
         })
     }
 }

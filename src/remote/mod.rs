@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -247,34 +247,21 @@ impl Inner {
         body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes)> {
         let ep = &self.endpoint;
-        let proof = match self.connector.authorization().await {
-            Ok(proof) => proof,
-            Err(message) => {
-                // An unreachable broker is the likelier fix: say that first.
-                if let Err(SendError::Connect(e) | SendError::Unknown(e)) = self.pool.reach().await
-                {
-                    return Err(unavailable(ep, e));
-                }
-                return Err(BrokerError::Remote {
-                    kind: ErrorKind::Identity,
-                    message,
-                });
-            }
-        };
-        let mut req = hyper::Request::builder()
+        // The pool adds the identity proof: it is bound to the connection it goes on.
+        let req = hyper::Request::builder()
             .method(method.clone())
             .uri(&path)
             .header(HOST, self.connector.host())
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(proof) = proof {
-            req = req.header(AUTHORIZATION, proof);
-        }
-        let req = req
+            .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| BrokerError::Internal(format!("cannot build the request: {e}")))?;
         let (resp, lease) = self.pool.send(&req).await.map_err(|e| match e {
             SendError::Connect(e) => unavailable(ep, e),
             SendError::Unknown(e) => outcome_unknown(ep, &method, &path, e),
+            SendError::Identity(message) => BrokerError::Remote {
+                kind: ErrorKind::Identity,
+                message,
+            },
         })?;
         let status = resp.status();
         let bytes = resp

@@ -5,6 +5,9 @@
 //! header-read timeout, or restarted). A request hyper hands back unsent is sent again on a fresh
 //! connection whatever its method; one that broke after it was written is sent again only when
 //! it is a GET. Anything else may or may not have been applied, and the caller is told so.
+//!
+//! Over TLS each request carries an identity proof bound to the connection it is sent on, so
+//! the pool adds the `Authorization` header itself, per connection ([`Connector::binding`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +28,12 @@ pub const REUSE_FOR: Duration = Duration::from_secs(10);
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// One kept connection: its sender and its channel binding (None on a Unix socket).
+struct Conn {
+    sender: Sender,
+    binding: Option<String>,
+}
+
 /// Why a request got no response.
 #[derive(Debug)]
 pub enum SendError {
@@ -32,17 +41,19 @@ pub enum SendError {
     Connect(String),
     /// The connection broke after the request was written: it may have been applied.
     Unknown(String),
+    /// No identity proof could be made for the connection (nothing was sent).
+    Identity(String),
 }
 
 /// Idle connections to one daemon.
 pub struct Pool {
     connector: Arc<dyn Connector>,
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 /// A connection with a request in flight; give it back with [`Pool::put`] once the response
 /// body has been read.
-pub struct Lease(Sender);
+pub struct Lease(Conn);
 
 impl Pool {
     /// An empty pool opening connections with `connector`.
@@ -60,13 +71,14 @@ impl Pool {
         req: &Request<Full<Bytes>>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         let get = req.method() == Method::GET;
-        while let Some(mut sender) = self.take_idle() {
+        while let Some(mut conn) = self.take_idle() {
             // An error here means the connection closed before anything was written.
-            if sender.ready().await.is_err() {
+            if conn.sender.ready().await.is_err() {
                 continue;
             }
-            match sender.try_send_request(req.clone()).await {
-                Ok(resp) => return Ok((resp, Lease(sender))),
+            let req = self.authorized(req, &conn).await?;
+            match conn.sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, Lease(conn))),
                 // Handed back unsent: try the next connection.
                 Err(e) if e.message().is_some() => continue,
                 Err(e) if get => {
@@ -76,9 +88,10 @@ impl Pool {
                 Err(e) => return Err(SendError::Unknown(e.error().to_string())),
             }
         }
-        let mut sender = self.open().await?;
-        match sender.try_send_request(req.clone()).await {
-            Ok(resp) => Ok((resp, Lease(sender))),
+        let mut conn = self.open().await?;
+        let req = self.authorized(req, &conn).await?;
+        match conn.sender.try_send_request(req).await {
+            Ok(resp) => Ok((resp, Lease(conn))),
             Err(e) if e.message().is_some() || get => {
                 Err(SendError::Connect(e.error().to_string()))
             }
@@ -86,21 +99,31 @@ impl Pool {
         }
     }
 
-    /// Makes sure the daemon can be reached: an idle connection is alive, or a new one opens
-    /// (and is kept).
-    pub async fn reach(&self) -> Result<(), SendError> {
-        if let Some(sender) = self.take_idle() {
-            self.put(Lease(sender));
-            return Ok(());
+    /// A copy of `req` carrying the identity proof for `conn`, when the transport needs one.
+    async fn authorized(
+        &self,
+        req: &Request<Full<Bytes>>,
+        conn: &Conn,
+    ) -> Result<Request<Full<Bytes>>, SendError> {
+        let mut req = req.clone();
+        let proof = self
+            .connector
+            .authorization(conn.binding.as_deref())
+            .await
+            .map_err(SendError::Identity)?;
+        if let Some(proof) = proof {
+            let value = proof.parse().map_err(|_| {
+                SendError::Identity("the identity proof is not a valid header".into())
+            })?;
+            req.headers_mut()
+                .insert(hyper::header::AUTHORIZATION, value);
         }
-        let sender = self.open().await?;
-        self.put(Lease(sender));
-        Ok(())
+        Ok(req)
     }
 
     /// Returns a connection whose response has been read in full.
     pub fn put(&self, lease: Lease) {
-        if lease.0.is_closed() {
+        if lease.0.sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,22 +133,23 @@ impl Pool {
     }
 
     /// The most recently used idle connection still worth trying.
-    fn take_idle(&self) -> Option<Sender> {
+    fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((sender, since)) = idle.pop() {
-            if !sender.is_closed() && since.elapsed() < REUSE_FOR {
-                return Some(sender);
+        while let Some((conn, since)) = idle.pop() {
+            if !conn.sender.is_closed() && since.elapsed() < REUSE_FOR {
+                return Some(conn);
             }
         }
         None
     }
 
-    async fn open(&self) -> Result<Sender, SendError> {
+    async fn open(&self) -> Result<Conn, SendError> {
         let io = self
             .connector
             .connect()
             .await
             .map_err(|e| SendError::Connect(e.to_string()))?;
+        let binding = self.connector.binding(&io).map_err(SendError::Identity)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| SendError::Connect(e.to_string()))?;
@@ -134,7 +158,7 @@ impl Pool {
                 tracing::debug!(error = %e, "broker connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Conn { sender, binding })
     }
 }
 

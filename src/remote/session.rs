@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub use tokio_tungstenite::tungstenite::handshake::client::Request;
 
-use super::Connector;
+use super::{BoxIo, Connector};
 use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
@@ -36,15 +36,31 @@ pub enum RelayError {
     Bridge(#[from] BridgeError),
 }
 
-/// The websocket request for `path` (e.g. `/v1/requests/REQ/session?cols=80&rows=24`) on a
-/// stream `connector` connects, with its identity proof when the transport needs one.
-pub async fn request_for(connector: &dyn Connector, path: &str) -> Result<Request, RelayError> {
+/// The websocket request for `path` (e.g. `/v1/requests/REQ/session?cols=80&rows=24`) on
+/// `io`, a stream `connector` connected, with its identity proof (bound to `io`) when the
+/// transport needs one.
+pub fn request_for<'a>(
+    connector: &'a dyn Connector,
+    io: &BoxIo,
+    path: &'a str,
+) -> impl std::future::Future<Output = Result<Request, RelayError>> + Send + 'a {
+    // Read before the future: a stream is not Sync, so it may not be held across an await.
+    let binding = connector.binding(io);
+    async move { request_bound(connector, binding, path).await }
+}
+
+async fn request_bound(
+    connector: &dyn Connector,
+    binding: Result<Option<String>, String>,
+    path: &str,
+) -> Result<Request, RelayError> {
     let mut req = format!("ws://{}{path}", connector.host())
         .into_client_request()
         .map_err(|e| RelayError::Connect(e.to_string()))?;
     // Over TLS every request, the upgrade included, carries the IAM identity proof.
+    let binding = binding.map_err(RelayError::Connect)?;
     if let Some(auth) = connector
-        .authorization()
+        .authorization(binding.as_deref())
         .await
         .map_err(RelayError::Connect)?
     {

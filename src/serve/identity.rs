@@ -68,8 +68,9 @@ pub enum IdentityError {
 }
 
 /// Maps a peer to a sombrero user: the policy's `[identities]` entry for its name (then, on
-/// the Unix socket, for `uid:N`); else a Unix user whose name is an enrolled sombrero user is
-/// that user. IAM identities must be listed.
+/// the Unix socket, for `uid:N`); else, unless the policy sets `implicit_identities = false`,
+/// a Unix user whose name is an enrolled sombrero user is that user. IAM identities must be
+/// listed.
 pub fn resolve(
     policy: &Policy,
     peer: &Peer,
@@ -87,7 +88,7 @@ pub fn resolve(
         if let Some(user) = policy.identity(&format!("uid:{uid}")) {
             return Ok(identity(user));
         }
-        if enrolled(&peer.external)? {
+        if policy.implicit_identities && enrolled(&peer.external)? {
             return Ok(identity(&peer.external));
         }
     }
@@ -227,6 +228,18 @@ mod tests {
             via: Via::Iam,
         };
         assert!(resolve_in(&b, &iam).is_err());
+    }
+
+    #[test]
+    fn implicit_identities_off_needs_a_mapping_for_everyone() {
+        let b = Policy::parse(
+            "requesters = [\"*\"]\napprovers = [\"*\"]\nimplicit_identities = false\n[identities]\n\"ops-al\" = \"alice\"\n",
+            Path::new("policy.toml"),
+        )
+        .unwrap();
+        assert_eq!(resolve_in(&b, &unix("ops-al", 1001)).unwrap().user, "alice");
+        let e = resolve_in(&b, &unix("bob", 1002)).unwrap_err();
+        assert!(e.to_string().contains("bob is not a sombrero user"), "{e}");
     }
 
     #[test]

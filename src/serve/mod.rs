@@ -11,6 +11,7 @@ pub mod error;
 pub mod fleet;
 pub mod hub;
 pub mod identity;
+pub mod proof_rate;
 pub mod recordings;
 pub mod relay;
 pub mod routes;
@@ -19,6 +20,7 @@ pub mod sts;
 pub mod tcp;
 pub mod tls;
 pub mod unix;
+pub mod visibility;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
+use super::visibility::Sight;
 use crate::api::wire::{
     CreateBody, DecideBody, ExpireReply, PermitsReply, PolicyReply, RevisionReply,
 };
@@ -68,19 +69,22 @@ async fn revision(
     Ok(Json(RevisionReply { revision }))
 }
 
-async fn policy(State(s): State<AppState>) -> Reply<PolicyReply> {
+async fn policy(
+    State(s): State<AppState>,
+    Extension(me): Extension<Identity>,
+) -> Reply<PolicyReply> {
     let path = s.broker.policy_path().to_path_buf();
     let text = s
         .read(move |b| {
             // Parse first, so a broken file is reported as the broker sees it.
             b.policy()?;
-            std::fs::read_to_string(&path).map_err(|source| {
+            let text = std::fs::read_to_string(&path).map_err(|source| {
                 crate::policy::PolicyError::Read {
                     path: path.clone(),
                     source,
                 }
-                .into()
-            })
+            })?;
+            Ok(Sight::of(b, &me.user)?.policy_text(text))
         })
         .await?;
     Ok(Json(PolicyReply {
@@ -159,7 +163,13 @@ async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Reply<Reques
     Ok(Json(s.read(move |b| b.get(&id)).await?))
 }
 
-async fn request_events(State(s): State<AppState>, Path(id): Path<String>) -> Reply<Vec<Event>> {
+async fn request_events(
+    State(s): State<AppState>,
+    Extension(me): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Reply<Vec<Event>> {
+    let sight = s.read(move |b| Sight::of(b, &me.user)).await?;
+    sight.request(&id)?;
     Ok(Json(s.read(move |b| b.audit_for_request(&id)).await?))
 }
 
@@ -210,10 +220,18 @@ struct AuditQuery {
 /// The most events one page returns.
 const AUDIT_PAGE: usize = 5_000;
 
-async fn audit(State(s): State<AppState>, Query(q): Query<AuditQuery>) -> Reply<Vec<Event>> {
+async fn audit(
+    State(s): State<AppState>,
+    Extension(me): Extension<Identity>,
+    Query(q): Query<AuditQuery>,
+) -> Reply<Vec<Event>> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000).min(AUDIT_PAGE);
-    Ok(Json(s.read(move |b| b.audit_events(after, limit)).await?))
+    // Approvers and reviewers read it all; anyone else only what concerns them.
+    let events = s
+        .read(move |b| Ok(Sight::of(b, &me.user)?.filter(b.audit_events(after, limit)?)))
+        .await?;
+    Ok(Json(events))
 }
 
 async fn verify(State(s): State<AppState>) -> Reply<AuditCheck> {

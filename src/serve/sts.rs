@@ -2,12 +2,15 @@
 //! aws-iam-authenticator).
 //!
 //! The client SigV4-signs, with its own AWS credentials, an `sts:GetCallerIdentity` request it
-//! never sends, and gives it to the broker as a [`Proof`]. One signed header,
-//! [`SERVER_ID_HEADER`], names the broker it is meant for, so a broker that receives a proof
-//! cannot replay it against another. The broker checks the proof's shape strictly
-//! ([`Verifier::check`]), forwards exactly that request to its own configured STS endpoint, and
-//! takes the ARN from STS's answer: whoever could sign it holds those credentials. A
-//! client-supplied ARN is never read.
+//! never sends, and gives it to the broker as a [`Proof`]. Two signed headers bind it:
+//! [`SERVER_ID_HEADER`] names the broker it is meant for, and [`BINDING_HEADER`] carries a value
+//! exported from the TLS session it is sent on ([`channel_binding`], RFC 5705 keying material,
+//! as RFC 9266 does for SCRAM), which the broker computes from its own side of the connection.
+//! So a proof is useless to anyone who sees it: another broker refuses the server id, and this
+//! broker refuses it on any other connection. The broker checks the proof's shape strictly and
+//! cheaply ([`Verifier::check`]) before any STS call, forwards exactly that request to its own
+//! configured STS endpoint, and takes the ARN from STS's answer: whoever could sign it holds
+//! those credentials. A client-supplied ARN is never read.
 
 use std::time::Duration;
 
@@ -31,6 +34,12 @@ use super::tls::{ServerTls, client_config};
 
 /// The signed header that binds a proof to one broker.
 pub const SERVER_ID_HEADER: &str = "x-pink-sombrero-server-id";
+/// The signed header that binds a proof to one TLS connection: [`channel_binding`] in hex.
+pub const BINDING_HEADER: &str = "x-pink-sombrero-channel-binding";
+/// The RFC 5705 exporter label both ends derive the channel binding with.
+pub const BINDING_LABEL: &[u8] = b"EXPORTER-pink-sombrero-sts-proof";
+/// Bytes of keying material in a channel binding.
+const BINDING_BYTES: usize = 32;
 /// The `Authorization` scheme that carries a proof.
 pub const AUTH_SCHEME: &str = "SombreroSTS";
 /// The only request body a proof may carry.
@@ -50,16 +59,38 @@ pub const MAX_CONCURRENT_VERIFICATIONS: usize = 8;
 const MAX_PROOF_BYTES: usize = 16 * 1024;
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// The headers a proof may carry; anything else is refused rather than forwarded.
-const ALLOWED_HEADERS: [&str; 6] = [
+const ALLOWED_HEADERS: [&str; 7] = [
     "host",
     "content-type",
     "x-amz-date",
     "x-amz-security-token",
     "authorization",
     SERVER_ID_HEADER,
+    BINDING_HEADER,
 ];
 /// The headers that must be covered by the signature.
-const SIGNED_HEADERS: [&str; 3] = ["host", "x-amz-date", SERVER_ID_HEADER];
+const SIGNED_HEADERS: [&str; 4] = ["host", "x-amz-date", SERVER_ID_HEADER, BINDING_HEADER];
+/// The longest attacker-supplied value a refusal message (and so the log) repeats.
+pub const MAX_ECHO_CHARS: usize = 200;
+
+/// The channel binding of one TLS connection (either end): 32 bytes of RFC 5705 keying
+/// material under [`BINDING_LABEL`], hex. Both ends of one connection compute the same value;
+/// no other connection has it.
+pub fn channel_binding<D>(conn: &rustls::ConnectionCommon<D>) -> Result<String, StsError> {
+    conn.export_keying_material([0u8; BINDING_BYTES], BINDING_LABEL, None)
+        .map(hex::encode)
+        .map_err(|e| StsError::Sign(format!("cannot export TLS keying material: {e}")))
+}
+
+/// `value` as a refusal message may repeat it: escaped (`{:?}`) and cut to [`MAX_ECHO_CHARS`].
+pub fn echo(value: &str) -> String {
+    let escaped = format!("{value:?}");
+    if escaped.chars().count() <= MAX_ECHO_CHARS {
+        return escaped;
+    }
+    let cut: String = escaped.chars().take(MAX_ECHO_CHARS).collect();
+    format!("{cut}... ({} bytes)", value.len())
+}
 
 /// Why a proof could not be made or was not accepted.
 #[derive(Debug, Error)]
@@ -75,6 +106,9 @@ pub enum StsError {
     /// STS answered and refused the signature (bad or expired credentials).
     #[error("STS refused the identity proof: {0}")]
     Refused(String),
+    /// This source address asked for too many proof checks.
+    #[error("too many identity proofs from {0}: wait a few seconds and reconnect")]
+    Limited(String),
     /// STS could not be reached or failed.
     #[error("STS at {endpoint} is unavailable: {message}")]
     Unavailable {
@@ -92,10 +126,12 @@ pub enum StsError {
 }
 
 impl StsError {
-    /// The HTTP status the broker answers with: 503 when STS is unavailable, else 401.
+    /// The HTTP status the broker answers with: 503 when STS is unavailable, 429 when the
+    /// source is over its rate, else 401.
     pub fn status(&self) -> u16 {
         match self {
             StsError::Unavailable { .. } => 503,
+            StsError::Limited(_) => 429,
             _ => 401,
         }
     }
@@ -134,8 +170,9 @@ impl Proof {
             .ok_or(StsError::Missing)?;
         let json = B64
             .decode(encoded.trim())
-            .map_err(|e| StsError::Rejected(format!("not base64: {e}")))?;
-        serde_json::from_slice(&json).map_err(|e| StsError::Rejected(format!("not a proof: {e}")))
+            .map_err(|_| StsError::Rejected("not base64".into()))?;
+        serde_json::from_slice(&json)
+            .map_err(|e| StsError::Rejected(echo(&format!("not a proof: {e}"))))
     }
 
     /// The value of one header (names compare case-insensitively).
@@ -153,7 +190,9 @@ impl Proof {
             .ok_or_else(|| StsError::Rejected("no x-amz-date header".into()))?;
         NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ")
             .map(|d| d.and_utc())
-            .map_err(|_| StsError::Rejected(format!("x-amz-date {date:?} is not a SigV4 date")))
+            .map_err(|_| {
+                StsError::Rejected(format!("x-amz-date {} is not a SigV4 date", echo(date)))
+            })
     }
 }
 
@@ -170,10 +209,23 @@ impl StsEndpoint {
         let url =
             Url::parse(endpoint).map_err(|e| StsError::Endpoint(format!("{endpoint:?}: {e}")))?;
         let bad = |why: &str| StsError::Endpoint(format!("{endpoint:?}: {why}"));
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(bad(
-                "only https (or http for a local emulator) is supported",
-            ));
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            // Proofs are bearer credentials for five minutes: only a local emulator (tests,
+            // moto) may see them in the clear.
+            "http" if loopback => {}
+            "http" => {
+                return Err(bad(
+                    "http is allowed only for a loopback emulator (127.0.0.1, ::1, localhost); use https",
+                ));
+            }
+            _ => return Err(bad("only https is supported")),
         }
         if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
             return Err(bad("give only scheme, host, port and path"));
@@ -250,15 +302,18 @@ impl ProofSigner {
         Ok(Self::new(credentials, &region, endpoint))
     }
 
-    /// Signs a fresh proof meant for the broker known as `server_id`.
-    pub async fn sign(&self, server_id: &str) -> Result<Proof, StsError> {
-        self.sign_at(server_id, std::time::SystemTime::now()).await
+    /// Signs a fresh proof meant for the broker known as `server_id`, on the TLS connection
+    /// whose [`channel_binding`] is `binding`.
+    pub async fn sign(&self, server_id: &str, binding: &str) -> Result<Proof, StsError> {
+        self.sign_at(server_id, binding, std::time::SystemTime::now())
+            .await
     }
 
     /// Signs a proof dated `time` (a fresh one is [`ProofSigner::sign`]).
     pub async fn sign_at(
         &self,
         server_id: &str,
+        binding: &str,
         time: std::time::SystemTime,
     ) -> Result<Proof, StsError> {
         use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -283,6 +338,7 @@ impl ProofSigner {
             ("host".to_string(), self.endpoint.host().to_string()),
             ("content-type".to_string(), CONTENT_TYPE.to_string()),
             (SERVER_ID_HEADER.to_string(), server_id.to_string()),
+            (BINDING_HEADER.to_string(), binding.to_string()),
         ];
         let signable = SignableRequest::new(
             "POST",
@@ -309,13 +365,16 @@ impl ProofSigner {
     }
 }
 
-/// The client's proofs for one broker: signed afresh once the last is [`REFRESH`] old, so
-/// every new connection presents one well within [`MAX_AGE`].
+/// The client's proofs for one broker: one per connection (its channel binding), signed
+/// afresh once the last is [`REFRESH`] old, so every request presents one well within
+/// [`MAX_AGE`].
 #[derive(Debug)]
 pub struct ClientProofs {
     signer: ProofSigner,
     server_id: String,
-    current: Mutex<Option<(std::time::Instant, String)>>,
+    /// Per channel binding (connection): when its proof was signed, and its header. Reused
+    /// so the broker verifies one proof per connection, not one per request.
+    current: Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
 }
 
 /// How long a client reuses a proof before signing a new one.
@@ -327,20 +386,30 @@ impl ClientProofs {
         ClientProofs {
             signer,
             server_id: server_id.to_string(),
-            current: Mutex::new(None),
+            current: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
-    /// The `Authorization` header value to send.
-    pub async fn header(&self) -> Result<String, StsError> {
+    /// The `Authorization` header value to send on the connection whose channel binding is
+    /// `binding`.
+    pub async fn header(&self, binding: &str) -> Result<String, StsError> {
         let mut current = self.current.lock().await;
-        if let Some((at, header)) = current.as_ref()
+        if let Some((at, header)) = current.get(binding)
             && at.elapsed() < REFRESH
         {
             return Ok(header.clone());
         }
-        let header = self.signer.sign(&self.server_id).await?.to_header();
-        *current = Some((std::time::Instant::now(), header.clone()));
+        let header = self
+            .signer
+            .sign(&self.server_id, binding)
+            .await?
+            .to_header();
+        // Proofs of connections long gone are forgotten (a client keeps a few open).
+        current.retain(|_, (at, _)| at.elapsed() < REFRESH);
+        current.insert(
+            binding.to_string(),
+            (std::time::Instant::now(), header.clone()),
+        );
         Ok(header)
     }
 }
@@ -351,8 +420,26 @@ pub enum ServerId {
     /// Exactly this one (`--server-id`).
     Named(String),
     /// Any DNS name or IP address the broker's TLS certificate is valid for: the names a client
-    /// can reach it by.
+    /// can reach it by. Only for a certificate without wildcard names ([`ServerId::for_tls`]).
     Certified(ServerTls),
+}
+
+impl ServerId {
+    /// The server id of a broker with `tls`: exactly `named` when given; else the
+    /// certificate's names, refused when one is a wildcard (a proof made for any host it covers,
+    /// someone else's, would be accepted).
+    pub fn for_tls(named: Option<&str>, tls: &ServerTls) -> Result<ServerId, StsError> {
+        match named {
+            Some(name) if name.is_empty() || name.contains('*') => Err(StsError::Endpoint(
+                "--server-id must be one exact host name, no wildcard".into(),
+            )),
+            Some(name) => Ok(ServerId::Named(name.to_string())),
+            None if tls.has_wildcard_name() => Err(StsError::Endpoint(
+                "the TLS certificate has a wildcard name, so identity proofs made for other hosts it covers would be accepted here: give --server-id with the exact host name clients dial".into(),
+            )),
+            None => Ok(ServerId::Certified(tls.clone())),
+        }
+    }
 }
 
 impl ServerId {
@@ -406,17 +493,21 @@ impl Verifier {
     }
 
     /// Checks a proof's shape without asking STS: only `POST` of exactly [`BODY`] to the
-    /// configured endpoint, only known headers, each once, `host`, the date and the server id
-    /// signed, the server id one this broker answers to, the date within [`MAX_AGE`].
-    pub fn check(&self, proof: &Proof, now: DateTime<Utc>) -> Result<(), StsError> {
+    /// configured endpoint, only known headers, each once, `host`, the date, the server id and
+    /// the channel binding signed, the server id one this broker answers to, the binding that
+    /// of this connection (`binding`), the date within [`MAX_AGE`].
+    pub fn check(&self, proof: &Proof, binding: &str, now: DateTime<Utc>) -> Result<(), StsError> {
         let reject = |why: String| Err(StsError::Rejected(why));
         if proof.method != "POST" {
-            return reject(format!("method {:?}: only POST is accepted", proof.method));
+            return reject(format!(
+                "method {}: only POST is accepted",
+                echo(&proof.method)
+            ));
         }
         if proof.url != self.endpoint.as_str() {
             return reject(format!(
-                "signed for {:?}, but this broker verifies with STS at {}: sign for that endpoint (AWS_ENDPOINT_URL_STS, or --region for a regional one)",
-                proof.url,
+                "signed for {}, but this broker verifies with STS at {}: sign for that endpoint (AWS_ENDPOINT_URL_STS, or --region for a regional one)",
+                echo(&proof.url),
                 self.endpoint.as_str()
             ));
         }
@@ -425,13 +516,13 @@ impl Verifier {
         }
         for (i, (name, _)) in proof.headers.iter().enumerate() {
             if !ALLOWED_HEADERS.iter().any(|a| a.eq_ignore_ascii_case(name)) {
-                return reject(format!("header {name:?} is not allowed in a proof"));
+                return reject(format!("header {} is not allowed in a proof", echo(name)));
             }
             if proof.headers[..i]
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case(name))
             {
-                return reject(format!("header {name:?} appears twice"));
+                return reject(format!("header {} appears twice", echo(name)));
             }
         }
         if proof.header("host") != Some(self.endpoint.host()) {
@@ -445,7 +536,14 @@ impl Verifier {
         };
         if !self.server_id.accepts(server_id) {
             return reject(format!(
-                "it was made for the broker {server_id:?}, not this one"
+                "it was made for the broker {}, not this one",
+                echo(server_id)
+            ));
+        }
+        // Constant time is moot (the value is no secret to either end), equality is not.
+        if proof.header(BINDING_HEADER) != Some(binding) {
+            return reject(format!(
+                "it is bound to another TLS connection ({BINDING_HEADER}): a proof is good only on the connection it was made for"
             ));
         }
         check_authorization(proof)?;
@@ -465,9 +563,10 @@ impl Verifier {
         Ok(())
     }
 
-    /// Checks the proof, forwards it to STS and returns the identity STS reports.
-    pub async fn verify(&self, proof: &Proof) -> Result<CallerIdentity, StsError> {
-        self.check(proof, Utc::now())?;
+    /// Checks the proof for the connection bound as `binding`, forwards it to STS and returns
+    /// the identity STS reports.
+    pub async fn verify(&self, proof: &Proof, binding: &str) -> Result<CallerIdentity, StsError> {
+        self.check(proof, binding, Utc::now())?;
         let mut request = hyper::Request::post(self.endpoint.as_str());
         for (name, value) in &proof.headers {
             request = request.header(name.as_str(), value.as_str());
@@ -509,10 +608,13 @@ impl Verifier {
                 .ok_or_else(|| unavailable("the reply carries no caller ARN".into()))?;
             return Ok(CallerIdentity { arn });
         }
-        let message = sts_error_message(&text).unwrap_or_else(|| {
-            let snippet: String = text.chars().take(200).filter(|c| !c.is_control()).collect();
-            format!("HTTP {status}: {snippet}")
-        });
+        // STS may quote what the client sent: bounded and without control characters.
+        let message: String = sts_error_message(&text)
+            .unwrap_or_else(|| format!("HTTP {status}: {text}"))
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_ECHO_CHARS)
+            .collect();
         if status.is_server_error() || status.as_u16() == 429 {
             Err(unavailable(message))
         } else {
@@ -644,8 +746,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// One connection's verified identity: a proof is sent to STS once per connection and its
 /// result reused for the same proof, only while the proof itself is valid ([`MAX_AGE`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnectionIdentity {
+    binding: String,
     verified: Mutex<Option<Verified>>,
 }
 
@@ -657,6 +760,23 @@ struct Verified {
 }
 
 impl ConnectionIdentity {
+    /// A connection whose [`channel_binding`] is `binding`, nothing proven yet.
+    pub fn new(binding: String) -> Self {
+        ConnectionIdentity {
+            binding,
+            verified: Mutex::new(None),
+        }
+    }
+
+    /// Whether `header` is the proof this connection already verified (and still fresh): no
+    /// STS call, nothing to rate-limit.
+    pub async fn is_cached(&self, header: Option<&str>) -> bool {
+        let verified = self.verified.lock().await;
+        verified
+            .as_ref()
+            .is_some_and(|v| Some(v.header.as_str()) == header && Utc::now() < v.until)
+    }
+
     /// The identity proven by the `Authorization` header `header` (or `None` if absent).
     pub async fn resolve(
         &self,
@@ -672,7 +792,7 @@ impl ConnectionIdentity {
             return Ok(v.identity.clone());
         }
         let proof = Proof::from_header(header)?;
-        let identity = verifier.verify(&proof).await?;
+        let identity = verifier.verify(&proof, &self.binding).await?;
         *verified = Some(Verified {
             header: header.to_string(),
             until: proof.signed_at()? + delta(MAX_AGE),

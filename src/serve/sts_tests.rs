@@ -2,6 +2,9 @@ use aws_credential_types::Credentials;
 
 use super::*;
 
+/// The channel binding of the connection the tests' proofs are made for.
+const BOUND: &str = "00112233";
+
 fn signer(endpoint: &str) -> ProofSigner {
     let credentials = SharedCredentialsProvider::new(Credentials::new(
         "AKIDEXAMPLE",
@@ -27,7 +30,7 @@ fn verifier(endpoint: &str, id: &str) -> Verifier {
 
 async fn proof() -> Proof {
     signer("https://sts.us-east-1.amazonaws.com")
-        .sign("broker.example")
+        .sign("broker.example", BOUND)
         .await
         .unwrap()
 }
@@ -47,7 +50,7 @@ fn rejected(result: Result<(), StsError>, needle: &str) {
 async fn a_fresh_proof_for_this_broker_passes_the_checks() {
     let proof = proof().await;
     let v = verifier("https://sts.us-east-1.amazonaws.com/", "broker.example");
-    v.check(&proof, Utc::now()).unwrap();
+    v.check(&proof, BOUND, Utc::now()).unwrap();
     assert_eq!(proof.url, "https://sts.us-east-1.amazonaws.com/");
     assert_eq!(proof.header("host"), Some("sts.us-east-1.amazonaws.com"));
     assert_eq!(proof.header("x-amz-security-token"), Some("token"));
@@ -79,21 +82,21 @@ async fn the_header_encoding_round_trips_and_refuses_other_schemes() {
 async fn a_proof_for_another_broker_is_refused() {
     let proof = proof().await;
     let v = verifier("https://sts.us-east-1.amazonaws.com", "other.example");
-    rejected(v.check(&proof, Utc::now()), "broker.example");
+    rejected(v.check(&proof, BOUND, Utc::now()), "broker.example");
 }
 
 #[tokio::test]
 async fn a_proof_signed_for_another_sts_host_is_refused() {
     let proof = signer("https://sts.evil.example")
-        .sign("broker.example")
+        .sign("broker.example", BOUND)
         .await
         .unwrap();
     let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
-    rejected(v.check(&proof, Utc::now()), "sts.evil.example");
+    rejected(v.check(&proof, BOUND, Utc::now()), "sts.evil.example");
     // Only the URL rewritten: the host header still names the other host.
     let mut moved = proof.clone();
     moved.url = "https://sts.us-east-1.amazonaws.com/".into();
-    rejected(v.check(&moved, Utc::now()), "host header");
+    rejected(v.check(&moved, BOUND, Utc::now()), "host header");
 }
 
 #[tokio::test]
@@ -101,10 +104,10 @@ async fn another_action_or_body_is_refused() {
     let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
     let mut proof = proof().await;
     proof.body = "Action=AssumeRole&Version=2011-06-15&RoleArn=x".into();
-    rejected(v.check(&proof, Utc::now()), "GetCallerIdentity");
+    rejected(v.check(&proof, BOUND, Utc::now()), "GetCallerIdentity");
     let mut proof = self::proof().await;
     proof.method = "GET".into();
-    rejected(v.check(&proof, Utc::now()), "POST");
+    rejected(v.check(&proof, BOUND, Utc::now()), "POST");
 }
 
 #[tokio::test]
@@ -114,13 +117,13 @@ async fn extra_repeated_or_unsigned_headers_are_refused() {
     proof
         .headers
         .push(("x-forwarded-for".into(), "1.2.3.4".into()));
-    rejected(v.check(&proof, Utc::now()), "x-forwarded-for");
+    rejected(v.check(&proof, BOUND, Utc::now()), "x-forwarded-for");
 
     let mut proof = self::proof().await;
     proof
         .headers
         .push((SERVER_ID_HEADER.to_uppercase(), "broker.example".into()));
-    rejected(v.check(&proof, Utc::now()), "twice");
+    rejected(v.check(&proof, BOUND, Utc::now()), "twice");
 
     let mut proof = self::proof().await;
     for (name, value) in &mut proof.headers {
@@ -128,11 +131,68 @@ async fn extra_repeated_or_unsigned_headers_are_refused() {
             *value = value.replace(&format!(";{SERVER_ID_HEADER}"), "");
         }
     }
-    rejected(v.check(&proof, Utc::now()), SERVER_ID_HEADER);
+    rejected(v.check(&proof, BOUND, Utc::now()), SERVER_ID_HEADER);
 
     let mut proof = self::proof().await;
     proof.headers.retain(|(n, _)| n != SERVER_ID_HEADER);
-    rejected(v.check(&proof, Utc::now()), SERVER_ID_HEADER);
+    rejected(v.check(&proof, BOUND, Utc::now()), SERVER_ID_HEADER);
+}
+
+#[tokio::test]
+async fn a_proof_bound_to_another_connection_or_unbound_is_refused() {
+    let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
+    let proof = proof().await;
+    rejected(
+        v.check(&proof, "ffff", Utc::now()),
+        "another TLS connection",
+    );
+    let mut unsigned = proof.clone();
+    for (name, value) in &mut unsigned.headers {
+        if name == "authorization" {
+            *value = value.replace(&format!("{BINDING_HEADER};"), "");
+        }
+    }
+    rejected(v.check(&unsigned, BOUND, Utc::now()), BINDING_HEADER);
+    let mut missing = proof;
+    missing.headers.retain(|(n, _)| n != BINDING_HEADER);
+    rejected(
+        v.check(&missing, BOUND, Utc::now()),
+        "another TLS connection",
+    );
+}
+
+#[tokio::test]
+async fn refusals_repeat_attacker_values_escaped_and_cut() {
+    let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
+    let mut proof = proof().await;
+    proof.method = format!("\x1b[31m{}", "A".repeat(10_000));
+    let msg = match v.check(&proof, BOUND, Utc::now()) {
+        Err(StsError::Rejected(msg)) => msg,
+        other => format!("not a rejection: {other:?}"),
+    };
+    assert!(msg.contains("only POST"), "{msg}");
+    assert!(msg.len() < MAX_ECHO_CHARS + 200, "{} bytes", msg.len());
+    assert!(!msg.contains('\x1b'), "{msg}");
+    assert!(msg.contains("10005 bytes"), "{msg}");
+}
+
+#[test]
+fn plain_http_sts_is_only_for_loopback() {
+    for ok in [
+        "http://127.0.0.1:5000",
+        "http://[::1]:5000/",
+        "http://localhost:5000",
+    ] {
+        StsEndpoint::parse(ok).unwrap();
+    }
+    for bad in [
+        "http://sts.amazonaws.com",
+        "http://10.0.0.1:5000",
+        "ftp://127.0.0.1",
+    ] {
+        let e = StsEndpoint::parse(bad).unwrap_err();
+        assert!(matches!(e, StsError::Endpoint(_)), "{bad}: {e}");
+    }
 }
 
 #[tokio::test]
@@ -140,9 +200,9 @@ async fn an_old_or_future_proof_is_refused() {
     let v = verifier("https://sts.us-east-1.amazonaws.com", "broker.example");
     let proof = proof().await;
     let late = Utc::now() + delta(MAX_AGE) + TimeDelta::seconds(5);
-    rejected(v.check(&proof, late), "sign a fresh one");
+    rejected(v.check(&proof, BOUND, late), "sign a fresh one");
     let early = Utc::now() - delta(MAX_SKEW) - TimeDelta::seconds(5);
-    rejected(v.check(&proof, early), "clock");
+    rejected(v.check(&proof, BOUND, early), "clock");
 }
 
 #[test]
@@ -236,27 +296,28 @@ async fn a_verified_proof_is_reused_on_its_connection_only() {
     let endpoint = sts_answering_once(arn).await;
     let v = verifier(&endpoint, "broker.example");
     let s = signer(&endpoint);
-    let header = s.sign("broker.example").await.unwrap().to_header();
+    let header = s.sign("broker.example", BOUND).await.unwrap().to_header();
 
-    let conn = ConnectionIdentity::default();
+    let conn = ConnectionIdentity::new(BOUND.into());
     assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
     // Same connection, same proof: no second call to STS (it would fail now).
     assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
     // A new proof on the same connection is verified afresh.
     let later = std::time::SystemTime::now() + Duration::from_secs(1);
     let other = s
-        .sign_at("broker.example", later)
+        .sign_at("broker.example", BOUND, later)
         .await
         .unwrap()
         .to_header();
     let err = conn.resolve(Some(&other), &v).await.unwrap_err();
     assert_eq!(err.status(), 503, "{err}");
-    // Another connection with the first proof: verified afresh too.
-    let err = ConnectionIdentity::default()
+    // Another connection (another binding) with the first proof: refused before STS.
+    let err = ConnectionIdentity::new("44556677".into())
         .resolve(Some(&header), &v)
         .await
         .unwrap_err();
-    assert_eq!(err.status(), 503, "{err}");
+    assert_eq!(err.status(), 401, "{err}");
+    assert!(err.to_string().contains("another TLS connection"), "{err}");
     // No proof at all.
     assert!(matches!(
         conn.resolve(None, &v).await,
@@ -270,11 +331,11 @@ async fn a_cached_identity_expires_with_its_proof() {
     let endpoint = sts_answering_once(arn).await;
     let v = verifier(&endpoint, "broker.example");
     let header = signer(&endpoint)
-        .sign("broker.example")
+        .sign("broker.example", BOUND)
         .await
         .unwrap()
         .to_header();
-    let conn = ConnectionIdentity::default();
+    let conn = ConnectionIdentity::new(BOUND.into());
     assert_eq!(conn.resolve(Some(&header), &v).await.unwrap().arn, arn);
     // The proof's lifetime passes on a long-lived connection: the cache no longer answers, and
     // the proof goes to STS again (which is gone now).
@@ -310,11 +371,14 @@ async fn verifications_in_flight_are_bounded_broker_wide() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let v = Arc::new(verifier(&endpoint, "broker.example"));
-    let proof = signer(&endpoint).sign("broker.example").await.unwrap();
+    let proof = signer(&endpoint)
+        .sign("broker.example", BOUND)
+        .await
+        .unwrap();
     let calls: Vec<_> = (0..3 * MAX_CONCURRENT_VERIFICATIONS)
         .map(|_| {
             let (v, proof) = (Arc::clone(&v), proof.clone());
-            tokio::spawn(async move { v.verify(&proof).await })
+            tokio::spawn(async move { v.verify(&proof, BOUND).await })
         })
         .collect();
     for call in calls {
@@ -325,4 +389,21 @@ async fn verifications_in_flight_are_bounded_broker_wide() {
         most <= MAX_CONCURRENT_VERIFICATIONS,
         "{most} verifications at once"
     );
+}
+
+#[tokio::test]
+async fn a_client_keeps_one_proof_per_connection() {
+    let proofs = ClientProofs::new(
+        signer("https://sts.us-east-1.amazonaws.com"),
+        "broker.example",
+    );
+    let a1 = proofs.header("aa").await.unwrap();
+    // Another second: a re-signed proof would differ.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let b1 = proofs.header("bb").await.unwrap();
+    assert_ne!(a1, b1);
+    // Back on the first connection: its own proof again, not a new one the broker would
+    // have to verify afresh.
+    assert_eq!(proofs.header("aa").await.unwrap(), a1);
+    assert_eq!(proofs.header("bb").await.unwrap(), b1);
 }

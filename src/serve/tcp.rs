@@ -1,8 +1,10 @@
 //! The TCP listener: TLS only (a plaintext client never gets an HTTP answer), then on every
 //! request an AWS IAM identity proof ([`super::sts`]) in the `Authorization` header. The ARN
 //! STS returns becomes the request's [`Peer`]; the policy's `[identities]` table then maps it
-//! to a sombrero user like any other peer. A proof is checked with STS once per connection
-//! and reused only on that connection, only while it is fresh.
+//! to a sombrero user like any other peer. A proof is bound to the TLS connection it is sent
+//! on ([`channel_binding`]), checked with STS once and reused only on that connection, only
+//! while it is fresh. Every refused proof counts toward closing the connection, and proof
+//! checks are rate-limited per source address ([`ProofRate`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,14 +24,16 @@ use tokio_rustls::TlsAcceptor;
 use super::conn::{accept_until_stopped, drain, serve_http};
 use super::error::ApiError;
 use super::identity::{Peer, Via};
-use super::sts::{AUTH_SCHEME, ConnectionIdentity, StsError, Verifier};
+use super::proof_rate::ProofRate;
+use super::sts::{AUTH_SCHEME, ConnectionIdentity, StsError, Verifier, channel_binding};
 use super::tls::ServerTls;
 use crate::api::ErrorKind;
 use crate::api::wire::ErrorBody;
 
 /// How long a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many refused proofs one connection may present; the last refusal closes it, so one
+/// How many refused proofs one connection may present (any refusal: bad shape, STS said no,
+/// STS unavailable or busy, over the source's rate); the last refusal closes it, so one
 /// connection cannot have the broker call STS without end.
 pub const MAX_FAILED_PROOFS: u32 = 3;
 
@@ -48,6 +52,7 @@ pub struct TlsSocket {
     listener: TcpListener,
     acceptor: TlsAcceptor,
     verifier: Arc<Verifier>,
+    rate: Arc<ProofRate>,
 }
 
 impl TlsSocket {
@@ -61,6 +66,7 @@ impl TlsSocket {
             listener,
             acceptor: TlsAcceptor::from(tls.config.clone()),
             verifier: Arc::new(verifier),
+            rate: Arc::new(ProofRate::default()),
         })
     }
 
@@ -79,6 +85,7 @@ impl TlsSocket {
                     addr,
                     self.acceptor.clone(),
                     Arc::clone(&self.verifier),
+                    Arc::clone(&self.rate),
                     app.clone(),
                     stopping.clone(),
                 ))
@@ -98,6 +105,7 @@ async fn connection(
     addr: SocketAddr,
     acceptor: TlsAcceptor,
     verifier: Arc<Verifier>,
+    rate: Arc<ProofRate>,
     app: Router,
     stopping: watch::Receiver<bool>,
 ) {
@@ -113,9 +121,17 @@ async fn connection(
             return;
         }
     };
+    let binding = match channel_binding(&**tls.get_ref().1) {
+        Ok(binding) => binding,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "no channel binding; connection closed");
+            return;
+        }
+    };
     let proof = ProofCheck {
         verifier,
-        connection: Arc::new(ConnectionIdentity::default()),
+        rate,
+        connection: Arc::new(ConnectionIdentity::new(binding)),
         failures: Arc::new(AtomicU32::new(0)),
         addr,
     };
@@ -127,6 +143,7 @@ async fn connection(
 #[derive(Clone)]
 struct ProofCheck {
     verifier: Arc<Verifier>,
+    rate: Arc<ProofRate>,
     connection: Arc<ConnectionIdentity>,
     /// Proofs refused on this connection so far.
     failures: Arc<AtomicU32>,
@@ -146,7 +163,14 @@ async fn require_proof(State(check): State<ProofCheck>, mut req: Request, next: 
             ));
         }
     };
-    match check.connection.resolve(header, &check.verifier).await {
+    // A proof this connection already proved costs nothing; any other is a check to pay for.
+    let limited = !check.connection.is_cached(header).await && !check.rate.allow(check.addr.ip());
+    let resolved = if limited {
+        Err(StsError::Limited(check.addr.ip().to_string()))
+    } else {
+        check.connection.resolve(header, &check.verifier).await
+    };
+    match resolved {
         Ok(caller) => {
             tracing::debug!(addr = %check.addr, arn = caller.arn, "IAM identity");
             req.extensions_mut().insert(Peer {
@@ -156,11 +180,15 @@ async fn require_proof(State(check): State<ProofCheck>, mut req: Request, next: 
             next.run(req).await
         }
         Err(e) => {
-            tracing::warn!(addr = %check.addr, error = %e, "identity proof refused");
-            // STS being unavailable is not the client's fault.
-            let failed = e.status() == 401;
+            if limited {
+                tracing::debug!(addr = %check.addr, "proof check over the source's rate");
+            } else {
+                tracing::warn!(addr = %check.addr, error = %e, "identity proof refused");
+            }
+            // Every refusal counts, STS being unavailable too: a client whose proofs make
+            // STS busy or fail is the one that pays for it.
             let mut response = refusal(e);
-            if failed && check.failures.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_FAILED_PROOFS {
+            if check.failures.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_FAILED_PROOFS {
                 tracing::warn!(addr = %check.addr, "too many refused proofs; closing the connection");
                 response
                     .headers_mut()
@@ -171,10 +199,18 @@ async fn require_proof(State(check): State<ProofCheck>, mut req: Request, next: 
     }
 }
 
-/// 503 when STS is unavailable (try again later); otherwise 401, asking for a proof.
+/// 503 when STS is unavailable (try again later), 429 over the rate; otherwise 401, asking
+/// for a proof.
 fn refusal(e: StsError) -> Response {
     if e.status() == 503 {
         return ApiError::new(ErrorKind::Unavailable, e.to_string()).into_response();
+    }
+    if e.status() == 429 {
+        let body = ErrorBody {
+            kind: ErrorKind::Unavailable,
+            message: e.to_string(),
+        };
+        return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     }
     let body = ErrorBody {
         kind: ErrorKind::Identity,

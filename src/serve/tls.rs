@@ -59,6 +59,11 @@ impl ServerTls {
         })
     }
 
+    /// Whether the presented certificate carries a wildcard DNS name (`*.example.com`).
+    pub fn has_wildcard_name(&self) -> bool {
+        der_has_wildcard_dns_name(self.leaf.as_ref())
+    }
+
     /// Whether the presented certificate is valid for `name` (a DNS name or an IP address):
     /// the names a client can reach this broker by, and so bind an identity proof to.
     pub fn certifies(&self, name: &str) -> bool {
@@ -68,6 +73,23 @@ impl ServerTls {
         webpki::EndEntityCert::try_from(&self.leaf)
             .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&server_name).is_ok())
     }
+}
+
+/// Whether a DER certificate names a wildcard DNS name: a subjectAltName dNSName (context tag
+/// `[2]`, `0x82`) whose text starts with `*`. A scan of the DER rather than a parse: a false
+/// match (those bytes inside a key or signature) can only make the broker demand
+/// `--server-id`, which is the safe side.
+fn der_has_wildcard_dns_name(der: &[u8]) -> bool {
+    der.windows(3).enumerate().any(|(i, w)| {
+        let len = usize::from(w[1]);
+        w[0] == 0x82
+            && w[2] == b'*'
+            && (2..0x80).contains(&len)
+            && der.get(i + 2..i + 2 + len).is_some_and(|name| {
+                name.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'.' | b'-'))
+            })
+    })
 }
 
 /// A client config trusting the CAs in `ca` (PEM), or the webpki roots when `None`.

@@ -222,6 +222,13 @@ impl Env {
         &self.secrets[name]
     }
 
+    /// Replaces `name`'s secret through `user rotate --json`; returns the old one.
+    pub fn rotate(&mut self, name: &str) -> String {
+        let v = self.run(&["user", "rotate", name, "--json"]).ok().json();
+        let new = v["secret_base32"].as_str().unwrap().to_string();
+        self.secrets.insert(name.to_string(), new).unwrap()
+    }
+
     /// A code for a step this user has not used yet (the current or next step, within the
     /// ±1 skew), waiting for the next step only when both are used.
     pub fn code(&mut self, name: &str) -> String {

@@ -53,27 +53,43 @@ fn self_signed_ca(dir: &Path, name: &str) {
 pub fn pki(dir: &Path) -> Pki {
     self_signed_ca(dir, "ca");
     self_signed_ca(dir, "other-ca");
-    openssl(
-        dir,
-        &format!("req {NEW_KEY} -keyout server.key -out server.csr -subj /CN=localhost"),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
-         -days 2 -extfile server.ext",
-    );
+    leaf_cert(dir, "server", "localhost", "DNS:localhost,IP:127.0.0.1");
     Pki {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
         other_ca: dir.join("other-ca.pem"),
     }
+}
+
+/// A certificate from the test CA for `*.corp.test` and `localhost` (with the server key):
+/// (certificate, key).
+pub fn wildcard_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    leaf_cert(dir, "wild", "corp.test", "DNS:*.corp.test,DNS:localhost");
+    (dir.join("wild.pem"), dir.join("wild.key"))
+}
+
+/// A server certificate `NAME.pem` (key `NAME.key`) the test CA signs for `san`.
+fn leaf_cert(dir: &Path, name: &str, cn: &str, san: &str) {
+    openssl(
+        dir,
+        &format!("req {NEW_KEY} -keyout {name}.key -out {name}.csr -subj /CN={cn}"),
+    );
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        format!(
+            "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        ),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &format!(
+            "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem \
+             -days 2 -extfile {name}.ext"
+        ),
+    );
 }
 
 /// One IAM query call to moto (unsigned: moto does not check signatures unless told to; the
@@ -304,5 +320,80 @@ impl CountingSts {
     /// How many calls it has answered.
     pub fn calls(&self) -> usize {
         self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One TLS connection to a daemon, with its channel binding (what a proof sent on it must carry).
+pub struct Conn {
+    /// Sends requests on this connection only.
+    pub sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+    /// The connection's channel binding.
+    pub binding: String,
+    /// Ends when the daemon closes the connection.
+    pub closed: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+}
+
+/// Opens a TLS connection to `127.0.0.1:port` (from `source` when given, a loopback address)
+/// trusting `ca`, checking the certificate against `host`.
+pub async fn connect_from(ca: &Path, host: &str, port: u16, source: Option<&str>) -> Conn {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(source) = source {
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    }
+    let tcp = socket
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let config = pink_sombrero::serve::tls::client_config(Some(ca)).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let binding = pink_sombrero::serve::sts::channel_binding(&**tls.get_ref().1).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    let closed = tokio::spawn(conn);
+    Conn {
+        sender,
+        binding,
+        closed,
+    }
+}
+
+/// [`connect_from`] the default source address.
+pub async fn connect(ca: &Path, host: &str, port: u16) -> Conn {
+    connect_from(ca, host, port, None).await
+}
+
+impl Conn {
+    /// GET `path` with `authorization`: the status, the body as JSON (Null when it is not), and
+    /// the `WWW-Authenticate` challenge; `None` when the connection is closed.
+    pub async fn get(
+        &mut self,
+        host: &str,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> Option<(hyper::StatusCode, serde_json::Value, Option<String>)> {
+        use http_body_util::BodyExt;
+        self.sender.ready().await.ok()?;
+        let mut req = hyper::Request::get(path).header("host", host);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let resp = self
+            .sender
+            .send_request(req.body(http_body_util::Empty::new()).unwrap())
+            .await
+            .ok()?;
+        let status = resp.status();
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        Some((status, json, challenge))
     }
 }
