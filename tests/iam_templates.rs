@@ -141,7 +141,8 @@ fn broker_role_is_least_privilege() {
     ] {
         assert!(!all.contains(&forbidden), "broker may {forbidden}");
     }
-    // Sessions open only on nodes already tainted, and with the default shell document only.
+    // Sessions open only on nodes already tainted, and with the default shell document or the
+    // one-shot command document only.
     let start: Vec<&Value> = with_effect(&doc, "Allow")
         .into_iter()
         .filter(|s| strings(&s["Action"]).contains(&"ssm:StartSession"))
@@ -157,15 +158,33 @@ fn broker_role_is_least_privilege() {
                 s["Sid"]
             );
         } else {
-            assert_eq!(
-                strings(&s["Resource"]),
-                ["arn:aws:ssm:*:111122223333:document/SSM-SessionManagerRunShell"],
+            let documents = strings(&s["Resource"]);
+            assert!(
+                documents == ["arn:aws:ssm:*:111122223333:document/SSM-SessionManagerRunShell"]
+                    || documents == ["arn:aws:ssm:*:111122223333:document/PinkSombrero-Command"],
                 "{}: StartSession on another document",
                 s["Sid"]
             );
         }
     }
-    assert_eq!(start.len(), 2);
+    assert_eq!(start.len(), 3);
+}
+
+#[test]
+fn the_command_document_separates_output_and_reports_the_exit_status() {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ssm/PinkSombrero-Command.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Only NonInteractiveCommands with separateOutputStream sends stdout, stderr and the exit
+    // code apart (amazon-ssm-agent agent/session/shell/shell.go).
+    assert_eq!(doc["sessionType"], "NonInteractiveCommands");
+    assert_eq!(doc["properties"]["separateOutputStream"], true);
+    assert_eq!(doc["properties"]["commands"], "{{ command }}");
+    assert_eq!(doc["parameters"]["command"]["type"], "String");
 }
 
 fn denies(doc: &Value, action: &str) -> Vec<Value> {

@@ -8,6 +8,7 @@
 mod agent;
 mod api;
 mod automation;
+mod command;
 mod datachannel;
 mod hooks;
 mod inventory;
