@@ -163,7 +163,10 @@ async fn shell_exit_ends_the_session_without_an_exit_code_as_the_agent_does() {
     // amazon-ssm-agent sends no exit code for a shell (Standard_Stream) session.
     assert_eq!(code, None);
     assert!(matches!(end, SessionEvent::Closed { .. }), "{end:?}");
-    assert_eq!(s.lab.session_status(&s.sid), Some(SessionStatus::Terminated));
+    assert_eq!(
+        s.lab.session_status(&s.sid),
+        Some(SessionStatus::Terminated)
+    );
 }
 
 #[tokio::test]

@@ -174,7 +174,8 @@ fn broker_role_is_least_privilege() {
 fn the_command_document_separates_output_and_reports_the_exit_status() {
     let doc: Value = serde_json::from_str(
         &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ssm/PinkSombrero-Command.json"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/ssm/PinkSombrero-Command.json"),
         )
         .unwrap(),
     )

@@ -57,7 +57,11 @@ fn scratch_roots(dir: &std::path::Path) -> Vec<String> {
 
 /// Signals the lab and checks it exits 0, logging `signal`, with no scratch root left.
 fn stop_lab(lab: RunningLab, signal: libc::c_int, name: &str) -> String {
-    assert_eq!(scratch_roots(lab.dir.path()).len(), 1, "the lab made its scratch root");
+    assert_eq!(
+        scratch_roots(lab.dir.path()).len(),
+        1,
+        "the lab made its scratch root"
+    );
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(lab.child.id() as i32, signal) };
     let out = lab.child.wait_with_output().unwrap();
@@ -66,7 +70,10 @@ fn stop_lab(lab: RunningLab, signal: libc::c_int, name: &str) -> String {
         scratch_roots(lab.dir.path()).is_empty(),
         "{name} left scratch dirs behind"
     );
-    assert!(!lab.dir.path().join("endpoint").exists(), "endpoint file removed on exit");
+    assert!(
+        !lab.dir.path().join("endpoint").exists(),
+        "endpoint file removed on exit"
+    );
     let log = std::fs::read_to_string(lab.dir.path().join("data/logs/sombrero.log")).unwrap();
     assert!(log.contains("lab listening"));
     assert!(log.contains("stopping the lab"), "{log}");

@@ -479,7 +479,11 @@ async fn a_command_session_sends_stdout_stderr_and_the_exit_code_before_closing(
     assert_eq!(params["Properties"]["separateOutputStream"], true);
     peer.until_end().await;
     let stream = |t: PayloadType| -> String {
-        let mut frames: Vec<_> = peer.arrivals.iter().filter(|m| m.payload_type == t).collect();
+        let mut frames: Vec<_> = peer
+            .arrivals
+            .iter()
+            .filter(|m| m.payload_type == t)
+            .collect();
         frames.sort_by_key(|m| m.sequence_number);
         frames.dedup_by_key(|m| m.sequence_number);
         frames

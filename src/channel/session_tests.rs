@@ -350,7 +350,8 @@ fn publication_frames_are_ignored_even_malformed_and_before_handshake() {
 }
 
 fn closed_frame(output: &str) -> Vec<u8> {
-    let body = format!(r#"{{"MessageType":"channel_closed","SchemaVersion":1,"Output":"{output}"}}"#);
+    let body =
+        format!(r#"{{"MessageType":"channel_closed","SchemaVersion":1,"Output":"{output}"}}"#);
     ClientMessage::new(
         MessageType::ChannelClosed,
         0,

@@ -318,7 +318,8 @@ impl Agent {
                 (Some(shell), _) => shell.write(msg.payload),
                 // A command has no stdin: control bytes become signals, the rest is dropped.
                 (None, Some(cmd)) => {
-                    if let Some(sig) = msg.payload.iter().find_map(|b| command::control_signal(*b)) {
+                    if let Some(sig) = msg.payload.iter().find_map(|b| command::control_signal(*b))
+                    {
                         cmd.signal(sig);
                     }
                 }

@@ -93,7 +93,9 @@ pub(crate) fn spawn(
         .ok_or_else(|| ShellError::Spawn("the command has no process id".into()))?;
     let (tx, rx) = mpsc::channel(64);
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(ShellError::Spawn("the command's output pipes are missing".into()));
+        return Err(ShellError::Spawn(
+            "the command's output pipes are missing".into(),
+        ));
     };
     let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let exited_flag = exited.clone();
@@ -115,12 +117,7 @@ pub(crate) fn spawn(
                 return;
             }
         }
-        let code = child
-            .wait()
-            .await
-            .ok()
-            .and_then(|s| s.code())
-            .unwrap_or(-1);
+        let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
         exited_flag.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = tx.send(ShellEvent::Exited(code)).await;
     });
@@ -172,7 +169,10 @@ mod tests {
             w(r#"sh -c 'echo out; echo err >&2; exit 3'"#),
             ["sh", "-c", "echo out; echo err >&2; exit 3"]
         );
-        assert_eq!(w(r#"echo "a \"b\"" c\ d 'it'\''s'"#), ["echo", r#"a "b""#, "c d", "it's"]);
+        assert_eq!(
+            w(r#"echo "a \"b\"" c\ d 'it'\''s'"#),
+            ["echo", r#"a "b""#, "c d", "it's"]
+        );
         assert_eq!(w("echo ''"), ["echo", ""]);
         assert_eq!(split_words("echo 'open"), None);
         assert_eq!(split_words("   "), None);

@@ -32,7 +32,7 @@ pub use automation::{OUTPUT_NEW_INSTANCE, OUTPUT_OLD_INSTANCE, REPLACE_DOCUMENT}
 pub use hooks::Hooks;
 pub use nodes::{AGENT_VERSION, NodeInfo};
 pub use shell::ShellError;
-pub use state::SessionStatus;
+pub use state::{ApiCall, SessionStatus};
 
 use state::LabState;
 
@@ -212,6 +212,12 @@ impl Lab {
             .iter()
             .find(|s| s.id == session_id)
             .map(|s| s.status)
+    }
+
+    /// The latest API calls the lab answered (at most 1000), oldest first: what the product
+    /// and other clients sent, and what the lab replied.
+    pub fn api_calls(&self) -> Vec<ApiCall> {
+        self.state.api_calls()
     }
 
     /// Drops the session's websocket now, without a close frame (the session survives).

@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 use super::agent::{self, SessionKind};
 use super::api::{ApiError, Ctx, input, max_results, page};
 use super::state::{LabState, SessionRecord, SessionStatus, epoch_secs, random_hex};
+use crate::fleet::COMMAND_DOCUMENT;
 
 /// The shell document (also the default when none is given).
 const SHELL_DOCUMENT: &str = "SSM-SessionManagerRunShell";
-/// The one-shot command document, served from `deploy/ssm/` as an account would create it.
-pub(crate) const COMMAND_DOCUMENT: &str = "PinkSombrero-Command";
-/// Its content, so the lab runs what a real account would.
+/// The one-shot command document's content (`crate::fleet::COMMAND_DOCUMENT`), served from
+/// `deploy/ssm/` as an account would create it, so the lab runs what a real account would.
 const COMMAND_DOCUMENT_JSON: &str = include_str!("../../deploy/ssm/PinkSombrero-Command.json");
 /// Longest command line the document's `allowedPattern` admits.
 const COMMAND_MAX: usize = 4096;
@@ -88,7 +88,9 @@ fn session_kind(
     {
         return Err(ApiError::bad(
             "InvalidDocument",
-            format!("{COMMAND_DOCUMENT} is not a NonInteractiveCommands document with separate output streams."),
+            format!(
+                "{COMMAND_DOCUMENT} is not a NonInteractiveCommands document with separate output streams."
+            ),
         ));
     }
     let bad = || {
