@@ -66,21 +66,7 @@ impl AwsFleet {
         target: &str,
         reason: &SessionReason,
     ) -> Result<StartedSession, FleetError> {
-        TargetKind::of(target)?;
-        let out = self
-            .ssm
-            .start_session()
-            .target(target)
-            .reason(reason.as_str())
-            .send()
-            .await
-            .map_err(|e| api("StartSession", e))?;
-        started(
-            "StartSession",
-            out.session_id,
-            out.token_value,
-            out.stream_url,
-        )
+        self.start_with(target, reason, None).await
     }
 
     /// StartSession with the one-shot command document and its `command` parameter.
@@ -90,17 +76,28 @@ impl AwsFleet {
         reason: &SessionReason,
         command: &str,
     ) -> Result<StartedSession, FleetError> {
+        self.start_with(target, reason, Some(command)).await
+    }
+
+    /// StartSession: the default shell document, or [`COMMAND_DOCUMENT`] running `command`.
+    async fn start_with(
+        &self,
+        target: &str,
+        reason: &SessionReason,
+        command: Option<&str>,
+    ) -> Result<StartedSession, FleetError> {
         TargetKind::of(target)?;
-        let out = self
+        let mut call = self
             .ssm
             .start_session()
             .target(target)
-            .reason(reason.as_str())
-            .document_name(COMMAND_DOCUMENT)
-            .parameters("command", vec![command.to_string()])
-            .send()
-            .await
-            .map_err(|e| api("StartSession", e))?;
+            .reason(reason.as_str());
+        if let Some(command) = command {
+            call = call
+                .document_name(COMMAND_DOCUMENT)
+                .parameters("command", vec![command.to_string()]);
+        }
+        let out = call.send().await.map_err(|e| api("StartSession", e))?;
         started(
             "StartSession",
             out.session_id,
