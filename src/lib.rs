@@ -11,6 +11,7 @@ pub mod audit;
 pub mod broker;
 pub mod channel;
 pub mod cli;
+pub mod command_line;
 pub mod config;
 pub mod fleet;
 pub mod lab;

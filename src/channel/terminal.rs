@@ -379,3 +379,99 @@ async fn write_all(w: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::
     w.write_all(bytes).await?;
     w.flush().await
 }
+
+/// Runs a one-shot command session (`open REQ -- CMD`) on this process's stdout and stderr:
+/// the remote stdout to stdout, the remote stderr to stderr, nothing read from stdin, Ctrl-C
+/// passed on (the agent turns it into SIGINT for the command).
+pub async fn bridge_command_stdio(
+    handle: SessionHandle,
+    events: mpsc::Receiver<SessionEvent>,
+    on_output: impl FnMut(&[u8]),
+) -> Result<SessionEnd, BridgeError> {
+    let (interrupt, interrupts) = mpsc::unbounded_channel();
+    let watcher = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if interrupt.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let end = bridge_command(
+        handle,
+        events,
+        DirectStdout,
+        tokio::io::stderr(),
+        interrupts,
+        on_output,
+    )
+    .await;
+    watcher.abort();
+    end
+}
+
+/// Byte the agent turns into SIGINT for a command (A `agent/session/shell/shell_unix.go`).
+const INTERRUPT: u8 = 0x03;
+
+/// Bridges a command session to two local streams (what [`bridge_command_stdio`] runs).
+/// `on_output` sees both streams' bytes in arrival order (for the recorder).
+pub async fn bridge_command<W, E>(
+    handle: SessionHandle,
+    mut events: mpsc::Receiver<SessionEvent>,
+    mut stdout: W,
+    mut stderr: E,
+    mut interrupts: mpsc::UnboundedReceiver<()>,
+    mut on_output: impl FnMut(&[u8]),
+) -> Result<SessionEnd, BridgeError>
+where
+    W: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+{
+    let mut exit_code = None;
+    let mut interrupts_open = true;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else {
+                    return Ok(SessionEnd {
+                        exit_code,
+                        reason: EndReason::Failed("the session task stopped unexpectedly".into()),
+                    });
+                };
+                let written = match &event {
+                    SessionEvent::Output(bytes) => Some(write_all(&mut stdout, bytes).await),
+                    SessionEvent::Stderr(bytes) => Some(write_all(&mut stderr, bytes).await),
+                    _ => None,
+                };
+                if let SessionEvent::Output(b) | SessionEvent::Stderr(b) = &event {
+                    on_output(b);
+                }
+                if let Some(Err(e)) = written {
+                    let _ = handle.terminate();
+                    return Err(BridgeError::Output(e));
+                }
+                match event {
+                    SessionEvent::ExitCode(code) => exit_code = Some(code),
+                    SessionEvent::Notice(text) => {
+                        let line = format!("[sombrero] {text}\n");
+                        if let Err(e) = write_all(&mut stderr, line.as_bytes()).await {
+                            debug!(error = %e, "notice not shown");
+                        }
+                    }
+                    SessionEvent::Closed { reason } => {
+                        return Ok(SessionEnd { exit_code, reason: EndReason::Closed(reason) });
+                    }
+                    SessionEvent::Failed { error } => {
+                        return Ok(SessionEnd { exit_code, reason: EndReason::Failed(error) });
+                    }
+                    SessionEvent::Output(_) | SessionEvent::Stderr(_) => {}
+                }
+            }
+            i = interrupts.recv(), if interrupts_open => match i {
+                Some(()) => {
+                    let _ = handle.send_input(vec![INTERRUPT]).await;
+                }
+                None => interrupts_open = false,
+            },
+        }
+    }
+}

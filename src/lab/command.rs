@@ -19,53 +19,14 @@ pub(crate) struct Running {
     exited: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Splits a command line into words: blanks separate, `'...'` is literal, `"..."` and a
-/// backslash outside quotes escape. `None` for an unterminated quote or no word at all.
-pub(crate) fn split_words(line: &str) -> Option<Vec<String>> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if let Some(w) = word.take() {
-                    words.push(w);
-                }
-            }
-            '\'' => {
-                let w = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        c => w.push(c),
-                    }
-                }
-            }
-            '"' => {
-                let w = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => w.push(chars.next()?),
-                        c => w.push(c),
-                    }
-                }
-            }
-            '\\' => word.get_or_insert_with(String::new).push(chars.next()?),
-            c => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    words.extend(word);
-    (!words.is_empty()).then_some(words)
-}
-
 /// Starts `line` on the node; output, standard error and the exit status arrive on the
 /// returned receiver, the exit status last.
 pub(crate) fn spawn(
     spec: &ShellSpec,
     line: &str,
 ) -> Result<(Running, mpsc::Receiver<ShellEvent>), ShellError> {
-    let words = split_words(line)
+    let words = crate::command_line::split(line)
+        .filter(|w| !w.is_empty())
         .ok_or_else(|| ShellError::Spawn(format!("cannot parse the command line {line:?}")))?;
     let mut cmd = tokio::process::Command::new(&words[0]);
     cmd.args(&words[1..])
@@ -154,27 +115,5 @@ pub(crate) fn control_signal(byte: u8) -> Option<libc::c_int> {
         0x03 => Some(libc::SIGINT),
         0x1c => Some(libc::SIGQUIT),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_split_like_a_shell() {
-        let w = |s: &str| split_words(s).unwrap();
-        assert_eq!(w("ls -l  /tmp"), ["ls", "-l", "/tmp"]);
-        assert_eq!(
-            w(r#"sh -c 'echo out; echo err >&2; exit 3'"#),
-            ["sh", "-c", "echo out; echo err >&2; exit 3"]
-        );
-        assert_eq!(
-            w(r#"echo "a \"b\"" c\ d 'it'\''s'"#),
-            ["echo", r#"a "b""#, "c d", "it's"]
-        );
-        assert_eq!(w("echo ''"), ["echo", ""]);
-        assert_eq!(split_words("echo 'open"), None);
-        assert_eq!(split_words("   "), None);
     }
 }

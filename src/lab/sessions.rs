@@ -17,7 +17,7 @@ const SHELL_DOCUMENT: &str = "SSM-SessionManagerRunShell";
 /// `deploy/ssm/` as an account would create it, so the lab runs what a real account would.
 const COMMAND_DOCUMENT_JSON: &str = include_str!("../../deploy/ssm/PinkSombrero-Command.json");
 /// Longest command line the document's `allowedPattern` admits.
-const COMMAND_MAX: usize = 4096;
+const COMMAND_MAX: usize = crate::command_line::MAX_CHARS;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -103,6 +103,7 @@ fn session_kind(
         )
     };
     match parameters.and_then(|p| p.get("command")).map(Vec::as_slice) {
+        // The document's allowedPattern only; the agent parses the words later.
         Some([line])
             if (1..=COMMAND_MAX).contains(&line.chars().count())
                 && !line.chars().any(char::is_control) =>
