@@ -52,8 +52,8 @@ impl World {
         self.approved_with(target, &["--duration", duration])
     }
 
-    /// An approved request by rita on `target` with `extra` request options.
-    fn approved_with(&mut self, target: &str, extra: &[&str]) -> String {
+    /// `sombrero request` by rita on `target` with `extra` options.
+    fn request(&mut self, target: &str, extra: &[&str]) -> foundation_support::Run {
         let code = self.env.code("rita");
         let mut args = vec![
             "request",
@@ -68,7 +68,12 @@ impl World {
             "--json",
         ];
         args.extend_from_slice(extra);
-        let out = self.env.run(&args).ok();
+        self.env.run(&args)
+    }
+
+    /// An approved request by rita on `target` with `extra` request options.
+    fn approved_with(&mut self, target: &str, extra: &[&str]) -> String {
+        let out = self.request(target, extra).ok();
         let id = out.json()["id"].as_str().unwrap().to_string();
         self.env.approve(&id, "ann").ok();
         let v = self.env.approve(&id, "bob").ok().json();
@@ -477,20 +482,7 @@ async fn a_request_for_a_command_opens_that_command_only() {
     );
 
     // A command with a control character is refused at request time.
-    let code = w.env.code("rita");
-    let bad = w.env.run(&[
-        "request",
-        "--target",
-        &node,
-        "--reason",
-        "disk full on the primary",
-        "--as",
-        "rita",
-        "--code",
-        &code,
-        "--command",
-        "echo a\nrm -rf /",
-    ]);
+    let bad = w.request(&node, &["--command", "echo a\nrm -rf /"]);
     assert_eq!(bad.code, 1, "{}", bad.stderr);
     assert!(bad.stderr.contains("control character"), "{}", bad.stderr);
     w.lab.shutdown().await;

@@ -325,10 +325,7 @@ where
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else {
-                    return Ok(SessionEnd {
-                        exit_code,
-                        reason: EndReason::Failed("the session task stopped unexpectedly".into()),
-                    });
+                    return Ok(task_stopped(exit_code));
                 };
                 match event {
                     SessionEvent::Output(bytes) | SessionEvent::Stderr(bytes) => {
@@ -372,6 +369,14 @@ where
                 }
             }
         }
+    }
+}
+
+/// The end reported when the session task vanished without saying how the session ended.
+fn task_stopped(exit_code: Option<i32>) -> SessionEnd {
+    SessionEnd {
+        exit_code,
+        reason: EndReason::Failed("the session task stopped unexpectedly".into()),
     }
 }
 
@@ -432,10 +437,7 @@ where
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else {
-                    return Ok(SessionEnd {
-                        exit_code,
-                        reason: EndReason::Failed("the session task stopped unexpectedly".into()),
-                    });
+                    return Ok(task_stopped(exit_code));
                 };
                 let written = match &event {
                     SessionEvent::Output(bytes) => Some(write_all(&mut stdout, bytes).await),
