@@ -124,7 +124,8 @@ async fn open_frame_handshake_io_exit_code_and_close() {
 #[tokio::test]
 async fn an_exit_code_sent_just_after_channel_closed_is_kept() {
     let (_listener, mut peer, _handle, mut events) = started(options()).await;
-    peer.send_out(PayloadType::Output, b"tail of output\r\n").await;
+    peer.send_out(PayloadType::Output, b"tail of output\r\n")
+        .await;
     peer.close_channel("").await;
     // A hostile (or slow) endpoint: the exit code comes 1 ms after channel_closed, and then
     // the socket goes away without a close frame.
@@ -405,13 +406,19 @@ async fn dropped_socket_resumes_on_the_original_url_without_a_new_handshake() {
     let resent = peer.next_input().await;
     assert_eq!(resent, lost);
     peer.ack(&resent).await;
+    // Then the same size again, so the remote side redraws after the reconnect notice.
+    let redraw = peer.next_input().await;
+    assert_eq!(redraw.payload_type, PayloadType::Size);
+    assert_eq!(redraw.payload, br#"{"cols":80,"rows":24}"#);
+    assert_eq!(redraw.sequence_number, lost.sequence_number + 1);
+    peer.ack(&redraw).await;
     peer.next_seq = 2;
     peer.send_out(PayloadType::Output, b"hi\r\n").await;
     assert_eq!(read_output(&mut events, 4).await, b"hi\r\n");
     handle.send_input(b"x".to_vec()).await.unwrap();
     assert_eq!(
         peer.next_input().await.sequence_number,
-        lost.sequence_number + 1
+        lost.sequence_number + 2
     );
     assert_eq!(handle.stats().reconnects, 1);
 }

@@ -284,6 +284,39 @@ async fn the_daemon_opens_records_and_replaces_for_a_thin_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_one_command_with_its_streams_apart_and_its_status() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let out = run(
+        w.client(
+            RITA,
+            &[
+                "open",
+                &id,
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+        ),
+        "",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout, "out\n", "only stdout on stdout; stderr:\n{stderr}");
+    assert!(stderr.lines().any(|l| l == "err"), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    // The daemon recorded and sealed it.
+    let casts = w.recordings();
+    assert_eq!(casts.len(), 1, "{casts:?}");
+    let cast = std::fs::read_to_string(&casts[0]).unwrap();
+    assert!(cast.contains("command: sh -c"), "{cast}");
+    let verify = w.env.run(&["verify", casts[0].to_str().unwrap()]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
     let mut w = World::new().await;
     let node = w.lab.nodes()[0].id.clone();

@@ -362,7 +362,8 @@ impl Session {
     }
 
     /// After a reconnect: everything unacked may have been lost with the old socket, so it is
-    /// all resent at once, in order.
+    /// all resent at once, in order; then the size again (the same one), so the remote side
+    /// redraws its prompt or screen after the notice that interrupted it.
     pub fn on_reconnected(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         if self.phase == Phase::Ended {
@@ -374,6 +375,9 @@ impl Session {
             fx.push(Effect::Send(frame.bytes.clone()));
         }
         self.counters.resends += self.unacked.len() as u64;
+        if self.phase == Phase::Ready {
+            self.send_size(now, &mut fx);
+        }
         fx
     }
 

@@ -650,18 +650,19 @@ fn a_full_unacked_list_stops_input() {
 }
 
 #[test]
-fn reconnect_resends_everything_unacked_in_order() {
+fn reconnect_resends_everything_unacked_in_order_then_the_size() {
     let t0 = Instant::now();
     let mut s = ready(t0);
     s.send_input(b"a", t0);
     s.send_input(b"b", t0);
-    let seqs: Vec<i64> = inputs(&s.on_reconnected(t0 + ms(1)))
-        .iter()
-        .map(|m| m.sequence_number)
-        .collect();
-    assert_eq!(seqs, vec![2, 3]);
+    let sent = inputs(&s.on_reconnected(t0 + ms(1)));
+    let seqs: Vec<i64> = sent.iter().map(|m| m.sequence_number).collect();
+    assert_eq!(seqs, vec![2, 3, 4]);
+    // Then the same size once more: the remote side redraws after the reconnect.
+    assert_eq!(sent[2].payload_type, PayloadType::Size);
+    assert_eq!(sent[2].payload, serde_json::to_vec(&SIZE).unwrap());
     // Sequence numbers carry on.
-    assert_eq!(inputs(&s.send_input(b"c", t0))[0].sequence_number, 4);
+    assert_eq!(inputs(&s.send_input(b"c", t0))[0].sequence_number, 5);
 }
 
 #[test]

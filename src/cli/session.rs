@@ -76,14 +76,14 @@ pub(crate) async fn session_deps(
 /// records and finishes the session; this process carries the terminal), else here.
 pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
     if let Some(endpoint) = remote_endpoint(g)? {
-        if !a.command.is_empty() {
-            return Err(ExitError::usage(
-                "open REQ -- CMD runs without a broker daemon only for now: unset --broker (the daemon relays shells)",
-            )
-            .into());
-        }
         let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
         actor(&remote, a.as_user)?;
+        if !a.command.is_empty() {
+            let path = relay::command_path(&a.request, local_size(), &a.command);
+            return relayed(&remote, &path, |io, req| async move {
+                relay::open_command(io, req).await.map(ExitCode::from)
+            });
+        }
         let path = relay::session_path(&a.request, local_size());
         return relayed(&remote, &path, |io, req| async move {
             relay::open(io, req).await.map(ExitCode::from)
