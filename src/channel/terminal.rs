@@ -20,6 +20,9 @@ use super::payload::SizeData;
 /// shell, so `printf 'hostname\n' | sombrero open REQ` ends like `ssh host < script`.
 const EOT: u8 = 0x04;
 
+/// Longest a piped script waits for the remote shell's first output before it is sent.
+const PIPED_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How the session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
@@ -315,20 +318,34 @@ where
     W: AsyncWrite + Unpin,
     E: AsyncWrite + Unpin,
 {
-    let newline = match io.mode {
-        InputMode::Interactive => "\r\n",
-        InputMode::Piped => "\n",
+    // Piped: plain notice lines; on a terminal, on a line of their own whatever the cursor.
+    let (before, after) = match io.mode {
+        InputMode::Interactive => ("\r\n", "\r\n"),
+        InputMode::Piped => ("", "\n"),
     };
     let mut exit_code = None;
     let mut input_open = true;
+    // A script is held back until the remote shell first speaks (its prompt), or for at most
+    // PIPED_HOLD: input that reaches a terminal before the shell reads it is echoed twice,
+    // once by the terminal and again by the shell's line editor.
+    let mut hold_until =
+        (io.mode == InputMode::Piped).then(|| tokio::time::Instant::now() + PIPED_HOLD);
     loop {
+        let hold = async {
+            match hold_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = hold => hold_until = None,
             event = events.recv() => {
                 let Some(event) = event else {
                     return Ok(task_stopped(exit_code));
                 };
                 match event {
                     SessionEvent::Output(bytes) | SessionEvent::Stderr(bytes) => {
+                        hold_until = None;
                         on_output(&bytes);
                         if let Err(e) = write_all(&mut io.output, &bytes).await {
                             // Nobody sees the output any more: do not leave the shell running.
@@ -338,7 +355,7 @@ where
                     }
                     SessionEvent::ExitCode(code) => exit_code = Some(code),
                     SessionEvent::Notice(text) => {
-                        let line = format!("{newline}[sombrero] {text}{newline}");
+                        let line = format!("{before}[sombrero] {text}{after}");
                         if let Err(e) = write_all(&mut io.notices, line.as_bytes()).await {
                             debug!(error = %e, "notice not shown");
                         }
@@ -351,7 +368,7 @@ where
                     }
                 }
             }
-            read = io.input.recv(), if input_open => {
+            read = io.input.recv(), if input_open && hold_until.is_none() => {
                 let data = match read {
                     Some(data) => data,
                     None => {
