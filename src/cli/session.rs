@@ -19,11 +19,7 @@ use crate::remote::{BoxIo, RemoteBroker};
 use crate::serve::session_wire::exit_status;
 use crate::session::{self, SessionDeps, SessionError, Step};
 
-/// `sombrero open`.
-///
-/// Exit status: for a shell, 0 when the shell ended by itself and 1 when the session was
-/// killed, expired, lost or failed; the SSM agent does not report a shell's own exit status
-/// (`exit 3` ends the session with 0). For `open REQ -- CMD ARGS`, the command's exit status.
+/// `sombrero open` (its exit status is documented on the subcommand).
 #[derive(Debug, Args)]
 pub struct OpenArgs {
     /// Request id (must be Approved and yours).
