@@ -119,6 +119,7 @@ fn client(broker: &Broker, c: usize, requests: usize) -> anyhow::Result<(Timings
             reason: format!("load test request {i} of client {c}"),
             incident: None,
             duration: Duration::from_secs(600),
+            command: None,
         };
         let code = requester.code()?;
         let r = timed(&mut t, "create", || broker.create_request(new, &code))?;

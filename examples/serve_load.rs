@@ -387,6 +387,7 @@ fn main() -> Res<()> {
                         reason: "load test".into(),
                         incident: None,
                         duration: Duration::from_secs(600),
+                        command: None,
                     };
                     let t = Instant::now();
                     match u.api.create_request(new, &round_code(u, step, &used)?) {

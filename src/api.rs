@@ -261,6 +261,9 @@ pub mod wire {
         pub incident: Option<String>,
         /// Session length in seconds.
         pub duration_secs: u64,
+        /// The one command the request is for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub command: Option<String>,
         /// The requester's TOTP code.
         pub code: String,
     }

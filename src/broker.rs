@@ -935,6 +935,7 @@ mod tests {
                         reason: "database disk is full".into(),
                         incident: None,
                         duration: Duration::from_secs(600),
+                        command: None,
                     },
                     &code,
                 )

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod channel;
 pub mod checkpoint;
 pub mod cli;
+pub mod command_line;
 pub mod config;
 pub mod fleet;
 pub mod lab;

@@ -180,6 +180,10 @@ pub struct Request {
     pub ended_at: Option<DateTime<Utc>>,
     /// Why the session ended.
     pub close_reason: Option<CloseReason>,
+    /// The one command this request is for (`request --command`): approvers see it, and
+    /// `open` may run only it, never a shell. `None`: a shell (or any command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 impl Request {
@@ -238,6 +242,9 @@ pub struct NewRequest {
     pub incident: Option<String>,
     /// Session length.
     pub duration: Duration,
+    /// The one command asked for, if the request is for a command (see [`Request::command`]).
+    #[serde(default)]
+    pub command: Option<String>,
 }
 
 /// A command on an existing request.
@@ -309,6 +316,12 @@ pub enum Refusal {
     NotARequester {
         /// Who.
         who: String,
+    },
+    /// The command of a command request is unusable.
+    #[error("--command refused: {why}")]
+    BadCommand {
+        /// What is wrong with it.
+        why: String,
     },
     /// The target id does not look like an instance or managed node id.
     #[error(
@@ -541,6 +554,10 @@ pub fn create(
     if new.duration.is_zero() {
         return Err(Refusal::ZeroDuration);
     }
+    if let Some(c) = &new.command {
+        // A local check; folds into the field validation of request input.
+        crate::command_line::check(c).map_err(|e| Refusal::BadCommand { why: e.to_string() })?;
+    }
     if new.duration > rules.max_session_duration {
         return Err(Refusal::DurationTooLong {
             asked: human(new.duration),
@@ -568,6 +585,7 @@ pub fn create(
         session_id: None,
         ended_at: None,
         close_reason: None,
+        command: new.command,
     };
     let event = NewEvent::new(
         &new.requester,
@@ -578,6 +596,7 @@ pub fn create(
             "reason": request.reason,
             "incident": request.incident,
             "duration_secs": request.duration_secs,
+            "command": request.command,
             "pending_expires_at": request.pending_expires_at,
             "approvals_required": rules.approvals_required,
         }),
@@ -867,6 +886,7 @@ mod tests {
             reason: "disk full on the primary".into(),
             incident: None,
             duration: Duration::from_secs(1800),
+            command: None,
         }
     }
 

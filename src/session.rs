@@ -183,6 +183,9 @@ pub enum SessionError {
         /// The fleet error.
         source: FleetError,
     },
+    /// `open` asked for a command (or a shell) the request was not approved for.
+    #[error("{0}; nothing was opened")]
+    CommandRefused(String),
     /// The data channel could not be connected.
     #[error("cannot connect the session's data channel: {0}; the session was terminated")]
     Channel(#[from] client::ChannelError),
@@ -192,6 +195,7 @@ impl SessionError {
     /// Whether a rule refused the open (exit status 1 at the command line, nothing happened).
     pub fn is_refusal(&self) -> bool {
         matches!(self, SessionError::Broker(e) if e.is_refusal())
+            || matches!(self, SessionError::CommandRefused(_))
     }
 }
 
@@ -341,8 +345,54 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
     request_id: &str,
     by: &str,
     size: SizeData,
+    step: impl FnMut(Step) + Send + 'static,
+) -> Result<LiveSession, SessionError> {
+    open_for(deps, request_id, by, size, None, step).await
+}
+
+/// The command line a session may run: `argv` (`open REQ -- CMD ARGS`) checked against the
+/// request's own command. A request made for a command opens nothing else, shell included.
+async fn allowed_command(
+    broker: &Arc<Broker>,
+    request_id: &str,
+    argv: Option<&[String]>,
+) -> Result<Option<String>, SessionError> {
+    let b = broker.clone();
+    let id = request_id.to_string();
+    let request = blocking(move || b.get(&id)).await?;
+    let refuse = |why: String| Err(SessionError::CommandRefused(why));
+    match (request.command.as_deref(), argv) {
+        (None, None) => Ok(None),
+        (Some(approved), None) => refuse(format!(
+            "{request_id} was approved for one command only; run: sombrero open {request_id} -- {approved}"
+        )),
+        (approved, Some(argv)) => {
+            let line = crate::command_line::join(argv);
+            if let Err(e) = crate::command_line::check(&line) {
+                return refuse(e.to_string());
+            }
+            match approved {
+                Some(a) if crate::command_line::split(a).as_deref() != Some(argv) => refuse(
+                    format!("{request_id} was approved for `{a}` only, not `{line}`"),
+                ),
+                _ => Ok(Some(line)),
+            }
+        }
+    }
+}
+
+/// [`open`] for a shell (`command` `None`) or one command (`open REQ -- CMD ARGS`), which runs
+/// through the `PinkSombrero-Command` document with its stdout, stderr and exit status apart.
+pub async fn open_for<F: Fleet + Send + Sync + 'static>(
+    deps: &SessionDeps<F>,
+    request_id: &str,
+    by: &str,
+    size: SizeData,
+    command: Option<&[String]>,
     mut step: impl FnMut(Step) + Send + 'static,
 ) -> Result<LiveSession, SessionError> {
+    // Checked before the claim: a refused command leaves the request Approved and untouched.
+    let command = allowed_command(&deps.broker, request_id, command).await?;
     let broker = deps.broker.clone();
     let (id, user) = (request_id.to_string(), by.to_string());
     let grant = blocking(move || broker.begin_open(&id, &user)).await?;
@@ -408,9 +458,14 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
     });
 
     // 3. StartSession with the pink-sombrero reason.
-    let started = match SessionReason::for_request(&request.id) {
-        Ok(reason) => deps.fleet.start_session(&request.target, &reason).await,
-        Err(e) => Err(e),
+    let started = match (SessionReason::for_request(&request.id), &command) {
+        (Ok(reason), None) => deps.fleet.start_session(&request.target, &reason).await,
+        (Ok(reason), Some(line)) => {
+            deps.fleet
+                .start_command_session(&request.target, &reason, line)
+                .await
+        }
+        (Err(e), _) => Err(e),
     };
     let started = match started {
         Ok(s) => s,
@@ -463,6 +518,9 @@ pub async fn open<F: Fleet + Send + Sync + 'static>(
             taint.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ))?;
         r.marker(&format!("opened session {session_id}"))?;
+        if let Some(line) = &command {
+            r.marker(&format!("command: {line}"))?;
+        }
         Ok(r)
     });
     let recorder = match created {

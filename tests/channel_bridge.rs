@@ -90,6 +90,15 @@ async fn piped_script_runs_and_the_exit_code_comes_back() {
         .await
         .unwrap();
     drop(local.keyboard);
+    // The script waits for the shell's first output (its prompt): typed ahead, a terminal
+    // would echo it once and the shell's line editor again.
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(300), peer.next_frame()).await;
+    assert!(
+        early.is_err(),
+        "input sent before the shell spoke: {early:?}"
+    );
+    peer.send_out(PayloadType::Output, b"$ ").await;
     let mut sent = Vec::new();
     while !sent.ends_with(&[0x04]) {
         let f = peer.next_input().await;
@@ -110,7 +119,7 @@ async fn piped_script_runs_and_the_exit_code_comes_back() {
             reason: EndReason::Closed("done".into())
         }
     );
-    assert_eq!(seen_out, b"node-1\r\nbye\r\n");
+    assert_eq!(seen_out, b"$ node-1\r\nbye\r\n");
     assert_eq!(seen_in, b"hostname\nexit 3\n\x04");
     let mut screen = vec![0; seen_out.len()];
     local.screen.read_exact(&mut screen).await.unwrap();

@@ -122,6 +122,44 @@ async fn open_frame_handshake_io_exit_code_and_close() {
 }
 
 #[tokio::test]
+async fn an_exit_code_sent_just_after_channel_closed_is_kept() {
+    let (_listener, mut peer, _handle, mut events) = started(options()).await;
+    peer.send_out(PayloadType::Output, b"tail of output\r\n")
+        .await;
+    peer.close_channel("").await;
+    // A hostile (or slow) endpoint: the exit code comes 1 ms after channel_closed, and then
+    // the socket goes away without a close frame.
+    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    peer.send_out(PayloadType::ExitCode, &exit_code_payload(3))
+        .await;
+    drop(peer);
+    assert_eq!(read_output(&mut events, 16).await, b"tail of output\r\n");
+    assert_eq!(next_event(&mut events).await, SessionEvent::ExitCode(3));
+    assert!(matches!(
+        next_event(&mut events).await,
+        SessionEvent::Closed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_shell_end_without_exit_code_closes_after_a_short_linger() {
+    let (_listener, mut peer, _handle, mut events) = started(options()).await;
+    peer.send_out(PayloadType::Output, b"bye\r\n").await;
+    peer.close_channel("done").await;
+    let t0 = std::time::Instant::now();
+    assert_eq!(read_output(&mut events, 5).await, b"bye\r\n");
+    assert_eq!(
+        next_event(&mut events).await,
+        SessionEvent::Closed {
+            reason: "done".into()
+        }
+    );
+    // The linger (250 ms) passed with the socket still open; bounded, not a timing claim.
+    assert!(t0.elapsed() < std::time::Duration::from_secs(2));
+    drop(peer);
+}
+
+#[tokio::test]
 async fn a_handshake_that_never_completes_fails_the_session() {
     let opts = ClientOptions {
         handshake_timeout: std::time::Duration::from_millis(300),
@@ -368,13 +406,19 @@ async fn dropped_socket_resumes_on_the_original_url_without_a_new_handshake() {
     let resent = peer.next_input().await;
     assert_eq!(resent, lost);
     peer.ack(&resent).await;
+    // Then the same size again, so the remote side redraws after the reconnect notice.
+    let redraw = peer.next_input().await;
+    assert_eq!(redraw.payload_type, PayloadType::Size);
+    assert_eq!(redraw.payload, br#"{"cols":80,"rows":24}"#);
+    assert_eq!(redraw.sequence_number, lost.sequence_number + 1);
+    peer.ack(&redraw).await;
     peer.next_seq = 2;
     peer.send_out(PayloadType::Output, b"hi\r\n").await;
     assert_eq!(read_output(&mut events, 4).await, b"hi\r\n");
     handle.send_input(b"x".to_vec()).await.unwrap();
     assert_eq!(
         peer.next_input().await.sequence_number,
-        lost.sequence_number + 1
+        lost.sequence_number + 2
     );
     assert_eq!(handle.stats().reconnects, 1);
 }

@@ -1,5 +1,5 @@
 //! Our data channel client against the lab's server, reached through the real aws-sdk-ssm
-//! client: commands and output, resize, exit code and session end, terminate, faults injected
+//! client: commands and output, resize, session end (no exit code for a shell), terminate, faults injected
 //! by the lab's hooks (reordering, duplicates, lost frames, dropped socket with ResumeSession),
 //! a piped bridge, and a signed upgrade.
 
@@ -156,12 +156,17 @@ async fn initial_size_and_resize_reach_the_remote_terminal() {
 }
 
 #[tokio::test]
-async fn shell_exit_reports_the_exit_code_and_ends_the_session() {
+async fn shell_exit_ends_the_session_without_an_exit_code_as_the_agent_does() {
     let mut s = open().await;
     s.type_line("exit 7").await;
     let (code, end) = s.until_end().await;
-    assert_eq!(code, Some(7));
+    // amazon-ssm-agent sends no exit code for a shell (Standard_Stream) session.
+    assert_eq!(code, None);
     assert!(matches!(end, SessionEvent::Closed { .. }), "{end:?}");
+    assert_eq!(
+        s.lab.session_status(&s.sid),
+        Some(SessionStatus::Terminated)
+    );
 }
 
 #[tokio::test]
@@ -261,7 +266,7 @@ async fn a_socket_dropped_mid_output_loses_nothing() {
 }
 
 #[tokio::test]
-async fn piped_input_runs_and_returns_the_exit_code() {
+async fn piped_input_runs_and_the_session_ends_at_exit() {
     let s = open().await;
     let (keyboard, input) = mpsc::channel(8);
     let (output, mut screen) = tokio::io::duplex(1 << 20);
@@ -280,7 +285,7 @@ async fn piped_input_runs_and_returns_the_exit_code() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(end.exit_code, Some(5));
+    assert_eq!(end.exit_code, None);
     assert!(matches!(end.reason, EndReason::Closed(_)));
     let mut shown = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut screen, &mut shown)

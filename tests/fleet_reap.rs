@@ -234,6 +234,7 @@ async fn reap_ends_a_killed_clients_session_and_replaces_its_node() {
                 reason: "disk full on the ingest node".into(),
                 incident: None,
                 duration: std::time::Duration::from_secs(300),
+                command: None,
             },
             &code(&secrets[0], clock.now()),
         )

@@ -173,6 +173,24 @@ fn broker_role_is_least_privilege() {
     assert_eq!(start.len(), 3);
 }
 
+#[test]
+fn the_command_document_separates_output_and_reports_the_exit_status() {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/ssm/PinkSombrero-Command.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Only NonInteractiveCommands with separateOutputStream sends stdout, stderr and the exit
+    // code apart (amazon-ssm-agent agent/session/shell/shell.go).
+    assert_eq!(doc["sessionType"], "NonInteractiveCommands");
+    assert_eq!(doc["properties"]["separateOutputStream"], true);
+    assert_eq!(doc["properties"]["commands"], "{{ command }}");
+    assert_eq!(doc["parameters"]["command"]["type"], "String");
+}
+
 fn denies(doc: &Value, action: &str) -> Vec<Value> {
     with_effect(doc, "Deny")
         .into_iter()

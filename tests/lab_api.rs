@@ -5,8 +5,9 @@ mod lab_common;
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{
-    AutomationExecutionStatus, InstanceInformationStringFilter, ResourceTypeForTagging,
-    SessionFilter, SessionFilterKey, SessionState, Tag,
+    AutomationExecutionStatus, InstanceInformationFilter, InstanceInformationFilterKey,
+    InstanceInformationStringFilter, ResourceTypeForTagging, SessionFilter, SessionFilterKey,
+    SessionState, Tag,
 };
 use lab_common::*;
 use pink_sombrero::lab::{OUTPUT_NEW_INSTANCE, REPLACE_DOCUMENT};
@@ -124,6 +125,23 @@ async fn describe_instance_information_pages_and_reports_aws_fields() {
         .await
         .unwrap();
     assert_eq!(one.instance_information_list().len(), 1);
+    // The legacy filter list: the SDK sends the model's `key` and `valueSet` members.
+    let legacy = ssm
+        .describe_instance_information()
+        .instance_information_filter_list(
+            InstanceInformationFilter::builder()
+                .key(InstanceInformationFilterKey::InstanceIds)
+                .value_set(&known[3])
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        legacy.instance_information_list()[0].instance_id(),
+        Some(known[3].as_str())
+    );
 
     let err = refused!(ssm.describe_instance_information().max_results(100).send());
     assert_eq!(code(&err), "ValidationException");

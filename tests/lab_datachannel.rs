@@ -9,7 +9,7 @@ use pink_sombrero::lab::{AGENT_VERSION, SessionStatus};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handshake_command_output_exit_code_then_channel_closed() {
+async fn handshake_command_output_then_terminating_and_channel_closed_without_exit_code() {
     let lab = lab(1).await;
     let ssm = client(&lab).await;
     let node = first_node(&ssm).await;
@@ -39,15 +39,18 @@ async fn handshake_command_output_exit_code_then_channel_closed() {
 
     peer.type_text("exit 3\r").await;
     peer.until_end().await;
-    assert_eq!(peer.exit_code, Some(3));
+    // A shell (Standard_Stream) session reports no status: agent/session/shell/shell.go sends
+    // an exit code only from processCommandsWithOutputStreamSeparate.
+    assert_eq!(peer.exit_code, None);
     assert!(peer.closed.is_some(), "channel_closed arrives");
-    assert!(peer.exit_before_close, "ExitCode precedes channel_closed");
-    let exit = peer
-        .arrivals
-        .iter()
-        .find(|m| m.payload_type == PayloadType::ExitCode)
-        .unwrap();
-    assert_eq!(exit.payload, b"EXIT_CODE: 3");
+    assert!(
+        !peer
+            .arrivals
+            .iter()
+            .any(|m| m.payload_type == PayloadType::ExitCode),
+        "no ExitCode frame in a shell session"
+    );
+    assert!(!peer.text().contains("EXIT_CODE"));
     // Every input frame was acked exactly once.
     let mut acked = peer.acks.clone();
     acked.sort();
@@ -450,5 +453,62 @@ async fn an_expired_token_is_refused() {
         Some(Message::Close(Some(f))) => assert!(f.reason.contains("expired"), "{f:?}"),
         other => panic!("expired token accepted: {other:?}"),
     }
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_session_sends_stdout_stderr_and_the_exit_code_before_closing() {
+    let lab = lab(1).await;
+    let ssm = client(&lab).await;
+    let node = first_node(&ssm).await;
+    let s = ssm
+        .start_session()
+        .target(&node)
+        .document_name("PinkSombrero-Command")
+        .parameters(
+            "command",
+            vec!["sh -c 'echo out; echo err >&2; hostname; exit 3'".to_string()],
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut peer = Peer::connect(s.stream_url().unwrap(), s.token_value().unwrap()).await;
+    let (_, req) = peer.handshake().await;
+    let params = &req.requested_client_actions[0].action_parameters;
+    assert_eq!(params["SessionType"], "NonInteractiveCommands");
+    assert_eq!(params["Properties"]["separateOutputStream"], true);
+    peer.until_end().await;
+    let stream = |t: PayloadType| -> String {
+        let mut frames: Vec<_> = peer
+            .arrivals
+            .iter()
+            .filter(|m| m.payload_type == t)
+            .collect();
+        frames.sort_by_key(|m| m.sequence_number);
+        frames.dedup_by_key(|m| m.sequence_number);
+        frames
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .collect()
+    };
+    // No terminal: plain \n, and each stream on its own payload type.
+    assert_eq!(stream(PayloadType::Output), format!("out\n{node}\n"));
+    assert_eq!(stream(PayloadType::StdErr), "err\n");
+    assert_eq!(peer.exit_code, Some(3));
+    assert!(peer.exit_before_close, "ExitCode precedes channel_closed");
+
+    // A command line the document's pattern refuses never starts.
+    let refused = ssm
+        .start_session()
+        .target(&node)
+        .document_name("PinkSombrero-Command")
+        .parameters("command", vec!["two\nlines".to_string()])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.as_service_error().and_then(|e| e.meta().code()),
+        Some("InvalidDocument")
+    );
     lab.shutdown().await;
 }

@@ -49,29 +49,43 @@ impl World {
 
     /// An approved request by rita on `target` for `duration`.
     fn approved_for(&mut self, target: &str, duration: &str) -> String {
+        self.approved_with(target, &["--duration", duration])
+    }
+
+    /// `sombrero request` by rita on `target` with `extra` options.
+    fn request(&mut self, target: &str, extra: &[&str]) -> foundation_support::Run {
         let code = self.env.code("rita");
-        let out = self
-            .env
-            .run(&[
-                "request",
-                "--target",
-                target,
-                "--reason",
-                "disk full on the primary",
-                "--as",
-                "rita",
-                "--code",
-                &code,
-                "--duration",
-                duration,
-                "--json",
-            ])
-            .ok();
+        let mut args = vec![
+            "request",
+            "--target",
+            target,
+            "--reason",
+            "disk full on the primary",
+            "--as",
+            "rita",
+            "--code",
+            &code,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        self.env.run(&args)
+    }
+
+    /// An approved request by rita on `target` with `extra` request options.
+    fn approved_with(&mut self, target: &str, extra: &[&str]) -> String {
+        let out = self.request(target, extra).ok();
         let id = out.json()["id"].as_str().unwrap().to_string();
         self.env.approve(&id, "ann").ok();
         let v = self.env.approve(&id, "bob").ok().json();
         assert_eq!(v["state"], "approved");
         id
+    }
+
+    /// `sombrero open ID --as rita -- ARGV...` (the command after every option).
+    fn open_command(&self, id: &str, argv: &[&str], script: &str) -> Output {
+        let mut c = self.command(&["open", id, "--as", "rita"]);
+        c.arg("--").args(argv);
+        self.run_open(c, script)
     }
 
     fn open(&self, id: &str, script: &str) -> Output {
@@ -197,7 +211,15 @@ async fn request_approve_open_hostname_exit_replace() {
         stdout.contains(&node),
         "hostname output missing:\n{stdout}\n{stderr}"
     );
-    assert_eq!(out.status.code(), Some(3), "remote exit status:\n{stderr}");
+    // The agent reports no status for a shell: a shell that ended by itself is success.
+    assert_eq!(out.status.code(), Some(0), "shell end:\n{stderr}");
+    assert!(!stdout.contains("EXIT_CODE") && !stderr.contains("EXIT_CODE"));
+    // Piped: status lines are plain lines on stderr, no CR and no blank padding.
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    assert!(
+        stderr.lines().all(|l| !l.is_empty()),
+        "blank status padding: {stderr:?}"
+    );
     assert!(stderr.contains("tagged as tainted"), "{stderr}");
     assert!(stderr.contains("replaced by"), "{stderr}");
 
@@ -216,6 +238,7 @@ async fn request_approve_open_hostname_exit_replace() {
     let cast = std::fs::read_to_string(&casts[0]).unwrap();
     assert!(cast.contains(&node));
     assert!(cast.contains("\"i\""), "keystrokes recorded");
+    assert!(!cast.contains("EXIT_CODE"));
     let verify = w.env.run(&["verify", casts[0].to_str().unwrap()]);
     assert_eq!(verify.code, 0, "{}", verify.stdout);
 
@@ -460,5 +483,82 @@ async fn a_killed_agent_ends_the_session_as_lost_and_the_node_is_still_replaced(
     let again = w.command(&["reap", "--json"]).output().unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(rows, serde_json::json!([]));
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_runs_one_command_with_its_streams_apart_and_its_exit_status() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved(&node);
+    let out = w.open_command(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stdout, "out\n",
+        "only the command's stdout on stdout; stderr:\n{stderr}"
+    );
+    assert!(stderr.lines().any(|l| l == "err"), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the command's status:\n{stderr}"
+    );
+    assert!(stderr.contains("recording sealed"), "{stderr}");
+    assert!(!stdout.contains("EXIT_CODE") && !stderr.contains("EXIT_CODE"));
+    let casts = w.recordings();
+    assert_eq!(casts.len(), 1, "{casts:?}");
+    let cast = std::fs::read_to_string(&casts[0]).unwrap();
+    assert!(
+        cast.contains("command: sh -c 'echo out; echo err >&2; exit 3'"),
+        "{cast}"
+    );
+    assert!(cast.contains("out") && cast.contains("err"));
+    assert_eq!(w.env.run(&["verify", casts[0].to_str().unwrap()]).code, 0);
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_a_command_opens_that_command_only() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved_with(&node, &["--command", "sh -c 'exit 4'"]);
+    // Approvers see the command.
+    let shown = w.env.run(&["show", &id]).ok();
+    assert!(
+        shown.stdout.contains("command:   sh -c 'exit 4'"),
+        "{}",
+        shown.stdout
+    );
+
+    // Another command, or a shell, is refused before the node is touched.
+    for argv in [&["sh", "-c", "exit 5"][..], &[]] {
+        let out = if argv.is_empty() {
+            w.open(&id, "hostname\n")
+        } else {
+            w.open_command(&id, argv, "")
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("approved for"), "{stderr}");
+        let tags = &w.lab.nodes()[0].tags;
+        assert!(tags.is_empty(), "nothing may touch the node: {tags:?}");
+    }
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "approved");
+
+    // The approved command runs, words compared as the agent splits them.
+    let out = w.open_command(&id, &["sh", "-c", "exit 4"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A command with a control character is refused at request time.
+    let bad = w.request(&node, &["--command", "echo a\nrm -rf /"]);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(bad.stderr.contains("control character"), "{}", bad.stderr);
     w.lab.shutdown().await;
 }

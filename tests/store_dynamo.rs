@@ -74,6 +74,7 @@ fn req(id: &str, state: State, age_mins: i64) -> Request {
         session_id: None,
         ended_at: None,
         close_reason: None,
+        command: None,
     }
 }
 

@@ -214,6 +214,7 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
         reason: "disk full on the primary".into(),
         incident: Some("INC-77".into()),
         duration: Duration::from_secs(900),
+        command: None,
     };
     let id = h.other.create_request(new, &h.code("alice")).unwrap().id;
     h.shows("disk full on the primary").await;
@@ -293,6 +294,7 @@ async fn tui_against_a_daemon_acts_as_the_connection_identity() {
         reason: "disk full on the primary".into(),
         incident: None,
         duration: Duration::from_secs(900),
+        command: None,
     };
     let id = h.other.create_request(new, &h.code("alice")).unwrap().id;
     h.shows("disk full on the primary").await;
@@ -426,6 +428,7 @@ async fn a_tui_on_a_daemon_long_polls_for_changes_instead_of_polling() {
         reason: "disk full on the primary".into(),
         incident: None,
         duration: Duration::from_secs(900),
+        command: None,
     };
     h.other.create_request(new, &h.code("alice")).unwrap();
     h.shows("disk full on the primary").await;

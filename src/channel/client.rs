@@ -529,6 +529,21 @@ impl Driver {
             self.publish_stats();
             match flow {
                 Flow::Continue => {}
+                // The service already closed the channel: the socket going away ends the
+                // linger, not the session's chance to resume.
+                Flow::Lost(why) if self.session.phase() == Phase::Closing => {
+                    debug!(reason = %why, "socket gone after channel_closed");
+                    let fx = self.session.close_now();
+                    let reason = fx
+                        .into_iter()
+                        .find_map(|e| match e {
+                            Effect::Closed(r) => Some(r),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    self.finish(None, SessionEvent::Closed { reason }).await;
+                    return;
+                }
                 Flow::Lost(why) => match self.reconnect(&why).await {
                     Ok(new_ws) => ws = new_ws,
                     Err(end) => {

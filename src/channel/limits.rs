@@ -50,6 +50,9 @@ pub const RECONNECT_ATTEMPTS: u32 = 5;
 pub const RECONNECT_BASE: Duration = Duration::from_millis(100);
 /// How long `terminate` waits for the agent to ack the TerminateSession flag before closing.
 pub const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+/// How long the client keeps reading after `channel_closed` while an exit code may still come
+/// or frames wait for a gap to fill (a peer may send its last frames just after closing).
+pub const CLOSE_LINGER: Duration = Duration::from_millis(250);
 /// Warning given before a grant window closes and its session is terminated.
 pub const GRANT_WARNING: Duration = Duration::from_secs(60);
 /// Terminal size sent when the caller knows none (the plugin's default without a tty).

@@ -11,6 +11,9 @@
 //! - a resent frame restarts its timer (the plugin resends the front frame on every tick once it
 //!   timed out) and resent frames give no RTT sample (Karn's rule);
 //! - a full unacked list stops input (back-pressure) instead of discarding the oldest frame;
+//! - after `channel_closed` the session lingers ([`limits::CLOSE_LINGER`]) while no exit code
+//!   has come or frames wait in the reorder buffer, so a late exit code or output frame is kept
+//!   (the plugin stops reading at `channel_closed`);
 //! - KMS encryption is refused in the handshake: it needs a KMS data key bound to the session,
 //!   which this client cannot obtain, so the session ends with [`SessionError::KmsUnsupported`].
 
@@ -92,6 +95,8 @@ pub enum Phase {
     Handshake,
     /// Data flows both ways.
     Ready,
+    /// `channel_closed` arrived; output still in flight is taken until the linger ends.
+    Closing,
     /// Closed or failed; every further call is a no-op.
     Ended,
 }
@@ -160,6 +165,10 @@ pub struct Session {
     sent_size: Option<SizeData>,
     consecutive_malformed: u32,
     counters: Counters,
+    /// An exit-code frame was delivered.
+    exit_seen: bool,
+    /// In [`Phase::Closing`]: the service's close text and when the linger ends.
+    closing: Option<(String, Instant)>,
 }
 
 impl Session {
@@ -179,6 +188,8 @@ impl Session {
             sent_size: None,
             consecutive_malformed: 0,
             counters: Counters::default(),
+            exit_seen: false,
+            closing: None,
         }
     }
 
@@ -232,16 +243,30 @@ impl Session {
             }
         };
         match msg.message_type {
-            MessageType::OutputStreamData => self.on_output_frame(msg, now, &mut fx),
+            MessageType::OutputStreamData => {
+                self.on_output_frame(msg, now, &mut fx);
+                if self.phase == Phase::Closing {
+                    self.end_if_settled(&mut fx);
+                }
+            }
             MessageType::Acknowledge => self.on_ack(&msg, now),
+            MessageType::ChannelClosed if self.phase == Phase::Closing => {
+                debug!("repeated channel_closed ignored");
+            }
             MessageType::ChannelClosed => {
                 let closed: ChannelClosed =
                     serde_json::from_slice(&msg.payload).unwrap_or_else(|e| {
                         warn!(error = %e, "channel_closed payload unreadable; closing anyway");
                         ChannelClosed::default()
                     });
-                self.phase = Phase::Ended;
-                fx.push(Effect::Closed(closed.output));
+                if self.phase == Phase::Handshake {
+                    self.phase = Phase::Ended;
+                    fx.push(Effect::Closed(closed.output));
+                } else {
+                    self.phase = Phase::Closing;
+                    self.closing = Some((closed.output, now + limits::CLOSE_LINGER));
+                    self.end_if_settled(&mut fx);
+                }
             }
             MessageType::StartPublication | MessageType::PausePublication => {
                 // The plugin ignores both and keeps sending; so do we. Not fatal before the
@@ -261,7 +286,7 @@ impl Session {
     /// the handshake is complete.
     pub fn send_input(&mut self, data: &[u8], now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        if self.phase == Phase::Ended {
+        if matches!(self.phase, Phase::Ended | Phase::Closing) {
             return fx;
         }
         for chunk in data.chunks(limits::INPUT_CHUNK) {
@@ -288,6 +313,9 @@ impl Session {
     /// handshake completes: there is no agent session to end yet, the driver just closes.
     pub fn terminate(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
+        if self.phase == Phase::Closing {
+            return self.close_now();
+        }
         if self.phase == Phase::Ready {
             let flag = (FlagValue::TerminateSession as u32).to_be_bytes().to_vec();
             self.send_sequenced(PayloadType::Flag, flag, now, &mut fx);
@@ -300,6 +328,13 @@ impl Session {
     pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         if self.phase == Phase::Ended {
+            return fx;
+        }
+        if self.phase == Phase::Closing {
+            // The channel is closed: nothing sent now can be acked, so nothing is resent.
+            if self.closing.as_ref().is_some_and(|(_, by)| now >= *by) {
+                return self.close_now();
+            }
             return fx;
         }
         if let Some(front) = self.unacked.front() {
@@ -327,7 +362,8 @@ impl Session {
     }
 
     /// After a reconnect: everything unacked may have been lost with the old socket, so it is
-    /// all resent at once, in order.
+    /// all resent at once, in order; then the size again (the same one), so the remote side
+    /// redraws its prompt or screen after the notice that interrupted it.
     pub fn on_reconnected(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         if self.phase == Phase::Ended {
@@ -339,7 +375,29 @@ impl Session {
             fx.push(Effect::Send(frame.bytes.clone()));
         }
         self.counters.resends += self.unacked.len() as u64;
+        if self.phase == Phase::Ready {
+            self.send_size(now, &mut fx);
+        }
         fx
+    }
+
+    /// Ends a session in [`Phase::Closing`] at once (linger over, or the socket went away)
+    /// with the service's close text; nothing for a session in another phase.
+    pub fn close_now(&mut self) -> Vec<Effect> {
+        if self.phase != Phase::Closing {
+            return Vec::new();
+        }
+        self.phase = Phase::Ended;
+        let reason = self.closing.take().map(|(r, _)| r).unwrap_or_default();
+        vec![Effect::Closed(reason)]
+    }
+
+    /// In [`Phase::Closing`]: ends now when nothing more is expected (an exit code came and no
+    /// frame waits for a gap to fill).
+    fn end_if_settled(&mut self, fx: &mut Vec<Effect>) {
+        if self.phase == Phase::Closing && self.exit_seen && self.reorder.is_empty() {
+            fx.extend(self.close_now());
+        }
     }
 
     fn fail(&mut self, fx: &mut Vec<Effect>, err: SessionError) {
@@ -462,7 +520,10 @@ impl Session {
             }
             PayloadType::StdErr => fx.push(Effect::Stderr(msg.payload)),
             PayloadType::ExitCode => match parse_exit_code(&msg.payload) {
-                Some(code) => fx.push(Effect::ExitCode(code)),
+                Some(code) => {
+                    self.exit_seen = true;
+                    fx.push(Effect::ExitCode(code));
+                }
                 None => {
                     self.counters.malformed += 1;
                     warn!(payload = ?String::from_utf8_lossy(&msg.payload), "unreadable exit code");

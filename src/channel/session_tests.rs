@@ -349,26 +349,82 @@ fn publication_frames_are_ignored_even_malformed_and_before_handshake() {
     assert_eq!(s.phase(), Phase::Handshake);
 }
 
-#[test]
-fn channel_closed_ends_the_session_with_its_output() {
-    let t0 = Instant::now();
-    let mut s = ready(t0);
-    let closed = ClientMessage::new(
+fn closed_frame(output: &str) -> Vec<u8> {
+    let body =
+        format!(r#"{{"MessageType":"channel_closed","SchemaVersion":1,"Output":"{output}"}}"#);
+    ClientMessage::new(
         MessageType::ChannelClosed,
         0,
         0,
         PayloadType::Undefined,
-        br#"{"MessageType":"channel_closed","SchemaVersion":1,"Output":"bye"}"#.to_vec(),
+        body.into_bytes(),
+    )
+    .encode()
+}
+
+#[test]
+fn channel_closed_ends_the_session_with_its_output_after_the_linger() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    // A shell session never gets an exit code: the client lingers for a late frame.
+    assert!(s.on_frame(&closed_frame("bye"), t0).is_empty());
+    assert_eq!(s.phase(), Phase::Closing);
+    assert!(s.send_input(b"x", t0).is_empty());
+    let fx = s.on_frame(&agent(2, PayloadType::Output, b"late"), t0 + ms(1));
+    assert_eq!(acked_seqs(&fx), vec![2]);
+    assert_eq!(outputs(&fx), b"late");
+    assert!(s.tick(t0 + limits::CLOSE_LINGER - ms(1)).is_empty());
+    assert_eq!(
+        s.tick(t0 + limits::CLOSE_LINGER),
+        vec![Effect::Closed("bye".into())]
     );
-    let fx = s.on_frame(&closed.encode(), t0);
-    assert_eq!(fx, vec![Effect::Closed("bye".into())]);
     assert_eq!(s.phase(), Phase::Ended);
     assert!(
-        s.on_frame(&agent(2, PayloadType::Output, b"late"), t0)
+        s.on_frame(&agent(3, PayloadType::Output, b"later"), t0)
             .is_empty()
     );
     assert!(s.send_input(b"x", t0).is_empty());
     assert!(s.tick(t0 + ms(10_000)).is_empty());
+}
+
+#[test]
+fn an_exit_code_after_channel_closed_is_kept_and_ends_the_linger() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    assert!(s.on_frame(&closed_frame(""), t0).is_empty());
+    let fx = s.on_frame(
+        &agent(2, PayloadType::ExitCode, &exit_code_payload(3)),
+        t0 + ms(1),
+    );
+    assert_eq!(
+        fx[1..],
+        [Effect::ExitCode(3), Effect::Closed(String::new())]
+    );
+    assert_eq!(s.phase(), Phase::Ended);
+}
+
+#[test]
+fn channel_closed_after_the_exit_code_ends_at_once_unless_a_gap_is_open() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    s.on_frame(&agent(2, PayloadType::ExitCode, &exit_code_payload(0)), t0);
+    assert_eq!(
+        s.on_frame(&closed_frame("done"), t0),
+        vec![Effect::Closed("done".into())]
+    );
+
+    // Output 3 is missing while 4 waits: the close waits for the gap to fill.
+    let mut s = ready(t0);
+    s.on_frame(&agent(2, PayloadType::ExitCode, &exit_code_payload(0)), t0);
+    s.on_frame(&agent(4, PayloadType::Output, b"b"), t0);
+    assert!(s.on_frame(&closed_frame("done"), t0).is_empty());
+    let fx = s.on_frame(&agent(3, PayloadType::Output, b"a"), t0);
+    assert_eq!(outputs(&fx), b"ab");
+    assert_eq!(fx.last(), Some(&Effect::Closed("done".into())));
+    // Terminating while lingering ends with the service's text, sending nothing.
+    let mut s = ready(t0);
+    s.on_frame(&closed_frame("x"), t0);
+    assert_eq!(s.terminate(t0), vec![Effect::Closed("x".into())]);
 }
 
 #[test]
@@ -594,18 +650,19 @@ fn a_full_unacked_list_stops_input() {
 }
 
 #[test]
-fn reconnect_resends_everything_unacked_in_order() {
+fn reconnect_resends_everything_unacked_in_order_then_the_size() {
     let t0 = Instant::now();
     let mut s = ready(t0);
     s.send_input(b"a", t0);
     s.send_input(b"b", t0);
-    let seqs: Vec<i64> = inputs(&s.on_reconnected(t0 + ms(1)))
-        .iter()
-        .map(|m| m.sequence_number)
-        .collect();
-    assert_eq!(seqs, vec![2, 3]);
+    let sent = inputs(&s.on_reconnected(t0 + ms(1)));
+    let seqs: Vec<i64> = sent.iter().map(|m| m.sequence_number).collect();
+    assert_eq!(seqs, vec![2, 3, 4]);
+    // Then the same size once more: the remote side redraws after the reconnect.
+    assert_eq!(sent[2].payload_type, PayloadType::Size);
+    assert_eq!(sent[2].payload, serde_json::to_vec(&SIZE).unwrap());
     // Sequence numbers carry on.
-    assert_eq!(inputs(&s.send_input(b"c", t0))[0].sequence_number, 4);
+    assert_eq!(inputs(&s.send_input(b"c", t0))[0].sequence_number, 5);
 }
 
 #[test]

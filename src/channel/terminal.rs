@@ -20,6 +20,9 @@ use super::payload::SizeData;
 /// shell, so `printf 'hostname\n' | sombrero open REQ` ends like `ssh host < script`.
 const EOT: u8 = 0x04;
 
+/// Longest a piped script waits for the remote shell's first output before it is sent.
+const PIPED_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How the session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
@@ -315,23 +318,34 @@ where
     W: AsyncWrite + Unpin,
     E: AsyncWrite + Unpin,
 {
-    let newline = match io.mode {
-        InputMode::Interactive => "\r\n",
-        InputMode::Piped => "\n",
+    // Piped: plain notice lines; on a terminal, on a line of their own whatever the cursor.
+    let (before, after) = match io.mode {
+        InputMode::Interactive => ("\r\n", "\r\n"),
+        InputMode::Piped => ("", "\n"),
     };
     let mut exit_code = None;
     let mut input_open = true;
+    // A script is held back until the remote shell first speaks (its prompt), or for at most
+    // PIPED_HOLD: input that reaches a terminal before the shell reads it is echoed twice,
+    // once by the terminal and again by the shell's line editor.
+    let mut hold_until =
+        (io.mode == InputMode::Piped).then(|| tokio::time::Instant::now() + PIPED_HOLD);
     loop {
+        let hold = async {
+            match hold_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = hold => hold_until = None,
             event = events.recv() => {
                 let Some(event) = event else {
-                    return Ok(SessionEnd {
-                        exit_code,
-                        reason: EndReason::Failed("the session task stopped unexpectedly".into()),
-                    });
+                    return Ok(task_stopped(exit_code));
                 };
                 match event {
                     SessionEvent::Output(bytes) | SessionEvent::Stderr(bytes) => {
+                        hold_until = None;
                         on_output(&bytes);
                         if let Err(e) = write_all(&mut io.output, &bytes).await {
                             // Nobody sees the output any more: do not leave the shell running.
@@ -341,7 +355,7 @@ where
                     }
                     SessionEvent::ExitCode(code) => exit_code = Some(code),
                     SessionEvent::Notice(text) => {
-                        let line = format!("{newline}[sombrero] {text}{newline}");
+                        let line = format!("{before}[sombrero] {text}{after}");
                         if let Err(e) = write_all(&mut io.notices, line.as_bytes()).await {
                             debug!(error = %e, "notice not shown");
                         }
@@ -354,7 +368,7 @@ where
                     }
                 }
             }
-            read = io.input.recv(), if input_open => {
+            read = io.input.recv(), if input_open && hold_until.is_none() => {
                 let data = match read {
                     Some(data) => data,
                     None => {
@@ -375,7 +389,108 @@ where
     }
 }
 
+/// The end reported when the session task vanished without saying how the session ended.
+fn task_stopped(exit_code: Option<i32>) -> SessionEnd {
+    SessionEnd {
+        exit_code,
+        reason: EndReason::Failed("the session task stopped unexpectedly".into()),
+    }
+}
+
 async fn write_all(w: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes).await?;
     w.flush().await
+}
+
+/// Runs a one-shot command session (`open REQ -- CMD`) on this process's stdout and stderr:
+/// the remote stdout to stdout, the remote stderr to stderr, nothing read from stdin, Ctrl-C
+/// passed on (the agent turns it into SIGINT for the command).
+pub async fn bridge_command_stdio(
+    handle: SessionHandle,
+    events: mpsc::Receiver<SessionEvent>,
+    on_output: impl FnMut(&[u8]),
+) -> Result<SessionEnd, BridgeError> {
+    let (interrupt, interrupts) = mpsc::unbounded_channel();
+    let watcher = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if interrupt.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let end = bridge_command(
+        handle,
+        events,
+        DirectStdout,
+        tokio::io::stderr(),
+        interrupts,
+        on_output,
+    )
+    .await;
+    watcher.abort();
+    end
+}
+
+/// Byte the agent turns into SIGINT for a command (A `agent/session/shell/shell_unix.go`).
+const INTERRUPT: u8 = 0x03;
+
+/// Bridges a command session to two local streams (what [`bridge_command_stdio`] runs).
+/// `on_output` sees both streams' bytes in arrival order (for the recorder).
+pub async fn bridge_command<W, E>(
+    handle: SessionHandle,
+    mut events: mpsc::Receiver<SessionEvent>,
+    mut stdout: W,
+    mut stderr: E,
+    mut interrupts: mpsc::UnboundedReceiver<()>,
+    mut on_output: impl FnMut(&[u8]),
+) -> Result<SessionEnd, BridgeError>
+where
+    W: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+{
+    let mut exit_code = None;
+    let mut interrupts_open = true;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else {
+                    return Ok(task_stopped(exit_code));
+                };
+                let written = match &event {
+                    SessionEvent::Output(bytes) => Some(write_all(&mut stdout, bytes).await),
+                    SessionEvent::Stderr(bytes) => Some(write_all(&mut stderr, bytes).await),
+                    _ => None,
+                };
+                if let SessionEvent::Output(b) | SessionEvent::Stderr(b) = &event {
+                    on_output(b);
+                }
+                if let Some(Err(e)) = written {
+                    let _ = handle.terminate();
+                    return Err(BridgeError::Output(e));
+                }
+                match event {
+                    SessionEvent::ExitCode(code) => exit_code = Some(code),
+                    SessionEvent::Notice(text) => {
+                        let line = format!("[sombrero] {text}\n");
+                        if let Err(e) = write_all(&mut stderr, line.as_bytes()).await {
+                            debug!(error = %e, "notice not shown");
+                        }
+                    }
+                    SessionEvent::Closed { reason } => {
+                        return Ok(SessionEnd { exit_code, reason: EndReason::Closed(reason) });
+                    }
+                    SessionEvent::Failed { error } => {
+                        return Ok(SessionEnd { exit_code, reason: EndReason::Failed(error) });
+                    }
+                    SessionEvent::Output(_) | SessionEvent::Stderr(_) => {}
+                }
+            }
+            i = interrupts.recv(), if interrupts_open => match i {
+                Some(()) => {
+                    let _ = handle.send_input(vec![INTERRUPT]).await;
+                }
+                None => interrupts_open = false,
+            },
+        }
+    }
 }

@@ -32,6 +32,10 @@ pub struct RequestArgs {
     /// Session duration, e.g. `30m` (at most the policy's maximum).
     #[arg(long, default_value = "30m")]
     pub duration: String,
+    /// Ask for one command instead of a shell: approvers see it, and `sombrero open REQ -- CMD`
+    /// may run only this command (its words compared as the SSM agent splits them).
+    #[arg(long, value_name = "COMMAND")]
+    pub command: Option<String>,
     /// Who is asking (default: the OS user).
     #[arg(long = "as", value_name = "NAME")]
     pub as_user: Option<String>,
@@ -446,6 +450,7 @@ pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
         reason: a.reason,
         incident: a.incident,
         duration,
+        command: a.command,
     };
     let r = b.create_request(new, &code).map_err(fail)?;
     report(&*b, &r, a.json)
@@ -536,6 +541,9 @@ pub fn show(g: &GlobalOpts, a: ShowArgs) -> anyhow::Result<ExitCode> {
     let required = b.policy().map_err(fail)?.approvals_required;
     println!("{}", summary(&r, required));
     println!("  reason:    {}", r.reason);
+    if let Some(c) = &r.command {
+        println!("  command:   {c}");
+    }
     if let Some(i) = &r.incident {
         println!("  incident:  {i}");
     }

@@ -40,7 +40,7 @@ pub fn banner(lab: &Lab) -> String {
          \x20 export AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API={url}\n\
          \x20 export AWS_ACCESS_KEY_ID=lab AWS_SECRET_ACCESS_KEY=lab AWS_REGION=us-east-1\n\
          \x20 sombrero fleet          # or: sombrero --endpoint-url {url} fleet\n\n\
-         Ctrl-C stops the lab and deletes its nodes.\n"
+         Ctrl-C (or SIGTERM, SIGHUP) stops the lab and deletes its nodes.\n"
     ));
     s
 }
@@ -83,14 +83,26 @@ pub fn run(g: &GlobalOpts, a: LabArgs) -> anyhow::Result<ExitCode> {
         out.write_all(banner(&lab).as_bytes())?;
         out.flush()?;
         drop(out);
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
-        tracing::info!("Ctrl-C: stopping the lab");
+        let signal = stop_signal().await?;
+        tracing::info!(signal, "stopping the lab");
         lab.shutdown().await;
         if let Some(f) = &a.endpoint_file {
             let _ = std::fs::remove_file(f);
         }
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Waits for SIGINT, SIGTERM or SIGHUP: a service manager, `kill` or a closed terminal stop
+/// the lab as Ctrl-C does, so the nodes' scratch homes never outlive it.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    Ok(tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
     })
 }

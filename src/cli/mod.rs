@@ -65,6 +65,10 @@ pub enum Command {
     #[command(subcommand)]
     Audit(access::AuditCommand),
     /// Open the session of an approved request (taints the target first).
+    ///
+    /// Exit status: for a shell, 0 when the shell ended by itself, 1 when the session was
+    /// killed, expired, lost or failed; the SSM agent does not report a shell's own status, so
+    /// `exit 3` still ends with 0. With `-- CMD ARGS`, the command's own exit status.
     Open(session::OpenArgs),
     /// Watch a live session read-only (approvers and reviewers; needs --broker).
     Watch(session::WatchArgs),

@@ -9,17 +9,17 @@ use clap::Args;
 use super::ExitError;
 use super::access::{actor, fail, open as open_broker, remote_endpoint, who};
 use crate::api::BrokerApi;
-use crate::channel::terminal::{bridge_stdio, local_size};
+use crate::channel::terminal::{bridge_command_stdio, bridge_stdio, local_size};
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::Fleet;
 use crate::fleet::aws::AwsFleet;
 use crate::recording::RecorderKey;
 use crate::remote::session::{self as relay, RelayError};
 use crate::remote::{BoxIo, RemoteBroker};
-use crate::request::CloseReason;
+use crate::serve::session_wire::exit_status;
 use crate::session::{self, SessionDeps, SessionError, Step};
 
-/// `sombrero open`.
+/// `sombrero open` (its exit status is documented on the subcommand).
 #[derive(Debug, Args)]
 pub struct OpenArgs {
     /// Request id (must be Approved and yours).
@@ -27,13 +27,23 @@ pub struct OpenArgs {
     /// Who opens (default: the OS user); must be the requester.
     #[arg(long = "as", value_name = "NAME")]
     pub as_user: Option<String>,
+    /// Run one command instead of a shell (`-- CMD ARGS`): its stdout to stdout, its stderr to
+    /// stderr, its exit status as ours; recorded and sealed like a shell. A request made with
+    /// `--command` opens only that command.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
-/// Prints a progress line on stderr; `\r\n` because the terminal may be in raw mode.
+/// Prints a progress line on stderr: on a terminal `\r\n` around it (the terminal may be in
+/// raw mode), elsewhere a plain line a log or a script can read.
 fn say(step: &Step) {
     let line = step.to_string();
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r\n[pink sombrero] {line}\r\n");
+    let _ = if std::io::IsTerminal::is_terminal(&err) {
+        write!(err, "\r\n[pink sombrero] {line}\r\n")
+    } else {
+        writeln!(err, "[pink sombrero] {line}")
+    };
     let _ = err.flush();
 }
 
@@ -64,6 +74,12 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
     if let Some(endpoint) = remote_endpoint(g)? {
         let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
         actor(&remote, a.as_user)?;
+        if !a.command.is_empty() {
+            let path = relay::command_path(&a.request, local_size(), &a.command);
+            return relayed(&remote, &path, |io, req| async move {
+                relay::open_command(io, req).await.map(ExitCode::from)
+            });
+        }
         let path = relay::session_path(&a.request, local_size());
         return relayed(&remote, &path, |io, req| async move {
             relay::open(io, req).await.map(ExitCode::from)
@@ -79,37 +95,37 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let deps = session_deps(g, broker).await?;
-        let mut live =
-            match session::open(&deps, &a.request, &user, local_size(), |s| say(&s)).await {
-                Ok(live) => live,
-                Err(SessionError::Broker(e)) => return Err(fail(e)),
-                Err(e) => return Err(ExitError::refused(e.to_string()).into()),
-            };
+        let command = (!a.command.is_empty()).then_some(a.command.as_slice());
+        let opened =
+            session::open_for(&deps, &a.request, &user, local_size(), command, |s| say(&s)).await;
+        let mut live = match opened {
+            Ok(live) => live,
+            Err(SessionError::Broker(e)) => return Err(fail(e)),
+            Err(e) => return Err(ExitError::refused(e.to_string()).into()),
+        };
         let Some(events) = live.events.take() else {
             return Err(anyhow::anyhow!("session events were already taken"));
         };
-        let resizes = tokio::spawn(record_resizes(live.tap.clone()));
         let (out_tap, in_tap) = (live.tap.clone(), live.tap.clone());
-        let end = bridge_stdio(
-            live.handle.clone(),
-            events,
-            move |b| out_tap.output(b),
-            move |b| in_tap.input(b),
-        )
-        .await;
-        resizes.abort();
+        let end = if command.is_some() {
+            bridge_command_stdio(live.handle.clone(), events, move |b| out_tap.output(b)).await
+        } else {
+            let resizes = tokio::spawn(record_resizes(live.tap.clone()));
+            let end = bridge_stdio(
+                live.handle.clone(),
+                events,
+                move |b| out_tap.output(b),
+                move |b| in_tap.input(b),
+            )
+            .await;
+            resizes.abort();
+            end
+        };
         let done = session::finish(&deps, live, end, |s| say(&s)).await;
         if let Err(why) = &done.seal {
             eprintln!("sombrero: the recording could not be sealed: {why}");
         }
-        Ok(match (&done.reason, done.exit_code) {
-            // A status outside 0..=255 (a signal, -1) is a failure, never success.
-            (CloseReason::Exited { .. }, Some(code)) => {
-                ExitCode::from(u8::try_from(code).unwrap_or(1))
-            }
-            (CloseReason::Exited { .. }, None) => ExitCode::SUCCESS,
-            _ => ExitCode::from(1),
-        })
+        Ok(ExitCode::from(exit_status(&done.reason, done.exit_code)))
     })
 }
 

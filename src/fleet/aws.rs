@@ -221,6 +221,15 @@ impl super::Fleet for AwsFleet {
         self.start(target, reason).await
     }
 
+    async fn start_command_session(
+        &self,
+        target: &str,
+        reason: &super::SessionReason,
+        command: &str,
+    ) -> Result<super::StartedSession, FleetError> {
+        self.start_command(target, reason, command).await
+    }
+
     async fn resume_session(&self, session_id: &str) -> Result<super::StartedSession, FleetError> {
         self.resume(session_id).await
     }

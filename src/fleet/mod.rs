@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use error::FleetError;
 pub use replace::{ReplaceFailure, ReplaceOptions, ReplaceProgress, ReplaceStrategy};
 pub use rogue::{RogueFinding, RogueReason, classify_sessions, tainted_without_active_session};
-pub use sessions::SessionReason;
+pub use sessions::{COMMAND_DOCUMENT, SessionReason};
 pub use taint::{Taint, tag};
 pub use target::TargetKind;
 
@@ -238,6 +238,15 @@ pub trait Fleet {
         &self,
         target: &str,
         reason: &SessionReason,
+    ) -> impl Future<Output = Result<StartedSession, FleetError>> + Send;
+
+    /// Starts a one-shot command session on `target` through [`COMMAND_DOCUMENT`]: its stdout,
+    /// stderr and exit status come back apart.
+    fn start_command_session(
+        &self,
+        target: &str,
+        reason: &SessionReason,
+        command: &str,
     ) -> impl Future<Output = Result<StartedSession, FleetError>> + Send;
 
     /// Gets a fresh stream URL and token for a session whose socket was lost.

@@ -18,6 +18,11 @@ const REASON_MAX_CHARS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionReason(String);
 
+/// The session document of one-shot commands (`deploy/ssm/PinkSombrero-Command.json`):
+/// `NonInteractiveCommands` with `separateOutputStream: true`, the only session type whose
+/// agent reports the exit status.
+pub const COMMAND_DOCUMENT: &str = "PinkSombrero-Command";
+
 impl SessionReason {
     /// The reason for a request; refuses ids that would break the API's rules.
     pub fn for_request(request_id: &str) -> Result<Self, FleetError> {
@@ -61,15 +66,38 @@ impl AwsFleet {
         target: &str,
         reason: &SessionReason,
     ) -> Result<StartedSession, FleetError> {
+        self.start_with(target, reason, None).await
+    }
+
+    /// StartSession with the one-shot command document and its `command` parameter.
+    pub(crate) async fn start_command(
+        &self,
+        target: &str,
+        reason: &SessionReason,
+        command: &str,
+    ) -> Result<StartedSession, FleetError> {
+        self.start_with(target, reason, Some(command)).await
+    }
+
+    /// StartSession: the default shell document, or [`COMMAND_DOCUMENT`] running `command`.
+    async fn start_with(
+        &self,
+        target: &str,
+        reason: &SessionReason,
+        command: Option<&str>,
+    ) -> Result<StartedSession, FleetError> {
         TargetKind::of(target)?;
-        let out = self
+        let mut call = self
             .ssm
             .start_session()
             .target(target)
-            .reason(reason.as_str())
-            .send()
-            .await
-            .map_err(|e| api("StartSession", e))?;
+            .reason(reason.as_str());
+        if let Some(command) = command {
+            call = call
+                .document_name(COMMAND_DOCUMENT)
+                .parameters("command", vec![command.to_string()]);
+        }
+        let out = call.send().await.map_err(|e| api("StartSession", e))?;
         started(
             "StartSession",
             out.session_id,

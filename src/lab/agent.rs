@@ -1,8 +1,11 @@
 //! The server side of one session's data channel (the SSM agent and the message gateway in
 //! one): handshake, acks for every input frame (duplicates too), in-order delivery of input
-//! to the node's PTY, sequenced output with resend of the oldest unacked frame, ExitCode then
-//! `channel_closed`. The task outlives websocket connections so ResumeSession can reattach
-//! with sequence numbers carried on; output produced while detached waits in the unacked list.
+//! to the node's PTY or command, sequenced output with resend of the oldest unacked frame,
+//! and the end the agent gives each session type (see the module doc of `lab` for sources):
+//! a shell that exits is flushed, marked Terminating and closed with `channel_closed`, with no
+//! exit code; a command session sends its exit code (payload type 12) before that. The task
+//! outlives websocket connections so ResumeSession can reattach with sequence numbers carried
+//! on; output produced while detached waits in the unacked list.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use crate::channel::payload::{
     RequestedClientAction, SizeData, action_status, exit_code_payload,
 };
 
+use super::command::{self, Running};
 use super::hooks::OutputAction;
 use super::nodes::AGENT_VERSION;
 use super::shell::{self, Shell, ShellEvent, ShellSpec};
@@ -29,7 +33,8 @@ const RESEND_AFTER: Duration = Duration::from_millis(200);
 const OUTPUT_WINDOW: usize = 10_000;
 /// Out-of-order input frames kept; beyond this they are dropped unacked.
 const INPUT_BUFFER: usize = 10_000;
-/// How long the ExitCode frame may wait for its ack before the channel closes anyway.
+/// How long the last output (and a command's ExitCode) may wait for acks before the channel
+/// closes anyway.
 const EXIT_FLUSH: Duration = Duration::from_secs(5);
 /// Terminal size until the client sends one.
 const DEFAULT_SIZE: SizeData = SizeData { cols: 80, rows: 24 };
@@ -65,6 +70,15 @@ pub(crate) enum WsOut {
     Abort,
 }
 
+/// What a session runs, from its document's `sessionType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SessionKind {
+    /// `Standard_Stream`: an interactive shell on a terminal.
+    Shell,
+    /// `NonInteractiveCommands` with `separateOutputStream: true`: this command line.
+    Command(String),
+}
+
 #[derive(Debug)]
 struct Pending {
     bytes: Vec<u8>,
@@ -76,6 +90,7 @@ struct Agent {
     session_id: String,
     state: Arc<LabState>,
     spec: ShellSpec,
+    kind: SessionKind,
     conn: Option<(u64, UnboundedSender<WsOut>)>,
     out_seq: i64,
     unacked: BTreeMap<i64, Pending>,
@@ -87,6 +102,7 @@ struct Agent {
     handshake_done: bool,
     size: SizeData,
     shell: Option<Shell>,
+    command: Option<Running>,
     new_shell_rx: Option<mpsc::Receiver<ShellEvent>>,
     exit_deadline: Option<Instant>,
     done: bool,
@@ -97,12 +113,14 @@ pub(crate) fn spawn(
     state: Arc<LabState>,
     session_id: String,
     spec: ShellSpec,
+    kind: SessionKind,
 ) -> UnboundedSender<AgentEvent> {
     let (tx, rx) = mpsc::unbounded_channel();
     let agent = Agent {
         session_id,
         state,
         spec,
+        kind,
         conn: None,
         out_seq: 0,
         unacked: BTreeMap::new(),
@@ -113,6 +131,7 @@ pub(crate) fn spawn(
         handshake_done: false,
         size: DEFAULT_SIZE,
         shell: None,
+        command: None,
         new_shell_rx: None,
         exit_deadline: None,
         done: false,
@@ -167,7 +186,7 @@ impl Agent {
                 self.set_status(SessionStatus::Connected);
                 if self.handshake_sent.is_none() {
                     self.handshake_sent = Some(Instant::now());
-                    self.push_output(PayloadType::HandshakeRequest, handshake_request());
+                    self.push_output(PayloadType::HandshakeRequest, handshake_request(&self.kind));
                 } else {
                     // A resumed connection: everything unacked goes again, in order.
                     self.held.clear();
@@ -204,9 +223,18 @@ impl Agent {
                 self.push_output(PayloadType::Output, bytes);
                 false
             }
+            Some(ShellEvent::Stderr(bytes)) => {
+                self.push_output(PayloadType::StdErr, bytes);
+                false
+            }
             Some(ShellEvent::Exited(code)) => {
-                tracing::info!(session = %self.session_id, code, "node shell exited");
-                self.push_output(PayloadType::ExitCode, exit_code_payload(code));
+                tracing::info!(session = %self.session_id, code, "node shell or command exited");
+                // The agent reports a status only for command sessions with separate output
+                // streams; a shell's end is Terminating then channel_closed, nothing more.
+                if matches!(self.kind, SessionKind::Command(_)) {
+                    self.push_output(PayloadType::ExitCode, exit_code_payload(code));
+                }
+                self.set_status(SessionStatus::Terminating);
                 self.exit_deadline = Some(Instant::now() + EXIT_FLUSH);
                 self.maybe_finish();
                 true
@@ -296,10 +324,20 @@ impl Agent {
         }
         match msg.payload_type {
             PayloadType::HandshakeResponse => self.on_handshake_response(&msg.payload),
-            PayloadType::Output => match &self.shell {
-                Some(shell) => shell.write(msg.payload),
-                None => tracing::debug!("input before the shell started; dropped"),
+            PayloadType::Output => match (&self.shell, &self.command) {
+                (Some(shell), _) => shell.write(msg.payload),
+                // A command has no stdin: control bytes become signals, the rest is dropped.
+                (None, Some(cmd)) => {
+                    if let Some(sig) = msg.payload.iter().find_map(|b| command::control_signal(*b))
+                    {
+                        cmd.signal(sig);
+                    }
+                }
+                (None, None) => tracing::debug!("input before the shell started; dropped"),
             },
+            PayloadType::Size if self.command.is_some() => {
+                tracing::debug!("resize ignored: a command session has no terminal");
+            }
             PayloadType::Size => match serde_json::from_slice::<SizeData>(&msg.payload) {
                 Ok(size) => {
                     self.size = size;
@@ -345,11 +383,18 @@ impl Agent {
             serde_json::to_vec(&complete).unwrap_or_default(),
         );
         self.handshake_done = true;
-        match shell::spawn(&self.spec, self.size) {
-            Ok((shell, rx)) => {
+        let started = match &self.kind {
+            SessionKind::Shell => shell::spawn(&self.spec, self.size).map(|(shell, rx)| {
                 self.shell = Some(shell);
-                self.new_shell_rx = Some(rx);
-            }
+                rx
+            }),
+            SessionKind::Command(line) => command::spawn(&self.spec, line).map(|(cmd, rx)| {
+                self.command = Some(cmd);
+                rx
+            }),
+        };
+        match started {
+            Ok(rx) => self.new_shell_rx = Some(rx),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start node shell");
                 self.close_channel(&e.to_string());
@@ -455,6 +500,9 @@ impl Agent {
         if let Some(shell) = self.shell.take() {
             shell.kill();
         }
+        if let Some(cmd) = self.command.take() {
+            cmd.kill();
+        }
         self.close_channel("session terminated");
     }
 
@@ -481,20 +529,28 @@ impl Agent {
             let _ = tx.send(WsOut::Close);
         }
         self.shell = None;
+        self.command = None;
         self.done = true;
         self.set_status(SessionStatus::Terminated);
     }
 }
 
-fn handshake_request() -> Vec<u8> {
+fn handshake_request(kind: &SessionKind) -> Vec<u8> {
+    let parameters = match kind {
+        SessionKind::Shell => serde_json::json!({
+            "SessionType": "Standard_Stream",
+            "Properties": {}
+        }),
+        SessionKind::Command(line) => serde_json::json!({
+            "SessionType": "NonInteractiveCommands",
+            "Properties": { "commands": line, "separateOutputStream": true }
+        }),
+    };
     let req = HandshakeRequest {
         agent_version: AGENT_VERSION.to_string(),
         requested_client_actions: vec![RequestedClientAction {
             action_type: "SessionType".into(),
-            action_parameters: serde_json::json!({
-                "SessionType": "Standard_Stream",
-                "Properties": {}
-            }),
+            action_parameters: parameters,
         }],
     };
     serde_json::to_vec(&req).unwrap_or_default()

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::state::LabState;
+use super::state::{ApiCall, LabState};
 use super::{automation, inventory, sessions};
 
 const JSON_11: &str = "application/x-amz-json-1.1";
@@ -109,7 +109,27 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match dispatch(&state, &headers, &body) {
+    let result = dispatch(&state, &headers, &body);
+    if let Some(op) = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("AmazonSSM."))
+    {
+        let (status, response) = match &result {
+            Ok(v) => (200, v.clone()),
+            Err(e) => (
+                e.status.as_u16(),
+                serde_json::json!({ "__type": e.code, "message": e.message }),
+            ),
+        };
+        state.log_call(ApiCall {
+            operation: op.to_string(),
+            request: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            status,
+            response,
+        });
+    }
+    match result {
         Ok(v) => (
             StatusCode::OK,
             [

@@ -12,8 +12,10 @@ use super::state::epoch_secs;
 /// AWS's limit of tags on one resource.
 const MAX_TAGS: usize = 50;
 
+/// `InstanceInformationFilter`: the service model spells its members `key` and `valueSet`
+/// (unlike `InstanceInformationStringFilter`'s `Key` and `Values`).
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "camelCase")]
 struct ListFilter {
     key: String,
     value_set: Vec<String>,

@@ -4,10 +4,39 @@
 //! client (`endpoint_url`) and its own data channel client, so the demo runs production code.
 //!
 //! Start one in-process with [`start`]; `sombrero lab` wraps it for the command line.
+//!
+//! # Agent behaviours it reproduces
+//!
+//! It behaves like the real SSM agent and service, not like our own client expects. "A" is
+//! aws/amazon-ssm-agent, "P" aws/session-manager-plugin (see `../shared/ssm-data-channel.md`):
+//! - handshake: HandshakeRequest on seq 0 with SYN, a four-part agent version, HandshakeComplete
+//!   after the response (A `agent/session/datachannel/datachannel.go`);
+//! - acks for every input frame, duplicates re-acked; unacked output resent oldest first
+//!   (A `agent/session/datachannel/datachannel.go`, A `agent/session/config/config.go`);
+//! - shell sessions (`Standard_Stream`) run in a PTY; when the shell exits the output is flushed,
+//!   the session is Terminating and `channel_closed` follows, with **no** exit code
+//!   (A `agent/session/shell/shell.go`, `executeCommandsWithPty`);
+//! - `NonInteractiveCommands` sessions (`PinkSombrero-Command`) split the command line like shlex
+//!   and run it without a shell and without stdin (A `agent/session/shell/shell_unix.go`,
+//!   `StartCommandExecutor`); with `separateOutputStream: true` stdout goes as payload type 1,
+//!   stderr as 11 and the exit code as 12 (`EXIT_CODE: N`) before closing
+//!   (A `agent/session/shell/shell.go`, `processCommandsWithOutputStreamSeparate`, `sendExitCode`);
+//!   resizes are ignored and Ctrl-C / Ctrl-\ in the input become SIGINT / SIGQUIT
+//!   (A `agent/session/shell/shell_unix.go`, `InputStreamMessageHandler`; A `agent/appconfig`,
+//!   `ByteControlSignalsLinux`);
+//! - node environment: TERM `xterm-256color`, LANG `C.UTF-8` (A `agent/session/shell/shell_unix.go`);
+//! - the Flag TerminateSession input ends the session (P `src/message/clientmessage.go`);
+//! - API request and reply shapes follow the SSM service model (botocore
+//!   `data/ssm/2014-11-06/service-2.json`), checked by `tests/lab_model.rs`.
+//!
+//! Where it differs: the shell is bash (or sh) started with `--norc` in a scratch home, not `sh`
+//! as `ssm-user`; there is no KMS encryption, no session logging to S3 or CloudWatch, and no
+//! `agent_session_state` frame reaches the client (the service consumes it there too).
 
 mod agent;
 mod api;
 mod automation;
+mod command;
 mod datachannel;
 mod hooks;
 mod inventory;
@@ -32,7 +61,7 @@ pub use automation::{OUTPUT_NEW_INSTANCE, OUTPUT_OLD_INSTANCE, REPLACE_DOCUMENT}
 pub use hooks::Hooks;
 pub use nodes::{AGENT_VERSION, NodeInfo};
 pub use shell::ShellError;
-pub use state::SessionStatus;
+pub use state::{ApiCall, SessionStatus};
 
 use state::LabState;
 
@@ -226,6 +255,12 @@ impl Lab {
     /// such node is registered.
     pub fn deregister(&self, node_id: &str) -> bool {
         self.state.deregister(node_id)
+    }
+
+    /// The latest API calls the lab answered (at most 1000), oldest first: what the product
+    /// and other clients sent, and what the lab replied.
+    pub fn api_calls(&self) -> Vec<ApiCall> {
+        self.state.api_calls()
     }
 
     /// Drops the session's websocket now, without a close frame (the session survives).

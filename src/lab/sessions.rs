@@ -1,16 +1,23 @@
 //! StartSession, ResumeSession, TerminateSession and DescribeSessions.
 
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::agent;
+use super::agent::{self, SessionKind};
 use super::api::{ApiError, Ctx, input, max_results, page};
 use super::state::{LabState, SessionRecord, SessionStatus, epoch_secs, random_hex};
+use crate::fleet::COMMAND_DOCUMENT;
 
-/// The only session document the lab runs (also the default when none is given).
+/// The shell document (also the default when none is given).
 const SHELL_DOCUMENT: &str = "SSM-SessionManagerRunShell";
+/// The one-shot command document's content (`crate::fleet::COMMAND_DOCUMENT`), served from
+/// `deploy/ssm/` as an account would create it, so the lab runs what a real account would.
+const COMMAND_DOCUMENT_JSON: &str = include_str!("../../deploy/ssm/PinkSombrero-Command.json");
+/// Longest command line the document's `allowedPattern` admits.
+const COMMAND_MAX: usize = crate::command_line::MAX_CHARS;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -18,6 +25,7 @@ struct StartInput {
     target: Option<String>,
     document_name: Option<String>,
     reason: Option<String>,
+    parameters: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -53,13 +61,57 @@ fn check_document(name: &str) -> Result<(), ApiError> {
              expression pattern: ^[a-zA-Z0-9_\\-.:/]{3,128}$",
         ));
     }
-    if name != SHELL_DOCUMENT {
+    if name != SHELL_DOCUMENT && name != COMMAND_DOCUMENT {
         return Err(ApiError::bad(
             "InvalidDocument",
-            format!("Document {name} does not exist in the lab (only {SHELL_DOCUMENT})."),
+            format!(
+                "Document {name} does not exist in the lab (only {SHELL_DOCUMENT} and \
+                 {COMMAND_DOCUMENT})."
+            ),
         ));
     }
     Ok(())
+}
+
+/// What the session runs: a shell, or for the command document its one `command` parameter,
+/// checked against the document's `allowedPattern` (1-4096 characters, no control character).
+fn session_kind(
+    document: Option<&str>,
+    parameters: Option<&BTreeMap<String, Vec<String>>>,
+) -> Result<SessionKind, ApiError> {
+    if document != Some(COMMAND_DOCUMENT) {
+        return Ok(SessionKind::Shell);
+    }
+    let doc: Value = serde_json::from_str(COMMAND_DOCUMENT_JSON).unwrap_or_default();
+    if doc["sessionType"] != "NonInteractiveCommands"
+        || doc["properties"]["separateOutputStream"] != true
+    {
+        return Err(ApiError::bad(
+            "InvalidDocument",
+            format!(
+                "{COMMAND_DOCUMENT} is not a NonInteractiveCommands document with separate output streams."
+            ),
+        ));
+    }
+    let bad = || {
+        ApiError::bad(
+            "InvalidDocument",
+            format!(
+                "{COMMAND_DOCUMENT} needs one 'command' parameter of 1 to {COMMAND_MAX} \
+                 characters without control characters."
+            ),
+        )
+    };
+    match parameters.and_then(|p| p.get("command")).map(Vec::as_slice) {
+        // The document's allowedPattern only; the agent parses the words later.
+        Some([line])
+            if (1..=COMMAND_MAX).contains(&line.chars().count())
+                && !line.chars().any(char::is_control) =>
+        {
+            Ok(SessionKind::Command(line.clone()))
+        }
+        _ => Err(bad()),
+    }
 }
 
 fn missing(field: &str) -> ApiError {
@@ -99,6 +151,7 @@ pub(crate) fn start_session(ctx: &Ctx, body: &Value) -> Result<Value, ApiError> 
     if let Some(r) = &req.reason {
         check_reason(r)?;
     }
+    let kind = session_kind(req.document_name.as_deref(), req.parameters.as_ref())?;
     let spec = ctx
         .state
         .lock()
@@ -111,7 +164,7 @@ pub(crate) fn start_session(ctx: &Ctx, body: &Value) -> Result<Value, ApiError> 
         })?;
     let session_id = format!("{}-{}", ctx.caller, random_hex(17));
     let token = new_token();
-    let agent = agent::spawn(ctx.state.clone(), session_id.clone(), spec);
+    let agent = agent::spawn(ctx.state.clone(), session_id.clone(), spec, kind);
     ctx.state.lock().sessions.push(SessionRecord {
         id: session_id.clone(),
         target,
@@ -297,8 +350,31 @@ mod tests {
     }
 
     #[test]
-    fn only_the_shell_document_exists() {
+    fn the_command_document_takes_one_clean_command() {
+        let params = |v: &[&str]| {
+            BTreeMap::from([(
+                "command".to_string(),
+                v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )])
+        };
+        assert_eq!(
+            session_kind(Some(COMMAND_DOCUMENT), Some(&params(&["uptime"]))).unwrap(),
+            SessionKind::Command("uptime".into())
+        );
+        for bad in [&[][..], &["a", "b"], &["two\nlines"], &[""]] {
+            let err = session_kind(Some(COMMAND_DOCUMENT), Some(&params(bad))).unwrap_err();
+            assert_eq!(err.code, "InvalidDocument", "{bad:?}");
+        }
+        let long = "x".repeat(COMMAND_MAX + 1);
+        assert!(session_kind(Some(COMMAND_DOCUMENT), Some(&params(&[&long]))).is_err());
+        assert!(session_kind(Some(COMMAND_DOCUMENT), None).is_err());
+        assert_eq!(session_kind(None, None).unwrap(), SessionKind::Shell);
+    }
+
+    #[test]
+    fn only_the_shell_and_command_documents_exist() {
         assert!(check_document(SHELL_DOCUMENT).is_ok());
+        assert!(check_document(COMMAND_DOCUMENT).is_ok());
         assert_eq!(
             check_document("AWS-StartPortForwardingSession")
                 .unwrap_err()

@@ -33,8 +33,10 @@ pub(crate) struct ShellSpec {
 /// Something the shell did.
 #[derive(Debug)]
 pub(crate) enum ShellEvent {
-    /// Bytes written to the terminal.
+    /// Bytes written to the terminal (a command's standard output).
     Output(Vec<u8>),
+    /// Bytes a command wrote to its standard error (never from a terminal).
+    Stderr(Vec<u8>),
     /// The shell exited with this code (after all its output).
     Exited(i32),
 }
@@ -93,19 +95,29 @@ fn command(spec: &ShellSpec) -> CommandBuilder {
     };
     cmd.env_clear();
     cmd.cwd(&spec.home);
-    cmd.env("HOME", &spec.home);
-    cmd.env(
-        "PATH",
-        format!("{}:/usr/local/bin:/usr/bin:/bin", spec.bin.display()),
-    );
-    cmd.env("USER", "lab");
-    cmd.env("LOGNAME", "lab");
-    cmd.env("SHELL", &program);
-    cmd.env("TERM", "xterm-256color");
-    cmd.env("LANG", "C.UTF-8");
-    cmd.env("HOSTNAME", &spec.node_id);
+    for (k, v) in node_env(spec, &program) {
+        cmd.env(k, v);
+    }
     cmd.env("PS1", prompt);
     cmd
+}
+
+/// The whole environment of a node process: scrubbed, so the lab's own credentials never
+/// reach a node (the agent sets TERM and LANG the same way, A `agent/session/shell/shell_unix.go`).
+pub(crate) fn node_env(spec: &ShellSpec, shell: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOME", spec.home.display().to_string()),
+        (
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", spec.bin.display()),
+        ),
+        ("USER", "lab".into()),
+        ("LOGNAME", "lab".into()),
+        ("SHELL", shell.display().to_string()),
+        ("TERM", "xterm-256color".into()),
+        ("LANG", "C.UTF-8".into()),
+        ("HOSTNAME", spec.node_id.clone()),
+    ]
 }
 
 /// Starts a shell at `size`; output and exit arrive on the returned receiver.
@@ -220,7 +232,7 @@ impl Shell {
 }
 
 /// SIGKILL to every process in session `sid`, the shell first so it forks nothing more.
-fn kill_session(sid: i32) {
+pub(crate) fn kill_session(sid: i32) {
     // SAFETY: plain signal delivery to the shell we started and processes in its session.
     unsafe { libc::kill(sid, libc::SIGKILL) };
     for member in session_members(sid) {

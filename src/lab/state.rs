@@ -87,6 +87,24 @@ pub(crate) struct LabState {
     /// How long a token may wait before it opens a data channel.
     pub token_ttl: Duration,
     next_conn: AtomicU64,
+    /// The latest API calls, for checks against the service model.
+    api_log: Mutex<std::collections::VecDeque<ApiCall>>,
+}
+
+/// Most API calls [`LabState::log_call`] keeps (the oldest go first).
+const API_LOG_MAX: usize = 1000;
+
+/// One API call the lab answered: what was asked and what was answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiCall {
+    /// The operation, e.g. `StartSession`.
+    pub operation: String,
+    /// The request body.
+    pub request: serde_json::Value,
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// The answer's body (an output shape, or `__type` and `message`).
+    pub response: serde_json::Value,
 }
 
 /// Why a data channel was refused.
@@ -139,7 +157,23 @@ impl LabState {
             automation_delay,
             token_ttl,
             next_conn: AtomicU64::new(1),
+            api_log: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// Keeps one answered API call (bounded: the oldest is dropped first).
+    pub(crate) fn log_call(&self, call: ApiCall) {
+        let mut log = self.api_log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() == API_LOG_MAX {
+            log.pop_front();
+        }
+        log.push_back(call);
+    }
+
+    /// The API calls kept, oldest first.
+    pub(crate) fn api_calls(&self) -> Vec<ApiCall> {
+        let log = self.api_log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().cloned().collect()
     }
 
     /// The lock; a panic elsewhere never makes the lab unusable.

@@ -360,6 +360,7 @@ impl BrokerApi for RemoteBroker {
             reason: new.reason,
             incident: new.incident,
             duration_secs: new.duration.as_secs(),
+            command: new.command,
             code: code.to_string(),
         };
         self.call(Method::POST, "/v1/requests".into(), Some(body))

@@ -16,7 +16,7 @@ use super::{BoxIo, Connector};
 use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
-use crate::channel::terminal::{BridgeError, bridge_stdio};
+use crate::channel::terminal::{BridgeError, bridge_command_stdio, bridge_stdio};
 use crate::serve::session_wire::{ClientMsg, ServerMsg, exit_status};
 
 /// What can go wrong on the client side of a relayed session.
@@ -81,6 +81,22 @@ pub fn session_path(id: &str, size: SizeData) -> String {
         "/v1/requests/{id}/session?cols={}&rows={}",
         size.cols, size.rows
     )
+}
+
+/// The path that runs one command (`open REQ -- CMD ARGS`) as the session of `id`.
+pub fn command_path(id: &str, size: SizeData, argv: &[String]) -> String {
+    let line = crate::command_line::join(argv);
+    let query: String = url::form_urlencoded::byte_serialize(line.as_bytes()).collect();
+    format!("{}&command={query}", session_path(id, size))
+}
+
+/// Bytes of a [`ServerMsg::Stderr`]; `None` (logged) when they are not base64.
+fn decode(data: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .inspect_err(|e| tracing::warn!(error = %e, "unreadable stderr from the broker"))
+        .ok()
 }
 
 /// The path that watches the session of `id`.
@@ -200,6 +216,10 @@ where
                         SessionEvent::Notice(text)
                     }
                     Ok(ServerMsg::Live { .. } | ServerMsg::Resize { .. }) => continue,
+                    Ok(ServerMsg::Stderr { data }) => match decode(&data) {
+                        Some(bytes) => SessionEvent::Stderr(bytes),
+                        None => continue,
+                    },
                     Ok(ServerMsg::Error { message, refused }) => {
                         set(Ending::Error {
                             message: message.clone(),
@@ -292,6 +312,17 @@ where
     relayed.outcome()
 }
 
+/// Runs one command through the broker on `stream` (`req` made for [`command_path`]): its
+/// stdout to stdout, its stderr to stderr. Returns the exit status to report, the command's.
+pub async fn open_command<S>(stream: S, req: Request) -> Result<u8, RelayError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (relayed, events) = connect(stream, req).await?;
+    bridge_command_stdio(relayed.handle.clone(), events, |_| {}).await?;
+    relayed.outcome()
+}
+
 fn control(msg: &ClientMsg) -> Message {
     Message::Text(serde_json::to_string(msg).unwrap_or_default().into())
 }
@@ -340,6 +371,8 @@ where
                 Ok(ServerMsg::Step { text } | ServerMsg::Notice { text }) => {
                     (Vec::new(), Some(text))
                 }
+                // The broker sends watchers a command's stderr as screen bytes already.
+                Ok(ServerMsg::Stderr { data }) => (decode(&data).unwrap_or_default(), None),
                 Ok(ServerMsg::Resize { cols, rows }) => (
                     Vec::new(),
                     Some(format!("the session is now {cols}x{rows}")),

@@ -104,6 +104,7 @@ trait Sessions: Send + Sync {
         id: String,
         by: String,
         size: SizeData,
+        command: Option<Vec<String>>,
         step: StepFn,
     ) -> BoxFuture<'static, Result<LiveSession, SessionError>>;
     fn finish(
@@ -121,10 +122,12 @@ impl<F: Fleet + Send + Sync + 'static> Sessions for SessionDeps<F> {
         id: String,
         by: String,
         size: SizeData,
+        command: Option<Vec<String>>,
         step: StepFn,
     ) -> BoxFuture<'static, Result<LiveSession, SessionError>> {
         let deps = self.clone();
-        async move { session::open(&deps, &id, &by, size, step).await }.boxed()
+        async move { session::open_for(&deps, &id, &by, size, command.as_deref(), step).await }
+            .boxed()
     }
 
     fn finish(
@@ -202,15 +205,30 @@ impl Live {
     /// Shows output to the screen, the watchers and the client (waiting on a slow client, as
     /// a terminal would).
     async fn output(&self, bytes: Vec<u8>) {
-        let client = self.with_outlets(|o| {
-            o.parser.process(&bytes);
+        if let Some(tx) = self.mirror(&bytes) {
+            let _ = tx.send(Out::Bytes(bytes)).await;
+        }
+    }
+
+    /// Feeds `bytes` to the screen and the watchers; returns the requester's outlet.
+    fn mirror(&self, bytes: &[u8]) -> Option<mpsc::Sender<Out>> {
+        self.with_outlets(|o| {
+            o.parser.process(bytes);
             if o.watchers.receiver_count() > 0 {
-                let _ = o.watchers.send(Out::Bytes(bytes.clone()));
+                let _ = o.watchers.send(Out::Bytes(bytes.to_vec()));
             }
             o.client.clone()
-        });
-        if let Some(Some(tx)) = client {
-            let _ = tx.send(Out::Bytes(bytes)).await;
+        })
+        .flatten()
+    }
+
+    /// A command's standard error: to the client apart from its stdout, to watchers as
+    /// screen output (they see what a terminal would).
+    async fn stderr(&self, bytes: Vec<u8>) {
+        use base64::Engine;
+        if let Some(tx) = self.mirror(&bytes) {
+            let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let _ = tx.send(Out::Msg(ServerMsg::Stderr { data })).await;
         }
     }
 
@@ -384,6 +402,19 @@ impl Hub {
         size: SizeData,
         tx: mpsc::Sender<Out>,
     ) -> Result<Arc<Live>, HubError> {
+        self.open_for(id, by, size, None, tx).await
+    }
+
+    /// [`Hub::open`] for a shell (`command` `None`) or one command (`open REQ -- CMD`); a
+    /// reconnect to a live session ignores `command` (the session already runs what it runs).
+    pub async fn open_for(
+        self: &Arc<Self>,
+        id: &str,
+        by: &str,
+        size: SizeData,
+        command: Option<Vec<String>>,
+        tx: mpsc::Sender<Out>,
+    ) -> Result<Arc<Live>, HubError> {
         if let Some(live) = self.get(id) {
             if live.request.requester != by {
                 // The same refusal as opening it: only the requester holds the session.
@@ -400,7 +431,13 @@ impl Hub {
         let live = Arc::new(Live::new(request, size, tx));
         let mut opened = self
             .sessions
-            .open(id.to_string(), by.to_string(), size, steps_to(&live))
+            .open(
+                id.to_string(),
+                by.to_string(),
+                size,
+                command,
+                steps_to(&live),
+            )
             .await?;
         let Some(events) = opened.events.take() else {
             // Never expected; still end what was opened the way every session ends.
@@ -473,9 +510,13 @@ impl Hub {
             };
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(SessionEvent::Output(b) | SessionEvent::Stderr(b)) => {
+                    Some(SessionEvent::Output(b)) => {
                         session.tap.output(&b);
                         live.output(b).await;
+                    }
+                    Some(SessionEvent::Stderr(b)) => {
+                        session.tap.output(&b);
+                        live.stderr(b).await;
                     }
                     Some(SessionEvent::ExitCode(c)) => exit_code = Some(c),
                     Some(SessionEvent::Notice(text)) => live.tell(ServerMsg::Notice { text }),

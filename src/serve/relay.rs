@@ -1,7 +1,8 @@
 //! Session routes: the requester's relayed session, read-only watching, and kill.
 //!
-//! - `GET /v1/requests/{id}/session?cols=C&rows=R`: websocket; opens (or reconnects to) the
-//!   session of `id` for the connection's identity, which must be the requester.
+//! - `GET /v1/requests/{id}/session?cols=C&rows=R[&command=LINE]`: websocket; opens (or
+//!   reconnects to) the session of `id` for the connection's identity, which must be the
+//!   requester; with `command`, one command (`open REQ -- CMD`) instead of a shell.
 //! - `GET /v1/requests/{id}/watch`: websocket, read-only, for approvers and reviewers.
 //! - `POST /v1/requests/{id}/kill`: ends the session (approvers); answers the closed request.
 //!
@@ -47,6 +48,8 @@ pub fn routes() -> Router<AppState> {
 struct SizeQuery {
     cols: Option<u16>,
     rows: Option<u16>,
+    /// `open REQ -- CMD`: the command line (checked against the request by the session).
+    command: Option<String>,
 }
 
 async fn session(
@@ -67,9 +70,21 @@ async fn session(
             .map_or(limits::DEFAULT_ROWS, u32::from),
     };
     let silence = state.client_silence();
+    // An unparsable line becomes an empty argv, which the session refuses before the claim.
+    let command = q
+        .command
+        .map(|c| crate::command_line::split(&c).unwrap_or_default());
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {
-            Ok(hub) => relay_session(hub.clone(), id, who.user, size, socket, silence).await,
+            Ok(hub) => {
+                let open = Open {
+                    id,
+                    by: who.user,
+                    size,
+                    command,
+                };
+                relay_session(hub.clone(), open, socket, silence).await
+            }
             Err(why) => refuse(socket, why).await,
         }
     })
@@ -77,14 +92,21 @@ async fn session(
 
 /// Carries one requester's socket: output and steps out, keystrokes and resizes in. The
 /// session does not depend on it: when the socket goes, the hub's grace period starts.
-async fn relay_session(
-    hub: Arc<Hub>,
+/// What the requester's client asked to open.
+struct Open {
     id: String,
     by: String,
     size: SizeData,
-    socket: WebSocket,
-    silence: Duration,
-) {
+    command: Option<Vec<String>>,
+}
+
+async fn relay_session(hub: Arc<Hub>, open: Open, socket: WebSocket, silence: Duration) {
+    let Open {
+        id,
+        by,
+        size,
+        command,
+    } = open;
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
     let writer = tokio::spawn(async move {
@@ -111,7 +133,7 @@ async fn relay_session(
         }
         let _ = sink.close().await;
     });
-    let live = match hub.open(&id, &by, size, tx.clone()).await {
+    let live = match hub.open_for(&id, &by, size, command, tx.clone()).await {
         Ok(live) => live,
         Err(e) => {
             tracing::info!(request = %id, user = %by, error = %e, "session not opened");

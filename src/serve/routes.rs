@@ -153,6 +153,7 @@ async fn create(
         reason: body.reason,
         incident: body.incident,
         duration: Duration::from_secs(body.duration_secs),
+        command: body.command,
     };
     Ok(Json(
         s.write(move |b| b.create_request(new, &body.code)).await?,

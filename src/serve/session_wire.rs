@@ -23,6 +23,12 @@ pub enum ServerMsg {
         /// As a person should read it.
         text: String,
     },
+    /// The remote standard error of a one-shot command (`open REQ -- CMD`), kept apart from
+    /// its stdout (binary messages); the bytes, standard base64.
+    Stderr {
+        /// Base64 of the bytes.
+        data: String,
+    },
     /// Something to tell the person that is not session output.
     Notice {
         /// As a person should read it.

@@ -153,6 +153,7 @@ pub fn perform(
                 reason: reason.clone(),
                 incident: incident.clone(),
                 duration: *duration,
+                command: None,
             };
             broker
                 .create_request(new, code)
