@@ -23,4 +23,5 @@ pub mod review;
 pub mod serve;
 pub mod session;
 pub mod store;
+pub mod text;
 pub mod tui;

@@ -167,7 +167,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("sombrero: {err:#}");
+            // Errors may quote a daemon's message or stored text: never raw to the terminal.
+            let message = format!("{err:#}");
+            eprintln!("sombrero: {}", crate::text::escape_lines(&message));
             ExitCode::from(exit_code_for(&err))
         }
     }

@@ -1,6 +1,6 @@
 //! `sombrero open`: the session of an approved request, bridged to this terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -147,7 +147,14 @@ pub fn watch(g: &GlobalOpts, a: WatchArgs) -> anyhow::Result<ExitCode> {
         &remote,
         &relay::watch_path(&a.request),
         |io, req| async move {
-            let watched = relay::watch(io, req, tokio::io::stdout(), tokio::io::stderr()).await?;
+            // On a terminal the screen is clipped to it; piped, it is drawn at the session's size.
+            let view = std::io::stdout().is_terminal().then(|| {
+                let size = local_size();
+                let fit = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+                (fit(size.rows), fit(size.cols))
+            });
+            let watched =
+                relay::watch(io, req, tokio::io::stdout(), tokio::io::stderr(), view).await?;
             Ok(match watched.ended {
                 Some(_) => ExitCode::SUCCESS,
                 None => {
