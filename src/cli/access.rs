@@ -16,7 +16,7 @@ use crate::mfa;
 use crate::policy::{self, Policy, PolicyError, Role};
 use crate::remote::RemoteBroker;
 use crate::request::{NewRequest, Request, State};
-use crate::text::escape_for_terminal;
+use crate::text::{Field, escape_for_terminal};
 
 /// `sombrero request`.
 #[derive(Debug, Args)]
@@ -423,6 +423,11 @@ fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 /// Runs `sombrero request`.
 pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
     let duration = parse_duration(&a.duration)?;
+    super::decide::check_fields(&[
+        (Field::Target, Some(&a.target)),
+        (Field::Reason, Some(a.reason.trim())),
+        (Field::Incident, a.incident.as_deref()),
+    ])?;
     let b = connect(g)?;
     let requester = actor(&*b, a.as_user)?;
     let code = code(a.code, &requester)?;
@@ -439,12 +444,20 @@ pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `sombrero approve`.
 pub fn approve(g: &GlobalOpts, a: ApproveArgs) -> anyhow::Result<ExitCode> {
+    super::decide::check_fields(&[(Field::Comment, a.comment.as_deref())])?;
     let b = connect(g)?;
     let by = actor(&*b, a.as_user)?;
+    if a.code.is_none() {
+        super::decide::show_context(g, &*b, &a.request, "approve");
+    }
     let code = code(a.code, &by)?;
     let r = b
         .approve(&a.request, &by, &code, a.comment.as_deref())
         .map_err(fail)?;
+    if !a.json {
+        let required = b.policy().map_err(fail)?.approvals_required;
+        say(&super::decide::outcome_line(&r, required));
+    }
     report(&*b, &r, a.json)
 }
 
@@ -453,8 +466,12 @@ pub fn deny(g: &GlobalOpts, a: DenyArgs) -> anyhow::Result<ExitCode> {
     if a.comment.trim().is_empty() {
         return Err(ExitError::usage("--comment must say why the request is denied").into());
     }
+    super::decide::check_fields(&[(Field::Comment, Some(&a.comment))])?;
     let b = connect(g)?;
     let by = actor(&*b, a.as_user)?;
+    if a.code.is_none() {
+        super::decide::show_context(g, &*b, &a.request, "deny");
+    }
     let code = code(a.code, &by)?;
     let r = b
         .deny(&a.request, &by, &code, Some(&a.comment))

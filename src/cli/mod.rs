@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 refused by a rule (the message says which), 2 usage or input error.
 
 pub mod access;
+pub mod decide;
 pub mod fleet;
 pub mod lab;
 pub mod recordings;

@@ -33,6 +33,7 @@ pub struct OpenArgs {
 fn say(step: &Step) {
     let line = step.to_string();
     let mut err = std::io::stderr().lock();
+    let line = crate::text::escape_for_terminal(&line);
     let _ = write!(err, "\r\n[pink sombrero] {line}\r\n");
     let _ = err.flush();
 }

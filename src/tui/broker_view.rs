@@ -125,6 +125,7 @@ pub fn request_row(r: &Request, required: u32) -> RequestRow {
         target: r.target.clone(),
         reason: r.reason.clone(),
         incident: r.incident.clone(),
+        duration_secs: r.duration_secs,
         state,
         approved_by: r.approvals.iter().map(|d| d.by.clone()).collect(),
         approvals_required: required,
@@ -160,7 +161,12 @@ pub fn perform(
         }
         Intent::Approve { id, code, comment } => broker
             .approve(id, user, code, comment.as_deref())
-            .map(|r| Done::Approved { id: r.id }),
+            .map(|r| Done::Approved {
+                approvals: r.approvals.len(),
+                complete: r.state != State::Pending,
+                requester: r.requester,
+                id: r.id,
+            }),
         Intent::Deny { id, code, comment } => broker
             .deny(id, user, code, Some(comment))
             .map(|r| Done::Denied { id: r.id }),
