@@ -104,7 +104,10 @@ pub enum BrokerError {
         name: String,
     },
     /// No such request.
-    #[error("no request {}: `sombrero list` shows the requests", text::bounded(id, 40))]
+    #[error(
+        "no request {}: `sombrero list` shows the requests",
+        text::bounded(id, 40)
+    )]
     NotFound {
         /// The id asked for.
         id: String,

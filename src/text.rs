@@ -158,6 +158,11 @@ pub fn escape_for_terminal(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`escape_for_terminal`] as an owned string (for view models that keep it).
+pub fn escaped(s: &str) -> String {
+    escape_for_terminal(s).into_owned()
+}
+
 /// Like [`escape_for_terminal`] for multi-line text (an error message): newlines stay.
 pub fn escape_lines(s: &str) -> Cow<'_, str> {
     if !s.chars().any(|c| c != '\n' && is_forbidden(c)) {
@@ -237,7 +242,10 @@ mod tests {
             );
             let msg = e.to_string();
             assert!(msg.starts_with(&format!("the {} ", field.name())), "{msg}");
-            assert!(!msg.chars().any(is_forbidden), "the message is safe: {msg:?}");
+            assert!(
+                !msg.chars().any(is_forbidden),
+                "the message is safe: {msg:?}"
+            );
         }
     }
 

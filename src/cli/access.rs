@@ -681,9 +681,18 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     }
     let d = |x: std::time::Duration| humantime::format_duration(x).to_string();
     println!("policy {path} is valid:");
-    say(&format!("  requesters:           {}", p.requesters.join(", ")));
-    say(&format!("  approvers:            {}", p.approvers.join(", ")));
-    say(&format!("  reviewers:            {}", p.reviewers.join(", ")));
+    say(&format!(
+        "  requesters:           {}",
+        p.requesters.join(", ")
+    ));
+    say(&format!(
+        "  approvers:            {}",
+        p.approvers.join(", ")
+    ));
+    say(&format!(
+        "  reviewers:            {}",
+        p.reviewers.join(", ")
+    ));
     println!("  approvals_required:   {}", p.approvals_required);
     println!("  request_ttl:          {}", d(p.request_ttl));
     println!("  grant_window:         {}", d(p.grant_window));

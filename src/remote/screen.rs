@@ -90,7 +90,12 @@ impl WatchScreen {
         let screen = self.parser.screen();
         let (crow, ccol) = screen.cursor_position();
         out.extend_from_slice(
-            format!("\x1b[{};{}H", crow.min(rows - 1) + 1, ccol.min(cols - 1) + 1).as_bytes(),
+            format!(
+                "\x1b[{};{}H",
+                crow.min(rows - 1) + 1,
+                ccol.min(cols - 1) + 1
+            )
+            .as_bytes(),
         );
         out.extend_from_slice(if screen.hide_cursor() {
             b"\x1b[?25l"
@@ -193,7 +198,11 @@ fn render_row(screen: &vt100::Screen, row: u16, cols: u16) -> Vec<u8> {
                 out.push_str(&s.sgr());
                 style = Some(s);
             }
-            let text: String = cell.contents().chars().filter(|c| !is_forbidden(*c)).collect();
+            let text: String = cell
+                .contents()
+                .chars()
+                .filter(|c| !is_forbidden(*c))
+                .collect();
             // A wide character in the last visible column would wrap the watcher's line.
             if text.is_empty() || (cell.is_wide() && col + 1 >= cols) {
                 out.push(' ');
@@ -236,7 +245,10 @@ mod tests {
         assert!(first.contains("one") && first.contains("two"));
         s.process(b"!");
         let second = shown(&s.render());
-        assert!(second.contains("\x1b[2;1H") && second.contains("two!"), "{second:?}");
+        assert!(
+            second.contains("\x1b[2;1H") && second.contains("two!"),
+            "{second:?}"
+        );
         assert!(!second.contains("one"), "{second:?}");
         s.invalidate();
         assert!(shown(&s.render()).contains("one"));

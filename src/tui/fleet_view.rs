@@ -8,6 +8,7 @@ use futures_util::FutureExt;
 
 use crate::fleet::scan::NodeRow;
 use crate::fleet::{Fleet, Node};
+use crate::text::escaped;
 
 use super::driver::FleetFn;
 use super::model::{Badge, FleetRow};
@@ -26,9 +27,10 @@ pub fn fleet_row(node: &Node, now: DateTime<Utc>, max_age: Option<Duration>) -> 
     }
     FleetRow {
         id: node.id.clone(),
-        name: node.name.clone().unwrap_or_default(),
-        ping: node.ping.clone(),
-        platform: node.platform.clone(),
+        // AWS strings: ratatui drops control characters but not bidi overrides.
+        name: escaped(node.name.as_deref().unwrap_or_default()),
+        ping: escaped(&node.ping),
+        platform: escaped(&node.platform),
         since: node.launched.or(node.registered),
         badges,
     }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::intent::Intent;
 use super::model::{PolicyLimits, RequestRow};
-use crate::text::{self, escape_for_terminal};
+use crate::text::{self, escaped as safe};
 
 /// What a form is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +90,6 @@ pub fn decision_context(
     node_name: Option<&str>,
     now: DateTime<Utc>,
 ) -> Vec<(&'static str, String)> {
-    let safe = |s: &str| escape_for_terminal(s).into_owned();
     let target = match node_name {
         Some(name) => format!("{} ({})", safe(&r.target), safe(name)),
         None => format!("{} (node name unknown: fleet not loaded)", safe(&r.target)),
