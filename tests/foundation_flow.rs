@@ -457,3 +457,58 @@ fn an_old_database_holding_escape_sequences_prints_them_escaped() {
     assert!(!json.contains('\x1b'), "{json}");
     env.run(&["audit", "verify"]).ok();
 }
+
+/// `approve` as `who` with the code on stdin (so it is "prompted"): (stdout, stderr).
+fn approve_prompted(env: &mut Env, id: &str, who: &str) -> (String, String) {
+    use std::io::Write;
+    let code = env.code(who);
+    let mut child = env
+        .command(&["approve", id, "--as", who])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn the_approve_prompt_shows_what_is_approved_and_partial_reads_partial() {
+    let mut env = team();
+    let id = env.request("rita");
+    let (first, context) = approve_prompted(&mut env, &id, "ann");
+    for needle in [
+        format!("You are about to approve {id}:"),
+        "Requester  rita".into(),
+        "Target     i-0abc1234".into(),
+        "Reason     database disk is full".into(),
+        "Incident   (none)".into(),
+        "Duration   20m".into(),
+        "s ago (".into(),
+        "Approvals  0 of 2 so far (none yet); yours is not the last: it stays pending".into(),
+    ] {
+        assert!(context.contains(&needle), "{needle:?} not in {context}");
+    }
+    assert!(
+        first.contains(&format!(
+            "Your approval of {id} is recorded: 1 of 2. Still PENDING"
+        )),
+        "{first}"
+    );
+    let (last, context) = approve_prompted(&mut env, &id, "bob");
+    assert!(
+        context.contains("1 of 2 so far (ann); yours makes it APPROVED"),
+        "{context}"
+    );
+    assert!(
+        last.contains(&format!("APPROVED {id} (2 of 2): rita may open it now.")),
+        "{last}"
+    );
+}

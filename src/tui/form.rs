@@ -92,7 +92,10 @@ pub fn decision_context(
 ) -> Vec<(&'static str, String)> {
     let target = match node_name {
         Some(name) => format!("{} ({})", safe(&r.target), safe(name)),
-        None => format!("{} (node name unknown: fleet not loaded)", safe(&r.target)),
+        None => format!(
+            "{} (node name unknown: the fleet was not listed)",
+            safe(&r.target)
+        ),
     };
     let so_far = if r.approved_by.is_empty() {
         "none yet".to_string()
