@@ -25,6 +25,7 @@ use crate::request::{
 };
 use crate::store::any::{AnyStore, StoreSpec};
 use crate::store::{Store, StoreError, UserRecord, WriteTx};
+use crate::text::{self, Field, FieldError};
 
 /// The actor name for things the system does by itself (expiry).
 pub const SYSTEM_ACTOR: &str = "sombrero";
@@ -103,7 +104,10 @@ pub enum BrokerError {
         name: String,
     },
     /// No such request.
-    #[error("no request {id}: `sombrero list` shows the requests")]
+    #[error(
+        "no request {}: `sombrero list` shows the requests",
+        text::bounded(id, 40)
+    )]
     NotFound {
         /// The id asked for.
         id: String,
@@ -111,6 +115,9 @@ pub enum BrokerError {
     /// Bad input from the caller.
     #[error("{0}")]
     Input(String),
+    /// A human-written field broke the input rule (refused before anything is audited).
+    #[error(transparent)]
+    Field(#[from] FieldError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -153,7 +160,10 @@ impl BrokerError {
     pub fn is_input(&self) -> bool {
         matches!(
             self,
-            BrokerError::NotFound { .. } | BrokerError::Input(_) | BrokerError::Policy(_)
+            BrokerError::NotFound { .. }
+                | BrokerError::Input(_)
+                | BrokerError::Field(_)
+                | BrokerError::Policy(_)
         ) || matches!(self, BrokerError::Remote { kind, .. } if kind.is_input())
     }
 }
@@ -213,6 +223,15 @@ pub struct Broker {
 
 /// Inside a transaction: an outcome to commit, whose value may still be a refusal.
 type TxResult<T> = std::result::Result<Result<T>, StoreError>;
+
+/// The input rule ([`text::validate_field`]) for each field, checked before anything is
+/// audited, so a refused value is never stored.
+fn check_fields(fields: &[(Field, &str)]) -> Result<()> {
+    for (field, value) in fields {
+        text::validate_field(*field, value)?;
+    }
+    Ok(())
+}
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -380,6 +399,7 @@ impl Broker {
 
     /// Confirms an enrolment with one valid code (audited like every attempt).
     pub fn confirm_enrolment(&self, name: &str, code: &str) -> Result<()> {
+        check_fields(&[(Field::User, name)])?;
         let now = self.now();
         let limits = self.limits()?;
         self.store.write(|tx| -> TxResult<()> {
@@ -399,6 +419,7 @@ impl Broker {
 
     /// Checks a TOTP code for `user` (e.g. a review sign-off); `purpose` goes in the audit log.
     pub fn verify_code(&self, user: &str, code: &str, purpose: &str) -> Result<()> {
+        check_fields(&[(Field::User, user)])?;
         let now = self.now();
         let limits = self.limits()?;
         self.store.write(|tx| -> TxResult<()> {
@@ -447,6 +468,14 @@ impl Broker {
 
     /// Creates a request after checking the requester's TOTP code.
     pub fn create_request(&self, new: NewRequest, code: &str) -> Result<Request> {
+        check_fields(&[
+            (Field::User, &new.requester),
+            (Field::Target, &new.target),
+            (Field::Reason, new.reason.trim()),
+        ])?;
+        if let Some(incident) = &new.incident {
+            check_fields(&[(Field::Incident, incident)])?;
+        }
         let policy = self.policy()?;
         let limits = Limits {
             max_failures: policy.mfa.max_failures,
@@ -480,6 +509,7 @@ impl Broker {
         code: &str,
         comment: Option<&str>,
     ) -> Result<Request> {
+        check_fields(&[(Field::Comment, comment.unwrap_or_default())])?;
         let cmd = Command::Approve {
             by: by.to_string(),
             comment: comment.map(str::to_string),
@@ -489,6 +519,7 @@ impl Broker {
 
     /// Denies `id` as `by` after checking their code; the comment (why) is required.
     pub fn deny(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request> {
+        check_fields(&[(Field::Comment, comment.unwrap_or_default())])?;
         if comment.is_none_or(|c| c.trim().is_empty()) {
             return Err(BrokerError::Input(
                 "a denial needs a comment saying why (the requester reads it)".into(),
@@ -594,6 +625,11 @@ impl Broker {
         roles: &[Role],
         mut then: impl FnMut(&mut dyn WriteTx, &Request, DateTime<Utc>) -> TxResult<T>,
     ) -> Result<T> {
+        check_fields(&[(Field::User, by)])?;
+        if !request::is_request_id(id) {
+            // Never audit an id that cannot exist (it came from a URL or a command line).
+            return Err(BrokerError::NotFound { id: id.to_string() });
+        }
         let policy = self.policy()?;
         let now = self.now();
         self.store.write(|tx| -> TxResult<T> {
@@ -638,6 +674,7 @@ impl Broker {
 
     /// Runs one lifecycle command in one transaction: expire if due, check MFA, apply, store.
     fn act(&self, id: &str, actor: &str, code: Option<&str>, cmd: Command) -> Result<Request> {
+        check_fields(&[(Field::User, actor)])?;
         let policy = self.policy()?;
         let limits = Limits {
             max_failures: policy.mfa.max_failures,

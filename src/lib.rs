@@ -26,4 +26,5 @@ pub mod review;
 pub mod serve;
 pub mod session;
 pub mod store;
+pub mod text;
 pub mod tui;

@@ -139,6 +139,7 @@ pub fn sign_off(
     if note.is_empty() {
         return Err(ReviewError::EmptyNote);
     }
+    crate::text::validate_field(crate::text::Field::Note, note).map_err(BrokerError::from)?;
     broker.verify_code(who, code, "review")?;
     Ok(broker.record(
         who,

@@ -332,3 +332,244 @@ fn a_removed_requester_cannot_act_and_through_a_daemon_may_not_remove() {
     ])
     .usage("on the broker host");
 }
+
+/// The forged screen of issue #12: save the cursor, go up a line to column 31, print another
+/// target over the real one, restore the cursor.
+const FORGED: &str = "\x1b[s\x1b[1A\x1b[31G i-0aaaaaaaaaaaaaaaa \x1b[u";
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dir_size(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+fn audit_count(env: &Env) -> usize {
+    env.run(&["audit", "export"]).ok().stdout.lines().count()
+}
+
+#[test]
+fn hostile_fields_are_refused_before_anything_is_stored() {
+    let mut env = team();
+    let id = env.request("rita");
+    let events = audit_count(&env);
+    let size = dir_size(env.path());
+
+    // Refusals come before the code is checked, so one code serves every attempt (a fresh
+    // code per attempt would wait 30 s each).
+    let rcode = env.code("rita");
+    let long_reason = "x".repeat(501);
+    let long_incident = "I".repeat(65);
+    for (reason, extra, needle) in [
+        (
+            FORGED,
+            vec![],
+            "the reason holds character \\x1b at position 1",
+        ),
+        (
+            "the disk is full \u{202e}lanigiro",
+            vec![],
+            "the reason holds character \\u202e",
+        ),
+        (
+            "the disk is full \u{2066}isolated",
+            vec![],
+            "the reason holds character \\u2066",
+        ),
+        (
+            "the disk is full",
+            vec!["--incident", "INC-1\n"],
+            "the incident holds",
+        ),
+        (
+            long_reason.as_str(),
+            vec![],
+            "the reason is too long: at most 500",
+        ),
+        (
+            "the disk is full",
+            vec!["--incident", &long_incident],
+            "the incident is too long",
+        ),
+    ] {
+        let args = [
+            "request",
+            "--target",
+            "i-0abc1234",
+            "--reason",
+            reason,
+            "--as",
+            "rita",
+        ];
+        let out = env
+            .run(&[&args[..], &["--code", &rcode], &extra[..]].concat())
+            .usage(needle);
+        assert!(
+            !out.stderr.contains('\x1b') && !out.stderr.contains('\u{202e}'),
+            "{}",
+            out.stderr
+        );
+    }
+    // A 100 kB target (one argument carries at most 128 KiB) with a wrong code: refused for
+    // its shape, never echoed, nothing audited.
+    let target = format!("i-{}", "0".repeat(100_000));
+    let wrong = env.wrong_code("rita");
+    let args = [
+        "request",
+        "--target",
+        &target,
+        "--reason",
+        "the disk is full",
+        "--as",
+        "rita",
+    ];
+    let out = env.run(&[&args[..], &["--code", &wrong]].concat());
+    let out = out.usage("the target is too long");
+    assert!(
+        out.stderr.len() < 400,
+        "the target was echoed: {}",
+        out.stderr.len()
+    );
+    // Comments and the acting user's name follow the same rule.
+    let code = env.code("ann");
+    env.run(&[
+        "approve",
+        &id,
+        "--as",
+        "ann",
+        "--code",
+        &code,
+        "--comment",
+        FORGED,
+    ])
+    .usage("the comment holds character \\x1b");
+    env.run(&[
+        "deny",
+        &id,
+        "--as",
+        "ann",
+        "--code",
+        &code,
+        "--comment",
+        "no \u{202d}",
+    ])
+    .usage("the comment holds character \\u202d");
+    env.run(&["cancel", &id, "--as", "\x1b]0;rita\x07"])
+        .usage("the user name holds character \\x1b");
+    env.run(&[
+        "approve",
+        &id,
+        "--as",
+        "ann",
+        "--code",
+        &code,
+        "--comment",
+        &long_reason,
+    ])
+    .usage("the comment is too long");
+
+    assert_eq!(audit_count(&env), events, "a refused field was audited");
+    let grown = dir_size(env.path()).saturating_sub(size);
+    assert!(grown < 16 * 1024, "the data dir grew by {grown} bytes");
+    assert_eq!(env.state(&id), "pending");
+    // The code was not spent by the refusals.
+    env.run(&["approve", &id, "--as", "ann", "--code", &code])
+        .ok();
+}
+
+#[test]
+fn an_old_database_holding_escape_sequences_prints_them_escaped() {
+    let mut env = team();
+    let id = env.request("rita");
+    env.approve(&id, "ann").ok();
+    // What a version without the input rule could store; the audit chain is left as it was.
+    let db = rusqlite::Connection::open(env.db()).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE requests SET body = json_set(body, '$.reason', ?1, '$.incident', ?2, \
+             '$.approvals[0].comment', ?3) WHERE id = ?4",
+            rusqlite::params![FORGED, "INC-\u{202e}12", "ok\x1b]0;title\x07", id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let shown = env.run(&["show", &id]).ok().stdout;
+    let listed = env.run(&["list"]).ok().stdout;
+    for out in [&shown, &listed] {
+        assert!(!out.contains('\x1b') && !out.contains('\u{202e}') && !out.contains('\x07'));
+        assert!(
+            out.contains("\\x1b[s\\x1b[1A\\x1b[31G i-0aaaaaaaaaaaaaaaa \\x1b[u"),
+            "{out}"
+        );
+    }
+    assert!(shown.contains("incident:  INC-\\u202e12"), "{shown}");
+    assert!(shown.contains("approved:  ann at"), "{shown}");
+    assert!(shown.contains("(ok\\x1b]0;title\\x07)"), "{shown}");
+    let json = env.run(&["show", &id, "--json"]).ok().stdout;
+    assert!(!json.contains('\x1b'), "{json}");
+    env.run(&["audit", "verify"]).ok();
+}
+
+/// `approve` as `who` with the code on stdin (so it is "prompted"): (stdout, stderr).
+fn approve_prompted(env: &mut Env, id: &str, who: &str) -> (String, String) {
+    use std::io::Write;
+    let code = env.code(who);
+    let mut child = env
+        .command(&["approve", id, "--as", who])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn the_approve_prompt_shows_what_is_approved_and_partial_reads_partial() {
+    let mut env = team();
+    let id = env.request("rita");
+    let (first, context) = approve_prompted(&mut env, &id, "ann");
+    for needle in [
+        format!("You are about to approve {id}:"),
+        "Requester  rita".into(),
+        "Target     i-0abc1234".into(),
+        "Reason     database disk is full".into(),
+        "Incident   (none)".into(),
+        "Duration   20m".into(),
+        "s ago (".into(),
+        "Approvals  0 of 2 so far (none yet); yours is not the last: it stays pending".into(),
+    ] {
+        assert!(context.contains(&needle), "{needle:?} not in {context}");
+    }
+    assert!(
+        first.contains(&format!(
+            "Your approval of {id} is recorded: 1 of 2. Still PENDING"
+        )),
+        "{first}"
+    );
+    let (last, context) = approve_prompted(&mut env, &id, "bob");
+    assert!(
+        context.contains("1 of 2 so far (ann); yours makes it APPROVED"),
+        "{context}"
+    );
+    assert!(
+        last.contains(&format!("APPROVED {id} (2 of 2): rita may open it now.")),
+        "{last}"
+    );
+}

@@ -315,3 +315,136 @@ fn implicit_identities_off_refuses_the_os_name_mapping() {
     assert!(body.contains("is not a sombrero user"), "{body}");
     d.client(None, &["list"]).refused("is not a sombrero user");
 }
+
+/// One raw POST that tolerates the daemon answering (and closing) before the whole body is
+/// sent: (status, body), status 0 when nothing came back.
+fn post_big(d: &Daemon, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = s
+        .write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body.as_bytes()));
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn data_dir_size(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some(if m.is_dir() {
+                data_dir_size(&e.path())
+            } else {
+                m.len()
+            })
+        })
+        .sum()
+}
+
+#[test]
+fn hostile_fields_are_refused_by_the_daemon_before_anything_is_stored() {
+    let mut d = team();
+    let me = own_user();
+    let audited = |d: &Daemon| {
+        let (status, body) = d.http("GET", "/v1/audit/verify", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["events"]
+            .as_u64()
+            .unwrap()
+    };
+    let events = audited(&d);
+    let size = data_dir_size(d.env.path());
+    let code = d.env.code(&me);
+    let forged = "\x1b[s\x1b[1A\x1b[31G i-0aaaaaaaaaaaaaaaa \x1b[u";
+    let long = "x".repeat(501);
+    for (target, reason, incident, needle) in [
+        (
+            "i-0abc1234",
+            forged,
+            None,
+            "the reason holds character \\\\x1b",
+        ),
+        (
+            "i-0abc1234",
+            "the disk is \u{202e}lluf",
+            None,
+            "the reason holds",
+        ),
+        (
+            "i-0abc1234",
+            "the disk is full",
+            Some("INC\u{85}"),
+            "the incident holds",
+        ),
+        ("i-0abc1234", long.as_str(), None, "the reason is too long"),
+        (
+            "i-0abc\x1b[2J",
+            "the disk is full",
+            None,
+            "the target is not an instance id",
+        ),
+    ] {
+        let body = serde_json::json!({
+            "target": target, "reason": reason, "incident": incident,
+            "duration_secs": 600, "code": code,
+        });
+        let (status, text) = d.http("POST", "/v1/requests", &body.to_string());
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("\"kind\":\"input\""), "{text}");
+        assert!(text.contains(needle), "{needle} not in {text}");
+        assert!(
+            !text.contains("\\u001b") && !text.contains('\u{202e}'),
+            "{text}"
+        );
+    }
+    // A 1.9 MB target with a wrong code, five times: refused (by shape, or by the body limit),
+    // never echoed, never stored.
+    let wrong = d.env.wrong_code(&me);
+    let target = format!("i-{}", "a".repeat(1_900_000));
+    let body = serde_json::json!({
+        "target": target, "reason": "the disk is full", "duration_secs": 600, "code": wrong,
+    })
+    .to_string();
+    for _ in 0..5 {
+        let (status, text) = post_big(&d, "/v1/requests", &body);
+        assert!(matches!(status, 400 | 413), "{status}: {text}");
+        assert!(
+            text.len() < 500,
+            "the refusal echoed the target: {} bytes",
+            text.len()
+        );
+    }
+    // The CLI through the daemon: exit 2, the field named.
+    let mut args = request_args(&code);
+    args[4] = forged;
+    d.client(None, &args)
+        .usage("the reason holds character \\x1b");
+
+    assert_eq!(audited(&d), events, "a refused field was audited");
+    let grown = data_dir_size(d.env.path()).saturating_sub(size);
+    assert!(grown < 64 * 1024, "the data dir grew by {grown} bytes");
+    // The code was never spent: it still creates a request.
+    let (status, text) = d.http(
+        "POST",
+        "/v1/requests",
+        &serde_json::json!({"target": "i-0abc1234", "reason": "the disk is full",
+            "duration_secs": 600, "code": code})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{text}");
+}

@@ -379,6 +379,15 @@ async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
     let mut rita_in = rita_in;
     rita_in.write_all(b"echo more-$((7*7))\n").unwrap();
     read_until(&mut ann_out, "more-49");
+    // A hostile session's title, clipboard and DCS sequences never reach a CLI watcher's
+    // terminal: the watcher draws the emulated screen, not the bytes.
+    rita_in
+        .write_all(b"printf '\\033]0;PWNED\\007\\033]52;c;UFdORUQ=\\007\\033Pq#0\\033\\\\osc-%s\\n' $((3*3))\n")
+        .unwrap();
+    let seen = read_until(&mut ann_out, "osc-9");
+    for raw in ["\x1b]", "\x07", "\x1bP"] {
+        assert!(!seen.contains(raw), "{raw:?} reached the watcher: {seen:?}");
+    }
     while !rev_seen.contains("more-49") {
         if let Message::Binary(b) = rev.next().await.unwrap().unwrap() {
             rev_seen.push_str(&String::from_utf8_lossy(&b));

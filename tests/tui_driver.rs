@@ -227,7 +227,8 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
         b.get(&id).unwrap().approvals.len() == 1
     })
     .await;
-    h.shows(&format!("Approved {id}")).await;
+    h.shows(&format!("Your approval of {id} is recorded: 1 of 2"))
+        .await;
 
     // Over the shoulder: carol takes the keyboard and approves with a fresh code.
     h.switch_to("carol");
@@ -239,7 +240,7 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
         b.get(&id).unwrap().state == ReqState::Approved
     })
     .await;
-    h.shows(&format!("Approved {id}")).await;
+    h.shows(&format!("APPROVED {id} (2 of 2)")).await;
 
     // A wrong code is refused inline, with what to do.
     h.key(KeyCode::Char('u'));
@@ -305,7 +306,8 @@ async fn tui_against_a_daemon_acts_as_the_connection_identity() {
         b.get(&id).unwrap().approvals.iter().any(|a| a.by == me)
     })
     .await;
-    h.shows(&format!("Approved {id}")).await;
+    h.shows(&format!("Your approval of {id} is recorded: 1 of 2"))
+        .await;
 
     // Nobody takes over the keyboard of a daemon's client: identity is the connection's.
     h.switch_to("alice");

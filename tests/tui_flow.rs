@@ -56,7 +56,15 @@ fn approve_first(s: &mut pink_sombrero::tui::app::State, code: &str) {
             comment: None
         }]
     );
-    update(s, Action::Done(Done::Approved { id: "r-1".into() }));
+    update(
+        s,
+        Action::Done(Done::Approved {
+            id: "r-1".into(),
+            approvals: 1,
+            complete: false,
+            requester: "alice".into(),
+        }),
+    );
 }
 
 #[test]

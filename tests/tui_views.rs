@@ -131,6 +131,74 @@ fn approve_prompt_masks_the_code() {
 }
 
 #[test]
+fn approve_form_shows_what_is_approved() {
+    // One approval in (bob's); the reason was written by an old version with a forged
+    // cursor move and a bidi override: both shown, never obeyed.
+    // The row is made from the stored request the way the broker view makes it.
+    let stored: pink_sombrero::request::Request = serde_json::from_value(serde_json::json!({
+        "id": "r-9b2e",
+        "requester": "carol",
+        "target": "mi-0a1b2c3d4e5f60001",
+        "reason": "\u{1b}[1A\u{1b}[31Gi-0aaaaaaaaaaaaaaaa \u{202e}toor",
+        "incident": "INC-4211",
+        "duration_secs": 1800,
+        "state": "pending",
+        "created_at": ago(300),
+        "updated_at": ago(200),
+        "pending_expires_at": now() + chrono::Duration::seconds(723),
+        "approvals": [{"by": "bob", "at": ago(200), "comment": null}],
+    }))
+    .unwrap();
+    let mut snap = snapshot();
+    snap.approvals = vec![ApprovalItem {
+        request: pink_sombrero::tui::broker_view::request_row(&stored, 2),
+    }];
+    let mut s = state();
+    update(&mut s, Action::Fleet(Loadable::Ready(fleet())));
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    let mut s = on(s, Screen::Approvals);
+    press(&mut s, KeyCode::Char('a'));
+    let shown = render(&s);
+    for needle in [
+        "carol",
+        "mi-0a1b2c3d4e5f60001 (web-1)",
+        "INC-4211",
+        "30m",
+        "5m ago",
+        "1 of 2 so far (bob); yours makes it APPROVED",
+        "\\x1b[1A\\x1b[31Gi-0aaaaaaaaaaaaaaaa \\u202etoor",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} missing:\n{shown}");
+    }
+    insta::assert_snapshot!(shown);
+}
+
+#[test]
+fn approval_status_says_partial_or_final() {
+    let mut s = full_state();
+    let done = |approvals, complete| {
+        Action::Done(Done::Approved {
+            id: "r-9b2e".into(),
+            approvals,
+            complete,
+            requester: "carol".into(),
+        })
+    };
+    update(&mut s, done(1, false));
+    let partial = render(&s);
+    assert!(
+        partial.contains("Your approval of r-9b2e is recorded: 1 of 2. Still PENDING"),
+        "{partial}"
+    );
+    update(&mut s, done(2, true));
+    let last = render(&s);
+    assert!(
+        last.contains("APPROVED r-9b2e (2 of 2): carol may open it now."),
+        "{last}"
+    );
+}
+
+#[test]
 fn switch_user_prompt() {
     let mut s = full_state();
     press(&mut s, KeyCode::Char('u'));

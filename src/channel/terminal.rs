@@ -355,6 +355,7 @@ where
                     }
                     SessionEvent::ExitCode(code) => exit_code = Some(code),
                     SessionEvent::Notice(text) => {
+                        let text = crate::text::escape_for_terminal(&text);
                         let line = format!("{before}[sombrero] {text}{after}");
                         if let Err(e) = write_all(&mut io.notices, line.as_bytes()).await {
                             debug!(error = %e, "notice not shown");

@@ -16,6 +16,7 @@ use crate::mfa;
 use crate::policy::{self, Policy, PolicyError, Role};
 use crate::remote::RemoteBroker;
 use crate::request::{NewRequest, Request, State};
+use crate::text::{Field, escape_for_terminal};
 
 /// `sombrero request`.
 #[derive(Debug, Args)]
@@ -279,7 +280,7 @@ pub fn whoami(g: &GlobalOpts, a: WhoamiArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&me)?);
     } else {
-        println!("{} (from {})", me.user, me.external);
+        say(&format!("{} (from {})", me.user, me.external));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -366,6 +367,12 @@ pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> 
     Ok(code)
 }
 
+/// Prints one line of a table or prompt with everything in it made safe for a terminal
+/// (stored, policy and AWS text may hold escape sequences or bidi overrides).
+pub(crate) fn say(line: &str) {
+    println!("{}", escape_for_terminal(line));
+}
+
 pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, v)?;
@@ -424,7 +431,7 @@ fn report(b: &dyn BrokerApi, r: &Request, json: bool) -> anyhow::Result<ExitCode
         print_json(r)?;
     } else {
         let required = b.policy().map_err(fail)?.approvals_required;
-        println!("{}", summary(r, required));
+        say(&summary(r, required));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -441,6 +448,11 @@ fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 /// Runs `sombrero request`.
 pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
     let duration = parse_duration(&a.duration)?;
+    super::decide::check_fields(&[
+        (Field::Target, Some(&a.target)),
+        (Field::Reason, Some(a.reason.trim())),
+        (Field::Incident, a.incident.as_deref()),
+    ])?;
     let b = connect(g)?;
     let requester = actor(&*b, a.as_user)?;
     let code = code(a.code, &requester)?;
@@ -458,12 +470,20 @@ pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `sombrero approve`.
 pub fn approve(g: &GlobalOpts, a: ApproveArgs) -> anyhow::Result<ExitCode> {
+    super::decide::check_fields(&[(Field::Comment, a.comment.as_deref())])?;
     let b = connect(g)?;
     let by = actor(&*b, a.as_user)?;
+    if a.code.is_none() {
+        super::decide::show_context(g, &*b, &a.request, "approve");
+    }
     let code = code(a.code, &by)?;
     let r = b
         .approve(&a.request, &by, &code, a.comment.as_deref())
         .map_err(fail)?;
+    if !a.json {
+        let required = b.policy().map_err(fail)?.approvals_required;
+        say(&super::decide::outcome_line(&r, required));
+    }
     report(&*b, &r, a.json)
 }
 
@@ -472,8 +492,12 @@ pub fn deny(g: &GlobalOpts, a: DenyArgs) -> anyhow::Result<ExitCode> {
     if a.comment.trim().is_empty() {
         return Err(ExitError::usage("--comment must say why the request is denied").into());
     }
+    super::decide::check_fields(&[(Field::Comment, Some(&a.comment))])?;
     let b = connect(g)?;
     let by = actor(&*b, a.as_user)?;
+    if a.code.is_none() {
+        super::decide::show_context(g, &*b, &a.request, "deny");
+    }
     let code = code(a.code, &by)?;
     let r = b
         .deny(&a.request, &by, &code, Some(&a.comment))
@@ -514,16 +538,17 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
         "ID", "STATE", "REQUESTER", "TARGET", "APPROVALS", "CREATED"
     );
     for r in rs {
-        println!(
+        // Each cell escaped before padding, so columns line up with what is shown.
+        say(&format!(
             "{:<12} {:<9} {:<12} {:<20} {:<9} {:<23} {}",
-            r.id,
+            escape_for_terminal(&r.id),
             r.state.as_str(),
-            r.requester,
-            r.target,
+            escape_for_terminal(&r.requester),
+            escape_for_terminal(&r.target),
             r.approvals.len(),
             time(r.created_at),
             r.reason
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -539,38 +564,42 @@ pub fn show(g: &GlobalOpts, a: ShowArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let required = b.policy().map_err(fail)?.approvals_required;
-    println!("{}", summary(&r, required));
-    println!("  reason:    {}", r.reason);
+    say(&summary(&r, required));
+    say(&format!("  reason:    {}", r.reason));
     if let Some(c) = &r.command {
-        println!("  command:   {c}");
+        say(&format!("  command:   {}", escape_for_terminal(c)));
     }
     if let Some(i) = &r.incident {
-        println!("  incident:  {i}");
+        say(&format!("  incident:  {i}"));
     }
     println!("  duration:  {}", humantime::format_duration(r.duration()));
-    for d in &r.approvals {
-        println!(
-            "  approved:  {} at {}{}",
+    let decision = |label: &str, d: &crate::request::Decision| {
+        let comment = d.comment.as_deref().map(|c| format!(" ({c})"));
+        say(&format!(
+            "  {label:<10} {} at {}{}",
             d.by,
             time(d.at),
-            d.comment
-                .as_deref()
-                .map(|c| format!(" ({c})"))
-                .unwrap_or_default()
-        );
+            comment.unwrap_or_default()
+        ));
+    };
+    for d in &r.approvals {
+        decision("approved:", d);
+    }
+    if let Some(d) = &r.denial {
+        decision("denied:", d);
     }
     if let Some(s) = &r.session_id {
-        println!("  session:   {s}");
+        say(&format!("  session:   {s}"));
     }
     println!("  history:");
     for e in events {
-        println!(
+        say(&format!(
             "    #{:<5} {} {:<10} {}",
             e.seq,
             time(e.at),
-            e.actor,
+            escape_for_terminal(&e.actor),
             e.kind
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -692,12 +721,12 @@ fn list_users(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
         } else {
             "no"
         };
-        println!(
+        say(&format!(
             "{:<16} {:<28} {:<10} {status}",
-            u.name,
+            escape_for_terminal(&u.name),
             roles.join(","),
             confirmed
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -728,9 +757,18 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     }
     let d = |x: std::time::Duration| humantime::format_duration(x).to_string();
     println!("policy {path} is valid:");
-    println!("  requesters:           {}", p.requesters.join(", "));
-    println!("  approvers:            {}", p.approvers.join(", "));
-    println!("  reviewers:            {}", p.reviewers.join(", "));
+    say(&format!(
+        "  requesters:           {}",
+        p.requesters.join(", ")
+    ));
+    say(&format!(
+        "  approvers:            {}",
+        p.approvers.join(", ")
+    ));
+    say(&format!(
+        "  reviewers:            {}",
+        p.reviewers.join(", ")
+    ));
     println!("  approvals_required:   {}", p.approvals_required);
     println!("  request_ttl:          {}", d(p.request_ttl));
     println!("  grant_window:         {}", d(p.grant_window));
@@ -751,7 +789,7 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
         d(p.mfa.lockout)
     );
     for (external, user) in &p.identities {
-        println!("  identity:             {external} -> {user}");
+        say(&format!("  identity:             {external} -> {user}"));
     }
     Ok(ExitCode::SUCCESS)
 }

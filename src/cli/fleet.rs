@@ -138,6 +138,8 @@ fn table(nodes: &[NodeRow]) -> String {
                     .map_or_else(|| "-".into(), |s| short_age(chrono::Duration::seconds(s))),
                 badges.join(" "),
             ]
+            // AWS strings (names, versions) may hold escape sequences: shown, never obeyed.
+            .map(|cell| crate::text::escape_for_terminal(&cell).into_owned())
         })
         .collect();
     let mut widths = header.clone().map(|h| h.chars().count());
@@ -225,10 +227,10 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
                 .map(|d| format!(": {d}"))
                 .unwrap_or_default();
             let retry = if r.retry { " [retry]" } else { "" };
-            println!(
+            access::say(&format!(
                 "{} {} ({}){retry}{new}{detail}",
                 r.outcome, r.target, r.strategy
-            );
+            ));
         }
     }
     if failed > 0 {
@@ -286,7 +288,7 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
         println!("no tainted node out of Systems Manager's reach");
     }
     for r in rows {
-        println!("{}", finding_line(r));
+        access::say(&finding_line(r));
     }
     Ok(ExitCode::SUCCESS)
 }

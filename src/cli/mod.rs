@@ -4,6 +4,7 @@
 
 pub mod access;
 mod audit_anchor;
+pub mod decide;
 pub mod fleet;
 pub mod generate;
 pub mod lab;
@@ -177,7 +178,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("sombrero: {err:#}");
+            // Errors may quote a daemon's message or stored text: never raw to the terminal.
+            let message = format!("{err:#}");
+            eprintln!("sombrero: {}", crate::text::escape_lines(&message));
             ExitCode::from(exit_code_for(&err))
         }
     }

@@ -181,7 +181,7 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}: {}", report.path, report.integrity);
+        access::say(&format!("{}: {}", report.path, report.integrity));
     }
     Ok(if report.integrity.is_sealed_ok() {
         ExitCode::SUCCESS
@@ -360,12 +360,12 @@ fn print_row(r: &list::RecordingSummary) {
         let names: Vec<&str> = r.reviews.iter().map(|v| v.reviewer.as_str()).collect();
         format!("reviewed by {}", names.join(", "))
     };
-    println!(
+    access::say(&format!(
         "{started}  {req}  {who}  {target}  {}  {}  {reviewed}  {}",
         clock(r.duration),
         r.integrity.badge(),
         r.path.display()
-    );
+    ));
 }
 
 /// Runs `sombrero review`: a reviewer's TOTP-checked sign-off, audited with the recording's
@@ -375,6 +375,9 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
     if note.is_empty() {
         return Err(ExitError::usage("--note must say what the review concluded").into());
     }
+    // Before the code is asked for; the broker checks again (the daemon's path too).
+    crate::text::validate_field(crate::text::Field::Note, note)
+        .map_err(|e| ExitError::usage(e.to_string()))?;
     let (event, shown) = match remote(g)? {
         Some(remote) => {
             let who = access::actor(&remote, a.as_user)?;
@@ -406,10 +409,10 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
             .get("integrity")
             .and_then(|v| v.as_str())
             .unwrap_or("?");
-        println!(
+        access::say(&format!(
             "reviewed by {}: {shown} ({badge}), audit event {}",
             event.actor, event.seq
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `sombrero open`: the session of an approved request, bridged to this terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -39,6 +39,7 @@ pub struct OpenArgs {
 fn say(step: &Step) {
     let line = step.to_string();
     let mut err = std::io::stderr().lock();
+    let line = crate::text::escape_for_terminal(&line);
     let _ = if std::io::IsTerminal::is_terminal(&err) {
         write!(err, "\r\n[pink sombrero] {line}\r\n")
     } else {
@@ -163,7 +164,14 @@ pub fn watch(g: &GlobalOpts, a: WatchArgs) -> anyhow::Result<ExitCode> {
         &remote,
         &relay::watch_path(&a.request),
         |io, req| async move {
-            let watched = relay::watch(io, req, tokio::io::stdout(), tokio::io::stderr()).await?;
+            // On a terminal the screen is clipped to it; piped, it is drawn at the session's size.
+            let view = std::io::stdout().is_terminal().then(|| {
+                let size = local_size();
+                let fit = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+                (fit(size.rows), fit(size.cols))
+            });
+            let watched =
+                relay::watch(io, req, tokio::io::stdout(), tokio::io::stderr(), view).await?;
             Ok(match watched.ended {
                 Some(_) => ExitCode::SUCCESS,
                 None => {

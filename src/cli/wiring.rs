@@ -289,7 +289,8 @@ fn rows(all: Vec<list::RecordingSummary>) -> Vec<RecordingRow> {
         .map(|r| {
             let meta = r.meta.as_ref();
             let field = |f: fn(&crate::recording::cast::SombreroHeader) -> &String| {
-                meta.map(|m| f(m).clone()).unwrap_or_default()
+                // A cast's header is text like any other: shown, never obeyed.
+                meta.map(|m| crate::text::escaped(f(m))).unwrap_or_default()
             };
             RecordingRow {
                 request: field(|m| &m.request_id),
@@ -305,7 +306,10 @@ fn rows(all: Vec<list::RecordingSummary>) -> Vec<RecordingRow> {
                     Verdict::Unsealed { .. } | Verdict::Crashed { .. } => Integrity::Unsealed,
                     other => Integrity::Broken(other.to_string()),
                 },
-                reviewed_by: r.reviews.last().map(|rv| rv.reviewer.clone()),
+                reviewed_by: r
+                    .reviews
+                    .last()
+                    .map(|rv| crate::text::escaped(&rv.reviewer)),
                 path: r.path,
             }
         })

@@ -9,6 +9,7 @@ pub mod connector;
 pub mod fleet;
 pub mod pool;
 pub mod recordings;
+pub mod screen;
 pub mod session;
 
 use std::sync::{Arc, OnceLock};

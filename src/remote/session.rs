@@ -13,11 +13,13 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub use tokio_tungstenite::tungstenite::handshake::client::Request;
 
 use super::{BoxIo, Connector};
+use super::screen::WatchScreen;
 use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{BridgeError, bridge_command_stdio, bridge_stdio};
 use crate::serve::session_wire::{ClientMsg, ServerMsg, exit_status};
+use crate::text::escape_for_terminal;
 
 /// What can go wrong on the client side of a relayed session.
 #[derive(Debug, Error)]
@@ -334,13 +336,16 @@ pub struct Watched {
     pub ended: Option<String>,
 }
 
-/// Watches the session of the request in `req`, read-only: output to `out`, notices to
-/// `notices`, until the session ends or the connection does.
+/// Watches the session of the request in `req`, read-only, until the session ends or the
+/// connection does: the session's output goes through a terminal emulator and only its screen
+/// is drawn on `out` ([`WatchScreen`], clipped to `view` = the watcher's rows and columns);
+/// notices, escaped, go to `notices`.
 pub async fn watch<S, W, E>(
     stream: S,
     req: Request,
     mut out: W,
     mut notices: E,
+    view: Option<(u16, u16)>,
 ) -> Result<Watched, RelayError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -350,7 +355,9 @@ where
     let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
         .await
         .map_err(|e| RelayError::Connect(e.to_string()))?;
-    let say = |text: String| format!("\r\n[sombrero] {text}\r\n");
+    let say = |text: String| format!("\r\n[sombrero] {}\r\n", escape_for_terminal(&text));
+    // Until `live` says the session's size, the usual default.
+    let mut screen = WatchScreen::new(24, 80, view);
     while let Some(Ok(msg)) = ws.next().await {
         let (bytes, note) = match msg {
             Message::Binary(b) => (b.to_vec(), None),
@@ -363,7 +370,10 @@ where
                     rows,
                     ..
                 }) => (
-                    Vec::new(),
+                    {
+                        screen.resize(rows, cols);
+                        Vec::new()
+                    },
                     Some(format!(
                         "watching {request}: {requester} on {target} ({cols}x{rows}); read-only, Ctrl-C stops watching"
                     )),
@@ -374,7 +384,10 @@ where
                 // The broker sends watchers a command's stderr as screen bytes already.
                 Ok(ServerMsg::Stderr { data }) => (decode(&data).unwrap_or_default(), None),
                 Ok(ServerMsg::Resize { cols, rows }) => (
-                    Vec::new(),
+                    {
+                        screen.resize(rows, cols);
+                        Vec::new()
+                    },
                     Some(format!("the session is now {cols}x{rows}")),
                 ),
                 Ok(ServerMsg::Error { message, refused }) => {
@@ -385,6 +398,8 @@ where
                     });
                 }
                 Ok(ServerMsg::End { reason, .. }) => {
+                    let _ = out.write_all(&screen.finish()).await;
+                    let _ = out.flush().await;
                     let text = format!("session ended: {reason}");
                     let _ = notices.write_all(say(text).as_bytes()).await;
                     let _ = notices.flush().await;
@@ -398,7 +413,8 @@ where
             _ => continue,
         };
         if !bytes.is_empty() {
-            out.write_all(&bytes)
+            screen.process(&bytes);
+            out.write_all(&screen.render())
                 .await
                 .and(out.flush().await)
                 .map_err(|e| RelayError::Bridge(BridgeError::Output(e)))?;
@@ -406,7 +422,10 @@ where
         if let Some(text) = note {
             let _ = notices.write_all(say(text).as_bytes()).await;
             let _ = notices.flush().await;
+            screen.invalidate();
         }
     }
+    let _ = out.write_all(&screen.finish()).await;
+    let _ = out.flush().await;
     Ok(Watched { ended: None })
 }

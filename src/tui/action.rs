@@ -153,6 +153,12 @@ pub enum Done {
     Approved {
         /// Request id.
         id: String,
+        /// Approvals it now has.
+        approvals: usize,
+        /// True when this approval completed it (Approved: the requester may open it).
+        complete: bool,
+        /// Who asked.
+        requester: String,
     },
     /// A denial was recorded.
     Denied {

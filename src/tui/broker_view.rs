@@ -7,6 +7,7 @@ use crate::audit::EventKind;
 use crate::broker::BrokerError;
 use crate::policy::Role;
 use crate::request::{NewRequest, Request, State};
+use crate::text::escaped;
 
 use super::action::Done;
 use super::intent::Intent;
@@ -71,10 +72,10 @@ pub fn snapshot(
         .map(|e| AuditRow {
             seq: e.seq,
             at: e.at,
-            actor: e.actor,
+            actor: escaped(&e.actor),
             kind: e.kind.as_str(),
-            request: e.request_id,
-            detail: short(&e.data.to_string()),
+            request: e.request_id.as_deref().map(escaped),
+            detail: escaped(&short(&e.data.to_string())),
         })
         .collect();
     Ok(BrokerSnapshot {
@@ -121,12 +122,15 @@ pub fn request_row(r: &Request, required: u32) -> RequestRow {
     };
     RequestRow {
         id: r.id.clone(),
-        requester: r.requester.clone(),
-        target: r.target.clone(),
-        reason: r.reason.clone(),
-        incident: r.incident.clone(),
+        // Stored text (an old version's, or another broker's) is shown, never obeyed: ratatui
+        // drops control characters but passes bidi overrides.
+        requester: escaped(&r.requester),
+        target: escaped(&r.target),
+        reason: escaped(&r.reason),
+        incident: r.incident.as_deref().map(escaped),
+        duration_secs: r.duration_secs,
         state,
-        approved_by: r.approvals.iter().map(|d| d.by.clone()).collect(),
+        approved_by: r.approvals.iter().map(|d| escaped(&d.by)).collect(),
         approvals_required: required,
         created_at: r.created_at,
         deadline,
@@ -161,7 +165,12 @@ pub fn perform(
         }
         Intent::Approve { id, code, comment } => broker
             .approve(id, user, code, comment.as_deref())
-            .map(|r| Done::Approved { id: r.id }),
+            .map(|r| Done::Approved {
+                approvals: r.approvals.len(),
+                complete: r.state != State::Pending,
+                requester: r.requester,
+                id: r.id,
+            }),
         Intent::Deny { id, code, comment } => broker
             .deny(id, user, code, Some(comment))
             .map(|r| Done::Denied { id: r.id }),

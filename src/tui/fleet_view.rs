@@ -8,6 +8,7 @@ use futures_util::FutureExt;
 
 use crate::fleet::scan::NodeRow;
 use crate::fleet::{AgentLost, Fleet, Node};
+use crate::text::escaped;
 
 use super::driver::FleetFn;
 use super::model::{Badge, FleetRow};
@@ -26,13 +27,14 @@ pub fn fleet_row(node: &Node, now: DateTime<Utc>, max_age: Option<Duration>) -> 
     }
     FleetRow {
         id: node.id.clone(),
-        name: node.name.clone().unwrap_or_default(),
+        // AWS strings: ratatui drops control characters but not bidi overrides.
+        name: escaped(node.name.as_deref().unwrap_or_default()),
         // SSM has no ping for a node it does not list: EC2's state says more.
         ping: match (&node.ec2_state, node.not_in_ssm) {
-            (Some(state), true) => format!("EC2 {state}"),
-            _ => node.ping.clone(),
+            (Some(state), true) => escaped(&format!("EC2 {state}")),
+            _ => escaped(&node.ping),
         },
-        platform: node.platform.clone(),
+        platform: escaped(&node.platform),
         since: node.launched.or(node.registered),
         badges,
     }

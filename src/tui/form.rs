@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::intent::Intent;
-use super::model::PolicyLimits;
+use super::model::{PolicyLimits, RequestRow};
+use crate::text::{self, escaped as safe};
 
 /// What a form is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,64 @@ pub struct Form {
     pub busy: bool,
     /// Policy limits, captured when the form opened.
     pub limits: PolicyLimits,
+    /// What is being decided, shown above the fields (label, value), already escaped.
+    pub context: Vec<(&'static str, String)>,
+}
+
+/// What an approver must see before deciding: who asks, for which node, why, for how long,
+/// how long ago, and where the approvals stand (including what this approval would do).
+pub fn decision_context(
+    r: &RequestRow,
+    node_name: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, String)> {
+    let target = match node_name {
+        Some(name) => format!("{} ({})", safe(&r.target), safe(name)),
+        None => format!(
+            "{} (node name unknown: the fleet was not listed)",
+            safe(&r.target)
+        ),
+    };
+    let so_far = if r.approved_by.is_empty() {
+        "none yet".to_string()
+    } else {
+        safe(&r.approved_by.join(", "))
+    };
+    let after = r.approved_by.len() + 1;
+    let required = r.approvals_required as usize;
+    let effect = if after >= required {
+        "yours makes it APPROVED: the requester may open it"
+    } else {
+        "yours is not the last: it stays pending"
+    };
+    vec![
+        ("Requester", safe(&r.requester)),
+        ("Target", target),
+        ("Reason", safe(&r.reason)),
+        (
+            "Incident",
+            r.incident.as_deref().map_or_else(|| "(none)".into(), safe),
+        ),
+        (
+            "Duration",
+            humantime::format_duration(Duration::from_secs(r.duration_secs)).to_string(),
+        ),
+        (
+            "Asked",
+            format!(
+                "{} ago ({})",
+                super::widgets::age(now, r.created_at),
+                r.created_at.format("%H:%M UTC")
+            ),
+        ),
+        (
+            "Approvals",
+            format!(
+                "{} of {required} so far ({so_far}); {effect}",
+                r.approved_by.len()
+            ),
+        ),
+    ]
 }
 
 const REASON: usize = 0;
@@ -91,7 +152,14 @@ impl Form {
             error: None,
             busy: false,
             limits,
+            context: Vec::new(),
         }
+    }
+
+    /// The form with `context` shown above its fields (see [`decision_context`]).
+    pub fn with_context(mut self, context: Vec<(&'static str, String)>) -> Self {
+        self.context = context;
+        self
     }
 
     /// The break-glass request form for `target`.
@@ -213,6 +281,8 @@ impl Form {
                         ),
                     ));
                 }
+                field_rule(REASON, text::Field::Reason, reason)?;
+                field_rule(INCIDENT, text::Field::Incident, self.value(INCIDENT))?;
                 let duration = parse_duration(self.value(DURATION), &self.limits)
                     .map_err(|m| (DURATION, m))?;
                 check_code()?;
@@ -226,6 +296,7 @@ impl Form {
                 })
             }
             Purpose::Approve { id } => {
+                field_rule(0, text::Field::Comment, self.value(0))?;
                 check_code()?;
                 let comment = Some(self.value(0).to_string()).filter(|s| !s.is_empty());
                 Ok(Intent::Approve {
@@ -242,6 +313,7 @@ impl Form {
                         "Say why you deny it: the requester sees this.".to_string(),
                     ));
                 }
+                field_rule(0, text::Field::Comment, comment)?;
                 check_code()?;
                 Ok(Intent::Deny {
                     id: id.clone(),
@@ -262,6 +334,11 @@ impl Form {
             }
         }
     }
+}
+
+/// The input rule for a field at `index`, as a form error next to it.
+fn field_rule(index: usize, field: text::Field, value: &str) -> Result<(), (usize, String)> {
+    text::validate_field(field, value).map_err(|e| (index, format!("{e}.")))
 }
 
 fn parse_duration(text: &str, limits: &PolicyLimits) -> Result<Duration, String> {

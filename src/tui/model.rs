@@ -124,6 +124,8 @@ pub struct RequestRow {
     pub reason: String,
     /// Incident reference, if given.
     pub incident: Option<String>,
+    /// Session length asked for, in seconds.
+    pub duration_secs: u64,
     /// Lifecycle state.
     pub state: RequestState,
     /// Approvers so far, in order.

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::action::{Action, Done, Screen};
 use super::app::{State, Status};
-use super::form::Form;
+use super::form::{Form, decision_context};
 use super::intent::Intent;
 use super::model::{Loadable, RequestState};
 use super::session::{self, Chord, Liveness, SessionPane};
@@ -317,20 +317,51 @@ fn kill_session(s: &mut State) -> Vec<Intent> {
 }
 
 fn start_decision(s: &mut State, approve: bool) {
-    let id = s
+    let request = s
         .broker
         .ready()
         .and_then(|b| b.approvals.get(s.cursor(Screen::Approvals)))
-        .map(|a| a.request.id.clone());
-    match id {
-        Some(id) if approve => s.form = Some(Form::approve(&id)),
-        Some(id) => s.form = Some(Form::deny(&id)),
+        .map(|a| a.request.clone());
+    match request {
+        Some(r) => {
+            // What is being decided, on the form itself: the node's name comes from the
+            // fleet view when it is loaded.
+            let node = s
+                .fleet
+                .ready()
+                .and_then(|f| f.iter().find(|n| n.id == r.target))
+                .map(|n| n.name.clone());
+            let context = decision_context(&r, node.as_deref(), s.now);
+            let form = if approve {
+                Form::approve(&r.id)
+            } else {
+                Form::deny(&r.id)
+            };
+            s.form = Some(form.with_context(context));
+        }
         None => {
             s.status = Some(Status::Error(
                 "Nothing to decide: the queue is empty for this user (press u to switch user)."
                     .to_string(),
             ))
         }
+    }
+}
+
+/// The status line after an approval: a partial approval must never read as final.
+pub fn approved_status(
+    id: &str,
+    approvals: usize,
+    needed: u32,
+    complete: bool,
+    requester: &str,
+) -> String {
+    if complete {
+        format!("APPROVED {id} ({approvals} of {needed}): {requester} may open it now.")
+    } else {
+        format!(
+            "Your approval of {id} is recorded: {approvals} of {needed}. Still PENDING: it needs another approver."
+        )
     }
 }
 
@@ -467,7 +498,12 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
                 "Request {id} created; it needs {needed} approvals (approvers: Approvals tab; here: u to switch user)."
             )
         }
-        Done::Approved { id } => format!("Approved {id}."),
+        Done::Approved {
+            id,
+            approvals,
+            complete,
+            requester,
+        } => approved_status(&id, approvals, needed, complete, &requester),
         Done::Denied { id } => format!("Denied {id}."),
         Done::Cancelled { id } => format!("Cancelled {id}."),
         Done::Killed { id } => {

@@ -63,6 +63,7 @@ pub fn request(id: &str, requester: &str, state: RequestState, approved_by: &[&s
         target: "mi-0a1b2c3d4e5f60001".into(),
         reason: "disk full on web-1, logrotate stuck".into(),
         incident: Some("INC-4211".into()),
+        duration_secs: 1800,
         state,
         approved_by: approved_by.iter().map(|s| s.to_string()).collect(),
         approvals_required: 2,

@@ -22,6 +22,15 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &Form, theme: &Theme) {
         ));
         lines.push(Line::default());
     }
+    for (label, value) in &form.context {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {label:<10} "), theme.text_dim),
+            Span::styled(value.clone(), theme.text),
+        ]));
+    }
+    if !form.context.is_empty() {
+        lines.push(Line::default());
+    }
     for (i, f) in form.fields.iter().enumerate() {
         let focused = i == form.focus;
         let shown = if f.masked {
@@ -65,13 +74,15 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &Form, theme: &Theme) {
         &[("Enter", submit), ("Tab", "next field"), ("Esc", "cancel")],
         theme,
     ));
-    let h = u16::try_from(lines.len())
-        .unwrap_or(u16::MAX)
-        .saturating_add(3);
     let w = match form.purpose {
         Purpose::NewRequest { .. } => area.width.saturating_sub(4).max(40),
+        _ if !form.context.is_empty() => area.width.saturating_sub(4).clamp(40, 100),
         _ => 64,
     };
+    // Long reasons wrap: count the rows each line takes inside the border.
+    let inner = usize::from(w.saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let h = u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(3);
     let popup = widgets::centered(area, w, h);
     frame.render_widget(Clear, popup);
     frame.render_widget(
