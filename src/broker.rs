@@ -96,6 +96,14 @@ pub enum BrokerError {
         /// What was attempted.
         action: String,
     },
+    /// The action needs the person's TOTP code and none came with it.
+    #[error("{action} needs {name}'s TOTP code: pass --code CODE or type it when asked")]
+    CodeNeeded {
+        /// Who acted.
+        name: String,
+        /// What was attempted, e.g. "opening req-1a2b3c4d".
+        action: String,
+    },
     /// Enrolling a name twice.
     #[error("{name} is already enrolled; pick another name")]
     AlreadyEnrolled {
@@ -145,6 +153,7 @@ impl BrokerError {
                 | BrokerError::Mfa(_)
                 | BrokerError::NotEnrolled { .. }
                 | BrokerError::NotPermitted { .. }
+                | BrokerError::CodeNeeded { .. }
                 | BrokerError::AlreadyEnrolled { .. }
         ) || matches!(self, BrokerError::Remote { kind, .. } if kind.is_refusal())
     }
@@ -507,13 +516,14 @@ impl Broker {
     }
 
     /// Claims the one session of an approved request (Approved -> Active). Call it before
-    /// tainting and StartSession; a second call for the same request is refused.
-    pub fn begin_open(&self, id: &str, by: &str) -> Result<OpenGrant> {
+    /// tainting and StartSession; a second call for the same request is refused. The policy's
+    /// `mfa.at_open` (default) makes `code` required; a code given is always checked.
+    pub fn begin_open(&self, id: &str, by: &str, code: Option<&str>) -> Result<OpenGrant> {
         let cmd = Command::Open {
             by: by.to_string(),
             session_id: None,
         };
-        let request = self.act(id, by, None, cmd)?;
+        let request = self.act(id, by, code, cmd)?;
         let session_ends_at = request.session_ends_at.ok_or_else(|| {
             StoreError::Corrupt(format!("active request {id} has no session end"))
         })?;
@@ -564,11 +574,16 @@ impl Broker {
     }
 
     /// Cuts off the live session of `id` on an approver's order: the request is closed as
-    /// terminated by `by` and the kill audited, in one transaction. The caller then ends the
-    /// session itself (the process holding it also sees the request closed and stops).
-    pub fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
+    /// terminated by `by` and the kill audited, in one transaction, after `by`'s TOTP code
+    /// (checked only once role and state allow the kill). The caller then ends the session
+    /// itself (the process holding it also sees the request closed and stops).
+    pub fn kill_session(&self, id: &str, by: &str, code: &str) -> Result<Request> {
         let policy = self.policy()?;
+        let limits = self.limits()?;
         self.session_act(id, by, "kill", &[Role::Approver], |tx, r, now| {
+            if let Err(e) = check_code(tx, by, code, "kill", Some(id), limits, now)? {
+                return Ok(Err(e));
+            }
             let rules = rules(tx, &policy, &[])?;
             let reason = CloseReason::Terminated { by: by.to_string() };
             let closed = match request::apply(r, Command::Close { reason }, &rules, now) {
@@ -665,10 +680,24 @@ impl Broker {
                 Ok(outcome) => outcome,
                 Err(refusal) => return refuse(tx, actor, Some(id), action, refusal, now),
             };
-            if let Some(code) = code
-                && let Err(e) = check_code(tx, actor, code, action, Some(id), limits, now)?
-            {
-                return Ok(Err(e));
+            match code {
+                Some(code) => {
+                    if let Err(e) = check_code(tx, actor, code, action, Some(id), limits, now)? {
+                        return Ok(Err(e));
+                    }
+                }
+                // Opening needs the code too unless the policy says otherwise; refused before
+                // anything is claimed, tainted or started.
+                None if matches!(cmd, Command::Open { .. }) && policy.mfa.at_open => {
+                    let refusal = BrokerError::CodeNeeded {
+                        name: actor.to_string(),
+                        action: format!("opening {id}"),
+                    };
+                    let data = json!({"action": action, "message": refusal.to_string()});
+                    tx.append(NewEvent::new(actor, EventKind::Refused, Some(id), data), now)?;
+                    return Ok(Err(refusal));
+                }
+                None => {}
             }
             Ok(Ok(store_outcome(tx, outcome, now)?))
         })?
@@ -956,9 +985,14 @@ mod tests {
         let code = f.code("bob");
         let r2 = f.broker.approve(&r.id, "bob", &code, None).unwrap();
         assert_eq!(r2.state, State::Approved);
-        let g = f.broker.begin_open(&r.id, "rita").unwrap();
+        let e = f.broker.begin_open(&r.id, "rita", None).unwrap_err();
+        assert!(matches!(e, BrokerError::CodeNeeded { .. }), "{e}");
+        assert_eq!(f.broker.get(&r.id).unwrap().state, State::Approved);
+        let code = f.code("rita");
+        let g = f.broker.begin_open(&r.id, "rita", Some(&code)).unwrap();
         assert_eq!(g.request.state, State::Active);
-        assert!(f.broker.begin_open(&r.id, "rita").is_err());
+        let code = f.code("rita");
+        assert!(f.broker.begin_open(&r.id, "rita", Some(&code)).is_err());
         f.broker.session_started(&r.id, "rita-0123").unwrap();
         let c = f
             .broker
@@ -984,6 +1018,8 @@ mod tests {
                 EventKind::MfaAccepted,
                 EventKind::ApprovalGiven,
                 EventKind::RequestApproved,
+                EventKind::Refused,
+                EventKind::MfaAccepted,
                 EventKind::RequestOpened,
                 EventKind::Refused,
                 EventKind::SessionOpened,
@@ -1006,7 +1042,8 @@ mod tests {
         };
         let (a, b, c) = (approved(), approved(), approved());
         let revoked = |id: &str| {
-            let e = f.broker.begin_open(id, "rita").unwrap_err();
+            let code = f.code("rita");
+            let e = f.broker.begin_open(id, "rita", Some(&code)).unwrap_err();
             assert!(
                 matches!(
                     e,
@@ -1028,7 +1065,7 @@ mod tests {
         revoked(&b);
         // The requester removed: their approved request does not open.
         f.broker.remove_user("rita").unwrap();
-        let e = f.broker.begin_open(&c, "rita").unwrap_err();
+        let e = f.broker.begin_open(&c, "rita", Some("123456")).unwrap_err();
         assert!(
             matches!(e, BrokerError::Refused(Refusal::NotARequester { .. })),
             "{e}"
@@ -1138,13 +1175,14 @@ mod tests {
             .unwrap();
         let r = f.request();
         // Nothing to watch or kill before the session is live.
-        let e = f.broker.kill_session(&r.id, "ann").unwrap_err();
+        let e = f.broker.kill_session(&r.id, "ann", "123456").unwrap_err();
         assert!(e.is_input(), "{e}");
         for who in ["ann", "bob"] {
             let code = f.code(who);
             f.broker.approve(&r.id, who, &code, None).unwrap();
         }
-        f.broker.begin_open(&r.id, "rita").unwrap();
+        let code = f.code("rita");
+        f.broker.begin_open(&r.id, "rita", Some(&code)).unwrap();
         assert!(
             f.broker
                 .watch_started(&r.id, "rita")
@@ -1153,13 +1191,18 @@ mod tests {
         );
         assert!(
             f.broker
-                .kill_session(&r.id, "rev")
+                .kill_session(&r.id, "rev", "123456")
                 .unwrap_err()
                 .is_refusal()
         );
         f.broker.watch_started(&r.id, "rev").unwrap();
         f.broker.watch_ended(&r.id, "rev").unwrap();
-        let closed = f.broker.kill_session(&r.id, "ann").unwrap();
+        // A wrong code is refused and audited; the session lives on.
+        let e = f.broker.kill_session(&r.id, "ann", "000000").unwrap_err();
+        assert!(matches!(e, BrokerError::Mfa(_)), "{e}");
+        assert_eq!(f.broker.get(&r.id).unwrap().state, State::Active);
+        let code = f.code("ann");
+        let closed = f.broker.kill_session(&r.id, "ann", &code).unwrap();
         assert_eq!(closed.state, State::Closed);
         assert_eq!(
             closed.close_reason,

@@ -334,18 +334,21 @@ impl LiveSession {
     }
 }
 
-/// Claims, records, taints, starts and connects. On any failure the request is closed as
-/// `OpenFailed`, the failure is audited, and no shell is reachable.
+/// Claims (checking `by`'s TOTP `code` first, as the policy asks), records, taints, starts
+/// and connects. On any failure after the claim the request is closed as `OpenFailed`, the
+/// failure is audited, and no shell is reachable.
 pub async fn open<F: Fleet + Send + Sync + 'static>(
     deps: &SessionDeps<F>,
     request_id: &str,
     by: &str,
+    code: Option<&str>,
     size: SizeData,
     mut step: impl FnMut(Step) + Send + 'static,
 ) -> Result<LiveSession, SessionError> {
     let broker = deps.broker.clone();
     let (id, user) = (request_id.to_string(), by.to_string());
-    let grant = blocking(move || broker.begin_open(&id, &user)).await?;
+    let code = code.map(str::to_string);
+    let grant = blocking(move || broker.begin_open(&id, &user, code.as_deref())).await?;
     let request = grant.request;
     let ends_at = grant.session_ends_at;
     step(Step::Claimed { ends_at });

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::wire::{
+    KillBody,
     CreateBody, DecideBody, ErrorBody, ExpireReply, PermitsReply, PolicyReply, RevisionReply,
 };
 use crate::api::{BrokerApi, Endpoint, ErrorKind, MAX_WAIT};
@@ -379,10 +380,13 @@ impl BrokerApi for RemoteBroker {
         self.call(Method::POST, path, NO_BODY)
     }
 
-    fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
+    fn kill_session(&self, id: &str, by: &str, code: &str) -> Result<Request> {
         self.check_actor(by)?;
         let path = format!("/v1/requests/{}/kill", enc(id));
-        self.call(Method::POST, path, NO_BODY)
+        let body = KillBody {
+            code: code.to_string(),
+        };
+        self.call(Method::POST, path, Some(body))
     }
 
     fn get(&self, id: &str) -> Result<Request> {

@@ -103,6 +103,7 @@ trait Sessions: Send + Sync {
         &self,
         id: String,
         by: String,
+        code: Option<String>,
         size: SizeData,
         step: StepFn,
     ) -> BoxFuture<'static, Result<LiveSession, SessionError>>;
@@ -120,11 +121,12 @@ impl<F: Fleet + Send + Sync + 'static> Sessions for SessionDeps<F> {
         &self,
         id: String,
         by: String,
+        code: Option<String>,
         size: SizeData,
         step: StepFn,
     ) -> BoxFuture<'static, Result<LiveSession, SessionError>> {
         let deps = self.clone();
-        async move { session::open(&deps, &id, &by, size, step).await }.boxed()
+        async move { session::open(&deps, &id, &by, code.as_deref(), size, step).await }.boxed()
     }
 
     fn finish(
@@ -375,12 +377,14 @@ impl Hub {
     }
 
     /// Opens the session of `id` for `by` (who must be its requester, as `begin_open`
-    /// checks), or reconnects them to it if this hub already holds it. Steps, then output,
-    /// then the end go to `tx`.
+    /// checks), or reconnects them to it if this hub already holds it; either way `code` is
+    /// checked first when the policy wants a code at open. Steps, then output, then the end go
+    /// to `tx`.
     pub async fn open(
         self: &Arc<Self>,
         id: &str,
         by: &str,
+        code: Option<String>,
         size: SizeData,
         tx: mpsc::Sender<Out>,
     ) -> Result<Arc<Live>, HubError> {
@@ -393,6 +397,7 @@ impl Hub {
                     .err()
                     .unwrap_or(HubError::Busy { id: id.to_string() }));
             }
+            self.reconnect_code(id, by, code).await?;
             live.attach(tx)?;
             return Ok(live);
         }
@@ -400,7 +405,7 @@ impl Hub {
         let live = Arc::new(Live::new(request, size, tx));
         let mut opened = self
             .sessions
-            .open(id.to_string(), by.to_string(), size, steps_to(&live))
+            .open(id.to_string(), by.to_string(), code, size, steps_to(&live))
             .await?;
         let Some(events) = opened.events.take() else {
             // Never expected; still end what was opened the way every session ends.
@@ -445,11 +450,28 @@ impl Hub {
         Ok(blocking(move || broker.get(&id)).await?)
     }
 
-    /// Runs `begin_open` for its refusal (audited like any other attempt).
+    /// Runs `begin_open` for its refusal (audited like any other attempt; the request is
+    /// Active, so the rules refuse before any code is asked for).
     async fn claim(&self, id: &str, by: &str) -> Result<(), HubError> {
         let broker = self.broker.clone();
         let (id, by) = (id.to_string(), by.to_string());
-        blocking(move || broker.begin_open(&id, &by).map(|_| ())).await?;
+        blocking(move || broker.begin_open(&id, &by, None).map(|_| ())).await?;
+        Ok(())
+    }
+
+    /// A reconnecting requester proves their authenticator again, as at open (audited).
+    async fn reconnect_code(&self, id: &str, by: &str, code: Option<String>) -> Result<(), HubError> {
+        let broker = self.broker.clone();
+        let (id, by) = (id.to_string(), by.to_string());
+        blocking(move || match code {
+            Some(code) => broker.verify_code(&by, &code, "reconnect"),
+            None if broker.policy()?.mfa.at_open => Err(BrokerError::CodeNeeded {
+                name: by,
+                action: format!("reconnecting to {id}"),
+            }),
+            None => Ok(()),
+        })
+        .await?;
         Ok(())
     }
 
@@ -565,12 +587,13 @@ impl Hub {
         }
     }
 
-    /// Cuts off the session of `id` on the order of `by` (an approver; audited). A session
-    /// held elsewhere is ended through the fleet; its holder sees the request closed.
-    pub async fn kill(&self, id: &str, by: &str) -> Result<Request, HubError> {
+    /// Cuts off the session of `id` on the order of `by` (an approver, with their TOTP code;
+    /// audited). A session held elsewhere is ended through the fleet; its holder sees the
+    /// request closed.
+    pub async fn kill(&self, id: &str, by: &str, code: &str) -> Result<Request, HubError> {
         let broker = self.broker.clone();
-        let (rid, who) = (id.to_string(), by.to_string());
-        let closed = blocking(move || broker.kill_session(&rid, &who)).await?;
+        let (rid, who, code) = (id.to_string(), by.to_string(), code.to_string());
+        let closed = blocking(move || broker.kill_session(&rid, &who, &code)).await?;
         match self.get(id).and_then(|l| l.relay()) {
             Some(relay) => relay.terminator.terminate(by),
             None => {

@@ -1,9 +1,11 @@
 //! Session routes: the requester's relayed session, read-only watching, and kill.
 //!
 //! - `GET /v1/requests/{id}/session?cols=C&rows=R`: websocket; opens (or reconnects to) the
-//!   session of `id` for the connection's identity, which must be the requester.
+//!   session of `id` for the connection's identity, which must be the requester. The TOTP
+//!   code rides in the [`CODE_HEADER`] request header, never in the URL (URLs get logged).
 //! - `GET /v1/requests/{id}/watch`: websocket, read-only, for approvers and reviewers.
-//! - `POST /v1/requests/{id}/kill`: ends the session (approvers); answers the closed request.
+//! - `POST /v1/requests/{id}/kill` `{code}`: ends the session (approvers, with their TOTP
+//!   code); answers the closed request.
 //!
 //! Frames are described in [`super::session_wire`].
 
@@ -11,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,8 +27,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::hub::{Hub, HubError, Out};
 use super::identity::Identity;
-use super::session_wire::{ClientMsg, ServerMsg};
+use super::session_wire::{CODE_HEADER, ClientMsg, ServerMsg};
 use crate::api::ErrorKind;
+use crate::api::wire::KillBody;
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
 
@@ -54,8 +59,13 @@ async fn session(
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
     Query(q): Query<SizeQuery>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A header that is not text is a wrong code (counted), never a missing one.
+    let code = headers
+        .get(CODE_HEADER)
+        .map(|v| v.to_str().unwrap_or_default().to_string());
     let size = SizeData {
         cols: q
             .cols
@@ -69,22 +79,32 @@ async fn session(
     let silence = state.client_silence();
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {
-            Ok(hub) => relay_session(hub.clone(), id, who.user, size, socket, silence).await,
+            Ok(hub) => {
+                let opening = Opening {
+                    id,
+                    by: who.user,
+                    code,
+                    size,
+                };
+                relay_session(hub.clone(), opening, socket, silence).await
+            }
             Err(why) => refuse(socket, why).await,
         }
     })
 }
 
-/// Carries one requester's socket: output and steps out, keystrokes and resizes in. The
-/// session does not depend on it: when the socket goes, the hub's grace period starts.
-async fn relay_session(
-    hub: Arc<Hub>,
+/// What a requester's upgrade asked for.
+struct Opening {
     id: String,
     by: String,
+    code: Option<String>,
     size: SizeData,
-    socket: WebSocket,
-    silence: Duration,
-) {
+}
+
+/// Carries one requester's socket: output and steps out, keystrokes and resizes in. The
+/// session does not depend on it: when the socket goes, the hub's grace period starts.
+async fn relay_session(hub: Arc<Hub>, opening: Opening, socket: WebSocket, silence: Duration) {
+    let Opening { id, by, code, size } = opening;
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
     let writer = tokio::spawn(async move {
@@ -111,7 +131,7 @@ async fn relay_session(
         }
         let _ = sink.close().await;
     });
-    let live = match hub.open(&id, &by, size, tx.clone()).await {
+    let live = match hub.open(&id, &by, code, size, tx.clone()).await {
         Ok(live) => live,
         Err(e) => {
             tracing::info!(request = %id, user = %by, error = %e, "session not opened");
@@ -228,7 +248,12 @@ async fn kill(
     State(state): State<AppState>,
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
+    body: Result<Json<KillBody>, JsonRejection>,
 ) -> Response {
+    let Ok(Json(body)) = body else {
+        let message = "a kill needs the approver's TOTP code: send {\"code\": \"123456\"}";
+        return ApiError::new(ErrorKind::Input, message).into_response();
+    };
     let hub = match state.sessions() {
         Ok(hub) => hub.clone(),
         Err(why) => {
@@ -236,7 +261,7 @@ async fn kill(
             return ApiError::new(ErrorKind::Unavailable, message).into_response();
         }
     };
-    match hub.kill(&id, &who.user).await {
+    match hub.kill(&id, &who.user, &body.code).await {
         Ok(request) => Json(request).into_response(),
         Err(HubError::Broker(e)) => ApiError::from(e).into_response(),
         Err(e) => {
