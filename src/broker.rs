@@ -694,7 +694,10 @@ impl Broker {
                         action: format!("opening {id}"),
                     };
                     let data = json!({"action": action, "message": refusal.to_string()});
-                    tx.append(NewEvent::new(actor, EventKind::Refused, Some(id), data), now)?;
+                    tx.append(
+                        NewEvent::new(actor, EventKind::Refused, Some(id), data),
+                        now,
+                    )?;
                     return Ok(Err(refusal));
                 }
                 None => {}

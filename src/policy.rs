@@ -708,7 +708,8 @@ mod tests {
         assert_eq!(p.approvals_required, 2);
         assert_eq!(p.mfa.max_failures, 5);
         assert!(p.mfa.at_open);
-        let p = parse("requesters = [\"a\"]\napprovers = [\"b\"]\n[mfa]\nat_open = false\n").unwrap();
+        let p =
+            parse("requesters = [\"a\"]\napprovers = [\"b\"]\n[mfa]\nat_open = false\n").unwrap();
         assert!(!p.mfa.at_open);
         assert!(p.reviewers.is_empty());
         assert_eq!(p.max_instance_age, Some(DEFAULT_MAX_INSTANCE_AGE));

@@ -371,8 +371,8 @@ impl BrokerApi for CountingRemote {
     fn cancel(&self, id: &str, by: &str) -> R<pink_sombrero::request::Request> {
         self.inner.cancel(id, by)
     }
-    fn kill_session(&self, id: &str, by: &str) -> R<pink_sombrero::request::Request> {
-        self.inner.kill_session(id, by)
+    fn kill_session(&self, id: &str, by: &str, code: &str) -> R<pink_sombrero::request::Request> {
+        self.inner.kill_session(id, by, code)
     }
     fn get(&self, id: &str) -> R<pink_sombrero::request::Request> {
         self.inner.get(id)

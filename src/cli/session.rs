@@ -34,7 +34,11 @@ pub struct OpenArgs {
 }
 
 /// The code for opening: asked for when given or when the policy wants one at open.
-fn open_code(api: &dyn BrokerApi, given: Option<String>, user: &str) -> anyhow::Result<Option<String>> {
+fn open_code(
+    api: &dyn BrokerApi,
+    given: Option<String>,
+    user: &str,
+) -> anyhow::Result<Option<String>> {
     if given.is_none() && !api.policy().map_err(fail)?.mfa.at_open {
         return Ok(None);
     }
@@ -94,16 +98,20 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let deps = session_deps(g, broker).await?;
-        let mut live =
-            match session::open(&deps, &a.request, &user, code.as_deref(), local_size(), |s| {
-                say(&s)
-            })
-            .await
-            {
-                Ok(live) => live,
-                Err(SessionError::Broker(e)) => return Err(fail(e)),
-                Err(e) => return Err(ExitError::refused(e.to_string()).into()),
-            };
+        let mut live = match session::open(
+            &deps,
+            &a.request,
+            &user,
+            code.as_deref(),
+            local_size(),
+            |s| say(&s),
+        )
+        .await
+        {
+            Ok(live) => live,
+            Err(SessionError::Broker(e)) => return Err(fail(e)),
+            Err(e) => return Err(ExitError::refused(e.to_string()).into()),
+        };
         let Some(events) = live.events.take() else {
             return Err(anyhow::anyhow!("session events were already taken"));
         };
@@ -232,14 +240,18 @@ pub fn kill(g: &GlobalOpts, a: KillArgs) -> anyhow::Result<ExitCode> {
         let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
         let user = actor(&remote, a.as_user)?;
         let code = code(a.code, &user)?;
-        let closed = remote.kill_session(&a.request, &user, &code).map_err(fail)?;
+        let closed = remote
+            .kill_session(&a.request, &user, &code)
+            .map_err(fail)?;
         println!("{}: session terminated by {user}", closed.id);
         return Ok(ExitCode::SUCCESS);
     }
     let broker = open_broker(g)?;
     let user = who(a.as_user)?;
     let code = code(a.code, &user)?;
-    let closed = broker.kill_session(&a.request, &user, &code).map_err(fail)?;
+    let closed = broker
+        .kill_session(&a.request, &user, &code)
+        .map_err(fail)?;
     if let Some(sid) = closed.session_id.clone() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::wire::{
-    KillBody,
-    CreateBody, DecideBody, ErrorBody, ExpireReply, PermitsReply, PolicyReply, RevisionReply,
+    CreateBody, DecideBody, ErrorBody, ExpireReply, KillBody, PermitsReply, PolicyReply,
+    RevisionReply,
 };
 use crate::api::{BrokerApi, Endpoint, ErrorKind, MAX_WAIT};
 use crate::audit::Event;

@@ -257,6 +257,12 @@ impl Live {
     }
 
     /// Connects the requester's (new) client: it gets the current screen, then the output.
+    /// True while a requester's client is connected.
+    fn connected(&self) -> bool {
+        self.with_outlets(|o| o.client.as_ref().is_some_and(|c| !c.is_closed()))
+            .unwrap_or(true)
+    }
+
     fn attach(&self, tx: mpsc::Sender<Out>) -> Result<(), HubError> {
         let busy = HubError::Busy {
             id: self.request.id.clone(),
@@ -397,6 +403,10 @@ impl Hub {
                     .err()
                     .unwrap_or(HubError::Busy { id: id.to_string() }));
             }
+            // Busy is refused before the code, so a refused reconnect spends none.
+            if live.connected() {
+                return Err(HubError::Busy { id: id.to_string() });
+            }
             self.reconnect_code(id, by, code).await?;
             live.attach(tx)?;
             return Ok(live);
@@ -460,7 +470,12 @@ impl Hub {
     }
 
     /// A reconnecting requester proves their authenticator again, as at open (audited).
-    async fn reconnect_code(&self, id: &str, by: &str, code: Option<String>) -> Result<(), HubError> {
+    async fn reconnect_code(
+        &self,
+        id: &str,
+        by: &str,
+        code: Option<String>,
+    ) -> Result<(), HubError> {
         let broker = self.broker.clone();
         let (id, by) = (id.to_string(), by.to_string());
         blocking(move || match code {
