@@ -96,6 +96,14 @@ pub enum BrokerError {
         /// What was attempted.
         action: String,
     },
+    /// The person's enrolment was never confirmed with a code from their authenticator.
+    #[error(
+        "{name}'s enrolment is not confirmed yet: on the broker host run `sombrero user confirm {name}` and type the current code from the authenticator"
+    )]
+    NotConfirmed {
+        /// The name.
+        name: String,
+    },
     /// The action needs the person's TOTP code and none came with it.
     #[error("{action} needs {name}'s TOTP code: pass --code CODE or type it when asked")]
     CodeNeeded {
@@ -154,6 +162,7 @@ impl BrokerError {
                 | BrokerError::NotEnrolled { .. }
                 | BrokerError::NotPermitted { .. }
                 | BrokerError::CodeNeeded { .. }
+                | BrokerError::NotConfirmed { .. }
                 | BrokerError::AlreadyEnrolled { .. }
         ) || matches!(self, BrokerError::Remote { kind, .. } if kind.is_refusal())
     }
@@ -392,7 +401,7 @@ impl Broker {
         let now = self.now();
         let limits = self.limits()?;
         self.store.write(|tx| -> TxResult<()> {
-            let mut user = match check_code(tx, name, code, "enrolment", None, limits, now)? {
+            let mut user = match check_code(tx, name, code, ENROLMENT, None, limits, now)? {
                 Ok(u) => u,
                 Err(e) => return Ok(Err(e)),
             };
@@ -625,7 +634,10 @@ impl Broker {
                     "{id} has no live session to {action} (it is {})",
                     r.state
                 )),
-                Some(r) => return then(tx, &r, now),
+                Some(r) => match confirmed(tx, by, Some(id), action, now)? {
+                    Ok(()) => return then(tx, &r, now),
+                    Err(e) => return Ok(Err(e)),
+                },
             };
             let data = json!({"action": action, "message": refusal.to_string()});
             tx.append(NewEvent::new(by, EventKind::Refused, Some(id), data), now)?;
@@ -699,6 +711,13 @@ impl Broker {
                         now,
                     )?;
                     return Ok(Err(refusal));
+                }
+                // A person acting without a code (cancel; open when the policy allows) must
+                // still have confirmed their enrolment.
+                None if actor != SYSTEM_ACTOR => {
+                    if let Err(e) = confirmed(tx, actor, Some(id), action, now)? {
+                        return Ok(Err(e));
+                    }
                 }
                 None => {}
             }
@@ -847,8 +866,38 @@ fn refuse(
     Ok(Err(refusal.into()))
 }
 
+/// The purpose of the code that confirms an enrolment: the only one an unconfirmed user may use.
+const ENROLMENT: &str = "enrolment";
+
+/// Refuses (and audits) `name` when their enrolment was never confirmed; a name with no record
+/// passes here (the role checks refuse it).
+fn confirmed(
+    tx: &mut dyn WriteTx,
+    name: &str,
+    request_id: Option<&str>,
+    purpose: &str,
+    now: DateTime<Utc>,
+) -> TxResult<()> {
+    if tx.user(name)?.is_none_or(|u| u.confirmed_at.is_some()) {
+        return Ok(Ok(()));
+    }
+    tx.append(
+        NewEvent::new(
+            name,
+            EventKind::MfaRejected,
+            request_id,
+            json!({"purpose": purpose, "why": "enrolment not confirmed"}),
+        ),
+        now,
+    )?;
+    Ok(Err(BrokerError::NotConfirmed {
+        name: name.to_string(),
+    }))
+}
+
 /// Checks `code` for `name` inside the transaction, storing the new MFA state and auditing the
-/// attempt. Returns the updated user when accepted.
+/// attempt. Returns the updated user when accepted. Only the enrolment's own confirmation is
+/// checked for a user who has not confirmed yet; any other purpose is refused unchecked.
 fn check_code(
     tx: &mut dyn WriteTx,
     name: &str,
@@ -873,6 +922,11 @@ fn check_code(
             name: name.to_string(),
         }));
     };
+    if purpose != ENROLMENT
+        && let Err(e) = confirmed(tx, name, request_id, purpose, now)?
+    {
+        return Ok(Err(e));
+    }
     let (state, verdict) =
         match mfa::verify(name, &user.secret_base32, &user.mfa, code, now, limits) {
             Ok(v) => v,
@@ -940,15 +994,27 @@ mod tests {
                 ("rita", "requester"),
                 ("ann", "approver"),
                 ("bob", "approver"),
-                ("cat", "both"),
             ] {
-                let e = f
-                    .broker
-                    .enrol_user(name, Role::parse_set(role).unwrap())
-                    .unwrap();
-                f.secrets.insert(name.into(), e.secret_base32);
+                f.enrol(name, role);
             }
+            // cat stays unconfirmed.
+            let e = f
+                .broker
+                .enrol_user("cat", Role::parse_set("both").unwrap())
+                .unwrap();
+            f.secrets.insert("cat".into(), e.secret_base32);
             f
+        }
+
+        /// Enrols `name` and confirms the enrolment with a code of the current step.
+        fn enrol(&mut self, name: &str, role: &str) {
+            let e = self
+                .broker
+                .enrol_user(name, Role::parse_set(role).unwrap())
+                .unwrap();
+            let code = mfa::code_at(name, &e.secret_base32, self.clock.now()).unwrap();
+            self.broker.confirm_enrolment(name, &code).unwrap();
+            self.secrets.insert(name.into(), e.secret_base32);
         }
 
         /// A fresh code: each call moves the clock one step so no code is a replay.
@@ -1170,12 +1236,10 @@ mod tests {
 
     #[test]
     fn watch_and_kill_follow_roles_and_state() {
-        let f = Fixture::new(
+        let mut f = Fixture::new(
             "requesters = [\"*\"]\napprovers = [\"ann\", \"bob\"]\nreviewers = [\"rev\"]\n",
         );
-        f.broker
-            .enrol_user("rev", Role::parse_set("reviewer").unwrap())
-            .unwrap();
+        f.enrol("rev", "reviewer");
         let r = f.request();
         // Nothing to watch or kill before the session is live.
         let e = f.broker.kill_session(&r.id, "ann", "123456").unwrap_err();
@@ -1289,8 +1353,32 @@ mod tests {
                 .enrol_user("bad name", Role::parse_set("approver").unwrap()),
             Err(BrokerError::Input(_))
         ));
+        // Until confirmed, cat can do nothing with codes or without them.
         let code = f.code("cat");
+        let e = f.broker.verify_code("cat", &code, "test").unwrap_err();
+        assert!(matches!(e, BrokerError::NotConfirmed { .. }), "{e}");
+        assert!(e.to_string().contains("sombrero user confirm cat"), "{e}");
+        let e = f
+            .broker
+            .create_request(
+                NewRequest {
+                    requester: "cat".into(),
+                    target: "i-0abc1234".into(),
+                    reason: "database disk is full".into(),
+                    incident: None,
+                    duration: Duration::from_secs(600),
+                },
+                &code,
+            )
+            .unwrap_err();
+        assert!(matches!(e, BrokerError::NotConfirmed { .. }), "{e}");
+        let r = f.request();
+        let e = f.broker.approve(&r.id, "cat", &code, None).unwrap_err();
+        assert!(matches!(e, BrokerError::NotConfirmed { .. }), "{e}");
+        // The refusals spent nothing: the same code confirms.
         f.broker.confirm_enrolment("cat", &code).unwrap();
+        let code = f.code("cat");
+        f.broker.approve(&r.id, "cat", &code, None).unwrap();
         let cat = f
             .broker
             .users()

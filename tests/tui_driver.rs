@@ -194,6 +194,10 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
         ("carol", Role::Approver),
     ] {
         let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
+        // Confirmed with the previous step's code, so the current one stays free.
+        let earlier = clock.now() - chrono::Duration::seconds(30);
+        let first = mfa::code_at(name, &e.secret_base32, earlier).unwrap();
+        broker.confirm_enrolment(name, &first).unwrap();
         secrets.push((name.to_string(), e.secret_base32));
     }
     let (h, ui) = start(

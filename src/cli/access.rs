@@ -133,9 +133,19 @@ pub enum UserCommand {
         /// requester, approver, reviewer or both (requester and approver).
         #[arg(long, default_value = "requester")]
         role: String,
-        /// Print `{"name","secret_base32","otpauth_uri"}` and skip the confirmation.
+        /// Print `{"name","secret_base32","otpauth_uri"}` and skip the confirmation (then
+        /// `sombrero user confirm NAME`: until confirmed the user can do nothing).
         #[arg(long)]
         json: bool,
+    },
+    /// Confirm an enrolment (after `user add --json` or `user rotate --json`) with one code
+    /// from the authenticator; until then the user can do nothing (on the broker host only).
+    Confirm {
+        /// User name.
+        name: String,
+        /// TOTP code (else prompted on a terminal, else one line of stdin).
+        #[arg(long)]
+        code: Option<String>,
     },
     /// Remove a user: no roles, no working codes, their approvals stop counting (audited;
     /// on the broker host only).
@@ -585,6 +595,17 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
             let b = open_local(g)?;
             let e = b.enrol_user(&name, roles).map_err(fail)?;
             show_and_confirm(&b, &name, &e, json, "Enrolled")
+        }
+        UserCommand::Confirm { name, code: given } => {
+            local_only(
+                g,
+                &format!("confirming {name}'s enrolment: run `sombrero user confirm`"),
+            )?;
+            let b = open_local(g)?;
+            let c = code(given, &name)?;
+            b.confirm_enrolment(&name, &c).map_err(fail)?;
+            println!("Confirmed: {name} can now use codes from that authenticator.");
+            Ok(ExitCode::SUCCESS)
         }
         UserCommand::Remove { name } => {
             local_only(
