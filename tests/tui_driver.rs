@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use pink_sombrero::api::BrokerApi;
-use pink_sombrero::broker::{Broker, BrokerOptions, TestClock};
+use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
 use pink_sombrero::config::Paths;
 use pink_sombrero::mfa;
 use pink_sombrero::policy::Role;
@@ -90,7 +90,6 @@ impl Harness {
         mfa::code_at(user, secret, self.clock_now()).unwrap()
     }
     fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        use pink_sombrero::broker::Clock;
         self.clock.now()
     }
     /// Waits (generously) until the screen shows `needle`; fails with the screen otherwise.
