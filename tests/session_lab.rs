@@ -322,8 +322,13 @@ async fn open_needs_a_fresh_code_before_anything_is_touched() {
     assert!(kinds.iter().any(|k| k == "mfa_rejected"), "{kinds:?}");
     assert!(kinds.iter().any(|k| k == "mfa_replayed"), "{kinds:?}");
 
-    // A fresh code opens it.
-    let out = w.open(&id, "hostname\nexit\n");
+    // A fresh code opens it, here as the first line of the piped input (the rest is the
+    // shell's).
+    let code = w.env.code("rita");
+    let out = w.run_open(
+        w.command(&["open", &id, "--as", "rita"]),
+        &format!("{code}\nhostname\nexit\n"),
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&node),
         "{out:?}"

@@ -1,6 +1,6 @@
 //! Request lifecycle commands: request, approve, deny, cancel, list, show, user, policy, audit.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -353,14 +353,7 @@ pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> 
             rpassword::prompt_password(format!("TOTP code for {user}: "))
                 .context("reading the TOTP code")?
         }
-        None => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("reading the TOTP code from stdin")?;
-            line
-        }
+        None => first_line_of_stdin().context("reading the TOTP code from stdin")?,
     };
     let code = code.trim().to_string();
     if code.is_empty() {
@@ -370,6 +363,26 @@ pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> 
         .into());
     }
     Ok(code)
+}
+
+/// One line of stdin (at most 64 bytes), read byte by byte straight from fd 0, so nothing after
+/// it is buffered away from a session that reads fd 0 next (`open` piping the shell's input).
+fn first_line_of_stdin() -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut fd0 = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 {
+        match fd0.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {

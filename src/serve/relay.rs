@@ -109,7 +109,10 @@ async fn relay_session(hub: Arc<Hub>, opening: Opening, socket: WebSocket, silen
     let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
     let writer = tokio::spawn(async move {
         // Pings make a live client answer, so its silence means it is gone.
-        let mut ping = tokio::time::interval(silence / 3);
+        // The first ping only after a period: one sent at once could race a refusal (a wrong
+        // code), and a client answering it on a socket being closed loses the refusal.
+        let period = silence / 3;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let msg = tokio::select! {
