@@ -39,6 +39,9 @@ const CLIENT_QUEUE: usize = 256;
 /// pinged three times in that span.
 pub const CLIENT_SILENCE: Duration = Duration::from_secs(45);
 
+/// The longest TOTP code header taken as it is (a code is 6 digits).
+const MAX_CODE_HEADER: usize = 16;
+
 /// The session, watch and kill routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -62,10 +65,14 @@ async fn session(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    // A header that is not text is a wrong code (counted), never a missing one.
-    let code = headers
-        .get(CODE_HEADER)
-        .map(|v| v.to_str().unwrap_or_default().to_string());
+    // A header that is not short text is a wrong code (counted), never a missing one.
+    let code = headers.get(CODE_HEADER).map(|v| {
+        v.to_str()
+            .ok()
+            .filter(|c| c.len() <= MAX_CODE_HEADER)
+            .unwrap_or_default()
+            .to_string()
+    });
     let size = SizeData {
         cols: q
             .cols
