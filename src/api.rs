@@ -49,8 +49,9 @@ pub trait BrokerApi: Send + Sync {
     fn deny(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request>;
     /// Cancels `id` as `by` (its requester).
     fn cancel(&self, id: &str, by: &str) -> Result<Request>;
-    /// Cuts off the live session of `id` as `by` (an approver); the request closes as theirs.
-    fn kill_session(&self, id: &str, by: &str) -> Result<Request>;
+    /// Cuts off the live session of `id` as `by` (an approver, with their TOTP code); the
+    /// request closes as theirs.
+    fn kill_session(&self, id: &str, by: &str, code: &str) -> Result<Request>;
     /// One request.
     fn get(&self, id: &str) -> Result<Request>;
     /// Requests, newest first, optionally in one state.
@@ -108,8 +109,8 @@ impl BrokerApi for Broker {
     fn cancel(&self, id: &str, by: &str) -> Result<Request> {
         Broker::cancel(self, id, by)
     }
-    fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
-        Broker::kill_session(self, id, by)
+    fn kill_session(&self, id: &str, by: &str, code: &str) -> Result<Request> {
+        Broker::kill_session(self, id, by, code)
     }
     fn get(&self, id: &str) -> Result<Request> {
         Broker::get(self, id)
@@ -276,6 +277,14 @@ pub mod wire {
         pub code: String,
         /// Optional comment (required to deny).
         pub comment: Option<String>,
+    }
+
+    /// `POST /v1/requests/{id}/kill`; the approver is the connection's identity.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct KillBody {
+        /// The approver's TOTP code.
+        pub code: String,
     }
 
     /// `GET /v1/revision`.

@@ -97,6 +97,22 @@ pub enum BrokerError {
         /// What was attempted.
         action: String,
     },
+    /// The person's enrolment was never confirmed with a code from their authenticator.
+    #[error(
+        "{name}'s enrolment is not confirmed yet: on the broker host run `sombrero user confirm {name}` and type the current code from the authenticator"
+    )]
+    NotConfirmed {
+        /// The name.
+        name: String,
+    },
+    /// The action needs the person's TOTP code and none came with it.
+    #[error("{action} needs {name}'s TOTP code: pass --code CODE or type it when asked")]
+    CodeNeeded {
+        /// Who acted.
+        name: String,
+        /// What was attempted, e.g. "opening req-1a2b3c4d".
+        action: String,
+    },
     /// Enrolling a name twice.
     #[error("{name} is already enrolled; pick another name")]
     AlreadyEnrolled {
@@ -152,6 +168,8 @@ impl BrokerError {
                 | BrokerError::Mfa(_)
                 | BrokerError::NotEnrolled { .. }
                 | BrokerError::NotPermitted { .. }
+                | BrokerError::CodeNeeded { .. }
+                | BrokerError::NotConfirmed { .. }
                 | BrokerError::AlreadyEnrolled { .. }
         ) || matches!(self, BrokerError::Remote { kind, .. } if kind.is_refusal())
     }
@@ -403,7 +421,7 @@ impl Broker {
         let now = self.now();
         let limits = self.limits()?;
         self.store.write(|tx| -> TxResult<()> {
-            let mut user = match check_code(tx, name, code, "enrolment", None, limits, now)? {
+            let mut user = match check_code(tx, name, code, ENROLMENT, None, limits, now)? {
                 Ok(u) => u,
                 Err(e) => return Ok(Err(e)),
             };
@@ -538,13 +556,14 @@ impl Broker {
     }
 
     /// Claims the one session of an approved request (Approved -> Active). Call it before
-    /// tainting and StartSession; a second call for the same request is refused.
-    pub fn begin_open(&self, id: &str, by: &str) -> Result<OpenGrant> {
+    /// tainting and StartSession; a second call for the same request is refused. The policy's
+    /// `mfa.at_open` (default) makes `code` required; a code given is always checked.
+    pub fn begin_open(&self, id: &str, by: &str, code: Option<&str>) -> Result<OpenGrant> {
         let cmd = Command::Open {
             by: by.to_string(),
             session_id: None,
         };
-        let request = self.act(id, by, None, cmd)?;
+        let request = self.act(id, by, code, cmd)?;
         let session_ends_at = request.session_ends_at.ok_or_else(|| {
             StoreError::Corrupt(format!("active request {id} has no session end"))
         })?;
@@ -595,11 +614,16 @@ impl Broker {
     }
 
     /// Cuts off the live session of `id` on an approver's order: the request is closed as
-    /// terminated by `by` and the kill audited, in one transaction. The caller then ends the
-    /// session itself (the process holding it also sees the request closed and stops).
-    pub fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
+    /// terminated by `by` and the kill audited, in one transaction, after `by`'s TOTP code
+    /// (checked only once role and state allow the kill). The caller then ends the session
+    /// itself (the process holding it also sees the request closed and stops).
+    pub fn kill_session(&self, id: &str, by: &str, code: &str) -> Result<Request> {
         let policy = self.policy()?;
+        let limits = self.limits()?;
         self.session_act(id, by, "kill", &[Role::Approver], |tx, r, now| {
+            if let Err(e) = check_code(tx, by, code, "kill", Some(id), limits, now)? {
+                return Ok(Err(e));
+            }
             let rules = rules(tx, &policy, &[])?;
             let reason = CloseReason::Terminated { by: by.to_string() };
             let closed = match request::apply(r, Command::Close { reason }, &rules, now) {
@@ -646,7 +670,10 @@ impl Broker {
                     "{id} has no live session to {action} (it is {})",
                     r.state
                 )),
-                Some(r) => return then(tx, &r, now),
+                Some(r) => match confirmed(tx, by, Some(id), action, now)? {
+                    Ok(()) => return then(tx, &r, now),
+                    Err(e) => return Ok(Err(e)),
+                },
             };
             let data = json!({"action": action, "message": refusal.to_string()});
             tx.append(NewEvent::new(by, EventKind::Refused, Some(id), data), now)?;
@@ -702,10 +729,34 @@ impl Broker {
                 Ok(outcome) => outcome,
                 Err(refusal) => return refuse(tx, actor, Some(id), action, refusal, now),
             };
-            if let Some(code) = code
-                && let Err(e) = check_code(tx, actor, code, action, Some(id), limits, now)?
-            {
-                return Ok(Err(e));
+            match code {
+                Some(code) => {
+                    if let Err(e) = check_code(tx, actor, code, action, Some(id), limits, now)? {
+                        return Ok(Err(e));
+                    }
+                }
+                // Opening needs the code too unless the policy says otherwise; refused before
+                // anything is claimed, tainted or started.
+                None if matches!(cmd, Command::Open { .. }) && policy.mfa.at_open => {
+                    let refusal = BrokerError::CodeNeeded {
+                        name: actor.to_string(),
+                        action: format!("opening {id}"),
+                    };
+                    let data = json!({"action": action, "message": refusal.to_string()});
+                    tx.append(
+                        NewEvent::new(actor, EventKind::Refused, Some(id), data),
+                        now,
+                    )?;
+                    return Ok(Err(refusal));
+                }
+                // A person acting without a code (cancel; open when the policy allows) must
+                // still have confirmed their enrolment.
+                None if actor != SYSTEM_ACTOR => {
+                    if let Err(e) = confirmed(tx, actor, Some(id), action, now)? {
+                        return Ok(Err(e));
+                    }
+                }
+                None => {}
             }
             Ok(Ok(store_outcome(tx, outcome, now)?))
         })?
@@ -852,8 +903,38 @@ fn refuse(
     Ok(Err(refusal.into()))
 }
 
+/// The purpose of the code that confirms an enrolment: the only one an unconfirmed user may use.
+const ENROLMENT: &str = "enrolment";
+
+/// Refuses (and audits) `name` when their enrolment was never confirmed; a name with no record
+/// passes here (the role checks refuse it).
+fn confirmed(
+    tx: &mut dyn WriteTx,
+    name: &str,
+    request_id: Option<&str>,
+    purpose: &str,
+    now: DateTime<Utc>,
+) -> TxResult<()> {
+    if tx.user(name)?.is_none_or(|u| u.confirmed_at.is_some()) {
+        return Ok(Ok(()));
+    }
+    tx.append(
+        NewEvent::new(
+            name,
+            EventKind::MfaRejected,
+            request_id,
+            json!({"purpose": purpose, "why": "enrolment not confirmed"}),
+        ),
+        now,
+    )?;
+    Ok(Err(BrokerError::NotConfirmed {
+        name: name.to_string(),
+    }))
+}
+
 /// Checks `code` for `name` inside the transaction, storing the new MFA state and auditing the
-/// attempt. Returns the updated user when accepted.
+/// attempt. Returns the updated user when accepted. Only the enrolment's own confirmation is
+/// checked for a user who has not confirmed yet; any other purpose is refused unchecked.
 fn check_code(
     tx: &mut dyn WriteTx,
     name: &str,
@@ -878,6 +959,11 @@ fn check_code(
             name: name.to_string(),
         }));
     };
+    if purpose != ENROLMENT
+        && let Err(e) = confirmed(tx, name, request_id, purpose, now)?
+    {
+        return Ok(Err(e));
+    }
     let (state, verdict) =
         match mfa::verify(name, &user.secret_base32, &user.mfa, code, now, limits) {
             Ok(v) => v,
@@ -945,15 +1031,27 @@ mod tests {
                 ("rita", "requester"),
                 ("ann", "approver"),
                 ("bob", "approver"),
-                ("cat", "both"),
             ] {
-                let e = f
-                    .broker
-                    .enrol_user(name, Role::parse_set(role).unwrap())
-                    .unwrap();
-                f.secrets.insert(name.into(), e.secret_base32);
+                f.enrol(name, role);
             }
+            // cat stays unconfirmed.
+            let e = f
+                .broker
+                .enrol_user("cat", Role::parse_set("both").unwrap())
+                .unwrap();
+            f.secrets.insert("cat".into(), e.secret_base32);
             f
+        }
+
+        /// Enrols `name` and confirms the enrolment with a code of the current step.
+        fn enrol(&mut self, name: &str, role: &str) {
+            let e = self
+                .broker
+                .enrol_user(name, Role::parse_set(role).unwrap())
+                .unwrap();
+            let code = mfa::code_at(name, &e.secret_base32, self.clock.now()).unwrap();
+            self.broker.confirm_enrolment(name, &code).unwrap();
+            self.secrets.insert(name.into(), e.secret_base32);
         }
 
         /// A fresh code: each call moves the clock one step so no code is a replay.
@@ -994,9 +1092,14 @@ mod tests {
         let code = f.code("bob");
         let r2 = f.broker.approve(&r.id, "bob", &code, None).unwrap();
         assert_eq!(r2.state, State::Approved);
-        let g = f.broker.begin_open(&r.id, "rita").unwrap();
+        let e = f.broker.begin_open(&r.id, "rita", None).unwrap_err();
+        assert!(matches!(e, BrokerError::CodeNeeded { .. }), "{e}");
+        assert_eq!(f.broker.get(&r.id).unwrap().state, State::Approved);
+        let code = f.code("rita");
+        let g = f.broker.begin_open(&r.id, "rita", Some(&code)).unwrap();
         assert_eq!(g.request.state, State::Active);
-        assert!(f.broker.begin_open(&r.id, "rita").is_err());
+        let code = f.code("rita");
+        assert!(f.broker.begin_open(&r.id, "rita", Some(&code)).is_err());
         f.broker.session_started(&r.id, "rita-0123").unwrap();
         let c = f
             .broker
@@ -1022,6 +1125,8 @@ mod tests {
                 EventKind::MfaAccepted,
                 EventKind::ApprovalGiven,
                 EventKind::RequestApproved,
+                EventKind::Refused,
+                EventKind::MfaAccepted,
                 EventKind::RequestOpened,
                 EventKind::Refused,
                 EventKind::SessionOpened,
@@ -1044,7 +1149,8 @@ mod tests {
         };
         let (a, b, c) = (approved(), approved(), approved());
         let revoked = |id: &str| {
-            let e = f.broker.begin_open(id, "rita").unwrap_err();
+            let code = f.code("rita");
+            let e = f.broker.begin_open(id, "rita", Some(&code)).unwrap_err();
             assert!(
                 matches!(
                     e,
@@ -1066,7 +1172,7 @@ mod tests {
         revoked(&b);
         // The requester removed: their approved request does not open.
         f.broker.remove_user("rita").unwrap();
-        let e = f.broker.begin_open(&c, "rita").unwrap_err();
+        let e = f.broker.begin_open(&c, "rita", Some("123456")).unwrap_err();
         assert!(
             matches!(e, BrokerError::Refused(Refusal::NotARequester { .. })),
             "{e}"
@@ -1168,21 +1274,20 @@ mod tests {
 
     #[test]
     fn watch_and_kill_follow_roles_and_state() {
-        let f = Fixture::new(
+        let mut f = Fixture::new(
             "requesters = [\"*\"]\napprovers = [\"ann\", \"bob\"]\nreviewers = [\"rev\"]\n",
         );
-        f.broker
-            .enrol_user("rev", Role::parse_set("reviewer").unwrap())
-            .unwrap();
+        f.enrol("rev", "reviewer");
         let r = f.request();
         // Nothing to watch or kill before the session is live.
-        let e = f.broker.kill_session(&r.id, "ann").unwrap_err();
+        let e = f.broker.kill_session(&r.id, "ann", "123456").unwrap_err();
         assert!(e.is_input(), "{e}");
         for who in ["ann", "bob"] {
             let code = f.code(who);
             f.broker.approve(&r.id, who, &code, None).unwrap();
         }
-        f.broker.begin_open(&r.id, "rita").unwrap();
+        let code = f.code("rita");
+        f.broker.begin_open(&r.id, "rita", Some(&code)).unwrap();
         assert!(
             f.broker
                 .watch_started(&r.id, "rita")
@@ -1191,13 +1296,18 @@ mod tests {
         );
         assert!(
             f.broker
-                .kill_session(&r.id, "rev")
+                .kill_session(&r.id, "rev", "123456")
                 .unwrap_err()
                 .is_refusal()
         );
         f.broker.watch_started(&r.id, "rev").unwrap();
         f.broker.watch_ended(&r.id, "rev").unwrap();
-        let closed = f.broker.kill_session(&r.id, "ann").unwrap();
+        // A wrong code is refused and audited; the session lives on.
+        let e = f.broker.kill_session(&r.id, "ann", "000000").unwrap_err();
+        assert!(matches!(e, BrokerError::Mfa(_)), "{e}");
+        assert_eq!(f.broker.get(&r.id).unwrap().state, State::Active);
+        let code = f.code("ann");
+        let closed = f.broker.kill_session(&r.id, "ann", &code).unwrap();
         assert_eq!(closed.state, State::Closed);
         assert_eq!(
             closed.close_reason,
@@ -1281,8 +1391,33 @@ mod tests {
                 .enrol_user("bad name", Role::parse_set("approver").unwrap()),
             Err(BrokerError::Input(_))
         ));
+        // Until confirmed, cat can do nothing with codes or without them.
         let code = f.code("cat");
+        let e = f.broker.verify_code("cat", &code, "test").unwrap_err();
+        assert!(matches!(e, BrokerError::NotConfirmed { .. }), "{e}");
+        assert!(e.to_string().contains("sombrero user confirm cat"), "{e}");
+        let e = f
+            .broker
+            .create_request(
+                NewRequest {
+                    requester: "cat".into(),
+                    target: "i-0abc1234".into(),
+                    reason: "database disk is full".into(),
+                    incident: None,
+                    duration: Duration::from_secs(600),
+                    command: None,
+                },
+                &code,
+            )
+            .unwrap_err();
+        assert!(matches!(e, BrokerError::NotConfirmed { .. }), "{e}");
+        let r = f.request();
+        let e = f.broker.approve(&r.id, "cat", &code, None).unwrap_err();
+        assert!(matches!(e, BrokerError::NotConfirmed { .. }), "{e}");
+        // The refusals spent nothing: the same code confirms.
         f.broker.confirm_enrolment("cat", &code).unwrap();
+        let code = f.code("cat");
+        f.broker.approve(&r.id, "cat", &code, None).unwrap();
         let cat = f
             .broker
             .users()

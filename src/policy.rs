@@ -60,6 +60,9 @@ implicit_identities = true
 # Consecutive wrong or replayed TOTP codes before a lockout, and how long it lasts.
 max_failures = 5
 lockout = "5m"
+# Opening an approved session needs the requester's code too (true), not only the request.
+# Killing a session always needs the approver's code.
+at_open = true
 
 # Who is who when `sombrero serve` runs the broker: the daemon names each client by its
 # connection, never by what the client says. On the Unix socket that is the peer's OS user
@@ -283,6 +286,8 @@ pub struct MfaPolicy {
     /// How long a lockout lasts.
     #[serde(with = "humantime_serde_str")]
     pub lockout: Duration,
+    /// Whether `open` needs the requester's TOTP code (default true).
+    pub at_open: bool,
 }
 
 /// The policy in force.
@@ -377,6 +382,7 @@ struct RawPolicy {
 struct RawMfa {
     max_failures: Option<Spanned<i64>>,
     lockout: Option<Spanned<String>>,
+    at_open: Option<bool>,
 }
 
 /// Turns spans into line numbers and builds precise errors.
@@ -552,9 +558,9 @@ impl Policy {
                 )
             })?,
         };
-        let (max_failures, lockout) = match raw.mfa {
-            None => (None, None),
-            Some(m) => (m.max_failures, m.lockout),
+        let (max_failures, lockout, at_open) = match raw.mfa {
+            None => (None, None, None),
+            Some(m) => (m.max_failures, m.lockout, m.at_open),
         };
         Ok(Policy {
             requesters: c.names("requesters", raw.requesters)?,
@@ -587,6 +593,7 @@ impl Policy {
             mfa: MfaPolicy {
                 max_failures: c.count("mfa.max_failures", max_failures, 1, 5)?,
                 lockout: c.duration("mfa.lockout", lockout, Duration::from_secs(5 * 60))?,
+                at_open: at_open.unwrap_or(true),
             },
             identities: c.identities(raw.identities)?,
             implicit_identities: raw.implicit_identities.unwrap_or(true),
@@ -691,6 +698,7 @@ mod tests {
         assert_eq!(p.max_instance_age, Some(Duration::from_secs(14 * 86_400)));
         assert_eq!(p.mfa.max_failures, 5);
         assert_eq!(p.mfa.lockout, Duration::from_secs(300));
+        assert!(p.mfa.at_open);
         assert!(p.incident_pattern.is_none());
     }
 
@@ -699,6 +707,10 @@ mod tests {
         let p = parse("requesters = [\"a\"]\napprovers = [\"b\", \"c\"]\n").unwrap();
         assert_eq!(p.approvals_required, 2);
         assert_eq!(p.mfa.max_failures, 5);
+        assert!(p.mfa.at_open);
+        let p =
+            parse("requesters = [\"a\"]\napprovers = [\"b\"]\n[mfa]\nat_open = false\n").unwrap();
+        assert!(!p.mfa.at_open);
         assert!(p.reviewers.is_empty());
         assert_eq!(p.max_instance_age, Some(DEFAULT_MAX_INSTANCE_AGE));
     }

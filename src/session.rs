@@ -338,16 +338,18 @@ impl LiveSession {
     }
 }
 
-/// Claims, records, taints, starts and connects. On any failure the request is closed as
-/// `OpenFailed`, the failure is audited, and no shell is reachable.
+/// Claims (checking `by`'s TOTP `code` first, as the policy asks), records, taints, starts
+/// and connects. On any failure after the claim the request is closed as `OpenFailed`, the
+/// failure is audited, and no shell is reachable.
 pub async fn open<F: Fleet + Send + Sync + 'static>(
     deps: &SessionDeps<F>,
     request_id: &str,
     by: &str,
+    code: Option<&str>,
     size: SizeData,
     step: impl FnMut(Step) + Send + 'static,
 ) -> Result<LiveSession, SessionError> {
-    open_for(deps, request_id, by, size, None, step).await
+    open_for(deps, request_id, by, code, size, None, step).await
 }
 
 /// The command line a session may run: `argv` (`open REQ -- CMD ARGS`) checked against the
@@ -387,6 +389,7 @@ pub async fn open_for<F: Fleet + Send + Sync + 'static>(
     deps: &SessionDeps<F>,
     request_id: &str,
     by: &str,
+    code: Option<&str>,
     size: SizeData,
     command: Option<&[String]>,
     mut step: impl FnMut(Step) + Send + 'static,
@@ -395,7 +398,8 @@ pub async fn open_for<F: Fleet + Send + Sync + 'static>(
     let command = allowed_command(&deps.broker, request_id, command).await?;
     let broker = deps.broker.clone();
     let (id, user) = (request_id.to_string(), by.to_string());
-    let grant = blocking(move || broker.begin_open(&id, &user)).await?;
+    let code = code.map(str::to_string);
+    let grant = blocking(move || broker.begin_open(&id, &user, code.as_deref())).await?;
     let request = grant.request;
     let ends_at = grant.session_ends_at;
     step(Step::Claimed { ends_at });

@@ -244,7 +244,10 @@ async fn reap_ends_a_killed_clients_session_and_replaces_its_node() {
             .approve(&r.id, name, &code(secret, clock.now()), None)
             .unwrap();
     }
-    broker.begin_open(&r.id, "alice").unwrap();
+    clock.advance(std::time::Duration::from_secs(30));
+    broker
+        .begin_open(&r.id, "alice", Some(&code(&secrets[0], clock.now())))
+        .unwrap();
     let taint = Taint {
         request: r.id.clone(),
         by: "alice".into(),

@@ -573,3 +573,40 @@ fn the_approve_prompt_shows_what_is_approved_and_partial_reads_partial() {
         "{last}"
     );
 }
+
+#[test]
+fn an_unconfirmed_enrolment_cannot_act_until_confirmed() {
+    let mut env = team();
+    env.enrol_unconfirmed("una", "both");
+    // Neither as requester nor as approver; the message says how to confirm, and the
+    // refusal is audited without spending the code.
+    env.try_request("una", "database disk is full", &[])
+        .refused("sombrero user confirm una");
+    let id = env.request("rita");
+    let code = env.code("una");
+    env.run(&["approve", &id, "--as", "una", "--code", &code])
+        .refused("enrolment is not confirmed");
+    let rejected = env.run(&["audit", "export"]).ok().stdout;
+    assert!(
+        rejected.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["kind"] == "mfa_rejected"
+                && v["actor"] == "una"
+                && v["data"]["why"] == "enrolment not confirmed"
+        }),
+        "{rejected}"
+    );
+    let listed = env.run(&["user", "list", "--json"]).ok().json();
+    let una = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "una")
+        .unwrap()
+        .clone();
+    assert!(una["confirmed_at"].is_null(), "{una}");
+
+    // Confirmed with a code from the authenticator, una acts.
+    env.confirm("una");
+    env.approve(&id, "una").ok();
+}

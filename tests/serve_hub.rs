@@ -99,7 +99,8 @@ async fn hub_opens_records_and_finishes_when_the_shell_ends() {
     let node = w.lab.nodes()[0].id.clone();
     let id = w.env.approved(&node, "rita", &["ann", "bob"]);
     let (tx, mut rx) = mpsc::channel(256);
-    let live = w.hub.open(&id, "rita", SIZE, tx).await.unwrap();
+    let code = w.env.code("rita");
+    let live = w.hub.open(&id, "rita", Some(code), SIZE, tx).await.unwrap();
     live.input(b"hostname\n".to_vec()).await;
     live.input(b"exit 3\n".to_vec()).await;
     let mut bytes = Vec::new();
@@ -142,7 +143,8 @@ async fn watchers_see_the_screen_and_an_approvers_kill_ends_it() {
     let node = w.lab.nodes()[0].id.clone();
     let id = w.env.approved(&node, "rita", &["ann", "bob"]);
     let (tx, mut rx) = mpsc::channel(256);
-    let live = w.hub.open(&id, "rita", SIZE, tx).await.unwrap();
+    let code = w.env.code("rita");
+    let live = w.hub.open(&id, "rita", Some(code), SIZE, tx).await.unwrap();
     let mut bytes = Vec::new();
     live.input(b"echo before-$((40+2))\n".to_vec()).await;
     until(&mut rx, &mut bytes, "before-42").await;
@@ -162,9 +164,14 @@ async fn watchers_see_the_screen_and_an_approvers_kill_ends_it() {
     }
 
     // Only approvers kill; the kill is theirs in the close reason and the audit log.
-    let e = w.hub.kill(&id, "rev").await.err().unwrap();
+    let code = w.env.code("rev");
+    let e = w.hub.kill(&id, "rev", &code).await.err().unwrap();
     assert!(e.is_refusal(), "{e}");
-    w.hub.kill(&id, "ann").await.unwrap();
+    let wrong = w.env.wrong_code("ann");
+    let e = w.hub.kill(&id, "ann", &wrong).await.err().unwrap();
+    assert!(e.to_string().contains("wrong TOTP code for ann"), "{e}");
+    let code = w.env.code("ann");
+    w.hub.kill(&id, "ann", &code).await.unwrap();
     let end = drain(&mut rx, &mut bytes).await.unwrap();
     let ServerMsg::End { reason, .. } = end else {
         panic!("{end:?}")
@@ -208,18 +215,42 @@ async fn a_client_may_come_back_but_a_vanished_one_ends_the_session() {
     let node = w.lab.nodes()[0].id.clone();
     let id = w.env.approved(&node, "rita", &["ann", "bob"]);
     let (tx, mut rx) = mpsc::channel(256);
-    let live = w.hub.open(&id, "rita", SIZE, tx.clone()).await.unwrap();
+    let code = w.env.code("rita");
+    let live = w
+        .hub
+        .open(&id, "rita", Some(code), SIZE, tx.clone())
+        .await
+        .unwrap();
     let mut bytes = Vec::new();
     live.input(b"echo first-$((40+4))\n".to_vec()).await;
     until(&mut rx, &mut bytes, "first-44").await;
 
     // Another person cannot take the session over; its requester can come back to it.
     let (other, _other_rx) = mpsc::channel(256);
-    assert!(w.hub.open(&id, "ann", SIZE, other).await.is_err());
+    let code = w.env.code("ann");
+    assert!(
+        w.hub
+            .open(&id, "ann", Some(code), SIZE, other)
+            .await
+            .is_err()
+    );
+    // Coming back needs a fresh code, as opening did (taken now: the grace period is short).
+    let again = w.env.code("rita");
     live.detach(&tx);
     drop(rx);
     let (tx2, mut rx2) = mpsc::channel(256);
-    let back = w.hub.open(&id, "rita", SIZE, tx2.clone()).await.unwrap();
+    let e = w
+        .hub
+        .open(&id, "rita", None, SIZE, tx2.clone())
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("needs rita's TOTP code"), "{e}");
+    let back = w
+        .hub
+        .open(&id, "rita", Some(again), SIZE, tx2.clone())
+        .await
+        .unwrap();
     assert!(matches!(
         rx2.recv().await,
         Some(Out::Msg(ServerMsg::Live { .. }))

@@ -168,10 +168,17 @@ impl World {
         }
     }
 
-    /// Starts `open ID` as rita with stdin held open; returns once `needle` was printed.
-    fn open_live(&self, id: &str, first: &str, needle: &str) -> (Child, std::process::ChildStdin) {
+    /// Starts `open ID` as rita (with a fresh code) with stdin held open; returns once
+    /// `needle` was printed.
+    fn open_live(
+        &mut self,
+        id: &str,
+        first: &str,
+        needle: &str,
+    ) -> (Child, std::process::ChildStdin) {
+        let code = self.env.code("rita");
         let mut child = self
-            .client(RITA, &["open", id])
+            .client(RITA, &["open", id, "--code", &code])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -217,6 +224,38 @@ fn read_until(r: &mut impl Read, needle: &str) -> String {
     String::from_utf8_lossy(&seen).into_owned()
 }
 
+/// A raw session websocket from this process, with `code` in the TOTP header; returns the
+/// first `live` or `error` frame and the socket.
+async fn raw_session(
+    w: &World,
+    id: &str,
+    code: Option<&str>,
+) -> (
+    String,
+    tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>,
+) {
+    let stream = tokio::net::UnixStream::connect(w.socket()).await.unwrap();
+    let mut req = format!("ws://sombrero/v1/requests/{id}/session?cols=80&rows=24")
+        .into_client_request()
+        .unwrap();
+    if let Some(code) = code {
+        req.headers_mut()
+            .insert("x-pink-sombrero-totp", code.parse().unwrap());
+    }
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t)))
+                if t.contains(r#""type":"live""#) || t.contains(r#""type":"error""#) =>
+            {
+                return (t.to_string(), ws);
+            }
+            Some(Ok(_)) => {}
+            other => panic!("no live or error frame: {other:?}"),
+        }
+    }
+}
+
 fn run(mut c: Command, stdin: &str) -> std::process::Output {
     let mut child = c
         .stdin(Stdio::piped())
@@ -240,13 +279,36 @@ async fn the_daemon_opens_records_and_replaces_for_a_thin_client() {
     let id = w.env.approved(&node, "rita", &["ann", "bob"]);
 
     // Identity comes from the connection: ann cannot open rita's session, nor pose as rita.
-    let ann = run(w.client(ANN, &["open", &id]), "");
+    let code = w.env.code("ann");
+    let ann = run(w.client(ANN, &["open", &id, "--code", &code]), "");
     assert_eq!(ann.status.code(), Some(1), "{ann:?}");
     let forged = run(w.client(ANN, &["open", &id, "--as", "rita"]), "");
     assert_eq!(forged.status.code(), Some(2), "{forged:?}");
     assert!(String::from_utf8_lossy(&forged.stderr).contains("--as"));
 
-    let out = run(w.client(RITA, &["open", &id]), "hostname\nexit 3\n");
+    // The daemon checks rita's code before it claims or taints anything: a wrong one is
+    // refused and leaves the node alone.
+    let wrong = w.env.wrong_code("rita");
+    let out = run(
+        w.client(RITA, &["open", &id, "--code", &wrong]),
+        "hostname\nexit 3\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("wrong TOTP code for rita"), "{stderr}");
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "approved");
+    let n = w.lab.nodes().into_iter().find(|n| n.id == node).unwrap();
+    assert!(n.tags.is_empty(), "{:?}", n.tags);
+    let kinds: Vec<String> = w.audit(&id).into_iter().map(|(k, _)| k).collect();
+    assert!(kinds.iter().any(|k| k == "mfa_rejected"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "tainted"), "{kinds:?}");
+
+    let code = w.env.code("rita");
+    let out = run(
+        w.client(RITA, &["open", &id, "--code", &code]),
+        "hostname\nexit 3\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The agent reports no status for a shell: a shell that ended by itself is success.
@@ -362,6 +424,7 @@ async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
         rows: 24,
         cols: 80,
         watch: true,
+        code: None,
     })
     .await
     .unwrap();
@@ -394,10 +457,20 @@ async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
         }
     }
 
-    // Only approvers kill.
-    let refused = run(w.client(RITA, &["kill", &id]), "");
+    // Only approvers kill, each with a good code of their own.
+    let code = w.env.code("rita");
+    let refused = run(w.client(RITA, &["kill", &id, "--code", &code]), "");
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
-    let killed = run(w.client(BOB, &["kill", &id]), "");
+    let none = run(w.client(BOB, &["kill", &id]), "");
+    assert_eq!(none.status.code(), Some(2), "{none:?}");
+    let wrong = w.env.wrong_code("bob");
+    let refused = run(w.client(BOB, &["kill", &id, "--code", &wrong]), "");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("wrong TOTP code for bob"));
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "active");
+    let code = w.env.code("bob");
+    let killed = run(w.client(BOB, &["kill", &id, "--code", &code]), "");
     assert!(killed.status.success(), "{killed:?}");
 
     let out = rita.wait_with_output().unwrap();
@@ -481,18 +554,35 @@ async fn a_requester_that_stops_answering_loses_the_session() {
     let mut w = World::with(&policy, &["--client-silence-secs", "2"]).await;
     let node = w.lab.nodes()[0].id.clone();
     let id = w.env.approved(&node, "rita", &["ann", "bob"]);
-    let stream = tokio::net::UnixStream::connect(w.socket()).await.unwrap();
-    let req = format!("ws://sombrero/v1/requests/{id}/session?cols=80&rows=24")
-        .into_client_request()
-        .unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.contains(r#""type":"live""#) => break,
-            Some(Ok(_)) => {}
-            other => panic!("the session did not open: {other:?}"),
-        }
-    }
+    // Without the code header, or with a code already spent, nothing opens.
+    let (refusal, _) = raw_session(&w, &id, None).await;
+    assert!(refusal.contains("needs rita's TOTP code"), "{refusal}");
+    assert!(refusal.contains(r#""refused":true"#), "{refusal}");
+    let spent = w.env.code("rita");
+    w.env
+        .run(&[
+            "request",
+            "--target",
+            &node,
+            "--reason",
+            "another disk is full",
+            "--as",
+            "rita",
+            "--code",
+            &spent,
+        ])
+        .ok();
+    let (refusal, _) = raw_session(&w, &id, Some(&spent)).await;
+    assert!(refusal.contains("already used"), "{refusal}");
+    let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "approved");
+
+    let code = w.env.code("rita");
+    let (live, ws) = raw_session(&w, &id, Some(&code)).await;
+    assert!(
+        live.contains(r#""type":"live""#),
+        "the session did not open: {live}"
+    );
 
     // Bounded so a daemon that never notices fails here instead of hanging until the grant
     // ends an hour later.
@@ -520,12 +610,14 @@ async fn the_tui_opens_through_the_daemon() {
     let node = w.lab.nodes()[0].id.clone();
     let id = w.env.approved(&node, "rita", &["ann", "bob"]);
     let open = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
+    let code = w.env.code("rita");
     let ask = || SessionRequest {
         request_id: id.clone(),
         user: "rita".into(),
         rows: 24,
         cols: 80,
         watch: false,
+        code: Some(code.clone()),
     };
     let mut opened = open(ask()).await.unwrap();
     assert_eq!(opened.target, node);
@@ -536,6 +628,7 @@ async fn the_tui_opens_through_the_daemon() {
     // Nor may the requester watch (approvers and reviewers do).
     let watch = SessionRequest {
         watch: true,
+        code: None,
         ..ask()
     };
     let refused = open(watch).await.err().unwrap();

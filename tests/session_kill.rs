@@ -30,7 +30,8 @@ async fn an_approver_kills_a_session_held_by_another_process() {
     let node = lab.nodes()[0].id.clone();
     let id = env.approved(&node, "rita", &["ann", "bob"]);
 
-    let mut open = env.command(&["open", &id, "--as", "rita"]);
+    let code = env.code("rita");
+    let mut open = env.command(&["open", &id, "--as", "rita", "--code", &code]);
     lab_env(&mut open, &lab.endpoint_url());
     let mut child = open
         .stdin(Stdio::piped())
@@ -54,11 +55,22 @@ async fn an_approver_kills_a_session_held_by_another_process() {
     }
 
     // A requester cannot kill; watching needs a daemon.
-    env.run(&["kill", &id, "--as", "rita"])
+    let code = env.code("rita");
+    env.run(&["kill", &id, "--as", "rita", "--code", &code])
         .refused("may not kill");
     env.run(&["watch", &id]).usage("needs a broker daemon");
 
-    let mut kill = env.command(&["kill", &id, "--as", "ann"]);
+    // An approver without a code, or with a wrong one, kills nothing.
+    env.run(&["kill", &id, "--as", "ann"])
+        .usage("no TOTP code given for ann");
+    let wrong = env.wrong_code("ann");
+    env.run(&["kill", &id, "--as", "ann", "--code", &wrong])
+        .refused("wrong TOTP code for ann");
+    let shown = env.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["request"]["state"], "active");
+
+    let code = env.code("ann");
+    let mut kill = env.command(&["kill", &id, "--as", "ann", "--code", &code]);
     lab_env(&mut kill, &lab.endpoint_url());
     let killed = kill.output().unwrap();
     assert!(killed.status.success(), "{killed:?}");

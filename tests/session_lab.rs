@@ -28,8 +28,12 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::with_policy(POLICY).await
+    }
+
+    async fn with_policy(policy: &str) -> World {
         let lab = lab::start(LabConfig::default()).await.unwrap();
-        let mut env = Env::new(POLICY);
+        let mut env = Env::new(policy);
         env.enrol("rita", "requester");
         env.enrol("ann", "approver");
         env.enrol("bob", "approver");
@@ -81,23 +85,30 @@ impl World {
         id
     }
 
-    /// `sombrero open ID --as rita -- ARGV...` (the command after every option).
-    fn open_command(&self, id: &str, argv: &[&str], script: &str) -> Output {
-        let mut c = self.command(&["open", id, "--as", "rita"]);
+    /// `sombrero open ID` as rita with a fresh code.
+    fn open_cmd(&mut self, id: &str) -> std::process::Command {
+        let code = self.env.code("rita");
+        self.command(&["open", id, "--as", "rita", "--code", &code])
+    }
+
+    /// `sombrero open ID --as rita --code C -- ARGV...` (the command after every option).
+    fn open_command(&mut self, id: &str, argv: &[&str], script: &str) -> Output {
+        let mut c = self.open_cmd(id);
         c.arg("--").args(argv);
         self.run_open(c, script)
     }
 
-    fn open(&self, id: &str, script: &str) -> Output {
-        self.run_open(self.command(&["open", id, "--as", "rita"]), script)
+    fn open(&mut self, id: &str, script: &str) -> Output {
+        let c = self.open_cmd(id);
+        self.run_open(c, script)
     }
 
     /// `sombrero open` in a private mount namespace where the recordings directory is a fresh
     /// tmpfs mounted with `options` (a real filesystem condition, no flag in the product).
-    fn open_on_tmpfs(&self, id: &str, script: &str, options: &str) -> Output {
+    fn open_on_tmpfs(&mut self, id: &str, script: &str, options: &str) -> Output {
         let dir = self.env.path().join("recordings");
         std::fs::create_dir_all(&dir).unwrap();
-        let inner = self.command(&["open", id, "--as", "rita"]);
+        let inner = self.open_cmd(id);
         let mut c = std::process::Command::new("unshare");
         // -r maps the caller to root in a user namespace, so this works without privileges.
         c.args([
@@ -123,9 +134,9 @@ impl World {
     /// `sombrero open` holding its session open (stdin stays open), once the session is up.
     // The child goes back to the caller, who waits for it; on a panic here the test is over.
     #[allow(clippy::zombie_processes)]
-    fn open_held(&self, id: &str, stderr: Stdio) -> std::process::Child {
+    fn open_held(&mut self, id: &str, stderr: Stdio) -> std::process::Child {
         let child = self
-            .command(&["open", id, "--as", "rita"])
+            .open_cmd(id)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -265,6 +276,105 @@ async fn request_approve_open_hostname_exit_replace() {
     // One approved request opens at most one session.
     let again = w.open(&id, "exit\n");
     assert_eq!(again.status.code(), Some(1));
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_needs_a_fresh_code_before_anything_is_touched() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved(&node);
+    let untouched = |w: &World, why: &str| {
+        let n = w.lab.nodes().into_iter().find(|n| n.id == node).unwrap();
+        assert!(
+            n.tags.is_empty(),
+            "{why}: the node was touched: {:?}",
+            n.tags
+        );
+        let shown = w.env.run(&["show", &id, "--json"]).ok().json();
+        assert_eq!(shown["request"]["state"], "approved", "{why}");
+        let kinds = w.audit_kinds();
+        assert!(!kinds.iter().any(|k| k == "tainted"), "{why}: {kinds:?}");
+        assert!(
+            !kinds.iter().any(|k| k == "request_opened"),
+            "{why}: {kinds:?}"
+        );
+    };
+
+    // No code at all (stdin is empty, not a terminal): refused as a usage error.
+    let none = w.run_open(w.command(&["open", &id, "--as", "rita"]), "");
+    assert_eq!(none.status.code(), Some(2), "{none:?}");
+    untouched(&w, "no code");
+
+    // A wrong code: refused by the broker, counted and audited.
+    let wrong = w.env.wrong_code("rita");
+    let out = w.run_open(
+        w.command(&["open", &id, "--as", "rita", "--code", &wrong]),
+        "hostname\nexit\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("wrong TOTP code for rita"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&node));
+    untouched(&w, "wrong code");
+
+    // A replayed code: spent on another request first, then offered to open this one.
+    let replay = w.env.code("rita");
+    w.env
+        .run(&[
+            "request",
+            "--target",
+            &node,
+            "--reason",
+            "another disk is full",
+            "--as",
+            "rita",
+            "--code",
+            &replay,
+        ])
+        .ok();
+    let out = w.run_open(
+        w.command(&["open", &id, "--as", "rita", "--code", &replay]),
+        "hostname\nexit\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("already used"), "{stderr}");
+    untouched(&w, "replayed code");
+    let kinds = w.audit_kinds();
+    assert!(kinds.iter().any(|k| k == "mfa_rejected"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "mfa_replayed"), "{kinds:?}");
+
+    // A fresh code opens it, here as the first line of the piped input (the rest is the
+    // shell's).
+    let code = w.env.code("rita");
+    let out = w.run_open(
+        w.command(&["open", &id, "--as", "rita"]),
+        &format!("{code}\nhostname\nexit\n"),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&node),
+        "{out:?}"
+    );
+    w.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_at_open_false_a_session_opens_without_a_code() {
+    let policy = format!("{POLICY}\n[mfa]\nat_open = false\n");
+    let mut w = World::with_policy(&policy).await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved(&node);
+    let out = w.run_open(
+        w.command(&["open", &id, "--as", "rita"]),
+        "hostname\nexit\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&node),
+        "{stderr}"
+    );
     w.lab.shutdown().await;
 }
 

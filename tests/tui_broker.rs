@@ -28,6 +28,10 @@ fn approval_queue_is_per_user_and_intents_go_through_the_broker() {
         ("dave", Role::Requester),
     ] {
         let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
+        // Confirmed with the previous step's code, so the current one stays free.
+        let earlier = clock.now() - chrono::Duration::seconds(30);
+        let first = mfa::code_at(name, &e.secret_base32, earlier).unwrap();
+        broker.confirm_enrolment(name, &first).unwrap();
         secret.insert(name, e.secret_base32);
     }
     let code = |who: &str| mfa::code_at(who, &secret[who], clock.now()).unwrap();

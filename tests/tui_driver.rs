@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use pink_sombrero::api::BrokerApi;
-use pink_sombrero::broker::{Broker, BrokerOptions, TestClock};
+use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
 use pink_sombrero::config::Paths;
 use pink_sombrero::mfa;
 use pink_sombrero::policy::Role;
@@ -90,7 +90,6 @@ impl Harness {
         mfa::code_at(user, secret, self.clock_now()).unwrap()
     }
     fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        use pink_sombrero::broker::Clock;
         self.clock.now()
     }
     /// Waits (generously) until the screen shows `needle`; fails with the screen otherwise.
@@ -194,6 +193,10 @@ async fn another_process_request_appears_and_is_approved_from_the_tui() {
         ("carol", Role::Approver),
     ] {
         let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
+        // Confirmed with the previous step's code, so the current one stays free.
+        let earlier = clock.now() - chrono::Duration::seconds(30);
+        let first = mfa::code_at(name, &e.secret_base32, earlier).unwrap();
+        broker.confirm_enrolment(name, &first).unwrap();
         secrets.push((name.to_string(), e.secret_base32));
     }
     let (h, ui) = start(
@@ -375,8 +378,8 @@ impl BrokerApi for CountingRemote {
     fn cancel(&self, id: &str, by: &str) -> R<pink_sombrero::request::Request> {
         self.inner.cancel(id, by)
     }
-    fn kill_session(&self, id: &str, by: &str) -> R<pink_sombrero::request::Request> {
-        self.inner.kill_session(id, by)
+    fn kill_session(&self, id: &str, by: &str, code: &str) -> R<pink_sombrero::request::Request> {
+        self.inner.kill_session(id, by, code)
     }
     fn get(&self, id: &str) -> R<pink_sombrero::request::Request> {
         self.inner.get(id)

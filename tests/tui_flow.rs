@@ -132,13 +132,20 @@ fn request_approve_open_close() {
     let approved = request("r-1", "alice", RequestState::Approved, &["bob", "carol"]);
     update(&mut s, snapshot_with(vec![approved], vec![]));
     press(&mut s, KeyCode::Char('2'));
-    let intents = press(&mut s, KeyCode::Char('o'));
+    // o asks for her code first (mfa.at_open); nothing opens without one.
+    assert_eq!(press(&mut s, KeyCode::Char('o')), vec![]);
+    assert_eq!(s.form.as_ref().unwrap().title(), "Open the session of r-1");
+    assert_eq!(press(&mut s, KeyCode::Enter), vec![]);
+    assert!(s.form.as_ref().unwrap().error.is_some());
+    type_text(&mut s, "444444");
+    let intents = press(&mut s, KeyCode::Enter);
     assert_eq!(
         intents,
         vec![Intent::OpenSession {
             id: "r-1".into(),
             rows: 28,
-            cols: 100
+            cols: 100,
+            code: Some("444444".into()),
         }]
     );
     update(
@@ -313,10 +320,19 @@ fn live_and(other: RequestState) -> pink_sombrero::tui::app::State {
 #[test]
 fn shift_k_ends_an_active_session_and_only_that() {
     let mut s = live_and(RequestState::Pending);
+    // K asks for the approver's code; Enter without one sends nothing.
+    assert_eq!(press(&mut s, KeyCode::Char('K')), vec![]);
     assert_eq!(
-        press(&mut s, KeyCode::Char('K')),
+        s.form.as_ref().unwrap().title(),
+        "End the session of r-live"
+    );
+    assert_eq!(press(&mut s, KeyCode::Enter), vec![]);
+    type_text(&mut s, "555555");
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
         vec![Intent::Kill {
-            id: "r-live".into()
+            id: "r-live".into(),
+            code: "555555".into(),
         }]
     );
     update(
@@ -331,6 +347,29 @@ fn shift_k_ends_an_active_session_and_only_that() {
         s.status,
         Some(pink_sombrero::tui::app::Status::Error(_))
     ));
+}
+
+#[test]
+fn with_at_open_false_o_opens_without_a_code() {
+    let mut s = state();
+    let mut snapshot = BrokerSnapshot {
+        requests: vec![request(
+            "r-1",
+            "alice",
+            RequestState::Approved,
+            &["bob", "carol"],
+        )],
+        ..BrokerSnapshot::default()
+    };
+    snapshot.policy.code_at_open = false;
+    update(&mut s, Action::Snapshot(Box::new(snapshot)));
+    press(&mut s, KeyCode::Char('2'));
+    let intents = press(&mut s, KeyCode::Char('o'));
+    assert!(
+        matches!(&intents[..], [Intent::OpenSession { id, code: None, .. }] if id == "r-1"),
+        "{intents:?}"
+    );
+    assert!(s.form.is_none());
 }
 
 #[test]

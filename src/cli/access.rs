@@ -1,6 +1,6 @@
 //! Request lifecycle commands: request, approve, deny, cancel, list, show, user, policy, audit.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -138,9 +138,19 @@ pub enum UserCommand {
         /// requester, approver, reviewer or both (requester and approver).
         #[arg(long, default_value = "requester")]
         role: String,
-        /// Print `{"name","secret_base32","otpauth_uri"}` and skip the confirmation.
+        /// Print `{"name","secret_base32","otpauth_uri"}` and skip the confirmation (then
+        /// `sombrero user confirm NAME`: until confirmed the user can do nothing).
         #[arg(long)]
         json: bool,
+    },
+    /// Confirm an enrolment (after `user add --json` or `user rotate --json`) with one code
+    /// from the authenticator; until then the user can do nothing (on the broker host only).
+    Confirm {
+        /// User name.
+        name: String,
+        /// TOTP code (else prompted on a terminal, else one line of stdin).
+        #[arg(long)]
+        code: Option<String>,
     },
     /// Remove a user: no roles, no working codes, their approvals stop counting (audited;
     /// on the broker host only).
@@ -348,14 +358,7 @@ pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> 
             rpassword::prompt_password(format!("TOTP code for {user}: "))
                 .context("reading the TOTP code")?
         }
-        None => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("reading the TOTP code from stdin")?;
-            line
-        }
+        None => first_line_of_stdin().context("reading the TOTP code from stdin")?,
     };
     let code = code.trim().to_string();
     if code.is_empty() {
@@ -371,6 +374,26 @@ pub(crate) fn code(given: Option<String>, user: &str) -> anyhow::Result<String> 
 /// (stored, policy and AWS text may hold escape sequences or bidi overrides).
 pub(crate) fn say(line: &str) {
     println!("{}", escape_for_terminal(line));
+}
+
+/// One line of stdin (at most 64 bytes), read byte by byte straight from fd 0, so nothing after
+/// it is buffered away from a session that reads fd 0 next (`open` piping the shell's input).
+fn first_line_of_stdin() -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut fd0 = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 {
+        match fd0.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -622,6 +645,17 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
             let b = open_local(g)?;
             let e = b.enrol_user(&name, roles).map_err(fail)?;
             show_and_confirm(&b, &name, &e, json, "Enrolled")
+        }
+        UserCommand::Confirm { name, code: given } => {
+            local_only(
+                g,
+                &format!("confirming {name}'s enrolment: run `sombrero user confirm`"),
+            )?;
+            let b = open_local(g)?;
+            let c = code(given, &name)?;
+            b.confirm_enrolment(&name, &c).map_err(fail)?;
+            println!("Confirmed: {name} can now use codes from that authenticator.");
+            Ok(ExitCode::SUCCESS)
         }
         UserCommand::Remove { name } => {
             local_only(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::ExitError;
-use super::access::{actor, fail, open as open_broker, remote_endpoint, who};
+use super::access::{actor, code, fail, open as open_broker, remote_endpoint, who};
 use crate::api::BrokerApi;
 use crate::channel::terminal::{bridge_command_stdio, bridge_stdio, local_size};
 use crate::config::{GlobalOpts, Paths};
@@ -32,6 +32,22 @@ pub struct OpenArgs {
     /// `--command` opens only that command.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+    /// TOTP code (else prompted on a terminal, else one line of stdin) when the policy wants
+    /// one at open (`mfa.at_open`, the default); pass it when piping the shell's input.
+    #[arg(long)]
+    pub code: Option<String>,
+}
+
+/// The code for opening: asked for when given or when the policy wants one at open.
+fn open_code(
+    api: &dyn BrokerApi,
+    given: Option<String>,
+    user: &str,
+) -> anyhow::Result<Option<String>> {
+    if given.is_none() && !api.policy().map_err(fail)?.mfa.at_open {
+        return Ok(None);
+    }
+    code(given, user).map(Some)
 }
 
 /// Prints a progress line on stderr: on a terminal `\r\n` around it (the terminal may be in
@@ -74,20 +90,24 @@ pub(crate) async fn session_deps(
 pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
     if let Some(endpoint) = remote_endpoint(g)? {
         let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
-        actor(&remote, a.as_user)?;
+        let user = actor(&remote, a.as_user)?;
+        let code = open_code(&remote, a.code, &user)?;
         if !a.command.is_empty() {
             let path = relay::command_path(&a.request, local_size(), &a.command);
             return relayed(&remote, &path, |io, req| async move {
+                let req = relay::with_code(req, code.as_deref())?;
                 relay::open_command(io, req).await.map(ExitCode::from)
             });
         }
         let path = relay::session_path(&a.request, local_size());
         return relayed(&remote, &path, |io, req| async move {
+            let req = relay::with_code(req, code.as_deref())?;
             relay::open(io, req).await.map(ExitCode::from)
         });
     }
     let broker = Arc::new(open_broker(g)?);
     let user = who(a.as_user)?;
+    let code = open_code(&*broker, a.code, &user)?;
     // One session, one thread: a multi-threaded runtime hands every frame between the
     // bridge and the session task across threads (a futex wake each way), which cost 4x the
     // throughput of bulk output. Broker calls still run on the blocking pool.
@@ -97,8 +117,16 @@ pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let deps = session_deps(g, broker).await?;
         let command = (!a.command.is_empty()).then_some(a.command.as_slice());
-        let opened =
-            session::open_for(&deps, &a.request, &user, local_size(), command, |s| say(&s)).await;
+        let opened = session::open_for(
+            &deps,
+            &a.request,
+            &user,
+            code.as_deref(),
+            local_size(),
+            command,
+            |s| say(&s),
+        )
+        .await;
         let mut live = match opened {
             Ok(live) => live,
             Err(SessionError::Broker(e)) => return Err(fail(e)),
@@ -223,6 +251,9 @@ pub struct KillArgs {
     /// Who kills (default: the OS user); must be an approver.
     #[arg(long = "as", value_name = "NAME")]
     pub as_user: Option<String>,
+    /// The killer's TOTP code (else prompted on a terminal, else one line of stdin).
+    #[arg(long)]
+    pub code: Option<String>,
 }
 
 /// Runs `sombrero kill` on the embedded broker: the request is closed as terminated by the
@@ -233,13 +264,19 @@ pub fn kill(g: &GlobalOpts, a: KillArgs) -> anyhow::Result<ExitCode> {
         // The daemon ends the session it holds (or, held elsewhere, at the service).
         let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
         let user = actor(&remote, a.as_user)?;
-        let closed = remote.kill_session(&a.request, &user).map_err(fail)?;
+        let code = code(a.code, &user)?;
+        let closed = remote
+            .kill_session(&a.request, &user, &code)
+            .map_err(fail)?;
         println!("{}: session terminated by {user}", closed.id);
         return Ok(ExitCode::SUCCESS);
     }
     let broker = open_broker(g)?;
     let user = who(a.as_user)?;
-    let closed = broker.kill_session(&a.request, &user).map_err(fail)?;
+    let code = code(a.code, &user)?;
+    let closed = broker
+        .kill_session(&a.request, &user, &code)
+        .map_err(fail)?;
     if let Some(sid) = closed.session_id.clone() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

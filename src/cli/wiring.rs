@@ -71,9 +71,16 @@ async fn open_for_tui<F: Fleet + Send + Sync + 'static>(
         rows: u32::from(req.rows),
     };
     let (steps_tx, mut steps) = mpsc::unbounded_channel();
-    let mut live = session::open(&deps, &req.request_id, &req.user, size, move |s| {
-        let _ = steps_tx.send(s);
-    })
+    let mut live = session::open(
+        &deps,
+        &req.request_id,
+        &req.user,
+        req.code.as_deref(),
+        size,
+        move |s| {
+            let _ = steps_tx.send(s);
+        },
+    )
     .await
     .map_err(|e| e.to_string())?;
     let mut channel = live
@@ -184,6 +191,7 @@ async fn open_relayed(
         .map_err(|e| format!("cannot reach the broker: {e}"))?;
     let http = relay::request_for(&*connector, &io, &path)
         .await
+        .and_then(|http| relay::with_code(http, req.code.as_deref()))
         .map_err(|e| e.to_string())?;
     let (relayed, events) = relay::connect(io, http).await.map_err(|e| e.to_string())?;
     let (input, mut keys) = mpsc::channel::<Vec<u8>>(QUEUE);

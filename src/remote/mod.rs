@@ -23,7 +23,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::wire::{
-    CreateBody, DecideBody, ErrorBody, ExpireReply, PermitsReply, PolicyReply, RevisionReply,
+    CreateBody, DecideBody, ErrorBody, ExpireReply, KillBody, PermitsReply, PolicyReply,
+    RevisionReply,
 };
 use crate::api::{BrokerApi, Endpoint, ErrorKind, MAX_WAIT};
 use crate::audit::Event;
@@ -381,10 +382,13 @@ impl BrokerApi for RemoteBroker {
         self.call(Method::POST, path, NO_BODY)
     }
 
-    fn kill_session(&self, id: &str, by: &str) -> Result<Request> {
+    fn kill_session(&self, id: &str, by: &str, code: &str) -> Result<Request> {
         self.check_actor(by)?;
         let path = format!("/v1/requests/{}/kill", enc(id));
-        self.call(Method::POST, path, NO_BODY)
+        let body = KillBody {
+            code: code.to_string(),
+        };
+        self.call(Method::POST, path, Some(body))
     }
 
     fn get(&self, id: &str) -> Result<Request> {

@@ -18,7 +18,7 @@ use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{BridgeError, bridge_command_stdio, bridge_stdio};
-use crate::serve::session_wire::{ClientMsg, ServerMsg, exit_status};
+use crate::serve::session_wire::{CODE_HEADER, ClientMsg, ServerMsg, exit_status};
 use crate::text::escape_for_terminal;
 
 /// What can go wrong on the client side of a relayed session.
@@ -73,6 +73,18 @@ async fn request_bound(
             tokio_tungstenite::tungstenite::http::header::AUTHORIZATION,
             value,
         );
+    }
+    Ok(req)
+}
+
+/// `req` carrying the requester's TOTP code in [`CODE_HEADER`] (never in the URL: URLs get
+/// logged); `None` sends none (the broker refuses unless its policy opens without a code).
+pub fn with_code(mut req: Request, code: Option<&str>) -> Result<Request, RelayError> {
+    if let Some(code) = code {
+        let value = code
+            .parse()
+            .map_err(|_| RelayError::Refused("a TOTP code is 6 digits".into()))?;
+        req.headers_mut().insert(CODE_HEADER, value);
     }
     Ok(req)
 }

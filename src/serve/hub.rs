@@ -103,6 +103,7 @@ trait Sessions: Send + Sync {
         &self,
         id: String,
         by: String,
+        code: Option<String>,
         size: SizeData,
         command: Option<Vec<String>>,
         step: StepFn,
@@ -121,13 +122,25 @@ impl<F: Fleet + Send + Sync + 'static> Sessions for SessionDeps<F> {
         &self,
         id: String,
         by: String,
+        code: Option<String>,
         size: SizeData,
         command: Option<Vec<String>>,
         step: StepFn,
     ) -> BoxFuture<'static, Result<LiveSession, SessionError>> {
         let deps = self.clone();
-        async move { session::open_for(&deps, &id, &by, size, command.as_deref(), step).await }
-            .boxed()
+        async move {
+            session::open_for(
+                &deps,
+                &id,
+                &by,
+                code.as_deref(),
+                size,
+                command.as_deref(),
+                step,
+            )
+            .await
+        }
+        .boxed()
     }
 
     fn finish(
@@ -273,6 +286,12 @@ impl Live {
     }
 
     /// Connects the requester's (new) client: it gets the current screen, then the output.
+    /// True while a requester's client is connected.
+    fn connected(&self) -> bool {
+        self.with_outlets(|o| o.client.as_ref().is_some_and(|c| !c.is_closed()))
+            .unwrap_or(true)
+    }
+
     fn attach(&self, tx: mpsc::Sender<Out>) -> Result<(), HubError> {
         let busy = HubError::Busy {
             id: self.request.id.clone(),
@@ -393,16 +412,18 @@ impl Hub {
     }
 
     /// Opens the session of `id` for `by` (who must be its requester, as `begin_open`
-    /// checks), or reconnects them to it if this hub already holds it. Steps, then output,
-    /// then the end go to `tx`.
+    /// checks), or reconnects them to it if this hub already holds it; either way `code` is
+    /// checked first when the policy wants a code at open. Steps, then output, then the end go
+    /// to `tx`.
     pub async fn open(
         self: &Arc<Self>,
         id: &str,
         by: &str,
+        code: Option<String>,
         size: SizeData,
         tx: mpsc::Sender<Out>,
     ) -> Result<Arc<Live>, HubError> {
-        self.open_for(id, by, size, None, tx).await
+        self.open_for(id, by, code, size, None, tx).await
     }
 
     /// [`Hub::open`] for a shell (`command` `None`) or one command (`open REQ -- CMD`); a
@@ -411,6 +432,7 @@ impl Hub {
         self: &Arc<Self>,
         id: &str,
         by: &str,
+        code: Option<String>,
         size: SizeData,
         command: Option<Vec<String>>,
         tx: mpsc::Sender<Out>,
@@ -424,6 +446,11 @@ impl Hub {
                     .err()
                     .unwrap_or(HubError::Busy { id: id.to_string() }));
             }
+            // Busy is refused before the code, so a refused reconnect spends none.
+            if live.connected() {
+                return Err(HubError::Busy { id: id.to_string() });
+            }
+            self.reconnect_code(id, by, code).await?;
             live.attach(tx)?;
             return Ok(live);
         }
@@ -434,6 +461,7 @@ impl Hub {
             .open(
                 id.to_string(),
                 by.to_string(),
+                code,
                 size,
                 command,
                 steps_to(&live),
@@ -482,11 +510,33 @@ impl Hub {
         Ok(blocking(move || broker.get(&id)).await?)
     }
 
-    /// Runs `begin_open` for its refusal (audited like any other attempt).
+    /// Runs `begin_open` for its refusal (audited like any other attempt; the request is
+    /// Active, so the rules refuse before any code is asked for).
     async fn claim(&self, id: &str, by: &str) -> Result<(), HubError> {
         let broker = self.broker.clone();
         let (id, by) = (id.to_string(), by.to_string());
-        blocking(move || broker.begin_open(&id, &by).map(|_| ())).await?;
+        blocking(move || broker.begin_open(&id, &by, None).map(|_| ())).await?;
+        Ok(())
+    }
+
+    /// A reconnecting requester proves their authenticator again, as at open (audited).
+    async fn reconnect_code(
+        &self,
+        id: &str,
+        by: &str,
+        code: Option<String>,
+    ) -> Result<(), HubError> {
+        let broker = self.broker.clone();
+        let (id, by) = (id.to_string(), by.to_string());
+        blocking(move || match code {
+            Some(code) => broker.verify_code(&by, &code, "reconnect"),
+            None if broker.policy()?.mfa.at_open => Err(BrokerError::CodeNeeded {
+                name: by,
+                action: format!("reconnecting to {id}"),
+            }),
+            None => Ok(()),
+        })
+        .await?;
         Ok(())
     }
 
@@ -606,12 +656,13 @@ impl Hub {
         }
     }
 
-    /// Cuts off the session of `id` on the order of `by` (an approver; audited). A session
-    /// held elsewhere is ended through the fleet; its holder sees the request closed.
-    pub async fn kill(&self, id: &str, by: &str) -> Result<Request, HubError> {
+    /// Cuts off the session of `id` on the order of `by` (an approver, with their TOTP code;
+    /// audited). A session held elsewhere is ended through the fleet; its holder sees the
+    /// request closed.
+    pub async fn kill(&self, id: &str, by: &str, code: &str) -> Result<Request, HubError> {
         let broker = self.broker.clone();
-        let (rid, who) = (id.to_string(), by.to_string());
-        let closed = blocking(move || broker.kill_session(&rid, &who)).await?;
+        let (rid, who, code) = (id.to_string(), by.to_string(), code.to_string());
+        let closed = blocking(move || broker.kill_session(&rid, &who, &code)).await?;
         match self.get(id).and_then(|l| l.relay()) {
             Some(relay) => relay.terminator.terminate(by),
             None => {

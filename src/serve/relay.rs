@@ -2,17 +2,21 @@
 //!
 //! - `GET /v1/requests/{id}/session?cols=C&rows=R[&command=LINE]`: websocket; opens (or
 //!   reconnects to) the session of `id` for the connection's identity, which must be the
-//!   requester; with `command`, one command (`open REQ -- CMD`) instead of a shell.
+//!   requester; with `command`, one command (`open REQ -- CMD`) instead of a shell. The TOTP
+//!   code rides in the [`CODE_HEADER`] request header, never in the URL (URLs get logged).
 //! - `GET /v1/requests/{id}/watch`: websocket, read-only, for approvers and reviewers.
-//! - `POST /v1/requests/{id}/kill`: ends the session (approvers); answers the closed request.
+//! - `POST /v1/requests/{id}/kill` `{code}`: ends the session (approvers, with their TOTP
+//!   code); answers the closed request.
 //!
 //! Frames are described in [`super::session_wire`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,8 +28,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::hub::{Hub, HubError, Out};
 use super::identity::Identity;
-use super::session_wire::{ClientMsg, ServerMsg};
+use super::session_wire::{CODE_HEADER, ClientMsg, ServerMsg};
 use crate::api::ErrorKind;
+use crate::api::wire::KillBody;
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
 
@@ -34,6 +39,9 @@ const CLIENT_QUEUE: usize = 256;
 /// Default for how long a session's client may answer nothing before it counts as gone; it is
 /// pinged three times in that span.
 pub const CLIENT_SILENCE: Duration = Duration::from_secs(45);
+
+/// The longest TOTP code header taken as it is (a code is 6 digits).
+const MAX_CODE_HEADER: usize = 16;
 
 /// The session, watch and kill routes.
 pub fn routes() -> Router<AppState> {
@@ -57,8 +65,17 @@ async fn session(
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
     Query(q): Query<SizeQuery>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A header that is not short text is a wrong code (counted), never a missing one.
+    let code = headers.get(CODE_HEADER).map(|v| {
+        v.to_str()
+            .ok()
+            .filter(|c| c.len() <= MAX_CODE_HEADER)
+            .unwrap_or_default()
+            .to_string()
+    });
     let size = SizeData {
         cols: q
             .cols
@@ -77,41 +94,47 @@ async fn session(
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {
             Ok(hub) => {
-                let open = Open {
+                let opening = Opening {
                     id,
                     by: who.user,
+                    code,
                     size,
                     command,
                 };
-                relay_session(hub.clone(), open, socket, silence).await
+                relay_session(hub.clone(), opening, socket, silence).await
             }
             Err(why) => refuse(socket, why).await,
         }
     })
 }
 
-/// Carries one requester's socket: output and steps out, keystrokes and resizes in. The
-/// session does not depend on it: when the socket goes, the hub's grace period starts.
-/// What the requester's client asked to open.
-struct Open {
+/// What a requester's upgrade asked for.
+struct Opening {
     id: String,
     by: String,
+    code: Option<String>,
     size: SizeData,
     command: Option<Vec<String>>,
 }
 
-async fn relay_session(hub: Arc<Hub>, open: Open, socket: WebSocket, silence: Duration) {
-    let Open {
+/// Carries one requester's socket: output and steps out, keystrokes and resizes in. The
+/// session does not depend on it: when the socket goes, the hub's grace period starts.
+async fn relay_session(hub: Arc<Hub>, opening: Opening, socket: WebSocket, silence: Duration) {
+    let Opening {
         id,
         by,
+        code,
         size,
         command,
-    } = open;
+    } = opening;
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
     let writer = tokio::spawn(async move {
         // Pings make a live client answer, so its silence means it is gone.
-        let mut ping = tokio::time::interval(silence / 3);
+        // The first ping only after a period: one sent at once could race a refusal (a wrong
+        // code), and a client answering it on a socket being closed loses the refusal.
+        let period = silence / 3;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let msg = tokio::select! {
@@ -133,7 +156,10 @@ async fn relay_session(hub: Arc<Hub>, open: Open, socket: WebSocket, silence: Du
         }
         let _ = sink.close().await;
     });
-    let live = match hub.open_for(&id, &by, size, command, tx.clone()).await {
+    let live = match hub
+        .open_for(&id, &by, code, size, command, tx.clone())
+        .await
+    {
         Ok(live) => live,
         Err(e) => {
             tracing::info!(request = %id, user = %by, error = %e, "session not opened");
@@ -250,7 +276,12 @@ async fn kill(
     State(state): State<AppState>,
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
+    body: Result<Json<KillBody>, JsonRejection>,
 ) -> Response {
+    let Ok(Json(body)) = body else {
+        let message = "a kill needs the approver's TOTP code: send {\"code\": \"123456\"}";
+        return ApiError::new(ErrorKind::Input, message).into_response();
+    };
     let hub = match state.sessions() {
         Ok(hub) => hub.clone(),
         Err(why) => {
@@ -258,7 +289,7 @@ async fn kill(
             return ApiError::new(ErrorKind::Unavailable, message).into_response();
         }
     };
-    match hub.kill(&id, &who.user).await {
+    match hub.kill(&id, &who.user, &body.code).await {
         Ok(request) => Json(request).into_response(),
         Err(HubError::Broker(e)) => ApiError::from(e).into_response(),
         Err(e) => {

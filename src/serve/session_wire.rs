@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::CloseReason;
 
+/// The request header of the session upgrade that carries the requester's TOTP code (a header,
+/// not the query string: URLs end up in logs).
+pub const CODE_HEADER: &str = "x-pink-sombrero-totp";
+
 /// Broker to client (text frames).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

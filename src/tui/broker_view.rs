@@ -94,6 +94,7 @@ pub fn snapshot(
                 .max_session_duration
                 .min(PolicyLimits::default().default_duration),
             approvals_required: required,
+            code_at_open: policy.mfa.at_open,
         },
     })
 }
@@ -177,8 +178,8 @@ pub fn perform(
         Intent::Cancel { id } => broker
             .cancel(id, user)
             .map(|r| Done::Cancelled { id: r.id }),
-        Intent::Kill { id } => broker
-            .kill_session(id, user)
+        Intent::Kill { id, code } => broker
+            .kill_session(id, user, code)
             .map(|r| Done::Killed { id: r.id }),
         Intent::SwitchUser { name, code } => broker
             .switch_user(name, code)

@@ -87,6 +87,9 @@ pub struct SessionRequest {
     pub cols: u16,
     /// Watch someone's live session read-only instead of opening one's own.
     pub watch: bool,
+    /// The requester's TOTP code for opening (none for watching, or when the policy opens
+    /// without one).
+    pub code: Option<String>,
 }
 
 /// Resizing and ending a running session.
@@ -383,13 +386,18 @@ fn perform(
                 report(s.control.terminate());
             }
         }
-        Intent::OpenSession { id, rows, cols } => open_session(
+        Intent::OpenSession {
+            id,
+            rows,
+            cols,
+            code,
+        } => open_session(
             ctx,
             shared,
             state,
             id,
             (rows, cols),
-            false,
+            Opening::Own(code),
             opened_tx.clone(),
         ),
         Intent::WatchSession { id, rows, cols } => open_session(
@@ -398,7 +406,7 @@ fn perform(
             state,
             id,
             (rows, cols),
-            true,
+            Opening::Watch,
             opened_tx.clone(),
         ),
         Intent::OpenRecording(_) => {}
@@ -426,13 +434,19 @@ fn perform(
     }
 }
 
+/// Opening one's own session (with the code, if any) or watching someone's.
+enum Opening {
+    Own(Option<String>),
+    Watch,
+}
+
 fn open_session(
     ctx: &TuiContext,
     shared: &Arc<Shared>,
     state: &State,
     id: String,
     (rows, cols): (u16, u16),
-    watch: bool,
+    opening: Opening,
     opened_tx: mpsc::UnboundedSender<(String, OpenedSession)>,
 ) {
     let Some(open) = ctx.open_session.clone() else {
@@ -448,7 +462,11 @@ fn open_session(
         user: state.user.clone(),
         rows,
         cols,
-        watch,
+        watch: matches!(opening, Opening::Watch),
+        code: match opening {
+            Opening::Own(code) => code,
+            Opening::Watch => None,
+        },
     };
     tokio::spawn(async move {
         match open(req).await {

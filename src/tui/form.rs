@@ -31,6 +31,20 @@ pub enum Purpose {
     },
     /// Switch the acting user.
     SwitchUser,
+    /// Open this approved request's session in a pane of this size (the code form).
+    Open {
+        /// Request id.
+        id: String,
+        /// Pane rows.
+        rows: u16,
+        /// Pane columns.
+        cols: u16,
+    },
+    /// End this request's live session (the code form).
+    Kill {
+        /// Request id.
+        id: String,
+    },
 }
 
 /// One text field.
@@ -229,6 +243,11 @@ impl Form {
         )
     }
 
+    /// The one-field code form that opens a session (`o`) or kills one (`K`).
+    pub fn code_only(purpose: Purpose) -> Self {
+        Form::with(purpose, vec![Field::code()], PolicyLimits::default())
+    }
+
     /// Title shown on the form's border.
     pub fn title(&self) -> String {
         match &self.purpose {
@@ -236,6 +255,8 @@ impl Form {
             Purpose::Approve { id } => format!("Approve {id}"),
             Purpose::Deny { id } => format!("Deny {id}"),
             Purpose::SwitchUser => "Switch acting user".to_string(),
+            Purpose::Open { id, .. } => format!("Open the session of {id}"),
+            Purpose::Kill { id } => format!("End the session of {id}"),
         }
     }
 
@@ -332,6 +353,22 @@ impl Form {
                     code,
                 })
             }
+            Purpose::Open { id, rows, cols } => {
+                check_code()?;
+                Ok(Intent::OpenSession {
+                    id: id.clone(),
+                    rows: *rows,
+                    cols: *cols,
+                    code: Some(code),
+                })
+            }
+            Purpose::Kill { id } => {
+                check_code()?;
+                Ok(Intent::Kill {
+                    id: id.clone(),
+                    code,
+                })
+            }
         }
     }
 }
@@ -396,6 +433,31 @@ mod tests {
                 code: "123456".into(),
             }
         );
+    }
+
+    #[test]
+    fn open_and_kill_forms_need_a_code() {
+        let mut f = Form::code_only(Purpose::Kill { id: "r1".into() });
+        f.fields[0].value = "12345".into();
+        assert_eq!(f.validate().unwrap_err().0, 0);
+        f.fields[0].value = "123456".into();
+        assert_eq!(
+            f.validate().unwrap(),
+            Intent::Kill {
+                id: "r1".into(),
+                code: "123456".into()
+            }
+        );
+        let mut f = Form::code_only(Purpose::Open {
+            id: "r1".into(),
+            rows: 20,
+            cols: 80,
+        });
+        f.fields[0].value = "654321".into();
+        assert!(matches!(
+            f.validate(),
+            Ok(Intent::OpenSession { code: Some(c), rows: 20, .. }) if c == "654321"
+        ));
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub enum Intent {
     Kill {
         /// Request id.
         id: String,
+        /// The approver's TOTP code.
+        code: String,
     },
     /// Become another user (proved with their TOTP code).
     SwitchUser {
@@ -73,6 +75,8 @@ pub enum Intent {
         rows: u16,
         /// Pane columns.
         cols: u16,
+        /// The requester's TOTP code, when the policy wants one at open.
+        code: Option<String>,
     },
     /// Keystrokes for the session.
     SendInput(Vec<u8>),

@@ -222,6 +222,8 @@ pub struct PolicyLimits {
     pub default_duration: std::time::Duration,
     /// Approvals required.
     pub approvals_required: u32,
+    /// Whether opening a session needs the requester's TOTP code (`mfa.at_open`).
+    pub code_at_open: bool,
 }
 
 impl Default for PolicyLimits {
@@ -231,6 +233,7 @@ impl Default for PolicyLimits {
             max_duration: std::time::Duration::from_secs(3600),
             default_duration: std::time::Duration::from_secs(30 * 60),
             approvals_required: 2,
+            code_at_open: true,
         }
     }
 }

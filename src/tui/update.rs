@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::action::{Action, Done, Screen};
 use super::app::{State, Status};
-use super::form::{Form, decision_context};
+use super::form::{Form, Purpose, decision_context};
 use super::intent::Intent;
 use super::model::{Loadable, RequestState};
 use super::session::{self, Chord, Liveness, SessionPane};
@@ -241,6 +241,15 @@ fn open_session(s: &mut State) -> Vec<Intent> {
         return Vec::new();
     }
     let (rows, cols) = session::pane_size(s.size);
+    let code_at_open = s.broker.ready().is_none_or(|b| b.policy.code_at_open);
+    if code_at_open {
+        s.form = Some(Form::code_only(Purpose::Open {
+            id: r.id,
+            rows,
+            cols,
+        }));
+        return Vec::new();
+    }
     s.status = Some(Status::Info(format!(
         "Opening {}: tainting {} first, then starting the recorded session...",
         r.id, r.target
@@ -249,6 +258,7 @@ fn open_session(s: &mut State) -> Vec<Intent> {
         id: r.id,
         rows,
         cols,
+        code: None,
     }]
 }
 
@@ -303,8 +313,8 @@ fn watch_session(s: &mut State) -> Vec<Intent> {
 fn kill_session(s: &mut State) -> Vec<Intent> {
     match selected_request(s) {
         Some(r) if r.state == RequestState::Active => {
-            s.status = Some(Status::Info(format!("Ending the session of {}...", r.id)));
-            vec![Intent::Kill { id: r.id }]
+            s.form = Some(Form::code_only(Purpose::Kill { id: r.id }));
+            Vec::new()
         }
         Some(_) => {
             s.status = Some(Status::Error(

@@ -206,16 +206,45 @@ impl Env {
         Run::from(self.command(args).output().unwrap())
     }
 
-    /// Enrols `name` with `role` through `user add --json` and keeps the secret.
+    /// Enrols `name` with `role` through `user add --json`, keeps the secret and confirms the
+    /// enrolment (`user confirm`), as the person would with their authenticator.
     pub fn enrol(&mut self, name: &str, role: &str) {
-        let out = self
+        let out = self.enrol_unconfirmed(name, role);
+        assert_eq!(out["name"], name);
+        self.confirm(name);
+    }
+
+    /// `user add NAME --role ROLE --json` only: the user exists but may not act yet.
+    pub fn enrol_unconfirmed(&mut self, name: &str, role: &str) -> serde_json::Value {
+        let v = self
             .run(&["user", "add", name, "--role", role, "--json"])
-            .ok();
-        let v = out.json();
-        assert_eq!(v["name"], name);
+            .ok()
+            .json();
         let secret = v["secret_base32"].as_str().unwrap().to_string();
         assert!(v["otpauth_uri"].as_str().unwrap().contains(&secret));
         self.secrets.insert(name.to_string(), secret);
+        v
+    }
+
+    /// `user confirm NAME` with the code of the previous step (still within the skew), so the
+    /// current and next steps stay free for the test's own codes. Not in a step's last 3 s:
+    /// the previous step would leave the skew window on the way.
+    pub fn confirm(&mut self, name: &str) {
+        let in_step = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                % 30
+        };
+        while in_step() >= 27 {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let step = current_step() - 1;
+        let code = code_for_step(&self.secrets[name], step);
+        self.run(&["user", "confirm", name, "--code", &code]).ok();
+        let last = self.last_step.entry(name.to_string()).or_insert(step);
+        *last = (*last).max(step);
     }
 
     pub fn secret(&self, name: &str) -> &str {
@@ -226,7 +255,11 @@ impl Env {
     pub fn rotate(&mut self, name: &str) -> String {
         let v = self.run(&["user", "rotate", name, "--json"]).ok().json();
         let new = v["secret_base32"].as_str().unwrap().to_string();
-        self.secrets.insert(name.to_string(), new).unwrap()
+        let old = self.secrets.insert(name.to_string(), new).unwrap();
+        // The new secret starts with no used step on the broker.
+        self.last_step.remove(name);
+        self.confirm(name);
+        old
     }
 
     /// A code for a step this user has not used yet (the current or next step, within the
