@@ -8,6 +8,8 @@
 
 pub mod cast;
 pub mod chain;
+pub mod commands;
+pub mod flags;
 pub mod keys;
 pub mod list;
 pub mod location;
