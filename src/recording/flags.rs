@@ -325,4 +325,42 @@ mod tests {
         );
         assert_eq!(counts(&all), (1, 2, 0));
     }
+
+    #[test]
+    fn policy_review_flags_add_rules_and_bad_ones_name_key_and_line() {
+        use crate::policy::Policy;
+        use std::path::Path;
+        let base = "requesters = [\"*\"]\napprovers = [\"*\"]\n";
+        let ok = format!(
+            "{base}[[review.flag]]\npattern = '\\bscp\\b'\nlabel = \"exfiltration: scp\"\nseverity = \"low\"\n"
+        );
+        let p = Policy::parse(&ok, Path::new("policy.toml")).unwrap();
+        let mut rules = default_rules();
+        rules.extend(p.review_flags);
+        let f = flags_for("scp db.sql me@x:", &rules);
+        assert_eq!(
+            f,
+            vec![Flag {
+                label: "exfiltration: scp".into(),
+                severity: Severity::Low
+            }]
+        );
+        let bad_regex = format!(
+            "{base}[[review.flag]]\nlabel = \"x\"\nseverity = \"low\"\npattern = \"(unclosed\"\n"
+        );
+        let e = Policy::parse(&bad_regex, Path::new("policy.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("policy file policy.toml, line 6: review.flag.pattern: not a valid regular expression"),
+            "{e}"
+        );
+        let bad_sev = format!(
+            "{base}[[review.flag]]\npattern = \"x\"\nlabel = \"x\"\nseverity = \"urgent\"\n"
+        );
+        let e = Policy::parse(&bad_sev, Path::new("policy.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 6: review.flag.severity"), "{e}");
+    }
 }
