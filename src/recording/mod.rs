@@ -14,6 +14,7 @@ pub mod keys;
 pub mod list;
 pub mod location;
 pub mod player;
+pub mod transcript;
 pub mod verify;
 pub mod view;
 pub mod writer;
