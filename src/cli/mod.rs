@@ -9,6 +9,7 @@ pub mod recordings;
 pub mod serve;
 pub mod session;
 pub mod store;
+pub mod transcript;
 pub mod ui;
 pub mod wiring;
 
@@ -90,6 +91,10 @@ pub enum Command {
     /// Set up the team store (a DynamoDB table shared by several brokers).
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// List the commands typed in a recording, with risk flags.
+    Commands(transcript::CommandsArgs),
+    /// Export a recording as a plain-text transcript or as its command list.
+    Export(transcript::ExportArgs),
 }
 
 /// An error that carries the process exit status it should produce.
@@ -204,6 +209,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Keys(c)) => recordings::keys(&g, c),
         Some(Command::Serve(a)) => serve::serve(&g, a),
         Some(Command::Store(c)) => store::run(&g, c),
+        Some(Command::Commands(a)) => transcript::commands(&g, a),
+        Some(Command::Export(a)) => transcript::export(&g, a),
     }
 }
 

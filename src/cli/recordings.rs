@@ -111,14 +111,14 @@ fn given_key(hex: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
 }
 
 /// The broker daemon, when `--broker` (or the config) names one.
-fn remote(g: &GlobalOpts) -> anyhow::Result<Option<RemoteBroker>> {
+pub(crate) fn remote(g: &GlobalOpts) -> anyhow::Result<Option<RemoteBroker>> {
     access::remote_endpoint(g)?
         .map(|e| RemoteBroker::connect_with(&e, g).map_err(access::fail))
         .transpose()
 }
 
 /// A recording's name as the broker lists it (the argument of verify, replay and review).
-fn remote_name(file: &std::path::Path) -> anyhow::Result<&str> {
+pub(crate) fn remote_name(file: &std::path::Path) -> anyhow::Result<&str> {
     file.to_str().ok_or_else(|| {
         ExitError::usage(format!("{} is not a recording name", file.display())).into()
     })
