@@ -47,22 +47,21 @@ pub struct ExportArgs {
     pub format: ExportFormat,
 }
 
-/// A loaded recording with its flagged command index.
-struct Indexed {
-    rec: Recording,
-    commands: Vec<FlaggedCommand>,
-}
-
-/// Loads `file` (downloaded from the broker when there is one) and indexes it with the
-/// default rules plus the policy's `[[review.flag]]` (the broker's policy through a broker).
-fn load(g: &GlobalOpts, file: &Path) -> anyhow::Result<Indexed> {
-    let (rec, extra) = match recordings::remote(g)? {
+/// Runs `f` on the cast (downloaded from the broker when there is one) with the risk rules:
+/// the defaults plus the policy's `[[review.flag]]` (the broker's policy through a broker).
+fn with_cast<T>(
+    g: &GlobalOpts,
+    file: &Path,
+    f: impl FnOnce(&Path, &[FlagRule]) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut rules: Vec<FlagRule> = flags::default_rules();
+    match recordings::remote(g)? {
         Some(remote) => {
             let fetched = remote
                 .fetch(recordings::remote_name(file)?)
                 .map_err(access::fail)?;
-            let policy = remote.policy().map_err(access::fail)?;
-            (read(&fetched.cast)?, policy.review_flags)
+            rules.extend(remote.policy().map_err(access::fail)?.review_flags);
+            f(&fetched.cast, &rules)
         }
         None => {
             if !file.is_file() {
@@ -70,38 +69,22 @@ fn load(g: &GlobalOpts, file: &Path) -> anyhow::Result<Indexed> {
             }
             let path = Paths::resolve(g)?.policy();
             // No policy file yet: the defaults alone. A broken one fails the command.
-            let extra = if path.exists() {
-                Policy::load(&path)
-                    .map_err(|e| ExitError::usage(e.to_string()))?
-                    .review_flags
-            } else {
-                Vec::new()
-            };
-            (read(file)?, extra)
+            if path.exists() {
+                let policy = Policy::load(&path).map_err(|e| ExitError::usage(e.to_string()))?;
+                rules.extend(policy.review_flags);
+            }
+            f(file, &rules)
         }
-    };
-    let mut rules: Vec<FlagRule> = flags::default_rules();
-    rules.extend(extra);
-    let commands = flags::apply(commands::index(numbered(&rec)), &rules);
-    Ok(Indexed { rec, commands })
+    }
 }
 
-fn read(path: &Path) -> anyhow::Result<Recording> {
-    Recording::load(path).map_err(|e| ExitError::usage(e.to_string()).into())
-}
-
-/// Each event with its 1-based file line (lines the loader skipped are counted).
-fn numbered(rec: &Recording) -> impl Iterator<Item = (u64, &crate::recording::Event)> {
-    let mut skipped = rec.skipped_lines.iter().peekable();
-    let mut line = 1u64;
-    rec.events.iter().map(move |ev| {
-        line += 1;
-        while skipped.peek().is_some_and(|s| **s == line) {
-            skipped.next();
-            line += 1;
-        }
-        (line, ev)
-    })
+/// The flagged command index of a cast, read as a stream.
+fn index_file(path: &Path, rules: &[FlagRule]) -> anyhow::Result<Vec<FlaggedCommand>> {
+    let unreadable = |e: std::io::Error| ExitError::usage(format!("cannot read {}: {e}", path.display()));
+    let f = std::fs::File::open(path).map_err(unreadable)?;
+    let commands = commands::index_reader(std::io::BufReader::with_capacity(1 << 20, f))
+        .map_err(unreadable)?;
+    Ok(flags::apply(commands, rules))
 }
 
 /// Text safe to print on a terminal: controls and bidirectional overrides escaped.
@@ -159,9 +142,8 @@ fn table(commands: &[&FlaggedCommand]) -> String {
 
 /// Runs `sombrero commands`.
 pub fn commands(g: &GlobalOpts, a: CommandsArgs) -> anyhow::Result<ExitCode> {
-    let ix = load(g, &a.file)?;
-    let shown: Vec<&FlaggedCommand> = ix
-        .commands
+    let all = with_cast(g, &a.file, index_file)?;
+    let shown: Vec<&FlaggedCommand> = all
         .iter()
         .filter(|c| !a.flagged || !c.flags.is_empty())
         .collect();
@@ -184,19 +166,19 @@ pub fn commands(g: &GlobalOpts, a: CommandsArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `sombrero export`.
 pub fn export(g: &GlobalOpts, a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let ix = load(g, &a.file)?;
-    match a.format {
-        ExportFormat::Commands => print!("{}", table(&ix.commands.iter().collect::<Vec<_>>())),
-        ExportFormat::Text => {
-            let plain: Vec<commands::Command> =
-                ix.commands.iter().map(|c| c.command.clone()).collect();
-            let h = &ix.rec.header;
-            print!(
-                "{}",
-                transcript::render_text(&ix.rec.events, h.width, h.height, &plain)
-            );
-        }
-    }
+    let out = with_cast(g, &a.file, |path, rules| {
+        Ok(match a.format {
+            ExportFormat::Commands => table(&index_file(path, rules)?.iter().collect::<Vec<_>>()),
+            ExportFormat::Text => {
+                let rec = Recording::load(path).map_err(|e| ExitError::usage(e.to_string()))?;
+                let commands: Vec<commands::Command> =
+                    index_file(path, rules)?.into_iter().map(|c| c.command).collect();
+                let h = &rec.header;
+                transcript::render_text(&rec.events, h.width, h.height, &commands)
+            }
+        })
+    })?;
+    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -209,16 +191,5 @@ mod tests {
         assert_eq!(printable("ls\u{1b}[2J"), "ls\\u{1b}[2J");
         assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
         assert_eq!(printable("caf\u{e9}"), "caf\u{e9}");
-    }
-
-    #[test]
-    fn numbered_counts_skipped_lines() {
-        let rec = Recording::parse(
-            "{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"i\",\"a\"]\nbroken\n[0.2,\"i\",\"b\"]\n"
-                .as_bytes(),
-        )
-        .unwrap();
-        let lines: Vec<u64> = numbered(&rec).map(|(l, _)| l).collect();
-        assert_eq!(lines, vec![2, 4]);
     }
 }

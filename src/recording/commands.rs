@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 
-use super::cast::{Event, EventKind};
+use super::cast::{Event, EventKind, parse_event};
 
 /// Longest command text kept (characters); the rest is cut so a runaway paste stays bounded.
 pub const MAX_COMMAND_CHARS: usize = 4096;
@@ -301,12 +301,17 @@ impl Indexer {
     }
 }
 
-/// Position of the last occurrence of any needle in `hay`.
+/// Position of the last occurrence of any needle in `hay` (all needles start with ESC, so
+/// only ESC bytes are tried).
 fn last_match(hay: &[u8], needles: &[&[u8]]) -> Option<usize> {
-    needles
-        .iter()
-        .filter_map(|n| hay.windows(n.len()).rposition(|w| w == *n))
-        .max()
+    let mut end = hay.len();
+    while let Some(i) = hay[..end].iter().rposition(|b| *b == 0x1b) {
+        if needles.iter().any(|n| hay[i..].starts_with(n)) {
+            return Some(i);
+        }
+        end = i;
+    }
+    None
 }
 
 /// Indexes a whole event list whose `i`-th event sits on file line `lines[i]`.
@@ -316,6 +321,30 @@ pub fn index<'a>(events: impl IntoIterator<Item = (u64, &'a Event)>) -> Vec<Comm
         ix.push(line, ev);
     }
     ix.finish()
+}
+
+/// Indexes a cast read line by line, without holding it in memory; lines that are not events
+/// (the header, a line cut by a crash, bytes that are not UTF-8) are skipped, as the player does.
+pub fn index_reader(mut reader: impl std::io::BufRead) -> std::io::Result<Vec<Command>> {
+    let mut ix = Indexer::new();
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line += 1;
+        if line == 1 {
+            continue;
+        }
+        if let Ok(text) = std::str::from_utf8(&buf)
+            && let Ok(ev) = parse_event(text.trim_end_matches(['\n', '\r']), line)
+        {
+            ix.push(line, &ev);
+        }
+    }
+    Ok(ix.finish())
 }
 
 #[cfg(test)]
@@ -450,5 +479,14 @@ mod tests {
         let long = "x".repeat(MAX_COMMAND_CHARS * 2) + "\r";
         let got = texts(&[(I, &long)]);
         assert_eq!(got[0].0.len(), MAX_COMMAND_CHARS);
+    }
+
+    #[test]
+    fn index_reader_numbers_lines_and_skips_broken_ones() {
+        let cast = "{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"i\",\"i\"]\nbroken\n[0.2,\"i\",\"d\\r\"]\n[0.3,\"i\",\"ls\\r\"]";
+        let got = index_reader(cast.as_bytes()).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].text.as_str(), got[0].line), ("id", 2));
+        assert_eq!((got[1].text.as_str(), got[1].line), ("ls", 5));
     }
 }
