@@ -357,6 +357,9 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
             // Refusals (role, own session, tampered file) come before the code is asked for.
             let key = trusted_key(g)?;
             let checked = review::check(&broker, &who, &a.file, &key).map_err(review_fail)?;
+            // What the reviewer signs off on: the risky moments, before the code is asked for.
+            let extra = broker.policy().map_err(access::fail)?.review_flags;
+            eprint!("{}", super::transcript::flagged_notice(&a.file, extra)?);
             let code = access::code(a.code, &who)?;
             let event =
                 review::sign_off(&broker, &who, &checked, &code, note).map_err(review_fail)?;

@@ -140,6 +140,25 @@ fn table(commands: &[&FlaggedCommand]) -> String {
     out
 }
 
+/// The flagged commands of `path` as a table for a reviewer about to sign off, with the
+/// default rules plus `extra` (the policy's).
+pub(crate) fn flagged_notice(path: &Path, extra: Vec<FlagRule>) -> anyhow::Result<String> {
+    let mut rules = flags::default_rules();
+    rules.extend(extra);
+    let all = index_file(path, &rules)?;
+    let flagged: Vec<&FlaggedCommand> = all.iter().filter(|c| !c.flags.is_empty()).collect();
+    Ok(if flagged.is_empty() {
+        format!("no flagged commands among {} in this recording\n", all.len())
+    } else {
+        format!(
+            "{} of {} commands in this recording are flagged:\n{}",
+            flagged.len(),
+            all.len(),
+            table(&flagged)
+        )
+    })
+}
+
 /// Runs `sombrero commands`.
 pub fn commands(g: &GlobalOpts, a: CommandsArgs) -> anyhow::Result<ExitCode> {
     let all = with_cast(g, &a.file, index_file)?;
