@@ -549,7 +549,10 @@ impl Checker<'_> {
                     self.err(
                         "review.flag.severity",
                         f.severity.span(),
-                        format!("{:?} is not \"high\", \"medium\" or \"low\"", f.severity.get_ref()),
+                        format!(
+                            "{:?} is not \"high\", \"medium\" or \"low\"",
+                            f.severity.get_ref()
+                        ),
                     )
                 })?;
                 let label = f.label.get_ref().trim();

