@@ -181,7 +181,7 @@ pub fn flags_for(text: &str, rules: &[FlagRule]) -> Vec<Flag> {
             });
         }
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }
 

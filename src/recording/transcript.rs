@@ -32,6 +32,10 @@ struct Renderer {
     written: u64,
     /// Absolute line -> time of the command submitted on it.
     marks: BTreeMap<u64, f64>,
+    /// The absolute line of the last command mark.
+    last_mark: Option<u64>,
+    /// Full-screen frames waiting for the line that launched them to be written.
+    frames: Vec<(u64, Vec<String>)>,
     out: String,
 }
 
@@ -48,18 +52,25 @@ impl Renderer {
             seen: 0,
             written: 0,
             marks: BTreeMap::new(),
+            last_mark: None,
+            frames: Vec::new(),
             out: String::new(),
         }
     }
 
-    fn line(&mut self, text: &str, numbered: bool) {
-        let prefix = if numbered {
-            let p = self.marks.remove(&self.written).map(stamp);
-            self.written += 1;
-            p
-        } else {
-            None
-        };
+    /// Writes a scrolled or final screen line, then any frame launched from it.
+    fn line(&mut self, text: &str) {
+        let abs = self.written;
+        self.written += 1;
+        let prefix = self.marks.remove(&abs).map(stamp);
+        self.write(prefix, text);
+        while self.frames.first().is_some_and(|(at, _)| *at <= abs) {
+            let (_, rows) = self.frames.remove(0);
+            self.write_frame(rows);
+        }
+    }
+
+    fn write(&mut self, prefix: Option<String>, text: &str) {
         let prefix = prefix.unwrap_or_else(|| " ".repeat(STAMP_WIDTH));
         // The emulator holds only printable cells; drop anything else all the same.
         let text: String = text.chars().filter(|c| !c.is_control()).collect();
@@ -67,12 +78,22 @@ impl Renderer {
         self.out.push('\n');
     }
 
+    /// A full-screen program's frame, between rules.
+    fn write_frame(&mut self, rows: Vec<String>) {
+        self.write(None, "----- full-screen program, last frame -----");
+        for r in rows {
+            self.write(None, &r);
+        }
+        self.write(None, "----- end of frame -----");
+    }
+
     /// Marks the cursor's line as where a command was submitted at `time`.
     fn mark(&mut self, time: f64) {
         let screen = self.parser.screen();
         if !screen.alternate_screen() {
-            let row = u64::from(screen.cursor_position().0);
-            self.marks.entry(self.written + row).or_insert(time);
+            let abs = self.written + u64::from(screen.cursor_position().0);
+            self.marks.entry(abs).or_insert(time);
+            self.last_mark = Some(abs);
         }
     }
 
@@ -119,7 +140,7 @@ impl Renderer {
         }
         self.parser.screen_mut().set_scrollback(0);
         for l in lines {
-            self.line(&l, true);
+            self.line(&l);
         }
         self.seen = total;
         if total > SCROLLBACK / 2 {
@@ -142,14 +163,12 @@ impl Renderer {
         rows
     }
 
-    /// A full-screen program's frame, between rules.
+    /// Keeps the full-screen program's current frame, to be written after the line that
+    /// launched it (lines still on the main screen scroll out later).
     fn frame(&mut self) {
+        let at = self.last_mark.unwrap_or(self.written);
         let rows = self.screen_lines();
-        self.line("----- full-screen program, last frame -----", false);
-        for r in rows {
-            self.line(&r, false);
-        }
-        self.line("----- end of frame -----", false);
+        self.frames.push((at, rows));
     }
 
     fn finish(mut self) -> String {
@@ -158,8 +177,11 @@ impl Renderer {
             self.frame();
         } else {
             for r in self.screen_lines() {
-                self.line(&r, true);
+                self.line(&r);
             }
+        }
+        for (_, rows) in std::mem::take(&mut self.frames) {
+            self.write_frame(rows);
         }
         self.out
     }
@@ -249,7 +271,8 @@ mod tests {
         assert!(!text.contains('\u{1b}'));
         let frame = text.find("load average: 0.01").expect("frame written");
         let prompt = text.find("[00:00:01] $ top").expect("command stamped");
-        assert!(prompt < text.len() && frame > 0, "{text}");
+        let back = text.rfind("$").unwrap();
+        assert!(prompt < frame && frame < back, "in the order seen:\n{text}");
     }
 
     #[test]
@@ -257,8 +280,9 @@ mod tests {
         let body: String = (0..(SCROLLBACK * 2)).map(|i| format!("l{i}\r\n")).collect();
         let text = render(&[ev(0.0, EventKind::Output, &body)], 3);
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
-        for i in 0..(SCROLLBACK * 2) {
-            assert_eq!(lines[i], format!("l{i}"));
+        assert_eq!(lines.len(), SCROLLBACK * 2, "{text}");
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(*l, format!("l{i}"));
         }
     }
 }
