@@ -1,11 +1,14 @@
 //! Recording benchmarks: recorder throughput (with and without the chain), seek time in a
-//! 100 MB recording, and verify speed. Run: `cargo run --example recording_bench [MB]`.
+//! 100 MB recording, verify speed and command indexing (goal: at least as fast as verify).
+//! Run: `cargo run --example recording_bench [MB]`.
 //! Everything is written to a temp dir and removed afterwards.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use pink_sombrero::recording::cast::{EventKind, format_event};
+use pink_sombrero::recording::commands::index_reader;
+use pink_sombrero::recording::flags;
 use pink_sombrero::recording::player::{Player, PlayerConfig, Recording};
 use pink_sombrero::recording::{Recorder, RecorderKey, RecordingMeta, verify};
 
@@ -82,6 +85,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if i % 10_000 == 0 {
             rec.marker(&format!("mark {i}"))?;
         }
+        if i % 100 == 0 {
+            // A typed command now and then, so the command index has lines to rebuild.
+            rec.input(b"ls -la /var/log | sudo tee x\r")?;
+        }
     }
     let path = rec.path().to_path_buf();
     rec.seal()?;
@@ -113,6 +120,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "verify:                    {:8.1} MB/s ({})",
         mbps(cast_bytes, v),
         report.integrity.badge()
+    );
+
+    let t = Instant::now();
+    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+    let commands = index_reader(f)?;
+    let flagged = flags::apply(commands, &flags::default_rules());
+    let ix = t.elapsed();
+    println!(
+        "command index + flags:     {:8.1} MB/s ({} commands, {} flagged)",
+        mbps(cast_bytes, ix),
+        flagged.len(),
+        flagged.iter().filter(|c| !c.flags.is_empty()).count()
     );
 
     let t = Instant::now();

@@ -327,6 +327,8 @@ pub struct Policy {
     /// Whether an OS user on the Unix socket whose name is an enrolled user is that user
     /// without an `[identities]` line (default true).
     pub implicit_identities: bool,
+    /// `[[review.flag]]`: risk rules added to the defaults of [`crate::recording::flags`].
+    pub review_flags: Vec<crate::recording::flags::FlagRule>,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -375,6 +377,24 @@ struct RawPolicy {
     #[serde(default)]
     identities: BTreeMap<String, Spanned<String>>,
     implicit_identities: Option<bool>,
+    review: Option<RawReview>,
+}
+
+/// `[review]`: reviewer aids.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReview {
+    #[serde(default)]
+    flag: Vec<RawFlag>,
+}
+
+/// One `[[review.flag]]` rule.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlag {
+    pattern: Spanned<String>,
+    label: Spanned<String>,
+    severity: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -522,6 +542,52 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// `[[review.flag]]` rules; a bad one names its key and line.
+    fn review_flags(
+        &self,
+        raw: Option<RawReview>,
+    ) -> Result<Vec<crate::recording::flags::FlagRule>, PolicyError> {
+        use crate::recording::flags::{FlagRule, Severity};
+        let flags = raw.map(|r| r.flag).unwrap_or_default();
+        flags
+            .into_iter()
+            .map(|f| {
+                let pattern = regex::Regex::new(f.pattern.get_ref()).map_err(|e| {
+                    self.err(
+                        "review.flag.pattern",
+                        f.pattern.span(),
+                        format!("not a valid regular expression: {e}"),
+                    )
+                })?;
+                let severity = Severity::parse(f.severity.get_ref()).ok_or_else(|| {
+                    self.err(
+                        "review.flag.severity",
+                        f.severity.span(),
+                        format!(
+                            "{:?} is not \"high\", \"medium\" or \"low\"",
+                            f.severity.get_ref()
+                        ),
+                    )
+                })?;
+                let label = f.label.get_ref().trim();
+                if label.is_empty() || label.chars().any(char::is_control) {
+                    return Err(self.err(
+                        "review.flag.label",
+                        f.label.span(),
+                        "a label is one line of text, e.g. \"exfiltration: scp\"".into(),
+                    ));
+                }
+                Ok(FlagRule {
+                    pattern,
+                    label: label.to_string(),
+                    severity,
+                })
+            })
+            .collect()
+    }
+}
+
 impl Policy {
     /// The sombrero user an external identity is mapped to by `[identities]`, if listed.
     pub fn identity(&self, external: &str) -> Option<&str> {
@@ -597,6 +663,7 @@ impl Policy {
             },
             identities: c.identities(raw.identities)?,
             implicit_identities: raw.implicit_identities.unwrap_or(true),
+            review_flags: c.review_flags(raw.review)?,
         })
     }
 

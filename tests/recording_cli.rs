@@ -91,3 +91,72 @@ fn recordings_lists_metadata_and_integrity() {
         "{text}"
     );
 }
+
+#[test]
+fn export_text_is_what_was_seen_without_escape_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = RecorderKey::load_or_create(&tmp.path().join("keys")).unwrap();
+    let mut r = Recorder::create(&tmp.path().join("recordings"), meta(), &key).unwrap();
+    r.output(b"$ ").unwrap();
+    r.input(b"ls --color\r").unwrap();
+    r.output(b"ls --color\r\n\x1b[01;34mreports\x1b[0m  \x1b[01;32mrun.sh\x1b[0m\r\n$ ")
+        .unwrap();
+    r.input(b"top\r").unwrap();
+    r.output(b"top\r\n\x1b[?1049h\x1b[H\x1b[2J\x1b[7mtop - load average: 0.42\x1b[0m")
+        .unwrap();
+    r.input(b"q").unwrap();
+    r.output(b"\x1b[?1049l$ ").unwrap();
+    r.input(b"echo done\r").unwrap();
+    r.output(b"echo done\r\n\x1b[31mdone\x1b[0m\r\n$ ").unwrap();
+    let path = r.path().to_path_buf();
+    r.seal().unwrap();
+
+    let out = sombrero(
+        tmp.path(),
+        &["export", path.to_str().unwrap(), "--format", "text"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.contains(&0x1b), "no ESC byte in the transcript");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for seen in [
+        "$ ls --color",
+        "reports  run.sh",
+        "top - load average: 0.42",
+        "$ echo done",
+        "           done",
+    ] {
+        assert!(text.contains(seen), "{seen:?} missing from:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("[00:00:") && l.ends_with("$ top")),
+        "command lines carry their time:\n{text}"
+    );
+
+    let out = sombrero(
+        tmp.path(),
+        &["export", path.to_str().unwrap(), "--format", "commands"],
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("top  (full screen)"), "{table}");
+    assert!(table.contains("echo done"), "{table}");
+}
+
+#[test]
+fn commands_refuse_a_broken_review_flag_in_the_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = record(tmp.path());
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        "requesters = [\"*\"]\napprovers = [\"*\"]\n[[review.flag]]\npattern = \"(x\"\nlabel = \"x\"\nseverity = \"low\"\n",
+    )
+    .unwrap();
+    let out = sombrero(tmp.path(), &["commands", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 4: review.flag.pattern"), "{err}");
+}

@@ -223,3 +223,37 @@ fn a_recording_the_audit_log_names_but_the_disk_lacks_is_missing() {
     assert_eq!(out.code, 1);
     assert!(out.stdout.contains("NOT IN AUDIT LOG"), "{}", out.stdout);
 }
+
+#[test]
+fn review_shows_the_flagged_commands_before_the_sign_off() {
+    let mut env = Env::new(DEFAULT_POLICY);
+    env.enrol("rita", "reviewer");
+    let key = RecorderKey::load_or_create(&env.path().join("keys")).unwrap();
+    let mut r = Recorder::create(&env.path().join("recordings"), meta(), &key).unwrap();
+    r.input(b"uptime\r").unwrap();
+    r.output(b"uptime\r\n up 3 days\r\n$ ").unwrap();
+    r.input(b"sudo systemctl stop auditd\r").unwrap();
+    r.output(b"sudo systemctl stop auditd\r\n$ ").unwrap();
+    let info = r.seal().unwrap();
+    audit_recording(env.path(), "req-1", &info.path, Some(&info));
+    let cast = info.path.to_str().unwrap().to_string();
+    let code = env.code("rita");
+    let out = env
+        .run(&[
+            "review", &cast, "--as", "rita", "--code", &code, "--note", "checked",
+        ])
+        .ok();
+    assert!(
+        out.stderr
+            .contains("1 of 2 commands in this recording are flagged"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("high: disabling controls: agent or audit stopped, medium: privilege: sudo"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("uptime"), "{}", out.stderr);
+}

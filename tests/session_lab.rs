@@ -672,3 +672,92 @@ async fn a_request_for_a_command_opens_that_command_only() {
     assert!(bad.stderr.contains("control character"), "{}", bad.stderr);
     w.lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_a_recorded_session_list_the_flagged_ones_at_their_lines() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved(&node);
+    let out = w.open(
+        &id,
+        "hostname\nsudo id\necho \"rm -rf /tmp/x\"\nhistory -c\nls\nexit\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let casts = w.recordings();
+    let cast = casts[0].to_str().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(cast)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+
+    let all = w.env.run(&["commands", cast, "--json"]).ok().json();
+    let texts: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "hostname",
+            "sudo id",
+            "echo \"rm -rf /tmp/x\"",
+            "history -c",
+            "ls",
+            "exit"
+        ]
+    );
+
+    let flagged = w
+        .env
+        .run(&["commands", cast, "--flagged", "--json"])
+        .ok()
+        .json();
+    let flagged = flagged.as_array().unwrap();
+    let got: Vec<(&str, &str, &str)> = flagged
+        .iter()
+        .map(|c| {
+            (
+                c["text"].as_str().unwrap(),
+                c["flags"][0]["label"].as_str().unwrap(),
+                c["flags"][0]["severity"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("sudo id", "privilege: sudo", "medium"),
+            (
+                "echo \"rm -rf /tmp/x\"",
+                "destruction: recursive rm",
+                "high"
+            ),
+            ("history -c", "hiding tracks: history cleared", "high"),
+        ]
+    );
+    // Each command's line is the `i` event holding its first keystroke.
+    for c in flagged {
+        let line = c["line"].as_u64().unwrap() as usize;
+        let ev: serde_json::Value = serde_json::from_str(&lines[line - 1]).unwrap();
+        assert_eq!(ev[1], "i", "line {line}: {ev}");
+        let first = c["text"].as_str().unwrap().chars().next().unwrap();
+        assert!(ev[2].as_str().unwrap().contains(first), "line {line}: {ev}");
+    }
+
+    // The text table says the same for people.
+    let table = w.env.run(&["commands", cast, "--flagged"]).ok().stdout;
+    assert!(
+        table.contains("high: hiding tracks: history cleared"),
+        "{table}"
+    );
+    assert!(!table.contains("hostname"), "{table}");
+    w.lab.shutdown().await;
+}

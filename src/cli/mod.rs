@@ -12,6 +12,7 @@ pub mod recordings;
 pub mod serve;
 pub mod session;
 pub mod store;
+pub mod transcript;
 pub mod ui;
 pub mod wiring;
 
@@ -101,6 +102,10 @@ pub enum Command {
     Completions(generate::CompletionsArgs),
     /// Print the man page, or write one per subcommand with --out DIR.
     Man(generate::ManArgs),
+    /// List the commands typed in a recording, with risk flags.
+    Commands(transcript::CommandsArgs),
+    /// Export a recording as a plain-text transcript or as its command list.
+    Export(transcript::ExportArgs),
 }
 
 /// An error that carries the process exit status it should produce.
@@ -219,6 +224,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Store(c)) => store::run(&g, c),
         Some(Command::Completions(a)) => generate::completions(a),
         Some(Command::Man(a)) => generate::man(a),
+        Some(Command::Commands(a)) => transcript::commands(&g, a),
+        Some(Command::Export(a)) => transcript::export(&g, a),
     }
 }
 

@@ -113,14 +113,14 @@ fn given_key(hex: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
 }
 
 /// The broker daemon, when `--broker` (or the config) names one.
-fn remote(g: &GlobalOpts) -> anyhow::Result<Option<RemoteBroker>> {
+pub(crate) fn remote(g: &GlobalOpts) -> anyhow::Result<Option<RemoteBroker>> {
     access::remote_endpoint(g)?
         .map(|e| RemoteBroker::connect_with(&e, g).map_err(access::fail))
         .transpose()
 }
 
 /// A recording's name as the broker lists it (the argument of verify, replay and review).
-fn remote_name(file: &std::path::Path) -> anyhow::Result<&str> {
+pub(crate) fn remote_name(file: &std::path::Path) -> anyhow::Result<&str> {
     file.to_str().ok_or_else(|| {
         ExitError::usage(format!("{} is not a recording name", file.display())).into()
     })
@@ -395,6 +395,9 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
             // Refusals (role, own session, tampered file) come before the code is asked for.
             let key = trusted_key(g)?;
             let checked = review::check(&broker, &who, &a.file, &key).map_err(review_fail)?;
+            // What the reviewer signs off on: the risky moments, before the code is asked for.
+            let extra = broker.policy().map_err(access::fail)?.review_flags;
+            eprint!("{}", super::transcript::flagged_notice(&a.file, extra)?);
             let code = access::code(a.code, &who)?;
             let event =
                 review::sign_off(&broker, &who, &checked, &code, note).map_err(review_fail)?;

@@ -9,10 +9,13 @@
 pub mod audited;
 pub mod cast;
 pub mod chain;
+pub mod commands;
+pub mod flags;
 pub mod keys;
 pub mod list;
 pub mod location;
 pub mod player;
+pub mod transcript;
 pub mod verify;
 pub mod view;
 pub mod writer;

@@ -1,0 +1,499 @@
+//! The command index: what the shell was asked to run, rebuilt from a recording's keystrokes.
+//!
+//! Pure (no I/O): feed events in file order with [`Indexer::push`], then [`Indexer::finish`].
+//! Typed input goes through a model of the shell's line editor: printable text appends,
+//! backspace/DEL delete a character, Ctrl-U the line, Ctrl-W a word, Ctrl-C abandons the line,
+//! Enter submits it. Keys the model cannot follow (arrows, Tab completion, history recall and
+//! search, other escape sequences) mark the command `edited`: its text is what was typed, and
+//! the recording's output at that moment shows what actually ran. A paste with several lines
+//! gives one command per line. A program that switches to the alternate screen (vim, less,
+//! top) is one `full_screen` entry lasting until it switches back; keys typed inside it are
+//! the program's, not commands.
+//!
+//! Known limit: input the shell does not echo (a `sudo` password prompt) looks like typing
+//! and becomes a command; its text is already in the recording's `i` events.
+
+use serde::Serialize;
+
+use super::cast::{Event, EventKind, parse_event};
+
+/// Longest command text kept (characters); the rest is cut so a runaway paste stays bounded.
+pub const MAX_COMMAND_CHARS: usize = 4096;
+
+/// What kind of entry a command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// A line submitted to the shell.
+    Shell,
+    /// The command started a full-screen program; the entry lasts until it left.
+    FullScreen,
+}
+
+/// One command of a session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Command {
+    /// The line as typed (after line editing).
+    pub text: String,
+    /// 1-based line of the recording holding its first keystroke (the header is line 1).
+    pub line: u64,
+    /// Seconds since the start of its first keystroke.
+    pub start: f64,
+    /// Seconds since the start when Enter was pressed.
+    pub submitted: f64,
+    /// Seconds from Enter to its last output before the next keystroke (or to the
+    /// alternate screen's exit for a full-screen program).
+    pub duration: f64,
+    /// Output bytes from Enter to the next command's Enter.
+    pub output_bytes: u64,
+    /// Keys the line model cannot follow were used: see the output for what ran.
+    pub edited: bool,
+    /// Shell line or full-screen program.
+    pub kind: CommandKind,
+}
+
+/// Escape-sequence state of the input parser (sequences may span events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Esc {
+    None,
+    /// After ESC.
+    Start,
+    /// Inside `ESC [` parameters (bytes collected in `csi`).
+    Csi,
+    /// After `ESC O` (SS3: application-mode arrows).
+    Ss3,
+}
+
+/// Builds the command list from events pushed in order.
+#[derive(Debug)]
+pub struct Indexer {
+    commands: Vec<Command>,
+    line: String,
+    line_start: Option<(u64, f64)>,
+    edited: bool,
+    esc: Esc,
+    csi: String,
+    alternate: bool,
+    out_tail: Vec<u8>,
+    /// Index of the command whose output is arriving (the last submitted).
+    current: Option<usize>,
+    /// Time of the last output byte since the current command was submitted.
+    last_output: Option<f64>,
+}
+
+impl Default for Indexer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Output sequences that enter / leave the alternate screen.
+const ALT_ON: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
+const ALT_OFF: [&[u8]; 3] = [b"\x1b[?1049l", b"\x1b[?1047l", b"\x1b[?47l"];
+
+impl Indexer {
+    /// An empty index.
+    pub fn new() -> Self {
+        Indexer {
+            commands: Vec::new(),
+            line: String::new(),
+            line_start: None,
+            edited: false,
+            esc: Esc::None,
+            csi: String::new(),
+            alternate: false,
+            out_tail: Vec::new(),
+            current: None,
+            last_output: None,
+        }
+    }
+
+    /// Feeds one event; `line` is its 1-based line in the file.
+    pub fn push(&mut self, line: u64, ev: &Event) {
+        match ev.kind {
+            EventKind::Input if !self.alternate => {
+                for c in ev.data.chars() {
+                    self.key(c, line, ev.time);
+                }
+            }
+            EventKind::Output => self.output(ev.time, ev.data.as_bytes()),
+            _ => {}
+        }
+    }
+
+    /// The commands, in the order they were submitted.
+    pub fn finish(mut self) -> Vec<Command> {
+        self.close_current();
+        self.commands
+    }
+
+    fn begin(&mut self, line: u64, time: f64) {
+        if self.line_start.is_none() {
+            self.line_start = Some((line, time));
+        }
+    }
+
+    fn key(&mut self, c: char, line: u64, time: f64) {
+        match self.esc {
+            Esc::Start => {
+                self.esc = match c {
+                    '[' => {
+                        self.csi.clear();
+                        Esc::Csi
+                    }
+                    'O' => Esc::Ss3,
+                    _ => {
+                        // Alt-key chords (word motion, Alt-. last argument): not followed.
+                        self.mark_edited(line, time);
+                        Esc::None
+                    }
+                };
+                return;
+            }
+            Esc::Csi => {
+                if ('\u{40}'..='\u{7e}').contains(&c) {
+                    self.esc = Esc::None;
+                    match (self.csi.as_str(), c) {
+                        // Bracketed paste markers: the pasted text is typed text.
+                        ("200", '~') | ("201", '~') => {}
+                        _ => self.mark_edited(line, time),
+                    }
+                } else if self.csi.len() < 32 {
+                    self.csi.push(c);
+                }
+                return;
+            }
+            Esc::Ss3 => {
+                self.esc = Esc::None;
+                self.mark_edited(line, time);
+                return;
+            }
+            Esc::None => {}
+        }
+        match c {
+            '\r' | '\n' => self.submit(time),
+            '\u{1b}' => self.esc = Esc::Start,
+            '\u{7f}' | '\u{8}' => {
+                self.line.pop();
+            }
+            '\u{15}' => self.line.clear(),
+            '\u{17}' => {
+                let kept = self.line.trim_end().len();
+                self.line.truncate(kept);
+                let cut = self.line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+                self.line.truncate(cut);
+            }
+            '\u{3}' => self.abandon(),
+            // Tab completion, history (Ctrl-P/N), reverse search (Ctrl-R), cursor motion
+            // (Ctrl-A/E/B/F), kill and yank (Ctrl-K/Y), transpose (Ctrl-T): the shell's
+            // result shows only in the output.
+            '\t' | '\u{1}' | '\u{2}' | '\u{5}' | '\u{6}' | '\u{b}' | '\u{e}' | '\u{10}'
+            | '\u{12}' | '\u{14}' | '\u{19}' => self.mark_edited(line, time),
+            c if c.is_control() => {}
+            c => {
+                self.begin(line, time);
+                if self.line.chars().count() < MAX_COMMAND_CHARS {
+                    self.line.push(c);
+                }
+            }
+        }
+    }
+
+    fn mark_edited(&mut self, line: u64, time: f64) {
+        self.begin(line, time);
+        self.edited = true;
+    }
+
+    fn abandon(&mut self) {
+        self.line.clear();
+        self.line_start = None;
+        self.edited = false;
+    }
+
+    fn submit(&mut self, time: f64) {
+        let Some((line, start)) = self.line_start else {
+            return;
+        };
+        let text = std::mem::take(&mut self.line);
+        let edited = std::mem::take(&mut self.edited);
+        self.line_start = None;
+        if text.trim().is_empty() && !edited {
+            return;
+        }
+        self.close_current();
+        self.commands.push(Command {
+            text,
+            line,
+            start,
+            submitted: time,
+            duration: 0.0,
+            output_bytes: 0,
+            edited,
+            kind: CommandKind::Shell,
+        });
+        self.current = Some(self.commands.len() - 1);
+        self.last_output = None;
+    }
+
+    /// Settles the running command's duration from its last output.
+    fn close_current(&mut self) {
+        if let Some(i) = self.current.take()
+            && self.commands[i].kind == CommandKind::Shell
+            && let Some(t) = self.last_output.take()
+        {
+            let c = &mut self.commands[i];
+            c.duration = (t - c.submitted).max(0.0);
+        }
+    }
+
+    fn output(&mut self, time: f64, data: &[u8]) {
+        if let Some(i) = self.current {
+            let c = &mut self.commands[i];
+            c.output_bytes += data.len() as u64;
+            if c.kind == CommandKind::Shell {
+                self.last_output = Some(time);
+            }
+        }
+        // Look for the alternate-screen switches in the tail of the last event plus this one,
+        // so a sequence cut between two events is still seen.
+        let mut window = std::mem::take(&mut self.out_tail);
+        window.extend_from_slice(data);
+        let on = last_match(&window, &ALT_ON);
+        let off = last_match(&window, &ALT_OFF);
+        let was = self.alternate;
+        let now = match (on, off) {
+            (Some(a), Some(b)) => a > b,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => was,
+        };
+        if !was && (now || on.is_some()) {
+            self.enter_full_screen();
+        }
+        if (was || on.is_some()) && (!now || off.is_some()) {
+            self.leave_full_screen(time);
+        }
+        self.alternate = now;
+        let keep = window.len().min(7);
+        self.out_tail = window.split_off(window.len() - keep);
+    }
+
+    fn enter_full_screen(&mut self) {
+        if let Some(i) = self.current {
+            self.commands[i].kind = CommandKind::FullScreen;
+        }
+        // Whatever was half-typed belonged to the shell before the program took the screen.
+        self.abandon();
+    }
+
+    fn leave_full_screen(&mut self, time: f64) {
+        if let Some(i) = self.current
+            && self.commands[i].kind == CommandKind::FullScreen
+        {
+            let c = &mut self.commands[i];
+            c.duration = (time - c.submitted).max(c.duration);
+        }
+        self.esc = Esc::None;
+        self.abandon();
+    }
+}
+
+/// Position of the last occurrence of any needle in `hay` (all needles start with ESC, so
+/// only ESC bytes are tried).
+fn last_match(hay: &[u8], needles: &[&[u8]]) -> Option<usize> {
+    let mut end = hay.len();
+    while let Some(i) = hay[..end].iter().rposition(|b| *b == 0x1b) {
+        if needles.iter().any(|n| hay[i..].starts_with(n)) {
+            return Some(i);
+        }
+        end = i;
+    }
+    None
+}
+
+/// Indexes a whole event list whose `i`-th event sits on file line `lines[i]`.
+pub fn index<'a>(events: impl IntoIterator<Item = (u64, &'a Event)>) -> Vec<Command> {
+    let mut ix = Indexer::new();
+    for (line, ev) in events {
+        ix.push(line, ev);
+    }
+    ix.finish()
+}
+
+/// Indexes a cast read line by line, without holding it in memory; lines that are not events
+/// (the header, a line cut by a crash, bytes that are not UTF-8) are skipped, as the player does.
+pub fn index_reader(mut reader: impl std::io::BufRead) -> std::io::Result<Vec<Command>> {
+    let mut ix = Indexer::new();
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line += 1;
+        if line == 1 {
+            continue;
+        }
+        if let Ok(text) = std::str::from_utf8(&buf)
+            && let Ok(ev) = parse_event(text.trim_end_matches(['\n', '\r']), line)
+        {
+            ix.push(line, &ev);
+        }
+    }
+    Ok(ix.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(time: f64, kind: EventKind, data: &str) -> Event {
+        Event {
+            time,
+            kind,
+            data: data.to_string(),
+        }
+    }
+
+    /// Events as `(kind, data)`, one per second starting at line 2.
+    fn run(events: &[(EventKind, &str)]) -> Vec<Command> {
+        let evs: Vec<Event> = events
+            .iter()
+            .enumerate()
+            .map(|(i, (k, d))| ev(i as f64, *k, d))
+            .collect();
+        index(evs.iter().enumerate().map(|(i, e)| (i as u64 + 2, e)))
+    }
+
+    fn texts(events: &[(EventKind, &str)]) -> Vec<(String, bool)> {
+        run(events)
+            .into_iter()
+            .map(|c| (c.text, c.edited))
+            .collect()
+    }
+
+    use EventKind::{Input as I, Output as O};
+
+    #[test]
+    fn line_editing_keys() {
+        // (keystrokes, expected command text, edited)
+        let table: &[(&str, &str, bool)] = &[
+            ("ls -la\r", "ls -la", false),
+            ("lx\x7fs\r", "ls", false),
+            ("lx\x08s\r", "ls", false),
+            ("rm -rf /tmp/x\x15echo hi\r", "echo hi", false),
+            ("cat foo bar\x17baz\r", "cat foo baz", false),
+            ("cat foo bar  \x17\x17x\r", "cat x", false),
+            ("ls\tfoo\r", "lsfoo", true),
+            ("\x1b[A\r", "", true),
+            ("ls\x1b[D\x1b[Dx\r", "lsx", true),
+            ("\x1bOA\r", "", true),
+            ("\x12rm\r", "rm", true),
+            ("ls\n", "ls", false),
+            ("\x1b[200~echo pasted\x1b[201~\r", "echo pasted", false),
+            ("caf\u{e9}\r", "caf\u{e9}", false),
+        ];
+        for (keys, text, edited) in table {
+            let got = texts(&[(I, keys)]);
+            assert_eq!(got, vec![(text.to_string(), *edited)], "keys {keys:?}");
+        }
+    }
+
+    #[test]
+    fn ctrl_c_abandons_and_empty_lines_are_not_commands() {
+        assert!(texts(&[(I, "rm -rf /\x03"), (I, "\r"), (I, "  \r")]).is_empty());
+        assert_eq!(
+            texts(&[(I, "rm -rf /\x03"), (I, "id\r")]),
+            vec![("id".into(), false)]
+        );
+    }
+
+    #[test]
+    fn keys_split_across_events_and_escape_sequences_split_too() {
+        let got = run(&[(I, "l"), (I, "s"), (I, " -l\x1b"), (I, "[D"), (I, "\r")]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].text, "ls -l");
+        assert!(got[0].edited);
+        assert_eq!(got[0].line, 2, "starts at the first keystroke's line");
+        assert_eq!(got[0].start, 0.0);
+        assert_eq!(got[0].submitted, 4.0);
+    }
+
+    #[test]
+    fn paste_of_several_lines_is_several_commands() {
+        let got = texts(&[(I, "uptime\rwhoami\r\rid\r")]);
+        let want: Vec<(String, bool)> = ["uptime", "whoami", "id"]
+            .iter()
+            .map(|s| (s.to_string(), false))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn output_bytes_and_duration_until_the_last_output() {
+        let got = run(&[
+            (I, "ls\r"),
+            (O, "ls\r\n"),
+            (O, "a b c\r\n$ "),
+            (I, "id\r"),
+            (O, "uid=0\r\n"),
+        ]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].output_bytes, 4 + 9);
+        assert_eq!(got[0].duration, 2.0);
+        assert_eq!(got[1].output_bytes, 7);
+        assert_eq!(got[1].line, 5);
+        assert_eq!(got[1].duration, 1.0);
+    }
+
+    #[test]
+    fn full_screen_program_is_one_entry_and_its_keys_are_not_commands() {
+        let got = run(&[
+            (I, "vim /etc/hosts\r"),
+            (O, "\x1b[?1049h\x1b[H"),
+            (I, "ihello\x1b:wq\r"),
+            (O, "~\r\n~"),
+            (O, "\x1b[?10"),
+            (O, "49l$ "),
+            (I, "ls\r"),
+        ]);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].text, "vim /etc/hosts");
+        assert_eq!(got[0].kind, CommandKind::FullScreen);
+        assert_eq!(
+            got[0].duration, 5.0,
+            "until the split exit sequence completed"
+        );
+        assert_eq!(got[1].text, "ls");
+        assert_eq!(got[1].kind, CommandKind::Shell);
+    }
+
+    #[test]
+    fn full_screen_entered_and_left_in_one_event() {
+        let got = run(&[
+            (I, "less x\r"),
+            (O, "\x1b[?1049hpage\x1b[?1049l"),
+            (I, "id\r"),
+        ]);
+        assert_eq!(got[0].kind, CommandKind::FullScreen);
+        assert_eq!(got[0].duration, 1.0);
+        assert_eq!(got[1].text, "id");
+    }
+
+    #[test]
+    fn runaway_line_is_bounded() {
+        let long = "x".repeat(MAX_COMMAND_CHARS * 2) + "\r";
+        let got = texts(&[(I, &long)]);
+        assert_eq!(got[0].0.len(), MAX_COMMAND_CHARS);
+    }
+
+    #[test]
+    fn index_reader_numbers_lines_and_skips_broken_ones() {
+        let cast = "{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"i\",\"i\"]\nbroken\n[0.2,\"i\",\"d\\r\"]\n[0.3,\"i\",\"ls\\r\"]";
+        let got = index_reader(cast.as_bytes()).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].text.as_str(), got[0].line), ("id", 2));
+        assert_eq!((got[1].text.as_str(), got[1].line), ("ls", 5));
+    }
+}
