@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod fleet;
 pub mod lab;
+pub mod logfile;
 pub mod mfa;
 pub mod policy;
 pub mod recording;

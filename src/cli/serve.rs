@@ -11,6 +11,7 @@ use crate::api::Endpoint;
 use crate::cli::ExitError;
 use crate::config::{GlobalOpts, Paths};
 use crate::recording::RecorderKey;
+use crate::serve::gate::{Gate, raise_nofile};
 use crate::serve::hub::Hub;
 use crate::serve::recordings::Archive;
 use crate::serve::sts::{ServerId, StsEndpoint, Verifier};
@@ -124,6 +125,15 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_recordings(archive)
             .with_client_silence(std::time::Duration::from_secs(a.client_silence_secs.max(1)));
         let app = router(state.clone());
+        // One cap for all listeners, sized by the descriptor limit (raised to the hard one).
+        let gate = Gate::for_limit(raise_nofile());
+        tracing::info!(
+            global = gate.global(),
+            per_peer = crate::serve::gate::PER_PEER,
+            per_address = crate::serve::gate::PER_ADDRESS,
+            reserve = crate::serve::gate::RESERVE,
+            "connection caps"
+        );
         let mut servers = Vec::new();
         let mut listening = Vec::new();
         for e in &a.listen {
@@ -132,7 +142,11 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
                     let s = UnixSocket::bind(path)
                         .await
                         .map_err(|e| ExitError::usage(e.to_string()))?;
-                    servers.push(tokio::spawn(s.serve(app.clone(), stopping.clone())));
+                    servers.push(tokio::spawn(s.serve(
+                        app.clone(),
+                        Arc::clone(&gate),
+                        stopping.clone(),
+                    )));
                     listening.push(e.to_string());
                 }
                 Endpoint::Tcp(addr) => {
@@ -144,7 +158,11 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
                         .map_err(|e| ExitError::usage(e.to_string()))?;
                     // The bound port, when 0 was asked for.
                     listening.push(format!("tcp://{}", s.local_addr()?));
-                    servers.push(tokio::spawn(s.serve(app.clone(), stopping.clone())));
+                    servers.push(tokio::spawn(s.serve(
+                        app.clone(),
+                        Arc::clone(&gate),
+                        stopping.clone(),
+                    )));
                 }
             }
         }

@@ -17,7 +17,7 @@ use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{BridgeError, bridge_stdio};
-use crate::serve::session_wire::{ClientMsg, ServerMsg, exit_status};
+use crate::serve::session_wire::{ClientMsg, ServerMsg, clamp_size, exit_status};
 
 /// What can go wrong on the client side of a relayed session.
 #[derive(Debug, Error)]
@@ -61,10 +61,8 @@ pub async fn request_for(connector: &dyn Connector, path: &str) -> Result<Reques
 
 /// The path that opens the session of `id` at terminal size `size`.
 pub fn session_path(id: &str, size: SizeData) -> String {
-    format!(
-        "/v1/requests/{id}/session?cols={}&rows={}",
-        size.cols, size.rows
-    )
+    let (cols, rows) = clamp_size(size.cols, size.rows);
+    format!("/v1/requests/{id}/session?cols={cols}&rows={rows}")
 }
 
 /// The path that watches the session of `id`.
@@ -236,10 +234,10 @@ where
                     None => break,
                 },
                 ctl = ends.control.recv(), if control_open => match ctl {
-                    Some(Control::Resize(size)) => control(&ClientMsg::Resize {
-                        cols: u16::try_from(size.cols).unwrap_or(u16::MAX),
-                        rows: u16::try_from(size.rows).unwrap_or(u16::MAX),
-                    }),
+                    Some(Control::Resize(size)) => {
+                        let (cols, rows) = clamp_size(size.cols, size.rows);
+                        control(&ClientMsg::Resize { cols, rows })
+                    }
                     Some(Control::Terminate) => control(&ClientMsg::Terminate),
                     None => {
                         control_open = false;

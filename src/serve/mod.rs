@@ -6,9 +6,11 @@
 //! the peer to an [`identity::Identity`] on every request; handlers act as that identity only.
 //! The broker is synchronous: handlers run its calls on blocking threads.
 
+pub mod bounds;
 pub mod conn;
 pub mod error;
 pub mod fleet;
+pub mod gate;
 pub mod hub;
 pub mod identity;
 pub mod recordings;
@@ -236,6 +238,9 @@ pub fn router(state: AppState) -> Router {
         .merge(fleet::routes())
         .merge(relay::routes())
         .merge(recordings::routes())
+        // Inside the identity check: an unknown peer's body is never read.
+        .layer(axum::middleware::from_fn(bounds::bounded_body))
+        .layer(axum::extract::DefaultBodyLimit::max(bounds::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             identity::require_identity,

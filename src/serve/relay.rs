@@ -20,10 +20,11 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
+use super::bounds::MAX_WS_MESSAGE;
 use super::error::ApiError;
 use super::hub::{Hub, HubError, Out};
 use super::identity::Identity;
-use super::session_wire::{ClientMsg, ServerMsg};
+use super::session_wire::{ClientMsg, ServerMsg, clamp_size};
 use crate::api::ErrorKind;
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
@@ -45,8 +46,8 @@ pub fn routes() -> Router<AppState> {
 /// The terminal size the requester's client reports when it connects.
 #[derive(Debug, Deserialize)]
 struct SizeQuery {
-    cols: Option<u16>,
-    rows: Option<u16>,
+    cols: Option<u32>,
+    rows: Option<u32>,
 }
 
 async fn session(
@@ -56,17 +57,18 @@ async fn session(
     Query(q): Query<SizeQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let (cols, rows) = clamp_size(
+        q.cols.filter(|&c| c > 0).unwrap_or(limits::DEFAULT_COLS),
+        q.rows.filter(|&r| r > 0).unwrap_or(limits::DEFAULT_ROWS),
+    );
     let size = SizeData {
-        cols: q
-            .cols
-            .filter(|&c| c > 0)
-            .map_or(limits::DEFAULT_COLS, u32::from),
-        rows: q
-            .rows
-            .filter(|&r| r > 0)
-            .map_or(limits::DEFAULT_ROWS, u32::from),
+        cols: u32::from(cols),
+        rows: u32::from(rows),
     };
     let silence = state.client_silence();
+    let ws = ws
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE);
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {
             Ok(hub) => relay_session(hub.clone(), id, who.user, size, socket, silence).await,
@@ -133,7 +135,10 @@ async fn relay_session(
         match msg {
             Message::Binary(bytes) => live.input(bytes.to_vec()).await,
             Message::Text(text) => match serde_json::from_str::<ClientMsg>(&text) {
-                Ok(ClientMsg::Resize { cols, rows }) => live.resize(cols, rows),
+                Ok(ClientMsg::Resize { cols, rows }) => {
+                    let (cols, rows) = clamp_size(u32::from(cols), u32::from(rows));
+                    live.resize(cols, rows);
+                }
                 Ok(ClientMsg::Terminate) => live.terminate(&by),
                 Err(e) => tracing::warn!(error = %e, "unreadable control message ignored"),
             },
@@ -152,6 +157,9 @@ async fn watch(
     Path(id): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let ws = ws
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE);
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {
             Ok(hub) => relay_watch(hub.clone(), id, who.user, socket).await,
