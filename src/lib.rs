@@ -18,6 +18,7 @@ pub mod logfile;
 pub mod mfa;
 pub mod policy;
 pub mod recording;
+pub mod refusals;
 pub mod remote;
 pub mod request;
 pub mod review;

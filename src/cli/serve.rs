@@ -100,7 +100,7 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     // The daemon owns the data dir whatever --broker or the config file say.
     let broker = Arc::new(open_local(g)?);
     let archive = archive(g)?;
-    rt.block_on(async move {
+    let outcome = rt.block_on(async move {
         let (stop, stopping) = watch::channel(false);
         // Sessions are opened with the daemon's own fleet credentials, recordings directory
         // and recorder key; without a usable fleet the rest of the API still serves.
@@ -180,8 +180,15 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = s.await;
         }
         let _ = upkeep.await;
+        // Refusals over the audit budget this last minute still get their summary event.
+        if let Err(e) = state.write(|b| b.record_suppressed(true)).await {
+            tracing::warn!(error = %e.message, "recording suppressed refusals failed");
+        }
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A blocking call still running (a slow listing) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 /// The daemon's recordings: the directory its sessions record into and its recorder key

@@ -218,6 +218,9 @@ impl AppState {
                     if let Err(e) = self.write(|b| b.expire_due()).await {
                         tracing::warn!(error = %e.message, "expiry sweep failed");
                     }
+                    if let Err(e) = self.write(|b| b.record_suppressed(false)).await {
+                        tracing::warn!(error = %e.message, "recording suppressed refusals failed");
+                    }
                 }
                 () = stopped(&mut stopping) => return,
             }
