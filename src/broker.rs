@@ -278,7 +278,11 @@ impl Broker {
     pub fn record_suppressed(&self, all: bool) -> Result<usize> {
         let due = self.refusals.take(self.now(), all);
         for s in &due {
-            tracing::warn!(actor = s.actor, suppressed = s.count, "refusals over the audit budget");
+            tracing::warn!(
+                actor = s.actor,
+                suppressed = s.count,
+                "refusals over the audit budget"
+            );
             let now = self.now();
             self.store.write(|tx| tx.append(s.event(), now))?;
         }

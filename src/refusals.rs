@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use crate::audit::{Event, EventKind, NewEvent};
-use crate::store::{StoreError, UserRecord, WriteTx};
 use crate::request::Request;
+use crate::store::{StoreError, UserRecord, WriteTx};
 
 /// Audited refusals one identity may cause per minute.
 pub const PER_MINUTE: u32 = 20;

@@ -33,25 +33,24 @@ pub async fn bounded_body(req: Request, next: Next) -> Response {
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
-    let bytes = match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY))
-        .await
-    {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return too_large(),
-        Err(_) => {
-            tracing::warn!(
-                path = %parts.uri.path(),
-                "request body not received within the deadline; connection closed"
-            );
-            return closing(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} s",
-                    BODY_DEADLINE.as_secs()
-                ),
-            );
-        }
-    };
+    let bytes =
+        match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => return too_large(),
+            Err(_) => {
+                tracing::warn!(
+                    path = %parts.uri.path(),
+                    "request body not received within the deadline; connection closed"
+                );
+                return closing(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        BODY_DEADLINE.as_secs()
+                    ),
+                );
+            }
+        };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }

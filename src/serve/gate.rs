@@ -193,7 +193,10 @@ mod tests {
         let held: Vec<Permit> = (0..PER_PEER)
             .map(|_| gate.admit(PeerKey::Uid(1)).unwrap())
             .collect();
-        assert_eq!(gate.admit(PeerKey::Uid(1)).unwrap_err(), Full::Peer(PER_PEER));
+        assert_eq!(
+            gate.admit(PeerKey::Uid(1)).unwrap_err(),
+            Full::Peer(PER_PEER)
+        );
         let other = gate.admit(PeerKey::Uid(2)).unwrap();
         assert_eq!(
             gate.admit(PeerKey::Uid(3)).unwrap_err(),

@@ -5,8 +5,8 @@
 //! and reused only on that connection, only while it is fresh.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::conn::{accept_until_stopped, drain, serve_http};
 use super::error::ApiError;
-use super::gate::{Full, Gate, Permit, PeerKey};
+use super::gate::{Full, Gate, PeerKey, Permit};
 use super::identity::{Peer, Via};
 use super::sts::{AUTH_SCHEME, ConnectionIdentity, StsError, Verifier};
 use super::tls::ServerTls;
