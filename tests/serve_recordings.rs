@@ -451,7 +451,11 @@ fn a_fifo_or_symlink_named_like_a_recording_neither_hangs_the_listing_nor_the_sh
     let (status, body) = d.http("GET", "/v1/recordings", "");
     assert_eq!(status, 200, "{body}");
     let listed = listed_names(&serde_json::from_str(&body).unwrap());
-    assert_eq!(listed, vec![name.clone()], "only the regular file is listed");
+    assert_eq!(
+        listed,
+        vec![name.clone()],
+        "only the regular file is listed"
+    );
     for planted in ["x.cast", "y.cast", "z.cast"] {
         let (status, body) = d.http("GET", &format!("/v1/recordings/{planted}"), "");
         assert_eq!(status, 400, "{planted}: {body}");

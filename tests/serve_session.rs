@@ -65,6 +65,15 @@ impl World {
 
     /// A world whose daemon also gets `serve_args`.
     async fn with(policy: &str, serve_args: &[&str]) -> World {
+        World::with_setup(policy, serve_args, |_| {}).await
+    }
+
+    /// Like [`World::with`], with `setup` adding to the daemon's command last.
+    async fn with_setup(
+        policy: &str,
+        serve_args: &[&str],
+        setup: impl FnOnce(&mut Command),
+    ) -> World {
         let lab = lab::start(LabConfig::default()).await.unwrap();
         let mut env = Env::new(policy);
         for (name, role) in [
@@ -82,6 +91,7 @@ impl World {
         let mut serve = env.command(&["serve", "--listen", &listen]);
         serve.args(serve_args);
         lab_env(&mut serve, &lab.endpoint_url());
+        setup(&mut serve);
         let daemon = serve.stderr(Stdio::piped()).spawn().unwrap();
         let mut w = World {
             env,
@@ -668,4 +678,81 @@ async fn hostile_terminal_sizes_are_clamped_and_allocate_nothing_before_authoriz
         "{cast}"
     );
     assert!(!cast.contains("65535"), "{cast}");
+}
+
+/// Descriptors `pid` holds.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_from_one_peer_leave_descriptors_for_everyone_else() {
+    use std::os::unix::process::CommandExt;
+    const HOSTILE: u32 = 2009;
+    // The hostile uid is rita's second account: one mapped identity, another peer.
+    let policy = format!("{POLICY}\"uid:{HOSTILE}\" = \"rita\"\n");
+    let mut w = World::with_setup(&policy, &[], |c| {
+        // SAFETY: setrlimit only, between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 1024,
+                    rlim_max: 1024,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+    .await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann"]);
+    let pid = w.daemon.id();
+
+    // 1,100 POSTs that send their headers and one byte of a 1,000-byte body, then stall.
+    let hostile: Vec<std::os::unix::net::UnixStream> = (0..1100)
+        .map(|_| {
+            let mut s = socket_as(HOSTILE, &w.socket());
+            let head = "POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
+            let _ = s.write_all(head.as_bytes());
+            s
+        })
+        .collect();
+    let held = fds(pid);
+    assert!(held < 1024 - 256, "the daemon holds {held} descriptors");
+
+    let timed = |what: &str, c: Command, stdin: &str| {
+        let started = std::time::Instant::now();
+        let out = run(c, stdin);
+        let took = started.elapsed();
+        assert!(out.status.success(), "{what}: {out:?}");
+        assert!(took < Duration::from_secs(2), "{what} took {took:?}");
+        out
+    };
+    let listed = timed("list", w.client(RITA, &["list", "--json"]), "");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    let code = w.env.code("bob");
+    timed(
+        "approve",
+        w.client(BOB, &["approve", &id, "--code", &code]),
+        "",
+    );
+    let opened = timed(
+        "open",
+        w.client(RITA, &["open", &id]),
+        "echo ok-$((5*5))\nexit 0\n",
+    );
+    assert!(String::from_utf8_lossy(&opened.stdout).contains("ok-25"));
+    assert!(fds(pid) < 1024 - 256, "{} descriptors", fds(pid));
+    drop(hostile);
+
+    let log = std::fs::read_to_string(w.env.path().join("logs/sombrero.log")).unwrap();
+    assert!(
+        log.contains("descriptor limit") && log.contains("soft=1024"),
+        "{log}"
+    );
 }
