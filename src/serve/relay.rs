@@ -91,7 +91,10 @@ async fn relay_session(
     let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
     let writer = tokio::spawn(async move {
         // Pings make a live client answer, so its silence means it is gone.
-        let mut ping = tokio::time::interval(silence / 3);
+        // The first one a period from now: a ping ahead of a refusal makes the client
+        // answer a pong into a socket the broker has already closed, losing the refusal.
+        let period = silence / 3;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let msg = tokio::select! {
