@@ -107,6 +107,9 @@ pub enum EventKind {
     MfaLockedOut,
     /// The policy file was written with defaults on first run. data: path.
     PolicyCreated,
+    /// Refusals by the actor beyond the per-minute audit budget were counted, not stored
+    /// ([`crate::refusals`]). data: suppressed, since, per_minute.
+    RefusalsSuppressed,
 }
 
 impl EventKind {

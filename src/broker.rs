@@ -237,6 +237,8 @@ pub struct Broker {
     policy_path: PathBuf,
     policy_created: bool,
     clock: Arc<dyn Clock>,
+    /// Audited refusals per identity and minute ([`crate::refusals`]).
+    refusals: crate::refusals::Budget,
 }
 
 /// Inside a transaction: an outcome to commit, whose value may still be a refusal.
@@ -281,6 +283,7 @@ impl Broker {
             policy_path,
             policy_created,
             clock,
+            refusals: crate::refusals::Budget::default(),
         };
         if policy_created {
             tracing::info!(path = %broker.policy_path.display(), "wrote the default policy");
@@ -292,6 +295,35 @@ impl Broker {
             )?;
         }
         Ok(broker)
+    }
+
+    /// One write transaction whose refusal events go through the audit budget.
+    fn write_tx<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn WriteTx) -> std::result::Result<T, StoreError>,
+    ) -> std::result::Result<T, StoreError> {
+        self.store.write(|tx| {
+            f(&mut crate::refusals::Budgeted {
+                tx,
+                budget: &self.refusals,
+            })
+        })
+    }
+
+    /// Records one summary event for each identity whose refusals went over the budget in a
+    /// minute now over (every such minute when `all`: the daemon is stopping).
+    pub fn record_suppressed(&self, all: bool) -> Result<usize> {
+        let due = self.refusals.take(self.now(), all);
+        for s in &due {
+            tracing::warn!(
+                actor = s.actor,
+                suppressed = s.count,
+                "refusals over the audit budget"
+            );
+            let now = self.now();
+            self.store.write(|tx| tx.append(s.event(), now))?;
+        }
+        Ok(due.len())
     }
 
     /// The current time by the broker's clock.
@@ -344,7 +376,7 @@ impl Broker {
             mfa: MfaState::default(),
         };
         let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        self.store.write(|tx| -> TxResult<()> {
+        self.write_tx(|tx| -> TxResult<()> {
             // A removed user (no roles) may be enrolled again, with a new secret.
             if tx.user(name)?.is_some_and(|u| !u.roles.is_empty()) {
                 return Ok(Err(BrokerError::AlreadyEnrolled {
@@ -420,7 +452,7 @@ impl Broker {
         check_fields(&[(Field::User, name)])?;
         let now = self.now();
         let limits = self.limits()?;
-        self.store.write(|tx| -> TxResult<()> {
+        self.write_tx(|tx| -> TxResult<()> {
             let mut user = match check_code(tx, name, code, ENROLMENT, None, limits, now)? {
                 Ok(u) => u,
                 Err(e) => return Ok(Err(e)),
@@ -440,7 +472,7 @@ impl Broker {
         check_fields(&[(Field::User, user)])?;
         let now = self.now();
         let limits = self.limits()?;
-        self.store.write(|tx| -> TxResult<()> {
+        self.write_tx(|tx| -> TxResult<()> {
             Ok(check_code(tx, user, code, purpose, None, limits, now)?.map(|_| ()))
         })?
     }
@@ -501,7 +533,7 @@ impl Broker {
         };
         let now = self.now();
         let who = new.requester.clone();
-        self.store.write(|tx| -> TxResult<Request> {
+        self.write_tx(|tx| -> TxResult<Request> {
             let rules = rules(tx, &policy, &[&who])?;
             let mut id = request::new_request_id();
             while tx.request(&id)?.is_some() {
@@ -656,7 +688,7 @@ impl Broker {
         }
         let policy = self.policy()?;
         let now = self.now();
-        self.store.write(|tx| -> TxResult<T> {
+        self.write_tx(|tx| -> TxResult<T> {
             let allowed = tx
                 .user(by)?
                 .is_some_and(|u| roles.iter().any(|&role| policy.permits(by, &u.roles, role)));
@@ -685,7 +717,7 @@ impl Broker {
     pub fn expire_due(&self) -> Result<Vec<Request>> {
         let policy = self.policy()?;
         let now = self.now();
-        Ok(self.store.write(|tx| {
+        Ok(self.write_tx(|tx| {
             let rules = rules(tx, &policy, &[])?;
             let mut changed = Vec::new();
             for r in tx.timed_requests()? {
@@ -709,7 +741,7 @@ impl Broker {
         };
         let now = self.now();
         let action = cmd.action();
-        self.store.write(|tx| -> TxResult<Request> {
+        self.write_tx(|tx| -> TxResult<Request> {
             let Some(r) = tx.request(id)? else {
                 return Ok(Err(BrokerError::NotFound { id: id.to_string() }));
             };
@@ -812,7 +844,7 @@ impl Broker {
     ) -> Result<Event> {
         let now = self.now();
         let e = NewEvent::new(actor, kind, request_id, data);
-        Ok(self.store.write(|tx| tx.append(e.clone(), now))?)
+        Ok(self.write_tx(|tx| tx.append(e.clone(), now))?)
     }
 
     /// The newest signed audit checkpoint of this broker's keys dir.

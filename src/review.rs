@@ -162,7 +162,28 @@ pub fn audit_log(broker: &Broker) -> Result<AuditLog, BrokerError> {
 /// Sign-offs in `broker`'s audit log, by recording digest.
 pub fn by_digest(broker: &Broker) -> Result<HashMap<String, Vec<Review>>, BrokerError> {
     let mut out: HashMap<String, Vec<Review>> = HashMap::new();
-    let events = broker.audit_events(0, usize::MAX)?;
+    // Page by page: the log can be long, and only its sign-offs are kept.
+    let mut after = 0;
+    loop {
+        let page = broker.audit_events(after, REVIEW_PAGE)?;
+        let Some(last) = page.last().map(|e| e.seq) else {
+            break;
+        };
+        after = last;
+        let full = page.len() == REVIEW_PAGE;
+        collect_reviews(&mut out, page);
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Events read per page when collecting sign-offs.
+const REVIEW_PAGE: usize = 1000;
+
+/// Adds the sign-offs among `events` to `out`.
+fn collect_reviews(out: &mut HashMap<String, Vec<Review>>, events: Vec<Event>) {
     for e in events.into_iter().filter(|e| e.kind == EventKind::Reviewed) {
         let field = |k: &str| {
             e.data
@@ -177,7 +198,6 @@ pub fn by_digest(broker: &Broker) -> Result<HashMap<String, Vec<Review>>, Broker
             note: field("note"),
         });
     }
-    Ok(out)
 }
 
 /// Fills each summary's sign-offs from `reviews` (by its digest).

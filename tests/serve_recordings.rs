@@ -497,3 +497,43 @@ fn a_cut_or_deleted_recording_is_reported_through_the_daemon_and_cannot_be_signe
     assert!(rows.iter().any(|r| r.path == Path::new(&gone)
         && matches!(&r.integrity, Integrity::Broken(why) if why.contains("MISSING"))));
 }
+
+#[test]
+fn a_fifo_or_symlink_named_like_a_recording_neither_hangs_the_listing_nor_the_shutdown() {
+    let mut d = team();
+    let name = record(&d, "rita", "sess-1");
+    let dir = recordings_dir(&d);
+    let fifo = std::ffi::CString::new(dir.join("x.cast").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::os::unix::fs::symlink(dir.join("x.cast"), dir.join("y.cast")).unwrap();
+    std::os::unix::fs::symlink(dir.join(&name), dir.join("z.cast")).unwrap();
+    d.start();
+
+    let started = std::time::Instant::now();
+    let (status, body) = d.http("GET", "/v1/recordings", "");
+    assert_eq!(status, 200, "{body}");
+    let listed = listed_names(&serde_json::from_str(&body).unwrap());
+    assert_eq!(
+        listed,
+        vec![name.clone()],
+        "only the regular file is listed"
+    );
+    for planted in ["x.cast", "y.cast", "z.cast"] {
+        let (status, body) = d.http("GET", &format!("/v1/recordings/{planted}"), "");
+        assert_eq!(status, 400, "{planted}: {body}");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let stopping = std::time::Instant::now();
+    assert!(d.terminate().success());
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
+}

@@ -65,6 +65,15 @@ impl World {
 
     /// A world whose daemon also gets `serve_args`.
     async fn with(policy: &str, serve_args: &[&str]) -> World {
+        World::with_setup(policy, serve_args, |_| {}).await
+    }
+
+    /// Like [`World::with`], with `setup` adding to the daemon's command last.
+    async fn with_setup(
+        policy: &str,
+        serve_args: &[&str],
+        setup: impl FnOnce(&mut Command),
+    ) -> World {
         let lab = lab::start(LabConfig::default()).await.unwrap();
         let mut env = Env::new(policy);
         for (name, role) in [
@@ -82,6 +91,7 @@ impl World {
         let mut serve = env.command(&["serve", "--listen", &listen]);
         serve.args(serve_args);
         lab_env(&mut serve, &lab.endpoint_url());
+        setup(&mut serve);
         let daemon = serve.stderr(Stdio::piped()).spawn().unwrap();
         let mut w = World {
             env,
@@ -683,4 +693,203 @@ async fn a_stopping_daemon_ends_its_sessions_and_finishes_them() {
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
     let out = rita.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Resident memory of `pid` in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    kb / 1024
+}
+
+/// A raw session socket on the daemon as `uid`: connected from a thread that took that uid
+/// alone (a raw setresuid changes only the calling thread), so the peer credentials name it.
+fn socket_as(uid: u32, socket: &Path) -> std::os::unix::net::UnixStream {
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        // SAFETY: raw syscalls on this thread's own credentials; the thread ends right after.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 0, 0, 0), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+        }
+        std::os::unix::net::UnixStream::connect(socket).unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>;
+
+/// Opens the websocket at `path` on `stream`.
+async fn ws_on(stream: std::os::unix::net::UnixStream, path: &str) -> Ws {
+    stream.set_nonblocking(true).unwrap();
+    let stream = tokio::net::UnixStream::from_std(stream).unwrap();
+    let req = format!("ws://sombrero{path}")
+        .into_client_request()
+        .unwrap();
+    tokio_tungstenite::client_async(req, stream)
+        .await
+        .unwrap()
+        .0
+}
+
+/// Reads until `needle` shows in the text or output; returns all seen.
+async fn ws_until(ws: &mut Ws, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(Message::Text(t)))) => seen.push_str(&t),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("socket ended before {needle:?} ({other:?}): {seen}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_terminal_sizes_are_clamped_and_allocate_nothing_before_authorization() {
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let session = format!("/v1/requests/{id}/session?cols=65535&rows=65535");
+
+    // rita opens at 65535x65535: the session is opened at the clamped size.
+    let mut rita = ws_on(socket_as(RITA, &w.socket()), &session).await;
+    rita.send(Message::Binary(b"echo up-$((6*7))\n".to_vec().into()))
+        .await
+        .unwrap();
+    let seen = ws_until(&mut rita, "up-42").await;
+    assert!(
+        seen.contains(r#""cols":1000"#) && seen.contains(r#""rows":500"#),
+        "{seen}"
+    );
+
+    // rev (this process, not the requester) asks for the same huge session: refused, and
+    // the daemon stays small.
+    let mut rev = ws_on(
+        std::os::unix::net::UnixStream::connect(w.socket()).unwrap(),
+        &session,
+    )
+    .await;
+    let refused = ws_until(&mut rev, r#""type":"error""#).await;
+    assert!(refused.contains(r#""refused":true"#), "{refused}");
+    assert!(
+        rss_mib(w.daemon.id()) < 100,
+        "{} MiB",
+        rss_mib(w.daemon.id())
+    );
+
+    // rita resizes to 65535x65535 mid-session: clamped, and the session goes on.
+    let huge = r#"{"type":"resize","cols":65535,"rows":65535}"#;
+    rita.send(Message::Text(huge.into())).await.unwrap();
+    rita.send(Message::Binary(b"echo still-$((2*3))\n".to_vec().into()))
+        .await
+        .unwrap();
+    ws_until(&mut rita, "still-6").await;
+    assert!(
+        rss_mib(w.daemon.id()) < 100,
+        "{} MiB",
+        rss_mib(w.daemon.id())
+    );
+    rita.send(Message::Text(r#"{"type":"terminate"}"#.into()))
+        .await
+        .unwrap();
+    ws_until(&mut rita, r#""type":"end""#).await;
+
+    let events = w.finished(&id).await;
+    assert!(
+        events.iter().any(|(k, a)| k == "refused" && a == "rev"),
+        "{events:?}"
+    );
+    let casts = w.recordings();
+    let cast = std::fs::read_to_string(&casts[0]).unwrap();
+    assert!(
+        cast.contains(r#""r", "1000x500""#) || cast.contains(r#""r","1000x500""#),
+        "{cast}"
+    );
+    assert!(!cast.contains("65535"), "{cast}");
+}
+
+/// Descriptors `pid` holds.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_from_one_peer_leave_descriptors_for_everyone_else() {
+    use std::os::unix::process::CommandExt;
+    const HOSTILE: u32 = 2009;
+    // The hostile uid is rita's second account: one mapped identity, another peer.
+    let policy = format!("{POLICY}\"uid:{HOSTILE}\" = \"rita\"\n");
+    let mut w = World::with_setup(&policy, &[], |c| {
+        // SAFETY: setrlimit only, between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 1024,
+                    rlim_max: 1024,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+    .await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.env.approved(&node, "rita", &["ann"]);
+    let pid = w.daemon.id();
+
+    // 1,100 POSTs that send their headers and one byte of a 1,000-byte body, then stall.
+    let hostile: Vec<std::os::unix::net::UnixStream> = (0..1100)
+        .map(|_| {
+            let mut s = socket_as(HOSTILE, &w.socket());
+            let head = "POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
+            let _ = s.write_all(head.as_bytes());
+            s
+        })
+        .collect();
+    let held = fds(pid);
+    assert!(held < 1024 - 256, "the daemon holds {held} descriptors");
+
+    let timed = |what: &str, c: Command, stdin: &str| {
+        let started = std::time::Instant::now();
+        let out = run(c, stdin);
+        let took = started.elapsed();
+        assert!(out.status.success(), "{what}: {out:?}");
+        assert!(took < Duration::from_secs(2), "{what} took {took:?}");
+        out
+    };
+    let listed = timed("list", w.client(RITA, &["list", "--json"]), "");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    let code = w.env.code("bob");
+    timed(
+        "approve",
+        w.client(BOB, &["approve", &id, "--code", &code]),
+        "",
+    );
+    let opened = timed(
+        "open",
+        w.client(RITA, &["open", &id]),
+        "echo ok-$((5*5))\nexit 0\n",
+    );
+    assert!(String::from_utf8_lossy(&opened.stdout).contains("ok-25"));
+    assert!(fds(pid) < 1024 - 256, "{} descriptors", fds(pid));
+    drop(hostile);
+
+    let log = std::fs::read_to_string(w.env.path().join("logs/sombrero.log")).unwrap();
+    assert!(
+        log.contains("descriptor limit") && log.contains("soft=1024"),
+        "{log}"
+    );
 }

@@ -149,7 +149,13 @@ pub fn init_logging(paths: &Paths) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     paths.ensure()?;
     crate::config::create_private_dir(&paths.logs())?;
-    let file = tracing_appender::rolling::never(paths.logs(), "sombrero.log");
+    // Rotated by size with a retention count: refusals a client causes cannot fill the disk.
+    let file = crate::logfile::RotatingLog::new(
+        &paths.logs(),
+        "sombrero.log",
+        crate::logfile::MAX_LOG_BYTES,
+        crate::logfile::KEEP_LOGS,
+    );
     let filter = EnvFilter::try_from_env("SOMBRERO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Err only means a subscriber is already installed (a second call): keep that one.
     let _ = tracing_subscriber::fmt()

@@ -11,6 +11,7 @@ use crate::api::Endpoint;
 use crate::cli::ExitError;
 use crate::config::{GlobalOpts, Paths};
 use crate::recording::RecorderKey;
+use crate::serve::gate::{Gate, raise_nofile};
 use crate::serve::hub::Hub;
 use crate::serve::recordings::Archive;
 use crate::serve::sts::{ServerId, StsEndpoint, Verifier};
@@ -98,7 +99,7 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     // The daemon owns the data dir whatever --broker or the config file say.
     let broker = Arc::new(open_local(g)?);
     let archive = archive(g)?;
-    rt.block_on(async move {
+    let outcome = rt.block_on(async move {
         let (stop, stopping) = watch::channel(false);
         // Sessions are opened with the daemon's own fleet credentials, recordings directory
         // and recorder key; without a usable fleet the rest of the API still serves.
@@ -123,6 +124,15 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_recordings(archive)
             .with_client_silence(std::time::Duration::from_secs(a.client_silence_secs.max(1)));
         let app = router(state.clone());
+        // One cap for all listeners, sized by the descriptor limit (raised to the hard one).
+        let gate = Gate::for_limit(raise_nofile());
+        tracing::info!(
+            global = gate.global(),
+            per_peer = crate::serve::gate::PER_PEER,
+            per_address = crate::serve::gate::PER_ADDRESS,
+            reserve = crate::serve::gate::RESERVE,
+            "connection caps"
+        );
         let mut servers = Vec::new();
         let mut listening = Vec::new();
         for e in &a.listen {
@@ -131,7 +141,11 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
                     let s = UnixSocket::bind(path)
                         .await
                         .map_err(|e| ExitError::usage(e.to_string()))?;
-                    servers.push(tokio::spawn(s.serve(app.clone(), stopping.clone())));
+                    servers.push(tokio::spawn(s.serve(
+                        app.clone(),
+                        Arc::clone(&gate),
+                        stopping.clone(),
+                    )));
                     listening.push(e.to_string());
                 }
                 Endpoint::Tcp(addr) => {
@@ -143,7 +157,11 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
                         .map_err(|e| ExitError::usage(e.to_string()))?;
                     // The bound port, when 0 was asked for.
                     listening.push(format!("tcp://{}", s.local_addr()?));
-                    servers.push(tokio::spawn(s.serve(app.clone(), stopping.clone())));
+                    servers.push(tokio::spawn(s.serve(
+                        app.clone(),
+                        Arc::clone(&gate),
+                        stopping.clone(),
+                    )));
                 }
             }
         }
@@ -161,8 +179,15 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = s.await;
         }
         let _ = upkeep.await;
+        // Refusals over the audit budget this last minute still get their summary event.
+        if let Err(e) = state.write(|b| b.record_suppressed(true)).await {
+            tracing::warn!(error = %e.message, "recording suppressed refusals failed");
+        }
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A blocking call still running (a slow listing) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 /// The daemon's recordings: the directory its sessions record into and its recorder key

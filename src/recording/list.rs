@@ -126,6 +126,25 @@ pub fn is_regular(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
+/// Opens `path` for reading only if it is a regular file: opened without following a
+/// symlink and without blocking (a FIFO or device planted under a recording's name would
+/// otherwise hang the reader), then checked on the open descriptor, so a file swapped in
+/// between a check and the open is refused too.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(f)
+}
+
 /// The `*.cast` files in `dir`, oldest first; none when the directory does not exist.
 fn cast_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
@@ -133,8 +152,12 @@ fn cast_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    // Regular files only (the entry's own type: a symlink is not followed); the readers
+    // open with [`open_regular`] anyway.
     let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "cast"))
         .collect();
     // Names start with the UTC start time, so name order is time order.
@@ -156,7 +179,7 @@ pub fn summarize(path: &Path, key: Option<&VerifyingKey>) -> RecordingSummary {
         meta: header.as_ref().and_then(|h| h.pink_sombrero.clone()),
         timestamp: header.as_ref().and_then(|h| h.timestamp),
         duration: last_event_time(path).unwrap_or(0.0),
-        size: std::fs::metadata(path).map_or(0, |m| m.len()),
+        size: std::fs::symlink_metadata(path).map_or(0, |m| m.len()),
         integrity,
         reviews: Vec::new(),
     }
@@ -164,7 +187,7 @@ pub fn summarize(path: &Path, key: Option<&VerifyingKey>) -> RecordingSummary {
 
 fn first_line(path: &Path) -> Option<String> {
     let mut buf = Vec::new();
-    std::fs::File::open(path)
+    open_regular(path)
         .ok()?
         .take(1 << 20)
         .read_to_end(&mut buf)
@@ -176,7 +199,7 @@ fn first_line(path: &Path) -> Option<String> {
 /// Time of the last complete event, read from the file's tail only.
 fn last_event_time(path: &Path) -> Option<f64> {
     const TAIL: u64 = 256 * 1024;
-    let mut f = std::fs::File::open(path).ok()?;
+    let mut f = open_regular(path).ok()?;
     let len = f.metadata().ok()?.len();
     f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
     let mut buf = Vec::new();

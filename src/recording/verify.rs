@@ -255,7 +255,12 @@ struct Expected {
 
 /// Parses the chain file; `Err` is the verdict when it cannot be used.
 fn read_chain(path: &Path) -> Result<Expected, Integrity> {
-    let bytes = match std::fs::read(path) {
+    let read = |p: &Path| -> std::io::Result<Vec<u8>> {
+        let mut b = Vec::new();
+        super::list::open_regular(p)?.read_to_end(&mut b)?;
+        Ok(b)
+    };
+    let bytes = match read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Integrity::ChainMissing {
@@ -339,7 +344,7 @@ struct Actual {
 
 fn read_cast(path: &Path, checkpoints: &[(u64, String)]) -> std::io::Result<Actual> {
     let wanted: std::collections::HashSet<u64> = checkpoints.iter().map(|(l, _)| *l).collect();
-    let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut reader = BufReader::with_capacity(1 << 20, super::list::open_regular(path)?);
     let mut chain = Chain::default();
     let mut act = Actual {
         fingerprints: Vec::new(),

@@ -18,7 +18,7 @@ use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{BridgeError, bridge_command_stdio, bridge_stdio};
-use crate::serve::session_wire::{CODE_HEADER, ClientMsg, ServerMsg, exit_status};
+use crate::serve::session_wire::{CODE_HEADER, ClientMsg, ServerMsg, clamp_size, exit_status};
 use crate::text::escape_for_terminal;
 
 /// What can go wrong on the client side of a relayed session.
@@ -91,10 +91,8 @@ pub fn with_code(mut req: Request, code: Option<&str>) -> Result<Request, RelayE
 
 /// The path that opens the session of `id` at terminal size `size`.
 pub fn session_path(id: &str, size: SizeData) -> String {
-    format!(
-        "/v1/requests/{id}/session?cols={}&rows={}",
-        size.cols, size.rows
-    )
+    let (cols, rows) = clamp_size(size.cols, size.rows);
+    format!("/v1/requests/{id}/session?cols={cols}&rows={rows}")
 }
 
 /// The path that runs one command (`open REQ -- CMD ARGS`) as the session of `id`.
@@ -286,10 +284,10 @@ where
                     None => break,
                 },
                 ctl = ends.control.recv(), if control_open => match ctl {
-                    Some(Control::Resize(size)) => control(&ClientMsg::Resize {
-                        cols: u16::try_from(size.cols).unwrap_or(u16::MAX),
-                        rows: u16::try_from(size.rows).unwrap_or(u16::MAX),
-                    }),
+                    Some(Control::Resize(size)) => {
+                        let (cols, rows) = clamp_size(size.cols, size.rows);
+                        control(&ClientMsg::Resize { cols, rows })
+                    }
                     Some(Control::Terminate) => control(&ClientMsg::Terminate),
                     None => {
                         control_open = false;

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tui_term::vt100;
 
-use super::session_wire::ServerMsg;
+use super::session_wire::{ServerMsg, clamp_size};
 use crate::broker::{Broker, BrokerError};
 use crate::channel::client::{SessionEvent, SessionHandle};
 use crate::channel::payload::SizeData;
@@ -186,14 +186,15 @@ struct Relay {
 }
 
 impl Live {
-    fn new(request: Request, size: SizeData, client: mpsc::Sender<Out>) -> Live {
+    /// A session not yet authorized: its screen is 1x1 until [`Live::resize`] after the
+    /// broker let the caller open it, so a refused caller costs no screen memory.
+    fn new(request: Request, client: mpsc::Sender<Out>) -> Live {
         let (watchers, _) = broadcast::channel(WATCH_BACKLOG);
-        let (rows, cols) = (clamp(size.rows), clamp(size.cols));
         Live {
             request,
             ends_at: std::sync::OnceLock::new(),
             outlets: Mutex::new(Outlets {
-                parser: vt100::Parser::new(rows, cols, 0),
+                parser: vt100::Parser::new(1, 1, 0),
                 watchers,
                 client: Some(client),
             }),
@@ -336,7 +337,7 @@ impl Live {
 
     /// The requester's terminal size: recorded, forwarded, and shown to watchers.
     pub fn resize(&self, cols: u16, rows: u16) {
-        let (cols, rows) = (cols.max(1), rows.max(1));
+        let (cols, rows) = clamp_size(u32::from(cols), u32::from(rows));
         if let Some(r) = self.relay() {
             let _ = r.tap.resize(cols, rows);
         }
@@ -370,10 +371,6 @@ fn steps_to(live: &Arc<Live>) -> StepFn {
             text: s.to_string(),
         })
     })
-}
-
-fn clamp(n: u32) -> u16 {
-    u16::try_from(n.clamp(1, u32::from(u16::MAX))).unwrap_or(u16::MAX)
 }
 
 /// A watcher's view: where the session stands, its screen, then everything after it.
@@ -455,7 +452,12 @@ impl Hub {
             return Ok(live);
         }
         let request = self.claim_check(id).await?;
-        let live = Arc::new(Live::new(request, size, tx));
+        let live = Arc::new(Live::new(request, tx));
+        let (cols, rows) = clamp_size(size.cols, size.rows);
+        let size = SizeData {
+            cols: u32::from(cols),
+            rows: u32::from(rows),
+        };
         let mut opened = self
             .sessions
             .open(
@@ -467,6 +469,8 @@ impl Hub {
                 steps_to(&live),
             )
             .await?;
+        // Authorized (the open claimed the request): now the screen gets its size.
+        live.with_outlets(|o| o.parser.screen_mut().set_size(rows, cols));
         let Some(events) = opened.events.take() else {
             // Never expected; still end what was opened the way every session ends.
             let why = "the session's events were already taken".to_string();

@@ -6,9 +6,11 @@
 //! the peer to an [`identity::Identity`] on every request; handlers act as that identity only.
 //! The broker is synchronous: handlers run its calls on blocking threads.
 
+pub mod bounds;
 pub mod conn;
 pub mod error;
 pub mod fleet;
+pub mod gate;
 pub mod hub;
 pub mod identity;
 pub mod proof_rate;
@@ -218,6 +220,9 @@ impl AppState {
                     if let Err(e) = self.write(|b| b.expire_due()).await {
                         tracing::warn!(error = %e.message, "expiry sweep failed");
                     }
+                    if let Err(e) = self.write(|b| b.record_suppressed(false)).await {
+                        tracing::warn!(error = %e.message, "recording suppressed refusals failed");
+                    }
                 }
                 () = stopped(&mut stopping) => return,
             }
@@ -238,6 +243,9 @@ pub fn router(state: AppState) -> Router {
         .merge(fleet::routes())
         .merge(relay::routes())
         .merge(recordings::routes())
+        // Inside the identity check: an unknown peer's body is never read.
+        .layer(axum::middleware::from_fn(bounds::bounded_body))
+        .layer(axum::extract::DefaultBodyLimit::max(bounds::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             identity::require_identity,

@@ -248,12 +248,17 @@ const CHUNK: usize = 64 * 1024;
 
 /// The file as the body, read in chunks (a recording can be large; a live one still grows).
 async fn stream(path: PathBuf) -> Result<Response, ApiError> {
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
-        ApiError::new(
-            ErrorKind::Internal,
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
+    let opened = tokio::task::spawn_blocking(move || {
+        list::open_regular(&path).map_err(|e| {
+            ApiError::new(
+                ErrorKind::Internal,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorKind::Internal, format!("recordings call failed: {e}")))?;
+    let file = tokio::fs::File::from_std(opened?);
     let chunks = futures_util::stream::unfold(Some(file), |file| async move {
         let mut f = file?;
         let mut buf = vec![0u8; CHUNK];

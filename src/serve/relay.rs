@@ -25,10 +25,11 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
+use super::bounds::MAX_WS_MESSAGE;
 use super::error::ApiError;
 use super::hub::{Hub, HubError, Out};
 use super::identity::Identity;
-use super::session_wire::{CODE_HEADER, ClientMsg, ServerMsg};
+use super::session_wire::{CODE_HEADER, ClientMsg, ServerMsg, clamp_size};
 use crate::api::ErrorKind;
 use crate::api::wire::KillBody;
 use crate::channel::limits;
@@ -54,8 +55,8 @@ pub fn routes() -> Router<AppState> {
 /// The terminal size the requester's client reports when it connects.
 #[derive(Debug, Deserialize)]
 struct SizeQuery {
-    cols: Option<u16>,
-    rows: Option<u16>,
+    cols: Option<u32>,
+    rows: Option<u32>,
     /// `open REQ -- CMD`: the command line (checked against the request by the session).
     command: Option<String>,
 }
@@ -76,21 +77,22 @@ async fn session(
             .unwrap_or_default()
             .to_string()
     });
+    let (cols, rows) = clamp_size(
+        q.cols.filter(|&c| c > 0).unwrap_or(limits::DEFAULT_COLS),
+        q.rows.filter(|&r| r > 0).unwrap_or(limits::DEFAULT_ROWS),
+    );
     let size = SizeData {
-        cols: q
-            .cols
-            .filter(|&c| c > 0)
-            .map_or(limits::DEFAULT_COLS, u32::from),
-        rows: q
-            .rows
-            .filter(|&r| r > 0)
-            .map_or(limits::DEFAULT_ROWS, u32::from),
+        cols: u32::from(cols),
+        rows: u32::from(rows),
     };
     let silence = state.client_silence();
     // An unparsable line becomes an empty argv, which the session refuses before the claim.
     let command = q
         .command
         .map(|c| crate::command_line::split(&c).unwrap_or_default());
+    let ws = ws
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE);
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {
             Ok(hub) => {
@@ -131,8 +133,8 @@ async fn relay_session(hub: Arc<Hub>, opening: Opening, socket: WebSocket, silen
     let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
     let writer = tokio::spawn(async move {
         // Pings make a live client answer, so its silence means it is gone.
-        // The first ping only after a period: one sent at once could race a refusal (a wrong
-        // code), and a client answering it on a socket being closed loses the refusal.
+        // The first one a period from now: a ping ahead of a refusal makes the client
+        // answer a pong into a socket the broker has already closed, losing the refusal.
         let period = silence / 3;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -181,7 +183,10 @@ async fn relay_session(hub: Arc<Hub>, opening: Opening, socket: WebSocket, silen
         match msg {
             Message::Binary(bytes) => live.input(bytes.to_vec()).await,
             Message::Text(text) => match serde_json::from_str::<ClientMsg>(&text) {
-                Ok(ClientMsg::Resize { cols, rows }) => live.resize(cols, rows),
+                Ok(ClientMsg::Resize { cols, rows }) => {
+                    let (cols, rows) = clamp_size(u32::from(cols), u32::from(rows));
+                    live.resize(cols, rows);
+                }
                 Ok(ClientMsg::Terminate) => live.terminate(&by),
                 Err(e) => tracing::warn!(error = %e, "unreadable control message ignored"),
             },
@@ -200,6 +205,9 @@ async fn watch(
     Path(id): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let ws = ws
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE);
     ws.on_upgrade(move |socket| async move {
         match state.sessions() {
             Ok(hub) => relay_watch(hub.clone(), id, who.user, socket).await,

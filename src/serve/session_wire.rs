@@ -18,6 +18,20 @@ use crate::request::CloseReason;
 /// not the query string: URLs end up in logs).
 pub const CODE_HEADER: &str = "x-pink-sombrero-totp";
 
+/// Widest terminal any session may have: every size read off the wire (open, resize, watch,
+/// TUI, CLI) goes through [`clamp_size`], so no peer can make the broker allocate a screen
+/// larger than this.
+pub const MAX_COLS: u16 = 1000;
+/// Tallest terminal any session may have (see [`MAX_COLS`]).
+pub const MAX_ROWS: u16 = 500;
+
+/// The one clamp for terminal sizes from a peer: `(cols, rows)` into `1..=MAX_COLS` and
+/// `1..=MAX_ROWS`.
+pub fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {
+    let fit = |n: u32, max: u16| u16::try_from(n.clamp(1, u32::from(max))).unwrap_or(max);
+    (fit(cols, MAX_COLS), fit(rows, MAX_ROWS))
+}
+
 /// Broker to client (text frames).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -120,6 +134,14 @@ mod tests {
         let c: ClientMsg =
             serde_json::from_str(r#"{"type":"resize","cols":80,"rows":24}"#).unwrap();
         assert_eq!(c, ClientMsg::Resize { cols: 80, rows: 24 });
+    }
+
+    #[test]
+    fn sizes_are_clamped_both_ways() {
+        assert_eq!(clamp_size(65_535, 65_535), (MAX_COLS, MAX_ROWS));
+        assert_eq!(clamp_size(0, 0), (1, 1));
+        assert_eq!(clamp_size(80, 24), (80, 24));
+        assert_eq!(clamp_size(u32::MAX, 7), (MAX_COLS, 7));
     }
 
     #[test]

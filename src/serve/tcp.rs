@@ -7,8 +7,8 @@
 //! checks are rate-limited per source address ([`ProofRate`]).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::conn::{accept_until_stopped, drain, serve_http};
 use super::error::ApiError;
+use super::gate::{Full, Gate, PeerKey, Permit};
 use super::identity::{Peer, Via};
 use super::proof_rate::ProofRate;
 use super::sts::{AUTH_SCHEME, ConnectionIdentity, StsError, Verifier, channel_binding};
@@ -76,19 +77,33 @@ impl TlsSocket {
     }
 
     /// Serves `app` until `stopping` turns true, then lets open requests finish.
-    pub async fn serve(self, app: Router, stopping: watch::Receiver<bool>) {
+    /// Each connection is counted in `gate` against its source address (and, once proved,
+    /// its identity); one over a cap is closed at once, before any TLS.
+    pub async fn serve(self, app: Router, gate: Arc<Gate>, stopping: watch::Receiver<bool>) {
         let conns = accept_until_stopped(
             || self.listener.accept(),
             |(tcp, addr)| {
-                Some(connection(
+                let permit = match gate.admit(PeerKey::Addr(addr.ip())) {
+                    Ok(p) => p,
+                    Err(full) => {
+                        tracing::debug!(%addr, error = %full, "connection refused");
+                        return None;
+                    }
+                };
+                let serve = connection(
                     tcp,
                     addr,
                     self.acceptor.clone(),
                     Arc::clone(&self.verifier),
                     Arc::clone(&self.rate),
+                    Arc::clone(&gate),
                     app.clone(),
                     stopping.clone(),
-                ))
+                );
+                Some(async move {
+                    serve.await;
+                    drop(permit);
+                })
             },
             stopping.clone(),
         )
@@ -106,6 +121,7 @@ async fn connection(
     acceptor: TlsAcceptor,
     verifier: Arc<Verifier>,
     rate: Arc<ProofRate>,
+    gate: Arc<Gate>,
     app: Router,
     stopping: watch::Receiver<bool>,
 ) {
@@ -134,6 +150,8 @@ async fn connection(
         connection: Arc::new(ConnectionIdentity::new(binding)),
         failures: Arc::new(AtomicU32::new(0)),
         addr,
+        gate,
+        counted: Arc::default(),
     };
     let app = app.layer(axum::middleware::from_fn_with_state(proof, require_proof));
     serve_http(tls, app, stopping).await;
@@ -148,6 +166,20 @@ struct ProofCheck {
     /// Proofs refused on this connection so far.
     failures: Arc<AtomicU32>,
     addr: SocketAddr,
+    gate: Arc<Gate>,
+    /// This connection's place under its proved identity's cap, once it has one.
+    counted: Arc<Mutex<Option<Permit>>>,
+}
+
+impl ProofCheck {
+    /// Counts this connection under `arn` (once); false when that identity holds its cap.
+    fn count_as(&self, arn: &str) -> Result<(), Full> {
+        let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+        if counted.is_none() {
+            *counted = Some(self.gate.also(PeerKey::Iam(arn.to_string()))?);
+        }
+        Ok(())
+    }
 }
 
 /// Middleware: the request's proof must name an identity STS confirms; that identity becomes
@@ -172,6 +204,15 @@ async fn require_proof(State(check): State<ProofCheck>, mut req: Request, next: 
     };
     match resolved {
         Ok(caller) => {
+            if let Err(full) = check.count_as(&caller.arn) {
+                tracing::warn!(addr = %check.addr, arn = caller.arn, error = %full, "connection refused");
+                let mut response =
+                    ApiError::new(ErrorKind::Unavailable, full.to_string()).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
             tracing::debug!(addr = %check.addr, arn = caller.arn, "IAM identity");
             req.extensions_mut().insert(Peer {
                 external: caller.arn,

@@ -7,6 +7,7 @@
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::Router;
 use thiserror::Error;
@@ -14,7 +15,8 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use super::conn::{accept_until_stopped, drain, serve_connection};
-use super::identity;
+use super::gate::{Gate, PeerKey, refusal_bytes};
+use super::identity::{self, Via};
 
 /// Mode of the socket file.
 pub const SOCKET_MODE: u32 = 0o660;
@@ -89,16 +91,30 @@ impl UnixSocket {
 
     /// Serves `app` until `stopping` turns true, then lets open requests finish (at most
     /// [`super::conn::DRAIN`]) and removes the socket file.
-    pub async fn serve(self, app: Router, stopping: watch::Receiver<bool>) {
+    /// Each connection is counted in `gate` against its uid; one over a cap is answered
+    /// 503 at once and closed.
+    pub async fn serve(self, app: Router, gate: Arc<Gate>, stopping: watch::Receiver<bool>) {
         let conns = accept_until_stopped(
             || self.listener.accept(),
             |(stream, _)| match identity::unix_peer(&stream) {
-                Ok(peer) => Some(serve_connection(
-                    stream,
-                    peer,
-                    app.clone(),
-                    stopping.clone(),
-                )),
+                Ok(peer) => {
+                    let Via::Unix { uid } = peer.via else {
+                        return None;
+                    };
+                    let permit = match gate.admit(PeerKey::Uid(uid)) {
+                        Ok(p) => p,
+                        Err(full) => {
+                            tracing::debug!(uid, error = %full, "connection refused");
+                            let _ = stream.try_write(&refusal_bytes(&full));
+                            return None;
+                        }
+                    };
+                    let serve = serve_connection(stream, peer, app.clone(), stopping.clone());
+                    Some(async move {
+                        serve.await;
+                        drop(permit);
+                    })
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "no peer credentials; connection dropped");
                     None

@@ -83,8 +83,14 @@ impl SessionPane {
     }
 }
 
+/// At least the smallest usable pane, at most what the broker accepts
+/// ([`crate::serve::session_wire::clamp_size`]).
 fn clamp((rows, cols): (u16, u16)) -> (u16, u16) {
-    (rows.max(MIN_PANE.0), cols.max(MIN_PANE.1))
+    let (cols, rows) = crate::serve::session_wire::clamp_size(
+        u32::from(cols.max(MIN_PANE.1)),
+        u32::from(rows.max(MIN_PANE.0)),
+    );
+    (rows, cols)
 }
 
 /// The pane's size (rows, columns) in a terminal of `(columns, rows)`: one status row above,

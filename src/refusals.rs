@@ -1,0 +1,196 @@
+//! The audit budget for refusals: each identity gets [`PER_MINUTE`] audited refusals (and
+//! rejected codes) a minute. Beyond it a refusal is still refused, and counted; one
+//! `refusals_suppressed` event per identity and minute then records how many went unstored.
+//! So a client repeating a refused call cannot grow the hash-chained log (whose events can
+//! never be removed) without bound.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use crate::audit::{Event, EventKind, NewEvent};
+use crate::request::Request;
+use crate::store::{StoreError, UserRecord, WriteTx};
+
+/// Audited refusals one identity may cause per minute.
+pub const PER_MINUTE: u32 = 20;
+
+/// True for the events a refused caller causes (and so may cause at will).
+pub fn is_refusal(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Refused | EventKind::MfaRejected | EventKind::MfaReplayed | EventKind::MfaLocked
+    )
+}
+
+/// One identity's current minute.
+#[derive(Debug, Clone)]
+struct Window {
+    since: DateTime<Utc>,
+    stored: u32,
+    suppressed: u64,
+}
+
+/// Refusals counted but not stored, to be recorded as one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppressed {
+    /// Whose refusals.
+    pub actor: String,
+    /// How many were not stored.
+    pub count: u64,
+    /// The minute they fell in.
+    pub since: DateTime<Utc>,
+}
+
+impl Suppressed {
+    /// The summary event.
+    pub fn event(&self) -> NewEvent {
+        NewEvent::new(
+            self.actor.clone(),
+            EventKind::RefusalsSuppressed,
+            None,
+            json!({
+                "suppressed": self.count,
+                "since": self.since,
+                "per_minute": PER_MINUTE,
+            }),
+        )
+    }
+}
+
+/// Per-identity windows (the broker's, shared by all its transactions).
+#[derive(Debug, Default)]
+pub struct Budget {
+    windows: Mutex<HashMap<String, Window>>,
+    /// Ended windows with suppressed refusals, not yet recorded.
+    ended: Mutex<Vec<Suppressed>>,
+}
+
+impl Budget {
+    /// True when a refusal by `actor` at `now` may be stored; false: counted only.
+    pub fn admit(&self, actor: &str, now: DateTime<Utc>) -> bool {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let w = windows.entry(actor.to_string()).or_insert(Window {
+            since: now,
+            stored: 0,
+            suppressed: 0,
+        });
+        if now - w.since >= Duration::minutes(1) {
+            if w.suppressed > 0 {
+                self.ended
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Suppressed {
+                        actor: actor.to_string(),
+                        count: w.suppressed,
+                        since: w.since,
+                    });
+            }
+            *w = Window {
+                since: now,
+                stored: 0,
+                suppressed: 0,
+            };
+        }
+        if w.stored < PER_MINUTE {
+            w.stored += 1;
+            true
+        } else {
+            w.suppressed += 1;
+            false
+        }
+    }
+
+    /// Summaries to record: windows ended by `now` (every window when `all`, at shutdown).
+    /// Quiet windows are forgotten, so the map holds only identities active this minute.
+    pub fn take(&self, now: DateTime<Utc>, all: bool) -> Vec<Suppressed> {
+        let mut out = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows.retain(|actor, w| {
+            let over = all || now - w.since >= Duration::minutes(1);
+            if over && w.suppressed > 0 {
+                out.push(Suppressed {
+                    actor: actor.clone(),
+                    count: w.suppressed,
+                    since: w.since,
+                });
+            }
+            !over
+        });
+        out
+    }
+}
+
+/// A write transaction whose refusal events go through the budget.
+pub struct Budgeted<'a> {
+    /// The store's transaction.
+    pub tx: &'a mut dyn WriteTx,
+    /// The broker's budget.
+    pub budget: &'a Budget,
+}
+
+impl WriteTx for Budgeted<'_> {
+    fn request(&mut self, id: &str) -> Result<Option<Request>, StoreError> {
+        self.tx.request(id)
+    }
+
+    fn put_request(&mut self, r: &Request) -> Result<(), StoreError> {
+        self.tx.put_request(r)
+    }
+
+    fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError> {
+        self.tx.timed_requests()
+    }
+
+    fn user(&mut self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.tx.user(name)
+    }
+
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
+        self.tx.users()
+    }
+
+    fn put_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
+        self.tx.put_user(u)
+    }
+
+    /// A refusal over the budget is not stored: the event handed back is unchained (seq 0),
+    /// which no caller of a refusal looks at.
+    fn append(&mut self, e: NewEvent, at: DateTime<Utc>) -> Result<Event, StoreError> {
+        if is_refusal(e.kind) && !self.budget.admit(&e.actor, at) {
+            let mut unstored = Event::chain(None, e, at);
+            unstored.seq = 0;
+            return Ok(unstored);
+        }
+        self.tx.append(e, at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_the_budget_is_counted_then_summarised_once() {
+        let b = Budget::default();
+        let t0 = Utc::now();
+        let stored = (0..PER_MINUTE + 7).filter(|_| b.admit("eve", t0)).count();
+        assert_eq!(stored, PER_MINUTE as usize);
+        assert!(b.admit("ann", t0), "one identity's budget is its own");
+        assert!(b.take(t0, false).is_empty(), "the minute is not over");
+        // The next minute starts a fresh budget and hands the last one's count over.
+        assert!(b.admit("eve", t0 + Duration::seconds(61)));
+        let s = b.take(t0 + Duration::seconds(61), false);
+        assert_eq!(
+            s,
+            [Suppressed {
+                actor: "eve".into(),
+                count: 7,
+                since: t0
+            }]
+        );
+        assert!(b.take(t0 + Duration::seconds(200), true).is_empty());
+    }
+}
