@@ -90,16 +90,13 @@ impl TlsSocket {
                         return None;
                     }
                 };
-                let serve = connection(
-                    tcp,
-                    addr,
-                    self.acceptor.clone(),
-                    Arc::clone(&self.verifier),
-                    Arc::clone(&self.rate),
-                    Arc::clone(&gate),
-                    app.clone(),
-                    stopping.clone(),
-                );
+                let shared = Shared {
+                    acceptor: self.acceptor.clone(),
+                    verifier: Arc::clone(&self.verifier),
+                    rate: Arc::clone(&self.rate),
+                    gate: Arc::clone(&gate),
+                };
+                let serve = connection(tcp, addr, shared, app.clone(), stopping.clone());
                 Some(async move {
                     serve.await;
                     drop(permit);
@@ -113,18 +110,29 @@ impl TlsSocket {
     }
 }
 
+/// What every connection of one listener shares.
+struct Shared {
+    acceptor: TlsAcceptor,
+    verifier: Arc<Verifier>,
+    rate: Arc<ProofRate>,
+    gate: Arc<Gate>,
+}
+
 /// One connection: the TLS handshake (in its own task, so a slow client stalls nobody else),
 /// then HTTP with the proof check in front of `app`.
 async fn connection(
     tcp: TcpStream,
     addr: SocketAddr,
-    acceptor: TlsAcceptor,
-    verifier: Arc<Verifier>,
-    rate: Arc<ProofRate>,
-    gate: Arc<Gate>,
+    shared: Shared,
     app: Router,
     stopping: watch::Receiver<bool>,
 ) {
+    let Shared {
+        acceptor,
+        verifier,
+        rate,
+        gate,
+    } = shared;
     let _ = tcp.set_nodelay(true);
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
