@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::ExitError;
-use super::access::{actor, code, fail, open as open_broker, remote_endpoint, who};
+use super::access::{self, actor, code, fail, open as open_broker, remote_endpoint, who};
 use crate::api::BrokerApi;
 use crate::channel::terminal::{bridge_command_stdio, bridge_stdio, local_size};
 use crate::config::{GlobalOpts, Paths};
@@ -268,7 +268,8 @@ pub fn kill(g: &GlobalOpts, a: KillArgs) -> anyhow::Result<ExitCode> {
         let closed = remote
             .kill_session(&a.request, &user, &code)
             .map_err(fail)?;
-        println!("{}: session terminated by {user}", closed.id);
+        // The id comes back from the daemon: a peer's bytes.
+        access::say(&format!("{}: session terminated by {user}", closed.id));
         return Ok(ExitCode::SUCCESS);
     }
     let broker = open_broker(g)?;
