@@ -421,3 +421,109 @@ async fn a_flood_of_unsigned_proofs_is_refused_before_sts_and_rate_limited_per_s
     assert_eq!(me["user"], "alice");
     assert_eq!(sts.calls(), 1);
 }
+
+/// The attack as written: 300 connections from one source send identity proofs that
+/// STS must refuse (signed with a bad key, so they pass the shape checks) while STS takes a
+/// second to answer each. A proven client on another address is still served in under 2 s
+/// (its check waits for no one: the flooding source holds at most its share of STS places),
+/// and the daemon's log grows by less than 1 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_refused_proofs_against_a_slow_sts_leave_others_served() {
+    use pink_sombrero::serve::proof_rate::{BURST, MAX_IN_FLIGHT_PER_SOURCE, REFILL_PER_SEC};
+    use pink_sombrero::serve::tcp::MAX_FAILED_PROOFS;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let arn = "arn:aws:iam::123456789012:user/alice";
+    let sts = tcp_support::CountingSts::start_slow(arn, Duration::from_secs(1)).await;
+    let d = daemon(&pki, &sts.endpoint, &format!("{arn:?} = \"alice\""), &[]);
+    let log_before = d.log_bytes();
+    let mallory = Arc::new(signer(
+        &sts.endpoint,
+        Credentials::new(tcp_support::BAD_KEY, "secret", None, None, "test"),
+    ));
+
+    let flood_started = std::time::Instant::now();
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        let (ca, port, mallory) = (pki.ca.clone(), d.port, Arc::clone(&mallory));
+        flood.push(tokio::spawn(async move {
+            // Over the per-source connection cap the daemon closes it before TLS: refused too.
+            let mut c =
+                tcp_support::try_connect_from(&ca, "localhost", port, Some("127.0.0.2")).await?;
+            let proof = mallory
+                .sign("localhost", &c.binding)
+                .await
+                .unwrap()
+                .to_header();
+            let mut statuses = Vec::new();
+            for _ in 0..=MAX_FAILED_PROOFS {
+                match c.get("localhost", "/v1/whoami", Some(&proof)).await {
+                    Some((status, _, _)) => statuses.push(status),
+                    None => break,
+                }
+            }
+            Some(statuses)
+        }));
+    }
+    // Let the flood take every place it can before the legitimate client arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alice = signer(
+        &sts.endpoint,
+        Credentials::new("AKIDALICE", "secret", None, None, "test"),
+    );
+    let started = std::time::Instant::now();
+    let mut c = connect(&pki.ca, "localhost", d.port).await;
+    let proof = alice
+        .sign("localhost", &c.binding)
+        .await
+        .unwrap()
+        .to_header();
+    let (status, me, _) = c
+        .get("localhost", "/v1/whoami", Some(&proof))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["user"], "alice");
+    assert!(
+        took < Duration::from_secs(2),
+        "the proven client waited {took:?}"
+    );
+
+    let (mut refused, mut closed_at_once) = (0, 0);
+    for task in flood {
+        let Some(statuses) = task.await.unwrap() else {
+            closed_at_once += 1;
+            continue;
+        };
+        assert!(
+            statuses.len() <= MAX_FAILED_PROOFS as usize,
+            "a connection answered after {MAX_FAILED_PROOFS} refusals: {statuses:?}"
+        );
+        for s in statuses {
+            assert_ne!(
+                s,
+                StatusCode::OK,
+                "a proof signed with a bad key was accepted"
+            );
+            refused += 1;
+        }
+    }
+    assert!(
+        refused + closed_at_once >= 300,
+        "{refused} refusals, {closed_at_once} closed at once"
+    );
+    // The flooding source reached STS only within its rate (the rest got 429 at once), and
+    // never more than its share at a time: with a 1 s STS that is at most
+    // MAX_IN_FLIGHT_PER_SOURCE calls per second of flood.
+    let flood_secs = flood_started.elapsed().as_secs_f64().ceil();
+    let by_rate = BURST + REFILL_PER_SEC * flood_secs;
+    let by_share = MAX_IN_FLIGHT_PER_SOURCE as f64 * (flood_secs + 1.0);
+    let calls = sts.calls() as f64 - 1.0;
+    assert!(
+        calls <= by_rate.min(by_share),
+        "{calls} STS calls from the flood in {flood_secs} s"
+    );
+    let grew = d.log_bytes().saturating_sub(log_before);
+    assert!(grew < 1_000_000, "the log grew by {grew} bytes");
+}

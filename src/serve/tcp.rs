@@ -203,13 +203,19 @@ async fn require_proof(State(check): State<ProofCheck>, mut req: Request, next: 
             ));
         }
     };
-    // A proof this connection already proved costs nothing; any other is a check to pay for.
-    let limited = !check.connection.is_cached(header).await && !check.rate.allow(check.addr.ip());
+    // A proof this connection already proved costs nothing; any other is a check to pay for,
+    // and takes one of its source's few places while STS answers.
+    let mut place = None;
+    let limited = !check.connection.is_cached(header).await && {
+        place = check.rate.begin(check.addr.ip());
+        place.is_none()
+    };
     let resolved = if limited {
         Err(StsError::Limited(check.addr.ip().to_string()))
     } else {
         check.connection.resolve(header, &check.verifier).await
     };
+    drop(place);
     match resolved {
         Ok(caller) => {
             if let Err(full) = check.count_as(&caller.arn) {

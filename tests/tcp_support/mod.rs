@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -207,6 +208,20 @@ pub struct Daemon {
     _stderr: BufReader<std::process::ChildStderr>,
 }
 
+impl Daemon {
+    /// Bytes in the daemon's log files (`logs/` of its data dir).
+    pub fn log_bytes(&self) -> u64 {
+        std::fs::read_dir(self._dir.path().join("logs"))
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -280,6 +295,11 @@ pub const BAD_KEY: &str = "AKIDBAD";
 impl CountingSts {
     /// Starts the stand-in on the current runtime.
     pub async fn start(arn: &str) -> CountingSts {
+        Self::start_slow(arn, Duration::ZERO).await
+    }
+
+    /// Starts a stand-in that takes `delay` to answer each call (a slow or distant STS).
+    pub async fn start_slow(arn: &str, delay: Duration) -> CountingSts {
         use std::sync::atomic::Ordering;
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = std::sync::Arc::clone(&calls);
@@ -298,6 +318,7 @@ impl CountingSts {
                     .to_string();
                 let ok = ok.clone();
                 async move {
+                    tokio::time::sleep(delay).await;
                     if auth.contains(&format!("Credential={BAD_KEY}/")) {
                         (
                             axum::http::StatusCode::FORBIDDEN,
@@ -336,6 +357,19 @@ pub struct Conn {
 /// Opens a TLS connection to `127.0.0.1:port` (from `source` when given, a loopback address)
 /// trusting `ca`, checking the certificate against `host`.
 pub async fn connect_from(ca: &Path, host: &str, port: u16, source: Option<&str>) -> Conn {
+    try_connect_from(ca, host, port, source)
+        .await
+        .expect("the daemon closed the connection before TLS")
+}
+
+/// [`connect_from`], `None` when the daemon closes the connection before the TLS handshake
+/// ends (a connection over a cap).
+pub async fn try_connect_from(
+    ca: &Path,
+    host: &str,
+    port: u16,
+    source: Option<&str>,
+) -> Option<Conn> {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     if let Some(source) = source {
         socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
@@ -343,23 +377,23 @@ pub async fn connect_from(ca: &Path, host: &str, port: u16, source: Option<&str>
     let tcp = socket
         .connect(format!("127.0.0.1:{port}").parse().unwrap())
         .await
-        .unwrap();
+        .ok()?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
     let config = pink_sombrero::serve::tls::client_config(Some(ca)).unwrap();
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .unwrap();
+        .ok()?;
     let binding = pink_sombrero::serve::sts::channel_binding(&**tls.get_ref().1).unwrap();
     let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
-        .unwrap();
+        .ok()?;
     let closed = tokio::spawn(conn);
-    Conn {
+    Some(Conn {
         sender,
         binding,
         closed,
-    }
+    })
 }
 
 /// [`connect_from`] the default source address.
