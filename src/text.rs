@@ -131,6 +131,35 @@ fn is_target_id(s: &str) -> bool {
     })
 }
 
+/// `v` as pretty JSON safe to print to a terminal: every forbidden character (see
+/// [`is_forbidden`]) inside a string is written as a `\uXXXX` escape, which JSON readers
+/// decode to the same text (serde_json leaves DEL, C1 and bidi controls raw).
+pub fn to_json_pretty(v: &impl serde::Serialize) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(v).map(json_escaped)
+}
+
+/// `v` as one line of JSON, escaped like [`to_json_pretty`].
+pub fn to_json_line(v: &impl serde::Serialize) -> serde_json::Result<String> {
+    serde_json::to_string(v).map(json_escaped)
+}
+
+/// `json` with forbidden characters as `\uXXXX` (they can only stand inside strings: JSON's
+/// own syntax is printable ASCII; all of them are in the Basic Multilingual Plane).
+fn json_escaped(json: String) -> String {
+    if !json.chars().any(is_forbidden) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_forbidden(c) && c != '\n' {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One forbidden character made visible: `\x1b` for C0 and DEL, `\u202e` above.
 fn escape_char(c: char) -> String {
     let n = u32::from(c);
@@ -196,6 +225,29 @@ pub fn bounded(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_for_terminals_escapes_controls_and_reads_back_the_same() {
+        let hostile = "ok\u{202e}evil\u{7f}\u{9b}31m\u{2066}x\n\u{1b}[2J Ünï 🔥";
+        let v = serde_json::json!({ "reason": hostile, "n": 1 });
+        for text in [to_json_pretty(&v).unwrap(), to_json_line(&v).unwrap()] {
+            assert!(
+                !text.chars().any(|c| is_forbidden(c) && c != '\n'),
+                "{text:?}"
+            );
+            assert!(
+                text.contains("\\u202e") && text.contains("\\u007f") && text.contains("\\u009b")
+            );
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, v, "a JSON reader sees the original text");
+        }
+        assert!(to_json_line(&v).unwrap().lines().count() == 1);
+        assert!(
+            to_json_line(&serde_json::json!("Ünï 🔥"))
+                .unwrap()
+                .contains("Ünï 🔥")
+        );
+    }
 
     #[test]
     fn fields_accept_plain_text() {

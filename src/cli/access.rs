@@ -288,7 +288,7 @@ pub fn whoami(g: &GlobalOpts, a: WhoamiArgs) -> anyhow::Result<ExitCode> {
         .whoami()
         .map_err(fail)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&me)?);
+        println!("{}", crate::text::to_json_pretty(&me)?);
     } else {
         say(&format!("{} (from {})", me.user, me.external));
     }
@@ -398,8 +398,7 @@ fn first_line_of_stdin() -> std::io::Result<String> {
 
 pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, v)?;
-    writeln!(out)?;
+    writeln!(out, "{}", crate::text::to_json_line(v)?)?;
     Ok(())
 }
 
@@ -808,11 +807,12 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     println!("  grant_window:         {}", d(p.grant_window));
     println!("  max_session_duration: {}", d(p.max_session_duration));
     println!("  reason_min_length:    {}", p.reason_min_length);
-    println!(
+    // The pattern and document name come from the policy file (or, remote, the daemon).
+    say(&format!(
         "  incident_pattern:     {}",
         p.incident_pattern.as_ref().map_or("(none)", |r| r.as_str())
-    );
-    println!("  replacement:          {}", p.replacement);
+    ));
+    say(&format!("  replacement:          {}", p.replacement));
     println!(
         "  max_instance_age:     {}",
         p.max_instance_age.map_or("(off)".to_owned(), d)
@@ -865,7 +865,7 @@ pub fn audit(g: &GlobalOpts, c: AuditCommand) -> anyhow::Result<ExitCode> {
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for e in &page {
-                    let line = serde_json::to_string(e)?;
+                    let line = crate::text::to_json_line(e)?;
                     match writeln!(out, "{line}") {
                         Ok(()) => {}
                         // The reader (e.g. `head`) has what it wanted.

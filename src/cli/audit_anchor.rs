@@ -20,7 +20,7 @@ pub(super) fn print_checkpoint(g: &GlobalOpts, json: bool) -> anyhow::Result<Exi
         .newest_checkpoint()
         .map_err(|e| ExitError::refused(e.to_string()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&c)?);
+        println!("{}", crate::text::to_json_pretty(&c)?);
     } else {
         println!(
             "audit checkpoint seq {} hash {} at {} key {} sig {}",

@@ -68,7 +68,7 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
     };
     warn_unknown_ages(scan::unknown_ages(rows.iter().map(|r| &r.node)));
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", crate::text::to_json_pretty(&rows)?);
     } else {
         print!("{}", table(&rows));
     }
@@ -211,7 +211,7 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
     };
     let failed = done.iter().filter(|r| r.outcome == "failed").count();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&done)?);
+        println!("{}", crate::text::to_json_pretty(&done)?);
     } else if done.is_empty() {
         println!("nothing to reap: no tainted node without an active session");
     } else {
@@ -262,7 +262,7 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
     warn_unknown_ages(report.unknown_ages);
     let rows = &report.findings;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
+        println!("{}", crate::text::to_json_pretty(rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if !rows

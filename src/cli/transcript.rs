@@ -171,7 +171,7 @@ pub fn commands(g: &GlobalOpts, a: CommandsArgs) -> anyhow::Result<ExitCode> {
         .filter(|c| !a.flagged || !c.flags.is_empty())
         .collect();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        println!("{}", crate::text::to_json_pretty(&shown)?);
     } else if shown.is_empty() {
         println!(
             "{}",
