@@ -14,7 +14,7 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
-use crate::recording::audited::{self, AuditLog, cross_check};
+use crate::recording::audited::{self, AuditLog, Lookup, cross_check};
 use crate::recording::player::{Player, PlayerConfig, Recording};
 use crate::recording::view::{KeyOutcome, PlayerState, PlayerWidget, clock};
 use crate::recording::{self, Integrity, RecorderKey, keys, list};
@@ -163,23 +163,15 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 None => trusted_key(g)?,
             };
             let mut report = recording::verify(&a.file, &key);
-            match local_audit_log(g)? {
-                Some(log) => {
-                    let name = a.file.file_name().map(|n| n.to_string_lossy().into_owned());
-                    let request = list::summarize(&a.file, None).meta.map(|m| m.request_id);
-                    let lookup =
-                        log.lookup(name.as_deref().unwrap_or_default(), request.as_deref());
-                    report.integrity = cross_check(&a.file, report.integrity, &lookup);
-                }
-                None => eprintln!(
-                    "sombrero: no audit log in this data dir: the file is verified on its own, not against what the broker recorded"
-                ),
+            match local_lookup(g, &a.file)? {
+                Some(lookup) => report.integrity = cross_check(&a.file, report.integrity, &lookup),
+                None => eprintln!("sombrero: {NO_AUDIT_LOG}"),
             }
             (report, None)
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", crate::text::to_json_pretty(&report)?);
     } else {
         access::say(&format!("{}: {}", report.path, report.integrity));
     }
@@ -188,6 +180,14 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Said when a recording can only be verified on its own.
+const NO_AUDIT_LOG: &str = "no audit log in this data dir: the file is verified on its own, not against what the broker recorded";
+
+/// What the data dir's audit log says of `file`, when there is a log.
+fn local_lookup(g: &GlobalOpts, file: &std::path::Path) -> anyhow::Result<Option<Lookup>> {
+    Ok(local_audit_log(g)?.map(|log| log.lookup_file(file)))
 }
 
 /// The data dir's audit log, when it has a store (verifying must not create one).
@@ -223,23 +223,45 @@ pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
             ExitError::usage("replay needs a terminal; use `sombrero verify` in scripts").into(),
         );
     }
+    // The status bar shows the same verdict as `verify`: the file held to the audit log.
     if let Some(remote) = remote(g)? {
         let (fetched, key) = fetch(&remote, &a.file, a.key.as_deref())?;
-        play_file(&fetched.cast, Some(&key), a.speed, a.idle_limit)?;
+        let lookup = remote
+            .recording_audit(remote_name(&a.file)?)
+            .map_err(access::fail)?;
+        play_file(
+            &fetched.cast,
+            Some(&key),
+            Some(&lookup),
+            a.speed,
+            a.idle_limit,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let key = match given_key(a.key.as_deref())? {
         Some(k) => Some(k),
         None => optional_key(g)?,
     };
-    play_file(&a.file, key.as_ref(), a.speed, a.idle_limit)?;
+    let lookup = local_lookup(g, &a.file)?;
+    if lookup.is_none() {
+        eprintln!("sombrero: {NO_AUDIT_LOG}");
+    }
+    play_file(
+        &a.file,
+        key.as_ref(),
+        lookup.as_ref(),
+        a.speed,
+        a.idle_limit,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Plays one recording full-screen until `q` (the CLI's `replay` and the TUI's Enter).
+/// Plays one recording full-screen until `q` (the CLI's `replay` and the TUI's Enter); the
+/// verdict shown is held to `audit` (what the audit log recorded of it) when given.
 pub(crate) fn play_file(
     file: &std::path::Path,
     key: Option<&VerifyingKey>,
+    audit: Option<&Lookup>,
     speed: f64,
     idle_limit: f64,
 ) -> anyhow::Result<()> {
@@ -249,6 +271,10 @@ pub(crate) fn play_file(
         None => Integrity::Unverified {
             reason: "no recorder key in the data dir".into(),
         },
+    };
+    let integrity = match audit {
+        Some(lookup) => cross_check(file, integrity, lookup),
+        None => integrity,
     };
     let config = PlayerConfig {
         idle_limit: (idle_limit > 0.0).then_some(idle_limit),
@@ -325,7 +351,7 @@ pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode>
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        println!("{}", crate::text::to_json_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
@@ -405,7 +431,7 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&event)?);
+        println!("{}", crate::text::to_json_pretty(&event)?);
     } else {
         let badge = event
             .data
@@ -447,7 +473,7 @@ pub fn keys(g: &GlobalOpts, c: KeysCommand) -> anyhow::Result<ExitCode> {
         let public = hex::encode(remote.recorder_key().map_err(access::fail)?.to_bytes());
         if json {
             let v = serde_json::json!({"algorithm": "ed25519", "public_key": public, "source": "broker"});
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", crate::text::to_json_pretty(&v)?);
         } else {
             println!("ed25519 {public}");
             eprintln!(
@@ -465,7 +491,7 @@ pub fn keys(g: &GlobalOpts, c: KeysCommand) -> anyhow::Result<ExitCode> {
             "public_key": key.public_hex(),
             "path": path.display().to_string(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", crate::text::to_json_pretty(&v)?);
     } else {
         println!("ed25519 {}", key.public_hex());
     }

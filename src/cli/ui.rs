@@ -140,7 +140,7 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
             recordings_dir,
             Some(verifying),
         )),
-        replay: Some(wiring::replay_fn(Some(verifying))),
+        replay: Some(wiring::replay_fn(broker.clone(), Some(verifying))),
         broker,
         user,
         theme,
@@ -301,7 +301,7 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
                 paths.recordings(),
                 Some(verifying),
             )),
-            replay: Some(wiring::replay_fn(Some(verifying))),
+            replay: Some(wiring::replay_fn(broker.clone(), Some(verifying))),
             open_session: Some(wiring::session_opener(session_deps(
                 &broker,
                 fleet.clone(),

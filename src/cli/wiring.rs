@@ -324,10 +324,14 @@ fn rows(all: Vec<list::RecordingSummary>) -> Vec<RecordingRow> {
         .collect()
 }
 
-/// Plays a recording full-screen (the TUI hands the terminal over while it runs).
-pub fn replay_fn(key: Option<VerifyingKey>) -> ReplayFn {
+/// Plays a recording full-screen (the TUI hands the terminal over while it runs), its verdict
+/// held to `broker`'s audit log as `sombrero verify` holds it.
+pub fn replay_fn(broker: Arc<Broker>, key: Option<VerifyingKey>) -> ReplayFn {
     Arc::new(move |path: PathBuf| {
-        play_file(&path, key.as_ref(), 1.0, 2.0).map_err(|e| format!("{e:#}"))
+        let audit = review::audit_log(&broker)
+            .map_err(|e| e.to_string())?
+            .lookup_file(&path);
+        play_file(&path, key.as_ref(), Some(&audit), 1.0, 2.0).map_err(|e| format!("{e:#}"))
     })
 }
 
@@ -338,6 +342,7 @@ pub fn remote_replay_fn(remote: Arc<RemoteBroker>) -> ReplayFn {
         let name = name.to_string_lossy();
         let key = remote.recorder_key().map_err(|e| e.to_string())?;
         let fetched = remote.fetch(&name).map_err(|e| e.to_string())?;
-        play_file(&fetched.cast, Some(&key), 1.0, 2.0).map_err(|e| format!("{e:#}"))
+        let audit = remote.recording_audit(&name).map_err(|e| e.to_string())?;
+        play_file(&fetched.cast, Some(&key), Some(&audit), 1.0, 2.0).map_err(|e| format!("{e:#}"))
     })
 }

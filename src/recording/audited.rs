@@ -164,6 +164,16 @@ impl AuditLog {
         }
     }
 
+    /// What the audit log says about the local file `cast` (its name, and the request its
+    /// header names).
+    pub fn lookup_file(&self, cast: &Path) -> Lookup {
+        let name = cast.file_name().map(|n| n.to_string_lossy().into_owned());
+        let request = super::list::summarize(cast, None)
+            .meta
+            .map(|m| m.request_id);
+        self.lookup(name.as_deref().unwrap_or_default(), request.as_deref())
+    }
+
     /// Every recording the audit log knows.
     pub fn recordings(&self) -> impl Iterator<Item = &AuditFacts> {
         self.by_name.values()
