@@ -93,6 +93,76 @@ fn recordings_lists_metadata_and_integrity() {
 }
 
 #[test]
+fn recordings_count_flagged_commands_and_filter_on_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = RecorderKey::load_or_create(&tmp.path().join("keys")).unwrap();
+    let mut casts = Vec::new();
+    for (request, typed) in [("req-1", "sudo id\rhistory -c\r"), ("req-2", "ls\r")] {
+        let mut m = meta();
+        m.request_id = request.into();
+        m.session_id = format!("sess-{request}");
+        let mut r = Recorder::create(&tmp.path().join("recordings"), m, &key).unwrap();
+        r.output(b"$ ").unwrap();
+        for line in typed.split_inclusive('\r') {
+            r.input(line.as_bytes()).unwrap();
+            r.output(format!("{}\n$ ", line).as_bytes()).unwrap();
+        }
+        casts.push(r.path().to_path_buf());
+        r.seal().unwrap();
+    }
+    let out = sombrero(tmp.path(), &["recordings", "--json"]);
+    assert!(out.status.success());
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flags: Vec<(String, serde_json::Value)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["meta"]["request_id"].as_str().unwrap().to_string(),
+                r["flags"].clone(),
+            )
+        })
+        .collect();
+    assert!(
+        flags.contains(&(
+            "req-1".into(),
+            serde_json::json!({"high": 1, "medium": 1, "low": 0})
+        )),
+        "{flags:?}"
+    );
+    assert!(
+        flags.contains(&(
+            "req-2".into(),
+            serde_json::json!({"high": 0, "medium": 0, "low": 0})
+        )),
+        "{flags:?}"
+    );
+
+    let out = sombrero(tmp.path(), &["recordings", "--flagged"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("req-1") && text.contains("flags 1H 1M"),
+        "{text}"
+    );
+    assert!(!text.contains("req-2"), "{text}");
+
+    // A policy rule counts too.
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        "requesters = [\"*\"]\napprovers = [\"*\"]\n\n[[review.flag]]\npattern = '^ls$'\nlabel = \"listing\"\nseverity = \"low\"\n",
+    )
+    .unwrap();
+    let out = sombrero(tmp.path(), &["recordings", "--flagged"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("req-2") && text.contains("flags 1L"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn export_text_is_what_was_seen_without_escape_codes() {
     let tmp = tempfile::tempdir().unwrap();
     let key = RecorderKey::load_or_create(&tmp.path().join("keys")).unwrap();

@@ -60,6 +60,9 @@ pub struct RecordingsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Only recordings with at least one flagged command (see `sombrero commands`).
+    #[arg(long)]
+    pub flagged: bool,
 }
 
 /// `sombrero review`.
@@ -331,7 +334,7 @@ fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()>
 /// Runs `sombrero recordings`: through a broker, the recordings it keeps that this identity
 /// may see, verified by the broker with its own key.
 pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode> {
-    let (all, place) = match remote(g)? {
+    let (mut all, place) = match remote(g)? {
         Some(remote) => {
             let all = remote.recordings().map_err(access::fail)?;
             (all, format!("the broker at {}", remote.endpoint()))
@@ -347,15 +350,24 @@ pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode>
                 audited::check_listing(&mut all, &log);
             }
             review::attach(&mut all, reviews_by_digest(g)?);
+            list::ListCache::default().attach_flags(&mut all, &super::transcript::local_rules(g)?);
             (all, dir.display().to_string())
         }
     };
+    if a.flagged {
+        all.retain(|r| r.flags.is_some_and(|f| f.total() > 0));
+    }
     if a.json {
         println!("{}", crate::text::to_json_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("no recordings in {place}");
+        let which = if a.flagged {
+            "flagged recordings"
+        } else {
+            "recordings"
+        };
+        println!("no {which} in {place}");
         return Ok(ExitCode::SUCCESS);
     }
     for r in &all {
@@ -386,8 +398,9 @@ fn print_row(r: &list::RecordingSummary) {
         let names: Vec<&str> = r.reviews.iter().map(|v| v.reviewer.as_str()).collect();
         format!("reviewed by {}", names.join(", "))
     };
+    let flags = r.flags.map_or_else(|| "?".to_string(), |f| f.badge());
     access::say(&format!(
-        "{started}  {req}  {who}  {target}  {}  {}  {reviewed}  {}",
+        "{started}  {req}  {who}  {target}  {}  {}  flags {flags}  {reviewed}  {}",
         clock(r.duration),
         r.integrity.badge(),
         r.path.display()

@@ -54,9 +54,9 @@ fn with_cast<T>(
     file: &Path,
     f: impl FnOnce(&Path, &[FlagRule]) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut rules: Vec<FlagRule> = flags::default_rules();
     match recordings::remote(g)? {
         Some(remote) => {
+            let mut rules: Vec<FlagRule> = flags::default_rules();
             let fetched = remote
                 .fetch(recordings::remote_name(file)?)
                 .map_err(access::fail)?;
@@ -67,15 +67,21 @@ fn with_cast<T>(
             if !file.is_file() {
                 return Err(ExitError::usage(format!("{} is not a file", file.display())).into());
             }
-            let path = Paths::resolve(g)?.policy();
-            // No policy file yet: the defaults alone. A broken one fails the command.
-            if path.exists() {
-                let policy = Policy::load(&path).map_err(|e| ExitError::usage(e.to_string()))?;
-                rules.extend(policy.review_flags);
-            }
-            f(file, &rules)
+            f(file, &local_rules(g)?)
         }
     }
+}
+
+/// The risk rules on this machine: the defaults plus the local policy's `[[review.flag]]`.
+pub(crate) fn local_rules(g: &GlobalOpts) -> anyhow::Result<Vec<FlagRule>> {
+    let mut rules: Vec<FlagRule> = flags::default_rules();
+    let path = Paths::resolve(g)?.policy();
+    // No policy file yet: the defaults alone. A broken one fails the command.
+    if path.exists() {
+        let policy = Policy::load(&path).map_err(|e| ExitError::usage(e.to_string()))?;
+        rules.extend(policy.review_flags);
+    }
+    Ok(rules)
 }
 
 /// The flagged command index of a cast, read as a stream.

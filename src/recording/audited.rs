@@ -336,6 +336,7 @@ fn missing_row(f: &AuditFacts) -> RecordingSummary {
             ),
         },
         reviews: Vec::new(),
+        flags: None,
     }
 }
 

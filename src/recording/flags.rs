@@ -8,7 +8,7 @@
 //! reviewer one look; a missed `sh -c "rm -rf /"` costs the review.
 
 use regex::Regex;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::commands::Command;
 
@@ -196,6 +196,55 @@ pub fn apply(commands: Vec<Command>, rules: &[FlagRule]) -> Vec<FlaggedCommand> 
         .collect()
 }
 
+/// One recording's flagged commands, counted by their highest severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagCounts {
+    /// Commands whose highest flag is high.
+    pub high: usize,
+    /// ... medium.
+    pub medium: usize,
+    /// ... low.
+    pub low: usize,
+}
+
+impl FlagCounts {
+    /// The counts of `commands`.
+    pub fn of(commands: &[FlaggedCommand]) -> FlagCounts {
+        let (high, medium, low) = counts(commands);
+        FlagCounts { high, medium, low }
+    }
+
+    /// Flagged commands in all.
+    pub fn total(&self) -> usize {
+        self.high + self.medium + self.low
+    }
+
+    /// `2H 1M 3L` (zero counts left out), `-` when nothing was flagged.
+    pub fn badge(&self) -> String {
+        let parts: Vec<String> = [(self.high, 'H'), (self.medium, 'M'), (self.low, 'L')]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, s)| format!("{n}{s}"))
+            .collect();
+        if parts.is_empty() {
+            "-".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// A fingerprint of `rules` (patterns, labels, severities): a cache of counts made under other
+/// rules (the policy changed) is not used.
+pub fn rules_key(rules: &[FlagRule]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in rules {
+        (r.pattern.as_str(), r.label.as_str(), r.severity.as_str()).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// Counts of flagged commands by their highest severity: `(high, medium, low)`.
 pub fn counts(commands: &[FlaggedCommand]) -> (usize, usize, usize) {
     let n = |s| commands.iter().filter(|c| c.severity() == Some(s)).count();
@@ -205,6 +254,21 @@ pub fn counts(commands: &[FlaggedCommand]) -> (usize, usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_badge_and_rules_key() {
+        let none = FlagCounts::default();
+        assert_eq!(none.badge(), "-");
+        let some = FlagCounts {
+            high: 2,
+            medium: 0,
+            low: 3,
+        };
+        assert_eq!((some.badge(), some.total()), ("2H 3L".to_string(), 5));
+        let defaults = default_rules();
+        assert_eq!(rules_key(&defaults), rules_key(&default_rules()));
+        assert_ne!(rules_key(&defaults), rules_key(&defaults[1..]));
+    }
 
     fn labels(text: &str) -> Vec<String> {
         flags_for(text, &default_rules())

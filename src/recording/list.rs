@@ -7,6 +7,8 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use super::cast::{SombreroHeader, parse_event, parse_header};
+use super::commands::index_reader;
+use super::flags::{FlagCounts, FlagRule, apply, rules_key};
 use super::verify::{Integrity, verify};
 
 /// One recording as listed.
@@ -26,6 +28,10 @@ pub struct RecordingSummary {
     pub integrity: Integrity,
     /// Sign-offs bound to this recording's digest (filled from the audit log by the caller).
     pub reviews: Vec<Review>,
+    /// Its flagged commands by severity (filled by [`ListCache::attach_flags`]; absent when
+    /// not counted or the file could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<FlagCounts>,
 }
 
 /// A reviewer's sign-off, as recorded in the audit log.
@@ -53,6 +59,8 @@ pub fn list(dir: &Path, key: Option<&VerifyingKey>) -> std::io::Result<Vec<Recor
 #[derive(Debug, Default)]
 pub struct ListCache {
     seen: std::collections::HashMap<PathBuf, (Fingerprint, RecordingSummary)>,
+    /// Flag counts by file, with the fingerprint and the rules they were counted under.
+    flags: std::collections::HashMap<PathBuf, (Fingerprint, u64, FlagCounts)>,
 }
 
 /// Inode, size and inode change time of a cast and its chain file. The change time (ctime),
@@ -97,6 +105,38 @@ impl ListCache {
             })
             .collect())
     }
+}
+
+impl ListCache {
+    /// Fills each listed recording's flag counts under `rules`, indexing again only a file that
+    /// changed or was counted under other rules.
+    pub fn attach_flags(&mut self, all: &mut [RecordingSummary], rules: &[FlagRule]) {
+        let key = rules_key(rules);
+        self.flags.retain(|p, _| all.iter().any(|r| &r.path == p));
+        for r in all.iter_mut() {
+            let now = fingerprint(&r.path);
+            r.flags = match self.flags.get(&r.path) {
+                Some((was, k, counts)) if *was == now && *k == key => Some(*counts),
+                _ => match count_flags(&r.path, rules) {
+                    Ok(counts) => {
+                        self.flags.insert(r.path.clone(), (now, key, counts));
+                        Some(counts)
+                    }
+                    Err(e) => {
+                        tracing::debug!(path = %r.path.display(), error = %e, "flags not counted");
+                        None
+                    }
+                },
+            };
+        }
+    }
+}
+
+/// The flagged commands of the cast at `path` (a regular file only), counted as a stream.
+fn count_flags(path: &Path, rules: &[FlagRule]) -> std::io::Result<FlagCounts> {
+    let f = open_regular(path)?;
+    let commands = index_reader(std::io::BufReader::with_capacity(1 << 20, f))?;
+    Ok(FlagCounts::of(&apply(commands, rules)))
 }
 
 /// True for a bare recording name (`NAME.cast`: no directory part, not hidden), the only
@@ -182,6 +222,7 @@ pub fn summarize(path: &Path, key: Option<&VerifyingKey>) -> RecordingSummary {
         size: std::fs::symlink_metadata(path).map_or(0, |m| m.len()),
         integrity,
         reviews: Vec::new(),
+        flags: None,
     }
 }
 

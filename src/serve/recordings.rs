@@ -26,6 +26,7 @@ use crate::broker::Broker;
 use crate::policy::Role;
 use crate::recording::audited::{self, Lookup};
 use crate::recording::cast::SombreroHeader;
+use crate::recording::flags::FlagRule;
 use crate::recording::list::{self, ListCache, RecordingSummary};
 use crate::recording::writer::chain_path_for;
 use crate::review;
@@ -61,6 +62,12 @@ impl Archive {
     }
 
     /// The listing, verified again only where files changed.
+    /// Fills flag counts (see [`ListCache::attach_flags`]).
+    fn attach_flags(&self, all: &mut [RecordingSummary], rules: &[FlagRule]) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.attach_flags(all, rules);
+    }
+
     fn list(&self) -> Result<Vec<RecordingSummary>, ApiError> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.list(&self.dir, self.key.as_ref().ok()).map_err(|e| {
@@ -151,6 +158,11 @@ async fn listing(
             .into_iter()
             .filter(|r| access == Access::All || requested_by(r.meta.as_ref(), &me.user))
             .collect();
+        // Risk flags under the broker's rules (defaults plus the policy's), counted once per
+        // file and rules.
+        let mut rules = crate::recording::flags::default_rules();
+        rules.extend(b.policy()?.review_flags);
+        a.attach_flags(&mut all, &rules);
         // Held to the audit log; what it records and the disk lacks is listed MISSING (to
         // those who may see every recording: such a row has no header to match a requester).
         let before = all.len();
