@@ -316,7 +316,7 @@ fn review_through_the_daemon_is_the_connections_identity() {
     d.client(None, &["review", &name, "--code", &wrong, "--note", "ok"])
         .refused("");
     let code = d.env.code("rev");
-    let event = d
+    let signed = d
         .client(
             None,
             &[
@@ -329,8 +329,16 @@ fn review_through_the_daemon_is_the_connections_identity() {
                 "--json",
             ],
         )
-        .ok()
-        .json();
+        .ok();
+    // The flagged-command summary comes first, from the downloaded recording.
+    assert!(
+        signed
+            .stderr
+            .contains("no flagged commands among 0 in this recording"),
+        "{}",
+        signed.stderr
+    );
+    let event = signed.json();
     assert_eq!(event["kind"], "reviewed");
     assert_eq!(event["actor"], "rev");
     assert_eq!(event["request_id"], "req-1");
@@ -343,6 +351,10 @@ fn review_through_the_daemon_is_the_connections_identity() {
     assert_eq!(r["integrity"]["digest"], digest.as_str());
     assert_eq!(r["reviews"][0]["reviewer"], "rev");
     assert_eq!(r["reviews"][0]["note"], "df only, nothing changed");
+    assert_eq!(
+        r["flags"],
+        serde_json::json!({"high": 0, "medium": 0, "low": 0})
+    );
     let remote = in_process(&d);
     let events = remote.audit_events(0, 1000).unwrap();
     let reviewed: Vec<_> = events

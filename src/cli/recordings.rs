@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::api::BrokerApi;
 use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
 use crate::recording::audited::{self, AuditLog, Lookup, cross_check};
@@ -421,6 +422,14 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
         Some(remote) => {
             let who = access::actor(&remote, a.as_user)?;
             let name = remote_name(&a.file)?;
+            // The risky moments before the code, as on the broker host: the recording is
+            // downloaded and indexed here under the broker's rules.
+            let fetched = remote.fetch(name).map_err(access::fail)?;
+            let extra = remote.policy().map_err(access::fail)?.review_flags;
+            eprint!(
+                "{}",
+                super::transcript::flagged_notice(&fetched.cast, extra)?
+            );
             let code = access::code(a.code, &who)?;
             let event = remote.review(name, &code, note).map_err(access::fail)?;
             (event, name.to_string())
