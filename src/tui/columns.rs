@@ -147,6 +147,14 @@ impl Fitted {
         self.shown.iter().any(|(i, _)| *i == index)
     }
 
+    /// The width column `index` got, if it is shown.
+    pub fn width_of(&self, index: usize) -> Option<u16> {
+        self.shown
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, w)| *w)
+    }
+
     /// The shown columns' widths, for the table.
     pub fn widths(&self) -> Vec<Constraint> {
         self.shown

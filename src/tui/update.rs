@@ -112,9 +112,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
             if let Some(p) = s.session.as_mut() {
                 p.liveness = Liveness::Ended(msg.clone());
             }
-            s.status = Some(Status::Info(format!(
-                "{msg}. Fleet (1) shows the node; Recordings (5) replays the session."
-            )));
+            s.status = Some(Status::Info(format!("{msg}. Recordings (5) replays it.")));
             return vec![Intent::Reload];
         }
     }
@@ -397,9 +395,7 @@ pub fn approved_status(
     if complete {
         format!("APPROVED {id} ({approvals} of {needed}): {requester} may open it now.")
     } else {
-        format!(
-            "Your approval of {id} is recorded: {approvals} of {needed}. Still PENDING: it needs another approver."
-        )
+        format!("Your approval of {id} is recorded: {approvals} of {needed}. Still PENDING.")
     }
 }
 
@@ -561,7 +557,7 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
             s.select_request = Some(id.clone());
             select_pending(s);
             format!(
-                "Request {id} created; it needs {needed} approvals (approvers: Approvals tab; here: u to switch user)."
+                "Request {id} created: it needs {needed} approvals (approvers see it on Approvals, 3)."
             )
         }
         Done::Approved {

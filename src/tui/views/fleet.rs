@@ -91,7 +91,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             theme.status_error
         };
         fitted.row(vec![
-            Line::styled(r.name.clone(), theme.text),
+            Line::styled(shown_name(r).to_string(), theme.text),
             Line::styled(r.id.clone(), theme.text_dim),
             Line::styled(r.ping.clone(), ping_style),
             Line::styled(r.platform.clone(), theme.text),
@@ -103,6 +103,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             badges,
         ])
     });
+}
+
+/// The node's name, or `—` when it has none but its id (the ID column shows that already).
+fn shown_name(r: &FleetRow) -> &str {
+    if r.name == r.id { "—" } else { &r.name }
 }
 
 /// A node's badges, in the styles of their meaning.
@@ -133,12 +138,7 @@ fn fleet_columns(state: &State, rows: &[FleetRow], theme: &Theme) -> [Column; 6]
         .max()
         .map_or(0, |w| u16::try_from(w).unwrap_or(u16::MAX));
     [
-        Column::flex(
-            "NAME",
-            columns::widest(visible().map(|r| r.name.as_str())),
-            8,
-            0,
-        ),
+        Column::flex("NAME", columns::widest(visible().map(shown_name)), 8, 0),
         Column::id("ID", columns::widest(visible().map(|r| r.id.as_str()))),
         // Whole like an id: `ConnectionLost` is what tells an approver the node is gone.
         Column::id("PING", columns::widest(visible().map(|r| r.ping.as_str()))),

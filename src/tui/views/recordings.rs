@@ -30,6 +30,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         return widgets::message(frame, area, widgets::panel(title, theme), lines);
     }
     let fitted = columns::fit(&recording_columns(items), area.width.saturating_sub(2));
+    // Without the year when narrow: recordings are recent, the month and day say enough.
+    let started = if fitted.width_of(0).is_some_and(|w| w < 16) {
+        "%m-%d %H:%M"
+    } else {
+        "%Y-%m-%d %H:%M"
+    };
     let listing = Listing {
         block: widgets::panel(title, theme),
         header: fitted.header(),
@@ -52,10 +58,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             (None, _) => Span::styled("not reviewed", theme.text_dim),
         };
         fitted.row(vec![
-            Line::styled(
-                r.started_at.format("%Y-%m-%d %H:%M").to_string(),
-                theme.text_dim,
-            ),
+            Line::styled(r.started_at.format(started).to_string(), theme.text_dim),
             Line::styled(r.request.clone(), theme.text),
             Line::styled(r.target.clone(), theme.text),
             Line::styled(r.user.clone(), theme.text),
@@ -70,10 +73,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
 }
 
 /// The Recordings table's columns. Request, target and user never give way; when narrow,
-/// LENGTH drops first, then STARTED; REVIEW shrinks.
+/// LENGTH drops first, then STARTED (first losing its year); REVIEW shrinks.
 fn recording_columns(rows: &[RecordingRow]) -> [Column; 7] {
     [
-        Column::flex("STARTED", 16, 16, 2),
+        Column::flex("STARTED", 16, 11, 2),
         Column::id_of("REQUEST", rows, |r| &r.request),
         Column::id_of("TARGET", rows, |r| &r.target),
         Column::id_of("USER", rows, |r| &r.user),
