@@ -468,14 +468,7 @@ fn the_shortest_paths_stay_short() {
     );
 
     // The approver: 3, a, code, Enter.
-    let mut s = state();
-    update(
-        &mut s,
-        snapshot_with(
-            vec![],
-            vec![request("r-2", "carol", RequestState::Pending, &[])],
-        ),
-    );
+    let mut s = one_to_approve();
     let mut k = Counted { s: &mut s, keys: 0 };
     k.key(KeyCode::Char('3'));
     k.key(KeyCode::Char('a'));
@@ -498,14 +491,7 @@ fn the_shortest_paths_stay_short() {
 
 #[test]
 fn the_approval_comment_is_one_tab_away_and_deny_still_needs_one() {
-    let mut s = state();
-    update(
-        &mut s,
-        snapshot_with(
-            vec![],
-            vec![request("r-2", "carol", RequestState::Pending, &[])],
-        ),
-    );
+    let mut s = one_to_approve();
     press(&mut s, KeyCode::Char('3'));
     press(&mut s, KeyCode::Char('a'));
     type_text(&mut s, "222222");
