@@ -632,7 +632,7 @@ fn first_run_says_how_to_start_and_who_is_enrolled() {
     env.enrol("ann", "approver");
     // People are enrolled, but not the OS user: the names to choose from.
     let unknown = bare(&env, &[], "zed").usage("you are zed on this machine");
-    for name in ["ann", "rita", "--as"] {
+    for name in ["ann", "rita", "sombrero tui --as"] {
         assert!(
             unknown.stderr.contains(name),
             "{name:?} missing: {}",

@@ -177,12 +177,12 @@ fn local_user(broker: &Broker, as_user: Option<String>) -> anyhow::Result<String
     let whom = match (&who, given) {
         (Some(name), true) => format!("{name} is not enrolled here"),
         (Some(name), false) => format!(
-            "you are {name} on this machine, and nobody by that name is enrolled: pass --as NAME"
+            "you are {name} on this machine, and nobody by that name is enrolled: choose who with `sombrero tui --as NAME`"
         ),
-        (None, _) => "cannot tell who you are: pass --as NAME".to_string(),
+        (None, _) => "cannot tell who you are: choose with `sombrero tui --as NAME`".to_string(),
     };
     Err(ExitError::usage(format!(
-        "{}.\n  Enrolled here: {}\n  e.g. sombrero --as {}",
+        "{}.\n  Enrolled here: {}\n  e.g. sombrero tui --as {}",
         whom,
         names.join(", "),
         names[0]
