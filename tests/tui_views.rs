@@ -477,3 +477,26 @@ fn help_marks_the_keys_that_ask_for_a_code() {
     assert!(!line("?").contains("code"), "{shown}");
     assert!(shown.contains("asks for your TOTP code"), "{shown}");
 }
+
+#[test]
+fn an_approved_request_of_mine_is_announced_and_o_leads_the_hints_everywhere() {
+    let mut s = full_state_sized(80, 24);
+    let mut snap = snapshot();
+    snap.requests[0] = request("r-7f3a", "alice", RequestState::Approved, &["bob", "carol"]);
+    let intents = update(&mut s, Action::Snapshot(Box::new(snap)));
+    assert_eq!(intents, vec![pink_sombrero::tui::intent::Intent::Bell]);
+    for screen in [Screen::Fleet, Screen::Audit] {
+        update(&mut s, Action::GoTo(screen));
+        let shown = render(&s);
+        let lines: Vec<&str> = shown.lines().collect();
+        let (status, hints) = (lines[lines.len() - 2], lines[lines.len() - 1]);
+        assert!(
+            status.contains("r-7f3a approved by bob and carol: press o to open"),
+            "{shown}"
+        );
+        assert!(
+            hints.starts_with("\"o open r-7f3a (approved) · "),
+            "{shown}"
+        );
+    }
+}

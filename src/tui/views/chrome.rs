@@ -85,8 +85,17 @@ pub fn status_line(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) 
 }
 
 /// What to press next, from the keymap.
+///
+/// While one of my requests is approved and not opened, `o` leads on every screen.
 pub fn hints(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    let mut hints = keymap::hints(keymap::context(state));
+    let ctx = keymap::context(state);
+    let open = state
+        .notice
+        .as_ref()
+        .filter(|_| matches!(ctx, keymap::Context::Screen(_)))
+        .map(|n| format!("open {} (approved)", n.id));
+    let mut hints: Vec<(&str, &str)> = open.as_deref().map(|o| ("o", o)).into_iter().collect();
+    hints.extend(keymap::hints(ctx));
     // Whole hints only: the last ones give way on a narrow terminal (`?` lists them all).
     while hints.len() > 1 && widgets::hints_line(&hints, theme).width() > usize::from(area.width) {
         hints.pop();
