@@ -610,3 +610,34 @@ fn an_unconfirmed_enrolment_cannot_act_until_confirmed() {
     env.confirm("una");
     env.approve(&id, "una").ok();
 }
+
+#[test]
+fn first_run_says_how_to_start_and_who_is_enrolled() {
+    let mut env = Env::new(POLICY);
+    let bare = |env: &Env, args: &[&str], user: &str| {
+        let mut c = env.command(args);
+        c.env("USER", user).env_remove("LOGNAME");
+        foundation_support::Run::from(c.output().unwrap())
+    };
+    // `sombrero` as a new person types it, on a data dir where nobody is enrolled.
+    let first = bare(&env, &[], "zed").usage("nobody is enrolled here yet");
+    for step in ["sombrero user add NAME --role", "sombrero demo"] {
+        assert!(
+            first.stderr.contains(step),
+            "{step:?} missing: {}",
+            first.stderr
+        );
+    }
+    env.enrol("rita", "both");
+    env.enrol("ann", "approver");
+    // People are enrolled, but not the OS user: the names to choose from.
+    let unknown = bare(&env, &[], "zed").usage("you are zed on this machine");
+    for name in ["ann", "rita", "sombrero tui --as"] {
+        assert!(
+            unknown.stderr.contains(name),
+            "{name:?} missing: {}",
+            unknown.stderr
+        );
+    }
+    bare(&env, &["tui", "--as", "zed"], "rita").usage("zed is not enrolled here");
+}

@@ -70,10 +70,9 @@ impl Harness {
             self.key(KeyCode::Char(c));
         }
     }
-    /// `a` on the selected request, no comment, `who`'s code.
+    /// `a` on the selected request, `who`'s code (the comment, after it, is skipped).
     fn approve(&self, who: &str) {
         self.key(KeyCode::Char('a'));
-        self.key(KeyCode::Enter);
         self.text(&self.code(who));
         self.key(KeyCode::Enter);
     }

@@ -45,8 +45,7 @@ fn approve_first(s: &mut pink_sombrero::tui::app::State, code: &str) {
     press(s, KeyCode::Char('3'));
     assert_eq!(s.screen, Screen::Approvals);
     press(s, KeyCode::Char('a'));
-    press(s, KeyCode::Enter); // no comment
-    type_text(s, code);
+    type_text(s, code); // the code comes first; the comment is optional (Tab)
     let intents = press(s, KeyCode::Enter);
     assert_eq!(
         intents,
@@ -80,9 +79,8 @@ fn request_approve_open_close() {
     press(&mut s, KeyCode::Tab);
     type_text(&mut s, "INC-1");
     press(&mut s, KeyCode::Enter);
-    press(&mut s, KeyCode::Enter); // keep the proposed 30m
     type_text(&mut s, "123456");
-    let intents = press(&mut s, KeyCode::Enter);
+    let intents = press(&mut s, KeyCode::Enter); // on the code: submits, keeping 30m
     assert_eq!(
         intents,
         vec![Intent::CreateRequest {
@@ -236,7 +234,7 @@ fn refusals_stay_in_the_form_and_others_cannot_open() {
     assert!(f.error.as_deref().unwrap().contains("Say why"));
     // a broker refusal lands in the form and lets the user retry.
     type_text(&mut s, "not during the freeze");
-    press(&mut s, KeyCode::Enter);
+    // The code is typed already: Enter submits from the comment.
     assert_eq!(press(&mut s, KeyCode::Enter).len(), 1);
     update(
         &mut s,
@@ -382,4 +380,166 @@ fn w_watches_an_active_session_read_only() {
     );
     press(&mut s, KeyCode::Down);
     assert!(press(&mut s, KeyCode::Char('w')).is_empty());
+}
+
+/// The most keys a requester presses, besides the reason and the code, from the Fleet tab to
+/// a shell (issue 18): the form, then `o` wherever they are once it is approved.
+const REQUESTER_KEYS: usize = 6;
+/// The most keys an approver presses, besides the code, to approve the request in the queue.
+const APPROVER_KEYS: usize = 3;
+
+/// Presses keys through the real keymap and update, counting every key but typed text.
+struct Counted<'a> {
+    s: &'a mut pink_sombrero::tui::app::State,
+    keys: usize,
+}
+
+impl Counted<'_> {
+    fn key(&mut self, code: KeyCode) -> Vec<Intent> {
+        self.keys += 1;
+        press(self.s, code)
+    }
+
+    fn text(&mut self, text: &str) -> Vec<Intent> {
+        type_text(self.s, text)
+    }
+}
+
+/// alice with carol's r-2 in her approval queue.
+fn one_to_approve() -> pink_sombrero::tui::app::State {
+    let mut s = state();
+    let r2 = request("r-2", "carol", RequestState::Pending, &[]);
+    update(&mut s, snapshot_with(vec![], vec![r2]));
+    s
+}
+
+#[test]
+fn the_shortest_paths_stay_short() {
+    // The requester: b on the selected node, reason, Enter, Enter (past the incident), code,
+    // Enter (the code's Enter submits; 30m is proposed), then o, code, Enter once approved.
+    let mut s = state();
+    update(&mut s, Action::Fleet(Loadable::Ready(fleet())));
+    let older = request("r-0", "carol", RequestState::Pending, &[]);
+    update(&mut s, snapshot_with(vec![older.clone()], vec![]));
+    let mut k = Counted { s: &mut s, keys: 0 };
+    k.key(KeyCode::Char('b'));
+    k.text("disk full on web-1");
+    k.key(KeyCode::Enter);
+    k.key(KeyCode::Enter);
+    k.text("123456");
+    let created = k.key(KeyCode::Enter);
+    assert_eq!(
+        created,
+        vec![Intent::CreateRequest {
+            target: "mi-0a1b2c3d4e5f60001".into(),
+            reason: "disk full on web-1".into(),
+            incident: None,
+            duration: Duration::from_secs(1800),
+            code: "123456".into(),
+        }]
+    );
+    update(k.s, Action::Done(Done::RequestCreated { id: "r-1".into() }));
+    // The Requests tab opens with the new request selected, once it is listed.
+    let pending = request("r-1", "alice", RequestState::Pending, &[]);
+    update(k.s, snapshot_with(vec![older.clone(), pending], vec![]));
+    assert_eq!(k.s.screen, Screen::Requests);
+    assert_eq!(k.s.cursor(Screen::Requests), 1);
+    // They wander off; the approval reaches them there, with a bell.
+    update(k.s, Action::GoTo(Screen::Audit));
+    let approved = request("r-1", "alice", RequestState::Approved, &["bob", "carol"]);
+    let news = update(k.s, snapshot_with(vec![older, approved], vec![]));
+    assert_eq!(news, vec![Intent::Bell]);
+    assert!(matches!(
+        &k.s.status,
+        Some(pink_sombrero::tui::app::Status::Info(m))
+            if m == "r-1 approved by bob and carol: press o to open"
+    ));
+    k.key(KeyCode::Char('o'));
+    k.text("654321");
+    let opened = k.key(KeyCode::Enter);
+    assert!(
+        matches!(&opened[..], [Intent::OpenSession { id, code: Some(c), .. }] if id == "r-1" && c == "654321"),
+        "{opened:?}"
+    );
+    assert!(
+        k.keys <= REQUESTER_KEYS,
+        "the requester's path grew to {} keys",
+        k.keys
+    );
+
+    // The approver: 3, a, code, Enter.
+    let mut s = one_to_approve();
+    let mut k = Counted { s: &mut s, keys: 0 };
+    k.key(KeyCode::Char('3'));
+    k.key(KeyCode::Char('a'));
+    k.text("222222");
+    let approve = k.key(KeyCode::Enter);
+    assert_eq!(
+        approve,
+        vec![Intent::Approve {
+            id: "r-2".into(),
+            code: "222222".into(),
+            comment: None
+        }]
+    );
+    assert!(
+        k.keys <= APPROVER_KEYS,
+        "the approver's path grew to {} keys",
+        k.keys
+    );
+}
+
+#[test]
+fn the_approval_comment_is_one_tab_away_and_deny_still_needs_one() {
+    let mut s = one_to_approve();
+    press(&mut s, KeyCode::Char('3'));
+    press(&mut s, KeyCode::Char('a'));
+    type_text(&mut s, "222222");
+    press(&mut s, KeyCode::Tab);
+    type_text(&mut s, "checked the disk graph");
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
+        vec![Intent::Approve {
+            id: "r-2".into(),
+            code: "222222".into(),
+            comment: Some("checked the disk graph".into())
+        }]
+    );
+    update(&mut s, Action::Refused("no".into()));
+    press(&mut s, KeyCode::Esc);
+    press(&mut s, KeyCode::Char('d'));
+    press(&mut s, KeyCode::Enter);
+    type_text(&mut s, "222222");
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
+        vec![],
+        "no denial without a reason"
+    );
+}
+
+#[test]
+fn o_opens_the_announced_request_from_any_tab_and_a_switch_is_not_news() {
+    let mut s = state();
+    let approved = request("r-1", "alice", RequestState::Approved, &["bob", "carol"]);
+    // The first listing (start, or a user switch) is not news: no bell, but o still opens it.
+    assert_eq!(
+        update(&mut s, snapshot_with(vec![approved], vec![])),
+        vec![]
+    );
+    press(&mut s, KeyCode::Char('6'));
+    press(&mut s, KeyCode::Char('o'));
+    assert_eq!(
+        s.form.as_ref().map(|f| f.title()),
+        Some("Open the session of r-1".to_string())
+    );
+    press(&mut s, KeyCode::Esc);
+    // Once it is no longer approved (expired), o says what to do instead.
+    let expired = request("r-1", "alice", RequestState::Expired, &["bob", "carol"]);
+    update(&mut s, snapshot_with(vec![expired], vec![]));
+    assert_eq!(press(&mut s, KeyCode::Char('o')), vec![]);
+    assert!(s.form.is_none());
+    assert!(matches!(
+        &s.status,
+        Some(pink_sombrero::tui::app::Status::Error(m)) if m.contains("Nothing to open")
+    ));
 }

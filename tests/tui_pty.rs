@@ -25,6 +25,14 @@ fn tui_restores_the_terminal_when_quitting() {
             pixel_height: 0,
         })
         .unwrap();
+    // The TUI acts only as someone enrolled: enrol alice first, as an operator would.
+    let enrolled = std::process::Command::new(env!("CARGO_BIN_EXE_sombrero"))
+        .args(["user", "add", "alice", "--role", "requester", "--json"])
+        .env("SOMBRERO_DATA_DIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(enrolled.status.success(), "{enrolled:?}");
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_sombrero"));
     cmd.args(["tui", "--as", "alice"]);
     cmd.env("SOMBRERO_DATA_DIR", dir.path());

@@ -95,7 +95,6 @@ fn request_form_with_inline_refusal() {
     type_text(&mut s, "disk full");
     press(&mut s, KeyCode::Enter);
     press(&mut s, KeyCode::Enter);
-    press(&mut s, KeyCode::Enter);
     type_text(&mut s, "123456");
     press(&mut s, KeyCode::Enter);
     insta::assert_snapshot!(render(&s));
@@ -106,7 +105,7 @@ fn request_form_broker_refusal_shows_what_to_do() {
     let mut s = full_state();
     press(&mut s, KeyCode::Char('b'));
     type_text(&mut s, "disk full on web-1");
-    for _ in 0..3 {
+    for _ in 0..2 {
         press(&mut s, KeyCode::Enter);
     }
     type_text(&mut s, "123456");
@@ -124,9 +123,9 @@ fn request_form_broker_refusal_shows_what_to_do() {
 fn approve_prompt_masks_the_code() {
     let mut s = on(full_state(), Screen::Approvals);
     press(&mut s, KeyCode::Char('a'));
-    type_text(&mut s, "looks right");
-    press(&mut s, KeyCode::Enter);
     type_text(&mut s, "987");
+    press(&mut s, KeyCode::Tab);
+    type_text(&mut s, "looks right");
     insta::assert_snapshot!(render(&s));
 }
 
@@ -230,12 +229,14 @@ fn demo_panel_shows_codes() {
                 user: "alice".into(),
                 role: "requester".into(),
                 code: "123456".into(),
+                next: "234567".into(),
                 seconds_left: 17,
             },
             DemoCode {
                 user: "bob".into(),
                 role: "approver".into(),
                 code: "654321".into(),
+                next: "765432".into(),
                 seconds_left: 17,
             },
         ]),
@@ -312,4 +313,190 @@ fn no_color_theme_renders_the_same_text() {
     let cell = &t.backend().buffer()[(1, 0)];
     assert_eq!(cell.fg, ratatui::style::Color::Reset);
     assert_eq!(cell.bg, ratatui::style::Color::Reset);
+}
+
+/// The ids a screen of the full fixture must show whole.
+fn ids_on(screen: Screen) -> Vec<&'static str> {
+    match screen {
+        Screen::Fleet => vec![
+            "mi-0a1b2c3d4e5f60001",
+            "mi-0a1b2c3d4e5f60002",
+            "mi-0a1b2c3d4e5f60003",
+        ],
+        Screen::Requests => vec!["r-7f3a", "r-51c0", "r-0d9e", "mi-0a1b2c3d4e5f60001"],
+        Screen::Approvals => vec!["r-9b2e", "mi-0a1b2c3d4e5f60001"],
+        Screen::Recordings => vec![
+            "r-0d9e",
+            "r-0c11",
+            "r-0b02",
+            "mi-0a1b2c3d4e5f60001",
+            "mi-0a1b2c3d4e5f60002",
+            "mi-0a1b2c3d4e5f60003",
+        ],
+        Screen::Audit => vec!["r-7f3a"],
+        Screen::Session => vec![],
+    }
+}
+
+/// The `expected` ids show whole, and (unless an overlay hides part of the screen, which is
+/// not cutting) every id-looking word on screen is a whole id: nothing is cut to `mi-0a1b…`.
+fn assert_ids_whole(shown: &str, expected: &[&str], overlay: bool, what: &str) {
+    for id in expected {
+        assert!(
+            shown.contains(id),
+            "{what}: {id} is not shown whole:\n{shown}"
+        );
+    }
+    if overlay {
+        return;
+    }
+    let known: Vec<String> = fleet()
+        .into_iter()
+        .map(|n| n.id)
+        .chain(snapshot().requests.into_iter().map(|r| r.id))
+        .chain(snapshot().approvals.into_iter().map(|a| a.request.id))
+        .chain(snapshot().recordings.into_iter().map(|r| r.request))
+        .collect();
+    let word = regex::Regex::new(r"\b(mi-[0-9a-f]+|r-[0-9a-f]+)").unwrap();
+    for m in word.find_iter(shown) {
+        assert!(
+            known.iter().any(|k| k == m.as_str()),
+            "{what}: {:?} is a cut id:\n{shown}",
+            m.as_str()
+        );
+    }
+}
+
+/// The demo's codes, so the DEMO strip (narrow) and panel (wide) are part of every size.
+fn demo_codes() -> Action {
+    let code = |user: &str, role: &str, code: &str, next: &str| DemoCode {
+        user: user.into(),
+        role: role.into(),
+        code: code.into(),
+        next: next.into(),
+        seconds_left: 17,
+    };
+    Action::DemoCodes(vec![
+        code("oncall", "requester", "123456", "234567"),
+        code("alice", "approver", "345678", "456789"),
+        code("bob", "approver", "567890", "678901"),
+    ])
+}
+
+/// Every tab, the request and approve forms and the help overlay at 80x24, 100x30 and
+/// 140x42, in demo mode: each snapshotted and checked to show its ids whole.
+#[test]
+fn every_screen_at_every_size_keeps_ids_whole() {
+    for (w, h) in [(80u16, 24u16), (100, 30), (140, 42)] {
+        let sized = |screen: Screen| {
+            let mut s = full_state();
+            update(&mut s, demo_codes());
+            update(&mut s, Action::Resize(w, h));
+            on(s, screen)
+        };
+        let mut shots: Vec<(String, State, Vec<&str>)> = Screen::ALL
+            .iter()
+            .map(|&screen| (screen.title().to_lowercase(), sized(screen), ids_on(screen)))
+            .collect();
+        // Forms and help are drawn over the screen: they show their own ids whole.
+        let mut form = sized(Screen::Fleet);
+        press(&mut form, KeyCode::Char('b'));
+        type_text(&mut form, "disk full on web-1, logrotate stuck");
+        shots.push(("request_form".into(), form, vec!["mi-0a1b2c3d4e5f60001"]));
+        let mut approve = sized(Screen::Approvals);
+        press(&mut approve, KeyCode::Char('a'));
+        shots.push((
+            "approve_form".into(),
+            approve,
+            vec!["r-9b2e", "mi-0a1b2c3d4e5f60001"],
+        ));
+        let mut help = sized(Screen::Requests);
+        press(&mut help, KeyCode::Char('?'));
+        shots.push(("help".into(), help, vec![]));
+        for (name, s, ids) in shots {
+            let shown = render(&s);
+            let what = format!("{name} at {w}x{h}");
+            assert!(!shown.contains("Enlarge the window"), "{what}:\n{shown}");
+            let overlay = s.form.is_some() || s.help;
+            assert_ids_whole(&shown, &ids, overlay, &what);
+            insta::assert_snapshot!(format!("{name}_{w}x{h}"), shown);
+        }
+    }
+}
+
+#[test]
+fn the_tab_bar_names_every_tab_at_80_columns() {
+    for screen in Screen::ALL {
+        let top = render(&on(full_state_sized(80, 24), screen));
+        let bar = top.lines().next().unwrap_or_default().to_string();
+        for n in 1..=6 {
+            assert!(bar.contains(&format!(" {n}")), "tab {n} missing: {bar}");
+        }
+        assert!(bar.contains(screen.title()), "{bar}");
+        assert!(bar.contains("as alice"), "{bar}");
+    }
+}
+
+fn full_state_sized(w: u16, h: u16) -> State {
+    let mut s = full_state();
+    update(&mut s, Action::Resize(w, h));
+    s
+}
+
+#[test]
+fn d_flips_the_demo_panel_and_the_strip() {
+    let mut s = full_state_sized(80, 24);
+    update(&mut s, demo_codes());
+    let strip = render(&s);
+    assert!(strip.contains("oncall 123456/234567"), "{strip}");
+    assert!(!strip.contains("Demo users' TOTP codes"), "{strip}");
+    press(&mut s, KeyCode::Char('D'));
+    let panel = render(&s);
+    assert!(panel.contains("Demo users' TOTP codes"), "{panel}");
+    let mut wide = full_state_sized(140, 42);
+    update(&mut wide, demo_codes());
+    assert!(render(&wide).contains("Demo users' TOTP codes"));
+    press(&mut wide, KeyCode::Char('D'));
+    assert!(!render(&wide).contains("Demo users' TOTP codes"));
+}
+
+#[test]
+fn help_marks_the_keys_that_ask_for_a_code() {
+    let mut s = on(full_state(), Screen::Approvals);
+    press(&mut s, KeyCode::Char('?'));
+    let shown = render(&s);
+    let line = |key: &str| {
+        shown
+            .lines()
+            .find(|l| l.contains(&format!("│{key} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("a").contains("code"), "{shown}");
+    assert!(line("d").contains("code"), "{shown}");
+    assert!(!line("?").contains("code"), "{shown}");
+    assert!(shown.contains("asks for your TOTP code"), "{shown}");
+}
+
+#[test]
+fn an_approved_request_of_mine_is_announced_and_o_leads_the_hints_everywhere() {
+    let mut s = full_state_sized(80, 24);
+    let mut snap = snapshot();
+    snap.requests[0] = request("r-7f3a", "alice", RequestState::Approved, &["bob", "carol"]);
+    let intents = update(&mut s, Action::Snapshot(Box::new(snap)));
+    assert_eq!(intents, vec![pink_sombrero::tui::intent::Intent::Bell]);
+    for screen in [Screen::Fleet, Screen::Audit] {
+        update(&mut s, Action::GoTo(screen));
+        let shown = render(&s);
+        let lines: Vec<&str> = shown.lines().collect();
+        let (status, hints) = (lines[lines.len() - 2], lines[lines.len() - 1]);
+        assert!(
+            status.contains("r-7f3a approved by bob and carol: press o to open"),
+            "{shown}"
+        );
+        assert!(
+            hints.starts_with("\"o open r-7f3a (approved) · "),
+            "{shown}"
+        );
+    }
 }

@@ -113,7 +113,7 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     }
     let broker = Arc::new(access::open(g)?);
     let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
-    let user = access::who(a.as_user)?;
+    let user = local_user(&broker, a.as_user)?;
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
         .map_err(|e| ExitError::usage(e.to_string()))?;
@@ -150,6 +150,44 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     };
     rt.block_on(run_tui(ctx))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a new person should do on a data dir where nobody is enrolled yet.
+const NOBODY_ENROLLED: &str = "nobody is enrolled here yet, so there is no one to act as.
+  On this machine, enrol the first people (each gets a TOTP secret for their phone):
+    sombrero user add NAME --role requester|approver|reviewer
+  Or try everything first with three demo users and a lab fleet:
+    sombrero demo";
+
+/// Who the local TUI acts as: `--as`, else the OS user, if enrolled. On a fresh data dir, or
+/// for a name nobody enrolled, says what to do instead (exit 2).
+fn local_user(broker: &Broker, as_user: Option<String>) -> anyhow::Result<String> {
+    let users = broker.users().map_err(access::fail)?;
+    if users.is_empty() {
+        return Err(ExitError::usage(NOBODY_ENROLLED).into());
+    }
+    let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+    let given = as_user.is_some();
+    let who = access::who(as_user).ok();
+    if let Some(name) = &who
+        && names.contains(&name.as_str())
+    {
+        return Ok(name.clone());
+    }
+    let whom = match (&who, given) {
+        (Some(name), true) => format!("{name} is not enrolled here"),
+        (Some(name), false) => format!(
+            "you are {name} on this machine, and nobody by that name is enrolled: choose who with `sombrero tui --as NAME`"
+        ),
+        (None, _) => "cannot tell who you are: choose with `sombrero tui --as NAME`".to_string(),
+    };
+    Err(ExitError::usage(format!(
+        "{}.\n  Enrolled here: {}\n  e.g. sombrero tui --as {}",
+        whom,
+        names.join(", "),
+        names[0]
+    ))
+    .into())
 }
 
 /// The TUI against a `sombrero serve` daemon: the user is the connection's identity.

@@ -85,7 +85,8 @@ pub enum Action {
     StartRequest,
     /// Show only my requests / everyone's.
     ToggleMine,
-    /// Open (or return to) the session of the selected approved request.
+    /// Open (or return to) a session: the selected approved request on Requests, else the one
+    /// just announced as approved.
     OpenSession,
     /// Cancel the selected request (mine only).
     CancelRequest,
@@ -101,6 +102,8 @@ pub enum Action {
     SwitchUser,
     /// Open the selected recording in the player.
     OpenRecording,
+    /// Show the whole DEMO panel or its one-line strip.
+    ToggleDemo,
     /// Next input field.
     NextField,
     /// Previous input field.

@@ -9,10 +9,13 @@ use super::form::Form;
 use super::model::{BrokerSnapshot, DemoCode, FleetRow, Loadable};
 use super::session::SessionPane;
 
-/// Smallest terminal the UI draws into; below this it asks for a bigger window.
-pub const MIN_WIDTH: u16 = 60;
+/// Smallest terminal the UI draws into (the default of most terminals); below this it asks for
+/// a bigger window.
+pub const MIN_WIDTH: u16 = 80;
 /// Smallest terminal height.
-pub const MIN_HEIGHT: u16 = 16;
+pub const MIN_HEIGHT: u16 = 24;
+/// Narrowest terminal the DEMO panel sits beside the screens in; below, a one-line strip.
+pub const DEMO_SIDE_WIDTH: u16 = 120;
 
 /// A scrollable list's selection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,6 +78,13 @@ pub struct State {
     pub connection_lost: Option<String>,
     /// Demo codes; `None` outside demo mode (the panel is hidden).
     pub demo_codes: Option<Vec<DemoCode>>,
+    /// `D` flipped the DEMO panel from its default for this width (panel from
+    /// [`DEMO_SIDE_WIDTH`] up, strip below).
+    pub demo_flipped: bool,
+    /// The newest approval of one of my requests, to announce and open with `o` from anywhere.
+    pub notice: Option<super::notice::Approved>,
+    /// A request to select on the Requests screen once it is listed (the one just created).
+    pub select_request: Option<String>,
     /// The session pane, once a session was opened.
     pub session: Option<SessionPane>,
     /// Set when the program should end.
@@ -102,6 +112,9 @@ impl State {
             status: None,
             connection_lost: None,
             demo_codes: None,
+            demo_flipped: false,
+            notice: None,
+            select_request: None,
             session: None,
             quit: false,
         }
@@ -115,6 +128,11 @@ impl State {
     /// Whether the terminal is too small to draw the UI.
     pub fn too_small(&self) -> bool {
         self.size.0 < MIN_WIDTH || self.size.1 < MIN_HEIGHT
+    }
+
+    /// Whether the full DEMO panel shows (else the one-line strip), in demo mode.
+    pub fn demo_panel(&self) -> bool {
+        (self.size.0 >= DEMO_SIDE_WIDTH) != self.demo_flipped
     }
 
     /// Whether the session pane currently owns the keyboard.

@@ -1,4 +1,4 @@
-//! Demo mode: every demo user's current TOTP code, for the DEMO panel.
+//! Demo mode: every demo user's current and next TOTP code, for the DEMO panel.
 
 use std::sync::Arc;
 
@@ -23,6 +23,11 @@ pub struct DemoUser {
     pub secret_base32: String,
 }
 
+/// A user's code at a moment (`??????` if their secret cannot make one).
+fn code_at(u: &DemoUser, at: chrono::DateTime<Utc>) -> String {
+    mfa::code_at(&u.name, &u.secret_base32, at).unwrap_or_else(|_| "??????".to_string())
+}
+
 /// A [`DemoCodesFn`] computing each user's code now.
 pub fn demo_codes_fn(users: Vec<DemoUser>) -> DemoCodesFn {
     Arc::new(move || {
@@ -34,8 +39,8 @@ pub fn demo_codes_fn(users: Vec<DemoUser>) -> DemoCodesFn {
             .map(|u| DemoCode {
                 user: u.name.clone(),
                 role: u.role.clone(),
-                code: mfa::code_at(&u.name, &u.secret_base32, now)
-                    .unwrap_or_else(|_| "??????".to_string()),
+                code: code_at(u, now),
+                next: code_at(u, now + chrono::Duration::seconds(STEP_SECS)),
                 seconds_left,
             })
             .collect()

@@ -153,9 +153,12 @@ pub fn decision_context(
     ]
 }
 
+// The request form's fields: what a requester types first, the code (whose Enter submits),
+// then the duration, which has a default and is reached with Tab.
 const REASON: usize = 0;
 const INCIDENT: usize = 1;
-const DURATION: usize = 2;
+const CODE: usize = 2;
+const DURATION: usize = 3;
 
 impl Form {
     fn with(purpose: Purpose, fields: Vec<Field>, limits: PolicyLimits) -> Self {
@@ -195,9 +198,10 @@ impl Form {
                 ),
             ),
             Field::new("Incident", "ticket or incident reference (optional)"),
-            duration,
             Field::code(),
+            duration,
         ];
+        debug_assert!(fields[CODE].masked && !fields[DURATION].masked);
         Form::with(
             Purpose::NewRequest {
                 target: target.to_string(),
@@ -207,13 +211,13 @@ impl Form {
         )
     }
 
-    /// The approve prompt.
+    /// The approve prompt: the code first (Enter approves), the comment optional after it.
     pub fn approve(id: &str) -> Self {
         Form::with(
             Purpose::Approve { id: id.to_string() },
             vec![
-                Field::new("Comment", "optional note for the audit log"),
                 Field::code(),
+                Field::new("Comment", "optional note for the audit log (Tab)"),
             ],
             PolicyLimits::default(),
         )
@@ -265,6 +269,22 @@ impl Form {
         self.focus + 1 >= self.fields.len()
     }
 
+    /// The code field's position (every form has one).
+    pub fn code_field(&self) -> usize {
+        self.fields
+            .iter()
+            .position(|f| f.masked)
+            .unwrap_or(self.fields.len().saturating_sub(1))
+    }
+
+    /// Whether Enter submits (else it moves to the next field): on the last field, on the code
+    /// field, and on any field once the code is typed; the fields after the code are optional.
+    pub fn submits_on_enter(&self) -> bool {
+        self.on_last_field()
+            || self.focus == self.code_field()
+            || !self.value(self.code_field()).is_empty()
+    }
+
     /// The focused field's text, for editing.
     pub fn focused_mut(&mut self) -> Option<&mut String> {
         self.fields.get_mut(self.focus).map(|f| &mut f.value)
@@ -276,7 +296,7 @@ impl Form {
 
     /// Checks every field and builds the intent, or names the field to fix and why.
     pub fn validate(&self) -> Result<Intent, (usize, String)> {
-        let code_at = self.fields.len().saturating_sub(1);
+        let code_at = self.code_field();
         let code = self.value(code_at).to_string();
         let check_code = || {
             if code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()) {
@@ -317,9 +337,9 @@ impl Form {
                 })
             }
             Purpose::Approve { id } => {
-                field_rule(0, text::Field::Comment, self.value(0))?;
+                field_rule(1, text::Field::Comment, self.value(1))?;
                 check_code()?;
-                let comment = Some(self.value(0).to_string()).filter(|s| !s.is_empty());
+                let comment = Some(self.value(1).to_string()).filter(|s| !s.is_empty());
                 Ok(Intent::Approve {
                     id: id.clone(),
                     code,
@@ -403,7 +423,7 @@ mod tests {
         let mut f = Form::new_request("mi-1", PolicyLimits::default());
         f.fields[REASON].value = reason.into();
         f.fields[DURATION].value = duration.into();
-        f.fields[3].value = code.into();
+        f.fields[CODE].value = code.into();
         f
     }
 
@@ -422,7 +442,10 @@ mod tests {
             filled(long, "soon", "123456").validate().unwrap_err().0,
             DURATION
         );
-        assert_eq!(filled(long, "30m", "12a456").validate().unwrap_err().0, 3);
+        assert_eq!(
+            filled(long, "30m", "12a456").validate().unwrap_err().0,
+            CODE
+        );
         assert_eq!(
             filled(long, "30m", "123456").validate().unwrap(),
             Intent::CreateRequest {
@@ -458,6 +481,25 @@ mod tests {
             f.validate(),
             Ok(Intent::OpenSession { code: Some(c), rows: 20, .. }) if c == "654321"
         ));
+    }
+
+    #[test]
+    fn enter_submits_on_the_code_or_once_it_is_typed() {
+        let mut f = Form::new_request("mi-1", PolicyLimits::default());
+        assert!(!f.submits_on_enter(), "Enter on the reason moves on");
+        f.focus = CODE;
+        assert!(f.submits_on_enter());
+        f.focus = REASON;
+        f.fields[CODE].value = "1".into();
+        assert!(
+            f.submits_on_enter(),
+            "the code is typed: Enter submits from anywhere"
+        );
+        let a = Form::approve("r1");
+        assert_eq!((a.focus, a.code_field()), (0, 0));
+        assert!(a.submits_on_enter());
+        let d = Form::deny("r1");
+        assert!(!d.submits_on_enter(), "a denial's comment comes first");
     }
 
     #[test]

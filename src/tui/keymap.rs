@@ -76,7 +76,6 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
             hint(Char('/'), "/", Action::StartFilter, "filter"),
         ],
         Screen::Requests => vec![
-            hint(Char('o'), "o", Action::OpenSession, "open session"),
             hint(Char('m'), "m", Action::ToggleMine, "mine/all"),
             b(
                 Char('c'),
@@ -101,12 +100,7 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
             hint(Char('a'), "a", Action::Approve, "approve"),
             hint(Char('d'), "d", Action::Deny, "deny"),
         ],
-        Screen::Session => vec![hint(
-            Char('o'),
-            "o",
-            Action::OpenSession,
-            "return to the session",
-        )],
+        Screen::Session => Vec::new(),
         Screen::Recordings => vec![hint(
             KeyCode::Enter,
             "Enter",
@@ -120,6 +114,12 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
 fn global_keys() -> Vec<Binding> {
     use KeyCode::Char;
     let mut keys = vec![
+        b(
+            Char('o'),
+            "o",
+            Action::OpenSession,
+            "open your approved session (or return to it)",
+        ),
         hint(Char('u'), "u", Action::SwitchUser, "switch user"),
         hint(KeyCode::Tab, "Tab", Action::NextTab, "next screen"),
         b(
@@ -139,7 +139,12 @@ fn global_keys() -> Vec<Binding> {
             ('6', "6"),
         ];
         let (c, shown) = DIGITS[i];
-        keys.push(b(Char(c), shown, Action::GoTo(*s), s.title()));
+        keys.push(b(
+            Char(c),
+            shown,
+            Action::GoTo(*s),
+            "go to that screen (tab bar)",
+        ));
     }
     keys.extend([
         b(KeyCode::Up, "↑", Action::Up, "move up"),
@@ -148,6 +153,12 @@ fn global_keys() -> Vec<Binding> {
         b(Char('j'), "j", Action::Down, "move down"),
         b(KeyCode::PageUp, "PgUp", Action::PageUp, "page up"),
         b(KeyCode::PageDown, "PgDn", Action::PageDown, "page down"),
+        b(
+            Char('D'),
+            "D",
+            Action::ToggleDemo,
+            "DEMO panel: whole / one line",
+        ),
         hint(Char('?'), "?", Action::Help, "all keys"),
         hint(Char('q'), "q", Action::Back, "back / quit"),
         b(KeyCode::Esc, "Esc", Action::Back, "back / quit"),
@@ -179,7 +190,7 @@ pub fn bindings(context: Context) -> Vec<Binding> {
         }
         Context::Filtering => text_keys("keep the filter", "clear the filter"),
         Context::Form => {
-            let mut keys = text_keys("next field / submit", "cancel");
+            let mut keys = text_keys("next field; on the code: submit", "cancel");
             keys.extend([
                 hint(KeyCode::Tab, "Tab", Action::NextField, "next field"),
                 b(
@@ -197,6 +208,20 @@ pub fn bindings(context: Context) -> Vec<Binding> {
             b(KeyCode::Char('?'), "?", Action::Back, "close help"),
         ],
         Context::Session => Vec::new(),
+    }
+}
+
+/// Whether an action asks for the acting user's TOTP code (opening a session: when the policy
+/// wants one at open, `mfa.at_open`, the default).
+pub fn needs_code(action: &Action, code_at_open: bool) -> bool {
+    match action {
+        Action::StartRequest
+        | Action::Approve
+        | Action::Deny
+        | Action::SwitchUser
+        | Action::KillSession => true,
+        Action::OpenSession => code_at_open,
+        _ => false,
     }
 }
 
@@ -251,16 +276,21 @@ pub fn action_for(state: &State, key: KeyEvent) -> Option<Action> {
     }
 }
 
-/// Help lines for a context: (keys, description), bindings with the same description merged.
-pub fn help_lines(context: Context) -> Vec<(String, &'static str)> {
-    let mut lines: Vec<(String, &'static str)> = Vec::new();
+/// Help lines for a context: (keys, description, asks for a code), bindings with the same
+/// description merged.
+pub fn help_lines(context: Context, code_at_open: bool) -> Vec<(String, &'static str, bool)> {
+    let mut lines: Vec<(String, &'static str, bool)> = Vec::new();
     for b in bindings(context) {
-        match lines.iter_mut().find(|(_, d)| *d == b.description) {
-            Some((keys, _)) => {
+        match lines.iter_mut().find(|(_, d, _)| *d == b.description) {
+            Some((keys, _, _)) => {
                 keys.push('/');
                 keys.push_str(b.shown);
             }
-            None => lines.push((b.shown.to_string(), b.description)),
+            None => lines.push((
+                b.shown.to_string(),
+                b.description,
+                needs_code(&b.action, code_at_open),
+            )),
         }
     }
     lines
@@ -318,8 +348,23 @@ mod tests {
 
     #[test]
     fn help_merges_aliases() {
-        let lines = help_lines(Context::Screen(Screen::Fleet));
-        assert!(lines.contains(&("↑/k".to_string(), "move up")));
-        assert_eq!(lines[0].1, "request access to the node");
+        let lines = help_lines(Context::Screen(Screen::Fleet), true);
+        assert!(lines.contains(&("↑/k".to_string(), "move up", false)));
+        assert!(lines.contains(&(
+            "1/2/3/4/5/6".to_string(),
+            "go to that screen (tab bar)",
+            false
+        )));
+        assert_eq!(
+            lines[0],
+            ("b".to_string(), "request access to the node", true)
+        );
+        let open = |at_open| {
+            help_lines(Context::Screen(Screen::Requests), at_open)
+                .into_iter()
+                .find(|l| l.0 == "o")
+                .map(|l| l.2)
+        };
+        assert_eq!((open(true), open(false)), (Some(true), Some(false)));
     }
 }

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod app;
 pub mod broker_view;
+pub mod columns;
 pub mod demo;
 pub mod driver;
 pub mod fleet_view;
@@ -11,6 +12,7 @@ pub mod form;
 pub mod intent;
 pub mod keymap;
 pub mod model;
+pub mod notice;
 pub mod session;
 pub mod terminal;
 pub mod theme;

@@ -261,7 +261,7 @@ pub struct BrokerSnapshot {
     pub policy: PolicyLimits,
 }
 
-/// One demo user's current TOTP code (demo mode only).
+/// One demo user's current and next TOTP codes (demo mode only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoCode {
     /// User name.
@@ -270,6 +270,9 @@ pub struct DemoCode {
     pub role: String,
     /// The current 6-digit code.
     pub code: String,
-    /// Seconds until it changes.
+    /// The next step's code: also accepted now (one step of skew), so an action right after
+    /// one that spent the current code need not wait for it.
+    pub next: String,
+    /// Seconds until the current code changes.
     pub seconds_left: u64,
 }

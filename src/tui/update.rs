@@ -7,6 +7,7 @@ use super::app::{State, Status};
 use super::form::{Form, Purpose, decision_context};
 use super::intent::Intent;
 use super::model::{Loadable, RequestState};
+use super::notice;
 use super::session::{self, Chord, Liveness, SessionPane};
 
 /// Applies one action to the state and returns what the driver must do.
@@ -38,6 +39,15 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
         Action::Approve | Action::Deny => start_decision(s, action == Action::Approve),
         Action::SwitchUser => s.form = Some(Form::switch_user()),
         Action::OpenRecording => return open_recording(s),
+        Action::ToggleDemo => {
+            if s.demo_codes.is_some() {
+                s.demo_flipped = !s.demo_flipped;
+            } else {
+                s.status = Some(Status::Info(
+                    "There is a DEMO panel only in `sombrero demo`.".to_string(),
+                ));
+            }
+        }
         Action::NextField | Action::PrevField => {
             if let Some(f) = s.form.as_mut() {
                 let n = f.fields.len();
@@ -102,9 +112,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
             if let Some(p) = s.session.as_mut() {
                 p.liveness = Liveness::Ended(msg.clone());
             }
-            s.status = Some(Status::Info(format!(
-                "{msg}. Fleet (1) shows the node; Recordings (5) replays the session."
-            )));
+            s.status = Some(Status::Info(format!("{msg}. Recordings (5) replays it.")));
             return vec![Intent::Reload];
         }
     }
@@ -210,15 +218,11 @@ fn open_session(s: &mut State) -> Vec<Intent> {
         s.screen = Screen::Session;
         return Vec::new();
     }
-    if s.screen != Screen::Requests {
+    let Some(r) = request_to_open(s) else {
         s.status = Some(Status::Error(
-            "No session running: on Requests (2) select your approved request and press o."
+            "Nothing to open: on Requests (2) select your approved request and press o."
                 .to_string(),
         ));
-        return Vec::new();
-    }
-    let Some(r) = selected_request(s) else {
-        s.status = Some(Status::Error("No request selected.".to_string()));
         return Vec::new();
     };
     let problem = if r.requester != s.user {
@@ -260,6 +264,28 @@ fn open_session(s: &mut State) -> Vec<Intent> {
         cols,
         code: None,
     }]
+}
+
+/// The request `o` opens: on Requests the selected one, unless it is not my approved request
+/// and one was announced; elsewhere the announced one.
+fn request_to_open(s: &State) -> Option<super::model::RequestRow> {
+    let announced = || {
+        let id = &s.notice.as_ref()?.id;
+        s.broker
+            .ready()?
+            .requests
+            .iter()
+            .find(|r| &r.id == id)
+            .cloned()
+    };
+    let selected = (s.screen == Screen::Requests)
+        .then(|| selected_request(s))
+        .flatten();
+    match selected {
+        Some(r) if r.requester == s.user && r.state == RequestState::Approved => Some(r),
+        Some(r) => announced().or(Some(r)),
+        None => announced(),
+    }
 }
 
 fn cancel_request(s: &mut State) -> Vec<Intent> {
@@ -369,9 +395,7 @@ pub fn approved_status(
     if complete {
         format!("APPROVED {id} ({approvals} of {needed}): {requester} may open it now.")
     } else {
-        format!(
-            "Your approval of {id} is recorded: {approvals} of {needed}. Still PENDING: it needs another approver."
-        )
+        format!("Your approval of {id} is recorded: {approvals} of {needed}. Still PENDING.")
     }
 }
 
@@ -389,7 +413,7 @@ fn submit(s: &mut State) -> Vec<Intent> {
         if f.busy {
             return Vec::new();
         }
-        if !f.on_last_field() {
+        if !f.submits_on_enter() {
             f.focus += 1;
             return Vec::new();
         }
@@ -491,12 +515,38 @@ fn snapshot_arrived(s: &mut State, snapshot: super::model::BrokerSnapshot) -> Ve
         intents.push(Intent::Bell);
     }
     s.seen_approvals = Some(ids);
+    let before = s.broker.ready().map(|b| b.requests.as_slice());
+    if let Some((approved, ring)) = notice::on_listing(before, &snapshot.requests, &s.user) {
+        s.status = Some(Status::Info(approved.message()));
+        if ring {
+            intents.push(Intent::Bell);
+        }
+        s.notice = Some(approved);
+    }
+    if s.notice
+        .as_ref()
+        .is_some_and(|n| !notice::still_open(n, &snapshot.requests))
+    {
+        s.notice = None;
+    }
     s.broker = Loadable::Ready(snapshot);
     s.connection_lost = None;
     for screen in Screen::ALL {
         s.clamp_cursor(screen);
     }
+    select_pending(s);
     intents
+}
+
+/// Selects the request waiting to be selected (the one just created) once it is listed.
+fn select_pending(s: &mut State) {
+    let Some(id) = s.select_request.clone() else {
+        return;
+    };
+    if let Some(i) = s.visible_requests().iter().position(|r| r.id == id) {
+        s.cursors[Screen::Requests.index()].selected = i;
+        s.select_request = None;
+    }
 }
 
 fn done_(s: &mut State, done: Done) -> Vec<Intent> {
@@ -504,8 +554,10 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
     let message = match done {
         Done::RequestCreated { id } => {
             s.screen = Screen::Requests;
+            s.select_request = Some(id.clone());
+            select_pending(s);
             format!(
-                "Request {id} created; it needs {needed} approvals (approvers: Approvals tab; here: u to switch user)."
+                "Request {id} created: it needs {needed} approvals (approvers see it on Approvals, 3)."
             )
         }
         Done::Approved {
@@ -522,6 +574,7 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
         Done::UserSwitched { name } => {
             s.user = name.clone();
             s.seen_approvals = None;
+            s.notice = None;
             // The queue on screen was the previous user's: show loading until ours arrives.
             s.broker = Loadable::Loading;
             format!("You now act as {name}.")
@@ -533,6 +586,9 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
             recording,
         } => {
             let pane = session::pane_size(s.size);
+            if s.notice.as_ref().is_some_and(|n| n.id == request) {
+                s.notice = None;
+            }
             s.session = Some(SessionPane::new(
                 &request, &target, ends_at, recording, pane,
             ));

@@ -1,12 +1,14 @@
 //! Approvals: the queue of requests this user may approve, newest first.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row};
+use ratatui::widgets::Row;
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
+use crate::tui::columns::{self, Column};
+use crate::tui::model::RequestRow;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing};
 
@@ -27,15 +29,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         ];
         return widgets::message(frame, area, widgets::panel(title, theme), lines);
     }
-    let header = Row::new(["ID", "REQUESTER", "TARGET", "WAITING", "INCIDENT", "REASON"]);
-    let widths = vec![
-        Constraint::Length(13),
-        Constraint::Length(10),
-        Constraint::Length(20),
-        Constraint::Length(8),
-        Constraint::Length(12),
-        Constraint::Fill(1),
-    ];
+    let requests: Vec<&RequestRow> = items.iter().map(|a| &a.request).collect();
+    let fitted = columns::fit(&approval_columns(&requests), area.width.saturating_sub(2));
     let listing = Listing {
         block: widgets::panel(title, theme).title_bottom(Line::from(vec![
             Span::styled(" a ", theme.key),
@@ -43,8 +38,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Span::styled("d ", theme.key),
             Span::styled("deny ", theme.text),
         ])),
-        header,
-        widths,
+        header: fitted.header(),
+        widths: fitted.widths(),
         len: items.len(),
         selected: state.cursor(Screen::Approvals),
     };
@@ -53,19 +48,35 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             return Row::default();
         };
         let r = &a.request;
-        Row::new(vec![
-            Cell::from(Span::styled(r.id.clone(), theme.text_dim)),
-            Cell::from(Span::styled(r.requester.clone(), theme.text)),
-            Cell::from(Span::styled(r.target.clone(), theme.text)),
-            Cell::from(Span::styled(
-                widgets::age(state.now, r.created_at),
-                theme.text,
-            )),
-            Cell::from(Span::styled(
+        fitted.row(vec![
+            Line::styled(r.id.clone(), theme.text_dim),
+            Line::styled(r.requester.clone(), theme.text),
+            Line::styled(r.target.clone(), theme.text),
+            Line::styled(widgets::age(state.now, r.created_at), theme.text),
+            Line::styled(
                 r.incident.clone().unwrap_or_else(|| "—".to_string()),
                 theme.text,
-            )),
-            Cell::from(Span::styled(r.reason.clone(), theme.text)),
+            ),
+            Line::styled(r.reason.clone(), theme.text),
         ])
     });
+}
+
+/// The Approvals table's columns. Id, requester and target never give way; when narrow,
+/// WAITING drops first, then INCIDENT shrinks; REASON keeps at least 12 columns (the approve
+/// form shows it whole).
+fn approval_columns(rows: &[&RequestRow]) -> [Column; 6] {
+    [
+        Column::id_of("ID", rows.iter().copied(), |r| &r.id),
+        Column::id_of("REQUESTER", rows.iter().copied(), |r| &r.requester),
+        Column::id_of("TARGET", rows.iter().copied(), |r| &r.target),
+        Column::flex("WAITING", 7, 7, 1),
+        Column::flex(
+            "INCIDENT",
+            columns::widest(rows.iter().filter_map(|r| r.incident.as_deref())),
+            6,
+            0,
+        ),
+        Column::flex("REASON", 40, 12, 0).filling(),
+    ]
 }

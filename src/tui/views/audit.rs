@@ -3,11 +3,12 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row};
+use ratatui::widgets::Row;
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
-use crate::tui::model::ChainStatus;
+use crate::tui::columns::{self, Column};
+use crate::tui::model::{AuditRow, ChainStatus};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing, badge};
 
@@ -51,19 +52,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         let lines = vec![Line::styled(text, theme.text)];
         return widgets::message(frame, table, widgets::panel(title, theme), lines);
     }
-    let header = Row::new(["SEQ", "TIME", "ACTOR", "EVENT", "REQUEST", "DETAIL"]);
-    let widths = vec![
-        Constraint::Length(5),
-        Constraint::Length(8),
-        Constraint::Length(10),
-        Constraint::Length(22),
-        Constraint::Length(13),
-        Constraint::Fill(1),
-    ];
+    let fitted = columns::fit(&audit_columns(&rows), table.width.saturating_sub(2));
     let listing = Listing {
         block: widgets::panel(title, theme),
-        header,
-        widths,
+        header: fitted.header(),
+        widths: fitted.widths(),
         len: rows.len(),
         selected: state.cursor(Screen::Audit),
     };
@@ -71,19 +64,30 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         let Some(a) = rows.get(i) else {
             return Row::default();
         };
-        Row::new(vec![
-            Cell::from(Span::styled(a.seq.to_string(), theme.text_dim)),
-            Cell::from(Span::styled(
-                a.at.format("%H:%M:%S").to_string(),
-                theme.text_dim,
-            )),
-            Cell::from(Span::styled(a.actor.clone(), theme.text)),
-            Cell::from(Span::styled(a.kind.clone(), theme.text)),
-            Cell::from(Span::styled(
-                a.request.clone().unwrap_or_default(),
-                theme.text_dim,
-            )),
-            Cell::from(Span::styled(a.detail.clone(), theme.text)),
+        fitted.row(vec![
+            Line::styled(a.seq.to_string(), theme.text_dim),
+            Line::styled(a.at.format("%H:%M:%S").to_string(), theme.text_dim),
+            Line::styled(a.actor.clone(), theme.text),
+            Line::styled(a.kind.clone(), theme.text),
+            Line::styled(a.request.clone().unwrap_or_default(), theme.text_dim),
+            Line::styled(a.detail.clone(), theme.text),
         ])
     });
+}
+
+/// The Audit table's columns. Actor, event name and request never give way; when narrow,
+/// SEQ drops first, then TIME; DETAIL shrinks.
+fn audit_columns(rows: &[&AuditRow]) -> [Column; 6] {
+    let seq = rows.iter().map(|a| a.seq).max().unwrap_or(0).to_string();
+    [
+        Column::flex("SEQ", columns::width(&seq), 3, 2),
+        Column::flex("TIME", 8, 8, 1),
+        Column::id_of("ACTOR", rows.iter().copied(), |a| &a.actor),
+        Column::id_of("EVENT", rows.iter().copied(), |a| &a.kind),
+        Column::id(
+            "REQUEST",
+            columns::widest(rows.iter().filter_map(|a| a.request.as_deref())),
+        ),
+        Column::flex("DETAIL", 30, 10, 0).filling(),
+    ]
 }

@@ -13,37 +13,61 @@ use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, badge};
 
 /// Brand badge, tabs, acting user and connection state.
+///
+/// The acting user always shows in full. When every tab's name does not fit, the other tabs
+/// show only their number (and their counters), the current one its full name; when even that
+/// does not fit, the brand badge goes.
 pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    let mut spans = vec![badge("PINK SOMBRERO", theme.badge_brand), Span::raw(" ")];
-    let pending = state.broker.ready().map_or(0, |b| b.approvals.len());
-    for (i, s) in Screen::ALL.iter().enumerate() {
-        let mut title = format!(" {} {} ", i + 1, s.title());
-        if *s == Screen::Approvals && pending > 0 {
-            title = format!(" {} {} ({pending}) ", i + 1, s.title());
-        }
-        if *s == Screen::Session && state.session.as_ref().is_some_and(|p| p.is_live()) {
-            title = format!(" {} {} ● ", i + 1, s.title());
-        }
-        let style = if *s == state.screen {
-            theme.tab_active
-        } else {
-            theme.tab
-        };
-        spans.push(Span::styled(title, style));
-    }
     let mut right = vec![Span::styled(format!(" as {} ", state.user), theme.text)];
     if state.connection_lost.is_some() {
         right.insert(0, badge("OFFLINE", theme.badge_danger));
     }
     let right = Line::from(right);
-    // The acting user always shows in full; the tabs give way on narrow terminals.
-    let [tabs, who] = Layout::horizontal([
+    let room = usize::from(area.width).saturating_sub(right.width());
+    let brand = || vec![badge("PINK SOMBRERO", theme.badge_brand), Span::raw(" ")];
+    let full = [brand(), tabs(state, theme, false)].concat();
+    let compact = [brand(), tabs(state, theme, true)].concat();
+    let spans = if Line::from(full.clone()).width() <= room {
+        full
+    } else if Line::from(compact.clone()).width() <= room {
+        compact
+    } else {
+        tabs(state, theme, true)
+    };
+    let [tabs_area, who] = Layout::horizontal([
         Constraint::Min(1),
         Constraint::Length(u16::try_from(right.width()).unwrap_or(u16::MAX)),
     ])
     .areas(area);
-    frame.render_widget(Line::from(spans), tabs);
+    frame.render_widget(Line::from(spans), tabs_area);
     frame.render_widget(right.right_aligned(), who);
+}
+
+/// The tabs: ` 1 Fleet ` each, or (compact) ` 1 ` for all but the current one.
+fn tabs(state: &State, theme: &Theme, compact: bool) -> Vec<Span<'static>> {
+    let pending = state.broker.ready().map_or(0, |b| b.approvals.len());
+    let live = state.session.as_ref().is_some_and(|p| p.is_live());
+    Screen::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let current = *s == state.screen;
+            let mut title = if compact && !current {
+                format!(" {}", i + 1)
+            } else {
+                format!(" {} {}", i + 1, s.title())
+            };
+            if *s == Screen::Approvals && pending > 0 {
+                title.push_str(&format!(" ({pending})"));
+            }
+            if *s == Screen::Session && live {
+                title.push_str(" ●");
+            }
+            title.push(' ');
+            let style = if current { theme.tab_active } else { theme.tab };
+            Span::styled(title, style)
+        })
+        .collect()
 }
 
 /// The status line: connection problems first, then the last message.
@@ -61,67 +85,108 @@ pub fn status_line(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) 
 }
 
 /// What to press next, from the keymap.
+///
+/// While one of my requests is approved and not opened, `o` leads on every screen.
 pub fn hints(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    let hints = keymap::hints(keymap::context(state));
+    let ctx = keymap::context(state);
+    let open = state
+        .notice
+        .as_ref()
+        .filter(|_| matches!(ctx, keymap::Context::Screen(_)))
+        .map(|n| format!("open {} (approved)", n.id));
+    let mut hints: Vec<(&str, &str)> = open.as_deref().map(|o| ("o", o)).into_iter().collect();
+    hints.extend(keymap::hints(ctx));
+    // Whole hints only: the last ones give way on a narrow terminal (`?` lists them all).
+    while hints.len() > 1 && widgets::hints_line(&hints, theme).width() > usize::from(area.width) {
+        hints.pop();
+    }
     frame.render_widget(widgets::hints_line(&hints, theme), area);
 }
 
-/// The keys of the current screen, generated from the keymap.
+/// The keys of the current screen, generated from the keymap; the keys whose action asks for
+/// the TOTP code are marked, and a note says why.
 pub fn help(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let ctx = keymap::base_context(state);
-    let lines = keymap::help_lines(ctx);
-    let h = u16::try_from(lines.len())
+    let at_open = state.broker.ready().is_none_or(|b| b.policy.code_at_open);
+    let lines = keymap::help_lines(ctx, at_open);
+    let any_code = lines.iter().any(|(_, _, code)| *code);
+    let mut rows: Vec<Row> = lines
+        .into_iter()
+        .map(|(k, d, code)| {
+            Row::new(vec![
+                Span::styled(k, theme.key),
+                Span::styled(d, theme.text),
+                Span::styled(if code { "code" } else { "" }, theme.badge_warn),
+            ])
+        })
+        .collect();
+    if any_code {
+        rows.push(Row::new(vec![Span::raw("")]));
+        rows.push(Row::new(vec![
+            Span::styled("code", theme.badge_warn),
+            Span::styled("asks for your TOTP code (once each)", theme.text_dim),
+        ]));
+    }
+    let h = u16::try_from(rows.len())
         .unwrap_or(u16::MAX)
         .saturating_add(2);
-    let popup = widgets::centered(area, 60, h);
-    let rows = lines.into_iter().map(|(k, d)| {
-        Row::new(vec![
-            Span::styled(k, theme.key),
-            Span::styled(d, theme.text),
-        ])
-    });
+    let popup = widgets::centered(area, 64, h);
     let title = match ctx {
         keymap::Context::Screen(s) => format!(" Keys: {} ", s.title()),
         _ => " Keys ".to_string(),
     };
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Table::new(rows, [Constraint::Length(14), Constraint::Min(10)])
-            .block(widgets::panel(title, theme).title_bottom(" Esc closes ")),
+        Table::new(
+            rows,
+            [
+                Constraint::Length(12),
+                Constraint::Min(10),
+                Constraint::Length(4),
+            ],
+        )
+        .block(widgets::panel(title, theme).title_bottom(" Esc closes ")),
         popup,
     );
 }
 
-/// The whole flow in a few lines, for someone who has never seen it.
+/// The whole flow in a few lines, for someone who has never seen it. Each code works once and
+/// codes only go forward, so an action right after a switch takes the next code.
 const DEMO_WALKTHROUGH: &[&str] = &[
     "Try it:",
     "1 Fleet: b on a node,",
-    "  fill the form (code above)",
-    "2 u: switch to an approver,",
-    "  3 Approvals: a (next code)",
-    "3 same for the other one",
-    "4 u: back to the requester,",
-    "  2 Requests: o opens shell",
+    "  reason, Enter Enter,",
+    "  oncall's now code, Enter",
+    "2 u alice + now code, then",
+    "  3 a + next code, Enter",
+    "3 u bob: the same",
+    "4 u oncall + next code;",
+    "  o + code once next is now",
     "5 exit: node gets replaced",
     "6 5 Recordings: Enter plays",
+    "Codes go forward, once each",
+    "D: this panel / one line",
 ];
 
-/// The DEMO panel: every demo user's current code.
+/// The DEMO panel: every demo user's current and next code, and the walk-through.
 pub fn demo_panel(frame: &mut Frame, area: Rect, codes: &[DemoCode], theme: &Theme) {
     let block = Block::bordered()
         .title(Span::styled(" DEMO ", theme.badge_warn))
         .border_style(theme.demo);
+    let left = codes.first().map_or(0, |c| c.seconds_left);
     let mut lines = vec![
         Line::styled("Demo users' TOTP codes", theme.demo),
         Line::styled("(a real user reads the", theme.text_dim),
         Line::styled(" code from their phone)", theme.text_dim),
-        Line::default(),
+        Line::styled(format!("now changes in {left:>2}s"), theme.text_dim),
+        Line::styled(format!("{:<8}{:<8}next", "", "now"), theme.text_dim),
     ];
     for c in codes {
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<10}", c.user), theme.text),
+            Span::styled(format!("{:<8}", c.user), theme.text),
             Span::styled(c.code.clone(), theme.key),
-            Span::styled(format!(" {:>2}s", c.seconds_left), theme.text_dim),
+            Span::styled("  ", theme.text_dim),
+            Span::styled(c.next.clone(), theme.text),
         ]));
         lines.push(Line::styled(format!("  {}", c.role), theme.text_dim));
     }
@@ -132,4 +197,34 @@ pub fn demo_panel(frame: &mut Frame, area: Rect, codes: &[DemoCode], theme: &The
     let [inner] = Layout::vertical([Constraint::Min(1)]).areas(block.inner(area));
     frame.render_widget(block, area);
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The DEMO strip: one line of codes, `user now/next`, or only the current ones when both do
+/// not fit; `D` shows the whole panel.
+pub fn demo_strip(frame: &mut Frame, area: Rect, codes: &[DemoCode], theme: &Theme) {
+    let left = codes.first().map_or(0, |c| c.seconds_left);
+    let line = |next: bool| {
+        let mut spans = vec![
+            badge("DEMO", theme.badge_warn),
+            Span::styled(format!(" {left:>2}s "), theme.text_dim),
+        ];
+        for (i, c) in codes.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" · ", theme.text_dim));
+            }
+            spans.push(Span::styled(format!("{} ", c.user), theme.text));
+            spans.push(Span::styled(c.code.clone(), theme.key));
+            if next {
+                spans.push(Span::styled(format!("/{}", c.next), theme.text));
+            }
+        }
+        Line::from(spans)
+    };
+    let with_next = line(true);
+    let shown = if with_next.width() <= usize::from(area.width) {
+        with_next
+    } else {
+        line(false)
+    };
+    frame.render_widget(shown, area);
 }

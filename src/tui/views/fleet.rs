@@ -3,11 +3,12 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row};
+use ratatui::widgets::Row;
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
-use crate::tui::model::{Badge, Loadable};
+use crate::tui::columns::{self, Column};
+use crate::tui::model::{Badge, FleetRow, Loadable};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing, badge};
 
@@ -70,20 +71,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         };
         return widgets::message(frame, table, widgets::panel(" Fleet ", theme), lines);
     }
-    let header = Row::new(["NAME", "ID", "PING", "PLATFORM", "AGE", ""]);
-    // Badges get the larger share: a node can carry several, and they matter more than a long name.
-    let widths = vec![
-        Constraint::Fill(1),
-        Constraint::Length(20),
-        Constraint::Length(15),
-        Constraint::Length(15),
-        Constraint::Length(5),
-        Constraint::Fill(2),
-    ];
+    let columns = fleet_columns(state, rows, theme);
+    let fitted = columns::fit(&columns, table.width.saturating_sub(2));
     let listing = Listing {
         block: widgets::panel(" Fleet ", theme),
-        header,
-        widths,
+        header: fitted.header(),
+        widths: fitted.widths(),
         len: state.fleet_visible.len(),
         selected: state.cursor(Screen::Fleet),
     };
@@ -91,38 +84,73 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         let Some(r) = state.fleet_visible.get(i).and_then(|j| rows.get(*j)) else {
             return Row::default();
         };
-        let badges: Vec<Span> = with_live_badges(state, r)
-            .into_iter()
-            .flat_map(|b| {
-                let style = match b {
-                    Badge::Tainted
-                    | Badge::TaintedNotInSsm
-                    | Badge::TaintedAgentLost
-                    | Badge::Rogue => theme.badge_danger,
-                    Badge::Replacing | Badge::Old => theme.badge_warn,
-                    Badge::InSession => theme.badge_ok,
-                };
-                [badge(b.label(), style), Span::raw(" ")]
-            })
-            .collect();
+        let badges = badge_line(state, r, theme);
         let ping_style = if r.ping == "Online" {
             theme.text
         } else {
             theme.status_error
         };
-        Row::new(vec![
-            Cell::from(Span::styled(r.name.clone(), theme.text)),
-            Cell::from(Span::styled(r.id.clone(), theme.text_dim)),
-            Cell::from(Span::styled(r.ping.clone(), ping_style)),
-            Cell::from(Span::styled(r.platform.clone(), theme.text)),
-            Cell::from(Span::styled(
+        fitted.row(vec![
+            Line::styled(shown_name(r).to_string(), theme.text),
+            Line::styled(r.id.clone(), theme.text_dim),
+            Line::styled(r.ping.clone(), ping_style),
+            Line::styled(r.platform.clone(), theme.text),
+            Line::styled(
                 r.since
                     .map_or("—".to_string(), |t| widgets::age(state.now, t)),
                 theme.text_dim,
-            )),
-            Cell::from(Line::from(badges)),
+            ),
+            badges,
         ])
     });
+}
+
+/// The node's name, or `—` when it has none but its id (the ID column shows that already).
+fn shown_name(r: &FleetRow) -> &str {
+    if r.name == r.id { "—" } else { &r.name }
+}
+
+/// A node's badges, in the styles of their meaning.
+fn badge_line(state: &State, r: &FleetRow, theme: &Theme) -> Line<'static> {
+    let spans: Vec<Span> = with_live_badges(state, r)
+        .into_iter()
+        .flat_map(|b| {
+            let style = match b {
+                Badge::Tainted
+                | Badge::TaintedNotInSsm
+                | Badge::TaintedAgentLost
+                | Badge::Rogue => theme.badge_danger,
+                Badge::Replacing | Badge::Old => theme.badge_warn,
+                Badge::InSession => theme.badge_ok,
+            };
+            [badge(b.label(), style), Span::raw(" ")]
+        })
+        .collect();
+    Line::from(spans)
+}
+
+/// The Fleet table's columns. The id, the agent's state and the badges (up to 24 columns of
+/// them) never give way; when narrow, PLATFORM drops first, then AGE; NAME shrinks.
+fn fleet_columns(state: &State, rows: &[FleetRow], theme: &Theme) -> [Column; 6] {
+    let visible = || state.fleet_visible.iter().filter_map(|i| rows.get(*i));
+    let badges = visible()
+        .map(|r| badge_line(state, r, theme).width())
+        .max()
+        .map_or(0, |w| u16::try_from(w).unwrap_or(u16::MAX));
+    [
+        Column::flex("NAME", columns::widest(visible().map(shown_name)), 8, 0),
+        Column::id("ID", columns::widest(visible().map(|r| r.id.as_str()))),
+        // Whole like an id: `ConnectionLost` is what tells an approver the node is gone.
+        Column::id("PING", columns::widest(visible().map(|r| r.ping.as_str()))),
+        Column::flex(
+            "PLATFORM",
+            columns::widest(visible().map(|r| r.platform.as_str())),
+            10,
+            2,
+        ),
+        Column::flex("AGE", 4, 3, 1),
+        Column::flex("", badges, badges.min(24), 0).filling(),
+    ]
 }
 
 /// The node's own badges plus what the broker knows: an open session, a rogue one found.

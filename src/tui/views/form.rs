@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &Form, theme: &Theme) {
     } else if form.busy {
         lines.push(Line::styled("Checking…", theme.text_dim));
     }
-    let submit = if form.on_last_field() {
+    let submit = if form.submits_on_enter() {
         "submit"
     } else {
         "next field"

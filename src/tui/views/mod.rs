@@ -14,7 +14,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 
 use super::action::Screen;
-use super::app::{MIN_HEIGHT, MIN_WIDTH, State};
+use super::app::{DEMO_SIDE_WIDTH, MIN_HEIGHT, MIN_WIDTH, State};
 use super::model::Loadable;
 use super::theme::Theme;
 use super::widgets;
@@ -39,12 +39,19 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
     ])
     .areas(area);
     chrome::header(frame, top, state, theme);
+    let side = state.demo_panel() && area.width >= DEMO_SIDE_WIDTH;
     let body = match &state.demo_codes {
-        Some(codes) => {
+        Some(codes) if side => {
             let [main, demo] =
                 Layout::horizontal([Constraint::Min(1), Constraint::Length(DEMO_WIDTH)])
                     .areas(body);
             chrome::demo_panel(frame, demo, codes, theme);
+            main
+        }
+        Some(codes) => {
+            let [strip, main] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(body);
+            chrome::demo_strip(frame, strip, codes, theme);
             main
         }
         None => body,
@@ -56,6 +63,20 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
         Screen::Session => session::draw_detached(frame, body, state, theme),
         Screen::Recordings => recordings::draw(frame, body, state, theme),
         Screen::Audit => audit::draw(frame, body, state, theme),
+    }
+    if let Some(codes) = &state.demo_codes
+        && state.demo_panel()
+        && !side
+    {
+        // Asked for with D on a narrow terminal: over the right of the screen, not beside it.
+        let w = DEMO_WIDTH.min(body.width);
+        let over = Rect {
+            x: body.right().saturating_sub(w),
+            width: w,
+            ..body
+        };
+        frame.render_widget(ratatui::widgets::Clear, over);
+        chrome::demo_panel(frame, over, codes, theme);
     }
     chrome::status_line(frame, status, state, theme);
     chrome::hints(frame, hints, state, theme);

@@ -1,13 +1,14 @@
 //! Recordings: integrity and review state; Enter replays.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row};
+use ratatui::widgets::Row;
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
-use crate::tui::model::Integrity;
+use crate::tui::columns::{self, Column};
+use crate::tui::model::{Integrity, RecordingRow};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing, badge};
 
@@ -28,28 +29,17 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         ];
         return widgets::message(frame, area, widgets::panel(title, theme), lines);
     }
-    let header = Row::new([
-        "STARTED",
-        "REQUEST",
-        "TARGET",
-        "USER",
-        "LENGTH",
-        "INTEGRITY",
-        "REVIEW",
-    ]);
-    let widths = vec![
-        Constraint::Length(17),
-        Constraint::Length(13),
-        Constraint::Length(20),
-        Constraint::Length(10),
-        Constraint::Length(7),
-        Constraint::Length(12),
-        Constraint::Fill(1),
-    ];
+    let fitted = columns::fit(&recording_columns(items), area.width.saturating_sub(2));
+    // Without the year when narrow: recordings are recent, the month and day say enough.
+    let started = if fitted.width_of(0).is_some_and(|w| w < 16) {
+        "%m-%d %H:%M"
+    } else {
+        "%Y-%m-%d %H:%M"
+    };
     let listing = Listing {
         block: widgets::panel(title, theme),
-        header,
-        widths,
+        header: fitted.header(),
+        widths: fitted.widths(),
         len: items.len(),
         selected: state.cursor(Screen::Recordings),
     };
@@ -67,20 +57,31 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             (None, Integrity::Broken(why)) => Span::styled(why.clone(), theme.status_error),
             (None, _) => Span::styled("not reviewed", theme.text_dim),
         };
-        Row::new(vec![
-            Cell::from(Span::styled(
-                r.started_at.format("%Y-%m-%d %H:%M").to_string(),
-                theme.text_dim,
-            )),
-            Cell::from(Span::styled(r.request.clone(), theme.text)),
-            Cell::from(Span::styled(r.target.clone(), theme.text)),
-            Cell::from(Span::styled(r.user.clone(), theme.text)),
-            Cell::from(Span::styled(
+        fitted.row(vec![
+            Line::styled(r.started_at.format(started).to_string(), theme.text_dim),
+            Line::styled(r.request.clone(), theme.text),
+            Line::styled(r.target.clone(), theme.text),
+            Line::styled(r.user.clone(), theme.text),
+            Line::styled(
                 format!("{}m{:02}s", r.duration_secs / 60, r.duration_secs % 60),
                 theme.text,
-            )),
-            Cell::from(integrity),
-            Cell::from(review),
+            ),
+            Line::from(integrity),
+            Line::from(review),
         ])
     });
+}
+
+/// The Recordings table's columns. Request, target and user never give way; when narrow,
+/// LENGTH drops first, then STARTED (first losing its year); REVIEW shrinks.
+fn recording_columns(rows: &[RecordingRow]) -> [Column; 7] {
+    [
+        Column::flex("STARTED", 16, 11, 2),
+        Column::id_of("REQUEST", rows, |r| &r.request),
+        Column::id_of("TARGET", rows, |r| &r.target),
+        Column::id_of("USER", rows, |r| &r.user),
+        Column::flex("LENGTH", 7, 6, 3),
+        Column::flex("INTEGRITY", 10, 10, 0),
+        Column::flex("REVIEW", 20, 8, 0).filling(),
+    ]
 }

@@ -4,10 +4,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
+use ratatui::widgets::{Paragraph, Row, Wrap};
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
+use crate::tui::columns::{self, Column};
 use crate::tui::model::{RequestRow, RequestState};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing, badge};
@@ -26,6 +27,21 @@ pub fn state_style(state: RequestState, theme: &Theme) -> Style {
 pub fn approvals_cell(r: &RequestRow) -> String {
     let who = r.approved_by.join(", ");
     format!("{}/{} {who}", r.approved_by.len(), r.approvals_required)
+}
+
+/// The Requests table's columns. Id, requester and target never give way; when narrow,
+/// REASON drops first (the selected request's reason shows below the table), then LEFT;
+/// APPROVALS shrinks to its count.
+fn request_columns(rows: &[&RequestRow]) -> [Column; 7] {
+    [
+        Column::id_of("ID", rows.iter().copied(), |r| &r.id),
+        Column::flex("STATE", 10, 10, 0),
+        Column::id_of("REQUESTER", rows.iter().copied(), |r| &r.requester),
+        Column::id_of("TARGET", rows.iter().copied(), |r| &r.target),
+        Column::flex("APPROVALS", 16, 5, 0),
+        Column::flex("LEFT", 7, 7, 1),
+        Column::flex("REASON", 30, 10, 2).filling(),
+    ]
 }
 
 /// Draws the Requests screen.
@@ -51,28 +67,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     let [table, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
     let selected = state.cursor(Screen::Requests);
-    let header = Row::new([
-        "ID",
-        "STATE",
-        "REQUESTER",
-        "TARGET",
-        "APPROVALS",
-        "LEFT",
-        "REASON",
-    ]);
-    let widths = vec![
-        Constraint::Length(13),
-        Constraint::Length(11),
-        Constraint::Length(10),
-        Constraint::Length(20),
-        Constraint::Length(16),
-        Constraint::Length(8),
-        Constraint::Fill(1),
-    ];
+    let fitted = columns::fit(&request_columns(&rows), table.width.saturating_sub(2));
     let listing = Listing {
         block: widgets::panel(title, theme),
-        header,
-        widths,
+        header: fitted.header(),
+        widths: fitted.widths(),
         len: rows.len(),
         selected,
     };
@@ -80,17 +79,14 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         let Some(r) = rows.get(i) else {
             return Row::default();
         };
-        Row::new(vec![
-            Cell::from(Span::styled(r.id.clone(), theme.text_dim)),
-            Cell::from(badge(r.state.label(), state_style(r.state, theme))),
-            Cell::from(Span::styled(r.requester.clone(), theme.text)),
-            Cell::from(Span::styled(r.target.clone(), theme.text)),
-            Cell::from(Span::styled(approvals_cell(r), theme.text)),
-            Cell::from(Span::styled(
-                widgets::time_left(state.now, r.deadline),
-                theme.text,
-            )),
-            Cell::from(Span::styled(r.reason.clone(), theme.text)),
+        fitted.row(vec![
+            Line::styled(r.id.clone(), theme.text_dim),
+            Line::from(badge(r.state.label(), state_style(r.state, theme))),
+            Line::styled(r.requester.clone(), theme.text),
+            Line::styled(r.target.clone(), theme.text),
+            Line::styled(approvals_cell(r), theme.text),
+            Line::styled(widgets::time_left(state.now, r.deadline), theme.text),
+            Line::styled(r.reason.clone(), theme.text),
         ])
     });
     if let Some(r) = rows.get(selected) {

@@ -35,7 +35,12 @@ pub fn draw_attached(frame: &mut Frame, area: Rect, state: &State, theme: &Theme
 }
 
 fn status_bar(frame: &mut Frame, area: Rect, state: &State, pane: &SessionPane, theme: &Theme) {
-    let mut spans = vec![badge("PINK SOMBRERO", theme.badge_brand), Span::raw(" ")];
+    // Below 100 columns the brand gives way to what matters: recording, node, time, request.
+    let mut spans = if area.width >= 100 {
+        vec![badge("PINK SOMBRERO", theme.badge_brand), Span::raw(" ")]
+    } else {
+        Vec::new()
+    };
     if pane.recording {
         spans.push(Span::styled("● REC ", theme.recording));
     } else {
