@@ -360,12 +360,15 @@ async fn the_daemon_runs_one_command_with_its_streams_apart_and_its_status() {
     let mut w = World::new().await;
     let node = w.lab.nodes()[0].id.clone();
     let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let code = w.env.code("rita");
     let out = run(
         w.client(
             RITA,
             &[
                 "open",
                 &id,
+                "--code",
+                &code,
                 "--",
                 "sh",
                 "-c",
@@ -726,13 +729,17 @@ fn socket_as(uid: u32, socket: &Path) -> std::os::unix::net::UnixStream {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>;
 
-/// Opens the websocket at `path` on `stream`.
-async fn ws_on(stream: std::os::unix::net::UnixStream, path: &str) -> Ws {
+/// Opens the websocket at `path` on `stream`, with a TOTP `code` in its header when given.
+async fn ws_on(stream: std::os::unix::net::UnixStream, path: &str, code: Option<&str>) -> Ws {
     stream.set_nonblocking(true).unwrap();
     let stream = tokio::net::UnixStream::from_std(stream).unwrap();
-    let req = format!("ws://sombrero{path}")
+    let mut req = format!("ws://sombrero{path}")
         .into_client_request()
         .unwrap();
+    if let Some(code) = code {
+        req.headers_mut()
+            .insert("x-pink-sombrero-totp", code.parse().unwrap());
+    }
     tokio_tungstenite::client_async(req, stream)
         .await
         .unwrap()
@@ -761,7 +768,8 @@ async fn hostile_terminal_sizes_are_clamped_and_allocate_nothing_before_authoriz
     let session = format!("/v1/requests/{id}/session?cols=65535&rows=65535");
 
     // rita opens at 65535x65535: the session is opened at the clamped size.
-    let mut rita = ws_on(socket_as(RITA, &w.socket()), &session).await;
+    let code = w.env.code("rita");
+    let mut rita = ws_on(socket_as(RITA, &w.socket()), &session, Some(&code)).await;
     rita.send(Message::Binary(b"echo up-$((6*7))\n".to_vec().into()))
         .await
         .unwrap();
@@ -776,6 +784,7 @@ async fn hostile_terminal_sizes_are_clamped_and_allocate_nothing_before_authoriz
     let mut rev = ws_on(
         std::os::unix::net::UnixStream::connect(w.socket()).unwrap(),
         &session,
+        None,
     )
     .await;
     let refused = ws_until(&mut rev, r#""type":"error""#).await;
@@ -878,9 +887,10 @@ async fn slow_bodies_from_one_peer_leave_descriptors_for_everyone_else() {
         w.client(BOB, &["approve", &id, "--code", &code]),
         "",
     );
+    let code = w.env.code("rita");
     let opened = timed(
         "open",
-        w.client(RITA, &["open", &id]),
+        w.client(RITA, &["open", &id, "--code", &code]),
         "echo ok-$((5*5))\nexit 0\n",
     );
     assert!(String::from_utf8_lossy(&opened.stdout).contains("ok-25"));
