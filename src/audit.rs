@@ -82,6 +82,10 @@ pub enum EventKind {
     RecordingCheckpoint,
     /// A recording was sealed and signed. data: path, digest, lines.
     RecordingSealed,
+    /// While the session ran, a submitted command raised a risk flag (see
+    /// `recording::flags`). data: text (escaped, at most 200 characters), line, severity,
+    /// labels; or, once a session's live budget is spent, `suppressed: true`.
+    CommandFlagged,
     /// The recording could not be written; the session is terminated. data: why.
     RecordingFailed,
     /// A reviewer signed off a recording. data: digest, comment.

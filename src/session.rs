@@ -25,6 +25,9 @@ use crate::fleet::{
     Fleet, FleetError, ReplaceOptions, ReplaceProgress, ReplaceStrategy, ReplacementOutcome,
     SessionReason, Taint,
 };
+use crate::recording::commands::Command;
+use crate::recording::flags::{FlagRule, default_rules};
+use crate::recording::live_flags::LiveFlags;
 use crate::recording::{Recorder, RecorderKey, RecordingError, RecordingMeta, SealInfo};
 use crate::request::{CloseReason, Request, State};
 
@@ -96,6 +99,11 @@ pub enum Step {
         /// Time left.
         left: Duration,
     },
+    /// A command just submitted raised a risk flag (audited as `command_flagged`).
+    Flagged {
+        /// Severity, label and the command, escaped and bounded.
+        summary: String,
+    },
     /// The session is over.
     Closed {
         /// Why.
@@ -135,6 +143,7 @@ impl std::fmt::Display for Step {
                 "{} s left: the session will be terminated when the approved time ends",
                 left.as_secs()
             ),
+            Step::Flagged { summary } => summary.clone(),
             Step::Closed { reason } => format!("session closed: {reason}"),
             Step::Sealed { digest, path } => {
                 format!(
@@ -272,6 +281,11 @@ impl RecorderTap {
     fn take(&self) -> Option<Recorder> {
         self.recorder.lock().ok().and_then(|mut g| g.take())
     }
+
+    /// The commands submitted since the last call (see [`Recorder::take_commands`]).
+    fn take_commands(&self) -> Vec<Command> {
+        self.with(|r| Ok(r.take_commands())).unwrap_or_default()
+    }
 }
 
 /// A session whose shell is live.
@@ -291,6 +305,7 @@ pub struct LiveSession {
     /// The cast file.
     pub recording_path: PathBuf,
     cause: Arc<Mutex<Option<CloseReason>>>,
+    flags: Arc<Mutex<LiveFlags>>,
     watchdog: JoinHandle<()>,
 }
 
@@ -525,6 +540,8 @@ pub async fn open_for<F: Fleet + Send + Sync + 'static>(
         if let Some(line) = &command {
             r.marker(&format!("command: {line}"))?;
         }
+        // Typed commands are checked against the risk rules as they are recorded.
+        r.index_commands();
         Ok(r)
     });
     let recorder = match created {
@@ -577,12 +594,14 @@ pub async fn open_for<F: Fleet + Send + Sync + 'static>(
         handle: handle.clone(),
     };
     let cause = Arc::new(Mutex::new(None));
+    let flags = Arc::new(Mutex::new(LiveFlags::new(flag_rules(&deps.broker).await)));
     let watchdog = tokio::spawn(watchdog(
         deps.broker.clone(),
         request.id.clone(),
         ends_at,
         tap.clone(),
         cause.clone(),
+        flags.clone(),
         step,
     ));
     Ok(LiveSession {
@@ -594,6 +613,7 @@ pub async fn open_for<F: Fleet + Send + Sync + 'static>(
         tap,
         recording_path,
         cause,
+        flags,
         watchdog,
     })
 }
@@ -622,6 +642,7 @@ pub async fn finish<F: Fleet + Send + Sync + 'static>(
 ) -> Finished {
     live.watchdog.abort();
     let id = live.request.id.clone();
+    tell_flags(&deps.broker, &id, &live.tap, &live.flags, &mut step).await;
     let exit_code = end.as_ref().ok().and_then(|e| e.exit_code);
     let decided = live.cause.lock().ok().and_then(|c| c.clone());
     let recording_failure = live.tap.failure();
@@ -820,6 +841,7 @@ async fn watchdog(
     ends_at: DateTime<Utc>,
     tap: RecorderTap,
     cause: Arc<Mutex<Option<CloseReason>>>,
+    flags: Arc<Mutex<LiveFlags>>,
     mut step: impl FnMut(Step) + Send + 'static,
 ) {
     let mut warned = false;
@@ -835,6 +857,7 @@ async fn watchdog(
             )
             .await;
         }
+        tell_flags(&broker, &request_id, &tap, &flags, &mut step).await;
         let left = (ends_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         if !warned && left <= EXPIRY_WARNING {
             warned = true;
@@ -862,6 +885,50 @@ async fn watchdog(
             return;
         }
     }
+}
+
+/// Audits and tells the commands flagged since the last call (the watchdog's tick, and once
+/// more when the session ends, so the last commands typed are checked too).
+async fn tell_flags(
+    broker: &Arc<Broker>,
+    request_id: &str,
+    tap: &RecorderTap,
+    flags: &Mutex<LiveFlags>,
+    step: &mut impl FnMut(Step),
+) {
+    let commands = tap.take_commands();
+    if commands.is_empty() {
+        return;
+    }
+    // Not held across an await: the watchdog may be aborted at one.
+    let notices = match flags.lock() {
+        Ok(mut f) => f.check(commands),
+        Err(_) => return,
+    };
+    for notice in notices {
+        audit(
+            broker,
+            EventKind::CommandFlagged,
+            Some(request_id),
+            notice.data,
+        )
+        .await;
+        step(Step::Flagged {
+            summary: notice.summary,
+        });
+    }
+}
+
+/// The risk rules a live session is checked with: the defaults plus the policy's
+/// `[[review.flag]]` (the defaults alone, logged, when the policy cannot be read now).
+async fn flag_rules(broker: &Arc<Broker>) -> Vec<FlagRule> {
+    let mut rules = default_rules();
+    let b = broker.clone();
+    match blocking(move || b.policy()).await {
+        Ok(policy) => rules.extend(policy.review_flags),
+        Err(e) => tracing::warn!(error = %e, "policy unreadable: live risk flags use the defaults"),
+    }
+    rules
 }
 
 /// Seals a recording and audits the digest, or the failure.

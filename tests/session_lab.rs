@@ -759,5 +759,36 @@ async fn commands_of_a_recorded_session_list_the_flagged_ones_at_their_lines() {
         "{table}"
     );
     assert!(!table.contains("hostname"), "{table}");
+
+    // The same three were flagged live: audited as they ran, and told on the session's pane.
+    let events = w.env.run(&["audit", "export"]).ok().stdout;
+    let live: Vec<serde_json::Value> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "command_flagged")
+        .collect();
+    let told: Vec<(&str, &str)> = live
+        .iter()
+        .map(|e| {
+            assert_eq!(e["request_id"], id.as_str(), "{e}");
+            (
+                e["data"]["text"].as_str().unwrap(),
+                e["data"]["severity"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("sudo id", "medium"),
+            ("echo \"rm -rf /tmp/x\"", "high"),
+            ("history -c", "high"),
+        ]
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("flagged (high): hiding tracks: history cleared: history -c"),
+        "{said}"
+    );
     w.lab.shutdown().await;
 }

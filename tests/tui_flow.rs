@@ -543,3 +543,38 @@ fn o_opens_the_announced_request_from_any_tab_and_a_switch_is_not_news() {
         Some(pink_sombrero::tui::app::Status::Error(m)) if m.contains("Nothing to open")
     ));
 }
+
+#[test]
+fn a_command_flagged_in_a_live_session_rings_once_for_approvers() {
+    let mut s = state();
+    let flagged = |seqs: &[u64]| {
+        Action::Snapshot(Box::new(BrokerSnapshot {
+            flagged: seqs
+                .iter()
+                .map(|&seq| FlaggedRow {
+                    seq,
+                    request: "r-1".into(),
+                    target: "i-0123456789abcdef0".into(),
+                    summary: format!("high: hiding tracks: history cleared: history -c #{seq}"),
+                })
+                .collect(),
+            ..BrokerSnapshot::default()
+        }))
+    };
+    assert_eq!(
+        update(&mut s, flagged(&[7])),
+        vec![],
+        "what was flagged before this TUI looked is not news"
+    );
+    assert_eq!(update(&mut s, flagged(&[9, 7])), vec![Intent::Bell]);
+    assert!(matches!(
+        &s.status,
+        Some(pink_sombrero::tui::app::Status::Info(m))
+            if m.starts_with("Flagged in r-1 on i-0123456789abcdef0: high: hiding tracks")
+                && m.contains("#9")
+    ));
+    assert_eq!(update(&mut s, flagged(&[9, 7])), vec![], "told once");
+    // The session ended (nothing live flagged): a later flag is news again.
+    assert_eq!(update(&mut s, flagged(&[])), vec![]);
+    assert_eq!(update(&mut s, flagged(&[12])), vec![Intent::Bell]);
+}

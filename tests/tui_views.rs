@@ -500,3 +500,26 @@ fn an_approved_request_of_mine_is_announced_and_o_leads_the_hints_everywhere() {
         );
     }
 }
+
+/// Commands flagged in a live session stand under the approval queue at 80x24, with the
+/// request and target whole, and the queue still shows its request.
+#[test]
+fn live_flagged_commands_show_under_the_approval_queue() {
+    let mut snap = snapshot();
+    snap.flagged = vec![FlaggedRow {
+        seq: 40,
+        request: "r-51c0".into(),
+        target: "i-0123456789abcdef0".into(),
+        summary: "high: hiding tracks: history cleared: history -c".into(),
+    }];
+    let mut s = full_state_sized(80, 24);
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    let shown = render(&on(s, Screen::Approvals));
+    assert!(shown.contains("Flagged in live sessions"), "{shown}");
+    assert!(
+        shown.contains("r-51c0 i-0123456789abcdef0 high: hiding tracks"),
+        "{shown}"
+    );
+    assert!(shown.contains("r-9b2e"), "the queue is still there:\n{shown}");
+    insta::assert_snapshot!("approvals_with_live_flags_80x24", shown);
+}

@@ -110,15 +110,29 @@ impl Indexer {
 
     /// Feeds one event; `line` is its 1-based line in the file.
     pub fn push(&mut self, line: u64, ev: &Event) {
-        match ev.kind {
+        self.push_text(line, ev.time, ev.kind, &ev.data);
+    }
+
+    /// Feeds one event given by its parts (a recorder indexing as it writes).
+    pub fn push_text(&mut self, line: u64, time: f64, kind: EventKind, data: &str) {
+        match kind {
             EventKind::Input if !self.alternate => {
-                for c in ev.data.chars() {
-                    self.key(c, line, ev.time);
+                for c in data.chars() {
+                    self.key(c, line, time);
                 }
             }
-            EventKind::Output => self.output(ev.time, ev.data.as_bytes()),
+            EventKind::Output => self.output(time, data.as_bytes()),
             _ => {}
         }
+    }
+
+    /// Takes the commands submitted so far, keeping the line being typed. For a live
+    /// session, where only what was submitted matters and memory must not grow with its
+    /// length: the durations and output counts of what was taken are no longer followed.
+    pub fn take_submitted(&mut self) -> Vec<Command> {
+        self.current = None;
+        self.last_output = None;
+        std::mem::take(&mut self.commands)
     }
 
     /// The commands, in the order they were submitted.

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod flags;
 pub mod keys;
 pub mod list;
+pub mod live_flags;
 pub mod location;
 pub mod player;
 pub mod transcript;

@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use super::cast::{EventKind, Header, RecordingMeta, SombreroHeader, format_event};
 use super::chain::{self, Chain, ChainRecord, Seal};
+use super::commands::{Command, Indexer};
 use super::keys::RecorderKey;
 
 /// Longest time buffered events may wait before reaching the file.
@@ -138,6 +139,8 @@ pub struct Recorder {
     flushed: (u64, String),
     /// Lines of the last checkpoint handed out, and when.
     checkpointed: (u64, Instant),
+    /// The command index kept while writing, when asked for ([`Recorder::index_commands`]).
+    live: Option<Indexer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +245,7 @@ impl Recorder {
             state: State::Open,
             flushed: (0, String::new()),
             checkpointed: (0, Instant::now()),
+            live: None,
         };
         rec.write_chain_record(&ChainRecord::Start {
             version: chain::CHAIN_VERSION,
@@ -303,6 +307,20 @@ impl Recorder {
         self.check_open()?;
         let text = self.in_utf8.decode(bytes);
         self.event_text(EventKind::Input, &text)
+    }
+
+    /// From now on, indexes the commands typed as they are recorded (a live session's
+    /// risk flags); [`Recorder::take_commands`] hands them out.
+    pub fn index_commands(&mut self) {
+        self.live.get_or_insert_with(Indexer::new);
+    }
+
+    /// The commands submitted since the last call (none unless indexing).
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        self.live
+            .as_mut()
+            .map(Indexer::take_submitted)
+            .unwrap_or_default()
     }
 
     /// Records a terminal resize.
@@ -392,6 +410,9 @@ impl Recorder {
         self.last_time = t;
         let line = format_event(t, kind, text);
         self.push_line(line.trim_end_matches('\n'));
+        if let Some(index) = self.live.as_mut() {
+            index.push_text(self.chain.lines(), t, kind, text);
+        }
         if self.buf.len() >= FLUSH_BYTES {
             self.flush(false)?;
         } else if self.last_flush.elapsed() >= FLUSH_INTERVAL {
@@ -481,6 +502,41 @@ impl Drop for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_index_hands_out_each_submitted_command_once_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = RecorderKey::load_or_create(&dir.path().join("keys")).unwrap();
+        let meta = RecordingMeta {
+            request_id: "req-1".into(),
+            requester: "alice".into(),
+            approvers: vec!["bob".into(), "carol".into()],
+            target: "mi-0123456789abcdef0".into(),
+            reason: "disk full".into(),
+            session_id: "sess-1".into(),
+            width: 80,
+            height: 24,
+            term: "xterm".into(),
+            shell: "/bin/sh".into(),
+            title: "t".into(),
+        };
+        let mut r = Recorder::create(dir.path(), meta, &key).unwrap();
+        r.input(b"ls\r").unwrap();
+        assert!(r.take_commands().is_empty(), "not indexing until asked");
+        r.index_commands();
+        r.output(b"$ ").unwrap();
+        r.input(b"sudo ").unwrap();
+        r.input(b"id\r").unwrap();
+        r.input(b"hist").unwrap();
+        let got = r.take_commands();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].text, "sudo id");
+        // Header, ls, $, "sudo ": the command starts on line 4.
+        assert_eq!(got[0].line, 4);
+        assert!(r.take_commands().is_empty(), "handed out once");
+        r.input(b"ory -c\r").unwrap();
+        assert_eq!(r.take_commands()[0].text, "history -c");
+    }
 
     #[test]
     fn utf8_split_across_chunks_is_carried() {

@@ -72,6 +72,8 @@ pub struct State {
     pub cursors: [Cursor; Screen::ALL.len()],
     /// Approval ids already seen, to notice new ones.
     pub seen_approvals: Option<HashSet<String>>,
+    /// The newest live flagged command already told (its audit sequence number).
+    pub seen_flag: Option<u64>,
     /// The bottom line.
     pub status: Option<Status>,
     /// Set while the broker cannot be read.
@@ -109,6 +111,7 @@ impl State {
             only_mine: false,
             cursors: [Cursor::default(); Screen::ALL.len()],
             seen_approvals: None,
+            seen_flag: None,
             status: None,
             connection_lost: None,
             demo_codes: None,

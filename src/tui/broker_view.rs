@@ -12,8 +12,8 @@ use crate::text::escaped;
 use super::action::Done;
 use super::intent::Intent;
 use super::model::{
-    ApprovalItem, AuditRow, BrokerSnapshot, ChainStatus, PolicyLimits, RecordingRow, RequestRow,
-    RequestState,
+    ApprovalItem, AuditRow, BrokerSnapshot, ChainStatus, FlaggedRow, MAX_FLAGGED_SHOWN,
+    PolicyLimits, RecordingRow, RequestRow, RequestState,
 };
 
 /// Audit events shown (the newest); the chain check still covers all of them.
@@ -66,6 +66,11 @@ pub fn snapshot(
         .filter(|r| r.state == State::Active)
         .map(|r| r.target.clone())
         .collect();
+    let flagged = if may_approve {
+        live_flags(&events, &requests)
+    } else {
+        Vec::new()
+    };
     let audit = events
         .into_iter()
         .rev()
@@ -87,6 +92,7 @@ pub fn snapshot(
         recordings,
         active_targets,
         rogue_targets,
+        flagged,
         policy: PolicyLimits {
             min_reason_len: policy.reason_min_length,
             max_duration: policy.max_session_duration,
@@ -97,6 +103,39 @@ pub fn snapshot(
             code_at_open: policy.mfa.at_open,
         },
     })
+}
+
+/// The `command_flagged` events of sessions live now, newest first.
+fn live_flags(events: &[crate::audit::Event], requests: &[Request]) -> Vec<FlaggedRow> {
+    events
+        .iter()
+        .rev()
+        .filter(|e| e.kind == EventKind::CommandFlagged)
+        .filter_map(|e| {
+            let id = e.request_id.as_deref()?;
+            let r = requests
+                .iter()
+                .find(|r| r.id == id && r.state == State::Active)?;
+            let field = |k: &str| e.data.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+            let label = e
+                .data
+                .get("labels")
+                .and_then(|l| l.get(0))
+                .and_then(|l| l.as_str())
+                .unwrap_or("more flagged commands: see the recording");
+            let summary = match field("severity") {
+                "" => label.to_string(),
+                severity => format!("{severity}: {label}: {}", field("text")),
+            };
+            Some(FlaggedRow {
+                seq: e.seq,
+                request: escaped(id),
+                target: escaped(&r.target),
+                summary: escaped(&short(&summary)),
+            })
+        })
+        .take(MAX_FLAGGED_SHOWN)
+        .collect()
 }
 
 fn short(s: &str) -> String {

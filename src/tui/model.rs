@@ -179,6 +179,19 @@ pub struct AuditRow {
     pub detail: String,
 }
 
+/// A command flagged in a session that is live now (see `recording::live_flags`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlaggedRow {
+    /// The `command_flagged` event's sequence number.
+    pub seq: u64,
+    /// The request whose session it is.
+    pub request: String,
+    /// Its target.
+    pub target: String,
+    /// Severity, label and the command (escaped, bounded).
+    pub summary: String,
+}
+
 /// Integrity of a recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Integrity {
@@ -238,6 +251,9 @@ impl Default for PolicyLimits {
     }
 }
 
+/// Live flagged commands kept in a snapshot.
+pub const MAX_FLAGGED_SHOWN: usize = 5;
+
 /// Everything the broker side shows, read in one go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerSnapshot {
@@ -257,6 +273,9 @@ pub struct BrokerSnapshot {
     pub active_targets: Vec<String>,
     /// Targets where a session that bypassed pink-sombrero was found (audit log).
     pub rogue_targets: Vec<String>,
+    /// Commands flagged in sessions live now, newest first (for approvers; at most
+    /// [`MAX_FLAGGED_SHOWN`]).
+    pub flagged: Vec<FlaggedRow>,
     /// Policy limits.
     pub policy: PolicyLimits,
 }

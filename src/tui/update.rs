@@ -515,6 +515,20 @@ fn snapshot_arrived(s: &mut State, snapshot: super::model::BrokerSnapshot) -> Ve
         intents.push(Intent::Bell);
     }
     s.seen_approvals = Some(ids);
+    // A command flagged in a live session rings once for each newer one (not on the first
+    // snapshot: that is not news).
+    let newest = snapshot.flagged.first();
+    if let (Some(seen), Some(f)) = (s.seen_flag, newest)
+        && f.seq > seen
+    {
+        s.status = Some(Status::Info(format!(
+            "Flagged in {} on {}: {}. See Approvals (3).",
+            f.request, f.target, f.summary
+        )));
+        intents.push(Intent::Bell);
+    }
+    let newest_seq = newest.map_or(0, |f| f.seq);
+    s.seen_flag = Some(s.seen_flag.unwrap_or(0).max(newest_seq));
     let before = s.broker.ready().map(|b| b.requests.as_slice());
     if let Some((approved, ring)) = notice::on_listing(before, &snapshot.requests, &s.user) {
         s.status = Some(Status::Info(approved.message()));
@@ -574,6 +588,7 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
         Done::UserSwitched { name } => {
             s.user = name.clone();
             s.seen_approvals = None;
+            s.seen_flag = None;
             s.notice = None;
             // The queue on screen was the previous user's: show loading until ours arrives.
             s.broker = Loadable::Loading;

@@ -145,6 +145,7 @@ pub fn snapshot() -> BrokerSnapshot {
         ],
         active_targets: vec!["mi-0a1b2c3d4e5f60001".into()],
         rogue_targets: vec![],
+        flagged: vec![],
         policy: PolicyLimits::default(),
     }
 }

@@ -1,9 +1,9 @@
 //! Approvals: the queue of requests this user may approve, newest first.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Row;
+use ratatui::widgets::{Paragraph, Row};
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
@@ -18,6 +18,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     if let Some(lines) = super::broker_not_ready(state, "the approval queue", theme) {
         return widgets::message(frame, area, widgets::panel(title, theme), lines);
     }
+    let area = flags_below(frame, area, state, theme);
     let items = state.broker.ready().map_or(&[][..], |b| &b.approvals[..]);
     if items.is_empty() {
         let lines = vec![
@@ -60,6 +61,32 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Line::styled(r.reason.clone(), theme.text),
         ])
     });
+}
+
+/// Draws the commands flagged in live sessions under the queue, when there are any, and
+/// returns the area left for the queue.
+fn flags_below(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) -> Rect {
+    let flagged = state.broker.ready().map_or(&[][..], |b| &b.flagged[..]);
+    if flagged.is_empty() || area.height < 12 {
+        return area;
+    }
+    let rows = u16::try_from(flagged.len().min(3)).unwrap_or(3) + 2;
+    let [queue, below] =
+        Layout::vertical([Constraint::Min(6), Constraint::Length(rows)]).areas(area);
+    let lines: Vec<Line> = flagged
+        .iter()
+        .take(3)
+        .map(|f| {
+            Line::from(vec![
+                Span::styled(format!("{} ", f.request), theme.text_dim),
+                Span::styled(format!("{} ", f.target), theme.text),
+                Span::styled(f.summary.clone(), theme.status_error),
+            ])
+        })
+        .collect();
+    let block = widgets::panel(" Flagged in live sessions ", theme);
+    frame.render_widget(Paragraph::new(lines).block(block), below);
+    queue
 }
 
 /// The Approvals table's columns. Id, requester and target never give way; when narrow,
