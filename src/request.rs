@@ -325,7 +325,8 @@ pub enum Refusal {
     },
     /// The target id does not look like an instance or managed node id.
     #[error(
-        "target {target:?} is not an instance id: use i-<hex> (EC2) or mi-<hex> (managed node)"
+        "target {:?} is not an instance id: use i-<hex> (EC2) or mi-<hex> (managed node)",
+        crate::text::bounded(target, 40)
     )]
     BadTarget {
         /// The target given.
@@ -854,6 +855,17 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_target_is_echoed_bounded_and_escaped() {
+        let hostile = format!("\u{202e}{}", "x".repeat(2_000_000));
+        let said = Refusal::BadTarget { target: hostile }.to_string();
+        assert!(said.len() < 300, "{} bytes", said.len());
+        assert!(
+            !said.contains('\u{202e}') && said.contains("\\u202e"),
+            "{said}"
+        );
+    }
     use chrono::TimeZone;
 
     const T0: i64 = 1_800_000_000;

@@ -520,6 +520,9 @@ fn live_flagged_commands_show_under_the_approval_queue() {
         shown.contains("r-51c0 i-0123456789abcdef0 high: hiding tracks"),
         "{shown}"
     );
-    assert!(shown.contains("r-9b2e"), "the queue is still there:\n{shown}");
+    assert!(
+        shown.contains("r-9b2e"),
+        "the queue is still there:\n{shown}"
+    );
     insta::assert_snapshot!("approvals_with_live_flags_80x24", shown);
 }
