@@ -302,12 +302,7 @@ impl Broker {
         &self,
         mut f: impl FnMut(&mut dyn WriteTx) -> std::result::Result<T, StoreError>,
     ) -> std::result::Result<T, StoreError> {
-        self.store.write(|tx| {
-            f(&mut crate::refusals::Budgeted {
-                tx,
-                budget: &self.refusals,
-            })
-        })
+        crate::refusals::budgeted_write(&self.refusals, |run| self.store.write(run), &mut f)
     }
 
     /// Records one summary event for each identity whose refusals went over the budget in a

@@ -103,6 +103,19 @@ impl Budget {
         }
     }
 
+    /// Gives back one admission of `actor`'s (`stored`: as [`Budget::admit`] answered), for a
+    /// transaction that was run again or not committed: only what was written counts.
+    pub fn refund(&self, actor: &str, stored: bool) {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = windows.get_mut(actor) {
+            if stored {
+                w.stored = w.stored.saturating_sub(1);
+            } else {
+                w.suppressed = w.suppressed.saturating_sub(1);
+            }
+        }
+    }
+
     /// Summaries to record: windows ended by `now` (every window when `all`, at shutdown).
     /// Quiet windows are forgotten, so the map holds only identities active this minute.
     pub fn take(&self, now: DateTime<Utc>, all: bool) -> Vec<Suppressed> {
@@ -129,6 +142,37 @@ pub struct Budgeted<'a> {
     pub tx: &'a mut dyn WriteTx,
     /// The broker's budget.
     pub budget: &'a Budget,
+    /// This attempt's admissions `(actor, stored)`, to refund if it does not commit.
+    pub counted: &'a mut Vec<(String, bool)>,
+}
+
+/// Runs `write` (a store's write, which may run its transaction more than once) with `f`'s
+/// refusals going through `budget`; only the attempt that committed is counted.
+pub fn budgeted_write<T>(
+    budget: &Budget,
+    write: impl FnOnce(
+        &mut dyn FnMut(&mut dyn WriteTx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>,
+    mut f: impl FnMut(&mut dyn WriteTx) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut counted: Vec<(String, bool)> = Vec::new();
+    let out = write(&mut |tx| {
+        // Run again: the last attempt wrote nothing.
+        for (actor, stored) in counted.drain(..) {
+            budget.refund(&actor, stored);
+        }
+        f(&mut Budgeted {
+            tx,
+            budget,
+            counted: &mut counted,
+        })
+    });
+    if out.is_err() {
+        for (actor, stored) in counted.drain(..) {
+            budget.refund(&actor, stored);
+        }
+    }
+    out
 }
 
 impl WriteTx for Budgeted<'_> {
@@ -159,10 +203,14 @@ impl WriteTx for Budgeted<'_> {
     /// A refusal over the budget is not stored: the event handed back is unchained (seq 0),
     /// which no caller of a refusal looks at.
     fn append(&mut self, e: NewEvent, at: DateTime<Utc>) -> Result<Event, StoreError> {
-        if is_refusal(e.kind) && !self.budget.admit(&e.actor, at) {
-            let mut unstored = Event::chain(None, e, at);
-            unstored.seq = 0;
-            return Ok(unstored);
+        if is_refusal(e.kind) {
+            let stored = self.budget.admit(&e.actor, at);
+            self.counted.push((e.actor.clone(), stored));
+            if !stored {
+                let mut unstored = Event::chain(None, e, at);
+                unstored.seq = 0;
+                return Ok(unstored);
+            }
         }
         self.tx.append(e, at)
     }
@@ -171,6 +219,45 @@ impl WriteTx for Budgeted<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use crate::store::sqlite::SqliteStore;
+
+    #[test]
+    fn a_transaction_run_again_counts_its_refusals_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let b = Budget::default();
+        let now = Utc::now();
+        let refusal = || NewEvent::new("eve", EventKind::Refused, None, json!({}));
+        // A store that runs each transaction twice (as DynamoDB does after a conflict).
+        for _ in 0..PER_MINUTE - 1 {
+            budgeted_write(
+                &b,
+                |run| {
+                    store.write(&mut *run)?;
+                    store.write(run)
+                },
+                |tx| tx.append(refusal(), now).map(|_| ()),
+            )
+            .unwrap();
+        }
+        // Each committed attempt counted once: one place is left, then none.
+        assert!(b.admit("eve", now), "a run-again transaction counted twice");
+        assert!(!b.admit("eve", now), "over the budget after {PER_MINUTE}");
+        // A transaction that fails counts nothing.
+        let b = Budget::default();
+        let failed: Result<(), StoreError> = budgeted_write(
+            &b,
+            |run| {
+                let _ = store.write(run);
+                Err(StoreError::Corrupt("test".into()))
+            },
+            |tx| tx.append(refusal(), now).map(|_| ()),
+        );
+        assert!(failed.is_err());
+        let admitted = (0..PER_MINUTE).filter(|_| b.admit("eve", now)).count();
+        assert_eq!(admitted, PER_MINUTE as usize);
+    }
 
     #[test]
     fn over_the_budget_is_counted_then_summarised_once() {
