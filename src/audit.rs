@@ -110,6 +110,18 @@ pub enum EventKind {
     /// Refusals by the actor beyond the per-minute audit budget were counted, not stored
     /// ([`crate::refusals`]). data: suppressed, since, per_minute.
     RefusalsSuppressed,
+    // --- notifications, escalation and the review queue ([`crate::notify`]) ---
+    /// A notification could not be delivered (first failure, then when given up) or was not
+    /// queued (outbox full). data: target, event, notification, attempts, error, final.
+    NotificationFailed,
+    /// A request was still pending one more `escalate_after` step. data: step, pending_secs.
+    RequestEscalated,
+    /// A recording needs review (its session ended and the policy requires one). data:
+    /// due_at, target, requester.
+    ReviewDue,
+    /// A recording's review is overdue (once per `review_within` interval until it is
+    /// reviewed). data: due_at, overdue_secs, interval, sign_offs, needed.
+    ReviewOverdue,
 }
 
 impl EventKind {
@@ -157,6 +169,10 @@ impl EventKind {
                 | MfaLocked
                 | MfaLockedOut
                 | PolicyCreated
+                | NotificationFailed
+                | RequestEscalated
+                | ReviewDue
+                | ReviewOverdue
         )
     }
 }

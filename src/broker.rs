@@ -297,17 +297,40 @@ impl Broker {
         Ok(broker)
     }
 
-    /// One write transaction whose refusal events go through the audit budget.
-    fn write_tx<T>(
+    /// One write transaction whose refusal events go through the audit budget and whose
+    /// notifiable events queue their notifications in the same transaction.
+    pub(crate) fn write_tx<T>(
         &self,
         mut f: impl FnMut(&mut dyn WriteTx) -> std::result::Result<T, StoreError>,
     ) -> std::result::Result<T, StoreError> {
+        let targets = self.notify_targets();
         self.store.write(|tx| {
-            f(&mut crate::refusals::Budgeted {
+            let mut budgeted = crate::refusals::Budgeted {
                 tx,
                 budget: &self.refusals,
-            })
+            };
+            f(&mut crate::notify::outbox::Notifying::new(
+                &mut budgeted,
+                &targets,
+            ))
         })
+    }
+
+    /// The policy's `[[notify]]` targets; none while the policy cannot be read (the call that
+    /// needs the policy reports that itself).
+    fn notify_targets(&self) -> Vec<crate::notify::NotifyTarget> {
+        match self.policy() {
+            Ok(p) => p.notify,
+            Err(e) => {
+                tracing::warn!(error = %e, "policy unreadable: no notifications queued");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The store (the notification worker reads and settles the outbox directly).
+    pub(crate) fn store(&self) -> &AnyStore {
+        &self.store
     }
 
     /// Records one summary event for each identity whose refusals went over the budget in a

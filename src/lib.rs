@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod lab;
 pub mod logfile;
 pub mod mfa;
+pub mod notify;
 pub mod policy;
 pub mod private_fs;
 pub mod recording;

@@ -329,6 +329,12 @@ pub struct Policy {
     pub implicit_identities: bool,
     /// `[[review.flag]]`: risk rules added to the defaults of [`crate::recording::flags`].
     pub review_flags: Vec<crate::recording::flags::FlagRule>,
+    /// `[[notify]]`: where events are announced ([`crate::notify`]); URLs print redacted.
+    pub notify: Vec<crate::notify::NotifyTarget>,
+    /// A request still pending this long (and every such step after) is announced to the
+    /// targets listing `escalation`; `None`: no escalation.
+    #[serde(serialize_with = "humantime_serde_str::serialize_opt")]
+    pub escalate_after: Option<Duration>,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -378,6 +384,9 @@ struct RawPolicy {
     identities: BTreeMap<String, Spanned<String>>,
     implicit_identities: Option<bool>,
     review: Option<RawReview>,
+    #[serde(default)]
+    notify: Vec<crate::notify::targets::RawNotify>,
+    escalate_after: Option<Spanned<String>>,
 }
 
 /// `[review]`: reviewer aids.
@@ -664,6 +673,12 @@ impl Policy {
             identities: c.identities(raw.identities)?,
             implicit_identities: raw.implicit_identities.unwrap_or(true),
             review_flags: c.review_flags(raw.review)?,
+            notify: crate::notify::targets::check(raw.notify, 0..text.len())
+                .map_err(|b| c.err(&b.key, b.span, b.message))?,
+            escalate_after: match raw.escalate_after {
+                None => None,
+                Some(v) => Some(c.duration("escalate_after", Some(v), Duration::ZERO)?),
+            },
         })
     }
 

@@ -184,6 +184,13 @@ pub struct Request {
     /// `open` may run only it, never a shell. `None`: a shell (or any command).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// Escalation steps announced while Pending (`escalate_after`), so each fires once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub escalations: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Request {
@@ -578,6 +585,7 @@ pub fn create(
         approvals: Vec::new(),
         denial: None,
         cancelled_by: None,
+        escalations: 0,
         approved_at: None,
         grant_expires_at: None,
         opened_at: None,

@@ -825,6 +825,7 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     for (external, user) in &p.identities {
         say(&format!("  identity:             {external} -> {user}"));
     }
+    super::notify::print_policy(&p);
     Ok(ExitCode::SUCCESS)
 }
 

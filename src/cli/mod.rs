@@ -8,6 +8,7 @@ pub mod decide;
 pub mod fleet;
 pub mod generate;
 pub mod lab;
+pub mod notify;
 pub mod recordings;
 pub mod serve;
 pub mod session;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Check or print the policy file.
     #[command(subcommand)]
     Policy(access::PolicyCommand),
+    /// Test the policy's notification targets, or deliver what waits in the outbox.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Verify or export the hash-chained audit log.
     #[command(subcommand)]
     Audit(access::AuditCommand),
@@ -215,6 +219,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::User(c)) => access::user(&g, c),
         Some(Command::Policy(c)) => access::policy(&g, c),
         Some(Command::Audit(c)) => access::audit(&g, c),
+        Some(Command::Notify(c)) => notify::notify(&g, c),
         Some(Command::Open(a)) => session::open(&g, a),
         Some(Command::Watch(a)) => session::watch(&g, a),
         Some(Command::Kill(a)) => session::kill(&g, a),

@@ -7,6 +7,7 @@
 
 pub mod connector;
 pub mod fleet;
+pub mod notify;
 pub mod pool;
 pub mod recordings;
 pub mod screen;

@@ -84,6 +84,9 @@ async fn policy(
                     source,
                 }
             })?;
+            // Webhook URLs are credentials (a Slack one is all it takes to post): redacted
+            // for everyone, whatever else they may see.
+            let text = crate::notify::targets::redact_policy_text(&text);
             Ok(Sight::of(b, &me.user)?.policy_text(text))
         })
         .await?;
