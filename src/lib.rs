@@ -26,6 +26,7 @@ pub mod refusals;
 pub mod remote;
 pub mod request;
 pub mod review;
+pub mod review_queue;
 pub mod serve;
 pub mod session;
 pub mod store;

@@ -335,6 +335,11 @@ pub struct Policy {
     /// targets listing `escalation`; `None`: no escalation.
     #[serde(serialize_with = "humantime_serde_str::serialize_opt")]
     pub escalate_after: Option<Duration>,
+    /// Which sessions' recordings must be reviewed ([`crate::review_queue`]).
+    pub review_required: crate::review_queue::ReviewRequired,
+    /// How long after its session ends a required review is due (default 24h).
+    #[serde(with = "humantime_serde_str")]
+    pub review_within: Duration,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -387,6 +392,8 @@ struct RawPolicy {
     #[serde(default)]
     notify: Vec<crate::notify::targets::RawNotify>,
     escalate_after: Option<Spanned<String>>,
+    review_required: Option<Spanned<String>>,
+    review_within: Option<Spanned<String>>,
 }
 
 /// `[review]`: reviewer aids.
@@ -679,6 +686,26 @@ impl Policy {
                 None => None,
                 Some(v) => Some(c.duration("escalate_after", Some(v), Duration::ZERO)?),
             },
+            review_required: match raw.review_required {
+                None => crate::review_queue::ReviewRequired::default(),
+                Some(v) => {
+                    crate::review_queue::ReviewRequired::parse(v.get_ref()).ok_or_else(|| {
+                        c.err(
+                            "review_required",
+                            v.span(),
+                            format!(
+                                "{:?} is not \"emergency\", \"all\" or \"none\"",
+                                v.get_ref()
+                            ),
+                        )
+                    })?
+                }
+            },
+            review_within: c.duration(
+                "review_within",
+                raw.review_within,
+                crate::review_queue::DEFAULT_REVIEW_WITHIN,
+            )?,
         })
     }
 

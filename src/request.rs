@@ -187,6 +187,10 @@ pub struct Request {
     /// Escalation steps announced while Pending (`escalate_after`), so each fires once.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub escalations: u32,
+    /// Review notices audited for its recording (1: `review_due`; each more: a
+    /// `review_overdue`), so each is sent once ([`crate::review_queue`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub review_notices: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -586,6 +590,7 @@ pub fn create(
         denial: None,
         cancelled_by: None,
         escalations: 0,
+        review_notices: 0,
         approved_at: None,
         grant_expires_at: None,
         opened_at: None,

@@ -68,6 +68,7 @@ fn req(id: &str, state: State, age_mins: i64) -> Request {
         denial: None,
         cancelled_by: None,
         escalations: 0,
+        review_notices: 0,
         approved_at: None,
         grant_expires_at: None,
         opened_at: None,

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod lab;
 pub mod notify;
 pub mod recordings;
+pub mod review_queue;
 pub mod serve;
 pub mod session;
 pub mod store;
@@ -92,7 +93,8 @@ pub enum Command {
     Replay(recordings::ReplayArgs),
     /// List recordings with integrity and review status.
     Recordings(recordings::RecordingsArgs),
-    /// Sign off a recording as reviewed (needs your TOTP code).
+    /// Sign off a recording as reviewed (needs your TOTP code), or list the review queue
+    /// (--pending).
     Review(recordings::ReviewArgs),
     /// Show the recorder's public key.
     #[command(subcommand)]

@@ -1,4 +1,5 @@
-//! `sombrero notify`: test the policy's notification targets, deliver what waits.
+//! `sombrero notify`: test the policy's notification targets, deliver what waits; and the
+//! notification and review part of `policy check`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -106,12 +107,20 @@ fn flush(g: &GlobalOpts) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The notification part of `policy check` (URLs redacted, secrets by source only).
+/// The notification and review part of `policy check` (URLs redacted, secrets by source only).
 pub(crate) fn print_policy(p: &crate::policy::Policy) {
     let d = |x: std::time::Duration| humantime::format_duration(x).to_string();
     println!(
         "  escalate_after:       {}",
         p.escalate_after.map_or("(off)".to_owned(), d)
+    );
+    let required = serde_json::to_value(p.review_required)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    println!(
+        "  review_required:      {required} (within {})",
+        d(p.review_within)
     );
     for t in &p.notify {
         let events: Vec<&str> = t.events.iter().map(|e| e.as_str()).collect();

@@ -31,6 +31,8 @@ pub const BATCH: usize = 32;
 pub const MAX_IN_FLIGHT: usize = 8;
 /// How long a claimed notification stays another worker's (longer than a delivery may take).
 pub const LEASE: Duration = Duration::from_secs(60);
+/// How often the review queue is checked for notices due (it reads the audit log).
+pub const REVIEW_SWEEP: Duration = Duration::from_secs(30);
 /// The first retry waits this long; each next one twice as long, up to [`BACKOFF_CAP`].
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts.
@@ -168,8 +170,9 @@ pub async fn pass(broker: &Arc<Broker>, deliverer: &Deliverer) -> usize {
         .await
 }
 
-/// Delivers notifications until `stopping` turns true, and runs the escalation and review
-/// sweeps ([`super::escalate`]) every [`super::escalate::SWEEP`].
+/// Delivers notifications until `stopping` turns true, and runs the escalation sweep
+/// ([`super::escalate`], every [`super::escalate::SWEEP`]) and the review queue's
+/// ([`crate::review_queue`], every [`REVIEW_SWEEP`]).
 pub async fn run(broker: Arc<Broker>, mut stopping: watch::Receiver<bool>) {
     let deliverer = match Deliverer::new() {
         Ok(d) => d,
@@ -182,6 +185,8 @@ pub async fn run(broker: Arc<Broker>, mut stopping: watch::Receiver<bool>) {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep = tokio::time::interval(super::escalate::SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reviews = tokio::time::interval(REVIEW_SWEEP);
+    reviews.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = poll.tick() => {
@@ -191,6 +196,11 @@ pub async fn run(broker: Arc<Broker>, mut stopping: watch::Receiver<bool>) {
             _ = sweep.tick() => {
                 if let Err(e) = blocking(&broker, |b| b.escalate_due()).await {
                     tracing::warn!(error = %e, "escalation sweep failed");
+                }
+            }
+            _ = reviews.tick() => {
+                if let Err(e) = blocking(&broker, |b| b.review_notices_due()).await {
+                    tracing::warn!(error = %e, "review sweep failed");
                 }
             }
             () = crate::serve::stopped(&mut stopping) => return,

@@ -1,11 +1,13 @@
-//! Notifications on the daemon: `notify test` for approvers and reviewers. Delivery itself
-//! runs in the daemon's worker ([`crate::notify::worker::run`]).
+//! Notifications on the daemon: `notify test`, and the review queue (`review --pending`), for
+//! approvers and reviewers. Delivery itself runs in the daemon's worker
+//! ([`crate::notify::worker::run`]).
 
 use axum::extract::State;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
 use crate::notify::worker::{TestResult, test_all};
+use crate::review_queue::PendingReview;
 
 use super::AppState;
 use super::error::ApiError;
@@ -14,7 +16,17 @@ use super::identity::Identity;
 
 /// The notify routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/notify/test", post(test))
+    Router::new()
+        .route("/v1/notify/test", post(test))
+        .route("/v1/reviews/pending", get(pending_reviews))
+}
+
+async fn pending_reviews(
+    State(s): State<AppState>,
+    Extension(me): Extension<Identity>,
+) -> Result<Json<Vec<PendingReview>>, ApiError> {
+    overseer(&s, &me, "see the review queue").await?;
+    Ok(Json(s.read(|b| b.pending_reviews()).await?))
 }
 
 async fn test(
