@@ -114,6 +114,13 @@ pub enum EventKind {
     /// A notification could not be delivered (first failure, then when given up) or was not
     /// queued (outbox full). data: target, event, notification, attempts, error, final.
     NotificationFailed,
+    /// An emergency request was made (state EMERGENCY; announced to every notify target).
+    /// data: as `request_created`, and veto_ends_at, used_today, max_per_day.
+    EmergencyRequested,
+    /// An emergency request's door opened (the veto window passed, or an approver approved
+    /// inside it): it is Approved without the usual approvals. data: why, target,
+    /// grant_expires_at, approvers.
+    EmergencyOpened,
     /// A request was still pending one more `escalate_after` step. data: step, pending_secs.
     RequestEscalated,
     /// A recording needs review (its session ended and the policy requires one). data:
@@ -170,6 +177,8 @@ impl EventKind {
                 | MfaLockedOut
                 | PolicyCreated
                 | NotificationFailed
+                | EmergencyRequested
+                | EmergencyOpened
                 | RequestEscalated
                 | ReviewDue
                 | ReviewOverdue

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod command_line;
 pub mod config;
+pub mod emergency;
 pub mod fleet;
 pub mod lab;
 pub mod logfile;

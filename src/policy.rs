@@ -340,6 +340,8 @@ pub struct Policy {
     /// How long after its session ends a required review is due (default 24h).
     #[serde(with = "humantime_serde_str")]
     pub review_within: Duration,
+    /// `[emergency]`: the loud door (off by default).
+    pub emergency: crate::emergency::EmergencyPolicy,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -394,6 +396,7 @@ struct RawPolicy {
     escalate_after: Option<Spanned<String>>,
     review_required: Option<Spanned<String>>,
     review_within: Option<Spanned<String>>,
+    emergency: Option<crate::emergency::RawEmergency>,
 }
 
 /// `[review]`: reviewer aids.
@@ -706,6 +709,8 @@ impl Policy {
                 raw.review_within,
                 crate::review_queue::DEFAULT_REVIEW_WITHIN,
             )?,
+            emergency: crate::emergency::check(raw.emergency)
+                .map_err(|b| c.err(&b.key, b.span, b.message))?,
         })
     }
 

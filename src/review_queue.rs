@@ -2,7 +2,8 @@
 //! (`review_required`), each with a deadline (`review_within` after the session ended), until
 //! enough reviewers (not the requester) signed off. [`Broker::review_notices_due`] audits
 //! `review_due` once when a session joins the queue and `review_overdue` once per
-//! `review_within` interval while it is late; both notify the targets that list them.
+//! `review_within` interval while it is late; both notify the targets that list them. Emergency sessions are always queued (unless
+//! `review_required = "none"`), by the `[emergency]` table's own deadline and sign-off count.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -47,15 +48,22 @@ impl ReviewRequired {
     }
 }
 
-/// Sign-offs `r`'s recording needs under `policy`, if it needs a review at all. Emergency
-/// requests do not exist yet, so `emergency` queues nothing for now.
-pub fn sign_offs_needed(policy: &Policy, r: &Request) -> Option<u32> {
+/// Sign-offs `r`'s recording needs under `policy`, and how long after the session they are
+/// due, if it needs a review at all: an emergency session by `[emergency]`'s
+/// `reviewers_required` and `review_within` (unless `review_required = "none"`), any other
+/// session by one sign-off within `review_within` when `review_required = "all"`.
+pub fn sign_offs_needed(policy: &Policy, r: &Request) -> Option<(u32, Duration)> {
     if r.state != State::Closed || r.opened_at.is_none() || r.ended_at.is_none() {
         return None;
     }
-    match policy.review_required {
-        ReviewRequired::All => Some(1),
-        ReviewRequired::Emergency | ReviewRequired::None => None,
+    match (policy.review_required, r.emergency.is_some()) {
+        (ReviewRequired::None, _) => None,
+        (_, true) => Some((
+            policy.emergency.reviewers_required,
+            policy.emergency.review_within,
+        )),
+        (ReviewRequired::All, false) => Some((1, policy.review_within)),
+        (ReviewRequired::Emergency, false) => None,
     }
 }
 
@@ -82,6 +90,8 @@ pub struct PendingReview {
     pub sign_offs: Vec<String>,
     /// Sign-offs needed.
     pub needed: u32,
+    /// True for a session through the emergency door.
+    pub emergency: bool,
 }
 
 /// What the audit log says about the recordings of some requests.
@@ -101,7 +111,7 @@ impl Broker {
     pub fn pending_reviews(&self) -> Result<Vec<PendingReview>, BrokerError> {
         let policy = self.policy()?;
         let now = self.now();
-        let queued: Vec<(Request, u32)> = self
+        let queued: Vec<(Request, (u32, Duration))> = self
             .list(Some(State::Closed))?
             .into_iter()
             .filter_map(|r| sign_offs_needed(&policy, &r).map(|n| (r, n)))
@@ -113,7 +123,7 @@ impl Broker {
         let seen = self.scan(&ids)?;
         let mut out: Vec<PendingReview> = queued
             .iter()
-            .filter_map(|(r, needed)| {
+            .filter_map(|(r, (needed, within))| {
                 let ended_at = r.ended_at?;
                 let sign_offs: Vec<String> = seen
                     .reviewers
@@ -123,7 +133,7 @@ impl Broker {
                 if sign_offs.len() >= *needed as usize {
                     return None;
                 }
-                let due_at = crate::request::after(ended_at, policy.review_within);
+                let due_at = crate::request::after(ended_at, *within);
                 let due_in_secs = (due_at - now).num_seconds();
                 Some(PendingReview {
                     request_id: r.id.clone(),
@@ -136,6 +146,7 @@ impl Broker {
                     overdue: now >= due_at,
                     sign_offs,
                     needed: *needed,
+                    emergency: r.emergency.is_some(),
                 })
             })
             .collect();
@@ -177,7 +188,7 @@ impl Broker {
     /// Audits the review notices now due: `review_due` once per queued session, then
     /// `review_overdue` once per `review_within` interval past its deadline. Returns how many.
     pub fn review_notices_due(&self) -> Result<usize, BrokerError> {
-        let within = self.policy()?.review_within;
+        let policy = self.policy()?;
         let now = self.now();
         let rows = self.pending_reviews()?;
         let mut sent = 0;
@@ -185,6 +196,10 @@ impl Broker {
             if sent >= MAX_NOTICES_PER_SWEEP {
                 break;
             }
+            let within = match row.emergency {
+                true => policy.emergency.review_within,
+                false => policy.review_within,
+            };
             let wanted = notices_wanted(row.due_at, now, within);
             let done = self.write_tx(|tx| {
                 let Some(mut r) = tx.request(&row.request_id)? else {

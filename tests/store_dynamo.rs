@@ -69,6 +69,7 @@ fn req(id: &str, state: State, age_mins: i64) -> Request {
         cancelled_by: None,
         escalations: 0,
         review_notices: 0,
+        emergency: None,
         approved_at: None,
         grant_expires_at: None,
         opened_at: None,

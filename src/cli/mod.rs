@@ -5,6 +5,7 @@
 pub mod access;
 mod audit_anchor;
 pub mod decide;
+pub mod emergency;
 pub mod fleet;
 pub mod generate;
 pub mod lab;

@@ -122,6 +122,19 @@ pub(crate) fn print_policy(p: &crate::policy::Policy) {
         "  review_required:      {required} (within {})",
         d(p.review_within)
     );
+    let e = &p.emergency;
+    if e.enabled {
+        say(&format!(
+            "  emergency:            ON for {}; veto window {}; {} per person a day; {} reviewer(s) within {}",
+            e.requesters.join(", "),
+            d(e.veto_window),
+            e.max_per_day,
+            e.reviewers_required,
+            d(e.review_within)
+        ));
+    } else {
+        println!("  emergency:            off");
+    }
     for t in &p.notify {
         let events: Vec<&str> = t.events.iter().map(|e| e.as_str()).collect();
         let kind = match t.kind {

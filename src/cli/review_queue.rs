@@ -46,8 +46,9 @@ fn row(r: &PendingReview) -> String {
     } else {
         r.sign_offs.join(", ")
     };
+    let flag = if r.emergency { " EMERGENCY" } else { "" };
     format!(
-        "{:<13} {:<28} {:<12} {:<20} {:<20} {:<22} {}/{} {}",
+        "{:<13} {:<28} {:<12} {:<20} {:<20} {:<22} {}/{} {}{flag}",
         r.request_id,
         r.recording.as_deref().unwrap_or("(none)"),
         r.requester,

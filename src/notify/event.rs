@@ -34,10 +34,17 @@ pub enum NotifyEvent {
     Escalation,
     /// `sombrero notify test` (never queued; every target receives it).
     Test,
+    /// An emergency request was made: every target receives it, whatever it lists.
+    EmergencyRequested,
 }
 
 impl NotifyEvent {
-    /// Every event a target may list (not `test`).
+    /// True for events every target receives, whatever its `events` and filters say.
+    pub fn is_for_everyone(self) -> bool {
+        matches!(self, NotifyEvent::Test | NotifyEvent::EmergencyRequested)
+    }
+
+    /// Every event a target may list (not `test` or `emergency_requested`, which go to all).
     pub const ALL: [NotifyEvent; 12] = [
         NotifyEvent::RequestCreated,
         NotifyEvent::ApprovalGiven,
@@ -63,6 +70,8 @@ impl NotifyEvent {
             EventKind::SessionOpened => NotifyEvent::SessionOpened,
             EventKind::SessionClosed => NotifyEvent::SessionEnded,
             EventKind::ReplacementFailed => NotifyEvent::ReplacementFailed,
+            EventKind::EmergencyRequested => NotifyEvent::EmergencyRequested,
+            EventKind::EmergencyOpened => NotifyEvent::EmergencyOpened,
             EventKind::RogueSessionFound => NotifyEvent::RogueFound,
             EventKind::ReviewDue => NotifyEvent::ReviewDue,
             EventKind::ReviewOverdue => NotifyEvent::ReviewOverdue,
@@ -87,6 +96,7 @@ impl NotifyEvent {
             NotifyEvent::ReviewOverdue => "review_overdue",
             NotifyEvent::Escalation => "escalation",
             NotifyEvent::Test => "test",
+            NotifyEvent::EmergencyRequested => "emergency_requested",
         }
     }
 

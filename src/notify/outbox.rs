@@ -149,7 +149,8 @@ impl<'a> Notifying<'a> {
             return Ok(());
         };
         let targets = self.targets;
-        if !targets.iter().any(|t| t.events.contains(&event)) {
+        let wants = |t: &NotifyTarget| event.is_for_everyone() || t.events.contains(&event);
+        if !targets.iter().any(wants) {
             return Ok(());
         }
         let request = match &ev.request_id {
@@ -160,8 +161,8 @@ impl<'a> Notifying<'a> {
             .as_ref()
             .map_or(ev.actor.clone(), |r| r.requester.clone());
         let body = payload(event, ev, request.as_ref());
-        for t in targets.iter().filter(|t| t.events.contains(&event)) {
-            if !self.admits(t, &person)? {
+        for t in targets.iter().filter(|t| wants(t)) {
+            if !event.is_for_everyone() && !self.admits(t, &person)? {
                 continue;
             }
             let queued = match self.queued {

@@ -65,6 +65,12 @@ pub fn slack(event: NotifyEvent, p: &Value) -> Value {
             a["data"]["step"].as_u64().unwrap_or(0)
         ),
         NotifyEvent::Test => ":white_check_mark: pink-sombrero test notification".to_string(),
+        NotifyEvent::EmergencyRequested => format!(
+            ":rotating_light: :rotating_light: *EMERGENCY* *{}* opens the emergency door on `{}`: it opens by itself at {} unless an approver denies it",
+            esc(&r["requester"], 64),
+            esc(&r["target"], 64),
+            esc(&a["data"]["veto_ends_at"], 40)
+        ),
         other => format!(
             "*{}* by {}{}",
             other.as_str().replace('_', " "),
@@ -93,6 +99,9 @@ pub fn slack(event: NotifyEvent, p: &Value) -> Value {
             lines.push(format!(
                 "approve: `sombrero approve {id}`   deny: `sombrero deny {id} --comment WHY`"
             ));
+        }
+        if event == NotifyEvent::EmergencyRequested {
+            lines.push(format!("veto: `sombrero deny {id} --comment WHY`"));
         }
     }
     json!({ "text": lines.join("\n") })

@@ -8,6 +8,7 @@
 
 pub mod bounds;
 pub mod conn;
+pub mod emergency;
 pub mod error;
 pub mod fleet;
 pub mod gate;
@@ -243,6 +244,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::routes())
         .merge(fleet::routes())
         .merge(notify::routes())
+        .merge(emergency::routes())
         .merge(relay::routes())
         .merge(recordings::routes())
         // Inside the identity check: an unknown peer's body is never read.

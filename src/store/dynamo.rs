@@ -910,7 +910,12 @@ impl WriteTx for DynTx<'_> {
     }
 
     fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError> {
-        let timed = [State::Pending, State::Approved, State::Active];
+        let timed = [
+            State::Pending,
+            State::Emergency,
+            State::Approved,
+            State::Active,
+        ];
         let mut found = BTreeMap::new();
         for item in self.store.query(Query::in_states(REQUEST, &timed))? {
             let (r, ver) = decode_request(&item)?;

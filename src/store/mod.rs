@@ -191,7 +191,7 @@ pub trait WriteTx {
     fn request(&mut self, id: &str) -> Result<Option<Request>, StoreError>;
     /// Inserts or replaces a request.
     fn put_request(&mut self, r: &Request) -> Result<(), StoreError>;
-    /// Requests that may time out (Pending, Approved, Active).
+    /// Requests that may time out (Pending, Emergency, Approved, Active).
     fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError>;
     /// Reads a user.
     fn user(&mut self, name: &str) -> Result<Option<UserRecord>, StoreError>;

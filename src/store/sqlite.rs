@@ -286,7 +286,7 @@ impl WriteTx for SqliteTx<'_> {
     fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError> {
         query_requests(
             &self.tx,
-            "SELECT body FROM requests WHERE state IN ('pending', 'approved', 'active')",
+            "SELECT body FROM requests WHERE state IN ('pending', 'emergency', 'approved', 'active')",
             [],
         )
     }

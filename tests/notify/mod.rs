@@ -475,3 +475,5 @@ fn urls_and_secrets_stay_out_of_policy_check_the_api_and_logs() {
 }
 
 mod review;
+
+mod emergency;
