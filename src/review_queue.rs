@@ -110,6 +110,9 @@ impl Broker {
     /// Sessions waiting for a required review, soonest due first.
     pub fn pending_reviews(&self) -> Result<Vec<PendingReview>, BrokerError> {
         let policy = self.policy()?;
+        if policy.review_required == ReviewRequired::None {
+            return Ok(Vec::new());
+        }
         let now = self.now();
         let queued: Vec<(Request, (u32, Duration))> = self
             .list(Some(State::Closed))?
