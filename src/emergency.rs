@@ -27,18 +27,19 @@ pub struct EmergencyPolicy {
     /// Names (or `*`) who may use it; they must also be enrolled as requesters.
     pub requesters: Vec<String>,
     /// How long approvers may deny an emergency request (default 2m).
-    #[serde(with = "secs")]
+    #[serde(with = "human")]
     pub veto_window: Duration,
     /// Emergency requests per person in 24 hours (default 1).
     pub max_per_day: u32,
     /// Its recording's review is due this long after the session (default 24h).
-    #[serde(with = "secs")]
+    #[serde(with = "human")]
     pub review_within: Duration,
     /// Reviewers (never the requester) who must sign the recording off (default 2).
     pub reviewers_required: u32,
 }
 
-mod secs {
+/// Durations print as humantime strings in `policy check --json`.
+mod human {
     pub fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,

@@ -56,6 +56,15 @@ max_instance_age = "14d"
 # without an [identities] line. false turns that off: only [identities] maps anyone.
 implicit_identities = true
 
+# Requests still pending after this long (and every such step after) are announced again to
+# the [[notify]] targets listing "escalation". Off unless set.
+# escalate_after = "5m"
+
+# Whose recordings must be reviewed ("emergency", "all" or "none"), and by when after the
+# session ends; `sombrero review --pending` lists them, late ones are audited and notified.
+review_required = "emergency"
+review_within = "24h"
+
 [mfa]
 # Consecutive wrong or replayed TOTP codes before a lockout, and how long it lasts.
 max_failures = 5
@@ -74,6 +83,22 @@ at_open = true
 # "alice.smith" = "alice"
 # "uid:1001" = "bob"
 # "arn:aws:iam::123456789012:role/oncall-carol" = "carol"
+
+# Where events are announced (README: "Notifications"). URLs and secrets: see there; never
+# write a secret in this file.
+# [[notify]]
+# kind = "slack"
+# url_env = "SOMBRERO_SLACK_URL"
+# events = ["request_created", "escalation", "emergency_opened", "review_overdue"]
+
+# The emergency door (README: "The emergency door"): off unless enabled.
+# [emergency]
+# enabled = true
+# requesters = ["oncall"]
+# veto_window = "2m"
+# max_per_day = 1
+# review_within = "24h"
+# reviewers_required = 2
 "#;
 
 /// `max_instance_age` when the policy does not set it: two weeks.
