@@ -114,6 +114,25 @@ pub enum EventKind {
     /// Refusals by the actor beyond the per-minute audit budget were counted, not stored
     /// ([`crate::refusals`]). data: suppressed, since, per_minute.
     RefusalsSuppressed,
+    // --- notifications, escalation and the review queue ([`crate::notify`]) ---
+    /// A notification could not be delivered (first failure, then when given up) or was not
+    /// queued (outbox full). data: target, event, notification, attempts, error, final.
+    NotificationFailed,
+    /// An emergency request was made (state EMERGENCY; announced to every notify target).
+    /// data: as `request_created`, and veto_ends_at, used_today, max_per_day.
+    EmergencyRequested,
+    /// An emergency request's door opened (the veto window passed, or an approver approved
+    /// inside it): it is Approved without the usual approvals. data: why, target,
+    /// grant_expires_at, approvers.
+    EmergencyOpened,
+    /// A request was still pending one more `escalate_after` step. data: step, pending_secs.
+    RequestEscalated,
+    /// A recording needs review (its session ended and the policy requires one). data:
+    /// due_at, target, requester.
+    ReviewDue,
+    /// A recording's review is overdue (once per `review_within` interval until it is
+    /// reviewed). data: due_at, overdue_secs, interval, sign_offs, needed.
+    ReviewOverdue,
 }
 
 impl EventKind {
@@ -161,6 +180,12 @@ impl EventKind {
                 | MfaLocked
                 | MfaLockedOut
                 | PolicyCreated
+                | NotificationFailed
+                | EmergencyRequested
+                | EmergencyOpened
+                | RequestEscalated
+                | ReviewDue
+                | ReviewOverdue
         )
     }
 }

@@ -253,6 +253,19 @@ fn check_fields(fields: &[(Field, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// The input rule for a new request's human-written fields.
+fn check_new(new: &NewRequest) -> Result<()> {
+    check_fields(&[
+        (Field::User, &new.requester),
+        (Field::Target, &new.target),
+        (Field::Reason, new.reason.trim()),
+    ])?;
+    if let Some(incident) = &new.incident {
+        check_fields(&[(Field::Incident, incident)])?;
+    }
+    Ok(())
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -297,12 +310,35 @@ impl Broker {
         Ok(broker)
     }
 
-    /// One write transaction whose refusal events go through the audit budget.
-    fn write_tx<T>(
+    /// One write transaction whose refusal events go through the audit budget and whose
+    /// notifiable events queue their notifications in the same transaction.
+    pub(crate) fn write_tx<T>(
         &self,
         mut f: impl FnMut(&mut dyn WriteTx) -> std::result::Result<T, StoreError>,
     ) -> std::result::Result<T, StoreError> {
-        crate::refusals::budgeted_write(&self.refusals, |run| self.store.write(run), &mut f)
+        let targets = self.notify_targets();
+        crate::refusals::budgeted_write(
+            &self.refusals,
+            |run| self.store.write(run),
+            |tx| f(&mut crate::notify::outbox::Notifying::new(tx, &targets)),
+        )
+    }
+
+    /// The policy's `[[notify]]` targets; none while the policy cannot be read (the call that
+    /// needs the policy reports that itself).
+    fn notify_targets(&self) -> Vec<crate::notify::NotifyTarget> {
+        match self.policy() {
+            Ok(p) => p.notify,
+            Err(e) => {
+                tracing::warn!(error = %e, "policy unreadable: no notifications queued");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The store (the notification worker reads and settles the outbox directly).
+    pub(crate) fn store(&self) -> &AnyStore {
+        &self.store
     }
 
     /// Records one summary event for each identity whose refusals went over the budget in a
@@ -513,14 +549,7 @@ impl Broker {
 
     /// Creates a request after checking the requester's TOTP code.
     pub fn create_request(&self, new: NewRequest, code: &str) -> Result<Request> {
-        check_fields(&[
-            (Field::User, &new.requester),
-            (Field::Target, &new.target),
-            (Field::Reason, new.reason.trim()),
-        ])?;
-        if let Some(incident) = &new.incident {
-            check_fields(&[(Field::Incident, incident)])?;
-        }
+        check_new(&new)?;
         let policy = self.policy()?;
         let limits = Limits {
             max_failures: policy.mfa.max_failures,
@@ -540,6 +569,50 @@ impl Broker {
                 Err(refusal) => return refuse(tx, &who, None, "request", refusal, now),
             };
             if let Err(e) = check_code(tx, &who, code, "request", Some(&id), limits, now)? {
+                return Ok(Err(e));
+            }
+            Ok(Ok(store_outcome(tx, outcome, now)?))
+        })?
+    }
+
+    /// Creates an emergency request (the policy's `[emergency]` door) after checking the
+    /// requester's TOTP code: state EMERGENCY, announced at once, vetoable by any approver
+    /// until its window ends, then approved without the usual approvals. Refusals (door off,
+    /// not listed, no incident, over the daily limit) are audited and spend no code. The daily
+    /// count is read before the transaction: two emergencies racing in the same instant could
+    /// both pass it.
+    pub fn create_emergency(&self, new: NewRequest, code: &str) -> Result<Request> {
+        check_new(&new)?;
+        let policy = self.policy()?;
+        let limits = self.limits()?;
+        let now = self.now();
+        let who = new.requester.clone();
+        let day_ago = now - chrono::TimeDelta::hours(24);
+        let used_today = self
+            .store
+            .requests(None)?
+            .iter()
+            .filter(|r| r.requester == who && r.emergency.is_some() && r.created_at > day_ago)
+            .count();
+        let used_today = u32::try_from(used_today).unwrap_or(u32::MAX);
+        self.write_tx(|tx| -> TxResult<Request> {
+            let rules = rules(tx, &policy, &[&who])?;
+            let em = match tx.user(&who)? {
+                Some(u) => policy.emergency.rules(&policy, &who, &u.roles),
+                None => policy.emergency.rules(&policy, &who, &BTreeSet::new()),
+            };
+            let mut id = request::new_request_id();
+            while tx.request(&id)?.is_some() {
+                id = request::new_request_id();
+            }
+            let outcome =
+                match request::create_emergency(&id, new.clone(), &rules, &em, used_today, now) {
+                    Ok(outcome) => outcome,
+                    Err(refusal) => {
+                        return refuse(tx, &who, None, "emergency request", refusal, now);
+                    }
+                };
+            if let Err(e) = check_code(tx, &who, code, "emergency", Some(&id), limits, now)? {
                 return Ok(Err(e));
             }
             Ok(Ok(store_outcome(tx, outcome, now)?))
@@ -744,12 +817,19 @@ impl Broker {
             let mut names = vec![actor];
             names.extend(r.approvals.iter().map(|a| a.by.as_str()));
             let rules = rules(tx, &policy, &names)?;
+            let mut r = r;
             if r.is_due(now) && !matches!(cmd, Command::Close { .. }) {
-                // Time ran out: record the expiry, then refuse what was asked.
-                if let Ok(outcome) = request::apply(&r, Command::Expire, &rules, now) {
-                    store_outcome(tx, outcome, now)?;
+                // Time ran out: record the expiry, then refuse what was asked; an emergency's
+                // veto window running out opens its door instead, and the command goes on.
+                let emergency = r.state == State::Emergency;
+                let expired = match request::apply(&r, Command::Expire, &rules, now) {
+                    Ok(outcome) => Some(store_outcome(tx, outcome, now)?),
+                    Err(_) => None,
+                };
+                match expired {
+                    Some(opened) if emergency => r = opened,
+                    _ => return refuse(tx, actor, Some(id), action, request::timed_out(&r), now),
                 }
-                return refuse(tx, actor, Some(id), action, request::timed_out(&r), now);
             }
             // Rules first, so a refused action does not spend the person's code.
             let outcome = match request::apply(&r, cmd.clone(), &rules, now) {

@@ -56,6 +56,15 @@ max_instance_age = "14d"
 # without an [identities] line. false turns that off: only [identities] maps anyone.
 implicit_identities = true
 
+# Requests still pending after this long (and every such step after) are announced again to
+# the [[notify]] targets listing "escalation". Off unless set.
+# escalate_after = "5m"
+
+# Whose recordings must be reviewed ("emergency", "all" or "none"), and by when after the
+# session ends; `sombrero review --pending` lists them, late ones are audited and notified.
+review_required = "emergency"
+review_within = "24h"
+
 [mfa]
 # Consecutive wrong or replayed TOTP codes before a lockout, and how long it lasts.
 max_failures = 5
@@ -74,6 +83,22 @@ at_open = true
 # "alice.smith" = "alice"
 # "uid:1001" = "bob"
 # "arn:aws:iam::123456789012:role/oncall-carol" = "carol"
+
+# Where events are announced (README: "Notifications"). URLs and secrets: see there; never
+# write a secret in this file.
+# [[notify]]
+# kind = "slack"
+# url_env = "SOMBRERO_SLACK_URL"
+# events = ["request_created", "escalation", "emergency_opened", "review_overdue"]
+
+# The emergency door (README: "The emergency door"): off unless enabled.
+# [emergency]
+# enabled = true
+# requesters = ["oncall"]
+# veto_window = "2m"
+# max_per_day = 1
+# review_within = "24h"
+# reviewers_required = 2
 "#;
 
 /// `max_instance_age` when the policy does not set it: two weeks.
@@ -329,6 +354,19 @@ pub struct Policy {
     pub implicit_identities: bool,
     /// `[[review.flag]]`: risk rules added to the defaults of [`crate::recording::flags`].
     pub review_flags: Vec<crate::recording::flags::FlagRule>,
+    /// `[[notify]]`: where events are announced ([`crate::notify`]); URLs print redacted.
+    pub notify: Vec<crate::notify::NotifyTarget>,
+    /// A request still pending this long (and every such step after) is announced to the
+    /// targets listing `escalation`; `None`: no escalation.
+    #[serde(serialize_with = "humantime_serde_str::serialize_opt")]
+    pub escalate_after: Option<Duration>,
+    /// Which sessions' recordings must be reviewed ([`crate::review_queue`]).
+    pub review_required: crate::review_queue::ReviewRequired,
+    /// How long after its session ends a required review is due (default 24h).
+    #[serde(with = "humantime_serde_str")]
+    pub review_within: Duration,
+    /// `[emergency]`: the loud door (off by default).
+    pub emergency: crate::emergency::EmergencyPolicy,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -378,6 +416,12 @@ struct RawPolicy {
     identities: BTreeMap<String, Spanned<String>>,
     implicit_identities: Option<bool>,
     review: Option<RawReview>,
+    #[serde(default)]
+    notify: Vec<crate::notify::targets::RawNotify>,
+    escalate_after: Option<Spanned<String>>,
+    review_required: Option<Spanned<String>>,
+    review_within: Option<Spanned<String>>,
+    emergency: Option<crate::emergency::RawEmergency>,
 }
 
 /// `[review]`: reviewer aids.
@@ -664,6 +708,34 @@ impl Policy {
             identities: c.identities(raw.identities)?,
             implicit_identities: raw.implicit_identities.unwrap_or(true),
             review_flags: c.review_flags(raw.review)?,
+            notify: crate::notify::targets::check(raw.notify, 0..text.len())
+                .map_err(|b| c.err(&b.key, b.span, b.message))?,
+            escalate_after: match raw.escalate_after {
+                None => None,
+                Some(v) => Some(c.duration("escalate_after", Some(v), Duration::ZERO)?),
+            },
+            review_required: match raw.review_required {
+                None => crate::review_queue::ReviewRequired::default(),
+                Some(v) => {
+                    crate::review_queue::ReviewRequired::parse(v.get_ref()).ok_or_else(|| {
+                        c.err(
+                            "review_required",
+                            v.span(),
+                            format!(
+                                "{:?} is not \"emergency\", \"all\" or \"none\"",
+                                v.get_ref()
+                            ),
+                        )
+                    })?
+                }
+            },
+            review_within: c.duration(
+                "review_within",
+                raw.review_within,
+                crate::review_queue::DEFAULT_REVIEW_WITHIN,
+            )?,
+            emergency: crate::emergency::check(raw.emergency)
+                .map_err(|b| c.err(&b.key, b.span, b.message))?,
         })
     }
 

@@ -11,8 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use crate::audit::{Event, EventKind, NewEvent};
-use crate::request::Request;
-use crate::store::{StoreError, UserRecord, WriteTx};
+use crate::store::{StoreError, WriteTx};
 
 /// Audited refusals one identity may cause per minute.
 pub const PER_MINUTE: u32 = 20;
@@ -176,29 +175,7 @@ pub fn budgeted_write<T>(
 }
 
 impl WriteTx for Budgeted<'_> {
-    fn request(&mut self, id: &str) -> Result<Option<Request>, StoreError> {
-        self.tx.request(id)
-    }
-
-    fn put_request(&mut self, r: &Request) -> Result<(), StoreError> {
-        self.tx.put_request(r)
-    }
-
-    fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError> {
-        self.tx.timed_requests()
-    }
-
-    fn user(&mut self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.tx.user(name)
-    }
-
-    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
-        self.tx.users()
-    }
-
-    fn put_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
-        self.tx.put_user(u)
-    }
+    crate::store::forward_write_tx!();
 
     /// A refusal over the budget is not stored: the event handed back is unchained (seq 0),
     /// which no caller of a refusal looks at.

@@ -27,6 +27,9 @@ use crate::audit::{EventKind, NewEvent};
 pub enum State {
     /// Waiting for approvals.
     Pending,
+    /// An emergency request inside its veto window: any approver may deny it; when the window
+    /// passes (or one approver approves) it is approved without the usual approvals.
+    Emergency,
     /// Enough approvals; the requester may open the session within the grant window.
     Approved,
     /// An approver said no.
@@ -43,8 +46,9 @@ pub enum State {
 
 impl State {
     /// Every state, in lifecycle order.
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Pending,
+        State::Emergency,
         State::Approved,
         State::Denied,
         State::Cancelled,
@@ -57,6 +61,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
+            State::Emergency => "emergency",
             State::Approved => "approved",
             State::Denied => "denied",
             State::Cancelled => "cancelled",
@@ -184,6 +189,40 @@ pub struct Request {
     /// `open` may run only it, never a shell. `None`: a shell (or any command).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// Escalation steps announced while Pending (`escalate_after`), so each fires once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub escalations: u32,
+    /// Review notices audited for its recording (1: `review_due`; each more: a
+    /// `review_overdue`), so each is sent once ([`crate::review_queue`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub review_notices: u32,
+    /// Set for a request through the emergency door: when its veto window ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<EmergencyMark>,
+}
+
+/// What marks an emergency request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyMark {
+    /// Until then any approver may deny it; then it is approved.
+    pub veto_ends_at: DateTime<Utc>,
+}
+
+/// The `[emergency]` rules an emergency request is judged by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencyRules {
+    /// Whether the door exists at all.
+    pub enabled: bool,
+    /// Who may use it (already resolved against enrolled roles).
+    pub requesters: BTreeSet<String>,
+    /// How long approvers may deny it.
+    pub veto_window: Duration,
+    /// Emergency requests one person may make in 24 hours.
+    pub max_per_day: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Request {
@@ -196,6 +235,7 @@ impl Request {
     pub fn due_at(&self) -> Option<DateTime<Utc>> {
         match self.state {
             State::Pending => Some(self.pending_expires_at),
+            State::Emergency => self.emergency.as_ref().map(|e| e.veto_ends_at),
             State::Approved => self.grant_expires_at,
             State::Active => self.session_ends_at,
             _ => None,
@@ -453,6 +493,12 @@ pub enum Refusal {
         /// The request.
         id: String,
     },
+    /// The emergency door refused (off, not listed, no incident, over the daily limit).
+    #[error("emergency request refused: {why}")]
+    Emergency {
+        /// Why, and what to do instead.
+        why: String,
+    },
     /// A different session id is already recorded.
     #[error(
         "request {id} already has session {existing}; one approved request opens at most one session"
@@ -463,6 +509,15 @@ pub enum Refusal {
         /// The recorded session.
         existing: String,
     },
+}
+
+impl Refusal {
+    /// The emergency door is closed by the policy.
+    pub fn emergency_disabled() -> Refusal {
+        Refusal::Emergency {
+            why: "the emergency door is off in this policy ([emergency] enabled = false); make an ordinary request".into(),
+        }
+    }
 }
 
 /// A new random request id: `req-` + 8 lowercase hex characters.
@@ -579,6 +634,9 @@ pub fn create(
         approvals: Vec::new(),
         denial: None,
         cancelled_by: None,
+        escalations: 0,
+        review_notices: 0,
+        emergency: None,
         approved_at: None,
         grant_expires_at: None,
         opened_at: None,
@@ -606,6 +664,70 @@ pub fn create(
         request,
         events: vec![event],
     })
+}
+
+/// Creates an emergency request: checked like an ordinary one, then by the `[emergency]`
+/// rules (on, the requester listed, an incident given, `used_today` under the daily limit).
+/// It starts in [`State::Emergency`]; its veto window ends at `now + veto_window`.
+pub fn create_emergency(
+    id: &str,
+    new: NewRequest,
+    rules: &Rules,
+    em: &EmergencyRules,
+    used_today: u32,
+    now: DateTime<Utc>,
+) -> Result<Outcome, Refusal> {
+    if !em.enabled {
+        return Err(Refusal::emergency_disabled());
+    }
+    let refuse = |why: String| Err(Refusal::Emergency { why });
+    if !em.requesters.contains(&new.requester) {
+        return refuse(format!(
+            "{} is not among [emergency] requesters; make an ordinary request",
+            new.requester
+        ));
+    }
+    if new.incident.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        return refuse("an emergency needs its incident reference: pass --incident REF".into());
+    }
+    if used_today >= em.max_per_day {
+        return refuse(format!(
+            "{} already made {used_today} emergency request(s) in the last 24 hours (the policy allows {}); make an ordinary request",
+            new.requester, em.max_per_day
+        ));
+    }
+    let mut out = create(id, new, rules, now)?;
+    let veto_ends_at = after(now, em.veto_window);
+    out.request.state = State::Emergency;
+    out.request.emergency = Some(EmergencyMark { veto_ends_at });
+    for e in &mut out.events {
+        e.kind = EventKind::EmergencyRequested;
+        e.data["veto_ends_at"] = json!(veto_ends_at);
+        e.data["used_today"] = json!(used_today + 1);
+        e.data["max_per_day"] = json!(em.max_per_day);
+    }
+    Ok(out)
+}
+
+/// An emergency request's door opens: Approved with its grant window, `emergency_opened`.
+fn open_emergency(
+    r: &Request,
+    n: &mut Request,
+    by: &str,
+    why: &str,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> NewEvent {
+    n.state = State::Approved;
+    n.approved_at = Some(now);
+    n.grant_expires_at = Some(after(now, rules.grant_window));
+    NewEvent::new(
+        by,
+        EventKind::EmergencyOpened,
+        Some(&r.id),
+        json!({"why": why, "target": r.target, "grant_expires_at": n.grant_expires_at,
+               "approvers": n.approvals.iter().map(|a| a.by.as_str()).collect::<Vec<_>>()}),
+    )
 }
 
 fn wrong_state(r: &Request, cmd: &Command) -> Refusal {
@@ -737,7 +859,43 @@ pub fn apply(
                 ));
             }
         }
-        (Command::Deny { by, comment }, State::Pending) => {
+        (Command::Approve { by, comment }, State::Emergency) => {
+            // One approval ends the veto window early.
+            check_approver(r, by, rules)?;
+            n.approvals.push(Decision {
+                by: by.clone(),
+                at: now,
+                comment: comment.clone(),
+            });
+            events.push(NewEvent::new(
+                by,
+                EventKind::ApprovalGiven,
+                id,
+                json!({"comment": comment, "approvals": 1, "given": 1, "required": 1, "emergency": true}),
+            ));
+            events.push(open_emergency(
+                r,
+                &mut n,
+                by,
+                "approved inside the veto window",
+                rules,
+                now,
+            ));
+        }
+        (Command::Expire, State::Emergency) => {
+            if !due {
+                return Err(Refusal::NotDue { id: r.id.clone() });
+            }
+            events.push(open_emergency(
+                r,
+                &mut n,
+                "sombrero",
+                "nobody vetoed it within the window",
+                rules,
+                now,
+            ));
+        }
+        (Command::Deny { by, comment }, State::Pending | State::Emergency) => {
             check_approver(r, by, rules)?;
             n.state = State::Denied;
             n.ended_at = Some(now);
@@ -753,7 +911,7 @@ pub fn apply(
                 json!({"comment": comment}),
             ));
         }
-        (Command::Cancel { by }, State::Pending | State::Approved) => {
+        (Command::Cancel { by }, State::Pending | State::Emergency | State::Approved) => {
             check_requester(r, by, &cmd)?;
             n.state = State::Cancelled;
             n.ended_at = Some(now);
@@ -796,7 +954,8 @@ pub fn apply(
                 return Err(Refusal::NotARequester { who: by.clone() });
             }
             let standing = standing_approvals(r, rules);
-            if standing < rules.approvals_required {
+            // An emergency opens on its own door, not on approvals.
+            if r.emergency.is_none() && standing < rules.approvals_required {
                 return Err(Refusal::ApprovalsRevoked {
                     id: r.id.clone(),
                     standing,

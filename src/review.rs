@@ -163,20 +163,29 @@ pub fn audit_log(broker: &Broker) -> Result<AuditLog, BrokerError> {
 pub fn by_digest(broker: &Broker) -> Result<HashMap<String, Vec<Review>>, BrokerError> {
     let mut out: HashMap<String, Vec<Review>> = HashMap::new();
     // Page by page: the log can be long, and only its sign-offs are kept.
+    audit_pages(broker, |page| collect_reviews(&mut out, page))?;
+    Ok(out)
+}
+
+/// Hands the whole audit log to `f` in order, [`REVIEW_PAGE`] events at a time, so a long log
+/// is never held at once.
+pub(crate) fn audit_pages(
+    broker: &Broker,
+    mut f: impl FnMut(Vec<Event>),
+) -> Result<(), BrokerError> {
     let mut after = 0;
     loop {
         let page = broker.audit_events(after, REVIEW_PAGE)?;
         let Some(last) = page.last().map(|e| e.seq) else {
-            break;
+            return Ok(());
         };
         after = last;
         let full = page.len() == REVIEW_PAGE;
-        collect_reviews(&mut out, page);
+        f(page);
         if !full {
-            break;
+            return Ok(());
         }
     }
-    Ok(out)
 }
 
 /// Events read per page when collecting sign-offs.

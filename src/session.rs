@@ -451,7 +451,12 @@ pub async fn open_for<F: Fleet + Send + Sync + 'static>(
         by: request.requester.clone(),
         at: Utc::now(),
     };
-    if let Err(e) = deps.fleet.taint(&request.target, &taint).await {
+    let tainted = match deps.fleet.taint(&request.target, &taint).await {
+        // Through the emergency door: the instance says so too, or no session opens.
+        Ok(()) if request.emergency.is_some() => deps.fleet.mark_emergency(&request.target).await,
+        other => other,
+    };
+    if let Err(e) = tainted {
         audit(
             &deps.broker,
             EventKind::TaintFailed,
@@ -469,7 +474,8 @@ pub async fn open_for<F: Fleet + Send + Sync + 'static>(
         &deps.broker,
         EventKind::Tainted,
         Some(&request.id),
-        json!({"target": request.target, "by": taint.by, "at": taint.at}),
+        json!({"target": request.target, "by": taint.by, "at": taint.at,
+               "emergency": request.emergency.is_some()}),
     )
     .await;
     step(Step::Tainted {
@@ -526,7 +532,18 @@ pub async fn open_for<F: Fleet + Send + Sync + 'static>(
         height: u16::try_from(size.rows).unwrap_or(u16::MAX),
         term: std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
         shell: "/bin/sh".into(),
-        title: format!("pink sombrero {} on {}", request.id, request.target),
+        // The header (line 1, under the chain) says when the session came through the
+        // emergency door.
+        title: format!(
+            "{}pink sombrero {} on {}",
+            if request.emergency.is_some() {
+                "EMERGENCY "
+            } else {
+                ""
+            },
+            request.id,
+            request.target
+        ),
     };
     let approvers: Vec<&str> = request.approvals.iter().map(|a| a.by.as_str()).collect();
     let created = Recorder::create(&deps.recordings_dir, meta, &deps.key).and_then(|mut r| {

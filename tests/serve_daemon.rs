@@ -6,6 +6,7 @@
 //! stop, and the mapping is covered at the unit level (`serve::identity` tests).
 
 mod foundation_support;
+mod notify;
 mod serve_support;
 
 use serve_support::{Daemon, can_switch_uid, exists, own_user, request_args};

@@ -67,6 +67,9 @@ fn req(id: &str, state: State, age_mins: i64) -> Request {
         approvals: vec![],
         denial: None,
         cancelled_by: None,
+        escalations: 0,
+        review_notices: 0,
+        emergency: None,
         approved_at: None,
         grant_expires_at: None,
         opened_at: None,
@@ -207,6 +210,65 @@ fn user_like(stored: &UserRecord, name: &str) -> UserRecord {
     }
 }
 
+/// Notifications queue with their event, roll back with it, and settle outside transactions.
+fn outbox_commits_with_its_event_and_settles<S: Store>(s: &S) {
+    use pink_sombrero::notify::{NotifyEvent, OutboxItem};
+    let now = Utc::now();
+    let item = |i: u32| {
+        let at = now + TimeDelta::milliseconds(i64::from(i));
+        OutboxItem::new("hook", NotifyEvent::RequestCreated, json!({"i": i}), at)
+    };
+    let (a, b) = (item(1), item(2));
+    let now = now + TimeDelta::milliseconds(5);
+    let r: Result<(), StoreError> = s.write(|tx| {
+        tx.append(event(0, None), now)?;
+        tx.enqueue(&a)?;
+        Err(StoreError::Corrupt("boom".into()))
+    });
+    assert!(r.is_err());
+    assert!(
+        s.outbox_due(now, 10).unwrap().is_empty(),
+        "rolled back with its event"
+    );
+    s.write(|tx| {
+        tx.append(event(1, None), now)?;
+        tx.enqueue(&a)?;
+        tx.enqueue(&b)?;
+        assert_eq!(tx.outbox_len()?, 2);
+        Ok(())
+    })
+    .unwrap();
+    let due = s.outbox_due(now, 10).unwrap();
+    assert_eq!(due, vec![a.clone(), b.clone()], "oldest first");
+    assert_eq!(s.outbox_due(now, 1).unwrap().len(), 1);
+    // A claim holds only against the attempts it read.
+    let mut claimed = a.clone();
+    claimed.attempts = 1;
+    claimed.next_at = now + TimeDelta::seconds(60);
+    assert!(s.outbox_update(&claimed, 0).unwrap());
+    assert!(!s.outbox_update(&claimed, 0).unwrap(), "claimed twice");
+    assert_eq!(s.outbox_due(now, 10).unwrap(), vec![b.clone()]);
+    let rev = s.revision().unwrap();
+    s.outbox_done(&b.id).unwrap();
+    assert_eq!(
+        s.revision().unwrap(),
+        rev,
+        "settling is not a change UIs poll for"
+    );
+    s.write(|tx| {
+        tx.outbox_remove(&a.id)?;
+        tx.append(event(2, None), now)
+    })
+    .unwrap();
+    assert!(
+        s.outbox_due(now + TimeDelta::hours(1), 10)
+            .unwrap()
+            .is_empty()
+    );
+    s.write(|tx| tx.outbox_len().map(|n| assert_eq!(n, 0)))
+        .unwrap();
+}
+
 #[test]
 fn sqlite_contract() {
     for check in [
@@ -214,6 +276,7 @@ fn sqlite_contract() {
         failed_closure_rolls_back::<SqliteStore>,
         requests_and_users_round_trip::<SqliteStore>,
         user_reads_agree_within_a_transaction::<SqliteStore>,
+        outbox_commits_with_its_event_and_settles::<SqliteStore>,
     ] {
         let (_d, s) = sqlite();
         check(&s);
@@ -227,6 +290,7 @@ fn dynamo_contract() {
         failed_closure_rolls_back::<DynamoStore>,
         requests_and_users_round_trip::<DynamoStore>,
         user_reads_agree_within_a_transaction::<DynamoStore>,
+        outbox_commits_with_its_event_and_settles::<DynamoStore>,
     ] {
         let Some(s) = dynamo() else { return };
         check(&s);

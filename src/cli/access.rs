@@ -43,6 +43,11 @@ pub struct RequestArgs {
     /// TOTP code (else prompted on a terminal, else one line of stdin).
     #[arg(long)]
     pub code: Option<String>,
+    /// Through the emergency door (when the policy's [emergency] allows you): announced to
+    /// every approver and notify target at once, any approver may deny it within the veto
+    /// window, then it opens without approvals; needs --incident; reviewed afterwards.
+    #[arg(long)]
+    pub emergency: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -414,6 +419,13 @@ fn summary(r: &Request, required: u32) -> String {
             r.approvals.len(),
             time(r.pending_expires_at)
         ),
+        State::Emergency => match &r.emergency {
+            Some(e) => format!(
+                "EMERGENCY: any approver may deny it until {}; then it opens",
+                time(e.veto_ends_at)
+            ),
+            None => String::new(),
+        },
         State::Approved => match r.grant_expires_at {
             Some(t) => format!("{} may open it until {}", r.requester, time(t)),
             None => String::new(),
@@ -486,7 +498,10 @@ pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
         duration,
         command: a.command,
     };
-    let r = b.create_request(new, &code).map_err(fail)?;
+    let r = match a.emergency {
+        true => super::emergency::create(g, new, &code)?,
+        false => b.create_request(new, &code).map_err(fail)?,
+    };
     report(&*b, &r, a.json)
 }
 
@@ -825,6 +840,7 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     for (external, user) in &p.identities {
         say(&format!("  identity:             {external} -> {user}"));
     }
+    super::notify::print_policy(&p);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,10 +5,13 @@
 pub mod access;
 mod audit_anchor;
 pub mod decide;
+pub mod emergency;
 pub mod fleet;
 pub mod generate;
 pub mod lab;
+pub mod notify;
 pub mod recordings;
+pub mod review_queue;
 pub mod serve;
 pub mod session;
 pub mod store;
@@ -63,6 +66,9 @@ pub enum Command {
     /// Check or print the policy file.
     #[command(subcommand)]
     Policy(access::PolicyCommand),
+    /// Test the policy's notification targets, or deliver what waits in the outbox.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Verify or export the hash-chained audit log.
     #[command(subcommand)]
     Audit(access::AuditCommand),
@@ -88,7 +94,8 @@ pub enum Command {
     Replay(recordings::ReplayArgs),
     /// List recordings with integrity and review status.
     Recordings(recordings::RecordingsArgs),
-    /// Sign off a recording as reviewed (needs your TOTP code).
+    /// Sign off a recording as reviewed (needs your TOTP code), or list the review queue
+    /// (--pending).
     Review(recordings::ReviewArgs),
     /// Show the recorder's public key.
     #[command(subcommand)]
@@ -215,6 +222,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::User(c)) => access::user(&g, c),
         Some(Command::Policy(c)) => access::policy(&g, c),
         Some(Command::Audit(c)) => access::audit(&g, c),
+        Some(Command::Notify(c)) => notify::notify(&g, c),
         Some(Command::Open(a)) => session::open(&g, a),
         Some(Command::Watch(a)) => session::watch(&g, a),
         Some(Command::Kill(a)) => session::kill(&g, a),

@@ -70,7 +70,12 @@ pub struct RecordingsArgs {
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
     /// The `.cast` file (with --broker: its name, as `sombrero recordings` lists it).
-    pub file: PathBuf,
+    #[arg(required_unless_present = "pending")]
+    pub file: Option<PathBuf>,
+    /// List the sessions waiting for a required review instead (recording, requester, target,
+    /// ended, due in / overdue by, sign-offs so far).
+    #[arg(long, conflicts_with_all = ["file", "note", "code", "as_user"])]
+    pub pending: bool,
     /// Reviewer (default: the OS user; with --broker, always the connection's identity).
     #[arg(long = "as", value_name = "NAME")]
     pub as_user: Option<String>,
@@ -78,8 +83,8 @@ pub struct ReviewArgs {
     #[arg(long)]
     pub code: Option<String>,
     /// What the reviewer concluded.
-    #[arg(long)]
-    pub note: String,
+    #[arg(long, required_unless_present = "pending")]
+    pub note: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -411,7 +416,13 @@ fn print_row(r: &list::RecordingSummary) {
 /// Runs `sombrero review`: a reviewer's TOTP-checked sign-off, audited with the recording's
 /// digest. Through a broker, the broker checks and records it as the connection's identity.
 pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
-    let note = a.note.trim();
+    if a.pending {
+        return super::review_queue::pending(g, a.json);
+    }
+    let (Some(file), Some(note)) = (a.file.as_deref(), a.note.as_deref()) else {
+        return Err(ExitError::usage("give the recording and --note (or --pending)").into());
+    };
+    let note = note.trim();
     if note.is_empty() {
         return Err(ExitError::usage("--note must say what the review concluded").into());
     }
@@ -421,7 +432,7 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
     let (event, shown) = match remote(g)? {
         Some(remote) => {
             let who = access::actor(&remote, a.as_user)?;
-            let name = remote_name(&a.file)?;
+            let name = remote_name(file)?;
             // The risky moments before the code, as on the broker host: the recording is
             // downloaded and indexed here under the broker's rules.
             let fetched = remote.fetch(name).map_err(access::fail)?;
@@ -435,21 +446,21 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
             (event, name.to_string())
         }
         None => {
-            if !a.file.is_file() {
-                return Err(ExitError::usage(format!("{} is not a file", a.file.display())).into());
+            if !file.is_file() {
+                return Err(ExitError::usage(format!("{} is not a file", file.display())).into());
             }
             let broker = access::open(g)?;
             let who = access::who(a.as_user)?;
             // Refusals (role, own session, tampered file) come before the code is asked for.
             let key = trusted_key(g)?;
-            let checked = review::check(&broker, &who, &a.file, &key).map_err(review_fail)?;
+            let checked = review::check(&broker, &who, file, &key).map_err(review_fail)?;
             // What the reviewer signs off on: the risky moments, before the code is asked for.
             let extra = broker.policy().map_err(access::fail)?.review_flags;
-            eprint!("{}", super::transcript::flagged_notice(&a.file, extra)?);
+            eprint!("{}", super::transcript::flagged_notice(file, extra)?);
             let code = access::code(a.code, &who)?;
             let event =
                 review::sign_off(&broker, &who, &checked, &code, note).map_err(review_fail)?;
-            (event, a.file.display().to_string())
+            (event, file.display().to_string())
         }
     };
     if a.json {

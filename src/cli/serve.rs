@@ -166,6 +166,11 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let upkeep = tokio::spawn(state.clone().upkeep());
+        // Notifications, escalations: delivered off the request path, never slowing it.
+        let notifier = tokio::spawn(crate::notify::worker::run(
+            Arc::clone(&state.broker),
+            stopping.clone(),
+        ));
         tracing::info!(listen = ?listening, "serving");
         eprintln!("sombrero: listening on {}", listening.join(", "));
         let why = shutdown_signal().await?;
@@ -179,6 +184,7 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = s.await;
         }
         let _ = upkeep.await;
+        let _ = notifier.await;
         // Refusals over the audit budget this last minute still get their summary event.
         if let Err(e) = state.write(|b| b.record_suppressed(true)).await {
             tracing::warn!(error = %e.message, "recording suppressed refusals failed");

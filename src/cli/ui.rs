@@ -134,6 +134,7 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    let notify_broker = Arc::clone(&broker);
     let ctx = TuiContext {
         recordings: Some(wiring::recordings_fn(
             broker.clone(),
@@ -148,7 +149,13 @@ pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
         fleet: Some(fleet_from_opts(g, max_age)),
         open_session,
     };
-    rt.block_on(run_tui(ctx))?;
+    // Embedded, this process is the broker: it delivers notifications while the TUI runs.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let notifier = rt.spawn(crate::notify::worker::run(notify_broker, stopping));
+    let outcome = rt.block_on(run_tui(ctx));
+    let _ = stop.send(true);
+    let _ = rt.block_on(notifier);
+    outcome?;
     Ok(ExitCode::SUCCESS)
 }
 

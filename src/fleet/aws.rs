@@ -256,6 +256,10 @@ impl super::Fleet for AwsFleet {
         self.apply_taint(target, taint).await
     }
 
+    async fn mark_emergency(&self, target: &str) -> Result<(), FleetError> {
+        self.apply_emergency_tag(target).await
+    }
+
     async fn replace(
         &self,
         target: &str,

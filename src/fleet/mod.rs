@@ -281,6 +281,10 @@ pub trait Fleet {
         taint: &Taint,
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
 
+    /// Adds `pink-sombrero:emergency=true` to a tainted `target` (its session came through
+    /// the emergency door). An error: open no session.
+    fn mark_emergency(&self, target: &str) -> impl Future<Output = Result<(), FleetError>> + Send;
+
     /// Replaces `target` with `strategy`, then watches for the outcome, reporting progress.
     fn replace(
         &self,

@@ -112,6 +112,18 @@ impl AwsFleet {
             })
     }
 
+    /// Tags `target` `pink-sombrero:emergency=true`; an error means it is not tagged.
+    pub(crate) async fn apply_emergency_tag(&self, target: &str) -> Result<(), FleetError> {
+        TargetKind::of(target)?;
+        let tags = [(crate::emergency::TAG, "true".to_owned())];
+        self.put_tags(target, &tags, &[(crate::emergency::TAG, "true")])
+            .await
+            .map_err(|why| FleetError::TaintFailed {
+                target: target.to_owned(),
+                why,
+            })
+    }
+
     /// Records the replacement state on the node (see [`tag::REPLACEMENT`]), and when
     /// ([`tag::REPLACEMENT_AT`]), so a mark left by a crashed run can be told from a fresh one.
     pub(crate) async fn mark_replacement(

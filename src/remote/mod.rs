@@ -6,7 +6,9 @@
 //! for `unix:` addresses; TLS for `tcp://` plugs in as another connector.
 
 pub mod connector;
+pub mod emergency;
 pub mod fleet;
+pub mod notify;
 pub mod pool;
 pub mod recordings;
 pub mod screen;
@@ -318,6 +320,18 @@ fn enc(s: &str) -> String {
 
 const NO_BODY: Option<()> = None;
 
+/// The body that creates `new` (the requester is the connection's identity, not sent).
+fn create_body(new: NewRequest, code: &str) -> CreateBody {
+    CreateBody {
+        target: new.target,
+        reason: new.reason,
+        incident: new.incident,
+        duration_secs: new.duration.as_secs(),
+        command: new.command,
+        code: code.to_string(),
+    }
+}
+
 impl BrokerApi for RemoteBroker {
     fn identity(&self) -> Result<Option<String>> {
         Ok(Some(self.whoami()?.user))
@@ -357,14 +371,7 @@ impl BrokerApi for RemoteBroker {
 
     fn create_request(&self, new: NewRequest, code: &str) -> Result<Request> {
         self.check_actor(&new.requester)?;
-        let body = CreateBody {
-            target: new.target,
-            reason: new.reason,
-            incident: new.incident,
-            duration_secs: new.duration.as_secs(),
-            command: new.command,
-            code: code.to_string(),
-        };
+        let body = create_body(new, code);
         self.call(Method::POST, "/v1/requests".into(), Some(body))
     }
 

@@ -82,7 +82,7 @@ where
 }
 
 /// Refuses `what` unless `me` is an approver or a reviewer.
-async fn overseer(s: &AppState, me: &Identity, what: &str) -> Result<(), ApiError> {
+pub(super) async fn overseer(s: &AppState, me: &Identity, what: &str) -> Result<(), ApiError> {
     let user = me.user.clone();
     let allowed = s
         .read(move |b| Ok(b.permits(&user, Role::Approver)? || b.permits(&user, Role::Reviewer)?))

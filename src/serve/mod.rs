@@ -8,11 +8,13 @@
 
 pub mod bounds;
 pub mod conn;
+pub mod emergency;
 pub mod error;
 pub mod fleet;
 pub mod gate;
 pub mod hub;
 pub mod identity;
+pub mod notify;
 pub mod proof_rate;
 pub mod recordings;
 pub mod relay;
@@ -241,6 +243,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::routes())
         .merge(fleet::routes())
+        .merge(notify::routes())
+        .merge(emergency::routes())
         .merge(relay::routes())
         .merge(recordings::routes())
         // Inside the identity check: an unknown peer's body is never read.

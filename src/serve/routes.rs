@@ -84,6 +84,9 @@ async fn policy(
                     source,
                 }
             })?;
+            // Webhook URLs are credentials (a Slack one is all it takes to post): redacted
+            // for everyone, whatever else they may see.
+            let text = crate::notify::targets::redact_policy_text(&text);
             Ok(Sight::of(b, &me.user)?.policy_text(text))
         })
         .await?;
@@ -147,17 +150,21 @@ async fn create(
     Extension(me): Extension<Identity>,
     Json(body): Json<CreateBody>,
 ) -> Reply<Request> {
+    let (new, code) = new_request(me.user, body);
+    Ok(Json(s.write(move |b| b.create_request(new, &code)).await?))
+}
+
+/// The request `body` asks for, by `user` (the connection's identity), and its code.
+pub(super) fn new_request(user: String, body: CreateBody) -> (NewRequest, String) {
     let new = NewRequest {
-        requester: me.user,
+        requester: user,
         target: body.target,
         reason: body.reason,
         incident: body.incident,
         duration: Duration::from_secs(body.duration_secs),
         command: body.command,
     };
-    Ok(Json(
-        s.write(move |b| b.create_request(new, &body.code)).await?,
-    ))
+    (new, body.code)
 }
 
 async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Reply<Request> {

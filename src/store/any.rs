@@ -211,6 +211,26 @@ impl Store for AnyStore {
     fn revision(&self) -> Result<u64, StoreError> {
         each!(self, s => s.revision())
     }
+
+    fn outbox_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::notify::OutboxItem>, StoreError> {
+        each!(self, s => s.outbox_due(now, limit))
+    }
+
+    fn outbox_update(
+        &self,
+        item: &crate::notify::OutboxItem,
+        expect: u32,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.outbox_update(item, expect))
+    }
+
+    fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
+        each!(self, s => s.outbox_done(id))
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! | `request` | request id         | `body` (S, JSON), `state` (S), `ver` (N)                      |
 //! | `user`    | user name          | `body` (S, JSON without the secret), `secret` (S), `ver` (N)  |
 //! | `audit`   | seq, 20 digits     | `event` (S, JSON), `request_id` (S, when it has one)          |
+//! | `outbox`  | notification id    | `body` (S, JSON), `next_at` (S, sortable time), `attempts` (N) |
 //!
 //! Each kind is one partition, so every listing is one strongly consistent Query in key order
 //! (a partition holds 10 GB: far more than a team's requests, users and audit events).
@@ -74,6 +75,7 @@ const HEAD: &str = "head";
 const REQUEST: &str = "request";
 const USER: &str = "user";
 const AUDIT: &str = "audit";
+const OUTBOX: &str = "outbox";
 
 type Item = HashMap<String, AttributeValue>;
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -371,6 +373,17 @@ fn decode_event(item: &Item) -> Result<Event, StoreError> {
         StoreError::Corrupt(m) => StoreError::Corrupt(format!("audit event {sk}: {m}")),
         other => other,
     })
+}
+
+fn outbox_item(o: &crate::notify::OutboxItem) -> Result<Item, StoreError> {
+    let mut item = key(OUTBOX, &o.id);
+    item.insert("body".into(), s(to_json(o)?));
+    item.insert(
+        "next_at".into(),
+        s(crate::notify::outbox::sortable(o.next_at)),
+    );
+    item.insert("attempts".into(), n(u64::from(o.attempts)));
+    Ok(item)
 }
 
 /// A filter expression with its attribute names and values.
@@ -711,6 +724,45 @@ impl DynamoStore {
         })
     }
 
+    fn delete(&self, pk: &str, sk: &str) -> Result<TransactWriteItem, StoreError> {
+        let d = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .build()
+            .map_err(|e| StoreError::Dynamo {
+                op: "TransactWriteItems",
+                message: e.to_string(),
+            })?;
+        Ok(TransactWriteItem::builder().delete(d).build())
+    }
+
+    /// How many items a partition holds (a COUNT query, paged).
+    fn count(&self, pk: &'static str) -> Result<usize, StoreError> {
+        let (c, table) = (self.bridge.client.clone(), self.table.clone());
+        self.bridge.run(async move {
+            let mut total = 0usize;
+            let mut start: Option<Item> = None;
+            loop {
+                let page = c
+                    .query()
+                    .table_name(&table)
+                    .consistent_read(true)
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", s(pk))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("Query", &table, e))?;
+                total += page.count.max(0) as usize;
+                match page.last_evaluated_key {
+                    Some(k) if !k.is_empty() => start = Some(k),
+                    _ => return Ok(total),
+                }
+            }
+        })
+    }
+
     fn put(&self, item: Item, cond: Cond) -> Result<TransactWriteItem, StoreError> {
         let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
         put = match cond {
@@ -755,6 +807,9 @@ struct DynTx<'a> {
     /// Whether `users` listed them all (a name not in `read_users` is then absent).
     listed_users: bool,
     events: Vec<Event>,
+    /// Notifications queued by this attempt, and ids removed.
+    outbox: Vec<crate::notify::OutboxItem>,
+    outbox_removed: Vec<String>,
 }
 
 impl DynTx<'_> {
@@ -777,7 +832,11 @@ impl DynTx<'_> {
     }
 
     fn dirty(&self) -> bool {
-        !(self.requests.is_empty() && self.users.is_empty() && self.events.is_empty())
+        !(self.requests.is_empty()
+            && self.users.is_empty()
+            && self.events.is_empty()
+            && self.outbox.is_empty()
+            && self.outbox_removed.is_empty())
     }
 
     fn cond(&self, pk: &'static str, sk: &str) -> (Cond, u64) {
@@ -797,6 +856,13 @@ impl DynTx<'_> {
         for u in self.users.values() {
             let (cond, ver) = self.cond(USER, &u.name);
             items.push(self.store.put(user_item(u, ver)?, cond)?);
+        }
+        // Before the audit puts: `commit` finds those just before the head.
+        for o in &self.outbox {
+            items.push(self.store.put(outbox_item(o)?, Cond::Absent)?);
+        }
+        for id in &self.outbox_removed {
+            items.push(self.store.delete(OUTBOX, id)?);
         }
         for e in &self.events {
             items.push(self.store.put(event_item(e)?, Cond::Absent)?);
@@ -844,7 +910,12 @@ impl WriteTx for DynTx<'_> {
     }
 
     fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError> {
-        let timed = [State::Pending, State::Approved, State::Active];
+        let timed = [
+            State::Pending,
+            State::Emergency,
+            State::Approved,
+            State::Active,
+        ];
         let mut found = BTreeMap::new();
         for item in self.store.query(Query::in_states(REQUEST, &timed))? {
             let (r, ver) = decode_request(&item)?;
@@ -922,6 +993,21 @@ impl WriteTx for DynTx<'_> {
         self.events.push(ev.clone());
         Ok(ev)
     }
+
+    fn enqueue(&mut self, item: &crate::notify::OutboxItem) -> Result<(), StoreError> {
+        self.outbox.push(item.clone());
+        Ok(())
+    }
+
+    fn outbox_len(&mut self) -> Result<usize, StoreError> {
+        Ok(self.store.count(OUTBOX)? + self.outbox.len())
+    }
+
+    fn outbox_remove(&mut self, id: &str) -> Result<(), StoreError> {
+        self.outbox.retain(|o| o.id != id);
+        self.outbox_removed.push(id.to_string());
+        Ok(())
+    }
 }
 
 impl Store for DynamoStore {
@@ -940,6 +1026,8 @@ impl Store for DynamoStore {
                 read_users: BTreeMap::new(),
                 listed_users: false,
                 events: Vec::new(),
+                outbox: Vec::new(),
+                outbox_removed: Vec::new(),
             };
             let out = f(&mut tx)?;
             if !tx.dirty() {
@@ -1043,6 +1131,75 @@ impl Store for DynamoStore {
 
     fn revision(&self) -> Result<u64, StoreError> {
         Ok(self.head()?.rev)
+    }
+
+    fn outbox_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::notify::OutboxItem>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let q = Query {
+            filter: Some((
+                "next_at <= :now".into(),
+                Vec::new(),
+                vec![(":now".into(), s(crate::notify::outbox::sortable(now)))],
+            )),
+            limit: Some(limit),
+            ..Query::all(OUTBOX)
+        };
+        self.query(q)?
+            .iter()
+            .map(|item| from_json(get_s(item, "body")?))
+            .collect()
+    }
+
+    fn outbox_update(
+        &self,
+        item: &crate::notify::OutboxItem,
+        expect: u32,
+    ) -> Result<bool, StoreError> {
+        let (c, table) = (self.bridge.client.clone(), self.table.clone());
+        let put = outbox_item(item)?;
+        self.bridge.run(async move {
+            let out = c
+                .put_item()
+                .table_name(&table)
+                .set_item(Some(put))
+                .condition_expression("attempts = :expect")
+                .expression_attribute_values(":expect", n(u64::from(expect)))
+                .send()
+                .await;
+            match out {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if e.as_service_error().and_then(|s| s.code())
+                        == Some("ConditionalCheckFailedException") =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(sdk_err("PutItem", &table, e)),
+            }
+        })
+    }
+
+    fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
+        let (c, table, id) = (
+            self.bridge.client.clone(),
+            self.table.clone(),
+            id.to_string(),
+        );
+        self.bridge.run(async move {
+            c.delete_item()
+                .table_name(&table)
+                .set_key(Some(key(OUTBOX, &id)))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_err("DeleteItem", &table, e))
+        })
     }
 }
 

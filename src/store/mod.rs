@@ -18,6 +18,7 @@ use thiserror::Error;
 
 use crate::audit::{Event, NewEvent};
 use crate::mfa::MfaState;
+use crate::notify::OutboxItem;
 use crate::policy::Role;
 use crate::request::{Request, State};
 
@@ -124,13 +125,73 @@ pub struct UserRecord {
     pub mfa: MfaState,
 }
 
+/// Implements every [`WriteTx`] method but `append` by handing it to the wrapped
+/// transaction `self.tx` (for wrappers that only watch what is appended).
+macro_rules! forward_write_tx {
+    () => {
+        fn request(
+            &mut self,
+            id: &str,
+        ) -> Result<Option<crate::request::Request>, crate::store::StoreError> {
+            self.tx.request(id)
+        }
+
+        fn put_request(
+            &mut self,
+            r: &crate::request::Request,
+        ) -> Result<(), crate::store::StoreError> {
+            self.tx.put_request(r)
+        }
+
+        fn timed_requests(
+            &mut self,
+        ) -> Result<Vec<crate::request::Request>, crate::store::StoreError> {
+            self.tx.timed_requests()
+        }
+
+        fn user(
+            &mut self,
+            name: &str,
+        ) -> Result<Option<crate::store::UserRecord>, crate::store::StoreError> {
+            self.tx.user(name)
+        }
+
+        fn users(&mut self) -> Result<Vec<crate::store::UserRecord>, crate::store::StoreError> {
+            self.tx.users()
+        }
+
+        fn put_user(
+            &mut self,
+            u: &crate::store::UserRecord,
+        ) -> Result<(), crate::store::StoreError> {
+            self.tx.put_user(u)
+        }
+
+        fn enqueue(
+            &mut self,
+            item: &crate::notify::OutboxItem,
+        ) -> Result<(), crate::store::StoreError> {
+            self.tx.enqueue(item)
+        }
+
+        fn outbox_len(&mut self) -> Result<usize, crate::store::StoreError> {
+            self.tx.outbox_len()
+        }
+
+        fn outbox_remove(&mut self, id: &str) -> Result<(), crate::store::StoreError> {
+            self.tx.outbox_remove(id)
+        }
+    };
+}
+pub(crate) use forward_write_tx;
+
 /// Writes inside one transaction.
 pub trait WriteTx {
     /// Reads a request.
     fn request(&mut self, id: &str) -> Result<Option<Request>, StoreError>;
     /// Inserts or replaces a request.
     fn put_request(&mut self, r: &Request) -> Result<(), StoreError>;
-    /// Requests that may time out (Pending, Approved, Active).
+    /// Requests that may time out (Pending, Emergency, Approved, Active).
     fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError>;
     /// Reads a user.
     fn user(&mut self, name: &str) -> Result<Option<UserRecord>, StoreError>;
@@ -140,6 +201,12 @@ pub trait WriteTx {
     fn put_user(&mut self, u: &UserRecord) -> Result<(), StoreError>;
     /// Chains and appends an audit event.
     fn append(&mut self, e: NewEvent, at: DateTime<Utc>) -> Result<Event, StoreError>;
+    /// Queues a notification in this transaction ([`crate::notify::outbox`]).
+    fn enqueue(&mut self, item: &OutboxItem) -> Result<(), StoreError>;
+    /// How many notifications wait in the outbox.
+    fn outbox_len(&mut self) -> Result<usize, StoreError>;
+    /// Removes a queued notification in this transaction (one given up, with its audit event).
+    fn outbox_remove(&mut self, id: &str) -> Result<(), StoreError>;
 }
 
 /// A store of requests, users and audit events.
@@ -167,4 +234,12 @@ pub trait Store: Send + Sync {
     /// A counter bumped by every transaction that wrote something (cheap "did anything change"
     /// for UIs: poll it and reload when it moves).
     fn revision(&self) -> Result<u64, StoreError>;
+    /// Queued notifications due at `now`, oldest first, at most `limit`.
+    fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Replaces a queued notification if its attempts still number `expect` (a worker's claim,
+    /// or its next retry time); false when another worker moved it first or it is gone. Not a
+    /// change the UIs poll for: the revision stays.
+    fn outbox_update(&self, item: &OutboxItem, expect: u32) -> Result<bool, StoreError>;
+    /// Deletes a delivered notification (a no-op when it is gone).
+    fn outbox_done(&self, id: &str) -> Result<(), StoreError>;
 }

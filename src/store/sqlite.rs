@@ -13,10 +13,12 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError, UserRecord, WriteTx};
 use crate::audit::{Event, EventKind, NewEvent};
+use crate::notify::OutboxItem;
 use crate::request::{Request, State};
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta (key, value) VALUES ('revision', 0), ('audit_count', 0);
 CREATE TABLE users (
@@ -46,7 +48,18 @@ CREATE TABLE audit (
     hash TEXT NOT NULL
 );
 CREATE INDEX audit_request ON audit (request_id);
-"#];
+"#,
+    r#"
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    next_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX outbox_next ON outbox (next_at);
+"#,
+];
 
 /// How long a process waits for another's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -273,7 +286,7 @@ impl WriteTx for SqliteTx<'_> {
     fn timed_requests(&mut self) -> Result<Vec<Request>, StoreError> {
         query_requests(
             &self.tx,
-            "SELECT body FROM requests WHERE state IN ('pending', 'approved', 'active')",
+            "SELECT body FROM requests WHERE state IN ('pending', 'emergency', 'approved', 'active')",
             [],
         )
     }
@@ -340,6 +353,34 @@ impl WriteTx for SqliteTx<'_> {
             [ev.seq as i64],
         )?;
         Ok(ev)
+    }
+
+    fn enqueue(&mut self, item: &OutboxItem) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.tx.execute(
+            "INSERT INTO outbox (id, created_at, next_at, attempts, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                item.id,
+                ts(item.created_at),
+                ts(item.next_at),
+                item.attempts,
+                to_json(item)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn outbox_len(&mut self) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .tx
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+        Ok(n.max(0) as usize)
+    }
+
+    fn outbox_remove(&mut self, id: &str) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        Ok(())
     }
 }
 
@@ -423,6 +464,37 @@ impl Store for SqliteStore {
         )?;
         tx.commit()?;
         Ok((events, count.max(0) as u64))
+    }
+
+    fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT body FROM outbox WHERE next_at <= ?1 ORDER BY created_at, id LIMIT ?2",
+        )?;
+        let bodies = stmt
+            .query_map(params![ts(now), limit as i64], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    fn outbox_update(&self, item: &OutboxItem, expect: u32) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE outbox SET next_at = ?1, attempts = ?2, body = ?3 WHERE id = ?4 AND attempts = ?5",
+            params![
+                ts(item.next_at),
+                item.attempts,
+                to_json(item)?,
+                item.id,
+                expect
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        Ok(())
     }
 
     fn revision(&self) -> Result<u64, StoreError> {

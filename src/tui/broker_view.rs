@@ -153,6 +153,8 @@ fn short(s: &str) -> String {
 pub fn request_row(r: &Request, required: u32) -> RequestRow {
     let (state, deadline) = match r.state {
         State::Pending => (RequestState::Pending, Some(r.pending_expires_at)),
+        // Until the TUI has its own EMERGENCY row (issue 14): pending, veto deadline shown.
+        State::Emergency => (RequestState::Pending, r.due_at()),
         State::Approved => (RequestState::Approved, r.grant_expires_at),
         State::Active => (RequestState::Active, r.session_ends_at),
         State::Denied => (RequestState::Denied, None),
