@@ -8,13 +8,14 @@ use ed25519_dalek::VerifyingKey;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
-use super::recordings::play_file;
+use super::recordings::{Shown, play_file};
+use crate::api::BrokerApi;
 use crate::broker::Broker;
 use crate::channel::client::SessionEvent;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{EndReason, SessionEnd};
 use crate::fleet::Fleet;
-use crate::recording::{Integrity as Verdict, list};
+use crate::recording::{Integrity as Verdict, flags, list};
 use crate::remote::session::{self as relay, Relayed};
 use crate::remote::{Connector, RemoteBroker};
 use crate::review;
@@ -289,6 +290,12 @@ pub fn remote_fleet_fn(remote: Arc<RemoteBroker>) -> FleetFn {
     })
 }
 
+/// The risk rules of this broker: the defaults plus its policy's `[[review.flag]]`.
+fn local_rules(broker: &Broker) -> Result<Vec<flags::FlagRule>, String> {
+    let policy = broker.policy().map_err(|e| e.to_string())?;
+    Ok(flags::with_defaults(policy.review_flags))
+}
+
 /// Rows for the Recordings view, newest first (the reviewer usually wants the session that
 /// just ended).
 fn rows(all: Vec<list::RecordingSummary>) -> Vec<RecordingRow> {
@@ -331,7 +338,13 @@ pub fn replay_fn(broker: Arc<Broker>, key: Option<VerifyingKey>) -> ReplayFn {
         let audit = review::audit_log(&broker)
             .map_err(|e| e.to_string())?
             .lookup_file(&path);
-        play_file(&path, key.as_ref(), Some(&audit), 1.0, 2.0).map_err(|e| format!("{e:#}"))
+        let rules = local_rules(&broker)?;
+        let shown = Shown {
+            key: key.as_ref(),
+            audit: Some(&audit),
+            rules: &rules,
+        };
+        play_file(&path, shown, 1.0, 2.0).map_err(|e| format!("{e:#}"))
     })
 }
 
@@ -343,6 +356,12 @@ pub fn remote_replay_fn(remote: Arc<RemoteBroker>) -> ReplayFn {
         let key = remote.recorder_key().map_err(|e| e.to_string())?;
         let fetched = remote.fetch(&name).map_err(|e| e.to_string())?;
         let audit = remote.recording_audit(&name).map_err(|e| e.to_string())?;
-        play_file(&fetched.cast, Some(&key), Some(&audit), 1.0, 2.0).map_err(|e| format!("{e:#}"))
+        let extra = remote.policy().map_err(|e| e.to_string())?.review_flags;
+        let shown = Shown {
+            key: Some(&key),
+            audit: Some(&audit),
+            rules: &flags::with_defaults(extra),
+        };
+        play_file(&fetched.cast, shown, 1.0, 2.0).map_err(|e| format!("{e:#}"))
     })
 }
