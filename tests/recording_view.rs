@@ -203,8 +203,15 @@ mod command_pane {
         assert_eq!(s.message(), Some("no more flagged commands"));
         key(&mut s, KeyCode::Char('F'));
         assert_eq!(s.commands.selected(), Some(6));
+        key(&mut s, KeyCode::Up);
+        key(&mut s, KeyCode::Up);
+        assert_eq!(s.commands.selected(), Some(4));
+        assert_eq!(key(&mut s, KeyCode::Esc), KeyOutcome::Consumed);
+        assert!(!s.commands.is_open(), "Esc closes the pane first");
+        // Reopened on the command the screen shows (scp, where F left the playback).
         key(&mut s, KeyCode::Char('c'));
-        assert!(!s.commands.is_open());
+        assert_eq!(s.commands.selected(), Some(6));
+        key(&mut s, KeyCode::Char('c'));
         // f works with the pane closed too.
         key(&mut s, KeyCode::Char('g'));
         key(&mut s, KeyCode::Char('f'));

@@ -120,6 +120,11 @@ impl CommandPane {
         self.selected().and_then(|i| self.entries.get(i))
     }
 
+    /// Selects row `i` (clamped to the last).
+    pub fn select(&mut self, i: usize) {
+        self.selected = i.min(self.entries.len().saturating_sub(1));
+    }
+
     /// Moves the selection by `delta` rows, stopping at either end.
     pub fn move_selection(&mut self, delta: isize) {
         if self.entries.is_empty() {

@@ -384,6 +384,11 @@ impl PlayerState {
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
             return KeyOutcome::Quit;
         }
+        // Esc closes the pane before it leaves the player.
+        if key.code == KeyCode::Esc && self.commands.is_open() {
+            self.commands.toggle();
+            return KeyOutcome::Consumed;
+        }
         match BINDINGS.iter().find(|b| b.key == key.code) {
             // Arrows and Enter belong to the embedding screen while the pane is closed.
             Some(b) if b.action.needs_pane() && !self.commands.is_open() => KeyOutcome::NotConsumed,
@@ -424,7 +429,16 @@ impl PlayerState {
                 });
             }
             PlayerAction::ToggleInput => self.show_input = !self.show_input,
-            PlayerAction::ToggleCommands => self.commands.toggle(),
+            PlayerAction::ToggleCommands => {
+                self.commands.toggle();
+                // Opened on the command the screen is showing.
+                let pos = self.player.position();
+                if let Some(i) = self.commands.current(&self.player, pos)
+                    && self.commands.is_open()
+                {
+                    self.commands.select(i);
+                }
+            }
             PlayerAction::CommandUp => self.commands.move_selection(-1),
             PlayerAction::CommandDown => self.commands.move_selection(1),
             PlayerAction::JumpToCommand => {
