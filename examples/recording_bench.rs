@@ -1,16 +1,21 @@
 //! Recording benchmarks: recorder throughput (with and without the chain), seek time in a
-//! 100 MB recording, verify speed and command indexing (goal: at least as fast as verify).
+//! 100 MB recording, verify speed, command indexing (goal: at least as fast as verify) and the
+//! player's first paint with the command pane open.
 //! Run: `cargo run --example recording_bench [MB]`.
 //! Everything is written to a temp dir and removed afterwards.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use pink_sombrero::recording::cast::{EventKind, format_event};
 use pink_sombrero::recording::commands::index_reader;
 use pink_sombrero::recording::flags;
 use pink_sombrero::recording::player::{Player, PlayerConfig, Recording};
+use pink_sombrero::recording::view::{PlayerState, PlayerWidget};
 use pink_sombrero::recording::{Recorder, RecorderKey, RecordingMeta, verify};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
 
 /// Output chunks like a busy shell sends them: coloured listing lines, 4 KiB per chunk.
 fn chunk(i: usize) -> Vec<u8> {
@@ -166,5 +171,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         player.seek(to, now);
         println!("seek {label:15} {:8.1} ms", t.elapsed().as_secs_f64() * 1e3);
     }
+    first_paint(&path, report.integrity)?;
+    Ok(())
+}
+
+/// What `sombrero replay` does before its first frame, with the command pane opened at once:
+/// load, keyframes, the command index with flags, one 140x42 frame.
+fn first_paint(
+    path: &std::path::Path,
+    integrity: pink_sombrero::recording::Integrity,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let t = Instant::now();
+    let player = Player::new(Recording::load(path)?, PlayerConfig::default());
+    let loaded = t.elapsed();
+    let t = Instant::now();
+    let mut state = PlayerState::new(player, integrity, &flags::default_rules());
+    let indexed = t.elapsed();
+    let t = Instant::now();
+    state.handle_key(
+        KeyEvent::new(KeyCode::Char('c'), KeyModifiers::NONE),
+        Duration::ZERO,
+    );
+    let mut term = Terminal::new(TestBackend::new(140, 42))?;
+    term.draw(|f| f.render_stateful_widget(PlayerWidget, f.area(), &mut state))?;
+    let painted = t.elapsed();
+    println!(
+        "player first paint, pane open: load+keyframes {:.2} s, index {:.1} ms ({} commands), frame {:.1} ms; total {:.2} s",
+        loaded.as_secs_f64(),
+        indexed.as_secs_f64() * 1e3,
+        state.commands.entries().len(),
+        painted.as_secs_f64() * 1e3,
+        (loaded + indexed + painted).as_secs_f64()
+    );
+    // Jumping to the last flagged command from the start: the pane's own cost per key.
+    let t = Instant::now();
+    state.handle_key(
+        KeyEvent::new(KeyCode::Char('F'), KeyModifiers::NONE),
+        Duration::ZERO,
+    );
+    state.handle_key(
+        KeyEvent::new(KeyCode::Char('G'), KeyModifiers::NONE),
+        Duration::ZERO,
+    );
+    state.handle_key(
+        KeyEvent::new(KeyCode::Char('F'), KeyModifiers::NONE),
+        Duration::ZERO,
+    );
+    term.draw(|f| f.render_stateful_widget(PlayerWidget, f.area(), &mut state))?;
+    println!(
+        "jump to the last flag + frame:   {:8.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }

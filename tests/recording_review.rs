@@ -257,3 +257,35 @@ fn review_shows_the_flagged_commands_before_the_sign_off() {
     );
     assert!(!out.stderr.contains("uptime"), "{}", out.stderr);
 }
+
+#[test]
+fn the_tuis_recordings_tab_counts_flags_under_the_policys_rules() {
+    let policy = format!(
+        "{DEFAULT_POLICY}\n[[review.flag]]\npattern = '\\buptime\\b'\nlabel = \"curiosity\"\nseverity = \"low\"\n"
+    );
+    let env = Env::new(&policy);
+    let key = RecorderKey::load_or_create(&env.path().join("keys")).unwrap();
+    let mut r = Recorder::create(&env.path().join("recordings"), meta(), &key).unwrap();
+    r.input(b"uptime\r").unwrap();
+    r.input(b"sudo systemctl stop auditd\r").unwrap();
+    let info = r.seal().unwrap();
+    audit_recording(env.path(), "req-1", &info.path, Some(&info));
+    let broker = pink_sombrero::broker::Broker::open(
+        &pink_sombrero::config::Paths::at(env.path()),
+        Default::default(),
+    )
+    .unwrap();
+    let list = pink_sombrero::cli::wiring::recordings_fn(
+        std::sync::Arc::new(broker),
+        env.path().join("recordings"),
+        Some(key.verifying_key()),
+    );
+    let rows = list();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].flags.as_ref().map(|f| f.text.as_str()),
+        Some("1H 1L")
+    );
+    // Listed again from the cache: the same counts.
+    assert_eq!(list()[0].flags, rows[0].flags);
+}

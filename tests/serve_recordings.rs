@@ -138,6 +138,8 @@ fn a_reviewer_lists_verifies_and_downloads_through_the_daemon() {
     assert_eq!(rows[0].path, Path::new(&name));
     assert_eq!(rows[0].integrity, Integrity::Sealed);
     assert_eq!(rows[0].user, "rita");
+    // Counted by the daemon under its rules: nothing was typed, so nothing is flagged.
+    assert_eq!(rows[0].flags.as_ref().map(|f| f.text.as_str()), Some("-"));
     // Replay needs a terminal; without one it says so before downloading anything.
     d.client(None, &["replay", &name])
         .usage("replay needs a terminal");

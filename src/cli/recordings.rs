@@ -16,6 +16,7 @@ use crate::api::BrokerApi;
 use crate::cli::{ExitError, access};
 use crate::config::{GlobalOpts, Paths};
 use crate::recording::audited::{self, AuditLog, Lookup, cross_check};
+use crate::recording::flags::{self, FlagRule};
 use crate::recording::player::{Player, PlayerConfig, Recording};
 use crate::recording::view::{KeyOutcome, PlayerState, PlayerWidget, clock};
 use crate::recording::{self, Integrity, RecorderKey, keys, list};
@@ -238,13 +239,14 @@ pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
         let lookup = remote
             .recording_audit(remote_name(&a.file)?)
             .map_err(access::fail)?;
-        play_file(
-            &fetched.cast,
-            Some(&key),
-            Some(&lookup),
-            a.speed,
-            a.idle_limit,
-        )?;
+        // The broker's risk rules, as `sombrero commands` applies them through it.
+        let rules = flags::with_defaults(remote.policy().map_err(access::fail)?.review_flags);
+        let shown = Shown {
+            key: Some(&key),
+            audit: Some(&lookup),
+            rules: &rules,
+        };
+        play_file(&fetched.cast, shown, a.speed, a.idle_limit)?;
         return Ok(ExitCode::SUCCESS);
     }
     let key = match given_key(a.key.as_deref())? {
@@ -255,25 +257,35 @@ pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if lookup.is_none() {
         eprintln!("sombrero: {NO_AUDIT_LOG}");
     }
-    play_file(
-        &a.file,
-        key.as_ref(),
-        lookup.as_ref(),
-        a.speed,
-        a.idle_limit,
-    )?;
+    let rules = super::transcript::local_rules(g)?;
+    let shown = Shown {
+        key: key.as_ref(),
+        audit: lookup.as_ref(),
+        rules: &rules,
+    };
+    play_file(&a.file, shown, a.speed, a.idle_limit)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Plays one recording full-screen until `q` (the CLI's `replay` and the TUI's Enter); the
-/// verdict shown is held to `audit` (what the audit log recorded of it) when given.
+/// What the player shows of a recording besides its screens.
+#[derive(Clone, Copy)]
+pub(crate) struct Shown<'a> {
+    /// The recorder key its verdict is checked with (none: shown as unverified).
+    pub key: Option<&'a VerifyingKey>,
+    /// What the audit log recorded of it; the verdict is held to it when given.
+    pub audit: Option<&'a Lookup>,
+    /// Risk rules for the command pane: the defaults plus the policy's `[[review.flag]]`.
+    pub rules: &'a [FlagRule],
+}
+
+/// Plays one recording full-screen until `q` (the CLI's `replay` and the TUI's Enter).
 pub(crate) fn play_file(
     file: &std::path::Path,
-    key: Option<&VerifyingKey>,
-    audit: Option<&Lookup>,
+    shown: Shown<'_>,
     speed: f64,
     idle_limit: f64,
 ) -> anyhow::Result<()> {
+    let Shown { key, audit, rules } = shown;
     let rec = Recording::load(file).map_err(|e| ExitError::usage(e.to_string()))?;
     let integrity = match key {
         Some(k) => recording::verify(file, k).integrity,
@@ -293,7 +305,8 @@ pub(crate) fn play_file(
     let mut player = Player::new(rec, config);
     player.set_speed(speed, start.elapsed());
     player.play(start.elapsed());
-    let mut state = PlayerState::new(player, integrity);
+    // The command index is built once, here, before the first frame.
+    let mut state = PlayerState::new(player, integrity, rules);
     run_fullscreen(&mut state, start)
 }
 

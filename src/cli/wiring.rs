@@ -8,13 +8,15 @@ use ed25519_dalek::VerifyingKey;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
-use super::recordings::play_file;
+use super::recordings::{Shown, play_file};
+use crate::api::BrokerApi;
 use crate::broker::Broker;
 use crate::channel::client::SessionEvent;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{EndReason, SessionEnd};
 use crate::fleet::Fleet;
-use crate::recording::{Integrity as Verdict, list};
+use crate::recording::flags::FlagCounts;
+use crate::recording::{Integrity as Verdict, flags, list};
 use crate::remote::session::{self as relay, Relayed};
 use crate::remote::{Connector, RemoteBroker};
 use crate::review;
@@ -23,7 +25,7 @@ use crate::tui::driver::{
     FleetFn, OpenSessionFn, OpenedSession, RecordingsFn, ReplayFn, SessionControl, SessionRequest,
 };
 use crate::tui::fleet_view;
-use crate::tui::model::{Integrity, RecordingRow};
+use crate::tui::model::{FlagLevel, FlagSummary, Integrity, RecordingRow};
 
 /// Session events and keystrokes queued between the TUI and the data channel.
 const QUEUE: usize = 256;
@@ -243,13 +245,24 @@ impl SessionControl for RelayControl {
     }
 }
 
-/// Lists the recordings in `dir`, verified against `key`, with sign-offs from the audit log.
+/// Lists the recordings in `dir`, verified against `key`, with sign-offs from the audit log
+/// and their flagged commands counted under the broker's rules (cached per file).
 pub fn recordings_fn(broker: Arc<Broker>, dir: PathBuf, key: Option<VerifyingKey>) -> RecordingsFn {
     let cache = std::sync::Mutex::new(list::ListCache::default());
     Arc::new(move || {
+        let rules = local_rules(&broker).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "policy unreadable: flags counted under the default rules");
+            flags::default_rules()
+        });
         let listed = match cache.lock() {
-            Ok(mut c) => c.list(&dir, key.as_ref()),
-            Err(_) => list::list(&dir, key.as_ref()),
+            Ok(mut c) => c.list(&dir, key.as_ref()).map(|mut all| {
+                c.attach_flags(&mut all, &rules);
+                all
+            }),
+            Err(_) => list::list(&dir, key.as_ref()).map(|mut all| {
+                list::ListCache::default().attach_flags(&mut all, &rules);
+                all
+            }),
         };
         let Ok(mut all) = listed else {
             return Vec::new();
@@ -289,6 +302,12 @@ pub fn remote_fleet_fn(remote: Arc<RemoteBroker>) -> FleetFn {
     })
 }
 
+/// The risk rules of this broker: the defaults plus its policy's `[[review.flag]]`.
+fn local_rules(broker: &Broker) -> Result<Vec<flags::FlagRule>, String> {
+    let policy = broker.policy().map_err(|e| e.to_string())?;
+    Ok(flags::with_defaults(policy.review_flags))
+}
+
 /// Rows for the Recordings view, newest first (the reviewer usually wants the session that
 /// just ended).
 fn rows(all: Vec<list::RecordingSummary>) -> Vec<RecordingRow> {
@@ -318,10 +337,27 @@ fn rows(all: Vec<list::RecordingSummary>) -> Vec<RecordingRow> {
                     .reviews
                     .last()
                     .map(|rv| crate::text::escaped(&rv.reviewer)),
+                flags: r.flags.map(flag_summary),
                 path: r.path,
             }
         })
         .collect()
+}
+
+/// The Recordings view's FLAGS cell from a listing's counts.
+fn flag_summary(counts: FlagCounts) -> FlagSummary {
+    let worst = [
+        (counts.high, FlagLevel::High),
+        (counts.medium, FlagLevel::Medium),
+        (counts.low, FlagLevel::Low),
+    ]
+    .into_iter()
+    .find(|(n, _)| *n > 0)
+    .map(|(_, level)| level);
+    FlagSummary {
+        text: counts.badge(),
+        worst,
+    }
 }
 
 /// Plays a recording full-screen (the TUI hands the terminal over while it runs), its verdict
@@ -331,7 +367,13 @@ pub fn replay_fn(broker: Arc<Broker>, key: Option<VerifyingKey>) -> ReplayFn {
         let audit = review::audit_log(&broker)
             .map_err(|e| e.to_string())?
             .lookup_file(&path);
-        play_file(&path, key.as_ref(), Some(&audit), 1.0, 2.0).map_err(|e| format!("{e:#}"))
+        let rules = local_rules(&broker)?;
+        let shown = Shown {
+            key: key.as_ref(),
+            audit: Some(&audit),
+            rules: &rules,
+        };
+        play_file(&path, shown, 1.0, 2.0).map_err(|e| format!("{e:#}"))
     })
 }
 
@@ -343,6 +385,37 @@ pub fn remote_replay_fn(remote: Arc<RemoteBroker>) -> ReplayFn {
         let key = remote.recorder_key().map_err(|e| e.to_string())?;
         let fetched = remote.fetch(&name).map_err(|e| e.to_string())?;
         let audit = remote.recording_audit(&name).map_err(|e| e.to_string())?;
-        play_file(&fetched.cast, Some(&key), Some(&audit), 1.0, 2.0).map_err(|e| format!("{e:#}"))
+        let extra = remote.policy().map_err(|e| e.to_string())?.review_flags;
+        let shown = Shown {
+            key: Some(&key),
+            audit: Some(&audit),
+            rules: &flags::with_defaults(extra),
+        };
+        play_file(&fetched.cast, shown, 1.0, 2.0).map_err(|e| format!("{e:#}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_cells_name_the_worst_severity() {
+        let cell = |high, medium, low| flag_summary(FlagCounts { high, medium, low });
+        assert_eq!(
+            cell(2, 1, 0),
+            FlagSummary {
+                text: "2H 1M".into(),
+                worst: Some(FlagLevel::High)
+            }
+        );
+        assert_eq!(cell(0, 0, 3).worst, Some(FlagLevel::Low));
+        assert_eq!(
+            cell(0, 0, 0),
+            FlagSummary {
+                text: "-".into(),
+                worst: None
+            }
+        );
+    }
 }

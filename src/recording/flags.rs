@@ -170,6 +170,13 @@ pub fn default_rules() -> Vec<FlagRule> {
         .collect()
 }
 
+/// The built-in rules followed by `extra` (a policy's `[[review.flag]]`).
+pub fn with_defaults(extra: Vec<FlagRule>) -> Vec<FlagRule> {
+    let mut rules = default_rules();
+    rules.extend(extra);
+    rules
+}
+
 /// The flags `rules` raise on one command text, most severe first, each label once.
 pub fn flags_for(text: &str, rules: &[FlagRule]) -> Vec<Flag> {
     let mut out: Vec<Flag> = Vec::new();

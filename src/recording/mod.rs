@@ -4,7 +4,8 @@
 //!   companion `.cast.chain` (see [`chain`] for the format) and seals it with the recorder key.
 //! - [`verify::verify`] proves a recording intact or names the first wrong line.
 //! - [`player::Player`] is the pure replay model (clock passed in, keyframes for seeking);
-//!   [`view`] draws it with ratatui and tui-term.
+//!   [`view`] draws it with ratatui and tui-term, with a command pane ([`pane`]) listing the
+//!   commands typed and their risk flags.
 
 pub mod audited;
 pub mod cast;
@@ -15,6 +16,8 @@ pub mod keys;
 pub mod list;
 pub mod live_flags;
 pub mod location;
+pub mod pane;
+mod pane_view;
 pub mod player;
 pub mod transcript;
 pub mod verify;

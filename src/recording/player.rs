@@ -353,6 +353,11 @@ impl Player {
         }
     }
 
+    /// Where event `index` (in file order) sits on the (idle-compressed) timeline.
+    pub fn event_time(&self, index: usize) -> Option<f64> {
+        self.times.get(index).copied()
+    }
+
     /// Moves by `delta` seconds.
     pub fn seek_by(&mut self, delta: f64, now: Duration) {
         self.tick(now);

@@ -13,6 +13,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, StatefulWidget, Widget};
 use tui_term::widget::PseudoTerminal;
 
+use super::flags::{FlagRule, Severity};
+use super::pane::CommandPane;
+use super::pane_view;
 use super::player::Player;
 use super::verify::Integrity;
 
@@ -48,8 +51,30 @@ pub enum PlayerAction {
     SearchNext,
     /// Show or hide typed input.
     ToggleInput,
+    /// Show or hide the command pane.
+    ToggleCommands,
+    /// Select the command above (pane open).
+    CommandUp,
+    /// Select the command below (pane open).
+    CommandDown,
+    /// Jump playback to the selected command (pane open).
+    JumpToCommand,
+    /// To the next flagged command.
+    NextFlag,
+    /// To the previous flagged command.
+    PrevFlag,
     /// Leave the player.
     Quit,
+}
+
+impl PlayerAction {
+    /// Keys that only mean something while the command pane is open.
+    pub fn needs_pane(self) -> bool {
+        matches!(
+            self,
+            PlayerAction::CommandUp | PlayerAction::CommandDown | PlayerAction::JumpToCommand
+        )
+    }
 }
 
 /// A key binding: the key, its label in the help line, the action and what it does.
@@ -63,111 +88,173 @@ pub struct Binding {
     pub action: PlayerAction,
     /// Short description.
     pub help: &'static str,
+    /// Help-line priority: when the line is too narrow the highest rank goes first.
+    pub rank: u8,
 }
 
-/// The player's keys; the help line is generated from this table so it cannot drift.
+/// The player's keys; the help line is generated from this table so it cannot drift (an
+/// empty label is an alias the line leaves out).
 pub const BINDINGS: &[Binding] = &[
     Binding {
         key: KeyCode::Char(' '),
         label: "␣",
         action: PlayerAction::TogglePlay,
         help: "play",
+        rank: 1,
+    },
+    Binding {
+        key: KeyCode::Up,
+        label: "↑↓",
+        action: PlayerAction::CommandUp,
+        help: "select",
+        rank: 1,
+    },
+    Binding {
+        key: KeyCode::Down,
+        label: "",
+        action: PlayerAction::CommandDown,
+        help: "",
+        rank: 0,
+    },
+    Binding {
+        key: KeyCode::Enter,
+        label: "⏎",
+        action: PlayerAction::JumpToCommand,
+        help: "jump",
+        rank: 1,
+    },
+    Binding {
+        key: KeyCode::Char('c'),
+        label: "c",
+        action: PlayerAction::ToggleCommands,
+        help: "commands",
+        rank: 2,
+    },
+    Binding {
+        key: KeyCode::Char('f'),
+        label: "f",
+        action: PlayerAction::NextFlag,
+        help: "flag",
+        rank: 2,
+    },
+    Binding {
+        key: KeyCode::Char('F'),
+        label: "F",
+        action: PlayerAction::PrevFlag,
+        help: "prev flag",
+        rank: 3,
     },
     Binding {
         key: KeyCode::Left,
         label: "←",
         action: PlayerAction::Back,
         help: "-5s",
+        rank: 4,
     },
     Binding {
         key: KeyCode::Right,
         label: "→",
         action: PlayerAction::Forward,
         help: "+5s",
+        rank: 4,
     },
     Binding {
         key: KeyCode::Char('+'),
         label: "+",
         action: PlayerAction::Faster,
         help: "faster",
+        rank: 6,
     },
     Binding {
         key: KeyCode::Char('='),
         label: "",
         action: PlayerAction::Faster,
         help: "",
+        rank: 0,
     },
     Binding {
         key: KeyCode::Char('-'),
         label: "-",
         action: PlayerAction::Slower,
         help: "slower",
+        rank: 6,
     },
     Binding {
         key: KeyCode::Char('g'),
         label: "g",
         action: PlayerAction::Start,
         help: "start",
+        rank: 7,
     },
     Binding {
         key: KeyCode::Home,
         label: "",
         action: PlayerAction::Start,
         help: "",
+        rank: 0,
     },
     Binding {
         key: KeyCode::Char('G'),
         label: "G",
         action: PlayerAction::End,
         help: "end",
+        rank: 7,
     },
     Binding {
         key: KeyCode::End,
         label: "",
         action: PlayerAction::End,
         help: "",
+        rank: 0,
     },
     Binding {
         key: KeyCode::Char(']'),
         label: "]",
         action: PlayerAction::NextMarker,
         help: "mark",
+        rank: 5,
     },
     Binding {
         key: KeyCode::Char('['),
         label: "[",
         action: PlayerAction::PrevMarker,
         help: "mark",
+        rank: 5,
     },
     Binding {
         key: KeyCode::Char('/'),
         label: "/",
         action: PlayerAction::Search,
         help: "search",
+        rank: 4,
     },
     Binding {
         key: KeyCode::Char('n'),
         label: "n",
         action: PlayerAction::SearchNext,
         help: "next",
+        rank: 5,
     },
     Binding {
         key: KeyCode::Char('i'),
         label: "i",
         action: PlayerAction::ToggleInput,
         help: "input",
+        rank: 6,
     },
     Binding {
         key: KeyCode::Char('q'),
         label: "q",
         action: PlayerAction::Quit,
         help: "quit",
+        rank: 1,
     },
     Binding {
         key: KeyCode::Esc,
         label: "",
         action: PlayerAction::Quit,
         help: "",
+        rank: 0,
     },
 ];
 
@@ -201,6 +288,8 @@ pub struct PlayerStyles {
     pub badge_danger: Style,
     /// Frame around the terminal.
     pub border: Style,
+    /// The selected row of the command pane.
+    pub selected: Style,
 }
 
 impl Default for PlayerStyles {
@@ -217,11 +306,13 @@ impl Default for PlayerStyles {
                 .bg(Color::Red)
                 .add_modifier(Modifier::BOLD),
             border: Style::default().fg(Color::DarkGray),
+            selected: Style::default().add_modifier(Modifier::REVERSED),
         }
     }
 }
 
-/// The player plus what the view adds: integrity verdict, input overlay, search prompt, message.
+/// The player plus what the view adds: integrity verdict, command pane, input overlay, search
+/// prompt, message.
 #[derive(Debug)]
 pub struct PlayerState {
     /// The replay model.
@@ -230,22 +321,32 @@ pub struct PlayerState {
     pub integrity: Integrity,
     /// Colours.
     pub styles: PlayerStyles,
+    /// The recording's commands, indexed once when the player opened.
+    pub commands: CommandPane,
     show_input: bool,
     prompt: Option<String>,
     message: Option<String>,
 }
 
 impl PlayerState {
-    /// Wraps a player and its integrity verdict.
-    pub fn new(player: Player, integrity: Integrity) -> Self {
+    /// Wraps a player and its integrity verdict; indexes the recording's commands under
+    /// `rules` (the defaults plus the policy's `[[review.flag]]`).
+    pub fn new(player: Player, integrity: Integrity, rules: &[FlagRule]) -> Self {
+        let commands = CommandPane::build(player.recording(), rules);
         PlayerState {
             player,
             integrity,
             styles: PlayerStyles::default(),
+            commands,
             show_input: false,
             prompt: None,
             message: None,
         }
+    }
+
+    /// The status-line message, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
     }
 
     /// Whether the typed-input overlay is on.
@@ -283,7 +384,14 @@ impl PlayerState {
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
             return KeyOutcome::Quit;
         }
+        // Esc closes the pane before it leaves the player.
+        if key.code == KeyCode::Esc && self.commands.is_open() {
+            self.commands.toggle();
+            return KeyOutcome::Consumed;
+        }
         match BINDINGS.iter().find(|b| b.key == key.code) {
+            // Arrows and Enter belong to the embedding screen while the pane is closed.
+            Some(b) if b.action.needs_pane() && !self.commands.is_open() => KeyOutcome::NotConsumed,
             Some(b) => self.apply(b.action, now),
             None => KeyOutcome::NotConsumed,
         }
@@ -321,9 +429,70 @@ impl PlayerState {
                 });
             }
             PlayerAction::ToggleInput => self.show_input = !self.show_input,
+            PlayerAction::ToggleCommands => {
+                self.commands.toggle();
+                // Opened on the command the screen is showing.
+                let pos = self.player.position();
+                if let Some(i) = self.commands.current(&self.player, pos)
+                    && self.commands.is_open()
+                {
+                    self.commands.select(i);
+                }
+            }
+            PlayerAction::CommandUp => self.commands.move_selection(-1),
+            PlayerAction::CommandDown => self.commands.move_selection(1),
+            PlayerAction::JumpToCommand => {
+                let sel = self.commands.selected();
+                self.jump(sel, now, "no commands in this recording");
+            }
+            PlayerAction::NextFlag | PlayerAction::PrevFlag => {
+                self.player.tick(now);
+                let found = if action == PlayerAction::NextFlag {
+                    self.commands.next_flag(&self.player)
+                } else {
+                    self.commands.prev_flag(&self.player)
+                };
+                let none = match self.commands.flagged_count() {
+                    0 => "no flagged commands in this recording",
+                    _ => "no more flagged commands",
+                };
+                self.jump(found, now, none);
+            }
             PlayerAction::Quit => return KeyOutcome::Quit,
         }
         KeyOutcome::Consumed
+    }
+
+    /// Seeks to command `index` and says which it is (or `none` when there is none).
+    fn jump(&mut self, index: Option<usize>, now: Duration, none: &str) {
+        let found = index.and_then(|i| Some((self.commands.time_of(i, &self.player)?, i)));
+        let Some((t, i)) = found else {
+            self.message = Some(none.to_string());
+            return;
+        };
+        self.player.seek(t, now);
+        let e = &self.commands.entries()[i];
+        let flag = e
+            .command
+            .flags
+            .first()
+            .map(|f| format!(" · {}: {}", f.severity.as_str(), f.label))
+            .unwrap_or_default();
+        self.message = Some(format!(
+            "command {}/{} at line {}{flag}",
+            i + 1,
+            self.commands.entries().len(),
+            e.command.command.line
+        ));
+    }
+
+    /// How a flag of `severity` is drawn (pane marks and timeline).
+    pub fn severity_style(&self, severity: Severity) -> Style {
+        match severity {
+            Severity::High => self.styles.badge_danger,
+            Severity::Medium => self.styles.badge_warn,
+            Severity::Low => self.styles.key,
+        }
     }
 
     fn badge_style(&self) -> Style {
@@ -364,11 +533,40 @@ impl StatefulWidget for PlayerWidget {
             Constraint::Length(1),
         ])
         .areas(area);
+        let (term_area, pane_area) = split_for_pane(term_area, state);
         render_terminal(term_area, buf, state);
+        if let Some(pane_area) = pane_area {
+            pane_view::render(pane_area, buf, state);
+        }
         render_status(status, buf, state);
         render_progress(progress, buf, state);
         render_help(help, buf, state);
     }
+}
+
+/// Narrowest command pane beside the terminal; narrower screens get it below.
+const PANE_SIDE_MIN: u16 = 40;
+/// Fewest rows of the command pane below the terminal (frame included).
+const PANE_BELOW_MIN: u16 = 5;
+
+/// The terminal's area and the command pane's, when it is open: beside the recorded terminal
+/// when there is room, else below it (the terminal then shows the rows around its cursor).
+fn split_for_pane(area: Rect, state: &PlayerState) -> (Rect, Option<Rect>) {
+    if !state.commands.is_open() {
+        return (area, None);
+    }
+    let term_w = state.player.screen().size().1.saturating_add(2);
+    if area.width >= term_w.saturating_add(PANE_SIDE_MIN) {
+        let [term, pane] =
+            Layout::horizontal([Constraint::Length(term_w), Constraint::Min(0)]).areas(area);
+        return (term, Some(pane));
+    }
+    let pane_h = (area.height / 2)
+        .max(PANE_BELOW_MIN)
+        .min(area.height.saturating_sub(3));
+    let [term, pane] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(pane_h)]).areas(area);
+    (term, Some(pane))
 }
 
 fn render_terminal(area: Rect, buf: &mut Buffer, state: &PlayerState) {
@@ -376,7 +574,8 @@ fn render_terminal(area: Rect, buf: &mut Buffer, state: &PlayerState) {
     let (rows, cols) = screen.size();
     // The recorded size plus the frame, never more than the space we have.
     let w = (cols.saturating_add(2)).min(area.width);
-    let h = (rows.saturating_add(2)).min(area.height);
+    let full_h = rows.saturating_add(2);
+    let h = full_h.min(area.height);
     let frame = Rect::new(area.x, area.y, w, h);
     let header = &state.player.recording().header;
     let title = header.title.clone().unwrap_or_default();
@@ -384,7 +583,27 @@ fn render_terminal(area: Rect, buf: &mut Buffer, state: &PlayerState) {
         .borders(Borders::ALL)
         .border_style(state.styles.border)
         .title(Span::styled(format!(" {title} "), state.styles.text));
-    PseudoTerminal::new(screen).block(block).render(frame, buf);
+    if h >= full_h || h < 3 {
+        PseudoTerminal::new(screen).block(block).render(frame, buf);
+    } else {
+        // Too short for the recorded screen: draw it whole aside, show the rows around the
+        // cursor (where the command being typed is) inside the frame.
+        let mut whole = Buffer::empty(Rect::new(0, 0, w, full_h));
+        PseudoTerminal::new(screen)
+            .block(block)
+            .render(whole.area, &mut whole);
+        let inside = h - 2;
+        let cursor = screen.cursor_position().0;
+        let first = (cursor + 1).saturating_sub(inside).min(rows - inside);
+        let rows_from = std::iter::once(0)
+            .chain((0..inside).map(|r| first + 1 + r))
+            .chain(std::iter::once(full_h - 1));
+        for (y, from) in rows_from.enumerate() {
+            for x in 0..w {
+                buf[(frame.x + x, frame.y + y as u16)] = whole[(x, from)].clone();
+            }
+        }
+    }
     if state.show_input {
         let keys = state.player.recent_input(INPUT_WINDOW);
         let text = format!(" typed: {keys} ");
@@ -457,6 +676,18 @@ fn render_progress(area: Rect, buf: &mut Buffer, state: &PlayerState) {
     for (t, _) in p.markers() {
         cells[col(t)] = Span::styled("◆", state.styles.marker);
     }
+    // Flagged commands, the most severe drawn last so it wins a shared cell.
+    let mut flagged: Vec<(Severity, f64)> = state
+        .commands
+        .entries()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((e.command.severity()?, state.commands.time_of(i, p)?)))
+        .collect();
+    flagged.sort_by_key(|(s, _)| *s);
+    for (severity, t) in flagged {
+        cells[col(t)] = Span::styled("▲", state.severity_style(severity));
+    }
     Line::from(cells).render(area, buf);
 }
 
@@ -466,18 +697,42 @@ fn render_help(area: Rect, buf: &mut Buffer, state: &PlayerState) {
             Span::styled(format!("/{q}█"), state.styles.key),
             Span::styled("  enter search · esc cancel", state.styles.text),
         ]),
-        None => Line::from(
-            BINDINGS
-                .iter()
-                .filter(|b| !b.label.is_empty())
-                .flat_map(|b| {
-                    [
-                        Span::styled(b.label, state.styles.key),
-                        Span::styled(format!(" {} ", b.help), state.styles.text),
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        ),
+        None => help_line(area.width, state),
     };
     line.render(area, buf);
+}
+
+/// The key hints that fit in `width`: the lowest ranks first, shown in table order; the pane's
+/// keys only while it is open.
+fn help_line(width: u16, state: &PlayerState) -> Line<'static> {
+    let open = state.commands.is_open();
+    let shown: Vec<&Binding> = BINDINGS
+        .iter()
+        .filter(|b| !b.label.is_empty() && (open || !b.action.needs_pane()))
+        .collect();
+    let cost = |b: &Binding| Span::raw(b.label).width() + b.help.chars().count() + 2;
+    let mut by_rank: Vec<usize> = (0..shown.len()).collect();
+    by_rank.sort_by_key(|&i| shown[i].rank);
+    let mut keep = vec![false; shown.len()];
+    let mut used = 0;
+    for i in by_rank {
+        let c = cost(shown[i]);
+        if used + c <= usize::from(width) {
+            used += c;
+            keep[i] = true;
+        }
+    }
+    Line::from(
+        shown
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .flat_map(|(b, _)| {
+                [
+                    Span::styled(b.label, state.styles.key),
+                    Span::styled(format!(" {} ", b.help), state.styles.text),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )
 }

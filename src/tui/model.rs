@@ -222,6 +222,28 @@ pub struct RecordingRow {
     pub integrity: Integrity,
     /// Reviewer who signed it off, if any.
     pub reviewed_by: Option<String>,
+    /// Its risk-flagged commands (`None`: not counted, e.g. unreadable).
+    pub flags: Option<FlagSummary>,
+}
+
+/// How much of a recording the risk rules flagged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagSummary {
+    /// Flagged commands by their highest severity, e.g. `2H 1M`; `-` for none.
+    pub text: String,
+    /// The most severe flag raised, if any.
+    pub worst: Option<FlagLevel>,
+}
+
+/// A risk flag's severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagLevel {
+    /// Destruction, hiding tracks, persistence, disabling controls...
+    High,
+    /// Privilege and the like.
+    Medium,
+    /// Worth a look.
+    Low,
 }
 
 /// The policy limits the request form shows and checks before asking the broker.

@@ -121,6 +121,10 @@ pub fn snapshot() -> BrokerSnapshot {
                 duration_secs: 754,
                 integrity: Integrity::Sealed,
                 reviewed_by: Some("carol".into()),
+                flags: Some(FlagSummary {
+                    text: "2H 1M".into(),
+                    worst: Some(FlagLevel::High),
+                }),
             },
             RecordingRow {
                 path: "/data/recordings/r-0c11.cast".into(),
@@ -131,6 +135,10 @@ pub fn snapshot() -> BrokerSnapshot {
                 duration_secs: 61,
                 integrity: Integrity::Unsealed,
                 reviewed_by: None,
+                flags: Some(FlagSummary {
+                    text: "-".into(),
+                    worst: None,
+                }),
             },
             RecordingRow {
                 path: "/data/recordings/r-0b02.cast".into(),
@@ -141,6 +149,7 @@ pub fn snapshot() -> BrokerSnapshot {
                 duration_secs: 5,
                 integrity: Integrity::Broken("line 17 altered".into()),
                 reviewed_by: None,
+                flags: None,
             },
         ],
         active_targets: vec!["mi-0a1b2c3d4e5f60001".into()],

@@ -8,7 +8,7 @@ use ratatui::widgets::Row;
 use crate::tui::action::Screen;
 use crate::tui::app::State;
 use crate::tui::columns::{self, Column};
-use crate::tui::model::{Integrity, RecordingRow};
+use crate::tui::model::{FlagLevel, Integrity, RecordingRow};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing, badge};
 
@@ -67,14 +67,31 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 theme.text,
             ),
             Line::from(integrity),
+            match &r.flags {
+                Some(f) => Line::styled(
+                    f.text.clone(),
+                    // High flags stand out; the rest read as ordinary text.
+                    match f.worst {
+                        Some(FlagLevel::High) => theme.status_error,
+                        Some(FlagLevel::Medium | FlagLevel::Low) => theme.text,
+                        None => theme.text_dim,
+                    },
+                ),
+                None => Line::styled("?", theme.text_dim),
+            },
             Line::from(review),
         ])
     });
 }
 
 /// The Recordings table's columns. Request, target and user never give way; when narrow,
-/// LENGTH drops first, then STARTED (first losing its year); REVIEW shrinks.
-fn recording_columns(rows: &[RecordingRow]) -> [Column; 7] {
+/// LENGTH drops first, then STARTED (first losing its year), then FLAGS (what a reviewer
+/// looks for, so it stays longest); REVIEW shrinks.
+fn recording_columns(rows: &[RecordingRow]) -> [Column; 8] {
+    let flags = columns::widest(
+        rows.iter()
+            .map(|r| r.flags.as_ref().map_or("?", |f| f.text.as_str())),
+    );
     [
         Column::flex("STARTED", 16, 11, 2),
         Column::id_of("REQUEST", rows, |r| &r.request),
@@ -82,6 +99,7 @@ fn recording_columns(rows: &[RecordingRow]) -> [Column; 7] {
         Column::id_of("USER", rows, |r| &r.user),
         Column::flex("LENGTH", 7, 6, 3),
         Column::flex("INTEGRITY", 10, 10, 0),
+        Column::flex("FLAGS", flags, flags, 1),
         Column::flex("REVIEW", 20, 8, 0).filling(),
     ]
 }
