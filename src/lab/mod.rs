@@ -27,7 +27,7 @@
 //! - node environment: TERM `xterm-256color`, LANG `C.UTF-8` (A `agent/session/shell/shell_unix.go`);
 //! - the Flag TerminateSession input ends the session (P `src/message/clientmessage.go`);
 //! - API request and reply shapes follow the SSM service model (botocore
-//!   `data/ssm/2014-11-06/service-2.json`), checked by `tests/lab_model.rs`.
+//!   `data/ssm/2014-11-06/service-2.json`), checked by `tests/lab/model.rs`.
 //!
 //! Where it differs: the shell is bash (or sh) started with `--norc` in a scratch home, not `sh`
 //! as `ssm-user`; there is no KMS encryption, no session logging to S3 or CloudWatch, and no
