@@ -30,3 +30,5 @@ pub mod session;
 pub mod store;
 pub mod text;
 pub mod tui;
+pub mod wire;
+pub mod workflows;

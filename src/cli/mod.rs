@@ -4,6 +4,7 @@
 
 pub mod access;
 mod audit_anchor;
+pub mod connection;
 pub mod decide;
 pub mod fleet;
 pub mod generate;

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use crate::api::Endpoint;
 use crate::broker::{Broker, BrokerOptions};
 use crate::cli::ExitError;
-use crate::cli::access;
+use crate::cli::connection;
 use crate::cli::wiring;
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
@@ -23,6 +22,7 @@ use crate::tui::demo::{DemoUser, demo_codes_fn};
 use crate::tui::driver::FleetFn;
 use crate::tui::theme::Theme;
 use crate::tui::{TuiContext, fleet_view, run_tui};
+use crate::wire::Endpoint;
 
 /// `sombrero tui`.
 #[derive(Debug, Default, Args)]
@@ -108,12 +108,12 @@ pub fn fleet_from_opts(g: &GlobalOpts, max_age: Option<std::time::Duration>) -> 
 /// Runs the TUI.
 pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
-    if let Some(endpoint) = access::remote_endpoint(g)? {
+    if let Some(endpoint) = connection::remote_endpoint(g)? {
         return remote_tui(g, &endpoint, a, theme);
     }
-    let broker = Arc::new(access::open(g)?);
-    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
-    let user = access::who(a.as_user)?;
+    let broker = Arc::new(connection::open(g)?);
+    let max_age = broker.policy().map_err(connection::fail)?.max_instance_age;
+    let user = connection::who(a.as_user)?;
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
         .map_err(|e| ExitError::usage(e.to_string()))?;
@@ -161,8 +161,8 @@ fn remote_tui(
     a: TuiArgs,
     theme: Theme,
 ) -> anyhow::Result<ExitCode> {
-    let remote = Arc::new(RemoteBroker::connect_with(endpoint, g).map_err(access::fail)?);
-    let user = access::actor(&*remote, a.as_user)?;
+    let remote = Arc::new(RemoteBroker::connect_with(endpoint, g).map_err(connection::fail)?);
+    let user = connection::actor(&*remote, a.as_user)?;
     // Sessions are the daemon's: it opens, records and replaces; the pane carries bytes.
     let open_session = Some(wiring::relay_opener(remote.connector()));
     let ctx = TuiContext {
@@ -259,13 +259,14 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
     super::init_logging(&paths)?;
     std::fs::write(paths.policy(), DEMO_POLICY)
         .with_context(|| format!("cannot write {}", paths.policy().display()))?;
-    let broker = Arc::new(Broker::open(&paths, BrokerOptions::default()).map_err(access::fail)?);
-    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
+    let broker =
+        Arc::new(Broker::open(&paths, BrokerOptions::default()).map_err(connection::fail)?);
+    let max_age = broker.policy().map_err(connection::fail)?.max_instance_age;
     let mut users = Vec::new();
     for (name, role, roles) in DEMO_USERS {
         let e = broker
             .enrol_user(name, roles.iter().copied().collect())
-            .map_err(access::fail)?;
+            .map_err(connection::fail)?;
         // Confirmed as the person would, with the previous step's code (still accepted), so
         // the code the DEMO panel shows now is fresh.
         let earlier = broker.now() - chrono::Duration::seconds(30);
@@ -273,7 +274,7 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
             crate::mfa::code_at(name, &e.secret_base32, earlier).map_err(|e| anyhow::anyhow!(e))?;
         broker
             .confirm_enrolment(name, &first)
-            .map_err(access::fail)?;
+            .map_err(connection::fail)?;
         users.push(DemoUser {
             name: name.to_string(),
             role: role.to_string(),

@@ -36,10 +36,12 @@
 mod agent;
 mod api;
 mod automation;
+mod call;
 mod command;
 mod datachannel;
 mod hooks;
 mod inventory;
+mod mailbox;
 mod nodes;
 mod outage;
 mod sessions;
@@ -270,7 +272,7 @@ impl Lab {
             .sessions
             .iter()
             .find(|s| s.id == session_id)
-            .is_some_and(|s| s.agent.send(agent::AgentEvent::DropSocket).is_ok())
+            .is_some_and(|s| s.agent.send(mailbox::AgentEvent::DropSocket).is_ok())
     }
 
     /// Ends every session (killing the shells), stops serving and deletes a scratch

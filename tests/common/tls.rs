@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use pink_sombrero::serve::sts::{ProofSigner, StsEndpoint};
+use pink_sombrero::wire::proof::{ProofSigner, StsEndpoint};
 
 /// A test CA and a server certificate it signed, valid for `localhost` and `127.0.0.1`.
 pub struct Pki {
@@ -331,12 +331,12 @@ pub async fn connect_from(ca: &Path, host: &str, port: u16, source: Option<&str>
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let config = pink_sombrero::serve::tls::client_config(Some(ca)).unwrap();
+    let config = pink_sombrero::wire::tls::client_config(Some(ca)).unwrap();
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .unwrap();
-    let binding = pink_sombrero::serve::sts::channel_binding(&**tls.get_ref().1).unwrap();
+    let binding = pink_sombrero::wire::proof::channel_binding(&**tls.get_ref().1).unwrap();
     let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .unwrap();

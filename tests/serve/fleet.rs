@@ -11,7 +11,6 @@ use std::sync::Arc;
 use crate::common::cli::{BIN, lab_env};
 use crate::common::daemon::Daemon;
 use chrono::Utc;
-use pink_sombrero::api::Endpoint;
 use pink_sombrero::audit::EventKind;
 use pink_sombrero::broker::{Broker, BrokerOptions};
 use pink_sombrero::cli::wiring::remote_fleet_fn;
@@ -21,6 +20,7 @@ use pink_sombrero::fleet::{Fleet, SessionReason, Taint};
 use pink_sombrero::lab::Lab;
 use pink_sombrero::remote::RemoteBroker;
 use pink_sombrero::tui::model::Badge;
+use pink_sombrero::wire::Endpoint;
 use serde_json::Value;
 
 const RITA: u32 = 2101;

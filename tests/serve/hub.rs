@@ -11,8 +11,8 @@ use pink_sombrero::lab::{self, Lab, LabConfig};
 use pink_sombrero::recording::RecorderKey;
 use pink_sombrero::request::CloseReason;
 use pink_sombrero::serve::hub::{Hub, Out};
-use pink_sombrero::serve::session_wire::ServerMsg;
 use pink_sombrero::session::{self, SessionDeps};
+use pink_sombrero::wire::session::ServerMsg;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use pink_sombrero::api::BrokerApi;
 use pink_sombrero::remote::{BoxIo, Connector, RemoteBroker, TlsConnector, UnixConnector};
 use pink_sombrero::serve::tcp::MAX_FAILED_PROOFS;
-use pink_sombrero::serve::tls::client_config;
+use pink_sombrero::wire::tls::client_config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How many calls each test makes on one client.

@@ -4,7 +4,8 @@
 use crate::common::moto::moto;
 use crate::common::tls::{free_port, iam_user, signer, unique};
 use aws_credential_types::Credentials;
-use pink_sombrero::serve::sts::{ServerId, StsEndpoint, StsError, Verifier};
+use pink_sombrero::serve::sts::{ServerId, Verifier};
+use pink_sombrero::wire::proof::{StsEndpoint, StsError};
 
 /// The channel binding of the connection these proofs are made for.
 const BOUND: &str = "0a0b0c0d";

@@ -15,8 +15,8 @@ use crate::common::tls::{
 };
 use aws_credential_types::Credentials;
 use hyper::StatusCode;
-use pink_sombrero::serve::sts::{MAX_AGE, Proof};
-use pink_sombrero::serve::tls::client_config;
+use pink_sombrero::wire::proof::{MAX_AGE, Proof};
+use pink_sombrero::wire::tls::client_config;
 
 /// GET `path` on a new TLS connection trusting `ca`, as `host`, with `authorization`; the
 /// status, body and challenge.

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use pink_sombrero::serve::tls::{ServerTls, TlsError, client_config};
+use pink_sombrero::serve::tls::ServerTls;
+use pink_sombrero::wire::tls::{TlsError, client_config};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

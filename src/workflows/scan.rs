@@ -12,7 +12,9 @@ use thiserror::Error;
 use crate::audit::EventKind;
 use crate::broker::{Broker, BrokerError};
 
-use super::{AgentLost, Fleet, FleetError, Node, RogueFinding, SessionState, classify_sessions};
+use crate::fleet::{
+    AgentLost, Fleet, FleetError, Node, RogueFinding, SessionState, classify_sessions,
+};
 
 /// Errors from a listing or a scan.
 #[derive(Debug, Error)]
@@ -162,7 +164,7 @@ pub fn lost_nodes(nodes: &[Node]) -> Vec<LostNode> {
                 name: n.name.clone(),
                 ping: n.ping.clone(),
                 ec2_state: n.ec2_state.clone(),
-                request: n.tags.get(super::tag::REQUEST).cloned(),
+                request: n.tags.get(crate::fleet::tag::REQUEST).cloned(),
             })
         })
         .collect()

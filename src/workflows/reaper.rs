@@ -15,7 +15,7 @@ use crate::request::{CloseReason, State};
 use crate::session;
 
 use super::scan::{ScanError, events_of, field_of};
-use super::{
+use crate::fleet::{
     Fleet, Node, ReplaceOptions, ReplaceStrategy, ReplacementOutcome, SessionInfo, SessionState,
     tag, tainted_without_active_session,
 };
