@@ -6,6 +6,7 @@ mod common;
 
 mod audit;
 mod flow;
+mod layering;
 mod policy;
 mod race;
 mod store_dynamo;
