@@ -216,10 +216,10 @@ fn a_cycle(g: &Graph) -> Option<Vec<String>> {
     }
     let mut state = BTreeMap::new();
     for node in g.keys() {
-        if !state.contains_key(node) {
-            if let Some(c) = visit(g, node, &mut state, &mut Vec::new()) {
-                return Some(c);
-            }
+        if !state.contains_key(node)
+            && let Some(c) = visit(g, node, &mut state, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None
