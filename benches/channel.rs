@@ -4,9 +4,9 @@
 //! `cargo bench --bench channel` for optimised figures; `cargo test --bench channel` runs the
 //! same code in the dev profile (what the shared build machine allows).
 
-#[path = "../tests/channel_peer/mod.rs"]
+#[path = "../tests/common/peer.rs"]
 mod channel_peer;
-#[path = "../tests/lab_common/mod.rs"]
+#[path = "../tests/common/lab.rs"]
 mod lab_common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! The git commit a checkout is at, shared by build.rs (which stamps it into `--version`) and
-//! tests/ship.rs (which checks the stamp), so both mean the same by "dirty".
+//! tests/deploy/ship.rs (which checks the stamp), so both mean the same by "dirty".
 
 use std::path::Path;
 use std::process::Command;

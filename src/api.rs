@@ -6,16 +6,13 @@
 //! acts as that identity whatever the client says; [`BrokerApi::identity`] tells callers which
 //! case they are in.
 
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
 
 use crate::audit::Event;
 use crate::broker::{AuditCheck, Broker, BrokerError, Result, UserInfo};
 use crate::policy::{Policy, Role};
 use crate::request::{NewRequest, Request, State};
+use crate::wire::ErrorKind;
 
 /// The longest a [`BrokerApi::wait_revision`] call waits.
 pub const MAX_WAIT: Duration = Duration::from_secs(25);
@@ -135,27 +132,6 @@ impl BrokerApi for Broker {
     }
 }
 
-/// What kind of failure an API error is; decides the CLI's exit status on both sides of the
-/// wire (refused: 1, input: 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// A rule said no (lifecycle, TOTP, enrolment, role).
-    Refused,
-    /// Bad input or an unknown request.
-    Input,
-    /// The connection's identity maps to no sombrero user.
-    Identity,
-    /// Only possible on the broker host (enrolment shows a secret).
-    LocalOnly,
-    /// The identity is known, but its roles do not let it see this (recordings).
-    Forbidden,
-    /// The daemon could not be reached or answered nonsense.
-    Unavailable,
-    /// Something broke inside the broker.
-    Internal,
-}
-
 impl ErrorKind {
     /// The kind of a broker error.
     pub fn of(e: &BrokerError) -> ErrorKind {
@@ -166,220 +142,11 @@ impl ErrorKind {
             _ => ErrorKind::Internal,
         }
     }
-
-    /// Exit status 1 in the CLI.
-    pub fn is_refusal(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Refused | ErrorKind::Identity | ErrorKind::Forbidden
-        )
-    }
-
-    /// Exit status 2 in the CLI.
-    pub fn is_input(self) -> bool {
-        matches!(self, ErrorKind::Input | ErrorKind::LocalOnly)
-    }
-}
-
-/// Where a broker daemon listens (`--listen`) or is reached (`--broker`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `unix:PATH`: a Unix socket; the peer's OS user is the identity.
-    Unix(PathBuf),
-    /// `tcp://HOST:PORT` (or `https://HOST:PORT`): TLS plus an AWS IAM identity proof.
-    Tcp(String),
-}
-
-impl FromStr for Endpoint {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Endpoint, String> {
-        if let Some(rest) = s.strip_prefix("unix:") {
-            // Accept `unix:///run/x.sock` as well as `unix:/run/x.sock`.
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            if path.is_empty() {
-                return Err(format!(
-                    "{s:?} names no socket: write unix:/path/to/sombrero.sock"
-                ));
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        // `https://` is the client's spelling of the same TLS endpoint.
-        if let Some(addr) = s
-            .strip_prefix("tcp://")
-            .or_else(|| s.strip_prefix("https://").map(|a| a.trim_end_matches('/')))
-        {
-            if addr
-                .rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-            {
-                return Err(format!(
-                    "{s:?} is not https://HOST:PORT (or tcp://HOST:PORT)"
-                ));
-            }
-            return Ok(Endpoint::Tcp(addr.to_string()));
-        }
-        Err(format!(
-            "{s:?} is not a broker address: write unix:/path/to/sombrero.sock or https://HOST:PORT"
-        ))
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
-        }
-    }
-}
-
-/// The bodies that travel between [`crate::remote::RemoteBroker`] and `sombrero serve`.
-pub mod wire {
-    use serde::{Deserialize, Serialize};
-
-    use super::ErrorKind;
-
-    /// Every error reply: `{"kind": ..., "message": ...}`.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct ErrorBody {
-        /// What kind of failure.
-        pub kind: ErrorKind,
-        /// The broker's message, for the person.
-        pub message: String,
-    }
-
-    /// `POST /v1/requests`: the requester is the connection's identity. Unknown fields (a
-    /// `requester`, say) are refused, not ignored.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct CreateBody {
-        /// Instance or managed node id.
-        pub target: String,
-        /// Why.
-        pub reason: String,
-        /// Incident reference.
-        pub incident: Option<String>,
-        /// Session length in seconds.
-        pub duration_secs: u64,
-        /// The one command the request is for, if any.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub command: Option<String>,
-        /// The requester's TOTP code.
-        pub code: String,
-    }
-
-    /// `POST /v1/requests/{id}/approve` and `/deny`; the approver is the connection's identity.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct DecideBody {
-        /// The approver's TOTP code.
-        pub code: String,
-        /// Optional comment (required to deny).
-        pub comment: Option<String>,
-    }
-
-    /// `POST /v1/requests/{id}/kill`; the approver is the connection's identity.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct KillBody {
-        /// The approver's TOTP code.
-        pub code: String,
-    }
-
-    /// `GET /v1/revision`.
-    #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-    pub struct RevisionReply {
-        /// The store's revision.
-        pub revision: u64,
-    }
-
-    /// `GET /v1/policy`: the file's text, so the client parses exactly what the broker does.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct PolicyReply {
-        /// Where the file is on the broker host.
-        pub path: String,
-        /// Its text.
-        pub text: String,
-    }
-
-    /// `GET /v1/permits/{role}`.
-    #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-    pub struct PermitsReply {
-        /// Whether the user may act in the role.
-        pub permitted: bool,
-    }
-
-    /// `POST /v1/recordings/{name}/review`; the reviewer is the connection's identity.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct ReviewBody {
-        /// The reviewer's TOTP code.
-        pub code: String,
-        /// What the review concluded.
-        pub comment: String,
-    }
-
-    /// `GET /v1/keys/recorder`: the public key the broker seals recordings with.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct RecorderKeyReply {
-        /// Always `ed25519`.
-        pub algorithm: String,
-        /// The public key, 64 hex digits (as `sombrero keys show` prints it on the broker host).
-        pub public_key: String,
-    }
-
-    /// `POST /v1/expire`.
-    #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-    pub struct ExpireReply {
-        /// Requests that changed.
-        pub expired: usize,
-    }
-
-    /// `POST /v1/reap`.
-    #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-    pub struct ReapBody {
-        /// Say what would be done, change nothing.
-        pub dry_run: bool,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_parse() {
-        assert_eq!(
-            "unix:/run/s.sock".parse::<Endpoint>().unwrap(),
-            Endpoint::Unix("/run/s.sock".into())
-        );
-        assert_eq!(
-            "unix:///run/s.sock".parse::<Endpoint>().unwrap(),
-            Endpoint::Unix("/run/s.sock".into())
-        );
-        assert_eq!(
-            "tcp://0.0.0.0:8443".parse::<Endpoint>().unwrap(),
-            Endpoint::Tcp("0.0.0.0:8443".into())
-        );
-        assert_eq!(
-            "https://broker.example:8443/".parse::<Endpoint>().unwrap(),
-            Endpoint::Tcp("broker.example:8443".into())
-        );
-        for bad in [
-            "unix:",
-            "tcp://nohost",
-            "tcp://:1",
-            "http://x:1",
-            "/run/s.sock",
-        ] {
-            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
-        }
-        assert_eq!(
-            Endpoint::Unix("/a".into()).to_string(),
-            "unix:/a".to_string()
-        );
-    }
 
     #[test]
     fn kinds_decide_exit_status() {

@@ -153,7 +153,7 @@ pub enum BrokerError {
     #[error("{message}")]
     Remote {
         /// What kind of failure (decides the exit status).
-        kind: crate::api::ErrorKind,
+        kind: crate::wire::ErrorKind,
         /// The daemon's message.
         message: String,
     },

@@ -26,7 +26,7 @@ pub struct GlobalOpts {
     /// A `sombrero serve` daemon to talk to (`unix:/path/to/sock`); else `broker` in the
     /// config file; else this process opens the data dir itself.
     #[arg(long, global = true, env = "SOMBRERO_BROKER", value_name = "URL")]
-    pub broker: Option<crate::api::Endpoint>,
+    pub broker: Option<crate::wire::Endpoint>,
     /// Store: `sqlite` (the data dir's file) or `dynamodb:TABLE` (shared by several brokers).
     /// Default: the config file's `store` key, else `sqlite`.
     #[arg(long, global = true, env = "SOMBRERO_STORE", value_name = "SPEC")]

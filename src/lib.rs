@@ -1,7 +1,9 @@
 //! pink-sombrero: break-glass access for immutable infrastructure.
 //!
-//! Dependency direction: `tui`, `cli` -> `broker` -> (`request`, `mfa`, `audit`, `store`,
-//! `fleet`, `recording`) -> `channel`. `request` depends on nothing but types.
+//! Dependency direction: front ends (`cli`, `tui`, `remote`, `serve`) -> `workflows` ->
+//! `session`, `api` -> `broker` -> adapters (`fleet`, `store`) -> rules (`policy`,
+//! `recording`, `config`) -> shared types (`wire`, `request`, `channel`, ...). The whole map
+//! is ARCHITECTURE.md; tests/foundation/layering.rs keeps it true.
 
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -33,3 +35,5 @@ pub mod session;
 pub mod store;
 pub mod text;
 pub mod tui;
+pub mod wire;
+pub mod workflows;

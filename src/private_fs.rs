@@ -2,7 +2,7 @@
 //! 0700 and the database (with its `-wal`/`-shm`), keys and checkpoint files to 0600 every time
 //! they are opened, whatever the umask or a pre-existing `mkdir -m 755` made them. Anything
 //! owned by another user is refused: its owner could read or swap the secrets, and chmod
-//! cannot fix that.
+//! cannot fix that. Recordings are read through [`open_regular`]: regular files only.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -147,6 +147,25 @@ pub fn database_files(db: &Path) -> [PathBuf; 3] {
 /// Forces the database and its `-wal`/`-shm` (those that exist) to 0600.
 pub fn secure_database(db: &Path) -> Result<(), PrivateError> {
     database_files(db).iter().try_for_each(|p| secure_file(p))
+}
+
+/// Opens `path` for reading only if it is a regular file: opened without following a
+/// symlink and without blocking (a FIFO or device planted under a recording's name would
+/// otherwise hang the reader), then checked on the open descriptor, so a file swapped in
+/// between a check and the open is refused too.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(f)
 }
 
 #[cfg(test)]

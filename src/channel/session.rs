@@ -30,6 +30,11 @@ use super::payload::{
     ProcessedClientAction, SizeData, action_status, parse_exit_code,
 };
 
+mod handshake;
+mod rto;
+
+pub use rto::RtoEstimator;
+
 /// Something the driver must do after a call into the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -109,44 +114,6 @@ struct Unacked {
     first_sent: Instant,
     last_sent: Instant,
     resent: bool,
-}
-
-/// Jacobson/Karels retransmission timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtoEstimator {
-    srtt: Duration,
-    rttvar: Duration,
-    rto: Duration,
-}
-
-impl Default for RtoEstimator {
-    fn default() -> Self {
-        RtoEstimator {
-            srtt: limits::INITIAL_SRTT,
-            rttvar: limits::INITIAL_RTTVAR,
-            rto: limits::INITIAL_RTO,
-        }
-    }
-}
-
-impl RtoEstimator {
-    /// Folds in one round-trip sample.
-    pub fn sample(&mut self, rtt: Duration) {
-        self.rttvar = self.rttvar * 3 / 4 + self.srtt.abs_diff(rtt) / 4;
-        self.srtt = self.srtt * 7 / 8 + rtt / 8;
-        self.rto =
-            (self.srtt + (self.rttvar * 4).max(limits::MIN_RTO_VAR_TERM)).min(limits::MAX_RTO);
-    }
-
-    /// Current retransmission timeout.
-    pub fn rto(&self) -> Duration {
-        self.rto
-    }
-
-    /// Current smoothed round-trip time.
-    pub fn srtt(&self) -> Duration {
-        self.srtt
-    }
 }
 
 /// The client side of one data channel session.
@@ -548,85 +515,6 @@ impl Session {
                 debug!(payload_type = other.to_u32(), "output payload type ignored");
                 self.counters.ignored += 1;
             }
-        }
-    }
-
-    fn on_handshake_request(&mut self, msg: &ClientMessage, now: Instant, fx: &mut Vec<Effect>) {
-        self.handshake_seen = true;
-        let request: HandshakeRequest = match serde_json::from_slice(&msg.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                self.fail(fx, SessionError::HandshakeUnreadable(e.to_string()));
-                return;
-            }
-        };
-        debug!(agent_version = %request.agent_version, "handshake request");
-        let mut kms = false;
-        let mut errors = Vec::new();
-        let processed = request
-            .requested_client_actions
-            .iter()
-            .map(|action| {
-                let (status, error) = match action.action_type.as_str() {
-                    "SessionType" => (action_status::SUCCESS, String::new()),
-                    "KMSEncryption" => {
-                        kms = true;
-                        (
-                            action_status::FAILED,
-                            SessionError::KmsUnsupported.to_string(),
-                        )
-                    }
-                    other => (
-                        action_status::UNSUPPORTED,
-                        format!("unsupported action type {other}"),
-                    ),
-                };
-                if !error.is_empty() {
-                    errors.push(error.clone());
-                }
-                ProcessedClientAction {
-                    action_type: action.action_type.clone(),
-                    action_status: status,
-                    action_result: serde_json::Value::Null,
-                    error,
-                }
-            })
-            .collect();
-        let response = HandshakeResponse {
-            client_version: self.client_version.clone(),
-            processed_client_actions: processed,
-            errors: (!errors.is_empty()).then_some(errors),
-        };
-        // Plain data always serialises.
-        let payload = serde_json::to_vec(&response).unwrap_or_default();
-        self.send_sequenced(PayloadType::HandshakeResponse, payload, now, fx);
-        if kms {
-            self.fail(fx, SessionError::KmsUnsupported);
-        }
-    }
-
-    fn on_handshake_complete(&mut self, msg: &ClientMessage, now: Instant, fx: &mut Vec<Effect>) {
-        match serde_json::from_slice::<HandshakeComplete>(&msg.payload) {
-            Ok(done) if !done.customer_message.is_empty() => {
-                fx.push(Effect::Notice(done.customer_message));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                // Only the optional customer message is lost; the handshake is still complete.
-                self.counters.malformed += 1;
-                warn!(error = %e, "handshake complete payload unreadable");
-            }
-        }
-        if self.phase == Phase::Handshake {
-            self.become_ready(now, fx);
-        }
-    }
-
-    fn become_ready(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        self.phase = Phase::Ready;
-        self.send_size(now, fx);
-        while let Some(chunk) = self.pending_input.pop_front() {
-            self.send_sequenced(PayloadType::Output, chunk, now, fx);
         }
     }
 }

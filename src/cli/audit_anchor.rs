@@ -4,18 +4,18 @@
 use std::process::ExitCode;
 
 use super::ExitError;
-use super::access;
+use super::connection;
 use crate::config::GlobalOpts;
 
 /// Prints the newest signed checkpoint of this host's broker (the keys dir is local only).
 pub(super) fn print_checkpoint(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
-    if access::remote_endpoint(g)?.is_some() {
+    if connection::remote_endpoint(g)?.is_some() {
         return Err(ExitError::usage(
             "audit checkpoint reads the broker's keys dir: run it on the broker host, without --broker",
         )
         .into());
     }
-    let broker = access::open(g)?;
+    let broker = connection::open(g)?;
     let c = broker
         .newest_checkpoint()
         .map_err(|e| ExitError::refused(e.to_string()))?;

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use crate::api::BrokerApi;
-use crate::cli::{ExitError, access};
+use crate::cli::{ExitError, connection};
 use crate::config::GlobalOpts;
 use crate::fleet::Fleet;
 use crate::fleet::aws::AwsFleet;
@@ -42,7 +42,7 @@ fn node_name(g: &GlobalOpts, target: &str) -> Option<String> {
             .find(|(id, _)| id == target)
             .and_then(|(_, name)| name)
     };
-    if let Ok(Some(endpoint)) = access::remote_endpoint(g) {
+    if let Ok(Some(endpoint)) = connection::remote_endpoint(g) {
         let remote = RemoteBroker::connect_with(&endpoint, g).ok()?;
         let rows = remote.fleet().ok()?;
         return find(rows.into_iter().map(|r| (r.node.id, r.node.name)).collect());

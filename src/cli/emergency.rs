@@ -5,7 +5,7 @@ use crate::request::{NewRequest, Request};
 
 use crate::config::GlobalOpts;
 
-use super::access::{fail, open, remote_endpoint};
+use super::connection::{fail, open, remote_endpoint};
 
 /// Creates the emergency request on the broker (the daemon with --broker, else embedded).
 pub(crate) fn create(g: &GlobalOpts, new: NewRequest, code: &str) -> anyhow::Result<Request> {

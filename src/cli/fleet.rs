@@ -8,13 +8,12 @@ use clap::Args;
 
 use std::collections::HashSet;
 
-use crate::cli::{ExitError, access};
+use crate::cli::{ExitError, connection};
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
-use crate::fleet::reaper;
-use crate::fleet::scan::{self, Finding, NodeRow, ScanError};
 use crate::fleet::{AgentLost, Fleet, RogueReason};
-use crate::remote::RemoteBroker;
+use crate::workflows::reaper;
+use crate::workflows::scan::{self, Finding, NodeRow, ScanError};
 use std::sync::Arc;
 
 /// `sombrero fleet`.
@@ -52,18 +51,11 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The broker daemon `--broker` (or the config file) names, connected.
-fn remote(g: &GlobalOpts) -> anyhow::Result<Option<RemoteBroker>> {
-    access::remote_endpoint(g)?
-        .map(|e| RemoteBroker::connect_with(&e, g).map_err(access::fail))
-        .transpose()
-}
-
 /// Runs `sombrero fleet`: through the broker daemon when one is configured (it lists with
 /// its own fleet credentials), else with this host's.
 pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
-    let rows = match remote(g)? {
-        Some(remote) => remote.fleet().map_err(access::fail)?,
+    let rows = match connection::remote(g)? {
+        Some(remote) => remote.fleet().map_err(connection::fail)?,
         None => local_rows(g)?,
     };
     warn_unknown_ages(scan::unknown_ages(rows.iter().map(|r| &r.node)));
@@ -85,11 +77,11 @@ fn local_rows(g: &GlobalOpts) -> anyhow::Result<Vec<NodeRow>> {
     // fleet should not create a data dir, nor a policy file).
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let rogue_touched = if paths.db().exists() {
-        scan::rogue_touched(&access::open(g)?).map_err(access::fail)?
+        scan::rogue_touched(&connection::open(g)?).map_err(connection::fail)?
     } else {
         HashSet::new()
     };
-    let max_age = access::policy_or_default(g, &paths)?.max_instance_age;
+    let max_age = connection::policy_or_default(g, &paths)?.max_instance_age;
     Ok(scan::node_rows(nodes, &rogue_touched, max_age, Utc::now()))
 }
 
@@ -184,7 +176,7 @@ const ACTOR: &str = crate::broker::SYSTEM_ACTOR;
 /// nodes that have no active session ([`reaper::reap`]). Through a broker daemon the daemon
 /// reaps with its own fleet (approvers and reviewers only).
 pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
-    let done = match remote(g)? {
+    let done = match connection::remote(g)? {
         Some(remote) => {
             if !a.json {
                 // One call that lasts until every replacement it starts has ended (minutes with
@@ -194,10 +186,10 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
                     remote.endpoint()
                 );
             }
-            remote.reap(a.dry_run).map_err(access::fail)?
+            remote.reap(a.dry_run).map_err(connection::fail)?
         }
         None => {
-            let broker = Arc::new(access::open(g)?);
+            let broker = Arc::new(connection::open(g)?);
             let rt = runtime()?;
             let fleet = Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
             let quiet = a.json;
@@ -227,7 +219,7 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
                 .map(|d| format!(": {d}"))
                 .unwrap_or_default();
             let retry = if r.retry { " [retry]" } else { "" };
-            access::say(&format!(
+            connection::say(&format!(
                 "{} {} ({}){retry}{new}{detail}",
                 r.outcome, r.target, r.strategy
             ));
@@ -249,10 +241,10 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
 /// once (`RogueSessionFound` per session, `OldInstanceFound` and `AgentLostWhileTainted` per
 /// instance).
 pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
-    let report = match remote(g)? {
-        Some(remote) => remote.rogue().map_err(access::fail)?,
+    let report = match connection::remote(g)? {
+        Some(remote) => remote.rogue().map_err(connection::fail)?,
         None => {
-            let broker = access::open(g)?;
+            let broker = connection::open(g)?;
             let rt = runtime()?;
             let fleet = rt.block_on(AwsFleet::from_opts(g))?;
             rt.block_on(scan::rogue(&broker, &fleet, ACTOR))
@@ -288,7 +280,7 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
         println!("no tainted node out of Systems Manager's reach");
     }
     for r in rows {
-        access::say(&finding_line(r));
+        connection::say(&finding_line(r));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -296,7 +288,7 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
 /// A scan error with the exit status its broker part calls for.
 fn scan_fail(e: ScanError) -> anyhow::Error {
     match e {
-        ScanError::Broker(e) => access::fail(e),
+        ScanError::Broker(e) => connection::fail(e),
         e => e.into(),
     }
 }

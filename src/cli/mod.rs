@@ -3,7 +3,9 @@
 //! Exit codes: 0 success, 1 refused by a rule (the message says which), 2 usage or input error.
 
 pub mod access;
+pub mod admin;
 mod audit_anchor;
+pub mod connection;
 pub mod decide;
 pub mod emergency;
 pub mod fleet;
@@ -62,16 +64,16 @@ pub enum Command {
     Whoami(access::WhoamiArgs),
     /// Enrol and list users.
     #[command(subcommand)]
-    User(access::UserCommand),
+    User(admin::UserCommand),
     /// Check or print the policy file.
     #[command(subcommand)]
-    Policy(access::PolicyCommand),
+    Policy(admin::PolicyCommand),
     /// Test the policy's notification targets, or deliver what waits in the outbox.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
     /// Verify or export the hash-chained audit log.
     #[command(subcommand)]
-    Audit(access::AuditCommand),
+    Audit(admin::AuditCommand),
     /// Open the session of an approved request (taints the target first).
     ///
     /// Exit status: for a shell, 0 when the shell ended by itself, 1 when the session was
@@ -219,9 +221,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::List(a)) => access::list(&g, a),
         Some(Command::Show(a)) => access::show(&g, a),
         Some(Command::Whoami(a)) => access::whoami(&g, a),
-        Some(Command::User(c)) => access::user(&g, c),
-        Some(Command::Policy(c)) => access::policy(&g, c),
-        Some(Command::Audit(c)) => access::audit(&g, c),
+        Some(Command::User(c)) => admin::user(&g, c),
+        Some(Command::Policy(c)) => admin::policy(&g, c),
+        Some(Command::Audit(c)) => admin::audit(&g, c),
         Some(Command::Notify(c)) => notify::notify(&g, c),
         Some(Command::Open(a)) => session::open(&g, a),
         Some(Command::Watch(a)) => session::watch(&g, a),

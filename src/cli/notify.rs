@@ -10,7 +10,7 @@ use crate::config::GlobalOpts;
 use crate::notify::worker::{self, TestResult};
 
 use super::ExitError;
-use super::access::{fail, open_local, print_json, remote_endpoint, say, who};
+use super::connection::{fail, open_local, print_json, remote_endpoint, say, who};
 
 /// `sombrero notify ...`.
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use ed25519_dalek::VerifyingKey;
 
 use crate::api::BrokerApi;
-use crate::cli::{ExitError, access};
+use crate::cli::{ExitError, connection};
 use crate::config::{GlobalOpts, Paths};
 use crate::recording::audited::{self, AuditLog, Lookup, cross_check};
 use crate::recording::flags::{self, FlagRule};
@@ -122,20 +122,6 @@ fn given_key(hex: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
     .transpose()
 }
 
-/// The broker daemon, when `--broker` (or the config) names one.
-pub(crate) fn remote(g: &GlobalOpts) -> anyhow::Result<Option<RemoteBroker>> {
-    access::remote_endpoint(g)?
-        .map(|e| RemoteBroker::connect_with(&e, g).map_err(access::fail))
-        .transpose()
-}
-
-/// A recording's name as the broker lists it (the argument of verify, replay and review).
-pub(crate) fn remote_name(file: &std::path::Path) -> anyhow::Result<&str> {
-    file.to_str().ok_or_else(|| {
-        ExitError::usage(format!("{} is not a recording name", file.display())).into()
-    })
-}
-
 /// Downloads `file` from the broker and the key to check it with: `--key`, else the broker's.
 fn fetch(
     remote: &RemoteBroker,
@@ -144,22 +130,24 @@ fn fetch(
 ) -> anyhow::Result<(Fetched, VerifyingKey)> {
     let key = match given_key(key)? {
         Some(k) => k,
-        None => remote.recorder_key().map_err(access::fail)?,
+        None => remote.recorder_key().map_err(connection::fail)?,
     };
-    let fetched = remote.fetch(remote_name(file)?).map_err(access::fail)?;
+    let fetched = remote
+        .fetch(connection::remote_name(file)?)
+        .map_err(connection::fail)?;
     Ok((fetched, key))
 }
 
 /// Runs `sombrero verify`: exit 0 only for an intact, sealed recording. Through a broker the
 /// recording is downloaded and verified here, not taken on the broker's word.
 pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let (report, _fetched) = match remote(g)? {
+    let (report, _fetched) = match connection::remote(g)? {
         Some(remote) => {
             let (fetched, key) = fetch(&remote, &a.file, a.key.as_deref())?;
-            let name = remote_name(&a.file)?;
+            let name = connection::remote_name(&a.file)?;
             let mut report = recording::verify(&fetched.cast, &key);
             // The broker's audit facts, checked here against the bytes downloaded.
-            let lookup = remote.recording_audit(name).map_err(access::fail)?;
+            let lookup = remote.recording_audit(name).map_err(connection::fail)?;
             report.integrity = cross_check(&fetched.cast, report.integrity, &lookup);
             report.path = name.to_string();
             (report, Some(fetched))
@@ -183,7 +171,7 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", crate::text::to_json_pretty(&report)?);
     } else {
-        access::say(&format!("{}: {}", report.path, report.integrity));
+        connection::say(&format!("{}: {}", report.path, report.integrity));
     }
     Ok(if report.integrity.is_sealed_ok() {
         ExitCode::SUCCESS
@@ -209,7 +197,7 @@ fn local_audit_log(g: &GlobalOpts) -> anyhow::Result<Option<AuditLog>> {
         return Ok(None);
     }
     Ok(Some(
-        review::audit_log(&access::open(g)?).map_err(access::fail)?,
+        review::audit_log(&connection::open(g)?).map_err(connection::fail)?,
     ))
 }
 
@@ -234,13 +222,13 @@ pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // The status bar shows the same verdict as `verify`: the file held to the audit log.
-    if let Some(remote) = remote(g)? {
+    if let Some(remote) = connection::remote(g)? {
         let (fetched, key) = fetch(&remote, &a.file, a.key.as_deref())?;
         let lookup = remote
-            .recording_audit(remote_name(&a.file)?)
-            .map_err(access::fail)?;
+            .recording_audit(connection::remote_name(&a.file)?)
+            .map_err(connection::fail)?;
         // The broker's risk rules, as `sombrero commands` applies them through it.
-        let rules = flags::with_defaults(remote.policy().map_err(access::fail)?.review_flags);
+        let rules = flags::with_defaults(remote.policy().map_err(connection::fail)?.review_flags);
         let shown = Shown {
             key: Some(&key),
             audit: Some(&lookup),
@@ -353,9 +341,9 @@ fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()>
 /// Runs `sombrero recordings`: through a broker, the recordings it keeps that this identity
 /// may see, verified by the broker with its own key.
 pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode> {
-    let (mut all, place) = match remote(g)? {
+    let (mut all, place) = match connection::remote(g)? {
         Some(remote) => {
-            let all = remote.recordings().map_err(access::fail)?;
+            let all = remote.recordings().map_err(connection::fail)?;
             (all, format!("the broker at {}", remote.endpoint()))
         }
         None => {
@@ -418,7 +406,7 @@ fn print_row(r: &list::RecordingSummary) {
         format!("reviewed by {}", names.join(", "))
     };
     let flags = r.flags.map_or_else(|| "?".to_string(), |f| f.badge());
-    access::say(&format!(
+    connection::say(&format!(
         "{started}  {req}  {who}  {target}  {}  {}  flags {flags}  {reviewed}  {}",
         clock(r.duration),
         r.integrity.badge(),
@@ -442,35 +430,35 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
     // Before the code is asked for; the broker checks again (the daemon's path too).
     crate::text::validate_field(crate::text::Field::Note, note)
         .map_err(|e| ExitError::usage(e.to_string()))?;
-    let (event, shown) = match remote(g)? {
+    let (event, shown) = match connection::remote(g)? {
         Some(remote) => {
-            let who = access::actor(&remote, a.as_user)?;
-            let name = remote_name(file)?;
+            let who = connection::actor(&remote, a.as_user)?;
+            let name = connection::remote_name(file)?;
             // The risky moments before the code, as on the broker host: the recording is
             // downloaded and indexed here under the broker's rules.
-            let fetched = remote.fetch(name).map_err(access::fail)?;
-            let extra = remote.policy().map_err(access::fail)?.review_flags;
+            let fetched = remote.fetch(name).map_err(connection::fail)?;
+            let extra = remote.policy().map_err(connection::fail)?.review_flags;
             eprint!(
                 "{}",
                 super::transcript::flagged_notice(&fetched.cast, extra)?
             );
-            let code = access::code(a.code, &who)?;
-            let event = remote.review(name, &code, note).map_err(access::fail)?;
+            let code = connection::code(a.code, &who)?;
+            let event = remote.review(name, &code, note).map_err(connection::fail)?;
             (event, name.to_string())
         }
         None => {
             if !file.is_file() {
                 return Err(ExitError::usage(format!("{} is not a file", file.display())).into());
             }
-            let broker = access::open(g)?;
-            let who = access::who(a.as_user)?;
+            let broker = connection::open(g)?;
+            let who = connection::who(a.as_user)?;
             // Refusals (role, own session, tampered file) come before the code is asked for.
             let key = trusted_key(g)?;
             let checked = review::check(&broker, &who, file, &key).map_err(review_fail)?;
             // What the reviewer signs off on: the risky moments, before the code is asked for.
-            let extra = broker.policy().map_err(access::fail)?.review_flags;
+            let extra = broker.policy().map_err(connection::fail)?.review_flags;
             eprint!("{}", super::transcript::flagged_notice(file, extra)?);
-            let code = access::code(a.code, &who)?;
+            let code = connection::code(a.code, &who)?;
             let event =
                 review::sign_off(&broker, &who, &checked, &code, note).map_err(review_fail)?;
             (event, file.display().to_string())
@@ -484,7 +472,7 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
             .get("integrity")
             .and_then(|v| v.as_str())
             .unwrap_or("?");
-        access::say(&format!(
+        connection::say(&format!(
             "reviewed by {}: {shown} ({badge}), audit event {}",
             event.actor, event.seq
         ));
@@ -495,7 +483,7 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
 /// A refused sign-off exits 1, bad input 2.
 fn review_fail(e: ReviewError) -> anyhow::Error {
     match e {
-        ReviewError::Broker(e) => access::fail(e),
+        ReviewError::Broker(e) => connection::fail(e),
         e if e.is_input() => ExitError::usage(e.to_string()).into(),
         e => ExitError::refused(e.to_string()).into(),
     }
@@ -508,15 +496,15 @@ fn reviews_by_digest(g: &GlobalOpts) -> anyhow::Result<HashMap<String, Vec<list:
     if !paths.db().exists() {
         return Ok(HashMap::new());
     }
-    review::by_digest(&access::open(g)?).map_err(access::fail)
+    review::by_digest(&connection::open(g)?).map_err(connection::fail)
 }
 
 /// Runs `sombrero keys ...`: prints the recorder's public key (creating the key on first use).
 pub fn keys(g: &GlobalOpts, c: KeysCommand) -> anyhow::Result<ExitCode> {
     let KeysCommand::Show { json } = c;
     // Through a daemon the key that matters is the broker's (it seals); never make a local one.
-    if let Some(remote) = remote(g)? {
-        let public = hex::encode(remote.recorder_key().map_err(access::fail)?.to_bytes());
+    if let Some(remote) = connection::remote(g)? {
+        let public = hex::encode(remote.recorder_key().map_err(connection::fail)?.to_bytes());
         if json {
             let v = serde_json::json!({"algorithm": "ed25519", "public_key": public, "source": "broker"});
             println!("{}", crate::text::to_json_pretty(&v)?);

@@ -7,20 +7,21 @@ use std::sync::Arc;
 use clap::Args;
 use tokio::sync::watch;
 
-use crate::api::Endpoint;
 use crate::cli::ExitError;
 use crate::config::{GlobalOpts, Paths};
 use crate::recording::RecorderKey;
 use crate::serve::gate::{Gate, raise_nofile};
 use crate::serve::hub::Hub;
 use crate::serve::recordings::Archive;
-use crate::serve::sts::{ServerId, StsEndpoint, Verifier};
+use crate::serve::sts::{ServerId, Verifier};
 use crate::serve::tcp::TlsSocket;
 use crate::serve::tls::ServerTls;
 use crate::serve::unix::UnixSocket;
 use crate::serve::{AppState, router};
+use crate::wire::Endpoint;
+use crate::wire::proof::StsEndpoint;
 
-use super::access::{fail, open_local};
+use super::connection::{fail, open_local};
 
 /// `sombrero serve`.
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::ExitError;
-use super::access::{self, actor, code, fail, open as open_broker, remote_endpoint, who};
+use super::connection::{self, actor, code, fail, open as open_broker, remote_endpoint, who};
 use crate::api::BrokerApi;
 use crate::channel::terminal::{bridge_command_stdio, bridge_stdio, local_size};
 use crate::config::{GlobalOpts, Paths};
@@ -16,8 +16,8 @@ use crate::fleet::aws::AwsFleet;
 use crate::recording::RecorderKey;
 use crate::remote::session::{self as relay, RelayError};
 use crate::remote::{BoxIo, RemoteBroker};
-use crate::serve::session_wire::exit_status;
 use crate::session::{self, SessionDeps, SessionError, Step};
+use crate::wire::session::exit_status;
 
 /// `sombrero open` (its exit status is documented on the subcommand).
 #[derive(Debug, Args)]
@@ -269,7 +269,7 @@ pub fn kill(g: &GlobalOpts, a: KillArgs) -> anyhow::Result<ExitCode> {
             .kill_session(&a.request, &user, &code)
             .map_err(fail)?;
         // The id comes back from the daemon: a peer's bytes.
-        access::say(&format!("{}: session terminated by {user}", closed.id));
+        connection::say(&format!("{}: session terminated by {user}", closed.id));
         return Ok(ExitCode::SUCCESS);
     }
     let broker = open_broker(g)?;

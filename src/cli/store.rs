@@ -4,11 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{ExitError, access};
+use super::ExitError;
+use super::connection::{self, aws_select, spec};
 use crate::config::{GlobalOpts, Paths};
 use crate::store::StoreError;
 use crate::store::any::StoreSpec;
-use crate::store::dynamo::{AwsSelect, DynamoStore};
+use crate::store::dynamo::DynamoStore;
 
 /// `sombrero store ...`
 #[derive(Debug, Subcommand)]
@@ -27,25 +28,6 @@ pub struct InitArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// The store named by `--store`, `SOMBRERO_STORE` or the config file, else SQLite.
-pub(crate) fn spec(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<StoreSpec> {
-    let mut spec = StoreSpec::resolve(g.store.as_deref(), g.config.as_deref(), paths)
-        .map_err(|e| ExitError::usage(e.to_string()))?;
-    // The table is reached with the same --profile/--region as every other AWS call.
-    if let StoreSpec::Dynamo { aws, .. } = &mut spec {
-        *aws = aws_select(g);
-    }
-    Ok(spec)
-}
-
-/// The AWS profile and region the global options name.
-fn aws_select(g: &GlobalOpts) -> AwsSelect {
-    AwsSelect {
-        profile: g.profile.clone(),
-        region: g.region.clone(),
-    }
 }
 
 /// Dispatches `sombrero store`.
@@ -76,7 +58,7 @@ fn init(g: &GlobalOpts, a: InitArgs) -> anyhow::Result<ExitCode> {
         .init(&mut |msg| eprintln!("sombrero: {msg}"))
         .map_err(usage_if_bad_spec)?;
     if a.json {
-        access::print_json(&outcome)?;
+        connection::print_json(&outcome)?;
     } else if outcome.created {
         println!(
             "created DynamoDB table {} ({})",

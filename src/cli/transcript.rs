@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use crate::api::BrokerApi;
-use crate::cli::{ExitError, access, recordings};
+use crate::cli::{ExitError, connection};
 use crate::config::{GlobalOpts, Paths};
 use crate::policy::Policy;
 use crate::recording::commands::{self, CommandKind};
@@ -54,13 +54,13 @@ fn with_cast<T>(
     file: &Path,
     f: impl FnOnce(&Path, &[FlagRule]) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    match recordings::remote(g)? {
+    match connection::remote(g)? {
         Some(remote) => {
             let mut rules: Vec<FlagRule> = flags::default_rules();
             let fetched = remote
-                .fetch(recordings::remote_name(file)?)
-                .map_err(access::fail)?;
-            rules.extend(remote.policy().map_err(access::fail)?.review_flags);
+                .fetch(connection::remote_name(file)?)
+                .map_err(connection::fail)?;
+            rules.extend(remote.policy().map_err(connection::fail)?.review_flags);
             f(&fetched.cast, &rules)
         }
         None => {

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use crate::api::Endpoint;
 use crate::broker::{Broker, BrokerOptions};
 use crate::cli::ExitError;
-use crate::cli::access;
+use crate::cli::connection;
 use crate::cli::wiring;
 use crate::config::{GlobalOpts, Paths};
 use crate::fleet::aws::AwsFleet;
@@ -23,6 +22,7 @@ use crate::tui::demo::{DemoUser, demo_codes_fn};
 use crate::tui::driver::FleetFn;
 use crate::tui::theme::Theme;
 use crate::tui::{TuiContext, fleet_view, run_tui};
+use crate::wire::Endpoint;
 
 /// `sombrero tui`.
 #[derive(Debug, Default, Args)]
@@ -108,11 +108,11 @@ pub fn fleet_from_opts(g: &GlobalOpts, max_age: Option<std::time::Duration>) -> 
 /// Runs the TUI.
 pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
-    if let Some(endpoint) = access::remote_endpoint(g)? {
+    if let Some(endpoint) = connection::remote_endpoint(g)? {
         return remote_tui(g, &endpoint, a, theme);
     }
-    let broker = Arc::new(access::open(g)?);
-    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
+    let broker = Arc::new(connection::open(g)?);
+    let max_age = broker.policy().map_err(connection::fail)?.max_instance_age;
     let user = local_user(&broker, a.as_user)?;
     let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
     let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
@@ -169,13 +169,13 @@ const NOBODY_ENROLLED: &str = "nobody is enrolled here yet, so there is no one t
 /// Who the local TUI acts as: `--as`, else the OS user, if enrolled. On a fresh data dir, or
 /// for a name nobody enrolled, says what to do instead (exit 2).
 fn local_user(broker: &Broker, as_user: Option<String>) -> anyhow::Result<String> {
-    let users = broker.users().map_err(access::fail)?;
+    let users = broker.users().map_err(connection::fail)?;
     if users.is_empty() {
         return Err(ExitError::usage(NOBODY_ENROLLED).into());
     }
     let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
     let given = as_user.is_some();
-    let who = access::who(as_user).ok();
+    let who = connection::who(as_user).ok();
     if let Some(name) = &who
         && names.contains(&name.as_str())
     {
@@ -206,8 +206,8 @@ fn remote_tui(
     a: TuiArgs,
     theme: Theme,
 ) -> anyhow::Result<ExitCode> {
-    let remote = Arc::new(RemoteBroker::connect_with(endpoint, g).map_err(access::fail)?);
-    let user = access::actor(&*remote, a.as_user)?;
+    let remote = Arc::new(RemoteBroker::connect_with(endpoint, g).map_err(connection::fail)?);
+    let user = connection::actor(&*remote, a.as_user)?;
     // Sessions are the daemon's: it opens, records and replaces; the pane carries bytes.
     let open_session = Some(wiring::relay_opener(remote.connector()));
     let ctx = TuiContext {
@@ -304,13 +304,14 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
     super::init_logging(&paths)?;
     std::fs::write(paths.policy(), DEMO_POLICY)
         .with_context(|| format!("cannot write {}", paths.policy().display()))?;
-    let broker = Arc::new(Broker::open(&paths, BrokerOptions::default()).map_err(access::fail)?);
-    let max_age = broker.policy().map_err(access::fail)?.max_instance_age;
+    let broker =
+        Arc::new(Broker::open(&paths, BrokerOptions::default()).map_err(connection::fail)?);
+    let max_age = broker.policy().map_err(connection::fail)?.max_instance_age;
     let mut users = Vec::new();
     for (name, role, roles) in DEMO_USERS {
         let e = broker
             .enrol_user(name, roles.iter().copied().collect())
-            .map_err(access::fail)?;
+            .map_err(connection::fail)?;
         // Confirmed as the person would, with the previous step's code (still accepted), so
         // the code the DEMO panel shows now is fresh.
         let earlier = broker.now() - chrono::Duration::seconds(30);
@@ -318,7 +319,7 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
             crate::mfa::code_at(name, &e.secret_base32, earlier).map_err(|e| anyhow::anyhow!(e))?;
         broker
             .confirm_enrolment(name, &first)
-            .map_err(access::fail)?;
+            .map_err(connection::fail)?;
         users.push(DemoUser {
             name: name.to_string(),
             role: role.to_string(),

@@ -2,16 +2,15 @@
 //!
 //! [`Fleet`] is the one interface the broker uses; [`aws::AwsFleet`] implements it over the AWS
 //! SDK (and so also over the lab, which speaks the SSM API). Types here carry no SDK types so the
-//! rest of the crate never depends on them.
+//! rest of the crate never depends on them. This is the AWS adapter only: what the broker does
+//! with a fleet (the reaper, the rogue scan) is in [`crate::workflows`].
 
 pub mod aws;
 pub mod ec2_query;
 mod error;
 mod nodes;
-pub mod reaper;
 pub mod replace;
 pub mod rogue;
-pub mod scan;
 mod sessions;
 mod tagged;
 pub mod taint;

@@ -21,6 +21,7 @@ use crate::channel::payload::{
 
 use super::command::{self, Running};
 use super::hooks::OutputAction;
+use super::mailbox::{AgentEvent, WsOut};
 use super::nodes::AGENT_VERSION;
 use super::shell::{self, Shell, ShellEvent, ShellSpec};
 use super::state::{LabState, SessionStatus};
@@ -38,37 +39,6 @@ const INPUT_BUFFER: usize = 10_000;
 const EXIT_FLUSH: Duration = Duration::from_secs(5);
 /// Terminal size until the client sends one.
 const DEFAULT_SIZE: SizeData = SizeData { cols: 80, rows: 24 };
-
-/// Input to a session task.
-#[derive(Debug)]
-pub(crate) enum AgentEvent {
-    /// A websocket passed the token check; frames for it go to `tx`.
-    Attach {
-        conn: u64,
-        tx: UnboundedSender<WsOut>,
-    },
-    /// A binary frame arrived.
-    Frame { data: Vec<u8> },
-    /// Connection `conn` is gone.
-    Detach { conn: u64 },
-    /// TerminateSession (API, replacement or lab shutdown).
-    Terminate,
-    /// Test hook: drop the current websocket without a close frame.
-    DropSocket,
-    /// The node's agent went away: the shell dies and the socket drops without a close frame.
-    AgentLost,
-}
-
-/// Output to one websocket connection.
-#[derive(Debug)]
-pub(crate) enum WsOut {
-    /// A binary frame.
-    Frame(Vec<u8>),
-    /// Send a normal close and end the connection.
-    Close,
-    /// End the connection abruptly (no close frame).
-    Abort,
-}
 
 /// What a session runs, from its document's `sessionType`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{ApiError, Ctx, input};
-use super::state::{LabState, epoch_secs};
+use super::call::{ApiError, Ctx, input};
+use super::state::{Automation, LabState, epoch_secs};
 
 /// Name of the replace document.
 pub const REPLACE_DOCUMENT: &str = "PinkSombrero-ReplaceNode";
@@ -19,19 +19,6 @@ pub const REPLACE_DOCUMENT: &str = "PinkSombrero-ReplaceNode";
 pub const OUTPUT_NEW_INSTANCE: &str = "NewInstanceId";
 /// Output key holding the replaced node's id.
 pub const OUTPUT_OLD_INSTANCE: &str = "OldInstanceId";
-
-/// One execution.
-#[derive(Debug, Clone)]
-pub(crate) struct Automation {
-    id: String,
-    parameters: BTreeMap<String, Vec<String>>,
-    executed_by: String,
-    start: SystemTime,
-    end: Option<SystemTime>,
-    status: &'static str,
-    outputs: BTreeMap<String, Vec<String>>,
-    failure: Option<String>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]

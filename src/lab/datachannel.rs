@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::channel::payload::OpenDataChannelInput;
 
-use super::agent::{AgentEvent, WsOut};
+use super::mailbox::{AgentEvent, WsOut};
 use super::state::LabState;
 
 /// How long a client may take to send its open frame.

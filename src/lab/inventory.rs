@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{ApiError, Ctx, input, max_results, page};
+use super::call::{ApiError, Ctx, input, max_results, page};
 use super::nodes::{AGENT_VERSION, Node, platform};
 use super::state::epoch_secs;
 

@@ -27,7 +27,7 @@
 //! - node environment: TERM `xterm-256color`, LANG `C.UTF-8` (A `agent/session/shell/shell_unix.go`);
 //! - the Flag TerminateSession input ends the session (P `src/message/clientmessage.go`);
 //! - API request and reply shapes follow the SSM service model (botocore
-//!   `data/ssm/2014-11-06/service-2.json`), checked by `tests/lab_model.rs`.
+//!   `data/ssm/2014-11-06/service-2.json`), checked by `tests/lab/model.rs`.
 //!
 //! Where it differs: the shell is bash (or sh) started with `--norc` in a scratch home, not `sh`
 //! as `ssm-user`; there is no KMS encryption, no session logging to S3 or CloudWatch, and no
@@ -36,10 +36,12 @@
 mod agent;
 mod api;
 mod automation;
+mod call;
 mod command;
 mod datachannel;
 mod hooks;
 mod inventory;
+mod mailbox;
 mod nodes;
 mod outage;
 mod sessions;
@@ -270,7 +272,7 @@ impl Lab {
             .sessions
             .iter()
             .find(|s| s.id == session_id)
-            .is_some_and(|s| s.agent.send(agent::AgentEvent::DropSocket).is_ok())
+            .is_some_and(|s| s.agent.send(mailbox::AgentEvent::DropSocket).is_ok())
     }
 
     /// Ends every session (killing the shells), stops serving and deletes a scratch

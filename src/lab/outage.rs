@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::agent::AgentEvent;
+use super::mailbox::AgentEvent;
 use super::state::{LabState, SessionStatus};
 
 impl LabState {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::agent::{self, SessionKind};
-use super::api::{ApiError, Ctx, input, max_results, page};
+use super::call::{ApiError, Ctx, input, max_results, page};
 use super::state::{LabState, SessionRecord, SessionStatus, epoch_secs, random_hex};
 use crate::fleet::COMMAND_DOCUMENT;
 
@@ -225,7 +225,7 @@ pub(crate) fn terminate_session(ctx: &Ctx, body: &Value) -> Result<Value, ApiErr
         .map(|s| s.agent.clone())
         .ok_or_else(|| not_found(&id))?;
     ctx.state.set_status(&id, SessionStatus::Terminated);
-    let _ = agent.send(agent::AgentEvent::Terminate);
+    let _ = agent.send(super::mailbox::AgentEvent::Terminate);
     Ok(json!({ "SessionId": id }))
 }
 

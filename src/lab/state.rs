@@ -1,7 +1,7 @@
 //! The lab's shared state: nodes, sessions with their tokens, automation executions.
 //! One std mutex, never held across an await.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -9,9 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::agent::AgentEvent;
-use super::automation::Automation;
 use super::hooks::Hooks;
+use super::mailbox::AgentEvent;
 use super::nodes::Node;
 
 /// Session states, named as DescribeSessions reports them.
@@ -61,6 +60,19 @@ pub(crate) struct SessionRecord {
     /// The one token that currently opens the data channel, and when it was issued.
     pub token: Option<(String, Instant)>,
     pub agent: UnboundedSender<AgentEvent>,
+}
+
+/// One execution.
+#[derive(Debug, Clone)]
+pub(crate) struct Automation {
+    pub id: String,
+    pub parameters: BTreeMap<String, Vec<String>>,
+    pub executed_by: String,
+    pub start: SystemTime,
+    pub end: Option<SystemTime>,
+    pub status: &'static str,
+    pub outputs: BTreeMap<String, Vec<String>>,
+    pub failure: Option<String>,
 }
 
 /// Everything behind the lock.

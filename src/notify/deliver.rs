@@ -50,7 +50,7 @@ pub struct Deliverer {
 impl Deliverer {
     /// A deliverer with the platform's web PKI roots.
     pub fn new() -> Result<Deliverer, String> {
-        let tls = crate::serve::tls::client_config(None).map_err(|e| e.to_string())?;
+        let tls = crate::wire::tls::client_config(None).map_err(|e| e.to_string())?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(DELIVERY_TIMEOUT));
         http.enforce_http(false);

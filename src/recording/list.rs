@@ -10,6 +10,7 @@ use super::cast::{SombreroHeader, parse_event, parse_header};
 use super::commands::index_reader;
 use super::flags::{FlagCounts, FlagRule, apply, rules_key};
 use super::verify::{Integrity, verify};
+use crate::private_fs::open_regular;
 
 /// One recording as listed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,25 +167,6 @@ pub fn is_regular(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
-/// Opens `path` for reading only if it is a regular file: opened without following a
-/// symlink and without blocking (a FIFO or device planted under a recording's name would
-/// otherwise hang the reader), then checked on the open descriptor, so a file swapped in
-/// between a check and the open is refused too.
-pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
-        .open(path)?;
-    if !f.metadata()?.file_type().is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    Ok(f)
-}
-
 /// The `*.cast` files in `dir`, oldest first; none when the directory does not exist.
 fn cast_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
@@ -193,7 +175,7 @@ fn cast_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         Err(e) => return Err(e),
     };
     // Regular files only (the entry's own type: a symlink is not followed); the readers
-    // open with [`open_regular`] anyway.
+    // open with [`crate::private_fs::open_regular`] anyway.
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))

@@ -257,7 +257,7 @@ struct Expected {
 fn read_chain(path: &Path) -> Result<Expected, Integrity> {
     let read = |p: &Path| -> std::io::Result<Vec<u8>> {
         let mut b = Vec::new();
-        super::list::open_regular(p)?.read_to_end(&mut b)?;
+        crate::private_fs::open_regular(p)?.read_to_end(&mut b)?;
         Ok(b)
     };
     let bytes = match read(path) {
@@ -344,7 +344,7 @@ struct Actual {
 
 fn read_cast(path: &Path, checkpoints: &[(u64, String)]) -> std::io::Result<Actual> {
     let wanted: std::collections::HashSet<u64> = checkpoints.iter().map(|(l, _)| *l).collect();
-    let mut reader = BufReader::with_capacity(1 << 20, super::list::open_regular(path)?);
+    let mut reader = BufReader::with_capacity(1 << 20, crate::private_fs::open_regular(path)?);
     let mut chain = Chain::default();
     let mut act = Actual {
         fingerprints: Vec::new(),

@@ -8,8 +8,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OnceCell;
 
 use crate::config::GlobalOpts;
-use crate::serve::sts::{ClientProofs, ProofSigner, channel_binding};
-use crate::serve::tls::client_config;
+use crate::wire::proof::{ClientProofs, ProofSigner, channel_binding};
+use crate::wire::tls::client_config;
 
 /// A byte stream to the daemon.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::any::Any {}

@@ -3,10 +3,10 @@
 
 use hyper::Method;
 
-use crate::api::wire::ReapBody;
 use crate::broker::Result;
-use crate::fleet::reaper::Reaped;
-use crate::fleet::scan::{NodeRow, RogueReport};
+use crate::wire::body::ReapBody;
+use crate::workflows::reaper::Reaped;
+use crate::workflows::scan::{NodeRow, RogueReport};
 
 use super::{NO_BODY, RemoteBroker};
 

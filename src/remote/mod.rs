@@ -24,17 +24,18 @@ use hyper::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::wire::{
-    CreateBody, DecideBody, ErrorBody, ExpireReply, KillBody, PermitsReply, PolicyReply,
-    RevisionReply,
-};
-use crate::api::{BrokerApi, Endpoint, ErrorKind, MAX_WAIT};
+use crate::api::{BrokerApi, MAX_WAIT};
 use crate::audit::Event;
 use crate::broker::{AuditCheck, BrokerError, Result, UserInfo};
 use crate::config::GlobalOpts;
 use crate::policy::{Policy, Role};
 use crate::request::{NewRequest, Request, State};
-use crate::serve::identity::Identity;
+use crate::wire::body::{
+    CreateBody, DecideBody, ErrorBody, ExpireReply, KillBody, PermitsReply, PolicyReply,
+    RevisionReply,
+};
+use crate::wire::identity::Identity;
+use crate::wire::{Endpoint, ErrorKind};
 
 pub use connector::{BoxIo, Connector, TlsConnector, UnixConnector};
 use pool::{Pool, SendError};

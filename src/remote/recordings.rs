@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 use hyper::Method;
 
-use crate::api::ErrorKind;
-use crate::api::wire::{RecorderKeyReply, ReviewBody};
 use crate::audit::Event;
 use crate::broker::{BrokerError, Result};
 use crate::recording::audited::Lookup;
 use crate::recording::keys::parse_public_hex;
 use crate::recording::list::{RecordingSummary, is_recording_name};
 use crate::recording::writer::chain_path_for;
+use crate::wire::ErrorKind;
+use crate::wire::body::{RecorderKeyReply, ReviewBody};
 
 use super::{NO_BODY, RemoteBroker, enc};
 

@@ -1,6 +1,6 @@
 //! The client half of a relayed session: the broker holds the session and its recording;
 //! this end carries keystrokes in and output out over a websocket (see
-//! [`crate::serve::session_wire`]), on any byte stream the broker is reached by.
+//! [`crate::wire::session`]), on any byte stream the broker is reached by.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,8 +18,8 @@ use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{BridgeError, bridge_command_stdio, bridge_stdio};
-use crate::serve::session_wire::{CODE_HEADER, ClientMsg, ServerMsg, clamp_size, exit_status};
 use crate::text::escape_for_terminal;
+use crate::wire::session::{CODE_HEADER, ClientMsg, ServerMsg, clamp_size, exit_status};
 
 /// What can go wrong on the client side of a relayed session.
 #[derive(Debug, Error)]

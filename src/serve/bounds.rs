@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::ErrorKind;
-use crate::api::wire::ErrorBody;
+use crate::wire::ErrorKind;
+use crate::wire::body::ErrorBody;
 
 /// The largest request body any route accepts (the API's bodies are a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 
-use crate::api::wire::CreateBody;
+use crate::wire::body::CreateBody;
 use crate::request::Request;
 
 use super::AppState;

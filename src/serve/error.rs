@@ -4,9 +4,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::ErrorKind;
-use crate::api::wire::ErrorBody;
 use crate::broker::BrokerError;
+use crate::wire::ErrorKind;
+use crate::wire::body::ErrorBody;
 
 /// An error as the API answers it.
 #[derive(Debug, Clone)]

@@ -8,14 +8,14 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 
-use crate::api::ErrorKind;
-use crate::api::wire::ReapBody;
 use crate::broker::Broker;
 use crate::fleet::Fleet;
 use crate::fleet::aws::AwsFleet;
-use crate::fleet::reaper::{self, Reaped};
-use crate::fleet::scan::{self, NodeRow, RogueReport, ScanError};
 use crate::policy::Role;
+use crate::wire::ErrorKind;
+use crate::wire::body::ReapBody;
+use crate::workflows::reaper::{self, Reaped};
+use crate::workflows::scan::{self, NodeRow, RogueReport, ScanError};
 
 use super::AppState;
 use super::error::ApiError;

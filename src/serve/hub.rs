@@ -13,7 +13,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tui_term::vt100;
 
-use super::session_wire::{ServerMsg, clamp_size};
 use crate::broker::{Broker, BrokerError};
 use crate::channel::client::{SessionEvent, SessionHandle};
 use crate::channel::payload::SizeData;
@@ -23,6 +22,7 @@ use crate::request::Request;
 use crate::session::{
     self, Finished, LiveSession, RecorderTap, SessionDeps, SessionError, Step, blocking,
 };
+use crate::wire::session::{ServerMsg, clamp_size};
 
 /// How long a session waits for its requester's client to come back before it ends as a
 /// lost connection (a dropped laptop link; a killed client).

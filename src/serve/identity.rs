@@ -8,28 +8,15 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::api::ErrorKind;
 use crate::broker::BrokerError;
 use crate::policy::Policy;
+use crate::wire::ErrorKind;
+pub use crate::wire::identity::{Identity, Via};
 
 use super::AppState;
 use super::error::ApiError;
-
-/// How the connection proved who it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Via {
-    /// The Unix socket's peer credentials (SO_PEERCRED).
-    Unix {
-        /// The peer's uid.
-        uid: u32,
-    },
-    /// TLS plus a presigned sts:GetCallerIdentity the broker checked with STS.
-    Iam,
-}
 
 /// What a listener knows about the other end of one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,17 +24,6 @@ pub struct Peer {
     /// The external identity: an OS user name, `uid:N` when the uid has no name, or an ARN.
     pub external: String,
     /// How it was proved.
-    pub via: Via,
-}
-
-/// The sombrero user a request acts as (handlers take `Extension<Identity>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// The sombrero user name.
-    pub user: String,
-    /// The external identity it was mapped from.
-    pub external: String,
-    /// How the connection proved it.
     pub via: Via,
 }
 

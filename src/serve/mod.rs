@@ -19,7 +19,6 @@ pub mod proof_rate;
 pub mod recordings;
 pub mod relay;
 pub mod routes;
-pub mod session_wire;
 pub mod sts;
 pub mod tcp;
 pub mod tls;
@@ -33,9 +32,9 @@ use std::time::Duration;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::api::ErrorKind;
 use crate::broker::{Broker, BrokerError};
 use crate::fleet::aws::AwsFleet;
+use crate::wire::ErrorKind;
 
 use self::error::ApiError;
 

@@ -19,8 +19,6 @@ use axum::{Extension, Json, Router};
 use ed25519_dalek::VerifyingKey;
 use tokio::io::AsyncReadExt;
 
-use crate::api::ErrorKind;
-use crate::api::wire::{RecorderKeyReply, ReviewBody};
 use crate::audit::Event;
 use crate::broker::Broker;
 use crate::policy::Role;
@@ -30,6 +28,8 @@ use crate::recording::flags::FlagRule;
 use crate::recording::list::{self, ListCache, RecordingSummary};
 use crate::recording::writer::chain_path_for;
 use crate::review;
+use crate::wire::ErrorKind;
+use crate::wire::body::{RecorderKeyReply, ReviewBody};
 
 use super::AppState;
 use super::error::ApiError;
@@ -261,7 +261,7 @@ const CHUNK: usize = 64 * 1024;
 /// The file as the body, read in chunks (a recording can be large; a live one still grows).
 async fn stream(path: PathBuf) -> Result<Response, ApiError> {
     let opened = tokio::task::spawn_blocking(move || {
-        list::open_regular(&path).map_err(|e| {
+        crate::private_fs::open_regular(&path).map_err(|e| {
             ApiError::new(
                 ErrorKind::Internal,
                 format!("cannot read {}: {e}", path.display()),

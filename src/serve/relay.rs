@@ -29,11 +29,11 @@ use super::bounds::MAX_WS_MESSAGE;
 use super::error::ApiError;
 use super::hub::{Hub, HubError, Out};
 use super::identity::Identity;
-use super::session_wire::{CODE_HEADER, ClientMsg, ServerMsg, clamp_size};
-use crate::api::ErrorKind;
-use crate::api::wire::KillBody;
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
+use crate::wire::ErrorKind;
+use crate::wire::body::KillBody;
+use crate::wire::session::{CODE_HEADER, ClientMsg, ServerMsg, clamp_size};
 
 /// Messages queued between a session and its requester's socket.
 const CLIENT_QUEUE: usize = 256;

@@ -9,14 +9,15 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::visibility::Sight;
-use crate::api::wire::{
-    CreateBody, DecideBody, ExpireReply, PermitsReply, PolicyReply, RevisionReply,
-};
-use crate::api::{ErrorKind, MAX_WAIT};
+use crate::api::MAX_WAIT;
 use crate::audit::Event;
 use crate::broker::{AuditCheck, Broker, UserInfo};
 use crate::policy::Role;
 use crate::request::{NewRequest, Request, State as ReqState};
+use crate::wire::ErrorKind;
+use crate::wire::body::{
+    CreateBody, DecideBody, ExpireReply, PermitsReply, PolicyReply, RevisionReply,
+};
 
 use super::AppState;
 use super::error::ApiError;

@@ -1,6 +1,10 @@
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 
 use super::*;
+use crate::wire::proof::*;
 
 /// The channel binding of the connection the tests' proofs are made for.
 const BOUND: &str = "00112233";

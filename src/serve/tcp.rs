@@ -26,10 +26,11 @@ use super::error::ApiError;
 use super::gate::{Full, Gate, PeerKey, Permit};
 use super::identity::{Peer, Via};
 use super::proof_rate::ProofRate;
-use super::sts::{AUTH_SCHEME, ConnectionIdentity, StsError, Verifier, channel_binding};
+use super::sts::{ConnectionIdentity, Verifier};
 use super::tls::ServerTls;
-use crate::api::ErrorKind;
-use crate::api::wire::ErrorBody;
+use crate::wire::ErrorKind;
+use crate::wire::body::ErrorBody;
+use crate::wire::proof::{AUTH_SCHEME, StsError, channel_binding};
 
 /// How long a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

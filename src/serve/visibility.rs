@@ -5,10 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::api::ErrorKind;
 use crate::audit::Event;
 use crate::broker::{Broker, BrokerError};
 use crate::policy::Role;
+use crate::wire::ErrorKind;
 
 use super::error::ApiError;
 

@@ -545,6 +545,6 @@ mod tests {
         ));
     }
 
-    // Chain, revision and rollback: the store contract in tests/store_dynamo.rs runs on both
+    // Chain, revision and rollback: the store contract in tests/foundation/store_dynamo.rs runs on both
     // stores.
 }

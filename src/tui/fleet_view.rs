@@ -6,9 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
-use crate::fleet::scan::NodeRow;
 use crate::fleet::{AgentLost, Fleet, Node};
 use crate::text::escaped;
+use crate::workflows::scan::NodeRow;
 
 use super::driver::FleetFn;
 use super::model::{Badge, FleetRow};
@@ -132,7 +132,8 @@ mod tests {
             vec![Badge::TaintedAgentLost]
         );
         // Through a daemon: the row's own mark decides.
-        let listed = crate::fleet::scan::node_rows(vec![unlisted], &Default::default(), None, now);
+        let listed =
+            crate::workflows::scan::node_rows(vec![unlisted], &Default::default(), None, now);
         assert_eq!(listed_row(&listed[0]).badges, vec![Badge::TaintedNotInSsm]);
     }
 }

@@ -84,9 +84,9 @@ impl SessionPane {
 }
 
 /// At least the smallest usable pane, at most what the broker accepts
-/// ([`crate::serve::session_wire::clamp_size`]).
+/// ([`crate::wire::session::clamp_size`]).
 fn clamp((rows, cols): (u16, u16)) -> (u16, u16) {
-    let (cols, rows) = crate::serve::session_wire::clamp_size(
+    let (cols, rows) = crate::wire::session::clamp_size(
         u32::from(cols.max(MIN_PANE.1)),
         u32::from(rows.max(MIN_PANE.0)),
     );

@@ -1,0 +1,51 @@
+//! Fixtures shared by the integration test binaries (one per area, `tests/*/main.rs`).
+//! Each binary compiles all of them and uses a few, hence the blanket `dead_code`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+
+/// The `sombrero` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_sombrero");
+
+/// Spawns `sombrero serve` (stderr piped) and waits for its "listening on" line, which it
+/// returns; the rest of stderr is drained on a thread so the daemon never blocks on it.
+/// Panics if the daemon exits first.
+pub fn spawn_listening(serve: &mut Command) -> (Child, String) {
+    let mut child = serve.stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "serve exited before listening"
+        );
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    (child, line)
+}
+
+/// A data dir and the CLI run on it (`Env`, `Run`), TOTP codes, races.
+pub mod cli;
+/// `sombrero serve` on a Unix socket over an [`cli::Env`].
+pub mod daemon;
+/// Fleet over the lab; audit events of a data dir.
+pub mod fleet;
+/// The SSM lab and a raw data-channel peer against it.
+pub mod lab;
+/// The moto emulator's endpoints, when it runs.
+pub mod moto;
+/// A scripted data-channel peer on loopback.
+pub mod peer;
+/// Recording fixtures: keys, metadata, audited recordings.
+pub mod recording;
+/// A PKI, `sombrero serve` on TLS and an STS stand-in.
+pub mod tls;
+/// External tools (cfn-lint, systemd-analyze) found or skipped.
+pub mod tools;
+/// TUI states, snapshots and key presses.
+pub mod tui;
