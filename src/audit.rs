@@ -14,6 +14,9 @@ use thiserror::Error;
 /// `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The actor name for things the system does by itself (expiry).
+pub const SYSTEM_ACTOR: &str = "sombrero";
+
 /// What happened. Serialised as a snake_case string (`"request_created"`); details go in `data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -27,8 +27,7 @@ use crate::store::any::{AnyStore, StoreSpec};
 use crate::store::{Store, StoreError, UserRecord, WriteTx};
 use crate::text::{self, Field, FieldError};
 
-/// The actor name for things the system does by itself (expiry).
-pub const SYSTEM_ACTOR: &str = "sombrero";
+pub use crate::audit::SYSTEM_ACTOR;
 
 /// Where "now" comes from; tests set it.
 pub trait Clock: Send + Sync {
@@ -320,13 +319,13 @@ impl Broker {
         crate::refusals::budgeted_write(
             &self.refusals,
             |run| self.store.write(run),
-            |tx| f(&mut crate::notify::outbox::Notifying::new(tx, &targets)),
+            |tx| f(&mut crate::outbox::Notifying::new(tx, &targets)),
         )
     }
 
     /// The policy's `[[notify]]` targets; none while the policy cannot be read (the call that
     /// needs the policy reports that itself).
-    fn notify_targets(&self) -> Vec<crate::notify::NotifyTarget> {
+    fn notify_targets(&self) -> Vec<crate::policy::notify::NotifyTarget> {
         match self.policy() {
             Ok(p) => p.notify,
             Err(e) => {
@@ -598,8 +597,8 @@ impl Broker {
         self.write_tx(|tx| -> TxResult<Request> {
             let rules = rules(tx, &policy, &[&who])?;
             let em = match tx.user(&who)? {
-                Some(u) => policy.emergency.rules(&policy, &who, &u.roles),
-                None => policy.emergency.rules(&policy, &who, &BTreeSet::new()),
+                Some(u) => policy.emergency_rules(&who, &u.roles),
+                None => policy.emergency_rules(&who, &BTreeSet::new()),
             };
             let mut id = request::new_request_id();
             while tx.request(&id)?.is_some() {

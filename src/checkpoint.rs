@@ -128,20 +128,11 @@ impl CheckpointSigner {
             None => {
                 let mut secret = [0u8; 32];
                 rand::rng().fill_bytes(&mut secret);
-                let made = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(private_fs::FILE_MODE)
-                    .open(&key_path);
-                match made {
-                    Ok(mut f) => {
-                        f.write_all(hex::encode(secret).as_bytes())
-                            .and_then(|()| f.sync_all())
-                            .map_err(io(&key_path))?;
-                        (SigningKey::from_bytes(&secret), true)
-                    }
+                // Whole or not at all: a process racing us on first run reads a complete key.
+                match private_fs::create_whole(&key_path, hex::encode(secret).as_bytes()) {
+                    Ok(true) => (SigningKey::from_bytes(&secret), true),
                     // Another process made it first: use theirs.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (
+                    Ok(false) => (
                         read_key(&key_path)?
                             .ok_or_else(|| CheckpointError::Damaged(key_path.clone()))?,
                         false,

@@ -149,6 +149,36 @@ pub fn secure_database(db: &Path) -> Result<(), PrivateError> {
     database_files(db).iter().try_for_each(|p| secure_file(p))
 }
 
+/// Creates `path` (mode 0600) holding `contents`, whole or not at all: written and synced
+/// under a temporary name in the same directory, then linked into place. `Ok(false)` when
+/// `path` already exists (another process made it first: use theirs, never overwrite it);
+/// a reader never sees it half written.
+pub fn create_whole(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(
+        ".{}.{}.{:x}.tmp",
+        name.unwrap_or_default(),
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(contents).and_then(|()| f.sync_all()));
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens `path` for reading only if it is a regular file: opened without following a
 /// symlink and without blocking (a FIFO or device planted under a recording's name would
 /// otherwise hang the reader), then checked on the open descriptor, so a file swapped in
@@ -171,6 +201,29 @@ pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn created_whole_once_by_racing_threads_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let winners: Vec<bool> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..16)
+                .map(|i| {
+                    let path = &path;
+                    s.spawn(move || create_whole(path, format!("key-{i:02}").as_bytes()).unwrap())
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert!(kept.starts_with("key-") && kept.len() == 6, "{kept:?}");
+        assert_eq!(mode(&path), FILE_MODE);
+        assert!(!create_whole(&path, b"other").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), kept);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "temporary files left behind");
+    }
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777

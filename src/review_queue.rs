@@ -15,38 +15,12 @@ use serde_json::json;
 use crate::audit::{EventKind, NewEvent};
 use crate::broker::{Broker, BrokerError, SYSTEM_ACTOR};
 use crate::policy::Policy;
+pub use crate::policy::review::{DEFAULT_REVIEW_WITHIN, ReviewRequired};
 use crate::request::{Request, State};
 
-/// `review_within` when the policy does not set it.
-pub const DEFAULT_REVIEW_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
 /// Most review notices audited per sweep (a policy switched to "all" finds every old session
 /// at once; the rest follow on later sweeps).
 pub const MAX_NOTICES_PER_SWEEP: usize = 50;
-
-/// Which sessions need a review.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReviewRequired {
-    /// Emergency sessions only (the default).
-    #[default]
-    Emergency,
-    /// Every session.
-    All,
-    /// None (reviews stay possible, nothing is queued).
-    None,
-}
-
-impl ReviewRequired {
-    /// Parses `emergency`, `all` or `none`.
-    pub fn parse(s: &str) -> Option<ReviewRequired> {
-        match s {
-            "emergency" => Some(ReviewRequired::Emergency),
-            "all" => Some(ReviewRequired::All),
-            "none" => Some(ReviewRequired::None),
-            _ => None,
-        }
-    }
-}
 
 /// Sign-offs `r`'s recording needs under `policy`, and how long after the session they are
 /// due, if it needs a review at all: an emergency session by `[emergency]`'s
@@ -247,7 +221,7 @@ pub fn notices_wanted(due_at: DateTime<Utc>, now: DateTime<Utc>, within: Duratio
     if now < due_at {
         return 1;
     }
-    2u32.saturating_add(crate::notify::escalate::steps(due_at, now, within))
+    2u32.saturating_add(crate::policy::notify::steps(due_at, now, within))
 }
 
 #[cfg(test)]

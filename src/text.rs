@@ -160,6 +160,18 @@ fn json_escaped(json: String) -> String {
     out
 }
 
+/// An error and its sources, `: `-joined.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
 /// One forbidden character made visible: `\x1b` for C0 and DEL, `\u202e` above.
 fn escape_char(c: char) -> String {
     let n = u32::from(c);

@@ -115,8 +115,8 @@ impl AwsFleet {
     /// Tags `target` `pink-sombrero:emergency=true`; an error means it is not tagged.
     pub(crate) async fn apply_emergency_tag(&self, target: &str) -> Result<(), FleetError> {
         TargetKind::of(target)?;
-        let tags = [(crate::emergency::TAG, "true".to_owned())];
-        self.put_tags(target, &tags, &[(crate::emergency::TAG, "true")])
+        let tags = [(crate::policy::emergency::TAG, "true".to_owned())];
+        self.put_tags(target, &tags, &[(crate::policy::emergency::TAG, "true")])
             .await
             .map_err(|why| FleetError::TaintFailed {
                 target: target.to_owned(),

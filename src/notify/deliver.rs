@@ -110,7 +110,7 @@ impl Deliverer {
                 ));
             }
             // hyper's errors name the failure (connect refused, reset), never the URL.
-            Ok(Err(e)) => return Err(Failure::new(crate::serve::sts::error_chain(&e), true)),
+            Ok(Err(e)) => return Err(Failure::new(crate::text::error_chain(&e), true)),
             Ok(Ok(r)) => r,
         };
         let status = response.status();

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::audit::{EventKind, NewEvent};
@@ -14,14 +13,7 @@ use crate::store::Store;
 /// How often the daemon (and the embedded worker) looks for escalations due.
 pub const SWEEP: Duration = Duration::from_secs(5);
 
-/// How many whole `every` steps lie between `since` and `now`.
-pub fn steps(since: DateTime<Utc>, now: DateTime<Utc>, every: Duration) -> u32 {
-    let waited = (now - since).to_std().unwrap_or_default();
-    if every.is_zero() {
-        return 0;
-    }
-    u32::try_from(waited.as_millis() / every.as_millis().max(1)).unwrap_or(u32::MAX)
-}
+pub use crate::policy::notify::steps;
 
 impl Broker {
     /// Audits `request_escalated` (which notifies) for every pending request that reached a
@@ -77,6 +69,7 @@ impl Broker {
 mod tests {
     use super::*;
     use chrono::TimeDelta;
+    use chrono::Utc;
 
     #[test]
     fn steps_count_whole_intervals() {

@@ -11,12 +11,12 @@
 
 pub mod deliver;
 pub mod escalate;
-pub mod event;
-pub mod outbox;
 pub mod payload;
-pub mod targets;
 pub mod worker;
 
+pub use crate::outbox;
+pub use crate::policy::notify as targets;
+pub use crate::policy::notify_event as event;
+pub use crate::store::outbox_item::OutboxItem;
 pub use event::NotifyEvent;
-pub use outbox::OutboxItem;
 pub use targets::{NotifyKind, NotifyTarget};

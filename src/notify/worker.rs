@@ -203,7 +203,7 @@ pub async fn run(broker: Arc<Broker>, mut stopping: watch::Receiver<bool>) {
                     tracing::warn!(error = %e, "review sweep failed");
                 }
             }
-            () = crate::serve::stopped(&mut stopping) => return,
+            () = crate::shutdown::stopped(&mut stopping) => return,
         }
     }
 }

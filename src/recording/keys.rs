@@ -1,7 +1,5 @@
 //! The recorder's Ed25519 signing key, kept in `<data dir>/keys/recorder.ed25519` (mode 0600).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -70,15 +68,11 @@ impl RecorderKey {
             path: path.clone(),
             source,
         };
-        // create_new: two processes racing must not overwrite each other's key.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
-        f.write_all(hex::encode(secret).as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        // Whole or not at all, and never over another process's key: racing on first run,
+        // the loser uses the winner's.
+        if !crate::private_fs::create_whole(&path, hex::encode(secret).as_bytes()).map_err(io)? {
+            return Self::load(keys_dir);
+        }
         tracing::info!(path = %path.display(), "created recorder key");
         Ok(RecorderKey { signing })
     }

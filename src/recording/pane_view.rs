@@ -4,14 +4,10 @@
 //!
 //! Narrow panes drop the flag column, then the time; the command's first word is never cut.
 
-use ratatui::buffer::Buffer;
-use ratatui::layout::Rect;
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+use ratatui::text::Span;
 
 use super::flags::Severity;
 use super::pane::PaneEntry;
-use super::view::{PlayerState, clock};
 
 /// The command column keeps at least this many cells before the time column may show.
 const MIN_TEXT: usize = 12;
@@ -23,12 +19,12 @@ const MAX_FLAG: usize = 28;
 const FIXED: usize = 3;
 
 /// Display width of a text.
-fn width(s: &str) -> usize {
+pub(super) fn width(s: &str) -> usize {
     Span::raw(s).width()
 }
 
 /// `s` cut to `max` cells, ending with `…` when something was cut.
-fn cut(s: &str, max: usize) -> String {
+pub(super) fn cut(s: &str, max: usize) -> String {
     if width(s) <= max {
         return s.to_string();
     }
@@ -51,15 +47,15 @@ fn cut(s: &str, max: usize) -> String {
 
 /// The pane's columns for one width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Columns {
-    time: Option<usize>,
-    flag: Option<usize>,
-    text: usize,
+pub(super) struct Columns {
+    pub(super) time: Option<usize>,
+    pub(super) flag: Option<usize>,
+    pub(super) text: usize,
 }
 
 /// Fits the columns: the flag column goes first, then the time, so the command keeps at least
 /// its first word (the widest first word among the commands).
-fn fit(entries: &[PaneEntry], time_width: usize, inner: usize) -> Columns {
+pub(super) fn fit(entries: &[PaneEntry], time_width: usize, inner: usize) -> Columns {
     let room = inner.saturating_sub(FIXED);
     let first_word = entries
         .iter()
@@ -83,91 +79,11 @@ fn fit(entries: &[PaneEntry], time_width: usize, inner: usize) -> Columns {
     }
 }
 
-fn letter(severity: Severity) -> &'static str {
+pub(super) fn letter(severity: Severity) -> &'static str {
     match severity {
         Severity::High => "H",
         Severity::Medium => "M",
         Severity::Low => "L",
-    }
-}
-
-/// Draws the pane into `area`.
-pub(super) fn render(area: Rect, buf: &mut Buffer, state: &mut PlayerState) {
-    let styles = state.styles;
-    let pane = &state.commands;
-    let count = pane.entries().len();
-    let title = format!(" Commands {count} · {} flagged ", pane.flagged_count());
-    let detail = pane.selected_entry().map(|e| {
-        let flags = if e.command.flags.is_empty() {
-            "no flags".to_string()
-        } else {
-            e.command
-                .flags
-                .iter()
-                .map(|f| format!("{}: {}", f.severity.as_str(), f.label))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!(" line {} · {flags} ", e.command.command.line)
-    });
-    let mut block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(styles.border)
-        .title(Span::styled(title, styles.text));
-    if let Some(d) = detail {
-        block = block.title_bottom(Span::styled(d, styles.text));
-    }
-    let inner = block.inner(area);
-    block.render(area, buf);
-    if count == 0 {
-        Paragraph::new(Span::styled(
-            "no commands typed in this recording",
-            styles.text,
-        ))
-        .render(inner, buf);
-        return;
-    }
-    let height = usize::from(inner.height);
-    let offset = state.commands.scroll_for(height);
-    let pane = &state.commands;
-    let player = &state.player;
-    let time_width = width(&clock(player.duration()));
-    let cols = fit(pane.entries(), time_width, usize::from(inner.width));
-    let current = pane.current(player, player.position());
-    let selected = pane.selected();
-    for (row, i) in (offset..count.min(offset + height)).enumerate() {
-        let e = &pane.entries()[i];
-        let severity = e.command.severity();
-        let mut spans = vec![
-            Span::styled(if current == Some(i) { "›" } else { " " }, styles.marker),
-            match severity {
-                Some(s) => Span::styled(letter(s), state.severity_style(s)),
-                None => Span::raw(" "),
-            },
-            Span::raw(" "),
-        ];
-        if let Some(w) = cols.time {
-            let t = pane.time_of(i, player).map(clock).unwrap_or_default();
-            spans.push(Span::styled(format!("{t:>w$} "), styles.text));
-        }
-        let text = cut(&e.shown, cols.text);
-        match (cols.flag, e.command.flags.first()) {
-            (Some(w), Some(f)) => {
-                let pad = cols.text.saturating_sub(width(&text));
-                spans.push(Span::styled(format!("{text}{:pad$} ", ""), styles.text));
-                spans.push(Span::styled(
-                    cut(&f.label, w),
-                    state.severity_style(f.severity),
-                ));
-            }
-            _ => spans.push(Span::styled(text, styles.text)),
-        }
-        let mut line = Line::from(spans);
-        if selected == Some(i) {
-            line = line.patch_style(styles.selected);
-        }
-        let y = inner.y + u16::try_from(row).unwrap_or(u16::MAX);
-        line.render(Rect::new(inner.x, y, inner.width, 1), buf);
     }
 }
 

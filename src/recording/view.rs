@@ -536,7 +536,7 @@ impl StatefulWidget for PlayerWidget {
         let (term_area, pane_area) = split_for_pane(term_area, state);
         render_terminal(term_area, buf, state);
         if let Some(pane_area) = pane_area {
-            pane_view::render(pane_area, buf, state);
+            render_pane(pane_area, buf, state);
         }
         render_status(status, buf, state);
         render_progress(progress, buf, state);
@@ -735,4 +735,83 @@ fn help_line(width: u16, state: &PlayerState) -> Line<'static> {
             })
             .collect::<Vec<_>>(),
     )
+}
+/// Draws the pane into `area`.
+fn render_pane(area: Rect, buf: &mut Buffer, state: &mut PlayerState) {
+    let styles = state.styles;
+    let pane = &state.commands;
+    let count = pane.entries().len();
+    let title = format!(" Commands {count} · {} flagged ", pane.flagged_count());
+    let detail = pane.selected_entry().map(|e| {
+        let flags = if e.command.flags.is_empty() {
+            "no flags".to_string()
+        } else {
+            e.command
+                .flags
+                .iter()
+                .map(|f| format!("{}: {}", f.severity.as_str(), f.label))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(" line {} · {flags} ", e.command.command.line)
+    });
+    let mut block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(styles.border)
+        .title(Span::styled(title, styles.text));
+    if let Some(d) = detail {
+        block = block.title_bottom(Span::styled(d, styles.text));
+    }
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if count == 0 {
+        Paragraph::new(Span::styled(
+            "no commands typed in this recording",
+            styles.text,
+        ))
+        .render(inner, buf);
+        return;
+    }
+    let height = usize::from(inner.height);
+    let offset = state.commands.scroll_for(height);
+    let pane = &state.commands;
+    let player = &state.player;
+    let time_width = pane_view::width(&clock(player.duration()));
+    let cols = pane_view::fit(pane.entries(), time_width, usize::from(inner.width));
+    let current = pane.current(player, player.position());
+    let selected = pane.selected();
+    for (row, i) in (offset..count.min(offset + height)).enumerate() {
+        let e = &pane.entries()[i];
+        let severity = e.command.severity();
+        let mut spans = vec![
+            Span::styled(if current == Some(i) { "›" } else { " " }, styles.marker),
+            match severity {
+                Some(s) => Span::styled(pane_view::letter(s), state.severity_style(s)),
+                None => Span::raw(" "),
+            },
+            Span::raw(" "),
+        ];
+        if let Some(w) = cols.time {
+            let t = pane.time_of(i, player).map(clock).unwrap_or_default();
+            spans.push(Span::styled(format!("{t:>w$} "), styles.text));
+        }
+        let text = pane_view::cut(&e.shown, cols.text);
+        match (cols.flag, e.command.flags.first()) {
+            (Some(w), Some(f)) => {
+                let pad = cols.text.saturating_sub(pane_view::width(&text));
+                spans.push(Span::styled(format!("{text}{:pad$} ", ""), styles.text));
+                spans.push(Span::styled(
+                    pane_view::cut(&f.label, w),
+                    state.severity_style(f.severity),
+                ));
+            }
+            _ => spans.push(Span::styled(text, styles.text)),
+        }
+        let mut line = Line::from(spans);
+        if selected == Some(i) {
+            line = line.patch_style(styles.selected);
+        }
+        let y = inner.y + u16::try_from(row).unwrap_or(u16::MAX);
+        line.render(Rect::new(inner.x, y, inner.width, 1), buf);
+    }
 }

@@ -231,10 +231,7 @@ impl AppState {
     }
 }
 
-/// Returns once `stopping` turns true (or its sender is gone).
-pub async fn stopped(stopping: &mut watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|s| *s).await;
-}
+pub use crate::shutdown::stopped;
 
 /// The whole HTTP surface: the `/v1` API and the relay's session routes, behind the
 /// identity check.

@@ -360,17 +360,7 @@ fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
-/// An error and its sources, `: `-joined.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
+pub(crate) use crate::text::error_chain;
 
 /// One connection's verified identity: a proof is sent to STS once per connection and its
 /// result reused for the same proof, only while the proof itself is valid ([`MAX_AGE`]).

@@ -216,13 +216,13 @@ impl Store for AnyStore {
         &self,
         now: chrono::DateTime<chrono::Utc>,
         limit: usize,
-    ) -> Result<Vec<crate::notify::OutboxItem>, StoreError> {
+    ) -> Result<Vec<crate::store::outbox_item::OutboxItem>, StoreError> {
         each!(self, s => s.outbox_due(now, limit))
     }
 
     fn outbox_update(
         &self,
-        item: &crate::notify::OutboxItem,
+        item: &crate::store::outbox_item::OutboxItem,
         expect: u32,
     ) -> Result<bool, StoreError> {
         each!(self, s => s.outbox_update(item, expect))

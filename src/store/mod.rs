@@ -8,6 +8,7 @@
 
 pub mod any;
 pub mod dynamo;
+pub mod outbox_item;
 pub mod sqlite;
 
 use std::collections::BTreeSet;
@@ -18,9 +19,9 @@ use thiserror::Error;
 
 use crate::audit::{Event, NewEvent};
 use crate::mfa::MfaState;
-use crate::notify::OutboxItem;
 use crate::policy::Role;
 use crate::request::{Request, State};
+use outbox_item::OutboxItem;
 
 /// Storage failures (not rule refusals).
 #[derive(Debug, Error)]
@@ -169,7 +170,7 @@ macro_rules! forward_write_tx {
 
         fn enqueue(
             &mut self,
-            item: &crate::notify::OutboxItem,
+            item: &crate::store::outbox_item::OutboxItem,
         ) -> Result<(), crate::store::StoreError> {
             self.tx.enqueue(item)
         }
@@ -201,7 +202,7 @@ pub trait WriteTx {
     fn put_user(&mut self, u: &UserRecord) -> Result<(), StoreError>;
     /// Chains and appends an audit event.
     fn append(&mut self, e: NewEvent, at: DateTime<Utc>) -> Result<Event, StoreError>;
-    /// Queues a notification in this transaction ([`crate::notify::outbox`]).
+    /// Queues a notification in this transaction ([`crate::outbox`]).
     fn enqueue(&mut self, item: &OutboxItem) -> Result<(), StoreError>;
     /// How many notifications wait in the outbox.
     fn outbox_len(&mut self) -> Result<usize, StoreError>;

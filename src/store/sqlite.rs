@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError, UserRecord, WriteTx};
 use crate::audit::{Event, EventKind, NewEvent};
-use crate::notify::OutboxItem;
 use crate::request::{Request, State};
+use crate::store::outbox_item::OutboxItem;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[

@@ -144,12 +144,12 @@ pub(super) fn decode_event(item: &Item) -> Result<Event, StoreError> {
     })
 }
 
-pub(super) fn outbox_item(o: &crate::notify::OutboxItem) -> Result<Item, StoreError> {
+pub(super) fn outbox_item(o: &crate::store::outbox_item::OutboxItem) -> Result<Item, StoreError> {
     let mut item = key(OUTBOX, &o.id);
     item.insert("body".into(), s(to_json(o)?));
     item.insert(
         "next_at".into(),
-        s(crate::notify::outbox::sortable(o.next_at)),
+        s(crate::store::outbox_item::sortable(o.next_at)),
     );
     item.insert("attempts".into(), n(u64::from(o.attempts)));
     Ok(item)

@@ -253,7 +253,7 @@ impl Store for DynamoStore {
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<crate::notify::OutboxItem>, StoreError> {
+    ) -> Result<Vec<crate::store::outbox_item::OutboxItem>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -261,7 +261,7 @@ impl Store for DynamoStore {
             filter: Some((
                 "next_at <= :now".into(),
                 Vec::new(),
-                vec![(":now".into(), s(crate::notify::outbox::sortable(now)))],
+                vec![(":now".into(), s(crate::store::outbox_item::sortable(now)))],
             )),
             limit: Some(limit),
             ..Query::all(OUTBOX)
@@ -274,7 +274,7 @@ impl Store for DynamoStore {
 
     fn outbox_update(
         &self,
-        item: &crate::notify::OutboxItem,
+        item: &crate::store::outbox_item::OutboxItem,
         expect: u32,
     ) -> Result<bool, StoreError> {
         let (c, table) = (self.bridge.client.clone(), self.table.clone());

@@ -31,7 +31,7 @@ pub(super) struct DynTx<'a> {
     pub(super) listed_users: bool,
     pub(super) events: Vec<Event>,
     /// Notifications queued by this attempt, and ids removed.
-    pub(super) outbox: Vec<crate::notify::OutboxItem>,
+    pub(super) outbox: Vec<crate::store::outbox_item::OutboxItem>,
     pub(super) outbox_removed: Vec<String>,
 }
 
@@ -217,7 +217,7 @@ impl WriteTx for DynTx<'_> {
         Ok(ev)
     }
 
-    fn enqueue(&mut self, item: &crate::notify::OutboxItem) -> Result<(), StoreError> {
+    fn enqueue(&mut self, item: &crate::store::outbox_item::OutboxItem) -> Result<(), StoreError> {
         self.outbox.push(item.clone());
         Ok(())
     }

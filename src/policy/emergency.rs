@@ -5,16 +5,13 @@
 //! person may use it `max_per_day` times in 24 hours; its recording needs
 //! `reviewers_required` sign-offs within `review_within`.
 
-use std::collections::BTreeSet;
 use std::ops::Range;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::notify::targets::Bad;
-use crate::policy::{Policy, Role};
-use crate::request::EmergencyRules;
+use super::notify::Bad;
 
 /// Tag put on an instance tainted by an emergency session (value `true`).
 pub const TAG: &str = "pink-sombrero:emergency";
@@ -57,23 +54,6 @@ impl Default for EmergencyPolicy {
             max_per_day: 1,
             review_within: Duration::from_secs(24 * 60 * 60),
             reviewers_required: 2,
-        }
-    }
-}
-
-impl EmergencyPolicy {
-    /// The rules for `name` (enrolled with `roles`): listed here and a requester.
-    pub fn rules(&self, policy: &Policy, name: &str, roles: &BTreeSet<Role>) -> EmergencyRules {
-        let listed = self.requesters.iter().any(|n| n == "*" || n == name);
-        let mut requesters = BTreeSet::new();
-        if listed && policy.permits(name, roles, Role::Requester) {
-            requesters.insert(name.to_string());
-        }
-        EmergencyRules {
-            enabled: self.enabled,
-            requesters,
-            veto_window: self.veto_window,
-            max_per_day: self.max_per_day,
         }
     }
 }
@@ -159,6 +139,7 @@ mod tests {
     use crate::broker::{Broker, BrokerError, BrokerOptions, Clock, TestClock};
     use crate::config::Paths;
     use crate::notify::NotifyEvent;
+    use crate::policy::{Policy, Role};
     use crate::request::{CloseReason, NewRequest, Refusal, State};
     use chrono::{TimeZone, Utc};
     use std::collections::HashMap;

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
-use super::event::NotifyEvent;
-use crate::policy::Role;
+use super::notify_event::NotifyEvent;
+use super::role::Role;
 
 /// Most `[[notify]]` targets a policy may list.
 pub const MAX_TARGETS: usize = 16;
@@ -433,6 +433,19 @@ fn redacted_but_parsable(url: &str) -> String {
         ),
         Err(_) => "https://invalid/redacted".to_string(),
     }
+}
+
+/// How many whole `every` steps lie between `since` and `now`.
+pub fn steps(
+    since: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    every: std::time::Duration,
+) -> u32 {
+    let waited = (now - since).to_std().unwrap_or_default();
+    if every.is_zero() {
+        return 0;
+    }
+    u32::try_from(waited.as_millis() / every.as_millis().max(1)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

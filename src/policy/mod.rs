@@ -14,6 +14,14 @@ use toml::Spanned;
 
 use crate::request::Rules;
 
+pub mod emergency;
+pub mod notify;
+pub mod notify_event;
+pub mod review;
+mod role;
+
+pub use role::Role;
+
 /// The policy written on first run, with every key and its meaning.
 pub const DEFAULT_POLICY: &str = r#"# pink-sombrero policy. Checked with `sombrero policy check`.
 #
@@ -256,53 +264,6 @@ impl std::fmt::Display for Replacement {
     }
 }
 
-/// A role a user is enrolled with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// May ask for access.
-    Requester,
-    /// May approve or deny.
-    Approver,
-    /// May sign off recordings.
-    Reviewer,
-}
-
-impl Role {
-    /// Parses `requester`, `approver`, `reviewer` or `both` (requester and approver).
-    pub fn parse_set(s: &str) -> Option<BTreeSet<Role>> {
-        let mut out = BTreeSet::new();
-        for part in s.split(',').map(str::trim) {
-            match part {
-                "requester" => {
-                    out.insert(Role::Requester);
-                }
-                "approver" => {
-                    out.insert(Role::Approver);
-                }
-                "reviewer" => {
-                    out.insert(Role::Reviewer);
-                }
-                "both" => {
-                    out.insert(Role::Requester);
-                    out.insert(Role::Approver);
-                }
-                _ => return None,
-            }
-        }
-        Some(out)
-    }
-
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Requester => "requester",
-            Role::Approver => "approver",
-            Role::Reviewer => "reviewer",
-        }
-    }
-}
-
 /// MFA limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MfaPolicy {
@@ -355,18 +316,18 @@ pub struct Policy {
     /// `[[review.flag]]`: risk rules added to the defaults of [`crate::recording::flags`].
     pub review_flags: Vec<crate::recording::flags::FlagRule>,
     /// `[[notify]]`: where events are announced ([`crate::notify`]); URLs print redacted.
-    pub notify: Vec<crate::notify::NotifyTarget>,
+    pub notify: Vec<notify::NotifyTarget>,
     /// A request still pending this long (and every such step after) is announced to the
     /// targets listing `escalation`; `None`: no escalation.
     #[serde(serialize_with = "humantime_serde_str::serialize_opt")]
     pub escalate_after: Option<Duration>,
-    /// Which sessions' recordings must be reviewed ([`crate::review_queue`]).
-    pub review_required: crate::review_queue::ReviewRequired,
+    /// Which sessions' recordings must be reviewed ([`review`], queued by `crate::review_queue`).
+    pub review_required: review::ReviewRequired,
     /// How long after its session ends a required review is due (default 24h).
     #[serde(with = "humantime_serde_str")]
     pub review_within: Duration,
     /// `[emergency]`: the loud door (off by default).
-    pub emergency: crate::emergency::EmergencyPolicy,
+    pub emergency: emergency::EmergencyPolicy,
 }
 
 fn ser_regex<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -417,11 +378,11 @@ struct RawPolicy {
     implicit_identities: Option<bool>,
     review: Option<RawReview>,
     #[serde(default)]
-    notify: Vec<crate::notify::targets::RawNotify>,
+    notify: Vec<notify::RawNotify>,
     escalate_after: Option<Spanned<String>>,
     review_required: Option<Spanned<String>>,
     review_within: Option<Spanned<String>>,
-    emergency: Option<crate::emergency::RawEmergency>,
+    emergency: Option<emergency::RawEmergency>,
 }
 
 /// `[review]`: reviewer aids.
@@ -633,6 +594,27 @@ impl Checker<'_> {
 }
 
 impl Policy {
+    /// The emergency door's rules for `name` (enrolled with `roles`): open to them when
+    /// `[emergency]` lists them and they are a requester.
+    pub fn emergency_rules(
+        &self,
+        name: &str,
+        roles: &BTreeSet<Role>,
+    ) -> crate::request::EmergencyRules {
+        let e = &self.emergency;
+        let listed = e.requesters.iter().any(|n| n == "*" || n == name);
+        let mut requesters = BTreeSet::new();
+        if listed && self.permits(name, roles, Role::Requester) {
+            requesters.insert(name.to_string());
+        }
+        crate::request::EmergencyRules {
+            enabled: e.enabled,
+            requesters,
+            veto_window: e.veto_window,
+            max_per_day: e.max_per_day,
+        }
+    }
+
     /// The sombrero user an external identity is mapped to by `[identities]`, if listed.
     pub fn identity(&self, external: &str) -> Option<&str> {
         self.identities.get(external).map(String::as_str)
@@ -708,33 +690,31 @@ impl Policy {
             identities: c.identities(raw.identities)?,
             implicit_identities: raw.implicit_identities.unwrap_or(true),
             review_flags: c.review_flags(raw.review)?,
-            notify: crate::notify::targets::check(raw.notify, 0..text.len())
+            notify: notify::check(raw.notify, 0..text.len())
                 .map_err(|b| c.err(&b.key, b.span, b.message))?,
             escalate_after: match raw.escalate_after {
                 None => None,
                 Some(v) => Some(c.duration("escalate_after", Some(v), Duration::ZERO)?),
             },
             review_required: match raw.review_required {
-                None => crate::review_queue::ReviewRequired::default(),
-                Some(v) => {
-                    crate::review_queue::ReviewRequired::parse(v.get_ref()).ok_or_else(|| {
-                        c.err(
-                            "review_required",
-                            v.span(),
-                            format!(
-                                "{:?} is not \"emergency\", \"all\" or \"none\"",
-                                v.get_ref()
-                            ),
-                        )
-                    })?
-                }
+                None => review::ReviewRequired::default(),
+                Some(v) => review::ReviewRequired::parse(v.get_ref()).ok_or_else(|| {
+                    c.err(
+                        "review_required",
+                        v.span(),
+                        format!(
+                            "{:?} is not \"emergency\", \"all\" or \"none\"",
+                            v.get_ref()
+                        ),
+                    )
+                })?,
             },
             review_within: c.duration(
                 "review_within",
                 raw.review_within,
-                crate::review_queue::DEFAULT_REVIEW_WITHIN,
+                review::DEFAULT_REVIEW_WITHIN,
             )?,
-            emergency: crate::emergency::check(raw.emergency)
+            emergency: emergency::check(raw.emergency)
                 .map_err(|b| c.err(&b.key, b.span, b.message))?,
         })
     }
