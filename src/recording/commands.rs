@@ -121,7 +121,7 @@ impl Indexer {
                     self.key(c, line, time);
                 }
             }
-            EventKind::Output => self.output(time, data.as_bytes()),
+            EventKind::Output => self.output(time, data),
             _ => {}
         }
     }
@@ -260,7 +260,7 @@ impl Indexer {
         }
     }
 
-    fn output(&mut self, time: f64, data: &[u8]) {
+    fn output(&mut self, time: f64, data: &str) {
         if let Some(i) = self.current {
             let c = &mut self.commands[i];
             c.output_bytes += data.len() as u64;
@@ -270,26 +270,23 @@ impl Indexer {
         }
         // Look for the alternate-screen switches in the tail of the last event plus this one,
         // so a sequence cut between two events is still seen.
-        let mut window = std::mem::take(&mut self.out_tail);
-        window.extend_from_slice(data);
-        let on = last_match(&window, &ALT_ON);
-        let off = last_match(&window, &ALT_OFF);
+        let seen = switches(&self.out_tail, data);
         let was = self.alternate;
-        let now = match (on, off) {
-            (Some(a), Some(b)) => a > b,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => was,
-        };
-        if !was && (now || on.is_some()) {
+        let now = seen.last_on.unwrap_or(was);
+        if !was && (now || seen.on) {
             self.enter_full_screen();
         }
-        if (was || on.is_some()) && (!now || off.is_some()) {
+        if (was || seen.on) && (!now || seen.off) {
             self.leave_full_screen(time);
         }
         self.alternate = now;
-        let keep = window.len().min(7);
-        self.out_tail = window.split_off(window.len() - keep);
+        let bytes = data.as_bytes();
+        let keep = (self.out_tail.len() + bytes.len()).min(TAIL);
+        let from_data = keep.min(bytes.len());
+        let from_tail = keep - from_data;
+        self.out_tail.drain(..self.out_tail.len() - from_tail);
+        self.out_tail
+            .extend_from_slice(&bytes[bytes.len() - from_data..]);
     }
 
     fn enter_full_screen(&mut self) {
@@ -312,17 +309,49 @@ impl Indexer {
     }
 }
 
-/// Position of the last occurrence of any needle in `hay` (all needles start with ESC, so
-/// only ESC bytes are tried).
-fn last_match(hay: &[u8], needles: &[&[u8]]) -> Option<usize> {
-    let mut end = hay.len();
-    while let Some(i) = hay[..end].iter().rposition(|b| *b == 0x1b) {
-        if needles.iter().any(|n| hay[i..].starts_with(n)) {
-            return Some(i);
+/// Bytes of output kept to find a switch cut between two events (the longest switch less one).
+const TAIL: usize = 7;
+
+/// The alternate-screen switches of one output event.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Switches {
+    /// A switch on was seen.
+    on: bool,
+    /// A switch off was seen.
+    off: bool,
+    /// The last switch seen: on (`true`) or off.
+    last_on: Option<bool>,
+}
+
+impl Switches {
+    fn see(&mut self, at: &[u8]) {
+        if ALT_ON.iter().any(|n| at.starts_with(n)) {
+            self.on = true;
+            self.last_on = Some(true);
+        } else if ALT_OFF.iter().any(|n| at.starts_with(n)) {
+            self.off = true;
+            self.last_on = Some(false);
         }
-        end = i;
     }
-    None
+}
+
+/// The switches in `data` read as the continuation of `tail` (the end of the previous output):
+/// first those starting in the tail, then those in `data`, found by searching for their
+/// common prefix (a fast substring search: this runs over every output byte).
+fn switches(tail: &[u8], data: &str) -> Switches {
+    let mut seen = Switches::default();
+    if !tail.is_empty() {
+        let bytes = data.as_bytes();
+        let mut edge = tail.to_vec();
+        edge.extend_from_slice(&bytes[..bytes.len().min(TAIL)]);
+        for i in 0..tail.len() {
+            seen.see(&edge[i..]);
+        }
+    }
+    for (i, _) in data.match_indices("\x1b[?") {
+        seen.see(&data.as_bytes()[i..]);
+    }
+    seen
 }
 
 /// Indexes a whole event list whose `i`-th event sits on file line `lines[i]`.
@@ -493,6 +522,21 @@ mod tests {
         assert_eq!(got[0].kind, CommandKind::FullScreen);
         assert_eq!(got[0].duration, 1.0);
         assert_eq!(got[1].text, "id");
+    }
+
+    #[test]
+    fn switches_cut_anywhere_between_two_events_are_seen() {
+        let stream = "ab\x1b[?1049hpage\x1b[?47l$ ";
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            let got = run(&[(I, "less x\r"), (O, a), (O, b), (I, "id\r")]);
+            assert_eq!(got[0].kind, CommandKind::FullScreen, "cut at {cut}");
+            assert_eq!(got[1].text, "id", "cut at {cut}");
+            assert_eq!(got[0].output_bytes, stream.len() as u64);
+        }
+        // Only a tail: nothing but the start of a switch is not one.
+        let got = run(&[(I, "ls\r"), (O, "\x1b[?104"), (O, "x"), (I, "id\r")]);
+        assert_eq!(got[0].kind, CommandKind::Shell);
     }
 
     #[test]
