@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use crate::config::GlobalOpts;
 use crate::review_queue::PendingReview;
 
-use super::connection::{fail, open, print_json, say};
 use super::connection::remote;
+use super::connection::{fail, open, print_json, say};
 
 /// Prints the review queue, soonest due first; overdue rows say so.
 pub fn pending(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 
-use crate::wire::body::CreateBody;
 use crate::request::Request;
+use crate::wire::body::CreateBody;
 
 use super::AppState;
 use super::error::ApiError;

@@ -83,6 +83,7 @@ mod tests {
             approvals_required: 2,
             created_at: Utc::now(),
             deadline: None,
+            emergency: None,
         }
     }
 

@@ -45,11 +45,12 @@ fn approval_queue_is_per_user_and_intents_go_through_the_broker() {
             incident: None,
             duration: Duration::from_secs(600),
             code: code("alice"),
+            emergency: false,
         },
     )
     .unwrap()
     .unwrap();
-    let Done::RequestCreated { id } = created else {
+    let Done::RequestCreated { id, .. } = created else {
         unreachable!("{created:?}")
     };
 

@@ -87,13 +87,17 @@ fn request_approve_open_close() {
             incident: Some("INC-1".into()),
             duration: Duration::from_secs(1800),
             code: "123456".into(),
+            emergency: false,
         }]
     );
     assert!(s.form.as_ref().unwrap().busy);
     assert_eq!(
         update(
             &mut s,
-            Action::Done(Done::RequestCreated { id: "r-1".into() })
+            Action::Done(Done::RequestCreated {
+                id: "r-1".into(),
+                emergency: None
+            })
         ),
         vec![Intent::Reload]
     );
@@ -434,9 +438,16 @@ fn the_shortest_paths_stay_short() {
             incident: None,
             duration: Duration::from_secs(1800),
             code: "123456".into(),
+            emergency: false,
         }]
     );
-    update(k.s, Action::Done(Done::RequestCreated { id: "r-1".into() }));
+    update(
+        k.s,
+        Action::Done(Done::RequestCreated {
+            id: "r-1".into(),
+            emergency: None,
+        }),
+    );
     // The Requests tab opens with the new request selected, once it is listed.
     let pending = request("r-1", "alice", RequestState::Pending, &[]);
     update(k.s, snapshot_with(vec![older.clone(), pending], vec![]));
