@@ -35,7 +35,7 @@ pub fn snapshot(
         .iter()
         .filter(|r| {
             may_approve
-                && r.state == State::Pending
+                && matches!(r.state, State::Pending | State::Emergency)
                 && r.requester != user
                 && !r.approvals.iter().any(|d| d.by == user)
         })
