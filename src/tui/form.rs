@@ -235,10 +235,7 @@ impl Form {
         if self.emergency {
             self.fields.push(Field::new(
                 "Confirm",
-                format!(
-                    "type {CONFIRM_WORD}: every approver is told at once and may deny it for {}",
-                    humantime::format_duration(self.limits.veto_window)
-                ),
+                format!("type {CONFIRM_WORD} to confirm: it is announced at once"),
             ));
             self.fields[INCIDENT].hint = "incident reference (required for an emergency)".into();
         } else {

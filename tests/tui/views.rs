@@ -668,3 +668,34 @@ fn help_lists_the_emergency_and_to_review_keys() {
     );
     insta::assert_snapshot!("help_recordings_80x24", shown);
 }
+
+/// The request form with the emergency door on says so loudly, with the veto window and the
+/// confirmation to type.
+#[test]
+fn request_form_with_the_emergency_door_on_80x24() {
+    let mut snap = snapshot();
+    snap.policy.emergency_allowed = true;
+    let mut s = full_state_sized(80, 24);
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    press(&mut s, KeyCode::Char('b'));
+    let off = render(&s);
+    assert!(off.contains("C-e EMERGENCY door"), "{off}");
+    press_mod(
+        &mut s,
+        KeyCode::Char('e'),
+        crossterm::event::KeyModifiers::CONTROL,
+    );
+    for _ in 0..4 {
+        press(&mut s, KeyCode::Tab);
+    }
+    let on = render(&s);
+    for text in [
+        "EMERGENCY request for mi-0a1b2c3d4e5f60001",
+        "EMERGENCY DOOR ON",
+        "type EMERGENCY",
+        "C-e ordinary request",
+    ] {
+        assert!(on.contains(text), "{text}:\n{on}");
+    }
+    insta::assert_snapshot!("request_form_emergency_80x24", on);
+}
