@@ -311,13 +311,17 @@ fn cancel_request(s: &mut State) -> Vec<Intent> {
     match selected_request(s) {
         Some(r)
             if r.requester == s.user
-                && matches!(r.state, RequestState::Pending | RequestState::Approved) =>
+                && matches!(
+                    r.state,
+                    RequestState::Pending | RequestState::Emergency | RequestState::Approved
+                ) =>
         {
             vec![Intent::Cancel { id: r.id }]
         }
         Some(_) => {
             s.status = Some(Status::Error(
-                "Only your own pending or approved requests can be cancelled.".to_string(),
+                "Only your own pending, emergency or approved requests can be cancelled."
+                    .to_string(),
             ));
             Vec::new()
         }

@@ -754,3 +754,18 @@ fn an_approver_hears_a_new_emergency_and_denies_it() {
     let own = emergency("r-e2", "alice");
     assert_eq!(update(&mut mine, snapshot_with(vec![own], vec![])), vec![]);
 }
+
+/// The requester may cancel an emergency request in its veto window, as any of their own.
+#[test]
+fn c_cancels_my_emergency_request() {
+    let mut s = state();
+    update(
+        &mut s,
+        snapshot_with(vec![emergency("r-e1", "alice")], vec![]),
+    );
+    press(&mut s, KeyCode::Char('2'));
+    assert_eq!(
+        press(&mut s, KeyCode::Char('c')),
+        vec![Intent::Cancel { id: "r-e1".into() }]
+    );
+}
