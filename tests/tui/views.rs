@@ -265,6 +265,22 @@ fn session_attached_shows_status_bar_and_chord() {
     insta::assert_snapshot!(render(&with_session()));
 }
 
+/// The attached pane keeps its rows: an emergency shows as a badge in its status bar.
+#[test]
+fn an_attached_session_shows_an_emergency_in_its_status_bar() {
+    let mut s = with_session();
+    let mut snap = snapshot();
+    snap.requests.insert(0, emergency("r-e1a2", "carol"));
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    let shown = render(&s);
+    let bar = shown.lines().next().unwrap_or_default();
+    assert!(bar.contains("EMERGENCY r-e1a2"), "{shown}");
+    assert!(
+        !shown.contains("deny until"),
+        "no banner row over the pane:\n{shown}"
+    );
+}
+
 #[test]
 fn session_chord_prefix_is_announced() {
     let mut s = with_session();
