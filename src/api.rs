@@ -12,6 +12,7 @@ use crate::audit::Event;
 use crate::broker::{AuditCheck, Broker, BrokerError, Result, UserInfo};
 use crate::policy::{Policy, Role};
 use crate::request::{NewRequest, Request, State};
+use crate::review_queue::PendingReview;
 use crate::wire::ErrorKind;
 
 /// The longest a [`BrokerApi::wait_revision`] call waits.
@@ -40,6 +41,10 @@ pub trait BrokerApi: Send + Sync {
     fn users(&self) -> Result<Vec<UserInfo>>;
     /// Creates a request after checking the requester's TOTP code.
     fn create_request(&self, new: NewRequest, code: &str) -> Result<Request>;
+    /// Creates a request through the emergency door (`[emergency]`), announced at once.
+    fn create_emergency(&self, new: NewRequest, code: &str) -> Result<Request>;
+    /// Sessions waiting for a required review, soonest due first.
+    fn pending_reviews(&self) -> Result<Vec<PendingReview>>;
     /// Approves `id` as `by`.
     fn approve(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request>;
     /// Denies `id` as `by`.
@@ -96,6 +101,12 @@ impl BrokerApi for Broker {
     }
     fn create_request(&self, new: NewRequest, code: &str) -> Result<Request> {
         Broker::create_request(self, new, code)
+    }
+    fn create_emergency(&self, new: NewRequest, code: &str) -> Result<Request> {
+        Broker::create_emergency(self, new, code)
+    }
+    fn pending_reviews(&self) -> Result<Vec<PendingReview>> {
+        Broker::pending_reviews(self)
     }
     fn approve(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request> {
         Broker::approve(self, id, by, code, comment)

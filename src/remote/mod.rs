@@ -376,6 +376,14 @@ impl BrokerApi for RemoteBroker {
         self.call(Method::POST, "/v1/requests".into(), Some(body))
     }
 
+    fn create_emergency(&self, new: NewRequest, code: &str) -> Result<Request> {
+        RemoteBroker::create_emergency(self, new, code)
+    }
+
+    fn pending_reviews(&self) -> Result<Vec<crate::review_queue::PendingReview>> {
+        RemoteBroker::pending_reviews(self)
+    }
+
     fn approve(&self, id: &str, by: &str, code: &str, comment: Option<&str>) -> Result<Request> {
         self.decide("approve", id, by, code, comment)
     }

@@ -102,6 +102,12 @@ pub enum Action {
     SwitchUser,
     /// Open the selected recording in the player.
     OpenRecording,
+    /// Show only the recordings waiting for a review (the review queue) / all of them.
+    ToggleToReview,
+    /// Start an emergency request for the selected node (the request form, door on).
+    StartEmergency,
+    /// On the request form: switch the emergency door on or off.
+    ToggleEmergency,
     /// Show the whole DEMO panel or its one-line strip.
     ToggleDemo,
     /// Next input field.
@@ -151,6 +157,8 @@ pub enum Done {
     RequestCreated {
         /// Its id.
         id: String,
+        /// For an emergency request: when its veto window ends.
+        emergency: Option<DateTime<Utc>>,
     },
     /// An approval was recorded.
     Approved {

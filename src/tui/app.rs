@@ -74,6 +74,10 @@ pub struct State {
     pub seen_approvals: Option<HashSet<String>>,
     /// The newest live flagged command already told (its audit sequence number).
     pub seen_flag: Option<u64>,
+    /// Emergency requests already announced with a bell, to notice new ones.
+    pub seen_emergencies: Option<HashSet<String>>,
+    /// Recordings shows only the review queue (`r`).
+    pub to_review: bool,
     /// The bottom line.
     pub status: Option<Status>,
     /// Set while the broker cannot be read.
@@ -112,6 +116,8 @@ impl State {
             cursors: [Cursor::default(); Screen::ALL.len()],
             seen_approvals: None,
             seen_flag: None,
+            seen_emergencies: None,
+            to_review: false,
             status: None,
             connection_lost: None,
             demo_codes: None,
@@ -158,6 +164,14 @@ impl State {
         }
     }
 
+    /// Emergency requests every screen must announce (veto window open or session live).
+    pub fn loud_emergencies(&self) -> Vec<&super::model::RequestRow> {
+        self.broker
+            .ready()
+            .map(|b| b.requests.iter().filter(|r| r.loud()).collect())
+            .unwrap_or_default()
+    }
+
     /// Audit rows passing the filter.
     pub fn visible_audit(&self) -> Vec<&super::model::AuditRow> {
         let needle = self.audit_filter.text.to_lowercase();
@@ -186,6 +200,7 @@ impl State {
             Screen::Fleet => self.fleet_visible.len(),
             Screen::Requests => self.visible_requests().len(),
             Screen::Approvals => b.map_or(0, |b| b.approvals.len()),
+            Screen::Recordings if self.to_review => b.map_or(0, |b| b.reviews.len()),
             Screen::Recordings => b.map_or(0, |b| b.recordings.len()),
             Screen::Audit => self.visible_audit().len(),
             Screen::Session => 0,

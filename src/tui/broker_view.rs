@@ -13,7 +13,7 @@ use super::action::Done;
 use super::intent::Intent;
 use super::model::{
     ApprovalItem, AuditRow, BrokerSnapshot, ChainStatus, FlaggedRow, MAX_FLAGGED_SHOWN,
-    PolicyLimits, RecordingRow, RequestRow, RequestState,
+    PolicyLimits, RecordingRow, RequestRow, RequestState, ReviewRow,
 };
 
 /// Audit events shown (the newest); the chain check still covers all of them.
@@ -35,7 +35,7 @@ pub fn snapshot(
         .iter()
         .filter(|r| {
             may_approve
-                && r.state == State::Pending
+                && matches!(r.state, State::Pending | State::Emergency)
                 && r.requester != user
                 && !r.approvals.iter().any(|d| d.by == user)
         })
@@ -71,6 +71,38 @@ pub fn snapshot(
     } else {
         Vec::new()
     };
+    let reviewer = may_approve || broker.permits(user, Role::Reviewer)?;
+    let reviews = if reviewer {
+        // The queue is one view among many: when it cannot be read (say, a daemon older than
+        // the review queue), the other screens still show, and the log says why.
+        broker
+            .pending_reviews()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the review queue");
+                Vec::new()
+            })
+            .into_iter()
+            .map(|p| ReviewRow {
+                request: escaped(&p.request_id),
+                requester: escaped(&p.requester),
+                target: escaped(&p.target),
+                ended_at: p.ended_at,
+                due_at: p.due_at,
+                sign_offs: p.sign_offs.iter().map(|w| escaped(w)).collect(),
+                needed: p.needed,
+                emergency: p.emergency,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let emergency_allowed = policy.emergency.enabled
+        && policy
+            .emergency
+            .requesters
+            .iter()
+            .any(|n| n == "*" || n == user)
+        && broker.permits(user, Role::Requester)?;
     let audit = events
         .into_iter()
         .rev()
@@ -93,6 +125,8 @@ pub fn snapshot(
         active_targets,
         rogue_targets,
         flagged,
+        reviews,
+        reviewer,
         policy: PolicyLimits {
             min_reason_len: policy.reason_min_length,
             max_duration: policy.max_session_duration,
@@ -101,6 +135,8 @@ pub fn snapshot(
                 .min(PolicyLimits::default().default_duration),
             approvals_required: required,
             code_at_open: policy.mfa.at_open,
+            emergency_allowed,
+            veto_window: policy.emergency.veto_window,
         },
     })
 }
@@ -153,8 +189,7 @@ fn short(s: &str) -> String {
 pub fn request_row(r: &Request, required: u32) -> RequestRow {
     let (state, deadline) = match r.state {
         State::Pending => (RequestState::Pending, Some(r.pending_expires_at)),
-        // Until the TUI has its own EMERGENCY row (issue 14): pending, veto deadline shown.
-        State::Emergency => (RequestState::Pending, r.due_at()),
+        State::Emergency => (RequestState::Emergency, r.due_at()),
         State::Approved => (RequestState::Approved, r.grant_expires_at),
         State::Active => (RequestState::Active, r.session_ends_at),
         State::Denied => (RequestState::Denied, None),
@@ -176,6 +211,7 @@ pub fn request_row(r: &Request, required: u32) -> RequestRow {
         approvals_required: required,
         created_at: r.created_at,
         deadline,
+        emergency: r.emergency.as_ref().map(|e| e.veto_ends_at),
     }
 }
 
@@ -192,6 +228,7 @@ pub fn perform(
             incident,
             duration,
             code,
+            emergency,
         } => {
             let new = NewRequest {
                 requester: user.to_string(),
@@ -201,9 +238,15 @@ pub fn perform(
                 duration: *duration,
                 command: None,
             };
-            broker
-                .create_request(new, code)
-                .map(|r| Done::RequestCreated { id: r.id })
+            let created = if *emergency {
+                broker.create_emergency(new, code)
+            } else {
+                broker.create_request(new, code)
+            };
+            created.map(|r| Done::RequestCreated {
+                id: r.id,
+                emergency: r.emergency.map(|e| e.veto_ends_at),
+            })
         }
         Intent::Approve { id, code, comment } => broker
             .approve(id, user, code, comment.as_deref())

@@ -95,6 +95,8 @@ pub struct Form {
     pub limits: PolicyLimits,
     /// What is being decided, shown above the fields (label, value), already escaped.
     pub context: Vec<(&'static str, String)>,
+    /// The request form's emergency door is on (then [`CONFIRM`] must read [`CONFIRM_WORD`]).
+    pub emergency: bool,
 }
 
 /// What an approver must see before deciding: who asks, for which node, why, for how long,
@@ -159,6 +161,10 @@ const REASON: usize = 0;
 const INCIDENT: usize = 1;
 const CODE: usize = 2;
 const DURATION: usize = 3;
+/// The emergency confirmation, present only while the door is on.
+pub const CONFIRM: usize = 4;
+/// What the requester types to confirm an emergency request: a second, deliberate step.
+pub const CONFIRM_WORD: &str = "EMERGENCY";
 
 impl Form {
     fn with(purpose: Purpose, fields: Vec<Field>, limits: PolicyLimits) -> Self {
@@ -170,6 +176,7 @@ impl Form {
             busy: false,
             limits,
             context: Vec::new(),
+            emergency: false,
         }
     }
 
@@ -209,6 +216,34 @@ impl Form {
             fields,
             limits,
         )
+    }
+
+    /// Switches the request form's emergency door on or off; says why not when the policy does
+    /// not open it to this user (or this is not the request form).
+    pub fn toggle_emergency(&mut self) -> Result<(), String> {
+        if !matches!(self.purpose, Purpose::NewRequest { .. }) {
+            return Err("Only the request form has an emergency door.".to_string());
+        }
+        if !self.limits.emergency_allowed {
+            return Err(
+                "The emergency door is not open to you: the policy's [emergency] must be enabled and list you."
+                    .to_string(),
+            );
+        }
+        self.emergency = !self.emergency;
+        self.error = None;
+        if self.emergency {
+            self.fields.push(Field::new(
+                "Confirm",
+                format!("type {CONFIRM_WORD} to confirm: it is announced at once"),
+            ));
+            self.fields[INCIDENT].hint = "incident reference (required for an emergency)".into();
+        } else {
+            self.fields.truncate(CONFIRM);
+            self.fields[INCIDENT].hint = "ticket or incident reference (optional)".into();
+            self.focus = self.focus.min(CONFIRM - 1);
+        }
+        Ok(())
     }
 
     /// The approve prompt: the code first (Enter approves), the comment optional after it.
@@ -255,6 +290,9 @@ impl Form {
     /// Title shown on the form's border.
     pub fn title(&self) -> String {
         match &self.purpose {
+            Purpose::NewRequest { target } if self.emergency => {
+                format!("EMERGENCY request for {target}")
+            }
             Purpose::NewRequest { target } => format!("Break-glass request for {target}"),
             Purpose::Approve { id } => format!("Approve {id}"),
             Purpose::Deny { id } => format!("Deny {id}"),
@@ -326,6 +364,20 @@ impl Form {
                 field_rule(INCIDENT, text::Field::Incident, self.value(INCIDENT))?;
                 let duration = parse_duration(self.value(DURATION), &self.limits)
                     .map_err(|m| (DURATION, m))?;
+                if self.emergency && self.value(INCIDENT).is_empty() {
+                    return Err((
+                        INCIDENT,
+                        "An emergency needs its incident reference.".to_string(),
+                    ));
+                }
+                if self.emergency && self.value(CONFIRM) != CONFIRM_WORD {
+                    return Err((
+                        CONFIRM,
+                        format!(
+                            "Type {CONFIRM_WORD} to confirm: it is announced to every approver at once (Ctrl-E: ordinary request)."
+                        ),
+                    ));
+                }
                 check_code()?;
                 let incident = Some(self.value(INCIDENT).to_string()).filter(|s| !s.is_empty());
                 Ok(Intent::CreateRequest {
@@ -334,6 +386,7 @@ impl Form {
                     incident,
                     duration,
                     code,
+                    emergency: self.emergency,
                 })
             }
             Purpose::Approve { id } => {
@@ -454,6 +507,7 @@ mod tests {
                 incident: None,
                 duration: Duration::from_secs(1800),
                 code: "123456".into(),
+                emergency: false,
             }
         );
     }

@@ -20,6 +20,8 @@ pub enum Intent {
         duration: Duration,
         /// The requester's TOTP code.
         code: String,
+        /// Through the emergency door (confirmed on the form).
+        emergency: bool,
     },
     /// Approve a request as the acting user.
     Approve {

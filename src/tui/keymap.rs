@@ -73,6 +73,12 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
                 Action::StartRequest,
                 "request access to the node",
             ),
+            b(
+                Char('E'),
+                "E",
+                Action::StartEmergency,
+                "EMERGENCY request (if the policy lets you)",
+            ),
             hint(Char('/'), "/", Action::StartFilter, "filter"),
         ],
         Screen::Requests => vec![
@@ -101,12 +107,20 @@ fn screen_keys(screen: Screen) -> Vec<Binding> {
             hint(Char('d'), "d", Action::Deny, "deny"),
         ],
         Screen::Session => Vec::new(),
-        Screen::Recordings => vec![hint(
-            KeyCode::Enter,
-            "Enter",
-            Action::OpenRecording,
-            "replay the recording",
-        )],
+        Screen::Recordings => vec![
+            hint(
+                KeyCode::Enter,
+                "Enter",
+                Action::OpenRecording,
+                "replay the recording",
+            ),
+            b(
+                Char('r'),
+                "r",
+                Action::ToggleToReview,
+                "to review (the review queue) / all",
+            ),
+        ],
         Screen::Audit => vec![hint(Char('/'), "/", Action::StartFilter, "filter events")],
     }
 }
@@ -199,6 +213,12 @@ pub fn bindings(context: Context) -> Vec<Binding> {
                     Action::PrevField,
                     "previous field",
                 ),
+                ctrl(
+                    'e',
+                    "C-e",
+                    Action::ToggleEmergency,
+                    "request form: emergency door on/off",
+                ),
             ]);
             keys
         }
@@ -216,6 +236,7 @@ pub fn bindings(context: Context) -> Vec<Binding> {
 pub fn needs_code(action: &Action, code_at_open: bool) -> bool {
     match action {
         Action::StartRequest
+        | Action::StartEmergency
         | Action::Approve
         | Action::Deny
         | Action::SwitchUser

@@ -94,6 +94,8 @@ pub enum RequestState {
     Active,
     /// The session ended.
     Closed,
+    /// Through the emergency door, inside its veto window: any approver may still deny it.
+    Emergency,
 }
 
 impl RequestState {
@@ -107,6 +109,7 @@ impl RequestState {
             RequestState::Expired => "expired",
             RequestState::Active => "active",
             RequestState::Closed => "closed",
+            RequestState::Emergency => "EMERGENCY",
         }
     }
 }
@@ -134,8 +137,20 @@ pub struct RequestRow {
     pub approvals_required: u32,
     /// When it was asked.
     pub created_at: DateTime<Utc>,
-    /// When the current phase ends (approval TTL, grant window or session end), if any.
+    /// When the current phase ends (approval TTL, veto window, grant window or session end), if
+    /// any.
     pub deadline: Option<DateTime<Utc>>,
+    /// When its veto window ends, for a request through the emergency door (whatever its state).
+    pub emergency: Option<DateTime<Utc>>,
+}
+
+impl RequestRow {
+    /// Whether every open TUI must show it in the emergency banner: in its veto window, or its
+    /// session is live.
+    pub fn loud(&self) -> bool {
+        self.emergency.is_some()
+            && matches!(self.state, RequestState::Emergency | RequestState::Active)
+    }
 }
 
 /// One request waiting for this user's approval.
@@ -259,6 +274,10 @@ pub struct PolicyLimits {
     pub approvals_required: u32,
     /// Whether opening a session needs the requester's TOTP code (`mfa.at_open`).
     pub code_at_open: bool,
+    /// Whether the acting user may use the emergency door (`[emergency]` on and lists them).
+    pub emergency_allowed: bool,
+    /// How long approvers may deny an emergency request.
+    pub veto_window: std::time::Duration,
 }
 
 impl Default for PolicyLimits {
@@ -269,8 +288,31 @@ impl Default for PolicyLimits {
             default_duration: std::time::Duration::from_secs(30 * 60),
             approvals_required: 2,
             code_at_open: true,
+            emergency_allowed: false,
+            veto_window: std::time::Duration::from_secs(120),
         }
     }
+}
+
+/// One session waiting for its recording's review (from the broker's review queue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewRow {
+    /// The request the session belonged to.
+    pub request: String,
+    /// Who had the session.
+    pub requester: String,
+    /// Where.
+    pub target: String,
+    /// When the session ended.
+    pub ended_at: DateTime<Utc>,
+    /// When the review is due.
+    pub due_at: DateTime<Utc>,
+    /// Reviewers who signed off so far.
+    pub sign_offs: Vec<String>,
+    /// Sign-offs needed.
+    pub needed: u32,
+    /// A session through the emergency door.
+    pub emergency: bool,
 }
 
 /// Live flagged commands kept in a snapshot.
@@ -298,6 +340,10 @@ pub struct BrokerSnapshot {
     /// Commands flagged in sessions live now, newest first (for approvers; at most
     /// [`MAX_FLAGGED_SHOWN`]).
     pub flagged: Vec<FlaggedRow>,
+    /// Sessions waiting for a review, soonest due first (approvers and reviewers; else empty).
+    pub reviews: Vec<ReviewRow>,
+    /// Whether the acting user sees the review queue (approver or reviewer).
+    pub reviewer: bool,
     /// Policy limits.
     pub policy: PolicyLimits,
 }

@@ -14,6 +14,10 @@ pub struct Approved {
 impl Approved {
     /// The line shown wherever the requester is.
     pub fn message(&self) -> String {
+        if self.by.is_empty() {
+            // Only the emergency door approves without approvers: its veto window ended.
+            return format!("{}: nobody denied the EMERGENCY: press o to open", self.id);
+        }
         format!(
             "{} approved by {}: press o to open",
             self.id,
@@ -83,6 +87,7 @@ mod tests {
             approvals_required: 2,
             created_at: Utc::now(),
             deadline: None,
+            emergency: None,
         }
     }
 
@@ -113,5 +118,21 @@ mod tests {
         let v = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(people(&v(&["alice"])), "alice");
         assert_eq!(people(&v(&["a", "b", "c"])), "a, b and c");
+    }
+
+    #[test]
+    fn an_emergency_approved_by_its_window_says_so() {
+        let n = |by: &[&str]| Approved {
+            id: "r-1".into(),
+            by: by.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(
+            n(&[]).message(),
+            "r-1: nobody denied the EMERGENCY: press o to open"
+        );
+        assert_eq!(
+            n(&["bob"]).message(),
+            "r-1 approved by bob: press o to open"
+        );
     }
 }

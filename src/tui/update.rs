@@ -39,6 +39,25 @@ pub fn update(s: &mut State, action: Action) -> Vec<Intent> {
         Action::Approve | Action::Deny => start_decision(s, action == Action::Approve),
         Action::SwitchUser => s.form = Some(Form::switch_user()),
         Action::OpenRecording => return open_recording(s),
+        Action::ToggleToReview => {
+            s.to_review = !s.to_review;
+            s.cursors[Screen::Recordings.index()].selected = 0;
+        }
+        Action::StartEmergency => {
+            start_request(s);
+            if let Some(Err(why)) = s.form.as_mut().map(Form::toggle_emergency) {
+                s.form = None;
+                s.status = Some(Status::Error(why));
+            }
+        }
+        Action::ToggleEmergency => {
+            if let Some(f) = s.form.as_mut()
+                && !f.busy
+                && let Err(why) = f.toggle_emergency()
+            {
+                f.error = Some(why);
+            }
+        }
         Action::ToggleDemo => {
             if s.demo_codes.is_some() {
                 s.demo_flipped = !s.demo_flipped;
@@ -292,13 +311,17 @@ fn cancel_request(s: &mut State) -> Vec<Intent> {
     match selected_request(s) {
         Some(r)
             if r.requester == s.user
-                && matches!(r.state, RequestState::Pending | RequestState::Approved) =>
+                && matches!(
+                    r.state,
+                    RequestState::Pending | RequestState::Emergency | RequestState::Approved
+                ) =>
         {
             vec![Intent::Cancel { id: r.id }]
         }
         Some(_) => {
             s.status = Some(Status::Error(
-                "Only your own pending or approved requests can be cancelled.".to_string(),
+                "Only your own pending, emergency or approved requests can be cancelled."
+                    .to_string(),
             ));
             Vec::new()
         }
@@ -400,12 +423,28 @@ pub fn approved_status(
 }
 
 fn open_recording(s: &mut State) -> Vec<Intent> {
-    let path = s
-        .broker
-        .ready()
-        .and_then(|b| b.recordings.get(s.cursor(Screen::Recordings)))
-        .map(|r| r.path.clone());
-    path.map(Intent::OpenRecording).into_iter().collect()
+    let Some(b) = s.broker.ready() else {
+        return Vec::new();
+    };
+    let at = s.cursor(Screen::Recordings);
+    let recording = if s.to_review {
+        // The queue names requests; their recordings are listed (or not yet) on the side.
+        b.reviews
+            .get(at)
+            .and_then(|q| b.recordings.iter().find(|r| r.request == q.request))
+    } else {
+        b.recordings.get(at)
+    };
+    match recording {
+        Some(r) => vec![Intent::OpenRecording(r.path.clone())],
+        None if s.to_review && !b.reviews.is_empty() => {
+            s.status = Some(Status::Error(
+                "No recording of that session is listed here (r shows all recordings).".to_string(),
+            ));
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
 }
 
 fn submit(s: &mut State) -> Vec<Intent> {
@@ -498,11 +537,12 @@ fn snapshot_arrived(s: &mut State, snapshot: super::model::BrokerSnapshot) -> Ve
         .iter()
         .map(|a| a.request.id.clone())
         .collect();
+    // Emergencies ring on their own line below; this one is for the ordinary queue.
     let fresh: Vec<&super::model::ApprovalItem> = match &s.seen_approvals {
         Some(seen) => snapshot
             .approvals
             .iter()
-            .filter(|a| !seen.contains(&a.request.id))
+            .filter(|a| !seen.contains(&a.request.id) && a.request.emergency.is_none())
             .collect(),
         None => Vec::new(),
     };
@@ -529,6 +569,7 @@ fn snapshot_arrived(s: &mut State, snapshot: super::model::BrokerSnapshot) -> Ve
     }
     let newest_seq = newest.map_or(0, |f| f.seq);
     s.seen_flag = Some(s.seen_flag.unwrap_or(0).max(newest_seq));
+    intents.extend(emergency_arrived(s, &snapshot));
     let before = s.broker.ready().map(|b| b.requests.as_slice());
     if let Some((approved, ring)) = notice::on_listing(before, &snapshot.requests, &s.user) {
         s.status = Some(Status::Info(approved.message()));
@@ -552,6 +593,36 @@ fn snapshot_arrived(s: &mut State, snapshot: super::model::BrokerSnapshot) -> Ve
     intents
 }
 
+/// A new emergency request (not mine) in its veto window rings, once each; the first snapshot
+/// is not news, its emergencies are on the banner already.
+fn emergency_arrived(s: &mut State, snapshot: &super::model::BrokerSnapshot) -> Vec<Intent> {
+    let now: HashSet<String> = snapshot
+        .requests
+        .iter()
+        .filter(|r| r.state == RequestState::Emergency)
+        .map(|r| r.id.clone())
+        .collect();
+    let fresh = s.seen_emergencies.as_ref().and_then(|seen| {
+        snapshot
+            .requests
+            .iter()
+            .find(|r| now.contains(&r.id) && !seen.contains(&r.id) && r.requester != s.user)
+    });
+    let mut intents = Vec::new();
+    if let Some(r) = fresh {
+        let mut msg = format!("New EMERGENCY {} by {}.", r.id, r.requester);
+        if snapshot.approvals.iter().any(|a| a.request.id == r.id) {
+            msg.push_str(" On Approvals (3), d denies it.");
+        }
+        s.status = Some(Status::Error(msg));
+        intents.push(Intent::Bell);
+    }
+    let mut seen = s.seen_emergencies.take().unwrap_or_default();
+    seen.extend(now);
+    s.seen_emergencies = Some(seen);
+    intents
+}
+
 /// Selects the request waiting to be selected (the one just created) once it is listed.
 fn select_pending(s: &mut State) {
     let Some(id) = s.select_request.clone() else {
@@ -566,13 +637,19 @@ fn select_pending(s: &mut State) {
 fn done_(s: &mut State, done: Done) -> Vec<Intent> {
     let needed = s.broker.ready().map_or(2, |b| b.policy.approvals_required);
     let message = match done {
-        Done::RequestCreated { id } => {
+        Done::RequestCreated { id, emergency } => {
             s.screen = Screen::Requests;
             s.select_request = Some(id.clone());
             select_pending(s);
-            format!(
-                "Request {id} created: it needs {needed} approvals (approvers see it on Approvals, 3)."
-            )
+            match emergency {
+                Some(until) => format!(
+                    "EMERGENCY {id} announced: approvers may deny it until {}; then press o to open it.",
+                    until.format("%H:%M:%S UTC")
+                ),
+                None => format!(
+                    "Request {id} created: it needs {needed} approvals (approvers see it on Approvals, 3)."
+                ),
+            }
         }
         Done::Approved {
             id,
@@ -589,6 +666,7 @@ fn done_(s: &mut State, done: Done) -> Vec<Intent> {
             s.user = name.clone();
             s.seen_approvals = None;
             s.seen_flag = None;
+            s.seen_emergencies = None;
             s.notice = None;
             // The queue on screen was the previous user's: show loading until ours arrives.
             s.broker = Loadable::Loading;

@@ -68,6 +68,7 @@ pub fn request(id: &str, requester: &str, state: RequestState, approved_by: &[&s
         approvals_required: 2,
         created_at: ago(300),
         deadline: Some(now() + chrono::Duration::seconds(723)),
+        emergency: None,
     }
 }
 
@@ -154,6 +155,8 @@ pub fn snapshot() -> BrokerSnapshot {
         active_targets: vec!["mi-0a1b2c3d4e5f60001".into()],
         rogue_targets: vec![],
         flagged: vec![],
+        reviews: vec![],
+        reviewer: false,
         policy: PolicyLimits::default(),
     }
 }
@@ -184,4 +187,43 @@ pub fn type_text(s: &mut State, text: &str) -> Vec<Intent> {
     text.chars()
         .flat_map(|c| press(s, KeyCode::Char(c)))
         .collect()
+}
+
+/// An emergency request by `requester` inside its veto window (90 s left).
+pub fn emergency(id: &str, requester: &str) -> RequestRow {
+    let veto_ends = now() + chrono::Duration::seconds(90);
+    RequestRow {
+        state: RequestState::Emergency,
+        deadline: Some(veto_ends),
+        emergency: Some(veto_ends),
+        reason: "primary db down, nobody answers".into(),
+        ..request(id, requester, RequestState::Emergency, &[])
+    }
+}
+
+/// The review queue: an overdue emergency session with one of two sign-offs, and an ordinary
+/// one due in 5 hours.
+pub fn reviews() -> Vec<ReviewRow> {
+    vec![
+        ReviewRow {
+            request: "r-0c11".into(),
+            requester: "bob".into(),
+            target: "mi-0a1b2c3d4e5f60002".into(),
+            ended_at: ago(2 * 86400),
+            due_at: ago(86400),
+            sign_offs: vec!["carol".into()],
+            needed: 2,
+            emergency: true,
+        },
+        ReviewRow {
+            request: "r-0b02".into(),
+            requester: "bob".into(),
+            target: "mi-0a1b2c3d4e5f60003".into(),
+            ended_at: ago(3600),
+            due_at: now() + chrono::Duration::hours(5),
+            sign_offs: vec![],
+            needed: 1,
+            emergency: false,
+        },
+    ]
 }

@@ -353,6 +353,12 @@ impl BrokerApi for CountingRemote {
     fn create_request(&self, new: NewRequest, code: &str) -> R<pink_sombrero::request::Request> {
         self.inner.create_request(new, code)
     }
+    fn create_emergency(&self, new: NewRequest, code: &str) -> R<pink_sombrero::request::Request> {
+        BrokerApi::create_emergency(&self.inner, new, code)
+    }
+    fn pending_reviews(&self) -> R<Vec<pink_sombrero::review_queue::PendingReview>> {
+        BrokerApi::pending_reviews(&self.inner)
+    }
     fn approve(
         &self,
         id: &str,

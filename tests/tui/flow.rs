@@ -87,13 +87,17 @@ fn request_approve_open_close() {
             incident: Some("INC-1".into()),
             duration: Duration::from_secs(1800),
             code: "123456".into(),
+            emergency: false,
         }]
     );
     assert!(s.form.as_ref().unwrap().busy);
     assert_eq!(
         update(
             &mut s,
-            Action::Done(Done::RequestCreated { id: "r-1".into() })
+            Action::Done(Done::RequestCreated {
+                id: "r-1".into(),
+                emergency: None
+            })
         ),
         vec![Intent::Reload]
     );
@@ -434,9 +438,16 @@ fn the_shortest_paths_stay_short() {
             incident: None,
             duration: Duration::from_secs(1800),
             code: "123456".into(),
+            emergency: false,
         }]
     );
-    update(k.s, Action::Done(Done::RequestCreated { id: "r-1".into() }));
+    update(
+        k.s,
+        Action::Done(Done::RequestCreated {
+            id: "r-1".into(),
+            emergency: None,
+        }),
+    );
     // The Requests tab opens with the new request selected, once it is listed.
     let pending = request("r-1", "alice", RequestState::Pending, &[]);
     update(k.s, snapshot_with(vec![older.clone(), pending], vec![]));
@@ -575,4 +586,186 @@ fn a_command_flagged_in_a_live_session_rings_once_for_approvers() {
     // The session ended (nothing live flagged): a later flag is news again.
     assert_eq!(update(&mut s, flagged(&[])), vec![]);
     assert_eq!(update(&mut s, flagged(&[12])), vec![Intent::Bell]);
+}
+
+/// A state on Fleet whose policy opens the emergency door to alice (or not).
+fn door(open: bool) -> pink_sombrero::tui::app::State {
+    let mut s = full_state();
+    let mut snap = snapshot();
+    snap.policy.emergency_allowed = open;
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    s
+}
+
+fn status_of(s: &pink_sombrero::tui::app::State) -> String {
+    match &s.status {
+        Some(
+            pink_sombrero::tui::app::Status::Info(m) | pink_sombrero::tui::app::Status::Error(m),
+        ) => m.clone(),
+        None => String::new(),
+    }
+}
+
+/// Ctrl-E on the request form turns the emergency door on; it needs the incident and a typed
+/// EMERGENCY before it submits, and then asks the broker for an emergency request.
+#[test]
+fn the_emergency_toggle_needs_an_incident_and_a_typed_confirmation() {
+    let mut s = door(true);
+    press(&mut s, KeyCode::Char('b'));
+    press_mod(&mut s, KeyCode::Char('e'), KeyModifiers::CONTROL);
+    let f = s.form.as_ref().unwrap();
+    assert!(f.emergency);
+    assert_eq!(f.title(), "EMERGENCY request for mi-0a1b2c3d4e5f60001");
+    assert_eq!(f.fields.len(), 5, "a Confirm field joins the form");
+    type_text(&mut s, "primary db down, nobody answers");
+    press(&mut s, KeyCode::Enter); // to Incident
+    press(&mut s, KeyCode::Enter); // to the code, incident left empty
+    type_text(&mut s, "123456");
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
+        vec![],
+        "no incident: refused"
+    );
+    let f = s.form.as_ref().unwrap();
+    assert_eq!(f.focus, 1);
+    assert!(f.error.as_deref().unwrap().contains("incident"), "{f:?}");
+    type_text(&mut s, "INC-9");
+    assert_eq!(press(&mut s, KeyCode::Enter), vec![], "not confirmed yet");
+    let f = s.form.as_ref().unwrap();
+    assert_eq!(f.focus, 4, "the Confirm field is focused");
+    assert!(
+        f.error.as_deref().unwrap().contains("Type EMERGENCY"),
+        "{f:?}"
+    );
+    type_text(&mut s, "emergency");
+    assert_eq!(press(&mut s, KeyCode::Enter), vec![], "the word, exactly");
+    for _ in 0.."emergency".len() {
+        press(&mut s, KeyCode::Backspace);
+    }
+    type_text(&mut s, "EMERGENCY");
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
+        vec![Intent::CreateRequest {
+            target: "mi-0a1b2c3d4e5f60001".into(),
+            reason: "primary db down, nobody answers".into(),
+            incident: Some("INC-9".into()),
+            duration: Duration::from_secs(1800),
+            code: "123456".into(),
+            emergency: true,
+        }]
+    );
+    let veto_ends = now() + chrono::Duration::seconds(120);
+    update(
+        &mut s,
+        Action::Done(Done::RequestCreated {
+            id: "r-e1".into(),
+            emergency: Some(veto_ends),
+        }),
+    );
+    assert_eq!(
+        status_of(&s),
+        "EMERGENCY r-e1 announced: approvers may deny it until 09:32:00 UTC; then press o to open it."
+    );
+}
+
+/// Ctrl-E again makes it an ordinary request; without the door the toggle and E say why not.
+#[test]
+fn the_emergency_toggle_turns_off_and_is_refused_when_the_policy_says_no() {
+    let mut s = door(true);
+    press(&mut s, KeyCode::Char('E'));
+    assert!(
+        s.form.as_ref().unwrap().emergency,
+        "E opens the form with the door on"
+    );
+    press_mod(&mut s, KeyCode::Char('e'), KeyModifiers::CONTROL);
+    let f = s.form.as_ref().unwrap();
+    assert!(!f.emergency);
+    assert_eq!(f.fields.len(), 4);
+    type_text(&mut s, "disk full on web-1");
+    press(&mut s, KeyCode::Enter);
+    press(&mut s, KeyCode::Enter);
+    type_text(&mut s, "123456");
+    assert!(matches!(
+        press(&mut s, KeyCode::Enter).as_slice(),
+        [Intent::CreateRequest {
+            emergency: false,
+            ..
+        }]
+    ));
+
+    let mut s = door(false);
+    press(&mut s, KeyCode::Char('E'));
+    assert!(s.form.is_none());
+    assert!(status_of(&s).contains("emergency door is not open to you"));
+    press(&mut s, KeyCode::Char('b'));
+    press_mod(&mut s, KeyCode::Char('e'), KeyModifiers::CONTROL);
+    let f = s.form.as_ref().unwrap();
+    assert!(!f.emergency);
+    assert!(f.error.as_deref().unwrap().contains("not open to you"));
+}
+
+/// A new emergency rings once for an approver, who denies it from Approvals; once denied the
+/// banner is gone.
+#[test]
+fn an_approver_hears_a_new_emergency_and_denies_it() {
+    let mut s = state();
+    let ordinary = request("r-1", "carol", RequestState::Pending, &[]);
+    assert_eq!(
+        update(&mut s, snapshot_with(vec![ordinary.clone()], vec![])),
+        vec![]
+    );
+    let e = emergency("r-e1a2", "carol");
+    let with = || snapshot_with(vec![e.clone(), ordinary.clone()], vec![e.clone()]);
+    assert_eq!(update(&mut s, with()), vec![Intent::Bell], "one bell");
+    assert!(status_of(&s).starts_with("New EMERGENCY r-e1a2 by carol."));
+    assert_eq!(update(&mut s, with()), vec![], "told once");
+    assert_eq!(s.loud_emergencies().len(), 1);
+
+    press(&mut s, KeyCode::Char('3'));
+    press(&mut s, KeyCode::Char('d'));
+    type_text(&mut s, "call me first");
+    press(&mut s, KeyCode::Enter);
+    type_text(&mut s, "654321");
+    assert_eq!(
+        press(&mut s, KeyCode::Enter),
+        vec![Intent::Deny {
+            id: "r-e1a2".into(),
+            code: "654321".into(),
+            comment: "call me first".into(),
+        }]
+    );
+    update(
+        &mut s,
+        Action::Done(Done::Denied {
+            id: "r-e1a2".into(),
+        }),
+    );
+    let mut denied = e.clone();
+    denied.state = RequestState::Denied;
+    update(
+        &mut s,
+        snapshot_with(vec![denied, ordinary.clone()], vec![]),
+    );
+    assert!(s.loud_emergencies().is_empty());
+
+    // My own emergency does not ring for me.
+    let mut mine = state();
+    update(&mut mine, snapshot_with(vec![], vec![]));
+    let own = emergency("r-e2", "alice");
+    assert_eq!(update(&mut mine, snapshot_with(vec![own], vec![])), vec![]);
+}
+
+/// The requester may cancel an emergency request in its veto window, as any of their own.
+#[test]
+fn c_cancels_my_emergency_request() {
+    let mut s = state();
+    update(
+        &mut s,
+        snapshot_with(vec![emergency("r-e1", "alice")], vec![]),
+    );
+    press(&mut s, KeyCode::Char('2'));
+    assert_eq!(
+        press(&mut s, KeyCode::Char('c')),
+        vec![Intent::Cancel { id: "r-e1".into() }]
+    );
 }

@@ -265,6 +265,22 @@ fn session_attached_shows_status_bar_and_chord() {
     insta::assert_snapshot!(render(&with_session()));
 }
 
+/// The attached pane keeps its rows: an emergency shows as a badge in its status bar.
+#[test]
+fn an_attached_session_shows_an_emergency_in_its_status_bar() {
+    let mut s = with_session();
+    let mut snap = snapshot();
+    snap.requests.insert(0, emergency("r-e1a2", "carol"));
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    let shown = render(&s);
+    let bar = shown.lines().next().unwrap_or_default();
+    assert!(bar.contains("EMERGENCY r-e1a2"), "{shown}");
+    assert!(
+        !shown.contains("deny until"),
+        "no banner row over the pane:\n{shown}"
+    );
+}
+
 #[test]
 fn session_chord_prefix_is_announced() {
     let mut s = with_session();
@@ -523,4 +539,179 @@ fn live_flagged_commands_show_under_the_approval_queue() {
         "the queue is still there:\n{shown}"
     );
     insta::assert_snapshot!("approvals_with_live_flags_80x24", shown);
+}
+
+/// The full fixture with an emergency request by carol in its veto window (alice may deny it).
+fn with_emergency(w: u16, h: u16) -> State {
+    let mut snap = snapshot();
+    let e = emergency("r-e1a2", "carol");
+    snap.requests.insert(0, e.clone());
+    snap.approvals.insert(0, ApprovalItem { request: e });
+    let mut s = full_state_sized(w, h);
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    s
+}
+
+/// While an emergency request is in its veto window, every screen says so on its second line,
+/// with the request, requester and target whole and the deadline; Approvals lists it loudly.
+#[test]
+fn the_emergency_banner_is_on_every_screen_at_80x24() {
+    let banner = "EMERGENCY r-e1a2 by carol on mi-0a1b2c3d4e5f60001: deny until 09:31:30";
+    for screen in Screen::ALL {
+        let shown = render(&on(with_emergency(80, 24), screen));
+        let second = shown.lines().nth(1).unwrap_or_default();
+        assert!(second.contains(banner), "{screen:?}:\n{shown}");
+    }
+    let wide = render(&with_emergency(140, 42));
+    assert!(
+        wide.contains("EMERGENCY r-e1a2 by carol on mi-0a1b2c3d4e5f60001: approvers may deny until 09:31:30 UTC"),
+        "{wide}"
+    );
+    let approvals = render(&on(with_emergency(80, 24), Screen::Approvals));
+    assert!(
+        approvals.contains("r-e1a2 is an EMERGENCY: d denies it until 09:31:30"),
+        "{approvals}"
+    );
+    insta::assert_snapshot!("approvals_emergency_80x24", approvals);
+    let requests = render(&on(with_emergency(80, 24), Screen::Requests));
+    assert!(requests.contains("EMERGENCY"), "{requests}");
+    insta::assert_snapshot!("requests_emergency_80x24", requests);
+}
+
+/// Once its session is live the banner stays (and says until when); once it ended, it goes.
+#[test]
+fn the_emergency_banner_follows_the_session() {
+    let mut s = full_state_sized(80, 24);
+    let mut live = emergency("r-e1a2", "carol");
+    live.state = RequestState::Active;
+    live.deadline = Some(now() + chrono::Duration::minutes(30));
+    let mut snap = snapshot();
+    snap.requests.insert(0, live.clone());
+    update(&mut s, Action::Snapshot(Box::new(snap.clone())));
+    let shown = render(&s);
+    assert!(
+        shown.contains(
+            "EMERGENCY r-e1a2 by carol on mi-0a1b2c3d4e5f60001: session live until 10:00:00"
+        ),
+        "{shown}"
+    );
+    snap.requests[0].state = RequestState::Closed;
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    assert!(!render(&s).contains("EMERGENCY r-e1a2"));
+}
+
+/// `r` on Recordings lists the review queue: due in / OVERDUE by, sign-offs so far, overdue rows
+/// in the error style; the tab counts the pending reviews for reviewers only.
+#[test]
+fn the_to_review_filter_lists_the_review_queue_at_80x24() {
+    let mut snap = snapshot();
+    snap.reviews = reviews();
+    snap.reviewer = true;
+    let mut s = full_state_sized(80, 24);
+    update(&mut s, Action::Snapshot(Box::new(snap.clone())));
+    let mut s = on(s, Screen::Recordings);
+    assert!(
+        render(&s)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("(2)")
+    );
+    press(&mut s, KeyCode::Char('r'));
+    let theme = Theme::load("default").unwrap();
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| draw(f, &s, &theme)).unwrap();
+    let shown = format!("{}", t.backend());
+    for text in [
+        "to review",
+        "r-0c11 !",
+        "OVERDUE 1d",
+        "1/2 carol",
+        "r-0b02",
+        "in 5h",
+        "0/1",
+        "mi-0a1b2c3d4e5f60002",
+        "mi-0a1b2c3d4e5f60003",
+    ] {
+        assert!(shown.contains(text), "{text}:\n{shown}");
+    }
+    // The overdue row is drawn in the error style, the other one is not.
+    let fg_of = |needle: &str| {
+        let buf = t.backend().buffer();
+        let n = u16::try_from(needle.chars().count()).unwrap();
+        (0..24u16)
+            .flat_map(|y| (0..80u16 - n).map(move |x| (x, y)))
+            .find(|&(x, y)| (x..x + n).map(|i| buf[(i, y)].symbol()).collect::<String>() == needle)
+            .map(|at| buf[at].fg)
+            .unwrap()
+    };
+    let error = theme.status_error.fg.unwrap();
+    assert_eq!(fg_of("OVERDUE 1d"), error);
+    assert_eq!(fg_of("r-0c11"), error);
+    assert_ne!(fg_of("in 5h"), error);
+    insta::assert_snapshot!("recordings_to_review_80x24", shown);
+    // r again: every recording.
+    press(&mut s, KeyCode::Char('r'));
+    assert!(render(&s).contains("r-0d9e"));
+    // Not a reviewer: no counter.
+    snap.reviewer = false;
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    assert!(
+        !render(&s)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("(2)")
+    );
+}
+
+/// The help overlay lists the new keys: E on Fleet (asks for a code), r on Recordings.
+#[test]
+fn help_lists_the_emergency_and_to_review_keys() {
+    let mut fleet = full_state_sized(80, 24);
+    press(&mut fleet, KeyCode::Char('?'));
+    let shown = render(&fleet);
+    assert!(
+        shown.contains("EMERGENCY request (if the policy lets you)"),
+        "{shown}"
+    );
+    let mut recordings = on(full_state_sized(80, 24), Screen::Recordings);
+    press(&mut recordings, KeyCode::Char('?'));
+    let shown = render(&recordings);
+    assert!(
+        shown.contains("to review (the review queue) / all"),
+        "{shown}"
+    );
+    insta::assert_snapshot!("help_recordings_80x24", shown);
+}
+
+/// The request form with the emergency door on says so loudly, with the veto window and the
+/// confirmation to type.
+#[test]
+fn request_form_with_the_emergency_door_on_80x24() {
+    let mut snap = snapshot();
+    snap.policy.emergency_allowed = true;
+    let mut s = full_state_sized(80, 24);
+    update(&mut s, Action::Snapshot(Box::new(snap)));
+    press(&mut s, KeyCode::Char('b'));
+    let off = render(&s);
+    assert!(off.contains("C-e EMERGENCY door"), "{off}");
+    press_mod(
+        &mut s,
+        KeyCode::Char('e'),
+        crossterm::event::KeyModifiers::CONTROL,
+    );
+    for _ in 0..4 {
+        press(&mut s, KeyCode::Tab);
+    }
+    let on = render(&s);
+    for text in [
+        "EMERGENCY request for mi-0a1b2c3d4e5f60001",
+        "EMERGENCY DOOR ON",
+        "type EMERGENCY",
+        "C-e ordinary request",
+    ] {
+        assert!(on.contains(text), "{text}:\n{on}");
+    }
+    insta::assert_snapshot!("request_form_emergency_80x24", on);
 }

@@ -8,7 +8,7 @@ use ratatui::widgets::{Paragraph, Row};
 use crate::tui::action::Screen;
 use crate::tui::app::State;
 use crate::tui::columns::{self, Column};
-use crate::tui::model::RequestRow;
+use crate::tui::model::{RequestRow, RequestState};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing};
 
@@ -19,6 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         return widgets::message(frame, area, widgets::panel(title, theme), lines);
     }
     let area = flags_below(frame, area, state, theme);
+    let area = emergency_above(frame, area, state, theme);
     let items = state.broker.ready().map_or(&[][..], |b| &b.approvals[..]);
     if items.is_empty() {
         let lines = vec![
@@ -49,8 +50,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             return Row::default();
         };
         let r = &a.request;
+        let loud = r.state == RequestState::Emergency;
         fitted.row(vec![
-            Line::styled(r.id.clone(), theme.text_dim),
+            if loud {
+                Line::styled(r.id.clone(), theme.status_error)
+            } else {
+                Line::styled(r.id.clone(), theme.text_dim)
+            },
             Line::styled(r.requester.clone(), theme.text),
             Line::styled(r.target.clone(), theme.text),
             Line::styled(widgets::age(state.now, r.created_at), theme.text),
@@ -58,9 +64,37 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 r.incident.clone().unwrap_or_else(|| "—".to_string()),
                 theme.text,
             ),
-            Line::styled(r.reason.clone(), theme.text),
+            if loud {
+                Line::styled(format!("EMERGENCY: {}", r.reason), theme.status_error)
+            } else {
+                Line::styled(r.reason.clone(), theme.text)
+            },
         ])
     });
+}
+
+/// Over the queue, when an emergency request is in it: what the approver can still do and
+/// until when (the first one; the rest are marked in the queue).
+fn emergency_above(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) -> Rect {
+    let first = state.broker.ready().and_then(|b| {
+        b.approvals
+            .iter()
+            .map(|a| &a.request)
+            .find(|r| r.state == RequestState::Emergency)
+    });
+    let Some(r) = first else {
+        return area;
+    };
+    let until = r
+        .deadline
+        .map_or_else(|| "?".to_string(), |t| t.format("%H:%M:%S").to_string());
+    let [note, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
+    let text = format!(
+        " {} is an EMERGENCY: d denies it until {until}; then it opens unapproved.",
+        r.id
+    );
+    frame.render_widget(Line::styled(text, theme.status_error), note);
+    rest
 }
 
 /// Draws the commands flagged in live sessions under the queue, when there are any, and

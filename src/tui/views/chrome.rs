@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Row, Table};
 use crate::tui::action::Screen;
 use crate::tui::app::{State, Status};
 use crate::tui::keymap;
-use crate::tui::model::DemoCode;
+use crate::tui::model::{DemoCode, RequestState};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, badge};
 
@@ -43,9 +43,51 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     frame.render_widget(right.right_aligned(), who);
 }
 
+/// The emergency banner: one line over every screen while an emergency request is in its
+/// veto window or its session is live. Returns the area left below it.
+pub fn emergency_banner(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) -> Rect {
+    let loud = state.loud_emergencies();
+    let Some(r) = loud.first() else {
+        return area;
+    };
+    let until = r
+        .deadline
+        .map_or_else(|| "?".to_string(), |t| t.format("%H:%M:%S").to_string());
+    let head = format!(" EMERGENCY {} by {} on {}: ", r.id, r.requester, r.target);
+    let (long, short) = if r.state == RequestState::Emergency {
+        ("approvers may deny until", "deny until")
+    } else {
+        ("session live until", "live until")
+    };
+    let more = match loud.len() {
+        1 => String::new(),
+        n => format!(" (+{} more: Requests, 2)", n - 1),
+    };
+    // The longest wording that fits; the ids and the deadline always show whole.
+    let room = usize::from(area.width);
+    let text = [
+        format!("{head}{long} {until} UTC{more}"),
+        format!("{head}{long} {until}{more}"),
+        format!("{head}{short} {until}{more}"),
+        format!("{head}{short} {until}"),
+    ]
+    .into_iter()
+    .find(|t| t.chars().count() <= room)
+    .unwrap_or_else(|| format!("{head}{short} {until}"));
+    let [banner, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    frame.render_widget(Paragraph::new(text).style(theme.badge_danger), banner);
+    rest
+}
+
 /// The tabs: ` 1 Fleet ` each, or (compact) ` 1 ` for all but the current one.
 fn tabs(state: &State, theme: &Theme, compact: bool) -> Vec<Span<'static>> {
     let pending = state.broker.ready().map_or(0, |b| b.approvals.len());
+    // The review queue's counter is for those who review (approvers and reviewers).
+    let reviews = state
+        .broker
+        .ready()
+        .filter(|b| b.reviewer)
+        .map_or(0, |b| b.reviews.len());
     let live = state.session.as_ref().is_some_and(|p| p.is_live());
     Screen::ALL
         .iter()
@@ -59,6 +101,9 @@ fn tabs(state: &State, theme: &Theme, compact: bool) -> Vec<Span<'static>> {
             };
             if *s == Screen::Approvals && pending > 0 {
                 title.push_str(&format!(" ({pending})"));
+            }
+            if *s == Screen::Recordings && reviews > 0 {
+                title.push_str(&format!(" ({reviews})"));
             }
             if *s == Screen::Session && live {
                 title.push_str(" ●");

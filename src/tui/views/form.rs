@@ -7,19 +7,32 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use crate::tui::form::{Form, Purpose};
 use crate::tui::theme::Theme;
-use crate::tui::widgets;
+use crate::tui::widgets::{self, badge};
 
 /// Draws a form over `area`: the request form large, prompts small.
 pub fn draw(frame: &mut Frame, area: Rect, form: &Form, theme: &Theme) {
     let mut lines = Vec::new();
     if let Purpose::NewRequest { .. } = form.purpose {
-        lines.push(Line::styled(
-            format!(
-                "Needs {} approvals from other people. Opening taints the node; it is replaced after.",
-                form.limits.approvals_required
-            ),
-            theme.text_dim,
-        ));
+        if form.emergency {
+            lines.push(Line::from(vec![
+                badge("EMERGENCY DOOR ON", theme.badge_danger),
+                Span::styled(
+                    format!(
+                        " Announced to every approver now; any of them may deny it for {}, then it opens without approvals. Incident required; reviewed afterwards.",
+                        humantime::format_duration(form.limits.veto_window)
+                    ),
+                    theme.status_error,
+                ),
+            ]));
+        } else {
+            lines.push(Line::styled(
+                format!(
+                    "Needs {} approvals from other people. Opening taints the node; it is replaced after.",
+                    form.limits.approvals_required
+                ),
+                theme.text_dim,
+            ));
+        }
         lines.push(Line::default());
     }
     for (label, value) in &form.context {
@@ -70,10 +83,18 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &Form, theme: &Theme) {
     } else {
         "next field"
     };
-    lines.push(widgets::hints_line(
-        &[("Enter", submit), ("Tab", "next field"), ("Esc", "cancel")],
-        theme,
-    ));
+    let mut hints = vec![("Enter", submit), ("Tab", "next field"), ("Esc", "cancel")];
+    if matches!(form.purpose, Purpose::NewRequest { .. }) && form.limits.emergency_allowed {
+        hints.push((
+            "C-e",
+            if form.emergency {
+                "ordinary request"
+            } else {
+                "EMERGENCY door"
+            },
+        ));
+    }
+    lines.push(widgets::hints_line(&hints, theme));
     let w = match form.purpose {
         Purpose::NewRequest { .. } => area.width.saturating_sub(4).max(40),
         _ if !form.context.is_empty() => area.width.saturating_sub(4).clamp(40, 100),

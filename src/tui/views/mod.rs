@@ -7,6 +7,7 @@ mod fleet;
 mod form;
 mod recordings;
 mod requests;
+mod reviews;
 mod session;
 
 use ratatui::Frame;
@@ -39,6 +40,7 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
     ])
     .areas(area);
     chrome::header(frame, top, state, theme);
+    let body = chrome::emergency_banner(frame, body, state, theme);
     let side = state.demo_panel() && area.width >= DEMO_SIDE_WIDTH;
     let body = match &state.demo_codes {
         Some(codes) if side => {

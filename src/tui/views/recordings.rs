@@ -14,9 +14,12 @@ use crate::tui::widgets::{self, Listing, badge};
 
 /// Draws the Recordings screen.
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    let title = " Recordings ";
+    let title = " Recordings (r: to review) ";
     if let Some(lines) = super::broker_not_ready(state, "recordings", theme) {
         return widgets::message(frame, area, widgets::panel(title, theme), lines);
+    }
+    if state.to_review {
+        return super::reviews::draw(frame, area, state, theme);
     }
     let items = state.broker.ready().map_or(&[][..], |b| &b.recordings[..]);
     if items.is_empty() {

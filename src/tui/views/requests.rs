@@ -18,7 +18,9 @@ pub fn state_style(state: RequestState, theme: &Theme) -> Style {
     match state {
         RequestState::Pending => theme.badge_warn,
         RequestState::Approved | RequestState::Active => theme.badge_ok,
-        RequestState::Denied | RequestState::Expired => theme.badge_danger,
+        RequestState::Denied | RequestState::Expired | RequestState::Emergency => {
+            theme.badge_danger
+        }
         RequestState::Cancelled | RequestState::Closed => theme.text_dim,
     }
 }
@@ -33,9 +35,11 @@ pub fn approvals_cell(r: &RequestRow) -> String {
 /// REASON drops first (the selected request's reason shows below the table), then LEFT;
 /// APPROVALS shrinks to its count.
 fn request_columns(rows: &[&RequestRow]) -> [Column; 7] {
+    // The state badge is its label padded by one on each side; EMERGENCY needs 11.
+    let state = columns::widest(rows.iter().map(|r| r.state.label())).saturating_add(2);
     [
         Column::id_of("ID", rows.iter().copied(), |r| &r.id),
-        Column::flex("STATE", 10, 10, 0),
+        Column::flex("STATE", state.max(10), state.max(10), 0),
         Column::id_of("REQUESTER", rows.iter().copied(), |r| &r.requester),
         Column::id_of("TARGET", rows.iter().copied(), |r| &r.target),
         Column::flex("APPROVALS", 16, 5, 0),
@@ -90,6 +94,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         ])
     });
     if let Some(r) = rows.get(selected) {
+        let veto;
         let next = match r.state {
             RequestState::Approved if r.requester == state.user => {
                 "Approved: press o to open the session."
@@ -99,6 +104,14 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 "Waiting for approvers (they see it on Approvals). c cancels if it is yours."
             }
             RequestState::Active => "A session is running.",
+            RequestState::Emergency => {
+                veto = format!(
+                    "EMERGENCY: any approver may deny it until {}; then it opens without approvals.",
+                    r.deadline
+                        .map_or_else(|| "?".to_string(), |t| t.format("%H:%M:%S UTC").to_string())
+                );
+                veto.as_str()
+            }
             _ => "Finished.",
         };
         let lines = vec![

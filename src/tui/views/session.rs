@@ -47,6 +47,11 @@ fn status_bar(frame: &mut Frame, area: Rect, state: &State, pane: &SessionPane, 
         spans.push(badge("NOT RECORDING", theme.badge_danger));
         spans.push(Span::raw(" "));
     }
+    // The pane keeps every row, so the emergency banner shrinks to a badge here.
+    if let Some(r) = state.loud_emergencies().first() {
+        spans.push(badge(&format!("EMERGENCY {}", r.id), theme.badge_danger));
+        spans.push(Span::raw(" "));
+    }
     spans.push(Span::styled(pane.target.clone(), theme.title));
     spans.push(Span::styled(
         format!("  {} left  ", widgets::time_left(state.now, pane.ends_at)),
