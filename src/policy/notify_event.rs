@@ -32,6 +32,8 @@ pub enum NotifyEvent {
     ReviewOverdue,
     /// A request is still pending after `escalate_after` (once per step).
     Escalation,
+    /// A command typed in a live session raised a risk flag (`command_flagged`).
+    CommandFlagged,
     /// `sombrero notify test` (never queued; every target receives it).
     Test,
     /// An emergency request was made: every target receives it, whatever it lists.
@@ -45,7 +47,7 @@ impl NotifyEvent {
     }
 
     /// Every event a target may list (not `test` or `emergency_requested`, which go to all).
-    pub const ALL: [NotifyEvent; 12] = [
+    pub const ALL: [NotifyEvent; 13] = [
         NotifyEvent::RequestCreated,
         NotifyEvent::ApprovalGiven,
         NotifyEvent::RequestApproved,
@@ -58,6 +60,7 @@ impl NotifyEvent {
         NotifyEvent::ReviewDue,
         NotifyEvent::ReviewOverdue,
         NotifyEvent::Escalation,
+        NotifyEvent::CommandFlagged,
     ];
 
     /// The notifiable event an audit event is, if any.
@@ -76,6 +79,7 @@ impl NotifyEvent {
             EventKind::ReviewDue => NotifyEvent::ReviewDue,
             EventKind::ReviewOverdue => NotifyEvent::ReviewOverdue,
             EventKind::RequestEscalated => NotifyEvent::Escalation,
+            EventKind::CommandFlagged => NotifyEvent::CommandFlagged,
             _ => return None,
         })
     }
@@ -95,6 +99,7 @@ impl NotifyEvent {
             NotifyEvent::ReviewDue => "review_due",
             NotifyEvent::ReviewOverdue => "review_overdue",
             NotifyEvent::Escalation => "escalation",
+            NotifyEvent::CommandFlagged => "command_flagged",
             NotifyEvent::Test => "test",
             NotifyEvent::EmergencyRequested => "emergency_requested",
         }
@@ -128,5 +133,13 @@ mod tests {
             Some(NotifyEvent::SessionEnded)
         );
         assert_eq!(NotifyEvent::of(EventKind::MfaAccepted), None);
+        assert_eq!(
+            NotifyEvent::of(EventKind::CommandFlagged),
+            Some(NotifyEvent::CommandFlagged)
+        );
+        assert_eq!(
+            NotifyEvent::parse("command_flagged"),
+            Some(NotifyEvent::CommandFlagged)
+        );
     }
 }

@@ -477,3 +477,67 @@ fn urls_and_secrets_stay_out_of_policy_check_the_api_and_logs() {
 mod review;
 
 mod emergency;
+
+/// A risky command typed in a live session reaches a target that lists `command_flagged`,
+/// signed, with the command as the audit log recorded it.
+#[test]
+fn a_command_flagged_in_a_live_session_is_notified() {
+    use std::process::Stdio;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lab = rt
+        .block_on(pink_sombrero::lab::start(
+            pink_sombrero::lab::LabConfig::default(),
+        ))
+        .unwrap();
+    let hook = Receiver::start(Duration::ZERO);
+    let chat = Receiver::start(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let p = policy(
+        dir.path(),
+        &hook.url("/hook"),
+        &chat.url(&format!("/services/{SLACK_TOKEN}")),
+        "\"command_flagged\"",
+        "replacement = \"automation:PinkSombrero-ReplaceNode\"",
+    );
+    let mut d = team(&p);
+    d.start();
+    let target = lab.nodes()[0].id.clone();
+    let id = d.env.approved(&target, "rita", &["ann", "bob"]);
+    let code = d.env.code("rita");
+    let mut open = d
+        .env
+        .command(&["open", &id, "--as", "rita", "--code", &code]);
+    crate::common::cli::lab_env(&mut open, &lab.endpoint_url());
+    let mut child = open
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hostname\nsudo id\nexit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = hook.wait_for(Duration::from_secs(30), |g| {
+        events_of(g).iter().any(|e| e == "command_flagged")
+    });
+    let flagged: Vec<&Got> = got
+        .iter()
+        .filter(|g| g.json()["event"] == "command_flagged")
+        .collect();
+    assert_eq!(flagged.len(), 1, "{:?}", events_of(&got));
+    verify_signature(flagged[0]);
+    let body = flagged[0].json();
+    assert_eq!(body["audit"]["request_id"], id.as_str(), "{body}");
+    assert_eq!(body["audit"]["data"]["text"], "sudo id", "{body}");
+    assert_eq!(body["audit"]["data"]["severity"], "medium", "{body}");
+    rt.block_on(lab.shutdown());
+}
