@@ -790,3 +790,50 @@ async fn commands_of_a_recorded_session_list_the_flagged_ones_at_their_lines() {
     );
     w.lab.shutdown().await;
 }
+
+/// A pasted flood of flagged commands in a live session costs the session's budget of
+/// `command_flagged` events and one summary, not one event each; the recording keeps them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_flagged_commands_is_audited_within_its_budget() {
+    use pink_sombrero::recording::live_flags::MAX_LIVE_FLAGS;
+    let mut w = World::new().await;
+    let node = w.lab.nodes()[0].id.clone();
+    let id = w.approved(&node);
+    let pasted = MAX_LIVE_FLAGS + 25;
+    let mut script: String = (0..pasted).map(|i| format!("sudo true {i}\n")).collect();
+    script.push_str("exit\n");
+    let out = w.open(&id, &script);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = w.env.run(&["audit", "export"]).ok().stdout;
+    let flagged: Vec<serde_json::Value> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "command_flagged")
+        .collect();
+    assert_eq!(flagged.len(), MAX_LIVE_FLAGS + 1, "{flagged:?}");
+    assert!(
+        flagged[..MAX_LIVE_FLAGS]
+            .iter()
+            .all(|e| e["data"]["severity"] == "medium")
+    );
+    assert_eq!(flagged[MAX_LIVE_FLAGS]["data"]["suppressed"], true);
+    // Every command is still in the recording for the review.
+    let casts = w.recordings();
+    let all = w
+        .env
+        .run(&[
+            "commands",
+            casts[0].to_str().unwrap(),
+            "--flagged",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(all.as_array().unwrap().len(), pasted);
+    w.lab.shutdown().await;
+}
