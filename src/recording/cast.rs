@@ -104,7 +104,7 @@ impl EventKind {
         }
     }
 
-    fn from_code(code: &str) -> Option<Self> {
+    pub(crate) fn from_code(code: &str) -> Option<Self> {
         Some(match code {
             "o" => EventKind::Output,
             "i" => EventKind::Input,

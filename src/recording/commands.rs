@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 
-use super::cast::{Event, EventKind, parse_event};
+use super::cast::{Event, EventKind};
 
 /// Longest command text kept (characters); the rest is cut so a runaway paste stays bounded.
 pub const MAX_COMMAND_CHARS: usize = 4096;
@@ -363,6 +363,14 @@ pub fn index<'a>(events: impl IntoIterator<Item = (u64, &'a Event)>) -> Vec<Comm
     ix.finish()
 }
 
+/// One event line's parts, borrowed from the line where it can be.
+#[derive(serde::Deserialize)]
+struct RawEvent<'a>(
+    f64,
+    #[serde(borrow)] std::borrow::Cow<'a, str>,
+    #[serde(borrow)] std::borrow::Cow<'a, str>,
+);
+
 /// Indexes a cast read line by line, without holding it in memory; lines that are not events
 /// (the header, a line cut by a crash, bytes that are not UTF-8) are skipped, as the player does.
 pub fn index_reader(mut reader: impl std::io::BufRead) -> std::io::Result<Vec<Command>> {
@@ -378,10 +386,19 @@ pub fn index_reader(mut reader: impl std::io::BufRead) -> std::io::Result<Vec<Co
         if line == 1 {
             continue;
         }
-        if let Ok(text) = std::str::from_utf8(&buf)
-            && let Ok(ev) = parse_event(text.trim_end_matches(['\n', '\r']), line)
+        // Parsed from the bytes as borrowed parts: no separate UTF-8 pass over the line, no
+        // copy of the code, and the data copied only when it holds escapes. A line that is not
+        // an event (as `cast::parse_event` reads one) is skipped.
+        let end = buf
+            .iter()
+            .rposition(|b| !matches!(b, b'\n' | b'\r'))
+            .map_or(0, |i| i + 1);
+        if let Ok(RawEvent(time, code, data)) = serde_json::from_slice::<RawEvent>(&buf[..end])
+            && time.is_finite()
+            && time >= 0.0
+            && let Some(kind) = EventKind::from_code(&code)
         {
-            ix.push(line, &ev);
+            ix.push_text(line, time, kind, &data);
         }
     }
     Ok(ix.finish())
@@ -553,5 +570,31 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!((got[0].text.as_str(), got[0].line), ("id", 2));
         assert_eq!((got[1].text.as_str(), got[1].line), ("ls", 5));
+    }
+
+    #[test]
+    fn index_reader_reads_what_parse_event_reads_and_nothing_else() {
+        // CRLF endings, escaped and plain data, an escaped code (an event all the same); a
+        // negative time, an unknown code and bad UTF-8 are not events.
+        let mut cast = b"{\"version\":2,\"width\":80,\"height\":24}\r\n".to_vec();
+        cast.extend_from_slice(b"[0.1,\"o\",\"$ \"]\r\n");
+        cast.extend_from_slice(b"[0.2,\"i\",\"s\\u0075do id\\r\"]\r\n");
+        cast.extend_from_slice(b"[-1.0,\"i\",\"rm x\\r\"]\n");
+        cast.extend_from_slice(b"[0.3,\"q\",\"rm y\\r\"]\n");
+        cast.extend_from_slice(b"[0.4,\"i\",\"\xff\\r\"]\n");
+        cast.extend_from_slice(b"[0.5,\"\\u0069\",\"rm z\\r\"]\n");
+        cast.extend_from_slice(b"[0.6,\"i\",\"ls\\r\"]\n");
+        let got = index_reader(&cast[..]).unwrap();
+        let texts: Vec<(&str, u64)> = got.iter().map(|c| (c.text.as_str(), c.line)).collect();
+        assert_eq!(texts, [("sudo id", 3), ("rm z", 7), ("ls", 8)]);
+        for (i, line) in cast.split(|b| *b == b'\n').enumerate().skip(1) {
+            let line = String::from_utf8_lossy(line);
+            let line = line.trim_end_matches('\r');
+            let parsed = crate::recording::cast::parse_event(line, i as u64 + 1).is_ok();
+            let indexed = [2usize, 3, 7, 8].contains(&(i + 1));
+            if !line.is_empty() && !line.contains('\u{fffd}') {
+                assert_eq!(parsed, indexed, "line {}: {line}", i + 1);
+            }
+        }
     }
 }
