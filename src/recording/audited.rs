@@ -90,6 +90,13 @@ impl AuditLog {
     /// Gathers the recording events of a whole audit log.
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> AuditLog {
         let mut log = AuditLog::default();
+        log.extend(events);
+        log
+    }
+
+    /// Adds the next events of the log, in order (a log read page by page).
+    pub fn extend<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        let log = self;
         for e in events {
             let by_path = str_of(&e.data, "path").and_then(file_name);
             // Events without a path concern the request's recording.
@@ -151,7 +158,6 @@ impl AuditLog {
                 _ => {}
             }
         }
-        log
     }
 
     /// What the audit log says about the file `name` whose header names `request`.

@@ -201,13 +201,14 @@ pub use super::BIN;
 pub struct TlsDaemon {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    /// The data dir (its log files are read by tests).
+    dir: tempfile::TempDir,
 }
 
 impl TlsDaemon {
     /// Bytes in the daemon's log files (`logs/` of its data dir).
     pub fn log_bytes(&self) -> u64 {
-        std::fs::read_dir(self._dir.path().join("logs"))
+        std::fs::read_dir(self.dir.path().join("logs"))
             .map(|dir| {
                 dir.flatten()
                     .filter_map(|e| e.metadata().ok())
@@ -258,11 +259,7 @@ pub fn daemon(pki: &Pki, sts: &str, identities: &str, extra: &[&str]) -> TlsDaem
         .and_then(|(_, p)| p.split(',').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("the daemon did not say where it listens: {line:?}"));
-    TlsDaemon {
-        child,
-        port,
-        _dir: dir,
-    }
+    TlsDaemon { child, port, dir }
 }
 
 /// An STS stand-in on loopback that counts the calls the broker makes: it answers every

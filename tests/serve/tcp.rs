@@ -406,16 +406,10 @@ async fn a_flood_of_unsigned_proofs_is_refused_before_sts_and_rate_limited_per_s
     assert_eq!(sts.calls(), 0, "an unsigned proof reached STS");
 
     // Another source (a legitimate client) is unaffected, and its proof is checked once.
-    let mut c = connect(&pki.ca, "localhost", d.port).await;
-    let proof = alice
-        .sign("localhost", &c.binding)
-        .await
-        .unwrap()
-        .to_header();
-    let (status, me, _) = c
-        .get("localhost", "/v1/whoami", Some(&proof))
-        .await
-        .unwrap();
+    let (status, me) = whoami(&pki, &d, async |b| {
+        alice.sign("localhost", b).await.unwrap()
+    })
+    .await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["user"], "alice");
     assert_eq!(sts.calls(), 1);
@@ -472,16 +466,10 @@ async fn three_hundred_refused_proofs_against_a_slow_sts_leave_others_served() {
         Credentials::new("AKIDALICE", "secret", None, None, "test"),
     );
     let started = std::time::Instant::now();
-    let mut c = connect(&pki.ca, "localhost", d.port).await;
-    let proof = alice
-        .sign("localhost", &c.binding)
-        .await
-        .unwrap()
-        .to_header();
-    let (status, me, _) = c
-        .get("localhost", "/v1/whoami", Some(&proof))
-        .await
-        .unwrap();
+    let (status, me) = whoami(&pki, &d, async |b| {
+        alice.sign("localhost", b).await.unwrap()
+    })
+    .await;
     let took = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["user"], "alice");
