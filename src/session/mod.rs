@@ -6,6 +6,8 @@
 //! shell is reached fails closed: the claimed request is closed as `OpenFailed` and no data
 //! channel is ever connected.
 
+pub mod saga;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
