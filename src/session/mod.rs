@@ -10,7 +10,7 @@
 mod driver;
 mod finish;
 mod live;
-
+mod pump;
 mod replace;
 pub mod saga;
 
@@ -31,7 +31,7 @@ use crate::request::CloseReason;
 pub use driver::{open, open_for};
 pub use finish::{Finished, finish};
 pub use live::{LiveSession, RecorderTap, Terminator};
-
+pub use pump::{Forward, pump};
 pub use replace::{ReplaceJob, replace_audited};
 pub use saga::SESSION_ACTOR;
 

@@ -69,7 +69,7 @@ fn a_refusal_before_the_claim_changes_nothing() {
 #[test]
 fn every_failure_after_the_claim_fails_closed_and_never_connects() {
     let boom = || "boom".to_string();
-    let table: Vec<Precedence> = vec![
+    let table: Vec<(usize, Vec<Effect>, &str)> = vec![
         (
             2,
             vec![Audit(Fact::RecordingFailed(boom()))],
@@ -331,12 +331,7 @@ fn the_close_reason_follows_its_precedence() {
         reason: EndReason::Failed("ws reset".into()),
     });
     let kill = CloseReason::Terminated { by: "ann".into() };
-    let table: Vec<(
-        Option<CloseReason>,
-        Option<&str>,
-        Option<SessionEnd>,
-        CloseReason,
-    )> = vec![
+    let table: Vec<Precedence> = vec![
         (Some(kill.clone()), Some("disk"), exited(Some(0)), kill),
         (
             None,
