@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 
 use super::approved_status;
+use crate::request;
 use crate::tui::action::{Done, Screen};
 use crate::tui::app::{State, Status};
 use crate::tui::intent::Intent;
-use crate::tui::model::{Loadable, RequestState};
+use crate::tui::model::Loadable;
 use crate::tui::notice;
 use crate::tui::session::{self, Chord, SessionPane};
 
@@ -122,7 +123,7 @@ fn emergency_arrived(s: &mut State, snapshot: &crate::tui::model::BrokerSnapshot
     let now: HashSet<String> = snapshot
         .requests
         .iter()
-        .filter(|r| r.state == RequestState::Emergency)
+        .filter(|r| r.state == request::State::Emergency)
         .map(|r| r.id.clone())
         .collect();
     let fresh = s.seen_emergencies.as_ref().and_then(|seen| {

@@ -1,11 +1,12 @@
 //! What the person does to a request from the lists: ask, open, cancel, watch, kill,
 //! decide, replay its recording, and the form that collects what an action needs.
 
+use crate::request;
 use crate::tui::action::Screen;
 use crate::tui::app::{State, Status};
 use crate::tui::form::{Form, Purpose, decision_context};
 use crate::tui::intent::Intent;
-use crate::tui::model::RequestState;
+use crate::tui::model::state_label;
 use crate::tui::session;
 
 pub(super) fn start_request(s: &mut State) {
@@ -48,10 +49,10 @@ pub(super) fn open_session(s: &mut State) -> Vec<Intent> {
             "Only {} can open this session (you act as {}; press u to switch).",
             r.requester, s.user
         ))
-    } else if r.state != RequestState::Approved {
+    } else if r.state != request::State::Approved {
         Some(format!(
             "This request is {}: a session opens only once it is approved ({}/{} approvals).",
-            r.state.label(),
+            state_label(r.state),
             r.approved_by.len(),
             r.approvals_required
         ))
@@ -100,7 +101,7 @@ fn request_to_open(s: &State) -> Option<crate::tui::model::RequestRow> {
         .then(|| selected_request(s))
         .flatten();
     match selected {
-        Some(r) if r.requester == s.user && r.state == RequestState::Approved => Some(r),
+        Some(r) if r.requester == s.user && r.state == request::State::Approved => Some(r),
         Some(r) => announced().or(Some(r)),
         None => announced(),
     }
@@ -112,7 +113,7 @@ pub(super) fn cancel_request(s: &mut State) -> Vec<Intent> {
             if r.requester == s.user
                 && matches!(
                     r.state,
-                    RequestState::Pending | RequestState::Emergency | RequestState::Approved
+                    request::State::Pending | request::State::Emergency | request::State::Approved
                 ) =>
         {
             vec![Intent::Cancel { id: r.id }]
@@ -136,7 +137,7 @@ pub(super) fn watch_session(s: &mut State) -> Vec<Intent> {
         return Vec::new();
     }
     match selected_request(s) {
-        Some(r) if r.state == RequestState::Active => {
+        Some(r) if r.state == request::State::Active => {
             let (rows, cols) = session::pane_size(s.size);
             s.status = Some(Status::Info(format!(
                 "Watching {} read-only: {} on {}...",
@@ -160,7 +161,7 @@ pub(super) fn watch_session(s: &mut State) -> Vec<Intent> {
 
 pub(super) fn kill_session(s: &mut State) -> Vec<Intent> {
     match selected_request(s) {
-        Some(r) if r.state == RequestState::Active => {
+        Some(r) if r.state == request::State::Active => {
             s.form = Some(Form::code_only(Purpose::Kill { id: r.id }));
             Vec::new()
         }

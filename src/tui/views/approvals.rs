@@ -5,10 +5,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row};
 
+use crate::request;
 use crate::tui::action::Screen;
 use crate::tui::app::State;
 use crate::tui::columns::{self, Column};
-use crate::tui::model::{RequestRow, RequestState};
+use crate::tui::model::RequestRow;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing};
 
@@ -50,7 +51,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             return Row::default();
         };
         let r = &a.request;
-        let loud = r.state == RequestState::Emergency;
+        let loud = r.state == request::State::Emergency;
         fitted.row(vec![
             if loud {
                 Line::styled(r.id.clone(), theme.status_error)
@@ -80,7 +81,7 @@ fn emergency_above(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) 
         b.approvals
             .iter()
             .map(|a| &a.request)
-            .find(|r| r.state == RequestState::Emergency)
+            .find(|r| r.state == request::State::Emergency)
     });
     let Some(r) = first else {
         return area;
