@@ -3,7 +3,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row};
+use ratatui::widgets::Paragraph;
 
 use crate::request;
 use crate::tui::action::Screen;
@@ -23,33 +23,23 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let area = emergency_above(frame, area, state, theme);
     let items = state.broker.ready().map_or(&[][..], |b| &b.approvals[..]);
     if items.is_empty() {
-        let lines = vec![
-            Line::styled(format!("Nothing waiting for {}.", state.user), theme.text),
-            Line::styled(
-                "New requests appear here with a bell. Press u to act as another user.",
-                theme.text_dim,
-            ),
-        ];
-        return widgets::message(frame, area, widgets::panel(title, theme), lines);
+        let hint = "New requests appear here with a bell. Press u to act as another user.";
+        let text = (format!("Nothing waiting for {}.", state.user), hint);
+        return widgets::empty(frame, area, title, text, theme);
     }
     let requests: Vec<&RequestRow> = items.iter().map(|a| &a.request).collect();
     let fitted = columns::fit(&approval_columns(&requests), area.width.saturating_sub(2));
-    let listing = Listing {
-        block: widgets::panel(title, theme).title_bottom(Line::from(vec![
+    let listing = Listing::of(
+        widgets::panel(title, theme).title_bottom(Line::from(vec![
             Span::styled(" a ", theme.key),
             Span::styled("approve · ", theme.text),
             Span::styled("d ", theme.key),
             Span::styled("deny ", theme.text),
         ])),
-        header: fitted.header(),
-        widths: fitted.widths(),
-        len: items.len(),
-        selected: state.cursor(Screen::Approvals),
-    };
-    widgets::windowed_table(frame, area, listing, theme, |i| {
-        let Some(a) = items.get(i) else {
-            return Row::default();
-        };
+        &fitted,
+        state.cursor(Screen::Approvals),
+    );
+    widgets::windowed_table(frame, area, listing, items, theme, |a| {
         let r = &a.request;
         let loud = r.state == request::State::Emergency;
         fitted.row(vec![

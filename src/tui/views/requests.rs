@@ -4,7 +4,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::request;
 use crate::tui::action::Screen;
@@ -13,6 +13,12 @@ use crate::tui::columns::{self, Column};
 use crate::tui::model::{RequestRow, state_label};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing, badge};
+
+/// What the screen says while it has nothing to show.
+const NO_REQUESTS: (&str, &str) = (
+    "No requests yet.",
+    "Go to Fleet (1), select a node and press b to ask for break-glass access.",
+);
 
 /// The style of a request state badge.
 pub fn state_style(state: request::State, theme: &Theme) -> Style {
@@ -61,29 +67,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     let rows = state.visible_requests();
     if rows.is_empty() {
-        let lines = vec![
-            Line::styled("No requests yet.", theme.text),
-            Line::styled(
-                "Go to Fleet (1), select a node and press b to ask for break-glass access.",
-                theme.text_dim,
-            ),
-        ];
-        return widgets::message(frame, area, widgets::panel(title, theme), lines);
+        return widgets::empty(frame, area, title, NO_REQUESTS, theme);
     }
     let [table, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
     let selected = state.cursor(Screen::Requests);
     let fitted = columns::fit(&request_columns(&rows), table.width.saturating_sub(2));
-    let listing = Listing {
-        block: widgets::panel(title, theme),
-        header: fitted.header(),
-        widths: fitted.widths(),
-        len: rows.len(),
-        selected,
-    };
-    widgets::windowed_table(frame, table, listing, theme, |i| {
-        let Some(r) = rows.get(i) else {
-            return Row::default();
-        };
+    let listing = Listing::of(widgets::panel(title, theme), &fitted, selected);
+    widgets::windowed_table(frame, table, listing, &rows, theme, |r| {
         fitted.row(vec![
             Line::styled(r.id.clone(), theme.text_dim),
             Line::from(badge(state_label(r.state), state_style(r.state, theme))),
