@@ -178,3 +178,6 @@ impl Broker {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod test_support;

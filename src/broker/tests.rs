@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use chrono::TimeZone;
-
 use super::*;
 use crate::mfa;
 use crate::policy::Role;
@@ -18,17 +16,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(policy: &str) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
-        let clock = TestClock::at(Utc.timestamp_opt(1_800_000_000, 0).unwrap());
-        let broker = Broker::open(
-            &Paths::at(dir.path()),
-            BrokerOptions {
-                policy_path: None,
-                clock: Some(clock.clone()),
-            },
-        )
-        .unwrap();
+        let (dir, clock, broker) = super::test_support::broker(policy);
         let mut f = Fixture {
             _dir: dir,
             clock,
