@@ -40,7 +40,7 @@ pub(crate) fn policy_or_default(g: &GlobalOpts, paths: &Paths) -> anyhow::Result
 
 /// The policy file for these options (env, then config file, then the data dir).
 pub(crate) fn policy_path(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<std::path::PathBuf> {
-    policy::resolve_path(g.config.as_deref(), paths)
+    crate::policy_file::resolve_path(g.config.as_deref(), paths)
         .map_err(|e| ExitError::usage(e.to_string()).into())
 }
 
