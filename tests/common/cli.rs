@@ -57,6 +57,23 @@ pub fn race(commands: Vec<(String, Command)>) -> Vec<(String, Run)> {
         .collect()
 }
 
+/// Every approver in `who` approves `id` at once, the i-th through `brokers[i % len]`.
+pub fn race_approvals(brokers: &mut [&mut Env], id: &str, who: &[String]) -> Vec<(String, Run)> {
+    let commands = who
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let env = &mut *brokers[i % brokers.len()];
+            let code = env.code(w);
+            (
+                w.clone(),
+                env.command(&["approve", id, "--as", w, "--code", &code]),
+            )
+        })
+        .collect();
+    race(commands)
+}
+
 /// Exactly one of the racers approved and every other was refused because the request
 /// already had its approvals; returns the winner.
 #[track_caller]
@@ -156,6 +173,15 @@ impl Env {
             secrets: HashMap::new(),
             last_step: HashMap::new(),
         }
+    }
+
+    /// A fresh data dir with `policy` and `users` (name, role) enrolled and confirmed.
+    pub fn enrolled(policy: &str, users: &[(&str, &str)]) -> Env {
+        let mut env = Env::new(policy);
+        for (name, role) in users {
+            env.enrol(name, role);
+        }
+        env
     }
 
     /// A fresh data dir with `policy` whose commands use the store `store` (`--store`).
@@ -350,6 +376,44 @@ impl Env {
         id
     }
 
+    /// `sombrero ARGS` on this data dir against the lab at `endpoint` (see [`lab_env`]).
+    pub fn lab_command(&self, args: &[&str], endpoint: &str) -> Command {
+        let mut c = self.command(args);
+        lab_env(&mut c, endpoint);
+        c
+    }
+
+    /// `sombrero open ID --as WHO --code C` (a fresh code) against the lab at `endpoint`.
+    pub fn open_on_lab(&mut self, id: &str, who: &str, endpoint: &str) -> Command {
+        let code = self.code(who);
+        self.lab_command(&["open", id, "--as", who, "--code", &code], endpoint)
+    }
+
+    /// The kinds of every audit event, in order (`audit export`).
+    pub fn audit_kinds(&self) -> Vec<String> {
+        let out = self.run(&["audit", "export"]).ok();
+        out.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// How many of request `id`'s events (`show --json`) are of `kind`.
+    pub fn event_count(&self, id: &str, kind: &str) -> usize {
+        let v = self.run(&["show", id, "--json"]).ok().json();
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .count()
+    }
+
     pub fn state(&self, id: &str) -> String {
         let v = self.run(&["show", id, "--json"]).ok().json();
         v["request"]["state"].as_str().unwrap().to_string()
@@ -381,6 +445,31 @@ grant_window = "15m"
 max_session_duration = "1h"
 reason_min_length = 10
 "#;
+
+/// The lab's replacement automation, as a policy line.
+pub const LAB_REPLACEMENT: &str = "replacement = \"automation:PinkSombrero-ReplaceNode\"\n";
+
+/// A team on the lab: anyone requests, ann and bob approve (two needed), rev reviews, the
+/// lab's automation replaces a node after its session.
+pub const TEAM_POLICY: &str = r#"
+requesters = ["*"]
+approvers = ["ann", "bob"]
+reviewers = ["rev"]
+approvals_required = 2
+request_ttl = "30m"
+grant_window = "15m"
+max_session_duration = "1h"
+reason_min_length = 10
+replacement = "automation:PinkSombrero-ReplaceNode"
+"#;
+
+/// The roles of [`TEAM_POLICY`]'s people.
+pub const TEAM: [(&str, &str); 4] = [
+    ("rita", "requester"),
+    ("ann", "approver"),
+    ("bob", "approver"),
+    ("rev", "reviewer"),
+];
 
 /// What `policy check` says when no policy file exists yet.
 pub const DEFAULT_POLICY_HINT: &str = "the first `sombrero user add` writes a documented default";

@@ -56,11 +56,7 @@ pub struct Daemon {
 impl Daemon {
     /// A data dir with `policy` and `users` (name, role) enrolled; the daemon is not started.
     pub fn new(policy: &str, users: &[(&str, &str)]) -> Daemon {
-        let mut env = Env::new(policy);
-        for (name, role) in users {
-            env.enrol(name, role);
-        }
-        Daemon::on(env)
+        Daemon::on(Env::enrolled(policy, users))
     }
 
     /// A daemon over `env` (its data dir, and its `--store` if set); not started.

@@ -482,7 +482,6 @@ mod emergency;
 /// signed, with the command as the audit log recorded it.
 #[test]
 fn a_command_flagged_in_a_live_session_is_notified() {
-    use std::process::Stdio;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = rt
         .block_on(pink_sombrero::lab::start(
@@ -503,24 +502,8 @@ fn a_command_flagged_in_a_live_session_is_notified() {
     d.start();
     let target = lab.nodes()[0].id.clone();
     let id = d.env.approved(&target, "rita", &["ann", "bob"]);
-    let code = d.env.code("rita");
-    let mut open = d
-        .env
-        .command(&["open", &id, "--as", "rita", "--code", &code]);
-    crate::common::cli::lab_env(&mut open, &lab.endpoint_url());
-    let mut child = open
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"hostname\nsudo id\nexit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut open = d.env.open_on_lab(&id, "rita", &lab.endpoint_url());
+    let out = crate::common::run_with_stdin(&mut open, b"hostname\nsudo id\nexit\n");
     assert!(
         out.status.success(),
         "{}",
