@@ -312,22 +312,25 @@ impl Env {
             .unwrap()
     }
 
+    /// `sombrero request --target TARGET --reason REASON --as WHO --code CODE EXTRA...`.
+    pub fn request_with_code(
+        &self,
+        target: &str,
+        who: &str,
+        reason: &str,
+        code: &str,
+        extra: &[&str],
+    ) -> Run {
+        let args = [
+            "request", "--target", target, "--reason", reason, "--as", who, "--code", code,
+        ];
+        self.run(&[&args[..], extra].concat())
+    }
+
     /// `sombrero request` as `who` with a fresh code and `extra` arguments.
     pub fn try_request(&mut self, who: &str, reason: &str, extra: &[&str]) -> Run {
         let code = self.code(who);
-        let mut args = vec![
-            "request",
-            "--target",
-            "i-0abc1234",
-            "--reason",
-            reason,
-            "--as",
-            who,
-            "--code",
-            &code,
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args)
+        self.request_with_code("i-0abc1234", who, reason, &code, extra)
     }
 
     /// `sombrero request` as `who` for 20 minutes; returns the new request's id.
@@ -349,24 +352,19 @@ impl Env {
         self.run(&["approve", id, "--as", who, "--code", &code, "--json"])
     }
 
+    /// `sombrero VERB ID --as WHO --code CODE --comment COMMENT` (VERB: approve or deny).
+    pub fn decide(&self, verb: &str, id: &str, who: &str, code: &str, comment: &str) -> Run {
+        self.run(&[verb, id, "--as", who, "--code", code, "--comment", comment])
+    }
+
     /// A request by `requester` on `target` for 10 minutes, approved by `approvers`.
     pub fn approved(&mut self, target: &str, requester: &str, approvers: &[&str]) -> String {
         let code = self.code(requester);
-        let args = [
-            "request",
-            "--target",
-            target,
-            "--reason",
-            "disk full on the primary",
-            "--as",
-            requester,
-            "--code",
-            &code,
-            "--duration",
-            "10m",
-            "--json",
-        ];
-        let id = self.run(&args).ok().json()["id"]
+        let extra = ["--duration", "10m", "--json"];
+        let id = self
+            .request_with_code(target, requester, "disk full on the primary", &code, &extra)
+            .ok()
+            .json()["id"]
             .as_str()
             .unwrap()
             .to_string();

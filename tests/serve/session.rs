@@ -516,17 +516,7 @@ async fn a_requester_that_stops_answering_loses_the_session() {
     assert!(refusal.contains(r#""refused":true"#), "{refusal}");
     let spent = w.env.code("rita");
     w.env
-        .run(&[
-            "request",
-            "--target",
-            &node,
-            "--reason",
-            "another disk is full",
-            "--as",
-            "rita",
-            "--code",
-            &spent,
-        ])
+        .request_with_code(&node, "rita", "another disk is full", &spent, &[])
         .ok();
     let (refusal, _) = raw_session(&w, &id, Some(&spent)).await;
     assert!(refusal.contains("already used"), "{refusal}");

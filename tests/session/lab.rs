@@ -46,20 +46,10 @@ impl World {
     /// `sombrero request` by rita on `target` with `extra` options.
     fn request(&mut self, target: &str, extra: &[&str]) -> crate::common::cli::Run {
         let code = self.env.code("rita");
-        let mut args = vec![
-            "request",
-            "--target",
-            target,
-            "--reason",
-            "disk full on the primary",
-            "--as",
-            "rita",
-            "--code",
-            &code,
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        self.env.run(&args)
+        let reason = "disk full on the primary";
+        let extra = [&["--json"], extra].concat();
+        self.env
+            .request_with_code(target, "rita", reason, &code, &extra)
     }
 
     /// An approved request by rita on `target` with `extra` request options.
@@ -286,17 +276,7 @@ async fn open_needs_a_fresh_code_before_anything_is_touched() {
     // A replayed code: spent on another request first, then offered to open this one.
     let replay = w.env.code("rita");
     w.env
-        .run(&[
-            "request",
-            "--target",
-            &node,
-            "--reason",
-            "another disk is full",
-            "--as",
-            "rita",
-            "--code",
-            &replay,
-        ])
+        .request_with_code(&node, "rita", "another disk is full", &replay, &[])
         .ok();
     let out = w.run_open(
         w.command(&["open", &id, "--as", "rita", "--code", &replay]),
