@@ -74,6 +74,43 @@ pub fn race_approvals(brokers: &mut [&mut Env], id: &str, who: &[String]) -> Vec
     race(commands)
 }
 
+/// `ap0`..`ap{approvers - 1}` all approve `id` at once through the brokers in turn: every one
+/// succeeds, and each broker shows the request approved by all of them, once.
+#[track_caller]
+pub fn race_every_approval(brokers: &mut [&mut Env], id: &str, approvers: usize) {
+    let who: Vec<String> = (0..approvers).map(|i| format!("ap{i}")).collect();
+    for (w, run) in race_approvals(brokers, id, &who) {
+        assert_eq!(run.code, 0, "{w}: {}", run.stderr);
+    }
+    // Every broker sees what the others wrote, and all agree.
+    for env in brokers.iter() {
+        let v = env.run(&["show", id, "--json"]).ok().json();
+        assert_eq!(v["request"]["state"], "approved");
+        let mut by = approvers_of(&v);
+        by.sort();
+        assert_eq!(by, who);
+        assert_eq!(env.event_count(id, "approval_given"), approvers);
+        assert_eq!(env.event_count(id, "request_approved"), 1);
+    }
+}
+
+/// `ap0` approves `id` through the first broker, then `ap1`..`ap{approvers - 1}` race for the
+/// last approval through all of them: exactly one wins, the request is approved by `ap0` and
+/// the winner (as the last broker shows it), once, and every loser's refusal is recorded.
+#[track_caller]
+pub fn race_for_the_last_approval(brokers: &mut [&mut Env], id: &str, approvers: usize) {
+    brokers[0].approve(id, "ap0").ok();
+    let who: Vec<String> = (1..approvers).map(|i| format!("ap{i}")).collect();
+    let results = race_approvals(brokers, id, &who);
+    let winner = one_winner(&results);
+    let last = brokers.len() - 1;
+    let v = brokers[last].run(&["show", id, "--json"]).ok().json();
+    assert_eq!(v["request"]["state"], "approved");
+    assert_eq!(approvers_of(&v), vec!["ap0".to_string(), winner]);
+    assert_eq!(brokers[0].event_count(id, "request_approved"), 1);
+    assert_eq!(brokers[0].event_count(id, "refused"), approvers - 2);
+}
+
 /// Exactly one of the racers approved and every other was refused because the request
 /// already had its approvals; returns the winner.
 #[track_caller]
