@@ -62,6 +62,8 @@ pub fn read_until(r: &mut impl Read, needle: &str) -> String {
     String::from_utf8_lossy(&seen).into_owned()
 }
 
+/// An in-process broker under a test clock, its users enrolled.
+pub mod broker;
 /// A data dir and the CLI run on it (`Env`, `Run`), TOTP codes, races.
 pub mod cli;
 /// `sombrero serve` on a Unix socket over an [`cli::Env`].

@@ -215,26 +215,15 @@ async fn reap_ends_a_killed_clients_session_and_replaces_its_node() {
     // The whole lifecycle two hours ago, as `sombrero open` does it; then the client dies
     // (nothing terminates the session or closes the request).
     let clock = TestClock::at(Utc::now() - chrono::Duration::hours(2));
-    let broker = Broker::open(
+    let (broker, secrets) = crate::common::broker::with_users(
         &Paths::at(dir.path()),
-        BrokerOptions {
-            policy_path: None,
-            clock: Some(clock.clone()),
-        },
-    )
-    .unwrap();
-    let mut secrets = Vec::new();
-    for (name, role) in [
-        ("alice", Role::Requester),
-        ("bob", Role::Approver),
-        ("carol", Role::Approver),
-    ] {
-        let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
-        broker
-            .confirm_enrolment(name, &code(&e.secret_base32, clock.now()))
-            .unwrap();
-        secrets.push(e.secret_base32);
-    }
+        &clock,
+        &[
+            ("alice", Role::Requester),
+            ("bob", Role::Approver),
+            ("carol", Role::Approver),
+        ],
+    );
     clock.advance(std::time::Duration::from_secs(30));
     let r = broker
         .create_request(
