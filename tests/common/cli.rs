@@ -424,18 +424,29 @@ impl Env {
         self.lab_command(&["open", id, "--as", who, "--code", &code], endpoint)
     }
 
-    /// The kinds of every audit event, in order (`audit export`).
-    pub fn audit_kinds(&self) -> Vec<String> {
+    /// Every audit event, in order (`audit export`).
+    pub fn audit_export(&self) -> Vec<serde_json::Value> {
         let out = self.run(&["audit", "export"]).ok();
         out.stdout
             .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// The audit events of `kind`, in order.
+    pub fn audit_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        let mut events = self.audit_export();
+        events.retain(|e| e["kind"] == kind);
+        events
+    }
+
+    /// The kinds of every audit event, in order.
+    pub fn audit_kinds(&self) -> Vec<String> {
+        let events = self.audit_export();
+        let kinds = events
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string());
+        kinds.collect()
     }
 
     /// How many of request `id`'s events (`show --json`) are of `kind`.

@@ -519,13 +519,8 @@ fn oversized_and_repeated_refusals_leave_disk_and_memory_bounded() {
     assert!(d.terminate().success());
     let grown = dir_bytes(d.env.path()).saturating_sub(before);
     assert!(grown < 1_000_000, "the data dir grew by {grown} bytes");
-    let events = d.env.run(&["audit", "export"]).ok().stdout;
-    let summary: Vec<serde_json::Value> = events
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["kind"] == "refusals_suppressed")
-        .collect();
-    assert_eq!(summary.len(), 1, "{events}");
+    let summary = d.env.audit_of("refusals_suppressed");
+    assert_eq!(summary.len(), 1, "{summary:?}");
     assert_eq!(summary[0]["actor"], own_user().as_str());
     // 50 attempts: one is the lockout itself (always stored), 20 fill the budget.
     assert_eq!(summary[0]["data"]["suppressed"], 50 - 1 - 20);

@@ -126,10 +126,9 @@ impl World {
 
     /// (kind, actor) of every audit event of `id`.
     fn audit(&self, id: &str) -> Vec<(String, String)> {
-        let out = self.env.run(&["audit", "export"]).ok();
-        out.stdout
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        self.env
+            .audit_export()
+            .into_iter()
             .filter(|v| v["request_id"] == id)
             .map(|v| {
                 (

@@ -53,11 +53,7 @@ async fn an_approver_kills_a_session_held_by_another_process() {
     let shown = env.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(shown["request"]["state"], "closed");
     assert_eq!(shown["request"]["close_reason"]["by"], "ann");
-    let audit = env.run(&["audit", "export"]).ok();
-    let killed_by_ann = audit.stdout.lines().any(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        v["kind"] == "session_killed" && v["actor"] == "ann"
-    });
-    assert!(killed_by_ann, "{}", audit.stdout);
+    let killed = env.audit_of("session_killed");
+    assert!(killed.iter().any(|v| v["actor"] == "ann"), "{killed:?}");
     assert!(!lab.nodes().into_iter().any(|n| n.id == node));
 }

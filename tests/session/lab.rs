@@ -706,12 +706,7 @@ async fn commands_of_a_recorded_session_list_the_flagged_ones_at_their_lines() {
     assert!(!table.contains("hostname"), "{table}");
 
     // The same three were flagged live: audited as they ran, and told on the session's pane.
-    let events = w.env.run(&["audit", "export"]).ok().stdout;
-    let live: Vec<serde_json::Value> = events
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["kind"] == "command_flagged")
-        .collect();
+    let live = w.env.audit_of("command_flagged");
     let told: Vec<(&str, &str)> = live
         .iter()
         .map(|e| {
@@ -756,12 +751,7 @@ async fn a_flood_of_flagged_commands_is_audited_within_its_budget() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let events = w.env.run(&["audit", "export"]).ok().stdout;
-    let flagged: Vec<serde_json::Value> = events
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["kind"] == "command_flagged")
-        .collect();
+    let flagged = w.env.audit_of("command_flagged");
     assert_eq!(flagged.len(), MAX_LIVE_FLAGS + 1, "{flagged:?}");
     assert!(
         flagged[..MAX_LIVE_FLAGS]

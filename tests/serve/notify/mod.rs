@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::common::cli::Env;
 use crate::common::daemon::{Daemon, can_switch_uid, own_user, request_args};
 
 const SECRET: &str = "test-webhook-secret-0123456789";
@@ -191,15 +190,6 @@ fn events_of(got: &[Got]) -> Vec<String> {
         .collect()
 }
 
-fn audit_kinds(env: &Env) -> Vec<serde_json::Value> {
-    env.run(&["audit", "export"])
-        .ok()
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn each_event_kind_reaches_its_targets_signed_and_once() {
     let hook = Receiver::start(Duration::ZERO);
@@ -287,7 +277,9 @@ fn each_event_kind_reaches_its_targets_signed_and_once() {
         "a Slack target has no secret to sign with"
     );
     // Only the request still pending escalates, each step once.
-    let escalated: Vec<serde_json::Value> = audit_kinds(&d.env)
+    let escalated: Vec<serde_json::Value> = d
+        .env
+        .audit_export()
         .into_iter()
         .filter(|e| e["kind"] == "request_escalated")
         .collect();
@@ -332,7 +324,9 @@ fn receiver_down_then_up_gets_it_once_after_a_restart() {
     // The first attempt fails and is audited, once, without the URL.
     let until = Instant::now() + Duration::from_secs(10);
     let failed = loop {
-        let f: Vec<_> = audit_kinds(&d.env)
+        let f: Vec<_> = d
+            .env
+            .audit_export()
             .into_iter()
             .filter(|e| e["kind"] == "notification_failed")
             .collect();
