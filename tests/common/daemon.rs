@@ -59,6 +59,13 @@ impl Daemon {
         Daemon::on(Env::enrolled(policy, users))
     }
 
+    /// A started daemon with `policy` and only the test's own user enrolled, as both roles.
+    pub fn started_for_me(policy: &str) -> Daemon {
+        let mut d = Daemon::new(policy, &[(&own_user(), "both")]);
+        d.start();
+        d
+    }
+
     /// A daemon over `env` (its data dir, and its `--store` if set); not started.
     pub fn on(env: Env) -> Daemon {
         let sock_dir = tempfile::tempdir().unwrap();

@@ -315,12 +315,9 @@ fn a_denial_without_a_comment_is_refused_on_the_wire() {
 
 #[test]
 fn implicit_identities_off_refuses_the_os_name_mapping() {
-    let me = own_user();
-    let mut d = Daemon::new(
+    let d = Daemon::started_for_me(
         "requesters = [\"*\"]\napprovers = [\"*\"]\nimplicit_identities = false\n",
-        &[(&me, "both")],
     );
-    d.start();
     let (status, body) = d.http("GET", "/v1/whoami", "");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("is not a sombrero user"), "{body}");

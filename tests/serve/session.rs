@@ -88,6 +88,13 @@ impl World {
         }
     }
 
+    /// The lab's first node and rita's request on it, approved by ann and bob.
+    fn approved_on_first_node(&mut self) -> (String, String) {
+        let node = self.lab.nodes()[0].id.clone();
+        let id = self.env.approved(&node, "rita", &["ann", "bob"]);
+        (node, id)
+    }
+
     fn socket(&self) -> PathBuf {
         self.public.path().join("sombrero.sock")
     }
@@ -227,8 +234,7 @@ fn run(mut c: Command, stdin: &str) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_opens_records_and_replaces_for_a_thin_client() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
 
     // Identity comes from the connection: ann cannot open rita's session, nor pose as rita.
     let code = w.env.code("ann");
@@ -300,8 +306,7 @@ async fn the_daemon_opens_records_and_replaces_for_a_thin_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_runs_one_command_with_its_streams_apart_and_its_status() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (_, id) = w.approved_on_first_node();
     let code = w.env.code("rita");
     let out = run(
         w.client(
@@ -336,8 +341,7 @@ async fn the_daemon_runs_one_command_with_its_streams_apart_and_its_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
     let (rita, rita_in) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
 
     // ann watches with the CLI; rev (this process) with a raw socket that tries to type.
@@ -473,8 +477,7 @@ async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_mid_session_loses_it_and_the_node_is_replaced() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
     let (mut rita, _stdin) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
     // setpriv execs the client, so this is the client process itself.
     rita.kill().unwrap();
@@ -507,8 +510,7 @@ async fn a_requester_that_stops_answering_loses_the_session() {
         .replace(r#""root" = "rev""#, r#""root" = "rita""#)
         .replace(r#""uid:2001" = "rita""#, r#""uid:2001" = "rev""#);
     let mut w = World::with(&policy, &["--client-silence-secs", "2"]).await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
     // Without the code header, or with a code already spent, nothing opens.
     let (refusal, _) = raw_session(&w, &id, None).await;
     assert!(refusal.contains("needs rita's TOTP code"), "{refusal}");
@@ -552,8 +554,7 @@ async fn the_tui_opens_through_the_daemon() {
     // This process is rita here: the TUI's opener runs in it.
     let mut w =
         World::with_policy(&policy().replace(r#""root" = "rev""#, r#""root" = "rita""#)).await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
     let open = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
     let code = w.env.code("rita");
     let ask = || SessionRequest {
@@ -604,8 +605,7 @@ async fn the_tui_opens_through_the_daemon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_daemon_ends_its_sessions_and_finishes_them() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (_, id) = w.approved_on_first_node();
     let (rita, _stdin) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
     unsafe { libc::kill(w.daemon.id() as i32, libc::SIGTERM) };
     assert!(w.daemon.wait().unwrap().success());
@@ -695,8 +695,7 @@ async fn ws_until(ws: &mut Ws, needle: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_terminal_sizes_are_clamped_and_allocate_nothing_before_authorization() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (_, id) = w.approved_on_first_node();
     let session = format!("/v1/requests/{id}/session?cols=65535&rows=65535");
 
     // rita opens at 65535x65535: the session is opened at the clamped size.

@@ -47,11 +47,7 @@ fn ask(d: &mut Daemon, me: &str, target: &str) -> serde_json::Value {
 #[test]
 fn off_by_default() {
     let me = own_user();
-    let mut d = Daemon::new(
-        "requesters = [\"*\"]\napprovers = [\"*\"]\n",
-        &[(&me, "both")],
-    );
-    d.start();
+    let mut d = Daemon::started_for_me("requesters = [\"*\"]\napprovers = [\"*\"]\n");
     let code = d.env.code(&me);
     d.client(
         None,
