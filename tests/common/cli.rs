@@ -57,6 +57,60 @@ pub fn race(commands: Vec<(String, Command)>) -> Vec<(String, Run)> {
         .collect()
 }
 
+/// Every approver in `who` approves `id` at once, the i-th through `brokers[i % len]`.
+pub fn race_approvals(brokers: &mut [&mut Env], id: &str, who: &[String]) -> Vec<(String, Run)> {
+    let commands = who
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let env = &mut *brokers[i % brokers.len()];
+            let code = env.code(w);
+            (
+                w.clone(),
+                env.command(&["approve", id, "--as", w, "--code", &code]),
+            )
+        })
+        .collect();
+    race(commands)
+}
+
+/// `ap0`..`ap{approvers - 1}` all approve `id` at once through the brokers in turn: every one
+/// succeeds, and each broker shows the request approved by all of them, once.
+#[track_caller]
+pub fn race_every_approval(brokers: &mut [&mut Env], id: &str, approvers: usize) {
+    let who: Vec<String> = (0..approvers).map(|i| format!("ap{i}")).collect();
+    for (w, run) in race_approvals(brokers, id, &who) {
+        assert_eq!(run.code, 0, "{w}: {}", run.stderr);
+    }
+    // Every broker sees what the others wrote, and all agree.
+    for env in brokers.iter() {
+        let v = env.run(&["show", id, "--json"]).ok().json();
+        assert_eq!(v["request"]["state"], "approved");
+        let mut by = approvers_of(&v);
+        by.sort();
+        assert_eq!(by, who);
+        assert_eq!(env.event_count(id, "approval_given"), approvers);
+        assert_eq!(env.event_count(id, "request_approved"), 1);
+    }
+}
+
+/// `ap0` approves `id` through the first broker, then `ap1`..`ap{approvers - 1}` race for the
+/// last approval through all of them: exactly one wins, the request is approved by `ap0` and
+/// the winner (as the last broker shows it), once, and every loser's refusal is recorded.
+#[track_caller]
+pub fn race_for_the_last_approval(brokers: &mut [&mut Env], id: &str, approvers: usize) {
+    brokers[0].approve(id, "ap0").ok();
+    let who: Vec<String> = (1..approvers).map(|i| format!("ap{i}")).collect();
+    let results = race_approvals(brokers, id, &who);
+    let winner = one_winner(&results);
+    let last = brokers.len() - 1;
+    let v = brokers[last].run(&["show", id, "--json"]).ok().json();
+    assert_eq!(v["request"]["state"], "approved");
+    assert_eq!(approvers_of(&v), vec!["ap0".to_string(), winner]);
+    assert_eq!(brokers[0].event_count(id, "request_approved"), 1);
+    assert_eq!(brokers[0].event_count(id, "refused"), approvers - 2);
+}
+
 /// Exactly one of the racers approved and every other was refused because the request
 /// already had its approvals; returns the winner.
 #[track_caller]
@@ -156,6 +210,15 @@ impl Env {
             secrets: HashMap::new(),
             last_step: HashMap::new(),
         }
+    }
+
+    /// A fresh data dir with `policy` and `users` (name, role) enrolled and confirmed.
+    pub fn enrolled(policy: &str, users: &[(&str, &str)]) -> Env {
+        let mut env = Env::new(policy);
+        for (name, role) in users {
+            env.enrol(name, role);
+        }
+        env
     }
 
     /// A fresh data dir with `policy` whose commands use the store `store` (`--store`).
@@ -286,22 +349,25 @@ impl Env {
             .unwrap()
     }
 
+    /// `sombrero request --target TARGET --reason REASON --as WHO --code CODE EXTRA...`.
+    pub fn request_with_code(
+        &self,
+        target: &str,
+        who: &str,
+        reason: &str,
+        code: &str,
+        extra: &[&str],
+    ) -> Run {
+        let args = [
+            "request", "--target", target, "--reason", reason, "--as", who, "--code", code,
+        ];
+        self.run(&[&args[..], extra].concat())
+    }
+
     /// `sombrero request` as `who` with a fresh code and `extra` arguments.
     pub fn try_request(&mut self, who: &str, reason: &str, extra: &[&str]) -> Run {
         let code = self.code(who);
-        let mut args = vec![
-            "request",
-            "--target",
-            "i-0abc1234",
-            "--reason",
-            reason,
-            "--as",
-            who,
-            "--code",
-            &code,
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args)
+        self.request_with_code("i-0abc1234", who, reason, &code, extra)
     }
 
     /// `sombrero request` as `who` for 20 minutes; returns the new request's id.
@@ -323,24 +389,19 @@ impl Env {
         self.run(&["approve", id, "--as", who, "--code", &code, "--json"])
     }
 
+    /// `sombrero VERB ID --as WHO --code CODE --comment COMMENT` (VERB: approve or deny).
+    pub fn decide(&self, verb: &str, id: &str, who: &str, code: &str, comment: &str) -> Run {
+        self.run(&[verb, id, "--as", who, "--code", code, "--comment", comment])
+    }
+
     /// A request by `requester` on `target` for 10 minutes, approved by `approvers`.
     pub fn approved(&mut self, target: &str, requester: &str, approvers: &[&str]) -> String {
         let code = self.code(requester);
-        let args = [
-            "request",
-            "--target",
-            target,
-            "--reason",
-            "disk full on the primary",
-            "--as",
-            requester,
-            "--code",
-            &code,
-            "--duration",
-            "10m",
-            "--json",
-        ];
-        let id = self.run(&args).ok().json()["id"]
+        let extra = ["--duration", "10m", "--json"];
+        let id = self
+            .request_with_code(target, requester, "disk full on the primary", &code, &extra)
+            .ok()
+            .json()["id"]
             .as_str()
             .unwrap()
             .to_string();
@@ -348,6 +409,55 @@ impl Env {
             self.approve(&id, who).ok();
         }
         id
+    }
+
+    /// `sombrero ARGS` on this data dir against the lab at `endpoint` (see [`lab_env`]).
+    pub fn lab_command(&self, args: &[&str], endpoint: &str) -> Command {
+        let mut c = self.command(args);
+        lab_env(&mut c, endpoint);
+        c
+    }
+
+    /// `sombrero open ID --as WHO --code C` (a fresh code) against the lab at `endpoint`.
+    pub fn open_on_lab(&mut self, id: &str, who: &str, endpoint: &str) -> Command {
+        let code = self.code(who);
+        self.lab_command(&["open", id, "--as", who, "--code", &code], endpoint)
+    }
+
+    /// Every audit event, in order (`audit export`).
+    pub fn audit_export(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["audit", "export"]).ok();
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The audit events of `kind`, in order.
+    pub fn audit_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        let mut events = self.audit_export();
+        events.retain(|e| e["kind"] == kind);
+        events
+    }
+
+    /// The kinds of every audit event, in order.
+    pub fn audit_kinds(&self) -> Vec<String> {
+        let events = self.audit_export();
+        let kinds = events
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string());
+        kinds.collect()
+    }
+
+    /// How many of request `id`'s events (`show --json`) are of `kind`.
+    pub fn event_count(&self, id: &str, kind: &str) -> usize {
+        let v = self.run(&["show", id, "--json"]).ok().json();
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .count()
     }
 
     pub fn state(&self, id: &str) -> String {
@@ -381,6 +491,31 @@ grant_window = "15m"
 max_session_duration = "1h"
 reason_min_length = 10
 "#;
+
+/// The lab's replacement automation, as a policy line.
+pub const LAB_REPLACEMENT: &str = "replacement = \"automation:PinkSombrero-ReplaceNode\"\n";
+
+/// A team on the lab: anyone requests, ann and bob approve (two needed), rev reviews, the
+/// lab's automation replaces a node after its session.
+pub const TEAM_POLICY: &str = r#"
+requesters = ["*"]
+approvers = ["ann", "bob"]
+reviewers = ["rev"]
+approvals_required = 2
+request_ttl = "30m"
+grant_window = "15m"
+max_session_duration = "1h"
+reason_min_length = 10
+replacement = "automation:PinkSombrero-ReplaceNode"
+"#;
+
+/// The roles of [`TEAM_POLICY`]'s people.
+pub const TEAM: [(&str, &str); 4] = [
+    ("rita", "requester"),
+    ("ann", "approver"),
+    ("bob", "approver"),
+    ("rev", "reviewer"),
+];
 
 /// What `policy check` says when no policy file exists yet.
 pub const DEFAULT_POLICY_HINT: &str = "the first `sombrero user add` writes a documented default";

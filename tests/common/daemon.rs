@@ -56,11 +56,14 @@ pub struct Daemon {
 impl Daemon {
     /// A data dir with `policy` and `users` (name, role) enrolled; the daemon is not started.
     pub fn new(policy: &str, users: &[(&str, &str)]) -> Daemon {
-        let mut env = Env::new(policy);
-        for (name, role) in users {
-            env.enrol(name, role);
-        }
-        Daemon::on(env)
+        Daemon::on(Env::enrolled(policy, users))
+    }
+
+    /// A started daemon with `policy` and only the test's own user enrolled, as both roles.
+    pub fn started_for_me(policy: &str) -> Daemon {
+        let mut d = Daemon::new(policy, &[(&own_user(), "both")]);
+        d.start();
+        d
     }
 
     /// A daemon over `env` (its data dir, and its `--store` if set); not started.

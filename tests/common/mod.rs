@@ -2,7 +2,7 @@
 //! Each binary compiles all of them and uses a few, hence the blanket `dead_code`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
 /// The `sombrero` binary under test.
@@ -29,6 +29,41 @@ pub fn spawn_listening(serve: &mut Command) -> (Child, String) {
     (child, line)
 }
 
+/// Spawns `cmd` with stdin, stdout and stderr piped.
+pub fn spawn_piped(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `cmd` to its end with `stdin` written to it (then closed) and its output captured.
+pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> std::process::Output {
+    let mut child = spawn_piped(cmd);
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Reads `r` until what it said contains `needle`; returns all of it. Panics if `r` ends
+/// first, showing what came.
+pub fn read_until(r: &mut impl Read, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = r.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "ended before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// An in-process broker under a test clock, its users enrolled.
+pub mod broker;
 /// A data dir and the CLI run on it (`Env`, `Run`), TOTP codes, races.
 pub mod cli;
 /// `sombrero serve` on a Unix socket over an [`cli::Env`].

@@ -37,6 +37,11 @@ impl Fixture {
     pub fn recordings(&self) -> PathBuf {
         self.tmp.path().join("recordings")
     }
+
+    /// A recorder of the test session ([`meta`]) in [`Fixture::recordings`].
+    pub fn recorder(&self) -> pink_sombrero::recording::Recorder {
+        pink_sombrero::recording::Recorder::create(&self.recordings(), meta(), &self.key).unwrap()
+    }
 }
 
 /// The cast's lines (without newlines).

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::common::moto::moto;
 use aws_config::BehaviorVersion;
 use aws_sdk_autoscaling::Client as Asg;
+use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_resourcegroupstagging::Client as Tagging;
 use chrono::Utc;
 use pink_sombrero::config::GlobalOpts;
@@ -75,14 +76,20 @@ async fn group_at(asg: &Asg, zone: &str, n: i32) -> (String, Vec<String>) {
     (name, ids)
 }
 
-async fn group_ids(asg: &Asg, name: &str) -> Vec<String> {
+/// The Auto Scaling group `name` as moto describes it now.
+async fn describe_group(asg: &Asg, name: &str) -> AutoScalingGroup {
     let out = asg
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(name)
         .send()
         .await
         .unwrap();
-    out.auto_scaling_groups()[0]
+    out.auto_scaling_groups()[0].clone()
+}
+
+async fn group_ids(asg: &Asg, name: &str) -> Vec<String> {
+    describe_group(asg, name)
+        .await
         .instances()
         .iter()
         .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
@@ -616,13 +623,7 @@ async fn reap_replaces_tainted_instances_ssm_does_not_list_and_records_terminate
         !now_in.contains(&running) && !now_in.contains(&stopped),
         "{now_in:?}"
     );
-    let g = asg
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(name)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(g.auto_scaling_groups()[0].desired_capacity(), Some(3));
+    assert_eq!(describe_group(asg, name).await.desired_capacity(), Some(3));
     assert_eq!(now_in.len(), 3, "{now_in:?}");
 
     let closed = w.events(EventKind::TaintClosed);

@@ -11,6 +11,7 @@ use chrono::Utc;
 use pink_sombrero::audit::EventKind;
 use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
 use pink_sombrero::config::Paths;
+use pink_sombrero::fleet::aws::AwsFleet;
 use pink_sombrero::fleet::{Fleet, SessionReason, SessionState, Taint};
 use pink_sombrero::lab::Lab;
 use pink_sombrero::policy::Role;
@@ -29,6 +30,29 @@ fn data_dir() -> tempfile::TempDir {
     assert!(policy.contains("PinkSombrero-ReplaceNode"));
     std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
     dir
+}
+
+/// A lab with `nodes` nodes, its fleet, a fresh data dir and the first node's id.
+async fn world(nodes: usize) -> (Lab, AwsFleet, tempfile::TempDir, String) {
+    let (lab, fleet) = lab(nodes).await;
+    let node = fleet.list_nodes().await.unwrap()[0].id.clone();
+    (lab, fleet, data_dir(), node)
+}
+
+/// `by`'s taint for `request`, now.
+fn taint_now(request: &str, by: &str) -> Taint {
+    Taint {
+        request: request.into(),
+        by: by.into(),
+        at: Utc::now(),
+    }
+}
+
+/// No node of a `fleet --json` listing is marked old.
+#[track_caller]
+fn assert_none_old(listing: &Value) {
+    let nodes = listing.as_array().unwrap();
+    assert!(nodes.iter().all(|n| n["old"] == false), "{listing}");
 }
 
 /// Runs the binary with SSM (and the tagging API) on the lab; returns (exit code, stdout as
@@ -55,11 +79,7 @@ async fn reap_replaces_a_crashed_sessions_node_once() {
     let dir = data_dir();
     let nodes = fleet.list_nodes().await.unwrap();
     let (crashed, busy) = (nodes[0].id.clone(), nodes[1].id.clone());
-    let taint = Taint {
-        request: "req-crashed".into(),
-        by: "alice".into(),
-        at: Utc::now(),
-    };
+    let taint = taint_now("req-crashed", "alice");
     fleet.taint(&crashed, &taint).await.unwrap();
     // Tainted but still in a session: not to be touched.
     fleet.taint(&busy, &taint).await.unwrap();
@@ -111,15 +131,11 @@ async fn reap_replaces_a_crashed_sessions_node_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_reap_is_recorded_and_retried() {
-    let (lab, fleet) = lab(2).await;
-    let dir = data_dir();
-    let node = fleet.list_nodes().await.unwrap()[0].id.clone();
-    let taint = Taint {
-        request: "req-x".into(),
-        by: "bob".into(),
-        at: Utc::now(),
-    };
-    fleet.taint(&node, &taint).await.unwrap();
+    let (lab, fleet, dir, node) = world(2).await;
+    fleet
+        .taint(&node, &taint_now("req-x", "bob"))
+        .await
+        .unwrap();
     lab.hooks().fail_next_automation();
 
     let (code, first) = sombrero(dir.path(), &lab, &["reap"]).await;
@@ -138,9 +154,7 @@ async fn failed_reap_is_recorded_and_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_reports_each_bypassing_session_once() {
-    let (lab, fleet) = lab(2).await;
-    let dir = data_dir();
-    let node = fleet.list_nodes().await.unwrap()[0].id.clone();
+    let (lab, fleet, dir, node) = world(2).await;
     // A reason that looks like ours, for a request this store never opened.
     let forged = fleet
         .start_session(&node, &SessionReason::for_request("req-forged").unwrap())
@@ -196,33 +210,20 @@ fn code(secret: &str, at: chrono::DateTime<Utc>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reap_ends_a_killed_clients_session_and_replaces_its_node() {
-    let (lab, fleet) = lab(1).await;
-    let dir = data_dir();
-    let node = fleet.list_nodes().await.unwrap()[0].id.clone();
+    let (lab, fleet, dir, node) = world(1).await;
 
     // The whole lifecycle two hours ago, as `sombrero open` does it; then the client dies
     // (nothing terminates the session or closes the request).
     let clock = TestClock::at(Utc::now() - chrono::Duration::hours(2));
-    let broker = Broker::open(
+    let (broker, secrets) = crate::common::broker::with_users(
         &Paths::at(dir.path()),
-        BrokerOptions {
-            policy_path: None,
-            clock: Some(clock.clone()),
-        },
-    )
-    .unwrap();
-    let mut secrets = Vec::new();
-    for (name, role) in [
-        ("alice", Role::Requester),
-        ("bob", Role::Approver),
-        ("carol", Role::Approver),
-    ] {
-        let e = broker.enrol_user(name, BTreeSet::from([role])).unwrap();
-        broker
-            .confirm_enrolment(name, &code(&e.secret_base32, clock.now()))
-            .unwrap();
-        secrets.push(e.secret_base32);
-    }
+        &clock,
+        &[
+            ("alice", Role::Requester),
+            ("bob", Role::Approver),
+            ("carol", Role::Approver),
+        ],
+    );
     clock.advance(std::time::Duration::from_secs(30));
     let r = broker
         .create_request(
@@ -428,14 +429,7 @@ async fn old_instances_are_marked_and_reported_once() {
     // With the default (14 days) the lab's fresh nodes are young.
     let (code, listing) = sombrero(dir.path(), &lab, &["fleet"]).await;
     assert_eq!(code, 0);
-    assert!(
-        listing
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["old"] == false),
-        "{listing}"
-    );
+    assert_none_old(&listing);
 
     // A one-second limit: wait until the nodes are past it.
     set_max_instance_age_from(dir.path(), "14d", "1s");
@@ -493,14 +487,7 @@ async fn old_instances_are_marked_and_reported_once() {
     // "0" turns the check off.
     set_max_instance_age_from(dir.path(), "1s", "0");
     let (_, listing) = sombrero(dir.path(), &lab, &["fleet"]).await;
-    assert!(
-        listing
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["old"] == false),
-        "{listing}"
-    );
+    assert_none_old(&listing);
     let (_, off) = sombrero(dir.path(), &lab, &["rogue"]).await;
     assert!(
         !off.as_array()

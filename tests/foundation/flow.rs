@@ -3,13 +3,16 @@
 use crate::common::cli::{Env, POLICY, code_for_step, current_step};
 
 fn team() -> Env {
-    let mut env = Env::new(POLICY);
-    env.enrol("rita", "both");
-    env.enrol("ann", "approver");
-    env.enrol("bob", "approver");
-    env.enrol("cat", "approver");
-    env.enrol("rob", "requester");
-    env
+    Env::enrolled(
+        POLICY,
+        &[
+            ("rita", "both"),
+            ("ann", "approver"),
+            ("bob", "approver"),
+            ("cat", "approver"),
+            ("rob", "requester"),
+        ],
+    )
 }
 
 #[test]
@@ -48,17 +51,7 @@ fn dual_approval_flow() {
         verified.stdout
     );
 
-    let export = env.run(&["audit", "export"]).ok();
-    let kinds: Vec<String> = export
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let kinds = env.audit_kinds();
     for k in [
         "request_created",
         "approval_given",
@@ -68,6 +61,7 @@ fn dual_approval_flow() {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
     // Secrets never reach the audit log.
+    let export = env.run(&["audit", "export"]).ok();
     assert!(!export.stdout.contains(env.secret("ann")));
 }
 
@@ -398,17 +392,8 @@ fn hostile_fields_are_refused_before_anything_is_stored() {
             "the incident is too long",
         ),
     ] {
-        let args = [
-            "request",
-            "--target",
-            "i-0abc1234",
-            "--reason",
-            reason,
-            "--as",
-            "rita",
-        ];
         let out = env
-            .run(&[&args[..], &["--code", &rcode], &extra[..]].concat())
+            .request_with_code("i-0abc1234", "rita", reason, &rcode, &extra)
             .usage(needle);
         assert!(
             !out.stderr.contains('\x1b') && !out.stderr.contains('\u{202e}'),
@@ -420,17 +405,9 @@ fn hostile_fields_are_refused_before_anything_is_stored() {
     // its shape, never echoed, nothing audited.
     let target = format!("i-{}", "0".repeat(100_000));
     let wrong = env.wrong_code("rita");
-    let args = [
-        "request",
-        "--target",
-        &target,
-        "--reason",
-        "the disk is full",
-        "--as",
-        "rita",
-    ];
-    let out = env.run(&[&args[..], &["--code", &wrong]].concat());
-    let out = out.usage("the target is too long");
+    let out = env
+        .request_with_code(&target, "rita", "the disk is full", &wrong, &[])
+        .usage("the target is too long");
     assert!(
         out.stderr.len() < 400,
         "the target was echoed: {}",
@@ -438,41 +415,14 @@ fn hostile_fields_are_refused_before_anything_is_stored() {
     );
     // Comments and the acting user's name follow the same rule.
     let code = env.code("ann");
-    env.run(&[
-        "approve",
-        &id,
-        "--as",
-        "ann",
-        "--code",
-        &code,
-        "--comment",
-        FORGED,
-    ])
-    .usage("the comment holds character \\x1b");
-    env.run(&[
-        "deny",
-        &id,
-        "--as",
-        "ann",
-        "--code",
-        &code,
-        "--comment",
-        "no \u{202d}",
-    ])
-    .usage("the comment holds character \\u202d");
+    env.decide("approve", &id, "ann", &code, FORGED)
+        .usage("the comment holds character \\x1b");
+    env.decide("deny", &id, "ann", &code, "no \u{202d}")
+        .usage("the comment holds character \\u202d");
     env.run(&["cancel", &id, "--as", "\x1b]0;rita\x07"])
         .usage("the user name holds character \\x1b");
-    env.run(&[
-        "approve",
-        &id,
-        "--as",
-        "ann",
-        "--code",
-        &code,
-        "--comment",
-        &long_reason,
-    ])
-    .usage("the comment is too long");
+    env.decide("approve", &id, "ann", &code, &long_reason)
+        .usage("the comment is too long");
 
     assert_eq!(audit_count(&env), events, "a refused field was audited");
     let grown = dir_size(env.path()).saturating_sub(size);
@@ -584,15 +534,12 @@ fn an_unconfirmed_enrolment_cannot_act_until_confirmed() {
     let code = env.code("una");
     env.run(&["approve", &id, "--as", "una", "--code", &code])
         .refused("enrolment is not confirmed");
-    let rejected = env.run(&["audit", "export"]).ok().stdout;
+    let rejected = env.audit_of("mfa_rejected");
     assert!(
-        rejected.lines().any(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["kind"] == "mfa_rejected"
-                && v["actor"] == "una"
-                && v["data"]["why"] == "enrolment not confirmed"
-        }),
-        "{rejected}"
+        rejected
+            .iter()
+            .any(|v| v["actor"] == "una" && v["data"]["why"] == "enrolment not confirmed"),
+        "{rejected:?}"
     );
     let listed = env.run(&["user", "list", "--json"]).ok().json();
     let una = listed

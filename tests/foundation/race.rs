@@ -1,7 +1,7 @@
 //! Many `sombrero` processes approving one request at once: exactly one transition to
 //! Approved, no lost and no double approval.
 
-use crate::common::cli::{Env, Run};
+use crate::common::cli::{Env, race_every_approval, race_for_the_last_approval};
 
 const APPROVERS: usize = 8;
 
@@ -16,46 +16,11 @@ fn env_with(required: usize) -> Env {
     env
 }
 
-/// Starts every approval at once and waits for all of them.
-fn race(env: &mut Env, id: &str, who: &[String]) -> Vec<(String, Run)> {
-    let commands = who
-        .iter()
-        .map(|w| {
-            let code = env.code(w);
-            (
-                w.clone(),
-                env.command(&["approve", id, "--as", w, "--code", &code]),
-            )
-        })
-        .collect();
-    crate::common::cli::race(commands)
-}
-
-fn count_kind(env: &Env, id: &str, kind: &str) -> usize {
-    let v = env.run(&["show", id, "--json"]).ok().json();
-    v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .count()
-}
-
 #[test]
 fn all_approvers_at_once_lose_no_approval() {
     let mut env = env_with(APPROVERS);
     let id = env.request("rita");
-    let who: Vec<String> = (0..APPROVERS).map(|i| format!("ap{i}")).collect();
-    for (w, run) in race(&mut env, &id, &who) {
-        assert_eq!(run.code, 0, "{w}: {}", run.stderr);
-    }
-    let v = env.run(&["show", &id, "--json"]).ok().json();
-    assert_eq!(v["request"]["state"], "approved");
-    let mut by = crate::common::cli::approvers_of(&v);
-    by.sort();
-    assert_eq!(by, who);
-    assert_eq!(count_kind(&env, &id, "approval_given"), APPROVERS);
-    assert_eq!(count_kind(&env, &id, "request_approved"), 1);
+    race_every_approval(&mut [&mut env], &id, APPROVERS);
     env.run(&["audit", "verify"]).ok();
 }
 
@@ -63,18 +28,7 @@ fn all_approvers_at_once_lose_no_approval() {
 fn racing_for_the_last_approval_makes_exactly_one_transition() {
     let mut env = env_with(2);
     let id = env.request("rita");
-    env.approve(&id, "ap0").ok();
-    let who: Vec<String> = (1..APPROVERS).map(|i| format!("ap{i}")).collect();
-    let results = race(&mut env, &id, &who);
-    let winner = crate::common::cli::one_winner(&results);
-    let v = env.run(&["show", &id, "--json"]).ok().json();
-    assert_eq!(v["request"]["state"], "approved");
-    assert_eq!(
-        crate::common::cli::approvers_of(&v),
-        vec!["ap0".to_string(), winner]
-    );
-    assert_eq!(count_kind(&env, &id, "request_approved"), 1);
-    assert_eq!(count_kind(&env, &id, "refused"), APPROVERS - 2);
+    race_for_the_last_approval(&mut [&mut env], &id, APPROVERS);
     env.run(&["audit", "verify"]).ok();
 }
 

@@ -13,7 +13,7 @@
 use crate::common::moto::moto_dynamodb as moto;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::common::cli::{BIN, Env, Run};
+use crate::common::cli::{BIN, Env, Run, race_every_approval, race_for_the_last_approval};
 use chrono::{TimeDelta, Utc};
 use pink_sombrero::audit::{self, EventKind, NewEvent};
 use pink_sombrero::mfa::MfaState;
@@ -538,53 +538,14 @@ fn two_brokers(required: usize) -> Option<(Env, Env)> {
     Some((a, b))
 }
 
-/// Every approver approves at once, alternating between the two brokers.
-fn race(brokers: [&mut Env; 2], id: &str, who: &[String]) -> Vec<(String, Run)> {
-    let [a, b] = brokers;
-    let commands = who
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let env = if i % 2 == 0 { &mut *a } else { &mut *b };
-            let code = env.code(w);
-            (
-                w.clone(),
-                env.command(&["approve", id, "--as", w, "--code", &code]),
-            )
-        })
-        .collect();
-    crate::common::cli::race(commands)
-}
-
-fn kinds(env: &Env, id: &str, kind: &str) -> usize {
-    let v = env.run(&["show", id, "--json"]).ok().json();
-    v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .count()
-}
-
 #[test]
 fn two_brokers_racing_every_approval_lose_none() {
     let Some((mut a, mut b)) = two_brokers(APPROVERS) else {
         return;
     };
     let id = a.request("rita");
-    let who: Vec<String> = (0..APPROVERS).map(|i| format!("ap{i}")).collect();
-    for (w, run) in race([&mut a, &mut b], &id, &who) {
-        assert_eq!(run.code, 0, "{w}: {}", run.stderr);
-    }
-    // The other broker sees what the first wrote, and both agree.
+    race_every_approval(&mut [&mut a, &mut b], &id, APPROVERS);
     for env in [&a, &b] {
-        let v = env.run(&["show", &id, "--json"]).ok().json();
-        assert_eq!(v["request"]["state"], "approved");
-        let mut by = crate::common::cli::approvers_of(&v);
-        by.sort();
-        assert_eq!(by, who);
-        assert_eq!(kinds(env, &id, "approval_given"), APPROVERS);
-        assert_eq!(kinds(env, &id, "request_approved"), 1);
         let audit = env.run(&["audit", "verify", "--json"]).ok().json();
         assert_eq!(audit["ok"], true);
     }
@@ -597,18 +558,7 @@ fn two_brokers_racing_for_the_last_approval_make_one_transition() {
     };
     let id = a.request("rita");
     assert_eq!(b.state(&id), "pending");
-    a.approve(&id, "ap0").ok();
-    let who: Vec<String> = (1..APPROVERS).map(|i| format!("ap{i}")).collect();
-    let results = race([&mut a, &mut b], &id, &who);
-    let winner = crate::common::cli::one_winner(&results);
-    let v = b.run(&["show", &id, "--json"]).ok().json();
-    assert_eq!(v["request"]["state"], "approved");
-    assert_eq!(
-        crate::common::cli::approvers_of(&v),
-        vec!["ap0".to_string(), winner]
-    );
-    assert_eq!(kinds(&a, &id, "request_approved"), 1);
-    assert_eq!(kinds(&a, &id, "refused"), APPROVERS - 2);
+    race_for_the_last_approval(&mut [&mut a, &mut b], &id, APPROVERS);
     let audit = a.run(&["audit", "verify", "--json"]).ok().json();
     assert_eq!(audit["ok"], true);
 }

@@ -17,6 +17,24 @@ macro_rules! refused {
     };
 }
 
+/// A `describe_instance_information` filter on `InstanceIds`.
+fn instance_ids(id: &str) -> InstanceInformationStringFilter {
+    InstanceInformationStringFilter::builder()
+        .key("InstanceIds")
+        .values(id)
+        .build()
+        .unwrap()
+}
+
+/// A `describe_sessions` filter.
+fn session_filter(key: SessionFilterKey, value: &str) -> SessionFilter {
+    SessionFilter::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .unwrap()
+}
+
 fn code<E: ProvideErrorMetadata>(e: &E) -> String {
     e.code().unwrap_or("<none>").to_string()
 }
@@ -112,13 +130,7 @@ async fn describe_instance_information_pages_and_reports_aws_fields() {
 
     let one = ssm
         .describe_instance_information()
-        .filters(
-            InstanceInformationStringFilter::builder()
-                .key("InstanceIds")
-                .values(&known[3])
-                .build()
-                .unwrap(),
-        )
+        .filters(instance_ids(&known[3]))
         .send()
         .await
         .unwrap();
@@ -151,13 +163,7 @@ async fn describe_instance_information_pages_and_reports_aws_fields() {
     assert!(err.is_invalid_next_token());
     let err = ssm
         .describe_instance_information()
-        .filters(
-            InstanceInformationStringFilter::builder()
-                .key("InstanceIds")
-                .values("bogus")
-                .build()
-                .unwrap(),
-        )
+        .filters(instance_ids("bogus"))
         .send()
         .await
         .unwrap_err()
@@ -249,13 +255,7 @@ async fn describe_resume_and_terminate_sessions() {
     let by_target = ssm
         .describe_sessions()
         .state(SessionState::Active)
-        .filters(
-            SessionFilter::builder()
-                .key(SessionFilterKey::TargetId)
-                .value(&nodes[0])
-                .build()
-                .unwrap(),
-        )
+        .filters(session_filter(SessionFilterKey::TargetId, &nodes[0]))
         .send()
         .await
         .unwrap();
@@ -263,13 +263,7 @@ async fn describe_resume_and_terminate_sessions() {
     let err = ssm
         .describe_sessions()
         .state(SessionState::Active)
-        .filters(
-            SessionFilter::builder()
-                .key(SessionFilterKey::from("Nope"))
-                .value("x")
-                .build()
-                .unwrap(),
-        )
+        .filters(session_filter(SessionFilterKey::from("Nope"), "x"))
         .send()
         .await
         .unwrap_err()

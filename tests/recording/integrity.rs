@@ -2,15 +2,15 @@
 
 use std::path::PathBuf;
 
-use crate::common::recording::{Fixture, lines, meta, write_lines};
+use crate::common::recording::{Fixture, lines, write_lines};
 use pink_sombrero::recording::cast::{EventKind, parse_event, parse_header};
 use pink_sombrero::recording::verify::Tamper;
 use pink_sombrero::recording::writer::chain_path_for;
-use pink_sombrero::recording::{Integrity, Recorder, RecorderKey, verify};
+use pink_sombrero::recording::{Integrity, RecorderKey, verify};
 
 /// A sealed recording with a few of every event kind; returns its path.
 fn sealed(fx: &Fixture) -> PathBuf {
-    let mut r = Recorder::create(&fx.recordings(), meta(), &fx.key).unwrap();
+    let mut r = fx.recorder();
     r.marker("opened").unwrap();
     for i in 0..8 {
         r.input(format!("echo {i}\r").as_bytes()).unwrap();
@@ -35,7 +35,7 @@ fn check(fx: &Fixture, path: &std::path::Path) -> Integrity {
 #[test]
 fn output_reads_back_exactly_with_split_utf8_and_binary_bytes() {
     let fx = Fixture::new();
-    let mut r = Recorder::create(&fx.recordings(), meta(), &fx.key).unwrap();
+    let mut r = fx.recorder();
     let text = "héllo €uro 😀 done\r\n";
     for chunk in text.as_bytes().chunks(3) {
         r.output(chunk).unwrap();
@@ -113,7 +113,7 @@ fn intact_recording_verifies_as_sealed() {
 #[test]
 fn markers_reach_the_disk_before_seal() {
     let fx = Fixture::new();
-    let mut r = Recorder::create(&fx.recordings(), meta(), &fx.key).unwrap();
+    let mut r = fx.recorder();
     r.output(b"before\r\n").unwrap();
     r.marker("tainted").unwrap();
     let path = r.path().to_path_buf();
@@ -309,7 +309,7 @@ fn cached_listing_still_catches_an_edit_made_after_it() {
 fn audit_checkpoints_are_due_every_n_lines_and_match_the_chain() {
     use pink_sombrero::recording::writer::CHECKPOINT_LINES;
     let fx = Fixture::new();
-    let mut r = Recorder::create(&fx.recordings(), meta(), &fx.key).unwrap();
+    let mut r = fx.recorder();
     // The header alone is not worth a checkpoint before the interval is up.
     assert_eq!(r.checkpoint_due(), None);
     for i in 0..CHECKPOINT_LINES {

@@ -5,8 +5,7 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::recording::{Fixture, meta};
-use pink_sombrero::recording::Recorder;
+use crate::common::recording::Fixture;
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
 /// Reads the child's output on a thread; `wait_for` collects until a needle shows up.
@@ -34,7 +33,7 @@ impl Screen {
 #[test]
 fn replay_draws_takes_keys_and_restores_the_terminal() {
     let fx = Fixture::new();
-    let mut r = Recorder::create(&fx.recordings(), meta(), &fx.key).unwrap();
+    let mut r = fx.recorder();
     r.output(b"$ echo replay-me\r\nreplay-me\r\n$ ").unwrap();
     r.marker("closed").unwrap();
     let cast = r.path().to_path_buf();

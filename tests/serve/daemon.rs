@@ -315,12 +315,9 @@ fn a_denial_without_a_comment_is_refused_on_the_wire() {
 
 #[test]
 fn implicit_identities_off_refuses_the_os_name_mapping() {
-    let me = own_user();
-    let mut d = Daemon::new(
+    let d = Daemon::started_for_me(
         "requesters = [\"*\"]\napprovers = [\"*\"]\nimplicit_identities = false\n",
-        &[(&me, "both")],
     );
-    d.start();
     let (status, body) = d.http("GET", "/v1/whoami", "");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("is not a sombrero user"), "{body}");
@@ -476,26 +473,6 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// One POST of `body` as the test's own user, tolerating a daemon that answers and closes
-/// before reading it all; the status.
-fn post(d: &Daemon, path: &str, body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let _ = s
-        .write_all(head.as_bytes())
-        .and_then(|()| s.write_all(body.as_bytes()));
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out)
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
 fn rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -523,12 +500,12 @@ fn oversized_and_repeated_refusals_leave_disk_and_memory_bounded() {
     // The attack as found: 1.9 MB targets with a wrong code. Refused at the edge, unaudited.
     let huge = create(&format!("i-{}", "a".repeat(1_900_000)));
     for _ in 0..50 {
-        assert_eq!(post(&d, "/v1/requests", &huge), 413);
+        assert_eq!(post_big(&d, "/v1/requests", &huge).0, 413);
     }
     // Wrong codes on a well-formed request: refused, audited up to the budget, then counted.
     let wrong = create("i-0abc1234");
     for _ in 0..50 {
-        assert_eq!(post(&d, "/v1/requests", &wrong), 409);
+        assert_eq!(post_big(&d, "/v1/requests", &wrong).0, 409);
     }
     let (status, body) = d.http("GET", "/v1/recordings", "");
     assert_eq!(status, 200, "{body}");
@@ -539,13 +516,8 @@ fn oversized_and_repeated_refusals_leave_disk_and_memory_bounded() {
     assert!(d.terminate().success());
     let grown = dir_bytes(d.env.path()).saturating_sub(before);
     assert!(grown < 1_000_000, "the data dir grew by {grown} bytes");
-    let events = d.env.run(&["audit", "export"]).ok().stdout;
-    let summary: Vec<serde_json::Value> = events
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["kind"] == "refusals_suppressed")
-        .collect();
-    assert_eq!(summary.len(), 1, "{events}");
+    let summary = d.env.audit_of("refusals_suppressed");
+    assert_eq!(summary.len(), 1, "{summary:?}");
     assert_eq!(summary[0]["actor"], own_user().as_str());
     // 50 attempts: one is the lockout itself (always stored), 20 fill the budget.
     assert_eq!(summary[0]["data"]["suppressed"], 50 - 1 - 20);

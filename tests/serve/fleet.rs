@@ -12,9 +12,7 @@ use crate::common::cli::{BIN, lab_env};
 use crate::common::daemon::Daemon;
 use chrono::Utc;
 use pink_sombrero::audit::EventKind;
-use pink_sombrero::broker::{Broker, BrokerOptions};
 use pink_sombrero::cli::wiring::remote_fleet_fn;
-use pink_sombrero::config::Paths;
 use pink_sombrero::fleet::aws::AwsFleet;
 use pink_sombrero::fleet::{Fleet, SessionReason, Taint};
 use pink_sombrero::lab::Lab;
@@ -101,13 +99,7 @@ impl World {
 
     /// The data of the daemon's audit events of `kind`.
     fn events(&self, kind: EventKind) -> Vec<Value> {
-        let b = Broker::open(&Paths::at(self.daemon.env.path()), BrokerOptions::default()).unwrap();
-        b.audit_events(0, 10_000)
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == kind)
-            .map(|e| e.data)
-            .collect()
+        crate::common::fleet::events(self.daemon.env.path(), kind)
     }
 }
 

@@ -56,13 +56,7 @@ fn counting<C>(inner: C) -> Arc<Counting<C>> {
 
 /// A daemon on a Unix socket; the test's own user is enrolled.
 fn daemon_on_socket() -> crate::common::daemon::Daemon {
-    let me = crate::common::daemon::own_user();
-    let mut d = crate::common::daemon::Daemon::new(
-        "requesters = [\"*\"]\napprovers = [\"*\"]\n",
-        &[(&me, "both")],
-    );
-    d.start();
-    d
+    crate::common::daemon::Daemon::started_for_me("requesters = [\"*\"]\napprovers = [\"*\"]\n")
 }
 
 #[test]

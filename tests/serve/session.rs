@@ -5,12 +5,13 @@
 //! with SIGKILL, or one that stops answering pings, loses the session, which the daemon still
 //! finishes.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::cli::{BIN, Env, lab_env};
+use crate::common::cli::{BIN, Env, TEAM, TEAM_POLICY, lab_env};
+use crate::common::{read_until, run_with_stdin, spawn_listening, spawn_piped};
 use futures_util::{SinkExt, StreamExt};
 use pink_sombrero::channel::client::SessionEvent;
 use pink_sombrero::cli::wiring::relay_opener;
@@ -26,23 +27,18 @@ const RITA: u32 = 2001;
 const ANN: u32 = 2002;
 const BOB: u32 = 2003;
 
-const POLICY: &str = r#"
-requesters = ["*"]
-approvers = ["ann", "bob"]
-reviewers = ["rev"]
-approvals_required = 2
-request_ttl = "30m"
-grant_window = "15m"
-max_session_duration = "1h"
-reason_min_length = 10
-replacement = "automation:PinkSombrero-ReplaceNode"
-
+/// The lab team, with the client uids mapped to its people.
+fn policy() -> String {
+    format!(
+        "{TEAM_POLICY}
 [identities]
-"uid:2001" = "rita"
-"uid:2002" = "ann"
-"uid:2003" = "bob"
-"root" = "rev"
-"#;
+\"uid:2001\" = \"rita\"
+\"uid:2002\" = \"ann\"
+\"uid:2003\" = \"bob\"
+\"root\" = \"rev\"
+"
+    )
+}
 
 struct World {
     env: Env,
@@ -54,7 +50,7 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        World::with_policy(POLICY).await
+        World::with_policy(&policy()).await
     }
 
     async fn with_policy(policy: &str) -> World {
@@ -73,15 +69,7 @@ impl World {
         setup: impl FnOnce(&mut Command),
     ) -> World {
         let lab = lab::start(LabConfig::default()).await.unwrap();
-        let mut env = Env::new(policy);
-        for (name, role) in [
-            ("rita", "requester"),
-            ("ann", "approver"),
-            ("bob", "approver"),
-            ("rev", "reviewer"),
-        ] {
-            env.enrol(name, role);
-        }
+        let env = Env::enrolled(policy, &TEAM);
         let public = tempfile::tempdir().unwrap();
         set_mode(public.path(), 0o777);
         let socket = public.path().join("sombrero.sock");
@@ -90,24 +78,21 @@ impl World {
         serve.args(serve_args);
         lab_env(&mut serve, &lab.endpoint_url());
         setup(&mut serve);
-        let daemon = serve.stderr(Stdio::piped()).spawn().unwrap();
-        let mut w = World {
+        // The daemon prints where it listens once the socket is bound.
+        let (daemon, _) = spawn_listening(&mut serve);
+        World {
             env,
             lab,
             public,
             daemon,
-        };
-        // The daemon prints where it listens once the socket is bound.
-        let mut err = w.daemon.stderr.take().unwrap();
-        let mut said = Vec::new();
-        let mut buf = [0u8; 512];
-        while !String::from_utf8_lossy(&said).contains("listening on") {
-            let n = err.read(&mut buf).unwrap();
-            assert!(n > 0, "serve ended: {}", String::from_utf8_lossy(&said));
-            said.extend_from_slice(&buf[..n]);
         }
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        w
+    }
+
+    /// The lab's first node and rita's request on it, approved by ann and bob.
+    fn approved_on_first_node(&mut self) -> (String, String) {
+        let node = self.lab.nodes()[0].id.clone();
+        let id = self.env.approved(&node, "rita", &["ann", "bob"]);
+        (node, id)
     }
 
     fn socket(&self) -> PathBuf {
@@ -148,10 +133,9 @@ impl World {
 
     /// (kind, actor) of every audit event of `id`.
     fn audit(&self, id: &str) -> Vec<(String, String)> {
-        let out = self.env.run(&["audit", "export"]).ok();
-        out.stdout
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        self.env
+            .audit_export()
+            .into_iter()
             .filter(|v| v["request_id"] == id)
             .map(|v| {
                 (
@@ -185,13 +169,7 @@ impl World {
         needle: &str,
     ) -> (Child, std::process::ChildStdin) {
         let code = self.env.code("rita");
-        let mut child = self
-            .client(RITA, &["open", id, "--code", &code])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_piped(&mut self.client(RITA, &["open", id, "--code", &code]));
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(first.as_bytes()).unwrap();
         let mut out = child.stdout.take().unwrap();
@@ -215,21 +193,6 @@ impl Drop for World {
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn read_until(r: &mut impl Read, needle: &str) -> String {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains(needle) {
-        let n = r.read(&mut buf).unwrap();
-        assert!(
-            n > 0,
-            "ended before {needle:?}: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&seen).into_owned()
 }
 
 /// A raw session websocket from this process, with `code` in the TOTP header; returns the
@@ -265,26 +228,13 @@ async fn raw_session(
 }
 
 fn run(mut c: Command, stdin: &str) -> std::process::Output {
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_with_stdin(&mut c, stdin.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_opens_records_and_replaces_for_a_thin_client() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
 
     // Identity comes from the connection: ann cannot open rita's session, nor pose as rita.
     let code = w.env.code("ann");
@@ -356,8 +306,7 @@ async fn the_daemon_opens_records_and_replaces_for_a_thin_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_runs_one_command_with_its_streams_apart_and_its_status() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (_, id) = w.approved_on_first_node();
     let code = w.env.code("rita");
     let out = run(
         w.client(
@@ -392,8 +341,7 @@ async fn the_daemon_runs_one_command_with_its_streams_apart_and_its_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
     let (rita, rita_in) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
 
     // ann watches with the CLI; rev (this process) with a raw socket that tries to type.
@@ -529,8 +477,7 @@ async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_mid_session_loses_it_and_the_node_is_replaced() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
     let (mut rita, _stdin) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
     // setpriv execs the client, so this is the client process itself.
     rita.kill().unwrap();
@@ -559,29 +506,18 @@ async fn a_requester_that_stops_answering_loses_the_session() {
     // Here this process is rita, so it can hold a raw session socket and then fall silent:
     // connected, but never reading, so it answers none of the daemon's pings (as a laptop that
     // dropped off the network would), while the socket itself stays open.
-    let policy = POLICY
+    let policy = policy()
         .replace(r#""root" = "rev""#, r#""root" = "rita""#)
         .replace(r#""uid:2001" = "rita""#, r#""uid:2001" = "rev""#);
     let mut w = World::with(&policy, &["--client-silence-secs", "2"]).await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (node, id) = w.approved_on_first_node();
     // Without the code header, or with a code already spent, nothing opens.
     let (refusal, _) = raw_session(&w, &id, None).await;
     assert!(refusal.contains("needs rita's TOTP code"), "{refusal}");
     assert!(refusal.contains(r#""refused":true"#), "{refusal}");
     let spent = w.env.code("rita");
     w.env
-        .run(&[
-            "request",
-            "--target",
-            &node,
-            "--reason",
-            "another disk is full",
-            "--as",
-            "rita",
-            "--code",
-            &spent,
-        ])
+        .request_with_code(&node, "rita", "another disk is full", &spent, &[])
         .ok();
     let (refusal, _) = raw_session(&w, &id, Some(&spent)).await;
     assert!(refusal.contains("already used"), "{refusal}");
@@ -617,9 +553,8 @@ async fn a_requester_that_stops_answering_loses_the_session() {
 async fn the_tui_opens_through_the_daemon() {
     // This process is rita here: the TUI's opener runs in it.
     let mut w =
-        World::with_policy(&POLICY.replace(r#""root" = "rev""#, r#""root" = "rita""#)).await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+        World::with_policy(&policy().replace(r#""root" = "rev""#, r#""root" = "rita""#)).await;
+    let (node, id) = w.approved_on_first_node();
     let open = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
     let code = w.env.code("rita");
     let ask = || SessionRequest {
@@ -670,8 +605,7 @@ async fn the_tui_opens_through_the_daemon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_daemon_ends_its_sessions_and_finishes_them() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (_, id) = w.approved_on_first_node();
     let (rita, _stdin) = w.open_live(&id, "echo live-$((6*7))\n", "live-42");
     unsafe { libc::kill(w.daemon.id() as i32, libc::SIGTERM) };
     assert!(w.daemon.wait().unwrap().success());
@@ -761,8 +695,7 @@ async fn ws_until(ws: &mut Ws, needle: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_terminal_sizes_are_clamped_and_allocate_nothing_before_authorization() {
     let mut w = World::new().await;
-    let node = w.lab.nodes()[0].id.clone();
-    let id = w.env.approved(&node, "rita", &["ann", "bob"]);
+    let (_, id) = w.approved_on_first_node();
     let session = format!("/v1/requests/{id}/session?cols=65535&rows=65535");
 
     // rita opens at 65535x65535: the session is opened at the clamped size.
@@ -836,7 +769,7 @@ async fn slow_bodies_from_one_peer_leave_descriptors_for_everyone_else() {
     use std::os::unix::process::CommandExt;
     const HOSTILE: u32 = 2009;
     // The hostile uid is rita's second account: one mapped identity, another peer.
-    let policy = format!("{POLICY}\"uid:{HOSTILE}\" = \"rita\"\n");
+    let policy = format!("{}\"uid:{HOSTILE}\" = \"rita\"\n", policy());
     let mut w = World::with_setup(&policy, &[], |c| {
         // SAFETY: setrlimit only, between fork and exec.
         unsafe {

@@ -2,55 +2,24 @@
 //! process sees the request closed, seals its recording and replaces the node. `sombrero
 //! watch` without a daemon says what it needs.
 
-use std::io::{Read, Write};
-use std::process::Stdio;
+use std::io::Write;
 
-use crate::common::cli::{Env, lab_env};
+use crate::common::cli::{Env, TEAM, TEAM_POLICY};
+use crate::common::{read_until, spawn_piped};
 use pink_sombrero::lab::{self, LabConfig};
-
-const POLICY: &str = r#"
-requesters = ["*"]
-approvers = ["ann", "bob"]
-approvals_required = 2
-request_ttl = "30m"
-grant_window = "15m"
-reason_min_length = 10
-replacement = "automation:PinkSombrero-ReplaceNode"
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approver_kills_a_session_held_by_another_process() {
     let lab = lab::start(LabConfig::default()).await.unwrap();
-    let mut env = Env::new(POLICY);
-    env.enrol("rita", "requester");
-    env.enrol("ann", "approver");
-    env.enrol("bob", "approver");
+    let mut env = Env::enrolled(TEAM_POLICY, &TEAM[..3]);
     let node = lab.nodes()[0].id.clone();
     let id = env.approved(&node, "rita", &["ann", "bob"]);
 
-    let code = env.code("rita");
-    let mut open = env.command(&["open", &id, "--as", "rita", "--code", &code]);
-    lab_env(&mut open, &lab.endpoint_url());
-    let mut child = open
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&mut env.open_on_lab(&id, "rita", &lab.endpoint_url()));
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"echo live-$((6*7))\n").unwrap();
     let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("live-42") {
-        let n = stdout.read(&mut buf).unwrap();
-        assert!(
-            n > 0,
-            "open ended early: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut stdout, "live-42");
 
     // A requester cannot kill; watching needs a daemon.
     let code = env.code("rita");
@@ -68,8 +37,10 @@ async fn an_approver_kills_a_session_held_by_another_process() {
     assert_eq!(shown["request"]["state"], "active");
 
     let code = env.code("ann");
-    let mut kill = env.command(&["kill", &id, "--as", "ann", "--code", &code]);
-    lab_env(&mut kill, &lab.endpoint_url());
+    let mut kill = env.lab_command(
+        &["kill", &id, "--as", "ann", "--code", &code],
+        &lab.endpoint_url(),
+    );
     let killed = kill.output().unwrap();
     assert!(killed.status.success(), "{killed:?}");
     let out = child.wait_with_output().unwrap();
@@ -82,11 +53,7 @@ async fn an_approver_kills_a_session_held_by_another_process() {
     let shown = env.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(shown["request"]["state"], "closed");
     assert_eq!(shown["request"]["close_reason"]["by"], "ann");
-    let audit = env.run(&["audit", "export"]).ok();
-    let killed_by_ann = audit.stdout.lines().any(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        v["kind"] == "session_killed" && v["actor"] == "ann"
-    });
-    assert!(killed_by_ann, "{}", audit.stdout);
+    let killed = env.audit_of("session_killed");
+    assert!(killed.iter().any(|v| v["actor"] == "ann"), "{killed:?}");
     assert!(!lab.nodes().into_iter().any(|n| n.id == node));
 }

@@ -2,22 +2,16 @@
 //! approvals, `sombrero open` (taint, record, StartSession, data channel), the shell, exit,
 //! sealed recording, replacement; and the fail-closed cases.
 
-use std::io::Write;
 use std::process::{Output, Stdio};
 
-use crate::common::cli::Env;
+use crate::common::cli::{Env, LAB_REPLACEMENT, POLICY, TEAM};
+use crate::common::run_with_stdin;
 use pink_sombrero::lab::{self, Lab, LabConfig};
 
-const POLICY: &str = r#"
-requesters = ["*"]
-approvers = ["*"]
-approvals_required = 2
-request_ttl = "30m"
-grant_window = "15m"
-max_session_duration = "1h"
-reason_min_length = 10
-replacement = "automation:PinkSombrero-ReplaceNode"
-"#;
+/// Anyone requests and approves; the lab's automation replaces a used node.
+fn policy() -> String {
+    format!("{POLICY}{LAB_REPLACEMENT}")
+}
 
 struct World {
     env: Env,
@@ -26,22 +20,17 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        World::with_policy(POLICY).await
+        World::with_policy(&policy()).await
     }
 
     async fn with_policy(policy: &str) -> World {
         let lab = lab::start(LabConfig::default()).await.unwrap();
-        let mut env = Env::new(policy);
-        env.enrol("rita", "requester");
-        env.enrol("ann", "approver");
-        env.enrol("bob", "approver");
+        let env = Env::enrolled(policy, &TEAM[..3]);
         World { env, lab }
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut c = self.env.command(args);
-        crate::common::cli::lab_env(&mut c, &self.lab.endpoint_url());
-        c
+        self.env.lab_command(args, &self.lab.endpoint_url())
     }
 
     /// An approved request by rita on `target` for 10 minutes.
@@ -57,20 +46,10 @@ impl World {
     /// `sombrero request` by rita on `target` with `extra` options.
     fn request(&mut self, target: &str, extra: &[&str]) -> crate::common::cli::Run {
         let code = self.env.code("rita");
-        let mut args = vec![
-            "request",
-            "--target",
-            target,
-            "--reason",
-            "disk full on the primary",
-            "--as",
-            "rita",
-            "--code",
-            &code,
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        self.env.run(&args)
+        let reason = "disk full on the primary";
+        let extra = [&["--json"], extra].concat();
+        self.env
+            .request_with_code(target, "rita", reason, &code, &extra)
     }
 
     /// An approved request by rita on `target` with `extra` request options.
@@ -85,8 +64,7 @@ impl World {
 
     /// `sombrero open ID` as rita with a fresh code.
     fn open_cmd(&mut self, id: &str) -> std::process::Command {
-        let code = self.env.code("rita");
-        self.command(&["open", id, "--as", "rita", "--code", &code])
+        self.env.open_on_lab(id, "rita", &self.lab.endpoint_url())
     }
 
     /// `sombrero open ID --as rita --code C -- ARGV...` (the command after every option).
@@ -152,19 +130,7 @@ impl World {
     }
 
     fn run_open(&self, mut cmd: std::process::Command, script: &str) -> Output {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run_with_stdin(&mut cmd, script.as_bytes())
     }
 
     /// A recording failure refused the session before anything touched `node`: no tag on it,
@@ -184,16 +150,7 @@ impl World {
     }
 
     fn audit_kinds(&self) -> Vec<String> {
-        let out = self.env.run(&["audit", "export"]).ok();
-        out.stdout
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
+        self.env.audit_kinds()
     }
 
     fn recordings(&self) -> Vec<std::path::PathBuf> {
@@ -319,17 +276,7 @@ async fn open_needs_a_fresh_code_before_anything_is_touched() {
     // A replayed code: spent on another request first, then offered to open this one.
     let replay = w.env.code("rita");
     w.env
-        .run(&[
-            "request",
-            "--target",
-            &node,
-            "--reason",
-            "another disk is full",
-            "--as",
-            "rita",
-            "--code",
-            &replay,
-        ])
+        .request_with_code(&node, "rita", "another disk is full", &replay, &[])
         .ok();
     let out = w.run_open(
         w.command(&["open", &id, "--as", "rita", "--code", &replay]),
@@ -359,7 +306,7 @@ async fn open_needs_a_fresh_code_before_anything_is_touched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_at_open_false_a_session_opens_without_a_code() {
-    let policy = format!("{POLICY}\n[mfa]\nat_open = false\n");
+    let policy = format!("{}\n[mfa]\nat_open = false\n", policy());
     let mut w = World::with_policy(&policy).await;
     let node = w.lab.nodes()[0].id.clone();
     let id = w.approved(&node);
@@ -759,12 +706,7 @@ async fn commands_of_a_recorded_session_list_the_flagged_ones_at_their_lines() {
     assert!(!table.contains("hostname"), "{table}");
 
     // The same three were flagged live: audited as they ran, and told on the session's pane.
-    let events = w.env.run(&["audit", "export"]).ok().stdout;
-    let live: Vec<serde_json::Value> = events
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["kind"] == "command_flagged")
-        .collect();
+    let live = w.env.audit_of("command_flagged");
     let told: Vec<(&str, &str)> = live
         .iter()
         .map(|e| {
@@ -809,12 +751,7 @@ async fn a_flood_of_flagged_commands_is_audited_within_its_budget() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let events = w.env.run(&["audit", "export"]).ok().stdout;
-    let flagged: Vec<serde_json::Value> = events
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["kind"] == "command_flagged")
-        .collect();
+    let flagged = w.env.audit_of("command_flagged");
     assert_eq!(flagged.len(), MAX_LIVE_FLAGS + 1, "{flagged:?}");
     assert!(
         flagged[..MAX_LIVE_FLAGS]

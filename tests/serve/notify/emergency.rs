@@ -47,11 +47,7 @@ fn ask(d: &mut Daemon, me: &str, target: &str) -> serde_json::Value {
 #[test]
 fn off_by_default() {
     let me = own_user();
-    let mut d = Daemon::new(
-        "requesters = [\"*\"]\napprovers = [\"*\"]\n",
-        &[(&me, "both")],
-    );
-    d.start();
+    let mut d = Daemon::started_for_me("requesters = [\"*\"]\napprovers = [\"*\"]\n");
     let code = d.env.code(&me);
     d.client(
         None,
@@ -89,16 +85,7 @@ fn vetoed_it_never_opens_unvetoed_it_opens_tagged_and_recorded() {
     let id = vetoed["id"].as_str().unwrap().to_string();
     let code = d.env.code("ann");
     d.env
-        .run(&[
-            "deny",
-            &id,
-            "--as",
-            "ann",
-            "--code",
-            &code,
-            "--comment",
-            "I am here: ordinary path",
-        ])
+        .decide("deny", &id, "ann", &code, "I am here: ordinary path")
         .ok();
     std::thread::sleep(Duration::from_millis(2200));
     let mut open = d.env.command(&["open", &id, "--as", &me]);

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::common::cli::Env;
 use crate::common::daemon::{Daemon, can_switch_uid, own_user, request_args};
 
 const SECRET: &str = "test-webhook-secret-0123456789";
@@ -191,15 +190,6 @@ fn events_of(got: &[Got]) -> Vec<String> {
         .collect()
 }
 
-fn audit_kinds(env: &Env) -> Vec<serde_json::Value> {
-    env.run(&["audit", "export"])
-        .ok()
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn each_event_kind_reaches_its_targets_signed_and_once() {
     let hook = Receiver::start(Duration::ZERO);
@@ -287,7 +277,9 @@ fn each_event_kind_reaches_its_targets_signed_and_once() {
         "a Slack target has no secret to sign with"
     );
     // Only the request still pending escalates, each step once.
-    let escalated: Vec<serde_json::Value> = audit_kinds(&d.env)
+    let escalated: Vec<serde_json::Value> = d
+        .env
+        .audit_export()
         .into_iter()
         .filter(|e| e["kind"] == "request_escalated")
         .collect();
@@ -332,7 +324,9 @@ fn receiver_down_then_up_gets_it_once_after_a_restart() {
     // The first attempt fails and is audited, once, without the URL.
     let until = Instant::now() + Duration::from_secs(10);
     let failed = loop {
-        let f: Vec<_> = audit_kinds(&d.env)
+        let f: Vec<_> = d
+            .env
+            .audit_export()
             .into_iter()
             .filter(|e| e["kind"] == "notification_failed")
             .collect();
@@ -482,7 +476,6 @@ mod emergency;
 /// signed, with the command as the audit log recorded it.
 #[test]
 fn a_command_flagged_in_a_live_session_is_notified() {
-    use std::process::Stdio;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = rt
         .block_on(pink_sombrero::lab::start(
@@ -503,24 +496,8 @@ fn a_command_flagged_in_a_live_session_is_notified() {
     d.start();
     let target = lab.nodes()[0].id.clone();
     let id = d.env.approved(&target, "rita", &["ann", "bob"]);
-    let code = d.env.code("rita");
-    let mut open = d
-        .env
-        .command(&["open", &id, "--as", "rita", "--code", &code]);
-    crate::common::cli::lab_env(&mut open, &lab.endpoint_url());
-    let mut child = open
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"hostname\nsudo id\nexit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut open = d.env.open_on_lab(&id, "rita", &lab.endpoint_url());
+    let out = crate::common::run_with_stdin(&mut open, b"hostname\nsudo id\nexit\n");
     assert!(
         out.status.success(),
         "{}",

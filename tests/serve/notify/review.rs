@@ -2,14 +2,12 @@
 //! lab, then `review --pending` until a reviewer signs it off. (Deadlines and the overdue
 //! notices under a test clock: `review_queue` unit tests.)
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use pink_sombrero::lab::{self, LabConfig};
 
-use crate::common::cli::lab_env;
 use crate::common::daemon::{Daemon, own_user};
+use crate::common::run_with_stdin;
 
 const POLICY: &str = r#"
 requesters = ["*"]
@@ -40,20 +38,9 @@ fn a_finished_session_waits_on_the_queue_until_reviewed() {
     // Nothing is queued before a session ended.
     let none = d.env.run(&["review", "--pending", "--json"]).ok().json();
     assert_eq!(none, serde_json::json!([]));
-    let code = d.env.code("rita");
-    let mut open = d
-        .env
-        .command(&["open", &id, "--as", "rita", "--code", &code]);
-    lab_env(&mut open, &lab.endpoint_url());
+    let mut open = d.env.open_on_lab(&id, "rita", &lab.endpoint_url());
     open.args(["--", "true"]);
-    let mut child = open
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(b"");
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(&mut open, b"");
     assert!(
         out.status.success(),
         "{}",
