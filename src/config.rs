@@ -73,7 +73,33 @@ pub fn config_string(
 }
 
 impl GlobalOpts {
-    /// The AWS SDK config: the default chain with `--profile` and `--region` applied.
+    /// The AWS selection these options make (`--profile`, `--region`, `--endpoint-url`, `--ca`).
+    pub fn aws(&self) -> AwsOptions {
+        AwsOptions {
+            profile: self.profile.clone(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+}
+
+/// Which AWS account, region and endpoints this process uses, and the CA a TLS broker's
+/// certificate is checked against: resolved once from the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// The named profile (else the default chain).
+    pub profile: Option<String>,
+    /// The region (else the default chain's).
+    pub region: Option<String>,
+    /// The SSM endpoint (a lab or an emulator).
+    pub endpoint_url: Option<String>,
+    /// The CA certificate (PEM) that signed a TCP broker's certificate.
+    pub ca: Option<PathBuf>,
+}
+
+impl AwsOptions {
+    /// The AWS SDK config: the default chain with the profile and region applied.
     pub async fn aws_config(&self) -> aws_config::SdkConfig {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(p) = &self.profile {
@@ -84,6 +110,29 @@ impl GlobalOpts {
         }
         loader.load().await
     }
+}
+
+/// Sends tracing to `logs/sombrero.log` in the data dir (never to the terminal, which is the
+/// UI). Filter with `SOMBRERO_LOG` (default `info`). Safe to call more than once.
+pub fn init_logging(paths: &Paths) -> Result<(), ConfigError> {
+    use tracing_subscriber::EnvFilter;
+    paths.ensure()?;
+    create_private_dir(&paths.logs())?;
+    // Rotated by size with a retention count: refusals a client causes cannot fill the disk.
+    let file = crate::logfile::RotatingLog::new(
+        &paths.logs(),
+        "sombrero.log",
+        crate::logfile::MAX_LOG_BYTES,
+        crate::logfile::KEEP_LOGS,
+    );
+    let filter = EnvFilter::try_from_env("SOMBRERO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Err only means a subscriber is already installed (a second call): keep that one.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(file)
+        .try_init();
+    Ok(())
 }
 
 /// Errors finding or creating the data directory.
@@ -115,8 +164,13 @@ pub struct Paths {
 impl Paths {
     /// Resolves the data directory from the options (flag, env, then XDG).
     pub fn resolve(opts: &GlobalOpts) -> Result<Self, ConfigError> {
-        let data_dir = match &opts.data_dir {
-            Some(d) => d.clone(),
+        Self::resolve_dir(opts.data_dir.as_deref())
+    }
+
+    /// Resolves the data directory: `dir` when given, else XDG.
+    pub fn resolve_dir(dir: Option<&Path>) -> Result<Self, ConfigError> {
+        let data_dir = match dir {
+            Some(d) => d.to_path_buf(),
             None => directories::ProjectDirs::from("", "", "pink-sombrero")
                 .map(|p| p.data_dir().to_path_buf())
                 .ok_or(ConfigError::NoDataDir)?,

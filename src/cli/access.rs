@@ -7,9 +7,9 @@ use clap::Args;
 use serde_json::json;
 
 use crate::api::BrokerApi;
+use crate::backend::Config;
 use crate::cli::ExitError;
-use crate::cli::connection::{actor, code, connect, fail, print_json, remote_endpoint, say};
-use crate::config::GlobalOpts;
+use crate::cli::connection::{self, actor, code, connect, fail, print_json, remote_endpoint, say};
 use crate::remote::RemoteBroker;
 use crate::request::{NewRequest, Request, State};
 use crate::text::{Field, escape_for_terminal};
@@ -130,14 +130,14 @@ pub struct ShowArgs {
 }
 
 /// Runs `sombrero whoami`: the user a broker daemon knows this client as, and from what.
-pub fn whoami(g: &GlobalOpts, a: WhoamiArgs) -> anyhow::Result<ExitCode> {
+pub fn whoami(g: &Config, a: WhoamiArgs) -> anyhow::Result<ExitCode> {
     let Some(endpoint) = remote_endpoint(g)? else {
         return Err(ExitError::usage(
             "whoami asks a broker daemon who you are: give --broker (without one, commands act as --as or your OS user)",
         )
         .into());
     };
-    let me = RemoteBroker::connect_with(&endpoint, g)
+    let me = RemoteBroker::connect_with(&endpoint, &g.aws)
         .map_err(fail)?
         .whoami()
         .map_err(fail)?;
@@ -222,7 +222,7 @@ fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 }
 
 /// Runs `sombrero request`.
-pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
+pub fn request(g: &Config, a: RequestArgs) -> anyhow::Result<ExitCode> {
     let duration = parse_duration(&a.duration)?;
     super::decide::check_fields(&[
         (Field::Target, Some(&a.target)),
@@ -241,19 +241,20 @@ pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
         command: a.command,
     };
     let r = match a.emergency {
-        true => super::emergency::create(g, new, &code)?,
+        true => super::emergency::create(&*b, new, &code)?,
         false => b.create_request(new, &code).map_err(fail)?,
     };
     report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero approve`.
-pub fn approve(g: &GlobalOpts, a: ApproveArgs) -> anyhow::Result<ExitCode> {
+pub fn approve(g: &Config, a: ApproveArgs) -> anyhow::Result<ExitCode> {
     super::decide::check_fields(&[(Field::Comment, a.comment.as_deref())])?;
-    let b = connect(g)?;
+    let backend = connection::backend(g)?;
+    let b = backend.api().map_err(fail)?;
     let by = actor(&*b, a.as_user)?;
     if a.code.is_none() {
-        super::decide::show_context(g, &*b, &a.request, "approve");
+        super::decide::show_context(&*backend, &*b, &a.request, "approve");
     }
     let code = code(a.code, &by)?;
     let r = b
@@ -267,15 +268,16 @@ pub fn approve(g: &GlobalOpts, a: ApproveArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero deny`.
-pub fn deny(g: &GlobalOpts, a: DenyArgs) -> anyhow::Result<ExitCode> {
+pub fn deny(g: &Config, a: DenyArgs) -> anyhow::Result<ExitCode> {
     if a.comment.trim().is_empty() {
         return Err(ExitError::usage("--comment must say why the request is denied").into());
     }
     super::decide::check_fields(&[(Field::Comment, Some(&a.comment))])?;
-    let b = connect(g)?;
+    let backend = connection::backend(g)?;
+    let b = backend.api().map_err(fail)?;
     let by = actor(&*b, a.as_user)?;
     if a.code.is_none() {
-        super::decide::show_context(g, &*b, &a.request, "deny");
+        super::decide::show_context(&*backend, &*b, &a.request, "deny");
     }
     let code = code(a.code, &by)?;
     let r = b
@@ -285,7 +287,7 @@ pub fn deny(g: &GlobalOpts, a: DenyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero cancel`.
-pub fn cancel(g: &GlobalOpts, a: CancelArgs) -> anyhow::Result<ExitCode> {
+pub fn cancel(g: &Config, a: CancelArgs) -> anyhow::Result<ExitCode> {
     let b = connect(g)?;
     let by = actor(&*b, a.as_user)?;
     let r = b.cancel(&a.request, &by).map_err(fail)?;
@@ -293,7 +295,7 @@ pub fn cancel(g: &GlobalOpts, a: CancelArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero list`.
-pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
+pub fn list(g: &Config, a: ListArgs) -> anyhow::Result<ExitCode> {
     let state = match a.state.as_deref() {
         None => None,
         Some(s) => Some(State::parse(s).ok_or_else(|| {
@@ -333,7 +335,7 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero show`.
-pub fn show(g: &GlobalOpts, a: ShowArgs) -> anyhow::Result<ExitCode> {
+pub fn show(g: &Config, a: ShowArgs) -> anyhow::Result<ExitCode> {
     let b = connect(g)?;
     b.expire_due().map_err(fail)?;
     let r = b.get(&a.request).map_err(fail)?;

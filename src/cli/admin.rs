@@ -9,12 +9,10 @@ use serde_json::json;
 
 use super::access::time;
 use crate::api::BrokerApi;
+use crate::backend::Config;
 use crate::broker::{Broker, BrokerError};
 use crate::cli::ExitError;
-use crate::cli::connection::{
-    code, connect, fail, open_local, policy_path, print_json, remote_endpoint, say,
-};
-use crate::config::{GlobalOpts, Paths};
+use crate::cli::connection::{code, connect, fail, open_local, print_json, remote_endpoint, say};
 use crate::mfa;
 use crate::policy::{Policy, PolicyError, Role};
 use crate::remote::RemoteBroker;
@@ -98,7 +96,7 @@ pub enum AuditCommand {
 }
 
 /// Runs `sombrero user ...`.
-pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
+pub fn user(g: &Config, c: UserCommand) -> anyhow::Result<ExitCode> {
     match c {
         UserCommand::Add { name, role, json } => {
             let roles = Role::parse_set(&role).ok_or_else(|| {
@@ -154,7 +152,7 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Refuses a user command through `--broker`: `what` says why it must run on the broker host.
-fn local_only(g: &GlobalOpts, what: &str) -> anyhow::Result<()> {
+fn local_only(g: &Config, what: &str) -> anyhow::Result<()> {
     match remote_endpoint(g)? {
         Some(e) => Err(ExitError::usage(format!(
             "{what} on the broker host, not through --broker {e}"
@@ -206,7 +204,7 @@ fn show_and_confirm(
 }
 
 /// `sombrero user list`.
-fn list_users(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
+fn list_users(g: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let b = connect(g)?;
     let users = b.users().map_err(fail)?;
     if json {
@@ -236,16 +234,15 @@ fn list_users(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero policy ...`.
-pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
+pub fn policy(g: &Config, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check { json } = c;
     let (path, p) = match remote_endpoint(g)? {
         Some(e) => {
-            let b = RemoteBroker::connect_with(&e, g).map_err(fail)?;
+            let b = RemoteBroker::connect_with(&e, &g.aws).map_err(fail)?;
             (format!("of the broker at {e}"), b.policy().map_err(fail)?)
         }
         None => {
-            let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-            let path = policy_path(g, &paths)?;
+            let path = g.policy_path().map_err(fail)?.to_path_buf();
             let p = Policy::load(&path).map_err(|e| match e {
                 PolicyError::Read { .. } => ExitError::usage(format!(
                     "{e}; the first `sombrero user add` writes a documented default there"
@@ -301,7 +298,7 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero audit ...`.
-pub fn audit(g: &GlobalOpts, c: AuditCommand) -> anyhow::Result<ExitCode> {
+pub fn audit(g: &Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
     let b = connect(g)?;
     match c {
         AuditCommand::Verify { json } => {

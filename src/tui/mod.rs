@@ -13,6 +13,8 @@ pub mod intent;
 pub mod keymap;
 pub mod model;
 pub mod notice;
+pub mod player;
+pub mod recording_rows;
 pub mod session;
 pub mod terminal;
 pub mod theme;
