@@ -1,41 +1,9 @@
-//! Global options and where things live on disk (XDG data dir unless `--data-dir`).
+//! Where things live on disk (XDG data dir unless `--data-dir`), the AWS selection, the
+//! config file's keys and the log file.
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
 use thiserror::Error;
-
-/// Options every subcommand accepts.
-#[derive(Debug, Clone, Default, Args)]
-pub struct GlobalOpts {
-    /// Data directory (store, policy, keys, recordings, logs). Default: XDG data dir `pink-sombrero`.
-    #[arg(long, global = true, env = "SOMBRERO_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Config file (TOML). Default: `config.toml` in the data dir, if present.
-    #[arg(long, global = true, env = "SOMBRERO_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// AWS profile for the fleet (else the default credential chain).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub profile: Option<String>,
-    /// AWS region (else the default chain's region).
-    #[arg(long, global = true, value_name = "REGION")]
-    pub region: Option<String>,
-    /// SSM endpoint URL: a lab (`sombrero lab` prints it) or an emulator.
-    #[arg(long, global = true, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// A `sombrero serve` daemon to talk to (`unix:/path/to/sock`); else `broker` in the
-    /// config file; else this process opens the data dir itself.
-    #[arg(long, global = true, env = "SOMBRERO_BROKER", value_name = "URL")]
-    pub broker: Option<crate::wire::Endpoint>,
-    /// Store: `sqlite` (the data dir's file) or `dynamodb:TABLE` (shared by several brokers).
-    /// Default: the config file's `store` key, else `sqlite`.
-    #[arg(long, global = true, env = "SOMBRERO_STORE", value_name = "SPEC")]
-    pub store: Option<String>,
-    /// CA certificate (PEM) that signed a `tcp://`/`https://` broker's certificate. Default:
-    /// the public web roots.
-    #[arg(long, global = true, env = "SOMBRERO_BROKER_CA", value_name = "PEM")]
-    pub ca: Option<PathBuf>,
-}
 
 /// A config file key could not be read.
 #[derive(Debug, Error)]
@@ -69,18 +37,6 @@ pub fn config_string(
         None => Ok(None),
         Some(toml::Value::String(v)) => Ok(Some((v.clone(), file))),
         Some(_) => Err(err(format!("{key}: must be a string"))),
-    }
-}
-
-impl GlobalOpts {
-    /// The AWS selection these options make (`--profile`, `--region`, `--endpoint-url`, `--ca`).
-    pub fn aws(&self) -> AwsOptions {
-        AwsOptions {
-            profile: self.profile.clone(),
-            region: self.region.clone(),
-            endpoint_url: self.endpoint_url.clone(),
-            ca: self.ca.clone(),
-        }
     }
 }
 
@@ -162,13 +118,9 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// Resolves the data directory from the options (flag, env, then XDG).
-    pub fn resolve(opts: &GlobalOpts) -> Result<Self, ConfigError> {
-        Self::resolve_dir(opts.data_dir.as_deref())
-    }
-
-    /// Resolves the data directory: `dir` when given, else XDG.
-    pub fn resolve_dir(dir: Option<&Path>) -> Result<Self, ConfigError> {
+    /// Resolves the data directory: `dir` (`--data-dir`, `SOMBRERO_DATA_DIR`) when given, else
+    /// the XDG data dir.
+    pub fn resolve(dir: Option<&Path>) -> Result<Self, ConfigError> {
         let data_dir = match dir {
             Some(d) => d.to_path_buf(),
             None => directories::ProjectDirs::from("", "", "pink-sombrero")
@@ -237,11 +189,7 @@ mod tests {
 
     #[test]
     fn explicit_data_dir_wins() {
-        let opts = GlobalOpts {
-            data_dir: Some(PathBuf::from("/tmp/x")),
-            ..Default::default()
-        };
-        let p = Paths::resolve(&opts).expect("resolves");
+        let p = Paths::resolve(Some(Path::new("/tmp/x"))).expect("resolves");
         assert_eq!(p.db(), PathBuf::from("/tmp/x/sombrero.db"));
         assert_eq!(p.policy(), PathBuf::from("/tmp/x/policy.toml"));
     }

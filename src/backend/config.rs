@@ -50,7 +50,7 @@ pub struct Given {
 impl Config {
     /// Resolves every part once (the config file is read for each key it may hold).
     pub fn resolve(given: Given) -> Config {
-        let paths = Paths::resolve_dir(given.data_dir.as_deref()).map_err(|e| e.to_string());
+        let paths = Paths::resolve(given.data_dir.as_deref()).map_err(|e| e.to_string());
         let file = given.config_file.as_deref();
         let on_paths = |f: &dyn Fn(&Paths) -> Result<PathBuf, String>| match &paths {
             Ok(p) => f(p),
@@ -131,8 +131,8 @@ impl Config {
     }
 }
 
-fn input(e: &String) -> BackendError {
-    BackendError::Input(e.clone())
+fn input(e: &impl ToString) -> BackendError {
+    BackendError::Input(e.to_string())
 }
 
 /// `broker` in the config file, parsed.

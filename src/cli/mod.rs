@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod generate;
 pub mod lab;
 pub mod notify;
+pub mod options;
 pub mod recordings;
 pub mod review_queue;
 pub mod serve;
@@ -24,7 +25,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{GlobalOpts, Paths};
+use crate::config::Paths;
+pub use options::GlobalOpts;
 
 pub use crate::backend::Config;
 

@@ -20,6 +20,7 @@ pub mod terminal;
 pub mod theme;
 pub mod update;
 pub mod views;
+mod watch;
 pub mod widgets;
 
 pub use driver::{TuiContext, TuiError, run_tui};

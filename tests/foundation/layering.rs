@@ -26,8 +26,11 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         ],
     ),
     // The client and the daemon meet only in `wire`.
-    ("remote", &["serve"]),
-    ("serve", &["remote", "tui"]),
+    ("remote", &["serve", "backend"]),
+    ("serve", &["remote", "tui", "backend"]),
+    // The backend serves the CLI and the TUI and knows neither; the daemon is reached only
+    // through its client.
+    ("backend", &["cli", "tui", "serve"]),
     // The broker is below its API and everything that serves it.
     (
         "broker",
@@ -55,7 +58,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "workflows",
         ],
     ),
-    ("config", &["api", "broker", "cli", "remote", "serve"]),
+    (
+        "config",
+        &["api", "backend", "broker", "cli", "remote", "serve"],
+    ),
 ];
 
 fn src_dir() -> PathBuf {
