@@ -14,6 +14,8 @@ use super::{
 };
 use crate::api::BrokerApi;
 use crate::audit::Event;
+use crate::notify::worker::TestResult;
+use crate::policy::Policy;
 use crate::workflows::reaper::Reaped;
 use crate::workflows::scan::{NodeRow, RogueReport};
 
@@ -37,6 +39,12 @@ fn left_out<T: Send + 'static>(what: &str) -> BoxFuture<'static, Result<T>> {
 impl Backend for ApiOnly {
     fn api(&self) -> Result<Arc<dyn BrokerApi>> {
         Ok(Arc::clone(&self.0))
+    }
+    fn policy_source(&self) -> BoxFuture<'_, Result<(String, Policy)>> {
+        left_out("the policy file")
+    }
+    fn notify_test(&self) -> BoxFuture<'_, Result<Vec<TestResult>>> {
+        left_out("notifications")
     }
     fn fleet(&self) -> BoxFuture<'_, Result<Vec<NodeRow>>> {
         left_out("the fleet")

@@ -21,6 +21,7 @@ use crate::audit::Event;
 use crate::broker::{Broker, BrokerOptions};
 use crate::fleet::Fleet;
 use crate::fleet::aws::AwsFleet;
+use crate::notify::worker::TestResult;
 use crate::policy::{self, Policy, PolicyError};
 use crate::recording::audited::{self, AuditLog, cross_check};
 use crate::recording::flags::{self, FlagRule};
@@ -364,6 +365,30 @@ where
 impl Backend for Embedded {
     fn api(&self) -> Result<Arc<dyn BrokerApi>> {
         Ok(self.broker()?)
+    }
+
+    fn policy_source(&self) -> BoxFuture<'_, Result<(String, Policy)>> {
+        on(&self.0, |i| {
+            let path = i.cfg.policy_path()?;
+            let p = Policy::load(path).map_err(|e| {
+                BackendError::Input(match e {
+                    PolicyError::Read { .. } => format!(
+                        "{e}; the first `sombrero user add` writes a documented default there"
+                    ),
+                    other => other.to_string(),
+                })
+            })?;
+            Ok((path.display().to_string(), p))
+        })
+    }
+
+    fn notify_test(&self) -> BoxFuture<'_, Result<Vec<TestResult>>> {
+        async move {
+            let broker = self.broker()?;
+            let by = super::who(None)?;
+            Ok(crate::notify::worker::test_all(&broker, &by).await?)
+        }
+        .boxed()
     }
 
     fn fleet(&self) -> BoxFuture<'_, Result<Vec<NodeRow>>> {

@@ -24,6 +24,7 @@ use crate::audit::Event;
 use crate::broker::{AuditCheck, BrokerError, UserInfo};
 use crate::channel::client::SessionEvent;
 use crate::fleet::FleetError;
+use crate::notify::worker::TestResult;
 use crate::policy::Policy;
 use crate::recording::audited::Lookup;
 use crate::recording::flags::FlagRule;
@@ -314,6 +315,12 @@ pub trait Backend: Send + Sync {
     fn pending_reviews(&self) -> BoxFuture<'_, Result<Vec<PendingReview>>> {
         call(self.api(), |a| a.pending_reviews())
     }
+
+    /// The policy as `sombrero policy check` shows it, with where it is (the file, or the
+    /// daemon); the file is read without opening the store.
+    fn policy_source(&self) -> BoxFuture<'_, Result<(String, Policy)>>;
+    /// Sends a test notification to every `[[notify]]` target (the daemon sends its own).
+    fn notify_test(&self) -> BoxFuture<'_, Result<Vec<TestResult>>>;
 
     /// The fleet's nodes with their badges.
     fn fleet(&self) -> BoxFuture<'_, Result<Vec<NodeRow>>>;

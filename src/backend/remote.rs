@@ -16,6 +16,8 @@ use super::{
 use crate::api::BrokerApi;
 use crate::audit::Event;
 use crate::config::AwsOptions;
+use crate::notify::worker::TestResult;
+use crate::policy::Policy;
 use crate::recording::audited::cross_check;
 use crate::recording::flags;
 use crate::remote::RemoteBroker;
@@ -78,6 +80,14 @@ fn fetch(
 impl Backend for Remote {
     fn api(&self) -> Result<Arc<dyn BrokerApi>> {
         Ok(self.0.clone())
+    }
+
+    fn policy_source(&self) -> BoxFuture<'_, Result<(String, Policy)>> {
+        self.on(|r| Ok((format!("of the broker at {}", r.endpoint()), r.policy()?)))
+    }
+
+    fn notify_test(&self) -> BoxFuture<'_, Result<Vec<TestResult>>> {
+        self.on(|r| Ok(r.notify_test()?))
     }
 
     fn fleet(&self) -> BoxFuture<'_, Result<Vec<NodeRow>>> {

@@ -8,14 +8,14 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::access::time;
-use crate::api::BrokerApi;
 use crate::backend::Config;
 use crate::broker::{Broker, BrokerError};
 use crate::cli::ExitError;
-use crate::cli::connection::{code, connect, fail, open_local, print_json, remote_endpoint, say};
+use crate::cli::connection::{
+    self, code, connect, fail, open_local, print_json, remote_endpoint, say, wait,
+};
 use crate::mfa;
-use crate::policy::{Policy, PolicyError, Role};
-use crate::remote::RemoteBroker;
+use crate::policy::Role;
 use crate::text::escape_for_terminal;
 
 /// `sombrero user ...`.
@@ -236,22 +236,7 @@ fn list_users(g: &Config, json: bool) -> anyhow::Result<ExitCode> {
 /// Runs `sombrero policy ...`.
 pub fn policy(g: &Config, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check { json } = c;
-    let (path, p) = match remote_endpoint(g)? {
-        Some(e) => {
-            let b = RemoteBroker::connect_with(&e, &g.aws).map_err(fail)?;
-            (format!("of the broker at {e}"), b.policy().map_err(fail)?)
-        }
-        None => {
-            let path = g.policy_path().map_err(fail)?.to_path_buf();
-            let p = Policy::load(&path).map_err(|e| match e {
-                PolicyError::Read { .. } => ExitError::usage(format!(
-                    "{e}; the first `sombrero user add` writes a documented default there"
-                )),
-                other => ExitError::usage(other.to_string()),
-            })?;
-            (path.display().to_string(), p)
-        }
-    };
+    let (path, p) = wait(connection::backend(g)?.policy_source())?;
     if json {
         print_json(&json!({"path": path, "policy": p}))?;
         return Ok(ExitCode::SUCCESS);

@@ -9,7 +9,7 @@ use crate::backend::Config;
 use crate::notify::worker::{self, TestResult};
 
 use super::ExitError;
-use super::connection::{fail, open_local, print_json, remote_endpoint, say, who};
+use super::connection::{backend, fail, open_local, print_json, remote_endpoint, say, wait};
 
 /// `sombrero notify ...`.
 #[derive(Debug, Subcommand)]
@@ -35,19 +35,7 @@ pub fn notify(g: &Config, c: NotifyCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn test(g: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let results = match remote_endpoint(g)? {
-        Some(e) => crate::remote::RemoteBroker::connect_with(&e, &g.aws)
-            .map_err(fail)?
-            .notify_test()
-            .map_err(fail)?,
-        None => {
-            let broker = open_local(g)?;
-            let by = who(None)?;
-            super::connection::runtime(0)?
-                .block_on(worker::test_all(&broker, &by))
-                .map_err(fail)?
-        }
-    };
+    let results = wait(backend(g)?.notify_test())?;
     if json {
         print_json(&results)?;
     } else {
