@@ -299,6 +299,10 @@ pub trait Backend: Send + Sync {
     fn list(&self, state: Option<State>) -> BoxFuture<'_, Result<Vec<Request>>> {
         call(self.api(), move |a| a.list(state))
     }
+    /// Expires every request past its deadline; returns how many changed.
+    fn expire_due(&self) -> BoxFuture<'_, Result<usize>> {
+        call(self.api(), |a| a.expire_due())
+    }
     /// Audit events after `after_seq`, at most `limit`.
     fn audit_events(&self, after_seq: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Event>>> {
         call(self.api(), move |a| a.audit_events(after_seq, limit))
@@ -374,7 +378,12 @@ pub trait Backend: Send + Sync {
 /// Who acts: the daemon's name for this connection (then `--as` is refused), else `--as`,
 /// else the OS user.
 pub fn actor(api: &dyn BrokerApi, as_user: Option<String>) -> Result<String> {
-    match api.identity()? {
+    acting(api.identity()?, as_user)
+}
+
+/// Who acts, given the daemon's name for this connection (`identity`) and `--as`.
+pub fn acting(identity: Option<String>, as_user: Option<String>) -> Result<String> {
+    match identity {
         Some(me) => match as_user {
             Some(other) => Err(BackendError::Input(format!(
                 "--as {other} cannot be used with a broker daemon: it knows you as {me} from your connection (your OS user or IAM identity)"

@@ -8,11 +8,11 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::access::time;
-use crate::backend::Config;
+use crate::backend::{BackendError, Config};
 use crate::broker::{Broker, BrokerError};
 use crate::cli::ExitError;
 use crate::cli::connection::{
-    self, code, connect, fail, open_local, print_json, remote_endpoint, say, wait,
+    self, code, fail, open_local, print_json, remote_endpoint, say, wait,
 };
 use crate::mfa;
 use crate::policy::Role;
@@ -205,8 +205,7 @@ fn show_and_confirm(
 
 /// `sombrero user list`.
 fn list_users(g: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let b = connect(g)?;
-    let users = b.users().map_err(fail)?;
+    let users = wait(connection::backend(g)?.users())?;
     if json {
         print_json(&users)?;
         return Ok(ExitCode::SUCCESS);
@@ -284,13 +283,16 @@ pub fn policy(g: &Config, c: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 /// Runs `sombrero audit ...`.
 pub fn audit(g: &Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
-    let b = connect(g)?;
+    let b = connection::backend(g)?;
     match c {
         AuditCommand::Verify { json } => {
-            let (events, broken, message) = match b.verify_audit() {
+            let checked = wait(async { Ok(b.verify_audit().await) })?;
+            let (events, broken, message) = match checked {
                 Ok(c) => (c.events, c.broken.clone(), c.broken.map(|x| x.to_string())),
                 // A row that no longer decodes was tampered with too; the message names it.
-                Err(BrokerError::Store(e)) => (0, None, Some(format!("audit log unreadable: {e}"))),
+                Err(BackendError::Broker(BrokerError::Store(e))) => {
+                    (0, None, Some(format!("audit log unreadable: {e}")))
+                }
                 Err(e) => return Err(fail(e)),
             };
             if json {
@@ -315,7 +317,7 @@ pub fn audit(g: &Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             let mut after = 0;
             loop {
-                let page = b.audit_events(after, 1000).map_err(fail)?;
+                let page = wait(b.audit_events(after, 1000))?;
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for e in &page {

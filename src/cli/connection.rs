@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 
-use crate::api::BrokerApi;
 use crate::backend::config::Given;
 use crate::backend::embedded::Embedded;
 use crate::backend::remote::Remote;
@@ -89,11 +88,6 @@ pub(crate) fn remote_endpoint(cfg: &Config) -> anyhow::Result<Option<crate::wire
     cfg.broker().map_err(fail)
 }
 
-/// The synchronous broker API of [`backend`] (an embedded broker is opened here).
-pub(crate) fn connect(cfg: &Config) -> anyhow::Result<Arc<dyn BrokerApi>> {
-    backend(cfg)?.api().map_err(fail)
-}
-
 /// Opens the data dir in this process for commands that do not go through a daemon yet;
 /// refused when one is configured, so they never act on a different store by surprise.
 pub(crate) fn open(cfg: &Config) -> anyhow::Result<Arc<Broker>> {
@@ -113,8 +107,9 @@ pub(crate) fn open_local(cfg: &Config) -> anyhow::Result<Arc<Broker>> {
 
 /// Who acts: the daemon's name for this connection (then `--as` is refused: identity comes
 /// from the connection), else `--as`, else the OS user.
-pub(crate) fn actor(api: &dyn BrokerApi, as_user: Option<String>) -> anyhow::Result<String> {
-    backend::actor(api, as_user).map_err(fail)
+pub(crate) fn actor(backend: &dyn Backend, as_user: Option<String>) -> anyhow::Result<String> {
+    let identity = wait(backend.identity())?;
+    backend::acting(identity, as_user).map_err(fail)
 }
 
 /// `--as`, else the OS user.

@@ -5,7 +5,6 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::api::BrokerApi;
 use crate::backend::{Backend, BackendError};
 use crate::cli::{ExitError, connection};
 use crate::request::{Request, State};
@@ -19,13 +18,17 @@ const NODE_NAME_WAIT: Duration = Duration::from_secs(3);
 
 /// Prints, on stderr, what `verb` (approve or deny) is about to decide; best effort: a request
 /// that cannot be read is left to the decision itself to report.
-pub fn show_context(backend: &dyn Backend, b: &dyn BrokerApi, id: &str, verb: &str) {
-    let Ok(r) = b.get(id) else { return };
-    let Ok(policy) = b.policy() else { return };
+pub fn show_context(backend: &dyn Backend, id: &str, verb: &str) {
+    let Ok(r) = connection::wait(backend.get(id.to_string())) else {
+        return;
+    };
+    let Ok(policy) = connection::wait(backend.policy()) else {
+        return;
+    };
     let row = request_row(&r, policy.approvals_required);
     // A daemon lists with its own fleet; here, this host's credentials are tried only when a
     // person waits at the prompt.
-    let local = matches!(b.identity(), Ok(None));
+    let local = matches!(connection::wait(backend.identity()), Ok(None));
     let node = node_name(backend, local, &r.target);
     eprintln!("You are about to {verb} {}:", r.id);
     for (label, value) in decision_context(&row, node.as_deref(), chrono::Utc::now()) {
@@ -41,6 +44,9 @@ fn node_name(backend: &dyn Backend, local: bool, target: &str) -> Option<String>
         return None;
     }
     let rows = connection::wait(async {
+        if !local {
+            return backend.fleet().await;
+        }
         tokio::time::timeout(NODE_NAME_WAIT, backend.fleet())
             .await
             .unwrap_or_else(|_| Err(BackendError::Failed("no answer in time".into())))

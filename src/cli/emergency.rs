@@ -1,13 +1,13 @@
 //! `sombrero request --emergency`: the same request through the emergency door.
 
-use crate::api::BrokerApi;
+use crate::backend::Backend;
 use crate::request::{NewRequest, Request};
 
-use super::connection::fail;
+use super::connection::wait;
 
 /// Creates the emergency request on the broker (the daemon with --broker, else embedded).
-pub(crate) fn create(b: &dyn BrokerApi, new: NewRequest, code: &str) -> anyhow::Result<Request> {
-    let r = b.create_emergency(new, code).map_err(fail)?;
+pub(crate) fn create(b: &dyn Backend, new: NewRequest, code: String) -> anyhow::Result<Request> {
+    let r = wait(b.create_emergency(new, code))?;
     if let Some(e) = &r.emergency {
         eprintln!(
             "sombrero: EMERGENCY {} announced; any approver may deny it until {}; then open it with `sombrero open {}`",

@@ -59,7 +59,7 @@ fn say(line: &str) {
 pub fn open(g: &Config, a: OpenArgs) -> anyhow::Result<ExitCode> {
     let backend = connection::backend(g)?;
     let api = backend.api().map_err(fail)?;
-    let user = actor(&*api, a.as_user)?;
+    let user = actor(&*backend, a.as_user)?;
     let code = open_code(&*api, a.code, &user)?;
     let req = TerminalOpen {
         request: a.request,
@@ -103,8 +103,7 @@ pub struct KillArgs {
 /// session it holds).
 pub fn kill(g: &Config, a: KillArgs) -> anyhow::Result<ExitCode> {
     let backend = connection::backend(g)?;
-    let api = backend.api().map_err(fail)?;
-    let user = actor(&*api, a.as_user)?;
+    let user = actor(&*backend, a.as_user)?;
     let code = code(a.code, &user)?;
     let killed = wait(backend.kill(a.request, user.clone(), code))?;
     if let Some(w) = &killed.warning {

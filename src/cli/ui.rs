@@ -88,7 +88,7 @@ pub fn tui(g: &Config, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let backend = connection::backend(g)?;
     let api = backend.api().map_err(connection::fail)?;
     let user = match api.identity().map_err(connection::fail)? {
-        Some(_) => connection::actor(&*api, a.as_user)?,
+        Some(_) => connection::actor(&*backend, a.as_user)?,
         None => local_user(&*api, a.as_user)?,
     };
     let ctx = TuiContext {
