@@ -31,6 +31,20 @@ fn chunk(i: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// CPU time this thread has used (user and system).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
@@ -118,25 +132,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mbps(input_bytes, full)
     );
 
-    let t = Instant::now();
-    let report = verify(&path, &key.verifying_key());
-    let v = t.elapsed();
+    // Verify and index take turns, three rounds, and the best round of each is reported:
+    // on a shared machine the best round is the one least disturbed by others.
+    // CPU time of this thread is reported too: it does not count the time others hold the CPU.
+    let (mut v, mut ix) = (Duration::MAX, Duration::MAX);
+    let (mut v_cpu, mut ix_cpu) = (Duration::MAX, Duration::MAX);
+    let mut report = None;
+    let mut flagged = Vec::new();
+    for _ in 0..3 {
+        let (t, c) = (Instant::now(), thread_cpu());
+        report = Some(verify(&path, &key.verifying_key()));
+        v = v.min(t.elapsed());
+        v_cpu = v_cpu.min(thread_cpu().saturating_sub(c));
+        let (t, c) = (Instant::now(), thread_cpu());
+        let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+        let commands = index_reader(f)?;
+        flagged = flags::apply(commands, &flags::default_rules());
+        ix = ix.min(t.elapsed());
+        ix_cpu = ix_cpu.min(thread_cpu().saturating_sub(c));
+    }
+    let report = report.ok_or("no verify round ran")?;
     println!(
-        "verify:                    {:8.1} MB/s ({})",
+        "verify (best of 3):        {:8.1} MB/s, {:8.1} MB/s of CPU time ({})",
         mbps(cast_bytes, v),
+        mbps(cast_bytes, v_cpu),
         report.integrity.badge()
     );
-
-    let t = Instant::now();
-    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
-    let commands = index_reader(f)?;
-    let flagged = flags::apply(commands, &flags::default_rules());
-    let ix = t.elapsed();
     println!(
-        "command index + flags:     {:8.1} MB/s ({} commands, {} flagged)",
+        "command index + flags:     {:8.1} MB/s, {:8.1} MB/s of CPU time ({} commands, {} flagged; {:.2}x verify, {:.2}x in CPU time)",
         mbps(cast_bytes, ix),
+        mbps(cast_bytes, ix_cpu),
         flagged.len(),
-        flagged.iter().filter(|c| !c.flags.is_empty()).count()
+        flagged.iter().filter(|c| !c.flags.is_empty()).count(),
+        v.as_secs_f64() / ix.as_secs_f64(),
+        v_cpu.as_secs_f64() / ix_cpu.as_secs_f64()
     );
 
     let t = Instant::now();

@@ -24,6 +24,7 @@ pub mod mfa;
 pub mod notify;
 pub mod outbox;
 pub mod policy;
+pub mod policy_file;
 pub mod private_fs;
 pub mod recording;
 pub mod refusals;

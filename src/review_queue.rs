@@ -240,11 +240,9 @@ mod tests {
         assert_eq!(notices_wanted(due, due + TimeDelta::hours(49), day), 4);
     }
 
-    use crate::broker::{BrokerOptions, Clock, TestClock};
-    use crate::config::Paths;
+    use crate::broker::{Clock, TestClock};
     use crate::policy::Role;
     use crate::request::{CloseReason, NewRequest};
-    use chrono::TimeZone;
     use std::sync::Arc;
 
     const POLICY: &str = "requesters = [\"*\"]\napprovers = [\"*\"]\nreviewers = [\"*\"]\n\
@@ -254,14 +252,7 @@ mod tests {
     /// A broker with rita (requester), ann and bob (approvers) and rev (reviewer), and a
     /// session of rita's that ended.
     fn closed_session() -> (tempfile::TempDir, Arc<TestClock>, Broker, String) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
-        let clock = TestClock::at(Utc.timestamp_opt(1_800_000_000, 0).unwrap());
-        let opts = BrokerOptions {
-            policy_path: None,
-            clock: Some(clock.clone()),
-        };
-        let b = Broker::open(&Paths::at(dir.path()), opts).unwrap();
+        let (dir, clock, b) = crate::broker::test_support::broker(POLICY);
         let mut secrets = std::collections::HashMap::new();
         for (name, role) in [
             ("rita", "requester"),

@@ -79,7 +79,7 @@ impl Config {
             Err(e) => Err(e.clone()),
         };
         let policy_path =
-            on_paths(&|p| crate::policy::resolve_path(file, p).map_err(|e| e.to_string()));
+            on_paths(&|p| crate::policy_file::resolve_path(file, p).map_err(|e| e.to_string()));
         let recordings_dir =
             on_paths(&|p| crate::recording::recordings_dir(file, p).map_err(|e| e.to_string()));
         Config {

@@ -11,9 +11,7 @@ use super::{BackendError, OpenedSession, Progress, Result, SessionControl, Sessi
 use super::{TerminalOpen, blocking};
 use crate::channel::client::SessionEvent;
 use crate::channel::payload::SizeData;
-use crate::channel::terminal::{
-    EndReason, SessionEnd, bridge_command_stdio, bridge_stdio, local_size,
-};
+use crate::channel::terminal::{bridge_command_stdio, bridge_stdio, local_size};
 use crate::fleet::aws::AwsFleet;
 use crate::recording::RecorderKey;
 use crate::session::{self, SessionDeps, Terminator};
@@ -74,7 +72,7 @@ pub(super) async fn open_for_pane(backend: Embedded, req: SessionRequest) -> Res
         cols: u32::from(req.cols),
         rows: u32::from(req.rows),
     };
-    let (steps_tx, mut steps) = mpsc::unbounded_channel();
+    let (steps_tx, steps) = mpsc::unbounded_channel();
     let mut live = session::open(
         &deps,
         &req.request_id,
@@ -117,41 +115,8 @@ pub(super) async fn open_for_pane(backend: Embedded, req: SessionRequest) -> Res
 
     // Output: recorded, then shown; at the end, close, seal and replace with progress.
     tokio::spawn(async move {
-        let mut exit_code = None;
-        let end = loop {
-            tokio::select! {
-                Some(step) = steps.recv() => {
-                    let _ = ui.send(SessionEvent::Notice(step.to_string())).await;
-                }
-                event = channel.recv() => match event {
-                    Some(SessionEvent::Output(b)) => {
-                        live.tap.output(&b);
-                        let _ = ui.send(SessionEvent::Output(b)).await;
-                    }
-                    Some(SessionEvent::Stderr(b)) => {
-                        live.tap.output(&b);
-                        let _ = ui.send(SessionEvent::Stderr(b)).await;
-                    }
-                    Some(SessionEvent::ExitCode(c)) => {
-                        exit_code = Some(c);
-                        let _ = ui.send(SessionEvent::ExitCode(c)).await;
-                    }
-                    Some(SessionEvent::Notice(n)) => {
-                        let _ = ui.send(SessionEvent::Notice(n)).await;
-                    }
-                    Some(SessionEvent::Closed { reason }) => {
-                        break SessionEnd { exit_code, reason: EndReason::Closed(reason) };
-                    }
-                    Some(SessionEvent::Failed { error }) => {
-                        break SessionEnd { exit_code, reason: EndReason::Failed(error) };
-                    }
-                    None => break SessionEnd {
-                        exit_code,
-                        reason: EndReason::Failed("the session task stopped".into()),
-                    },
-                },
-            }
-        };
+        let to = ui.clone();
+        let Ok(end) = session::pump(&live.tap, &mut channel, session::Forward { to, steps }).await;
         let done = session::finish(&deps, live, Ok(end), |s| {
             let _ = ui.try_send(SessionEvent::Notice(s.to_string()));
         })

@@ -33,5 +33,6 @@ pub mod codec;
 pub mod grant;
 pub mod limits;
 pub mod payload;
+pub mod pump;
 pub mod session;
 pub mod terminal;

@@ -15,6 +15,8 @@ use tracing::{debug, warn};
 use super::client::{SessionEvent, SessionHandle};
 use super::limits;
 use super::payload::SizeData;
+pub use super::pump::{EndReason, SessionEnd};
+use super::pump::{Outlet, pump};
 
 /// Byte a piped session sends when local input ends: Ctrl-D, end of input to the remote
 /// shell, so `printf 'hostname\n' | sombrero open REQ` ends like `ssh host < script`.
@@ -22,24 +24,6 @@ const EOT: u8 = 0x04;
 
 /// Longest a piped script waits for the remote shell's first output before it is sent.
 const PIPED_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// How the session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndReason {
-    /// The service closed the channel or the client terminated it; the service's text.
-    Closed(String),
-    /// The session could not continue; what went wrong.
-    Failed(String),
-}
-
-/// Result of a bridged session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionEnd {
-    /// The remote shell's exit status, when the agent reported it.
-    pub exit_code: Option<i32>,
-    /// Why the session ended.
-    pub reason: EndReason,
-}
 
 /// Local terminal failures.
 #[derive(Debug, Error)]
@@ -310,9 +294,9 @@ async fn forward_resizes(handle: SessionHandle) {
 pub async fn bridge<W, E>(
     handle: SessionHandle,
     mut events: mpsc::Receiver<SessionEvent>,
-    mut io: LocalIo<W, E>,
-    mut on_output: impl FnMut(&[u8]),
-    mut on_input: impl FnMut(&[u8]),
+    io: LocalIo<W, E>,
+    on_output: impl FnMut(&[u8]),
+    on_input: impl FnMut(&[u8]),
 ) -> Result<SessionEnd, BridgeError>
 where
     W: AsyncWrite + Unpin,
@@ -323,78 +307,111 @@ where
         InputMode::Interactive => ("\r\n", "\r\n"),
         InputMode::Piped => ("", "\n"),
     };
-    let mut exit_code = None;
-    let mut input_open = true;
     // A script is held back until the remote shell first speaks (its prompt), or for at most
     // PIPED_HOLD: input that reaches a terminal before the shell reads it is echoed twice,
     // once by the terminal and again by the shell's line editor.
-    let mut hold_until =
+    let hold_until =
         (io.mode == InputMode::Piped).then(|| tokio::time::Instant::now() + PIPED_HOLD);
-    loop {
-        let hold = async {
-            match hold_until {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = hold => hold_until = None,
-            event = events.recv() => {
-                let Some(event) = event else {
-                    return Ok(task_stopped(exit_code));
-                };
-                match event {
-                    SessionEvent::Output(bytes) | SessionEvent::Stderr(bytes) => {
-                        hold_until = None;
-                        on_output(&bytes);
-                        if let Err(e) = write_all(&mut io.output, &bytes).await {
-                            // Nobody sees the output any more: do not leave the shell running.
-                            let _ = handle.terminate();
-                            return Err(BridgeError::Output(e));
-                        }
-                    }
-                    SessionEvent::ExitCode(code) => exit_code = Some(code),
-                    SessionEvent::Notice(text) => {
-                        let text = crate::text::escape_for_terminal(&text);
-                        let line = format!("{before}[sombrero] {text}{after}");
-                        if let Err(e) = write_all(&mut io.notices, line.as_bytes()).await {
-                            debug!(error = %e, "notice not shown");
-                        }
-                    }
-                    SessionEvent::Closed { reason } => {
-                        return Ok(SessionEnd { exit_code, reason: EndReason::Closed(reason) });
-                    }
-                    SessionEvent::Failed { error } => {
-                        return Ok(SessionEnd { exit_code, reason: EndReason::Failed(error) });
-                    }
-                }
-            }
-            read = io.input.recv(), if input_open && hold_until.is_none() => {
-                let data = match read {
-                    Some(data) => data,
-                    None => {
-                        input_open = false;
-                        match io.mode {
-                            InputMode::Piped => vec![EOT],
-                            InputMode::Interactive => continue,
-                        }
-                    }
-                };
-                on_input(&data);
-                if handle.send_input(data).await.is_err() {
-                    // The session ended; its final event is still in the queue.
-                    input_open = false;
-                }
-            }
-        }
-    }
+    let mut local = Local {
+        handle,
+        io,
+        on_output,
+        on_input,
+        notice_line: (before, after),
+        input_open: true,
+        hold_until,
+    };
+    pump(&mut events, &mut local).await
 }
 
-/// The end reported when the session task vanished without saying how the session ended.
-fn task_stopped(exit_code: Option<i32>) -> SessionEnd {
-    SessionEnd {
-        exit_code,
-        reason: EndReason::Failed("the session task stopped unexpectedly".into()),
+/// The local terminal (or a script on a pipe) as the session's outlet.
+struct Local<W, E, O, I> {
+    handle: SessionHandle,
+    io: LocalIo<W, E>,
+    on_output: O,
+    on_input: I,
+    notice_line: (&'static str, &'static str),
+    input_open: bool,
+    hold_until: Option<tokio::time::Instant>,
+}
+
+/// What a bridge waits for besides the session: the end of the hold, or local input.
+enum LocalWake {
+    HoldOver,
+    Input(Option<Vec<u8>>),
+}
+
+impl<W, E, O, I> Outlet for Local<W, E, O, I>
+where
+    W: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+    O: FnMut(&[u8]),
+    I: FnMut(&[u8]),
+{
+    type Wake = LocalWake;
+    type Error = BridgeError;
+
+    async fn wake(&mut self) -> LocalWake {
+        if let Some(t) = self.hold_until {
+            tokio::time::sleep_until(t).await;
+            return LocalWake::HoldOver;
+        }
+        if !self.input_open {
+            return std::future::pending().await;
+        }
+        LocalWake::Input(self.io.input.recv().await)
+    }
+
+    async fn woken(&mut self, wake: LocalWake) -> Result<(), BridgeError> {
+        let data = match wake {
+            LocalWake::HoldOver => {
+                self.hold_until = None;
+                return Ok(());
+            }
+            LocalWake::Input(Some(data)) => data,
+            LocalWake::Input(None) => {
+                self.input_open = false;
+                match self.io.mode {
+                    InputMode::Piped => vec![EOT],
+                    InputMode::Interactive => return Ok(()),
+                }
+            }
+        };
+        (self.on_input)(&data);
+        if self.handle.send_input(data).await.is_err() {
+            // The session ended; its final event is still in the queue.
+            self.input_open = false;
+        }
+        Ok(())
+    }
+
+    async fn output(&mut self, bytes: Vec<u8>) -> Result<(), BridgeError> {
+        self.hold_until = None;
+        (self.on_output)(&bytes);
+        if let Err(e) = write_all(&mut self.io.output, &bytes).await {
+            // Nobody sees the output any more: do not leave the shell running.
+            let _ = self.handle.terminate();
+            return Err(BridgeError::Output(e));
+        }
+        Ok(())
+    }
+
+    async fn stderr(&mut self, bytes: Vec<u8>) -> Result<(), BridgeError> {
+        self.output(bytes).await
+    }
+
+    async fn exit_code(&mut self, _code: i32) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    async fn notice(&mut self, text: String) -> Result<(), BridgeError> {
+        let text = crate::text::escape_for_terminal(&text);
+        let (before, after) = self.notice_line;
+        let line = format!("{before}[sombrero] {text}{after}");
+        if let Err(e) = write_all(&mut self.io.notices, line.as_bytes()).await {
+            debug!(error = %e, "notice not shown");
+        }
+        Ok(())
     }
 }
 
@@ -440,58 +457,99 @@ const INTERRUPT: u8 = 0x03;
 pub async fn bridge_command<W, E>(
     handle: SessionHandle,
     mut events: mpsc::Receiver<SessionEvent>,
-    mut stdout: W,
-    mut stderr: E,
-    mut interrupts: mpsc::UnboundedReceiver<()>,
-    mut on_output: impl FnMut(&[u8]),
+    stdout: W,
+    stderr: E,
+    interrupts: mpsc::UnboundedReceiver<()>,
+    on_output: impl FnMut(&[u8]),
 ) -> Result<SessionEnd, BridgeError>
 where
     W: AsyncWrite + Unpin,
     E: AsyncWrite + Unpin,
 {
-    let mut exit_code = None;
-    let mut interrupts_open = true;
-    loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else {
-                    return Ok(task_stopped(exit_code));
-                };
-                let written = match &event {
-                    SessionEvent::Output(bytes) => Some(write_all(&mut stdout, bytes).await),
-                    SessionEvent::Stderr(bytes) => Some(write_all(&mut stderr, bytes).await),
-                    _ => None,
-                };
-                if let SessionEvent::Output(b) | SessionEvent::Stderr(b) = &event {
-                    on_output(b);
-                }
-                if let Some(Err(e)) = written {
-                    let _ = handle.terminate();
-                    return Err(BridgeError::Output(e));
-                }
-                match event {
-                    SessionEvent::ExitCode(code) => exit_code = Some(code),
-                    SessionEvent::Notice(text) => {
-                        let line = format!("[sombrero] {text}\n");
-                        if let Err(e) = write_all(&mut stderr, line.as_bytes()).await {
-                            debug!(error = %e, "notice not shown");
-                        }
-                    }
-                    SessionEvent::Closed { reason } => {
-                        return Ok(SessionEnd { exit_code, reason: EndReason::Closed(reason) });
-                    }
-                    SessionEvent::Failed { error } => {
-                        return Ok(SessionEnd { exit_code, reason: EndReason::Failed(error) });
-                    }
-                    SessionEvent::Output(_) | SessionEvent::Stderr(_) => {}
-                }
-            }
-            i = interrupts.recv(), if interrupts_open => match i {
-                Some(()) => {
-                    let _ = handle.send_input(vec![INTERRUPT]).await;
-                }
-                None => interrupts_open = false,
-            },
+    let mut local = CommandIo {
+        handle,
+        stdout,
+        stderr,
+        interrupts: Some(interrupts),
+        on_output,
+    };
+    pump(&mut events, &mut local).await
+}
+
+/// A command's two local streams, and Ctrl-C, as the session's outlet.
+struct CommandIo<W, E, O> {
+    handle: SessionHandle,
+    stdout: W,
+    stderr: E,
+    interrupts: Option<mpsc::UnboundedReceiver<()>>,
+    on_output: O,
+}
+
+impl<W, E, O> CommandIo<W, E, O>
+where
+    W: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+    O: FnMut(&[u8]),
+{
+    /// Writes, records, and ends the session when nobody can see its output any more.
+    async fn show(&mut self, bytes: &[u8], to_stderr: bool) -> Result<(), BridgeError> {
+        let written = if to_stderr {
+            write_all(&mut self.stderr, bytes).await
+        } else {
+            write_all(&mut self.stdout, bytes).await
+        };
+        (self.on_output)(bytes);
+        if let Err(e) = written {
+            let _ = self.handle.terminate();
+            return Err(BridgeError::Output(e));
         }
+        Ok(())
+    }
+}
+
+impl<W, E, O> Outlet for CommandIo<W, E, O>
+where
+    W: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+    O: FnMut(&[u8]),
+{
+    type Wake = Option<()>;
+    type Error = BridgeError;
+
+    async fn wake(&mut self) -> Option<()> {
+        match self.interrupts.as_mut() {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn woken(&mut self, interrupt: Option<()>) -> Result<(), BridgeError> {
+        match interrupt {
+            Some(()) => {
+                let _ = self.handle.send_input(vec![INTERRUPT]).await;
+            }
+            None => self.interrupts = None,
+        }
+        Ok(())
+    }
+
+    async fn output(&mut self, bytes: Vec<u8>) -> Result<(), BridgeError> {
+        self.show(&bytes, false).await
+    }
+
+    async fn stderr(&mut self, bytes: Vec<u8>) -> Result<(), BridgeError> {
+        self.show(&bytes, true).await
+    }
+
+    async fn exit_code(&mut self, _code: i32) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    async fn notice(&mut self, text: String) -> Result<(), BridgeError> {
+        let line = format!("[sombrero] {text}\n");
+        if let Err(e) = write_all(&mut self.stderr, line.as_bytes()).await {
+            debug!(error = %e, "notice not shown");
+        }
+        Ok(())
     }
 }

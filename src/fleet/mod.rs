@@ -298,3 +298,23 @@ pub trait Fleet {
 pub(crate) fn to_utc(t: &aws_sdk_ssm::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
+
+#[cfg(test)]
+impl Node {
+    /// An online Linux node `id` with nothing else known (for tests).
+    pub(crate) fn online(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            name: None,
+            platform: "Linux".into(),
+            ping: "Online".into(),
+            agent_version: None,
+            ip: None,
+            registered: None,
+            launched: None,
+            tags: BTreeMap::new(),
+            not_in_ssm: false,
+            ec2_state: None,
+        }
+    }
+}

@@ -125,20 +125,11 @@ mod tests {
 
     fn node(id: &str, tags: &[(&str, &str)]) -> Node {
         Node {
-            id: id.into(),
-            name: None,
-            platform: "Linux".into(),
-            ping: "Online".into(),
-            agent_version: None,
-            ip: None,
-            registered: None,
-            launched: None,
             tags: tags
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect::<BTreeMap<_, _>>(),
-            not_in_ssm: false,
-            ec2_state: None,
+            ..Node::online(id)
         }
     }
 

@@ -261,27 +261,14 @@ pub async fn test_all(broker: &Arc<Broker>, by: &str) -> Result<Vec<TestResult>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{BrokerOptions, Clock, TestClock};
-    use crate::config::Paths;
+    use crate::broker::test_support::broker;
+    use crate::broker::{Clock, TestClock};
     use crate::policy::Role;
     use crate::request::NewRequest;
-    use chrono::TimeZone;
 
     const POLICY: &str = "requesters = [\"*\"]\napprovers = [\"*\"]\n\
         [[notify]]\nname = \"all\"\nkind = \"slack\"\nurl = \"https://hooks.example.com/T/B/x\"\nevents = [\"request_created\", \"request_approved\"]\n\
         [[notify]]\nname = \"bobs\"\nkind = \"slack\"\nurl = \"https://hooks.example.com/T/B/y\"\nevents = [\"request_created\"]\nusers = [\"bob\"]\n";
-
-    fn broker(policy: &str) -> (tempfile::TempDir, Arc<TestClock>, Broker) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
-        let clock = TestClock::at(Utc.timestamp_opt(1_800_000_000, 0).unwrap());
-        let opts = BrokerOptions {
-            policy_path: None,
-            clock: Some(clock.clone()),
-        };
-        let b = Broker::open(&Paths::at(dir.path()), opts).unwrap();
-        (dir, clock, b)
-    }
 
     fn request(b: &Broker, clock: &TestClock) -> String {
         let e = b

@@ -136,12 +136,10 @@ pub fn check(raw: Option<RawEmergency>) -> Result<EmergencyPolicy, Bad> {
 mod tests {
     use super::*;
     use crate::audit::EventKind;
-    use crate::broker::{Broker, BrokerError, BrokerOptions, Clock, TestClock};
-    use crate::config::Paths;
+    use crate::broker::{Broker, BrokerError, Clock, TestClock};
     use crate::notify::NotifyEvent;
     use crate::policy::{Policy, Role};
     use crate::request::{CloseReason, NewRequest, Refusal, State};
-    use chrono::{TimeZone, Utc};
     use std::collections::HashMap;
     use std::sync::Arc;
 
@@ -158,14 +156,7 @@ mod tests {
 
     impl F {
         fn new(policy: &str) -> F {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
-            let clock = TestClock::at(Utc.timestamp_opt(1_800_000_000, 0).unwrap());
-            let opts = BrokerOptions {
-                policy_path: None,
-                clock: Some(clock.clone()),
-            };
-            let b = Broker::open(&Paths::at(dir.path()), opts).unwrap();
+            let (dir, clock, b) = crate::broker::test_support::broker(policy);
             let mut f = F {
                 _dir: dir,
                 clock,

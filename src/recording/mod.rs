@@ -18,6 +18,7 @@ pub mod live_flags;
 pub mod location;
 pub mod pane;
 mod pane_view;
+pub mod plain_output;
 pub mod player;
 pub mod transcript;
 pub mod verify;

@@ -13,7 +13,7 @@ use super::action::Done;
 use super::intent::Intent;
 use super::model::{
     ApprovalItem, AuditRow, BrokerSnapshot, ChainStatus, FlaggedRow, MAX_FLAGGED_SHOWN,
-    PolicyLimits, RecordingRow, RequestRow, RequestState, ReviewRow,
+    PolicyLimits, RecordingRow, RequestRow, ReviewRow,
 };
 
 /// Audit events shown (the newest); the chain check still covers all of them.
@@ -187,15 +187,12 @@ fn short(s: &str) -> String {
 
 /// The row for one request.
 pub fn request_row(r: &Request, required: u32) -> RequestRow {
-    let (state, deadline) = match r.state {
-        State::Pending => (RequestState::Pending, Some(r.pending_expires_at)),
-        State::Emergency => (RequestState::Emergency, r.due_at()),
-        State::Approved => (RequestState::Approved, r.grant_expires_at),
-        State::Active => (RequestState::Active, r.session_ends_at),
-        State::Denied => (RequestState::Denied, None),
-        State::Cancelled => (RequestState::Cancelled, None),
-        State::Expired => (RequestState::Expired, None),
-        State::Closed => (RequestState::Closed, None),
+    let deadline = match r.state {
+        State::Pending => Some(r.pending_expires_at),
+        State::Emergency => r.due_at(),
+        State::Approved => r.grant_expires_at,
+        State::Active => r.session_ends_at,
+        State::Denied | State::Cancelled | State::Expired | State::Closed => None,
     };
     RequestRow {
         id: r.id.clone(),
@@ -206,7 +203,7 @@ pub fn request_row(r: &Request, required: u32) -> RequestRow {
         reason: escaped(&r.reason),
         incident: r.incident.as_deref().map(escaped),
         duration_secs: r.duration_secs,
-        state,
+        state: r.state,
         approved_by: r.approvals.iter().map(|d| escaped(&d.by)).collect(),
         approvals_required: required,
         created_at: r.created_at,

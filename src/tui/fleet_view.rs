@@ -75,17 +75,11 @@ mod tests {
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let launched = now - chrono::Duration::days(20);
         let node = Node {
-            id: "i-0123456789abcdef0".into(),
             name: Some("web-1".into()),
-            platform: "Linux".into(),
-            ping: "Online".into(),
-            agent_version: None,
-            ip: None,
             registered: Some(now - chrono::Duration::days(1)),
             launched: Some(launched),
             tags: BTreeMap::from([(tag::TAINTED.to_owned(), "true".to_owned())]),
-            not_in_ssm: false,
-            ec2_state: None,
+            ..Node::online("i-0123456789abcdef0")
         };
         let fortnight = Some(Duration::from_secs(14 * 86_400));
         let row = fleet_row(&node, now, fortnight);

@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::request::State;
+
 /// A list that may still be loading or may have failed to load.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Loadable<T> {
@@ -77,40 +79,12 @@ pub struct FleetRow {
     pub badges: Vec<Badge>,
 }
 
-/// Where a request is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestState {
-    /// Waiting for approvals.
-    Pending,
-    /// Approved; a session may be opened within the grant window.
-    Approved,
-    /// Denied by an approver.
-    Denied,
-    /// Cancelled by the requester.
-    Cancelled,
-    /// Not approved or not used in time.
-    Expired,
-    /// A session is running.
-    Active,
-    /// The session ended.
-    Closed,
-    /// Through the emergency door, inside its veto window: any approver may still deny it.
-    Emergency,
-}
-
-impl RequestState {
-    /// The text shown on screen.
-    pub fn label(self) -> &'static str {
-        match self {
-            RequestState::Pending => "pending",
-            RequestState::Approved => "approved",
-            RequestState::Denied => "denied",
-            RequestState::Cancelled => "cancelled",
-            RequestState::Expired => "expired",
-            RequestState::Active => "active",
-            RequestState::Closed => "closed",
-            RequestState::Emergency => "EMERGENCY",
-        }
+/// How the TUI names a request's state: as the CLI does, but an emergency in its veto window
+/// in capitals, as loud as its banner.
+pub fn state_label(state: State) -> &'static str {
+    match state {
+        State::Emergency => "EMERGENCY",
+        other => other.as_str(),
     }
 }
 
@@ -130,7 +104,7 @@ pub struct RequestRow {
     /// Session length asked for, in seconds.
     pub duration_secs: u64,
     /// Lifecycle state.
-    pub state: RequestState,
+    pub state: State,
     /// Approvers so far, in order.
     pub approved_by: Vec<String>,
     /// Approvals required by policy.
@@ -148,8 +122,7 @@ impl RequestRow {
     /// Whether every open TUI must show it in the emergency banner: in its veto window, or its
     /// session is live.
     pub fn loud(&self) -> bool {
-        self.emergency.is_some()
-            && matches!(self.state, RequestState::Emergency | RequestState::Active)
+        self.emergency.is_some() && matches!(self.state, State::Emergency | State::Active)
     }
 }
 

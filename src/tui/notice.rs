@@ -1,6 +1,7 @@
 //! The requester's notice: one of my requests became approved, wherever I am in the UI.
 
-use super::model::{RequestRow, RequestState};
+use super::model::RequestRow;
+use crate::request::State;
 
 /// An approved request of the acting user, announced once and opened with `o` from any screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +44,9 @@ pub fn on_listing(
     after: &[RequestRow],
     user: &str,
 ) -> Option<(Approved, bool)> {
-    let mine_approved = |r: &&RequestRow| r.requester == user && r.state == RequestState::Approved;
+    let mine_approved = |r: &&RequestRow| r.requester == user && r.state == State::Approved;
     let was_approved = |id: &str| {
-        before.is_some_and(|b| {
-            b.iter()
-                .any(|r| r.id == id && r.state == RequestState::Approved)
-        })
+        before.is_some_and(|b| b.iter().any(|r| r.id == id && r.state == State::Approved))
     };
     // Listings are newest first.
     let r = after
@@ -66,7 +64,7 @@ pub fn on_listing(
 pub fn still_open(notice: &Approved, listing: &[RequestRow]) -> bool {
     listing
         .iter()
-        .any(|r| r.id == notice.id && r.state == RequestState::Approved)
+        .any(|r| r.id == notice.id && r.state == State::Approved)
 }
 
 #[cfg(test)]
@@ -74,7 +72,7 @@ mod tests {
     use super::*;
     use chrono::Utc;
 
-    fn row(id: &str, requester: &str, state: RequestState) -> RequestRow {
+    fn row(id: &str, requester: &str, state: State) -> RequestRow {
         RequestRow {
             id: id.into(),
             requester: requester.into(),
@@ -93,8 +91,8 @@ mod tests {
 
     #[test]
     fn only_my_newly_approved_request_is_news() {
-        let pending = [row("r-1", "oncall", RequestState::Pending)];
-        let approved = [row("r-1", "oncall", RequestState::Approved)];
+        let pending = [row("r-1", "oncall", State::Pending)];
+        let approved = [row("r-1", "oncall", State::Approved)];
         let (n, ring) = on_listing(Some(&pending), &approved, "oncall").unwrap();
         assert!(ring);
         assert_eq!(

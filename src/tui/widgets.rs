@@ -7,6 +7,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Wrap};
 
+use super::columns::Fitted;
 use super::theme::Theme;
 
 /// A badge: ` LABEL ` in a style.
@@ -58,6 +59,22 @@ pub fn message(frame: &mut Frame, area: Rect, block: Block, lines: Vec<Line>) {
     );
 }
 
+/// An empty screen's panel titled `title`: `(what is not there, a dimmer hint at what to do
+/// about it)`.
+pub fn empty<'a, 't>(
+    frame: &mut Frame,
+    area: Rect,
+    title: impl Into<Line<'t>>,
+    (headline, hint): (impl Into<std::borrow::Cow<'a, str>>, &'a str),
+    theme: &Theme,
+) {
+    let lines = vec![
+        Line::styled(headline, theme.text),
+        Line::styled(hint, theme.text_dim),
+    ];
+    message(frame, area, panel(title, theme), lines);
+}
+
 /// A long list to draw a window of.
 pub struct Listing<'a> {
     /// The surrounding block.
@@ -66,32 +83,49 @@ pub struct Listing<'a> {
     pub header: Row<'a>,
     /// Column widths.
     pub widths: Vec<Constraint>,
-    /// Number of rows.
-    pub len: usize,
     /// Selected row.
     pub selected: usize,
 }
 
+impl<'a> Listing<'a> {
+    /// A table in `block` with the columns `fitted` chose, row `selected` selected.
+    pub fn of(block: Block<'a>, fitted: &Fitted, selected: usize) -> Listing<'a> {
+        Listing {
+            block,
+            header: fitted.header(),
+            widths: fitted.widths(),
+            selected,
+        }
+    }
+}
+
 /// Draws only the visible window of a long table, keeping the selection in view.
 ///
-/// `row_at(i)` builds row `i` on demand, so 10,000 rows cost no more than a screenful.
-pub fn windowed_table<'a>(
+/// `row_of(item)` builds the row of each visible item on demand, so 10,000 items cost no more
+/// than a screenful.
+pub fn windowed_table<'a, T>(
     frame: &mut Frame,
     area: Rect,
     listing: Listing<'a>,
+    items: &[T],
     theme: &Theme,
-    row_at: impl Fn(usize) -> Row<'a>,
+    row_of: impl Fn(&T) -> Row<'a>,
 ) {
     let Listing {
         block,
         header,
         widths,
-        len,
         selected,
     } = listing;
+    let len = items.len();
     let visible = usize::from(block.inner(area).height.saturating_sub(1)).max(1);
     let offset = selected.saturating_sub(visible - 1);
-    let rows: Vec<Row> = (offset..len.min(offset + visible)).map(row_at).collect();
+    let rows: Vec<Row> = items
+        .iter()
+        .skip(offset)
+        .take(visible)
+        .map(row_of)
+        .collect();
     let table = Table::new(rows, widths)
         .header(header.style(theme.header))
         .block(block)

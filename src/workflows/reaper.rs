@@ -114,17 +114,16 @@ pub async fn reap<F: Fleet + Send + Sync + 'static>(
             done.push(row);
             continue;
         }
-        let outcome = session::replace_audited(
+        let job = session::ReplaceJob {
             broker,
             fleet,
-            request.as_deref(),
-            &node.id,
-            &strategy,
+            request_id: request.as_deref(),
+            target: &node.id,
+            strategy: &strategy,
             opts,
-            "reap",
-            &mut progress,
-        )
-        .await;
+            via: "reap",
+        };
+        let outcome = session::replace_audited(job, &mut progress).await;
         match outcome {
             ReplacementOutcome::Completed { new, .. } => {
                 row.outcome = "completed".into();

@@ -339,25 +339,15 @@ pub(crate) fn field_of(events: &[serde_json::Value], key: &str) -> HashSet<Strin
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     #[test]
     fn old_instances_are_those_past_the_limit() {
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let node = |id: &str, launched: Option<i64>, registered: Option<i64>| Node {
-            id: id.into(),
-            name: None,
-            platform: "Linux".into(),
-            ping: "Online".into(),
-            agent_version: None,
-            ip: None,
             registered: registered.map(|h| now - chrono::Duration::hours(h)),
             launched: launched.map(|h| now - chrono::Duration::hours(h)),
-            tags: BTreeMap::new(),
-            not_in_ssm: false,
-            ec2_state: None,
+            ..Node::online(id)
         };
         let nodes = [
             node("i-00000001", Some(30), None),

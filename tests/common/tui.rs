@@ -9,6 +9,9 @@ use pink_sombrero::tui::keymap;
 use pink_sombrero::tui::model::*;
 use pink_sombrero::tui::update::update;
 
+/// The lifecycle state, named apart from the TUI's `State` (the app's).
+pub use pink_sombrero::request::State as RequestState;
+
 /// The fixed "now" of every test.
 pub fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 9, 30, 0).unwrap()

@@ -237,7 +237,7 @@ fn the_reader_sees_the_imports_it_must() {
     let g = graph();
     for (from, to) in [
         ("remote::connector", "wire::proof"),
-        ("broker", "wire"),
+        ("broker::error", "wire"),
         ("workflows::reaper", "session"),
         ("lab::api", "lab::call"),
     ] {

@@ -7,10 +7,11 @@ use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
 use pink_sombrero::config::Paths;
 use pink_sombrero::mfa;
 use pink_sombrero::policy::Role;
+use pink_sombrero::request::State as RequestState;
 use pink_sombrero::tui::action::Done;
 use pink_sombrero::tui::broker_view::{perform, snapshot};
 use pink_sombrero::tui::intent::Intent;
-use pink_sombrero::tui::model::{ChainStatus, RequestState};
+use pink_sombrero::tui::model::ChainStatus;
 
 #[test]
 fn approval_queue_is_per_user_and_intents_go_through_the_broker() {

@@ -3,12 +3,13 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row};
+use ratatui::widgets::Paragraph;
 
+use crate::request;
 use crate::tui::action::Screen;
 use crate::tui::app::State;
 use crate::tui::columns::{self, Column};
-use crate::tui::model::{RequestRow, RequestState};
+use crate::tui::model::RequestRow;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing};
 
@@ -22,35 +23,25 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let area = emergency_above(frame, area, state, theme);
     let items = state.broker.ready().map_or(&[][..], |b| &b.approvals[..]);
     if items.is_empty() {
-        let lines = vec![
-            Line::styled(format!("Nothing waiting for {}.", state.user), theme.text),
-            Line::styled(
-                "New requests appear here with a bell. Press u to act as another user.",
-                theme.text_dim,
-            ),
-        ];
-        return widgets::message(frame, area, widgets::panel(title, theme), lines);
+        let hint = "New requests appear here with a bell. Press u to act as another user.";
+        let text = (format!("Nothing waiting for {}.", state.user), hint);
+        return widgets::empty(frame, area, title, text, theme);
     }
     let requests: Vec<&RequestRow> = items.iter().map(|a| &a.request).collect();
     let fitted = columns::fit(&approval_columns(&requests), area.width.saturating_sub(2));
-    let listing = Listing {
-        block: widgets::panel(title, theme).title_bottom(Line::from(vec![
+    let listing = Listing::of(
+        widgets::panel(title, theme).title_bottom(Line::from(vec![
             Span::styled(" a ", theme.key),
             Span::styled("approve · ", theme.text),
             Span::styled("d ", theme.key),
             Span::styled("deny ", theme.text),
         ])),
-        header: fitted.header(),
-        widths: fitted.widths(),
-        len: items.len(),
-        selected: state.cursor(Screen::Approvals),
-    };
-    widgets::windowed_table(frame, area, listing, theme, |i| {
-        let Some(a) = items.get(i) else {
-            return Row::default();
-        };
+        &fitted,
+        state.cursor(Screen::Approvals),
+    );
+    widgets::windowed_table(frame, area, listing, items, theme, |a| {
         let r = &a.request;
-        let loud = r.state == RequestState::Emergency;
+        let loud = r.state == request::State::Emergency;
         fitted.row(vec![
             if loud {
                 Line::styled(r.id.clone(), theme.status_error)
@@ -80,7 +71,7 @@ fn emergency_above(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) 
         b.approvals
             .iter()
             .map(|a| &a.request)
-            .find(|r| r.state == RequestState::Emergency)
+            .find(|r| r.state == request::State::Emergency)
     });
     let Some(r) = first else {
         return area;

@@ -3,7 +3,6 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Row;
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
@@ -53,17 +52,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         return widgets::message(frame, table, widgets::panel(title, theme), lines);
     }
     let fitted = columns::fit(&audit_columns(&rows), table.width.saturating_sub(2));
-    let listing = Listing {
-        block: widgets::panel(title, theme),
-        header: fitted.header(),
-        widths: fitted.widths(),
-        len: rows.len(),
-        selected: state.cursor(Screen::Audit),
-    };
-    widgets::windowed_table(frame, table, listing, theme, |i| {
-        let Some(a) = rows.get(i) else {
-            return Row::default();
-        };
+    let listing = Listing::of(
+        widgets::panel(title, theme),
+        &fitted,
+        state.cursor(Screen::Audit),
+    );
+    widgets::windowed_table(frame, table, listing, &rows, theme, |a| {
         fitted.row(vec![
             Line::styled(a.seq.to_string(), theme.text_dim),
             Line::styled(a.at.format("%H:%M:%S").to_string(), theme.text_dim),

@@ -5,10 +5,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Row, Table};
 
+use crate::request;
 use crate::tui::action::Screen;
 use crate::tui::app::{State, Status};
 use crate::tui::keymap;
-use crate::tui::model::{DemoCode, RequestState};
+use crate::tui::model::DemoCode;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, badge};
 
@@ -54,7 +55,7 @@ pub fn emergency_banner(frame: &mut Frame, area: Rect, state: &State, theme: &Th
         .deadline
         .map_or_else(|| "?".to_string(), |t| t.format("%H:%M:%S").to_string());
     let head = format!(" EMERGENCY {} by {} on {}: ", r.id, r.requester, r.target);
-    let (long, short) = if r.state == RequestState::Emergency {
+    let (long, short) = if r.state == request::State::Emergency {
         ("approvers may deny until", "deny until")
     } else {
         ("session live until", "live until")

@@ -73,15 +73,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     let columns = fleet_columns(state, rows, theme);
     let fitted = columns::fit(&columns, table.width.saturating_sub(2));
-    let listing = Listing {
-        block: widgets::panel(" Fleet ", theme),
-        header: fitted.header(),
-        widths: fitted.widths(),
-        len: state.fleet_visible.len(),
-        selected: state.cursor(Screen::Fleet),
-    };
-    widgets::windowed_table(frame, table, listing, theme, |i| {
-        let Some(r) = state.fleet_visible.get(i).and_then(|j| rows.get(*j)) else {
+    let listing = Listing::of(
+        widgets::panel(" Fleet ", theme),
+        &fitted,
+        state.cursor(Screen::Fleet),
+    );
+    widgets::windowed_table(frame, table, listing, &state.fleet_visible, theme, |&j| {
+        let Some(r) = rows.get(j) else {
             return Row::default();
         };
         let badges = badge_line(state, r, theme);

@@ -3,7 +3,6 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Row;
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
@@ -11,6 +10,12 @@ use crate::tui::columns::{self, Column};
 use crate::tui::model::{FlagLevel, Integrity, RecordingRow};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing, badge};
+
+/// What the screen says while it has nothing to show.
+const NO_RECORDINGS: (&str, &str) = (
+    "No recordings yet.",
+    "Every break-glass session is recorded; after one ends it appears here.",
+);
 
 /// Draws the Recordings screen.
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
@@ -23,14 +28,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     let items = state.broker.ready().map_or(&[][..], |b| &b.recordings[..]);
     if items.is_empty() {
-        let lines = vec![
-            Line::styled("No recordings yet.", theme.text),
-            Line::styled(
-                "Every break-glass session is recorded; after one ends it appears here.",
-                theme.text_dim,
-            ),
-        ];
-        return widgets::message(frame, area, widgets::panel(title, theme), lines);
+        return widgets::empty(frame, area, title, NO_RECORDINGS, theme);
     }
     let fitted = columns::fit(&recording_columns(items), area.width.saturating_sub(2));
     // Without the year when narrow: recordings are recent, the month and day say enough.
@@ -39,17 +37,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     } else {
         "%Y-%m-%d %H:%M"
     };
-    let listing = Listing {
-        block: widgets::panel(title, theme),
-        header: fitted.header(),
-        widths: fitted.widths(),
-        len: items.len(),
-        selected: state.cursor(Screen::Recordings),
-    };
-    widgets::windowed_table(frame, area, listing, theme, |i| {
-        let Some(r) = items.get(i) else {
-            return Row::default();
-        };
+    let listing = Listing::of(
+        widgets::panel(title, theme),
+        &fitted,
+        state.cursor(Screen::Recordings),
+    );
+    widgets::windowed_table(frame, area, listing, items, theme, |r| {
         let integrity = match &r.integrity {
             Integrity::Sealed => badge("sealed", theme.badge_ok),
             Integrity::Unsealed => badge("unsealed", theme.badge_warn),

@@ -4,24 +4,31 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
+use crate::request;
 use crate::tui::action::Screen;
 use crate::tui::app::State;
 use crate::tui::columns::{self, Column};
-use crate::tui::model::{RequestRow, RequestState};
+use crate::tui::model::{RequestRow, state_label};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, Listing, badge};
 
+/// What the screen says while it has nothing to show.
+const NO_REQUESTS: (&str, &str) = (
+    "No requests yet.",
+    "Go to Fleet (1), select a node and press b to ask for break-glass access.",
+);
+
 /// The style of a request state badge.
-pub fn state_style(state: RequestState, theme: &Theme) -> Style {
+pub fn state_style(state: request::State, theme: &Theme) -> Style {
     match state {
-        RequestState::Pending => theme.badge_warn,
-        RequestState::Approved | RequestState::Active => theme.badge_ok,
-        RequestState::Denied | RequestState::Expired | RequestState::Emergency => {
+        request::State::Pending => theme.badge_warn,
+        request::State::Approved | request::State::Active => theme.badge_ok,
+        request::State::Denied | request::State::Expired | request::State::Emergency => {
             theme.badge_danger
         }
-        RequestState::Cancelled | RequestState::Closed => theme.text_dim,
+        request::State::Cancelled | request::State::Closed => theme.text_dim,
     }
 }
 
@@ -36,7 +43,7 @@ pub fn approvals_cell(r: &RequestRow) -> String {
 /// APPROVALS shrinks to its count.
 fn request_columns(rows: &[&RequestRow]) -> [Column; 7] {
     // The state badge is its label padded by one on each side; EMERGENCY needs 11.
-    let state = columns::widest(rows.iter().map(|r| r.state.label())).saturating_add(2);
+    let state = columns::widest(rows.iter().map(|r| state_label(r.state))).saturating_add(2);
     [
         Column::id_of("ID", rows.iter().copied(), |r| &r.id),
         Column::flex("STATE", state.max(10), state.max(10), 0),
@@ -60,32 +67,16 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     }
     let rows = state.visible_requests();
     if rows.is_empty() {
-        let lines = vec![
-            Line::styled("No requests yet.", theme.text),
-            Line::styled(
-                "Go to Fleet (1), select a node and press b to ask for break-glass access.",
-                theme.text_dim,
-            ),
-        ];
-        return widgets::message(frame, area, widgets::panel(title, theme), lines);
+        return widgets::empty(frame, area, title, NO_REQUESTS, theme);
     }
     let [table, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
     let selected = state.cursor(Screen::Requests);
     let fitted = columns::fit(&request_columns(&rows), table.width.saturating_sub(2));
-    let listing = Listing {
-        block: widgets::panel(title, theme),
-        header: fitted.header(),
-        widths: fitted.widths(),
-        len: rows.len(),
-        selected,
-    };
-    widgets::windowed_table(frame, table, listing, theme, |i| {
-        let Some(r) = rows.get(i) else {
-            return Row::default();
-        };
+    let listing = Listing::of(widgets::panel(title, theme), &fitted, selected);
+    widgets::windowed_table(frame, table, listing, &rows, theme, |r| {
         fitted.row(vec![
             Line::styled(r.id.clone(), theme.text_dim),
-            Line::from(badge(r.state.label(), state_style(r.state, theme))),
+            Line::from(badge(state_label(r.state), state_style(r.state, theme))),
             Line::styled(r.requester.clone(), theme.text),
             Line::styled(r.target.clone(), theme.text),
             Line::styled(approvals_cell(r), theme.text),
@@ -96,15 +87,15 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     if let Some(r) = rows.get(selected) {
         let veto;
         let next = match r.state {
-            RequestState::Approved if r.requester == state.user => {
+            request::State::Approved if r.requester == state.user => {
                 "Approved: press o to open the session."
             }
-            RequestState::Approved => "Approved: only the requester can open it.",
-            RequestState::Pending => {
+            request::State::Approved => "Approved: only the requester can open it.",
+            request::State::Pending => {
                 "Waiting for approvers (they see it on Approvals). c cancels if it is yours."
             }
-            RequestState::Active => "A session is running.",
-            RequestState::Emergency => {
+            request::State::Active => "A session is running.",
+            request::State::Emergency => {
                 veto = format!(
                     "EMERGENCY: any approver may deny it until {}; then it opens without approvals.",
                     r.deadline

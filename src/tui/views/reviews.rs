@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::Row;
 
 use crate::tui::action::Screen;
 use crate::tui::app::State;
@@ -21,32 +20,22 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         return;
     };
     if b.reviews.is_empty() {
-        let lines = vec![
-            Line::styled("Nothing waiting for a review.", theme.text),
-            Line::styled(
-                if b.reviewer {
-                    "Sessions the policy wants reviewed (review_required) appear here when they end."
-                } else {
-                    "The review queue is for approvers and reviewers (press u to switch user)."
-                },
-                theme.text_dim,
-            ),
-        ];
-        return widgets::message(frame, area, widgets::panel(title, theme), lines);
+        let hint = if b.reviewer {
+            "Sessions the policy wants reviewed (review_required) appear here when they end."
+        } else {
+            "The review queue is for approvers and reviewers (press u to switch user)."
+        };
+        let text = ("Nothing waiting for a review.", hint);
+        return widgets::empty(frame, area, title, text, theme);
     }
     let items = &b.reviews;
     let fitted = columns::fit(&review_columns(items), area.width.saturating_sub(2));
-    let listing = Listing {
-        block: widgets::panel(title, theme),
-        header: fitted.header(),
-        widths: fitted.widths(),
-        len: items.len(),
-        selected: state.cursor(Screen::Recordings),
-    };
-    widgets::windowed_table(frame, area, listing, theme, |i| {
-        let Some(r) = items.get(i) else {
-            return Row::default();
-        };
+    let listing = Listing::of(
+        widgets::panel(title, theme),
+        &fitted,
+        state.cursor(Screen::Recordings),
+    );
+    widgets::windowed_table(frame, area, listing, items, theme, |r| {
         let overdue = r.due_at <= state.now;
         let style = if overdue {
             theme.status_error

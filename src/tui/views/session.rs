@@ -10,6 +10,12 @@ use crate::tui::session::{CHORD_HELP, Liveness, SessionPane};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{self, badge};
 
+/// What the screen says while it has nothing to show.
+const NO_SESSION: (&str, &str) = (
+    "No session open.",
+    "On Requests (2), select your approved request and press o.",
+);
+
 /// The attached view: status bar, pane, chord help. The pane gets every other row.
 pub fn draw_attached(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let Some(pane) = &state.session else {
@@ -68,14 +74,7 @@ fn status_bar(frame: &mut Frame, area: Rect, state: &State, pane: &SessionPane, 
 /// The Session tab while not attached: the last screen and what to do.
 pub fn draw_detached(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let Some(pane) = &state.session else {
-        let lines = vec![
-            Line::styled("No session open.", theme.text),
-            Line::styled(
-                "On Requests (2), select your approved request and press o.",
-                theme.text_dim,
-            ),
-        ];
-        return widgets::message(frame, area, widgets::panel(" Session ", theme), lines);
+        return widgets::empty(frame, area, " Session ", NO_SESSION, theme);
     };
     let title = match &pane.liveness {
         Liveness::Live => format!(" Session on {} (running: press o to return) ", pane.target),

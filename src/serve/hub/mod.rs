@@ -3,51 +3,31 @@
 //! the requester's client only carries bytes, so it can neither skip nor edit the recording.
 //! Approvers and reviewers watch a session read-only; approvers kill it.
 
+mod live;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio::time::Instant;
-use tui_term::vt100;
+use tokio::sync::mpsc;
 
 use crate::broker::{Broker, BrokerError};
-use crate::channel::client::{SessionEvent, SessionHandle};
+use crate::channel::client::SessionEvent;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{EndReason, SessionEnd};
 use crate::fleet::{Fleet, FleetError};
 use crate::request::Request;
-use crate::session::{
-    self, Finished, LiveSession, RecorderTap, SessionDeps, SessionError, Step, blocking,
-};
+use crate::session::{self, Finished, LiveSession, SessionDeps, SessionError, blocking};
 use crate::wire::session::{ServerMsg, clamp_size};
+
+use live::{Clients, Relay, StepFn, steps_to};
+pub use live::{Live, Out, Watch};
 
 /// How long a session waits for its requester's client to come back before it ends as a
 /// lost connection (a dropped laptop link; a killed client).
 pub const CLIENT_GRACE: Duration = Duration::from_secs(5);
-/// Output chunks a watcher may fall behind before it is resynchronised from the screen.
-const WATCH_BACKLOG: usize = 1024;
-
-/// What the broker sends a connected client or watcher.
-#[derive(Debug, Clone)]
-pub enum Out {
-    /// Terminal bytes.
-    Bytes(Vec<u8>),
-    /// A control message.
-    Msg(ServerMsg),
-}
-
-impl Out {
-    /// True for the last message a socket carries.
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            Out::Msg(ServerMsg::End { .. } | ServerMsg::Error { .. })
-        )
-    }
-}
 
 /// Why a client could not open, join, watch or kill a session.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +74,6 @@ impl HubError {
         }
     }
 }
-
-type StepFn = Box<dyn FnMut(Step) + Send + 'static>;
 
 /// The fleet-specific half of the hub: the session path with the broker's own deps.
 trait Sessions: Send + Sync {
@@ -157,230 +135,6 @@ impl<F: Fleet + Send + Sync + 'static> Sessions for SessionDeps<F> {
         let fleet = self.fleet.clone();
         async move { fleet.terminate_session(&session_id).await }.boxed()
     }
-}
-
-/// Everything that reads a session's output, kept consistent under one lock: the screen
-/// (for watchers joining late and a requester coming back), the watchers, the requester.
-struct Outlets {
-    parser: vt100::Parser,
-    watchers: broadcast::Sender<Out>,
-    client: Option<mpsc::Sender<Out>>,
-}
-
-/// One session held by the hub.
-pub struct Live {
-    request: Request,
-    /// Set once the request is claimed.
-    ends_at: std::sync::OnceLock<chrono::DateTime<chrono::Utc>>,
-    outlets: Mutex<Outlets>,
-    attached: watch::Sender<bool>,
-    relay: Mutex<Option<Relay>>,
-}
-
-/// The parts of a live session clients act on (present once the shell is reached).
-#[derive(Clone)]
-struct Relay {
-    handle: SessionHandle,
-    tap: RecorderTap,
-    terminator: session::Terminator,
-}
-
-impl Live {
-    /// A session not yet authorized: its screen is 1x1 until [`Live::resize`] after the
-    /// broker let the caller open it, so a refused caller costs no screen memory.
-    fn new(request: Request, client: mpsc::Sender<Out>) -> Live {
-        let (watchers, _) = broadcast::channel(WATCH_BACKLOG);
-        Live {
-            request,
-            ends_at: std::sync::OnceLock::new(),
-            outlets: Mutex::new(Outlets {
-                parser: vt100::Parser::new(1, 1, 0),
-                watchers,
-                client: Some(client),
-            }),
-            attached: watch::Sender::new(true),
-            relay: Mutex::new(None),
-        }
-    }
-
-    /// The request this session belongs to.
-    pub fn request(&self) -> &Request {
-        &self.request
-    }
-
-    fn relay(&self) -> Option<Relay> {
-        self.relay.lock().ok().and_then(|r| r.clone())
-    }
-
-    fn with_outlets<T>(&self, f: impl FnOnce(&mut Outlets) -> T) -> Option<T> {
-        self.outlets.lock().ok().map(|mut o| f(&mut o))
-    }
-
-    /// Shows output to the screen, the watchers and the client (waiting on a slow client, as
-    /// a terminal would).
-    async fn output(&self, bytes: Vec<u8>) {
-        if let Some(tx) = self.mirror(&bytes) {
-            let _ = tx.send(Out::Bytes(bytes)).await;
-        }
-    }
-
-    /// Feeds `bytes` to the screen and the watchers; returns the requester's outlet.
-    fn mirror(&self, bytes: &[u8]) -> Option<mpsc::Sender<Out>> {
-        self.with_outlets(|o| {
-            o.parser.process(bytes);
-            if o.watchers.receiver_count() > 0 {
-                let _ = o.watchers.send(Out::Bytes(bytes.to_vec()));
-            }
-            o.client.clone()
-        })
-        .flatten()
-    }
-
-    /// A command's standard error: to the client apart from its stdout, to watchers as
-    /// screen output (they see what a terminal would).
-    async fn stderr(&self, bytes: Vec<u8>) {
-        use base64::Engine;
-        if let Some(tx) = self.mirror(&bytes) {
-            let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-            let _ = tx.send(Out::Msg(ServerMsg::Stderr { data })).await;
-        }
-    }
-
-    /// Tells the client and the watchers, without waiting.
-    fn tell(&self, msg: ServerMsg) {
-        self.with_outlets(|o| {
-            let _ = o.watchers.send(Out::Msg(msg.clone()));
-            if let Some(tx) = &o.client {
-                let _ = tx.try_send(Out::Msg(msg));
-            }
-        });
-    }
-
-    /// The final message: to the client (waiting for room) and the watchers; then no more.
-    async fn end(&self, msg: ServerMsg) {
-        let client = self.with_outlets(|o| {
-            let _ = o.watchers.send(Out::Msg(msg.clone()));
-            o.client.take()
-        });
-        if let Some(Some(tx)) = client {
-            let _ = tx.send(Out::Msg(msg)).await;
-        }
-    }
-
-    fn live_msg(&self, o: &Outlets) -> ServerMsg {
-        let (rows, cols) = o.parser.screen().size();
-        ServerMsg::Live {
-            request: self.request.id.clone(),
-            target: self.request.target.clone(),
-            requester: self.request.requester.clone(),
-            cols,
-            rows,
-            ends_at: self.ends_at.get().copied(),
-        }
-    }
-
-    /// The current screen, as bytes that draw it on a cleared terminal.
-    fn snapshot(o: &Outlets) -> Vec<u8> {
-        let mut bytes = b"\x1b[H\x1b[2J".to_vec();
-        bytes.extend(o.parser.screen().state_formatted());
-        bytes
-    }
-
-    /// Connects the requester's (new) client: it gets the current screen, then the output.
-    /// True while a requester's client is connected.
-    fn connected(&self) -> bool {
-        self.with_outlets(|o| o.client.as_ref().is_some_and(|c| !c.is_closed()))
-            .unwrap_or(true)
-    }
-
-    fn attach(&self, tx: mpsc::Sender<Out>) -> Result<(), HubError> {
-        let busy = HubError::Busy {
-            id: self.request.id.clone(),
-        };
-        let attached = self.with_outlets(|o| {
-            if o.client.as_ref().is_some_and(|c| !c.is_closed()) {
-                return false;
-            }
-            let _ = tx.try_send(Out::Msg(self.live_msg(o)));
-            let _ = tx.try_send(Out::Bytes(Self::snapshot(o)));
-            o.client = Some(tx);
-            true
-        });
-        if attached != Some(true) {
-            return Err(busy);
-        }
-        self.attached.send_replace(true);
-        Ok(())
-    }
-
-    /// The requester's client `tx` went away: the grace period starts.
-    pub fn detach(&self, tx: &mpsc::Sender<Out>) {
-        let was_current = self.with_outlets(|o| {
-            let current = o.client.as_ref().is_some_and(|c| c.same_channel(tx));
-            if current {
-                o.client = None;
-            }
-            current
-        });
-        if was_current == Some(true) {
-            self.attached.send_replace(false);
-        }
-    }
-
-    /// Keystrokes from the requester: recorded, then sent.
-    pub async fn input(&self, bytes: Vec<u8>) {
-        if let Some(r) = self.relay() {
-            r.tap.input(&bytes);
-            let _ = r.handle.send_input(bytes).await;
-        }
-    }
-
-    /// The requester's terminal size: recorded, forwarded, and shown to watchers.
-    pub fn resize(&self, cols: u16, rows: u16) {
-        let (cols, rows) = clamp_size(u32::from(cols), u32::from(rows));
-        if let Some(r) = self.relay() {
-            let _ = r.tap.resize(cols, rows);
-        }
-        self.with_outlets(|o| {
-            o.parser.screen_mut().set_size(rows, cols);
-            let _ = o.watchers.send(Out::Msg(ServerMsg::Resize { cols, rows }));
-        });
-    }
-
-    /// The requester ends the session.
-    pub fn terminate(&self, by: &str) {
-        if let Some(r) = self.relay() {
-            r.terminator.terminate(by);
-        }
-    }
-
-    fn watch(&self) -> Option<Watch> {
-        self.with_outlets(|o| Watch {
-            live: self.live_msg(o),
-            screen: Self::snapshot(o),
-            rx: o.watchers.subscribe(),
-        })
-    }
-}
-
-/// Lifecycle steps, told to the client and the watchers.
-fn steps_to(live: &Arc<Live>) -> StepFn {
-    let live = live.clone();
-    Box::new(move |s: Step| {
-        live.tell(ServerMsg::Step {
-            text: s.to_string(),
-        })
-    })
-}
-
-/// A watcher's view: where the session stands, its screen, then everything after it.
-pub struct Watch {
-    /// Sent first.
-    pub live: ServerMsg,
-    /// Draws the current screen; sent second.
-    pub screen: Vec<u8>,
-    /// Output and control messages from here on.
-    pub rx: broadcast::Receiver<Out>,
 }
 
 /// The broker's live sessions.
@@ -448,7 +202,9 @@ impl Hub {
                 return Err(HubError::Busy { id: id.to_string() });
             }
             self.reconnect_code(id, by, code).await?;
-            live.attach(tx)?;
+            if !live.attach(tx) {
+                return Err(HubError::Busy { id: id.to_string() });
+            }
             return Ok(live);
         }
         let request = self.claim_check(id).await?;
@@ -551,53 +307,8 @@ impl Hub {
         session: LiveSession,
         mut events: mpsc::Receiver<SessionEvent>,
     ) {
-        let terminator = session.terminator();
-        let mut attached = live.attached.subscribe();
-        let mut lost_at = (!*attached.borrow_and_update()).then(|| Instant::now() + self.grace);
-        let mut exit_code = None;
-        let end = loop {
-            let grace = async {
-                match lost_at {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                event = events.recv() => match event {
-                    Some(SessionEvent::Output(b)) => {
-                        session.tap.output(&b);
-                        live.output(b).await;
-                    }
-                    Some(SessionEvent::Stderr(b)) => {
-                        session.tap.output(&b);
-                        live.stderr(b).await;
-                    }
-                    Some(SessionEvent::ExitCode(c)) => exit_code = Some(c),
-                    Some(SessionEvent::Notice(text)) => live.tell(ServerMsg::Notice { text }),
-                    Some(SessionEvent::Closed { reason }) => {
-                        break SessionEnd { exit_code, reason: EndReason::Closed(reason) };
-                    }
-                    Some(SessionEvent::Failed { error }) => {
-                        break SessionEnd { exit_code, reason: EndReason::Failed(error) };
-                    }
-                    None => break SessionEnd {
-                        exit_code,
-                        reason: EndReason::Failed("the session task stopped".into()),
-                    },
-                },
-                changed = attached.changed() => {
-                    if changed.is_ok() {
-                        lost_at = (!*attached.borrow_and_update())
-                            .then(|| Instant::now() + self.grace);
-                    }
-                }
-                () = grace => {
-                    tracing::warn!(request = %live.request.id, "the requester's client is gone; ending the session");
-                    lost_at = None;
-                    terminator.lost();
-                }
-            }
-        };
+        let clients = Clients::new(live.clone(), session.terminator(), self.grace);
+        let Ok(end) = session::pump(&session.tap, &mut events, clients).await;
         let done = self.sessions.finish(session, end, steps_to(&live)).await;
         if let Ok(mut m) = self.live.lock() {
             m.remove(&live.request.id);
