@@ -1,41 +1,9 @@
-//! Global options and where things live on disk (XDG data dir unless `--data-dir`).
+//! Where things live on disk (XDG data dir unless `--data-dir`), the AWS selection, the
+//! config file's keys and the log file.
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
 use thiserror::Error;
-
-/// Options every subcommand accepts.
-#[derive(Debug, Clone, Default, Args)]
-pub struct GlobalOpts {
-    /// Data directory (store, policy, keys, recordings, logs). Default: XDG data dir `pink-sombrero`.
-    #[arg(long, global = true, env = "SOMBRERO_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Config file (TOML). Default: `config.toml` in the data dir, if present.
-    #[arg(long, global = true, env = "SOMBRERO_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// AWS profile for the fleet (else the default credential chain).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub profile: Option<String>,
-    /// AWS region (else the default chain's region).
-    #[arg(long, global = true, value_name = "REGION")]
-    pub region: Option<String>,
-    /// SSM endpoint URL: a lab (`sombrero lab` prints it) or an emulator.
-    #[arg(long, global = true, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// A `sombrero serve` daemon to talk to (`unix:/path/to/sock`); else `broker` in the
-    /// config file; else this process opens the data dir itself.
-    #[arg(long, global = true, env = "SOMBRERO_BROKER", value_name = "URL")]
-    pub broker: Option<crate::wire::Endpoint>,
-    /// Store: `sqlite` (the data dir's file) or `dynamodb:TABLE` (shared by several brokers).
-    /// Default: the config file's `store` key, else `sqlite`.
-    #[arg(long, global = true, env = "SOMBRERO_STORE", value_name = "SPEC")]
-    pub store: Option<String>,
-    /// CA certificate (PEM) that signed a `tcp://`/`https://` broker's certificate. Default:
-    /// the public web roots.
-    #[arg(long, global = true, env = "SOMBRERO_BROKER_CA", value_name = "PEM")]
-    pub ca: Option<PathBuf>,
-}
 
 /// A config file key could not be read.
 #[derive(Debug, Error)]
@@ -72,8 +40,22 @@ pub fn config_string(
     }
 }
 
-impl GlobalOpts {
-    /// The AWS SDK config: the default chain with `--profile` and `--region` applied.
+/// Which AWS account, region and endpoints this process uses, and the CA a TLS broker's
+/// certificate is checked against: resolved once from the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// The named profile (else the default chain).
+    pub profile: Option<String>,
+    /// The region (else the default chain's).
+    pub region: Option<String>,
+    /// The SSM endpoint (a lab or an emulator).
+    pub endpoint_url: Option<String>,
+    /// The CA certificate (PEM) that signed a TCP broker's certificate.
+    pub ca: Option<PathBuf>,
+}
+
+impl AwsOptions {
+    /// The AWS SDK config: the default chain with the profile and region applied.
     pub async fn aws_config(&self) -> aws_config::SdkConfig {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(p) = &self.profile {
@@ -84,6 +66,29 @@ impl GlobalOpts {
         }
         loader.load().await
     }
+}
+
+/// Sends tracing to `logs/sombrero.log` in the data dir (never to the terminal, which is the
+/// UI). Filter with `SOMBRERO_LOG` (default `info`). Safe to call more than once.
+pub fn init_logging(paths: &Paths) -> Result<(), ConfigError> {
+    use tracing_subscriber::EnvFilter;
+    paths.ensure()?;
+    create_private_dir(&paths.logs())?;
+    // Rotated by size with a retention count: refusals a client causes cannot fill the disk.
+    let file = crate::logfile::RotatingLog::new(
+        &paths.logs(),
+        "sombrero.log",
+        crate::logfile::MAX_LOG_BYTES,
+        crate::logfile::KEEP_LOGS,
+    );
+    let filter = EnvFilter::try_from_env("SOMBRERO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Err only means a subscriber is already installed (a second call): keep that one.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(file)
+        .try_init();
+    Ok(())
 }
 
 /// Errors finding or creating the data directory.
@@ -113,10 +118,11 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// Resolves the data directory from the options (flag, env, then XDG).
-    pub fn resolve(opts: &GlobalOpts) -> Result<Self, ConfigError> {
-        let data_dir = match &opts.data_dir {
-            Some(d) => d.clone(),
+    /// Resolves the data directory: `dir` (`--data-dir`, `SOMBRERO_DATA_DIR`) when given, else
+    /// the XDG data dir.
+    pub fn resolve(dir: Option<&Path>) -> Result<Self, ConfigError> {
+        let data_dir = match dir {
+            Some(d) => d.to_path_buf(),
             None => directories::ProjectDirs::from("", "", "pink-sombrero")
                 .map(|p| p.data_dir().to_path_buf())
                 .ok_or(ConfigError::NoDataDir)?,
@@ -183,11 +189,7 @@ mod tests {
 
     #[test]
     fn explicit_data_dir_wins() {
-        let opts = GlobalOpts {
-            data_dir: Some(PathBuf::from("/tmp/x")),
-            ..Default::default()
-        };
-        let p = Paths::resolve(&opts).expect("resolves");
+        let p = Paths::resolve(Some(Path::new("/tmp/x"))).expect("resolves");
         assert_eq!(p.db(), PathBuf::from("/tmp/x/sombrero.db"));
         assert_eq!(p.policy(), PathBuf::from("/tmp/x/policy.toml"));
     }

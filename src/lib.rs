@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod backend;
 pub mod broker;
 pub mod channel;
 pub mod checkpoint;

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use crate::api::BrokerApi;
+use crate::backend::Backend;
+use crate::backend::Config;
 use crate::cli::ExitError;
-use crate::cli::connection::{actor, code, connect, fail, print_json, remote_endpoint, say};
-use crate::config::GlobalOpts;
+use crate::cli::connection::{actor, backend, code, fail, print_json, remote_endpoint, say, wait};
 use crate::remote::RemoteBroker;
 use crate::request::{NewRequest, Request, State};
 use crate::text::{Field, escape_for_terminal};
@@ -130,14 +130,14 @@ pub struct ShowArgs {
 }
 
 /// Runs `sombrero whoami`: the user a broker daemon knows this client as, and from what.
-pub fn whoami(g: &GlobalOpts, a: WhoamiArgs) -> anyhow::Result<ExitCode> {
+pub fn whoami(g: &Config, a: WhoamiArgs) -> anyhow::Result<ExitCode> {
     let Some(endpoint) = remote_endpoint(g)? else {
         return Err(ExitError::usage(
             "whoami asks a broker daemon who you are: give --broker (without one, commands act as --as or your OS user)",
         )
         .into());
     };
-    let me = RemoteBroker::connect_with(&endpoint, g)
+    let me = RemoteBroker::connect_with(&endpoint, &g.aws)
         .map_err(fail)?
         .whoami()
         .map_err(fail)?;
@@ -202,11 +202,11 @@ fn summary(r: &Request, required: u32) -> String {
     .to_string()
 }
 
-fn report(b: &dyn BrokerApi, r: &Request, json: bool) -> anyhow::Result<ExitCode> {
+fn report(b: &dyn Backend, r: &Request, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(r)?;
     } else {
-        let required = b.policy().map_err(fail)?.approvals_required;
+        let required = wait(b.policy())?.approvals_required;
         say(&summary(r, required));
     }
     Ok(ExitCode::SUCCESS)
@@ -222,14 +222,14 @@ fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 }
 
 /// Runs `sombrero request`.
-pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
+pub fn request(g: &Config, a: RequestArgs) -> anyhow::Result<ExitCode> {
     let duration = parse_duration(&a.duration)?;
     super::decide::check_fields(&[
         (Field::Target, Some(&a.target)),
         (Field::Reason, Some(a.reason.trim())),
         (Field::Incident, a.incident.as_deref()),
     ])?;
-    let b = connect(g)?;
+    let b = backend(g)?;
     let requester = actor(&*b, a.as_user)?;
     let code = code(a.code, &requester)?;
     let new = NewRequest {
@@ -241,59 +241,55 @@ pub fn request(g: &GlobalOpts, a: RequestArgs) -> anyhow::Result<ExitCode> {
         command: a.command,
     };
     let r = match a.emergency {
-        true => super::emergency::create(g, new, &code)?,
-        false => b.create_request(new, &code).map_err(fail)?,
+        true => super::emergency::create(&*b, new, code)?,
+        false => wait(b.create_request(new, code))?,
     };
     report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero approve`.
-pub fn approve(g: &GlobalOpts, a: ApproveArgs) -> anyhow::Result<ExitCode> {
+pub fn approve(g: &Config, a: ApproveArgs) -> anyhow::Result<ExitCode> {
     super::decide::check_fields(&[(Field::Comment, a.comment.as_deref())])?;
-    let b = connect(g)?;
+    let b = backend(g)?;
     let by = actor(&*b, a.as_user)?;
     if a.code.is_none() {
-        super::decide::show_context(g, &*b, &a.request, "approve");
+        super::decide::show_context(&*b, &a.request, "approve");
     }
     let code = code(a.code, &by)?;
-    let r = b
-        .approve(&a.request, &by, &code, a.comment.as_deref())
-        .map_err(fail)?;
+    let r = wait(b.approve(a.request, by, code, a.comment))?;
     if !a.json {
-        let required = b.policy().map_err(fail)?.approvals_required;
+        let required = wait(b.policy())?.approvals_required;
         say(&super::decide::outcome_line(&r, required));
     }
     report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero deny`.
-pub fn deny(g: &GlobalOpts, a: DenyArgs) -> anyhow::Result<ExitCode> {
+pub fn deny(g: &Config, a: DenyArgs) -> anyhow::Result<ExitCode> {
     if a.comment.trim().is_empty() {
         return Err(ExitError::usage("--comment must say why the request is denied").into());
     }
     super::decide::check_fields(&[(Field::Comment, Some(&a.comment))])?;
-    let b = connect(g)?;
+    let b = backend(g)?;
     let by = actor(&*b, a.as_user)?;
     if a.code.is_none() {
-        super::decide::show_context(g, &*b, &a.request, "deny");
+        super::decide::show_context(&*b, &a.request, "deny");
     }
     let code = code(a.code, &by)?;
-    let r = b
-        .deny(&a.request, &by, &code, Some(&a.comment))
-        .map_err(fail)?;
+    let r = wait(b.deny(a.request, by, code, Some(a.comment)))?;
     report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero cancel`.
-pub fn cancel(g: &GlobalOpts, a: CancelArgs) -> anyhow::Result<ExitCode> {
-    let b = connect(g)?;
+pub fn cancel(g: &Config, a: CancelArgs) -> anyhow::Result<ExitCode> {
+    let b = backend(g)?;
     let by = actor(&*b, a.as_user)?;
-    let r = b.cancel(&a.request, &by).map_err(fail)?;
+    let r = wait(b.cancel(a.request, by))?;
     report(&*b, &r, a.json)
 }
 
 /// Runs `sombrero list`.
-pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
+pub fn list(g: &Config, a: ListArgs) -> anyhow::Result<ExitCode> {
     let state = match a.state.as_deref() {
         None => None,
         Some(s) => Some(State::parse(s).ok_or_else(|| {
@@ -301,9 +297,9 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
             ExitError::usage(format!("--state {s:?} is not one of {}", all.join(", ")))
         })?),
     };
-    let b = connect(g)?;
-    b.expire_due().map_err(fail)?;
-    let rs = b.list(state).map_err(fail)?;
+    let b = backend(g)?;
+    wait(b.expire_due())?;
+    let rs = wait(b.list(state))?;
     if a.json {
         print_json(&rs)?;
         return Ok(ExitCode::SUCCESS);
@@ -333,16 +329,16 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero show`.
-pub fn show(g: &GlobalOpts, a: ShowArgs) -> anyhow::Result<ExitCode> {
-    let b = connect(g)?;
-    b.expire_due().map_err(fail)?;
-    let r = b.get(&a.request).map_err(fail)?;
-    let events = b.audit_for_request(&r.id).map_err(fail)?;
+pub fn show(g: &Config, a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let b = backend(g)?;
+    wait(b.expire_due())?;
+    let r = wait(b.get(a.request))?;
+    let events = wait(b.audit_for_request(r.id.clone()))?;
     if a.json {
         print_json(&json!({"request": r, "events": events}))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let required = b.policy().map_err(fail)?.approvals_required;
+    let required = wait(b.policy())?.approvals_required;
     say(&summary(&r, required));
     say(&format!("  reason:    {}", r.reason));
     if let Some(c) = &r.command {

@@ -8,16 +8,14 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::access::time;
-use crate::api::BrokerApi;
+use crate::backend::{BackendError, Config};
 use crate::broker::{Broker, BrokerError};
 use crate::cli::ExitError;
 use crate::cli::connection::{
-    code, connect, fail, open_local, policy_path, print_json, remote_endpoint, say,
+    self, code, fail, open_local, print_json, remote_endpoint, say, wait,
 };
-use crate::config::{GlobalOpts, Paths};
 use crate::mfa;
-use crate::policy::{Policy, PolicyError, Role};
-use crate::remote::RemoteBroker;
+use crate::policy::Role;
 use crate::text::escape_for_terminal;
 
 /// `sombrero user ...`.
@@ -98,7 +96,7 @@ pub enum AuditCommand {
 }
 
 /// Runs `sombrero user ...`.
-pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
+pub fn user(g: &Config, c: UserCommand) -> anyhow::Result<ExitCode> {
     match c {
         UserCommand::Add { name, role, json } => {
             let roles = Role::parse_set(&role).ok_or_else(|| {
@@ -154,7 +152,7 @@ pub fn user(g: &GlobalOpts, c: UserCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Refuses a user command through `--broker`: `what` says why it must run on the broker host.
-fn local_only(g: &GlobalOpts, what: &str) -> anyhow::Result<()> {
+fn local_only(g: &Config, what: &str) -> anyhow::Result<()> {
     match remote_endpoint(g)? {
         Some(e) => Err(ExitError::usage(format!(
             "{what} on the broker host, not through --broker {e}"
@@ -206,9 +204,8 @@ fn show_and_confirm(
 }
 
 /// `sombrero user list`.
-fn list_users(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
-    let b = connect(g)?;
-    let users = b.users().map_err(fail)?;
+fn list_users(g: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let users = wait(connection::backend(g)?.users())?;
     if json {
         print_json(&users)?;
         return Ok(ExitCode::SUCCESS);
@@ -236,25 +233,9 @@ fn list_users(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero policy ...`.
-pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
+pub fn policy(g: &Config, c: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check { json } = c;
-    let (path, p) = match remote_endpoint(g)? {
-        Some(e) => {
-            let b = RemoteBroker::connect_with(&e, g).map_err(fail)?;
-            (format!("of the broker at {e}"), b.policy().map_err(fail)?)
-        }
-        None => {
-            let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-            let path = policy_path(g, &paths)?;
-            let p = Policy::load(&path).map_err(|e| match e {
-                PolicyError::Read { .. } => ExitError::usage(format!(
-                    "{e}; the first `sombrero user add` writes a documented default there"
-                )),
-                other => ExitError::usage(other.to_string()),
-            })?;
-            (path.display().to_string(), p)
-        }
-    };
+    let (path, p) = wait(connection::backend(g)?.policy_source())?;
     if json {
         print_json(&json!({"path": path, "policy": p}))?;
         return Ok(ExitCode::SUCCESS);
@@ -301,14 +282,17 @@ pub fn policy(g: &GlobalOpts, c: PolicyCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero audit ...`.
-pub fn audit(g: &GlobalOpts, c: AuditCommand) -> anyhow::Result<ExitCode> {
-    let b = connect(g)?;
+pub fn audit(g: &Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
+    let b = connection::backend(g)?;
     match c {
         AuditCommand::Verify { json } => {
-            let (events, broken, message) = match b.verify_audit() {
+            let checked = wait(async { Ok(b.verify_audit().await) })?;
+            let (events, broken, message) = match checked {
                 Ok(c) => (c.events, c.broken.clone(), c.broken.map(|x| x.to_string())),
                 // A row that no longer decodes was tampered with too; the message names it.
-                Err(BrokerError::Store(e)) => (0, None, Some(format!("audit log unreadable: {e}"))),
+                Err(BackendError::Broker(BrokerError::Store(e))) => {
+                    (0, None, Some(format!("audit log unreadable: {e}")))
+                }
                 Err(e) => return Err(fail(e)),
             };
             if json {
@@ -333,7 +317,7 @@ pub fn audit(g: &GlobalOpts, c: AuditCommand) -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             let mut after = 0;
             loop {
-                let page = b.audit_events(after, 1000).map_err(fail)?;
+                let page = wait(b.audit_events(after, 1000))?;
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for e in &page {

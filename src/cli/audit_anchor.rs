@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use super::ExitError;
 use super::connection;
-use crate::config::GlobalOpts;
+use crate::backend::Config;
 
 /// Prints the newest signed checkpoint of this host's broker (the keys dir is local only).
-pub(super) fn print_checkpoint(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn print_checkpoint(g: &Config, json: bool) -> anyhow::Result<ExitCode> {
     if connection::remote_endpoint(g)?.is_some() {
         return Err(ExitError::usage(
             "audit checkpoint reads the broker's keys dir: run it on the broker host, without --broker",

@@ -3,49 +3,59 @@
 //! output. Every command module builds on this; it knows no command.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 
-use crate::api::BrokerApi;
-use crate::broker::{Broker, BrokerError, BrokerOptions};
+use crate::backend::config::Given;
+use crate::backend::embedded::Embedded;
+use crate::backend::remote::Remote;
+use crate::backend::{self, Backend, BackendError, Config};
+use crate::broker::{Broker, BrokerError};
+use crate::cli::GlobalOpts;
 use crate::cli::{ExitError, init_logging};
-use crate::config::{GlobalOpts, Paths};
-use crate::policy::{self, Policy, PolicyError};
-use crate::remote::RemoteBroker;
-use crate::store::any::StoreSpec;
-use crate::store::dynamo::AwsSelect;
+use crate::remote::session::RelayError;
+use crate::review::ReviewError;
+use crate::session::SessionError;
 use crate::text::escape_for_terminal;
-use crate::wire::Endpoint;
+use crate::workflows::scan::ScanError;
 
-/// The policy in force for these options without writing anything: the file if there is
-/// one, else the documented default (what the first command that opens the data dir writes).
-pub(crate) fn policy_or_default(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<Policy> {
-    let path = policy_path(g, paths)?;
-    let text = if path.exists() {
-        std::fs::read_to_string(&path).map_err(|source| {
-            ExitError::usage(
-                PolicyError::Read {
-                    path: path.clone(),
-                    source,
-                }
-                .to_string(),
-            )
-        })?
-    } else {
-        policy::DEFAULT_POLICY.to_owned()
-    };
-    Ok(Policy::parse(&text, &path).map_err(|e| ExitError::usage(e.to_string()))?)
+/// Resolves the global options once into the [`Config`] every command is handed.
+pub(crate) fn config(g: &GlobalOpts) -> Config {
+    Config::resolve(Given {
+        data_dir: g.data_dir.clone(),
+        config_file: g.config.clone(),
+        broker: g.broker.clone(),
+        store: g.store.clone(),
+        aws: g.aws(),
+    })
 }
 
-/// The policy file for these options (env, then config file, then the data dir).
-pub(crate) fn policy_path(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<std::path::PathBuf> {
-    crate::policy_file::resolve_path(g.config.as_deref(), paths)
-        .map_err(|e| ExitError::usage(e.to_string()).into())
+/// Turns a broker or backend error into the right exit status: 1 for rules, 2 for input.
+/// The one place where errors become exit statuses.
+pub(crate) fn fail(e: impl Into<BackendError>) -> anyhow::Error {
+    let refused = |m: String| anyhow::Error::new(ExitError::refused(m));
+    let usage = |m: String| anyhow::Error::new(ExitError::usage(m));
+    match e.into() {
+        BackendError::Broker(e) => broker_fail(e),
+        BackendError::Review(ReviewError::Broker(e)) => broker_fail(e),
+        BackendError::Review(e) if e.is_input() => usage(e.to_string()),
+        BackendError::Review(e) => refused(e.to_string()),
+        BackendError::Scan(ScanError::Broker(e)) => broker_fail(e),
+        BackendError::Scan(e) => anyhow::Error::new(e),
+        BackendError::Session(SessionError::Broker(e)) => broker_fail(e),
+        BackendError::Session(e) => refused(e.to_string()),
+        BackendError::Relay(RelayError::Refused(m)) => refused(m),
+        BackendError::Relay(e) => anyhow::Error::new(e),
+        BackendError::Fleet(e) => anyhow::Error::new(e),
+        BackendError::Key(e) => anyhow::Error::new(e),
+        BackendError::Refused(m) => refused(m),
+        BackendError::Input(m) => usage(m),
+        BackendError::Failed(m) => anyhow::anyhow!(m),
+    }
 }
 
-/// Turns a broker error into the right exit status: 1 for rules, 2 for input.
-pub(crate) fn fail(e: BrokerError) -> anyhow::Error {
+fn broker_fail(e: BrokerError) -> anyhow::Error {
     if e.is_refusal() {
         ExitError::refused(e.to_string()).into()
     } else if e.is_input() {
@@ -55,92 +65,88 @@ pub(crate) fn fail(e: BrokerError) -> anyhow::Error {
     }
 }
 
-/// The daemon to talk to: `--broker` / `SOMBRERO_BROKER`, else `broker` in the config file.
-pub(crate) fn remote_endpoint(g: &GlobalOpts) -> anyhow::Result<Option<Endpoint>> {
-    if let Some(e) = &g.broker {
-        return Ok(Some(e.clone()));
-    }
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let Some((text, file)) = crate::config::config_string(g.config.as_deref(), &paths, "broker")
-        .map_err(|e| ExitError::usage(e.to_string()))?
-    else {
-        return Ok(None);
-    };
-    text.parse()
-        .map(Some)
-        .map_err(|e| ExitError::usage(format!("{}: broker: {e}", file.display())).into())
-}
-
-/// The broker the access commands and the TUI use: the daemon when one is configured, else
-/// the data dir opened in this process.
-pub(crate) fn connect(g: &GlobalOpts) -> anyhow::Result<Arc<dyn BrokerApi>> {
-    match remote_endpoint(g)? {
+/// The backend the commands and the TUI use: the daemon when one is configured, else the
+/// data dir opened in this process (on first use).
+pub(crate) fn backend(cfg: &Config) -> anyhow::Result<Arc<dyn Backend>> {
+    match cfg.broker().map_err(fail)? {
         Some(endpoint) => {
             // A thin client may have no data dir of its own; logging is best effort there.
-            if let Ok(paths) = Paths::resolve(g) {
-                let _ = init_logging(&paths);
+            if let Ok(paths) = cfg.paths() {
+                let _ = init_logging(paths);
             }
             Ok(Arc::new(
-                RemoteBroker::connect_with(&endpoint, g).map_err(fail)?,
+                Remote::connect(&endpoint, &cfg.aws).map_err(fail)?,
             ))
         }
-        None => Ok(Arc::new(open_local(g)?)),
+        None => Ok(Arc::new(Embedded::new(cfg.clone()))),
     }
+}
+
+/// The daemon to talk to: `--broker` / `SOMBRERO_BROKER`, else `broker` in the config file
+/// (for the commands that only make sense on one side).
+pub(crate) fn remote_endpoint(cfg: &Config) -> anyhow::Result<Option<crate::wire::Endpoint>> {
+    cfg.broker().map_err(fail)
 }
 
 /// Opens the data dir in this process for commands that do not go through a daemon yet;
 /// refused when one is configured, so they never act on a different store by surprise.
-pub(crate) fn open(g: &GlobalOpts) -> anyhow::Result<Broker> {
-    if let Some(e) = remote_endpoint(g)? {
+pub(crate) fn open(cfg: &Config) -> anyhow::Result<Arc<Broker>> {
+    if let Some(e) = cfg.broker().map_err(fail)? {
         return Err(ExitError::usage(format!(
             "this command does not go through a broker daemon yet (--broker {e}): run it on the broker host without --broker"
         ))
         .into());
     }
-    open_local(g)
+    open_local(cfg)
 }
 
 /// Opens the broker on the data dir, with logging to its log file.
-pub(crate) fn open_local(g: &GlobalOpts) -> anyhow::Result<Broker> {
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    init_logging(&paths)?;
-    let opts = BrokerOptions {
-        policy_path: Some(policy_path(g, &paths)?),
-        clock: None,
-    };
-    let spec = spec(g, &paths)?;
-    let broker = Broker::open_store(&paths, opts, &spec).map_err(fail)?;
-    if broker.policy_created() {
-        eprintln!(
-            "sombrero: wrote the default policy to {} (two approvals, any enrolled approver); review it with `sombrero policy check`",
-            broker.policy_path().display()
-        );
-    }
-    Ok(broker)
+pub(crate) fn open_local(cfg: &Config) -> anyhow::Result<Arc<Broker>> {
+    Embedded::new(cfg.clone()).broker().map_err(fail)
 }
 
 /// Who acts: the daemon's name for this connection (then `--as` is refused: identity comes
 /// from the connection), else `--as`, else the OS user.
-pub(crate) fn actor(api: &dyn BrokerApi, as_user: Option<String>) -> anyhow::Result<String> {
-    match api.identity().map_err(fail)? {
-        Some(me) => match as_user {
-            Some(other) => Err(ExitError::usage(format!(
-                "--as {other} cannot be used with a broker daemon: it knows you as {me} from your connection (your OS user or IAM identity)"
-            ))
-            .into()),
-            None => Ok(me),
-        },
-        None => who(as_user),
-    }
+pub(crate) fn actor(backend: &dyn Backend, as_user: Option<String>) -> anyhow::Result<String> {
+    let identity = wait(backend.identity())?;
+    backend::acting(identity, as_user).map_err(fail)
 }
 
 /// `--as`, else the OS user.
 pub(crate) fn who(as_user: Option<String>) -> anyhow::Result<String> {
-    as_user
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ExitError::usage("cannot tell who you are: pass --as NAME").into())
+    backend::who(as_user).map_err(fail)
+}
+
+/// An async runtime: `workers` 0 runs everything on this thread (one session's frames stay
+/// on one thread: a multi-threaded runtime cost 4x the throughput of bulk output); more for
+/// the TUI, whose loop, broker reads and fleet run side by side.
+pub(crate) fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Waits for a backend call on this thread, with its exit status on failure. One runtime for
+/// the whole command: what a call leaves behind (a fleet's clients) stays usable by the next.
+pub(crate) fn wait<T>(
+    f: impl std::future::Future<Output = backend::Result<T>>,
+) -> anyhow::Result<T> {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let rt = match RT.get() {
+        Some(rt) => rt,
+        None => {
+            let built = runtime(0)?;
+            RT.get_or_init(|| built)
+        }
+    };
+    rt.block_on(f).map_err(fail)
 }
 
 /// The TOTP code: `--code`, else a no-echo prompt on a terminal, else one line of stdin.
@@ -193,37 +199,4 @@ pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", crate::text::to_json_line(v)?)?;
     Ok(())
-}
-
-/// The broker daemon, when `--broker` (or the config) names one.
-pub(crate) fn remote(g: &GlobalOpts) -> anyhow::Result<Option<RemoteBroker>> {
-    remote_endpoint(g)?
-        .map(|e| RemoteBroker::connect_with(&e, g).map_err(fail))
-        .transpose()
-}
-
-/// A recording's name as the broker lists it (the argument of verify, replay and review).
-pub(crate) fn remote_name(file: &std::path::Path) -> anyhow::Result<&str> {
-    file.to_str().ok_or_else(|| {
-        ExitError::usage(format!("{} is not a recording name", file.display())).into()
-    })
-}
-
-/// The store named by `--store`, `SOMBRERO_STORE` or the config file, else SQLite.
-pub(crate) fn spec(g: &GlobalOpts, paths: &Paths) -> anyhow::Result<StoreSpec> {
-    let mut spec = StoreSpec::resolve(g.store.as_deref(), g.config.as_deref(), paths)
-        .map_err(|e| ExitError::usage(e.to_string()))?;
-    // The table is reached with the same --profile/--region as every other AWS call.
-    if let StoreSpec::Dynamo { aws, .. } = &mut spec {
-        *aws = aws_select(g);
-    }
-    Ok(spec)
-}
-
-/// The AWS profile and region the global options name.
-pub(crate) fn aws_select(g: &GlobalOpts) -> AwsSelect {
-    AwsSelect {
-        profile: g.profile.clone(),
-        region: g.region.clone(),
-    }
 }

@@ -5,12 +5,8 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::api::BrokerApi;
+use crate::backend::{Backend, BackendError};
 use crate::cli::{ExitError, connection};
-use crate::config::GlobalOpts;
-use crate::fleet::Fleet;
-use crate::fleet::aws::AwsFleet;
-use crate::remote::RemoteBroker;
 use crate::request::{Request, State};
 use crate::text::{Field, validate_field};
 use crate::tui::broker_view::request_row;
@@ -22,11 +18,18 @@ const NODE_NAME_WAIT: Duration = Duration::from_secs(3);
 
 /// Prints, on stderr, what `verb` (approve or deny) is about to decide; best effort: a request
 /// that cannot be read is left to the decision itself to report.
-pub fn show_context(g: &GlobalOpts, b: &dyn BrokerApi, id: &str, verb: &str) {
-    let Ok(r) = b.get(id) else { return };
-    let Ok(policy) = b.policy() else { return };
+pub fn show_context(backend: &dyn Backend, id: &str, verb: &str) {
+    let Ok(r) = connection::wait(backend.get(id.to_string())) else {
+        return;
+    };
+    let Ok(policy) = connection::wait(backend.policy()) else {
+        return;
+    };
     let row = request_row(&r, policy.approvals_required);
-    let node = node_name(g, &r.target);
+    // A daemon lists with its own fleet; here, this host's credentials are tried only when a
+    // person waits at the prompt.
+    let local = matches!(connection::wait(backend.identity()), Ok(None));
+    let node = node_name(backend, local, &r.target);
     eprintln!("You are about to {verb} {}:", r.id);
     for (label, value) in decision_context(&row, node.as_deref(), chrono::Utc::now()) {
         // Values are escaped already; the label is ours.
@@ -34,35 +37,24 @@ pub fn show_context(g: &GlobalOpts, b: &dyn BrokerApi, id: &str, verb: &str) {
     }
 }
 
-/// The target's node name: from the daemon's fleet when there is one, else this host's
-/// fleet credentials when a person is at the prompt (bounded wait); `None` when unknown.
-fn node_name(g: &GlobalOpts, target: &str) -> Option<String> {
-    let find = |rows: Vec<(String, Option<String>)>| {
-        rows.into_iter()
-            .find(|(id, _)| id == target)
-            .and_then(|(_, name)| name)
-    };
-    if let Ok(Some(endpoint)) = connection::remote_endpoint(g) {
-        let remote = RemoteBroker::connect_with(&endpoint, g).ok()?;
-        let rows = remote.fleet().ok()?;
-        return find(rows.into_iter().map(|r| (r.node.id, r.node.name)).collect());
-    }
-    if !std::io::stdin().is_terminal() {
+/// The target's node name from the backend's fleet (a daemon's, else this host's fleet
+/// credentials when a person is at the prompt, with a bounded wait); `None` when unknown.
+fn node_name(backend: &dyn Backend, local: bool, target: &str) -> Option<String> {
+    if local && !std::io::stdin().is_terminal() {
         return None;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    let nodes = rt.block_on(async {
-        tokio::time::timeout(NODE_NAME_WAIT, async {
-            AwsFleet::from_opts(g).await.ok()?.list_nodes().await.ok()
-        })
-        .await
-        .ok()
-        .flatten()
-    })?;
-    find(nodes.into_iter().map(|n| (n.id, n.name)).collect())
+    let rows = connection::wait(async {
+        if !local {
+            return backend.fleet().await;
+        }
+        tokio::time::timeout(NODE_NAME_WAIT, backend.fleet())
+            .await
+            .unwrap_or_else(|_| Err(BackendError::Failed("no answer in time".into())))
+    })
+    .ok()?;
+    rows.into_iter()
+        .find(|r| r.node.id == target)
+        .and_then(|r| r.node.name)
 }
 
 /// The input rule ([`validate_field`]) on fields typed on the command line, before any code is

@@ -2,19 +2,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use chrono::Utc;
+use std::sync::Arc;
+
 use clap::Args;
 
-use std::collections::HashSet;
-
+use crate::backend::{Config, Progress};
 use crate::cli::{ExitError, connection};
-use crate::config::{GlobalOpts, Paths};
-use crate::fleet::aws::AwsFleet;
-use crate::fleet::{AgentLost, Fleet, RogueReason};
-use crate::workflows::reaper;
-use crate::workflows::scan::{self, Finding, NodeRow, ScanError};
-use std::sync::Arc;
+use crate::fleet::{AgentLost, RogueReason};
+use crate::workflows::scan::{self, Finding, NodeRow};
 
 /// `sombrero fleet`.
 #[derive(Debug, Args)]
@@ -43,21 +38,10 @@ pub struct RogueArgs {
     pub json: bool,
 }
 
-/// A runtime for one command: the fleet calls are async, the CLI is not.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// Runs `sombrero fleet`: through the broker daemon when one is configured (it lists with
 /// its own fleet credentials), else with this host's.
-pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
-    let rows = match connection::remote(g)? {
-        Some(remote) => remote.fleet().map_err(connection::fail)?,
-        None => local_rows(g)?,
-    };
+pub fn fleet(g: &Config, a: FleetArgs) -> anyhow::Result<ExitCode> {
+    let rows = connection::wait(connection::backend(g)?.fleet())?;
     warn_unknown_ages(scan::unknown_ages(rows.iter().map(|r| &r.node)));
     if a.json {
         println!("{}", crate::text::to_json_pretty(&rows)?);
@@ -65,24 +49,6 @@ pub fn fleet(g: &GlobalOpts, a: FleetArgs) -> anyhow::Result<ExitCode> {
         print!("{}", table(&rows));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The listing with this host's fleet credentials and store.
-fn local_rows(g: &GlobalOpts) -> anyhow::Result<Vec<NodeRow>> {
-    let nodes = runtime()?.block_on(async {
-        let fleet = AwsFleet::from_opts(g).await?;
-        fleet.list_nodes().await
-    })?;
-    // Rogue findings live in the store; without one there are none to show (and listing the
-    // fleet should not create a data dir, nor a policy file).
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let rogue_touched = if paths.db().exists() {
-        scan::rogue_touched(&connection::open(g)?).map_err(connection::fail)?
-    } else {
-        HashSet::new()
-    };
-    let max_age = connection::policy_or_default(g, &paths)?.max_instance_age;
-    Ok(scan::node_rows(nodes, &rogue_touched, max_age, Utc::now()))
 }
 
 /// Says on stderr when EC2 instances have no known launch time, so an old-instance check that
@@ -169,38 +135,18 @@ fn short_age(d: chrono::Duration) -> String {
     }
 }
 
-/// Who the reaper and the rogue scan write audit events as.
-const ACTOR: &str = crate::broker::SYSTEM_ACTOR;
-
 /// Runs `sombrero reap`: ends sessions that outlived their request, then replaces tainted
-/// nodes that have no active session ([`reaper::reap`]). Through a broker daemon the daemon
-/// reaps with its own fleet (approvers and reviewers only).
-pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
-    let done = match connection::remote(g)? {
-        Some(remote) => {
-            if !a.json {
-                // One call that lasts until every replacement it starts has ended (minutes with
-                // Auto Scaling): say so, since the steps are only in the broker's log.
-                eprintln!(
-                    "sombrero reap: reaping on the broker ({}); replacements can take minutes, their steps are in the broker's log",
-                    remote.endpoint()
-                );
-            }
-            remote.reap(a.dry_run).map_err(connection::fail)?
+/// nodes that have no active session ([`crate::workflows::reaper::reap`]). Through a broker
+/// daemon the daemon reaps with its own fleet (approvers and reviewers only).
+pub fn reap(g: &Config, a: ReapArgs) -> anyhow::Result<ExitCode> {
+    let backend = connection::backend(g)?;
+    let quiet = a.json;
+    let progress: Progress = Arc::new(move |p| {
+        if !quiet {
+            eprintln!("sombrero reap: {p}");
         }
-        None => {
-            let broker = Arc::new(connection::open(g)?);
-            let rt = runtime()?;
-            let fleet = Arc::new(rt.block_on(AwsFleet::from_opts(g))?);
-            let quiet = a.json;
-            rt.block_on(reaper::reap(&broker, &fleet, ACTOR, a.dry_run, |p| {
-                if !quiet {
-                    eprintln!("sombrero reap: {p}");
-                }
-            }))
-            .map_err(scan_fail)?
-        }
-    };
+    });
+    let done = connection::wait(backend.reap(a.dry_run, progress))?;
     let failed = done.iter().filter(|r| r.outcome == "failed").count();
     if a.json {
         println!("{}", crate::text::to_json_pretty(&done)?);
@@ -240,17 +186,8 @@ pub fn reap(g: &GlobalOpts, a: ReapArgs) -> anyhow::Result<ExitCode> {
 /// is configured (it scans with its own fleet and audits there). Each new finding is audited
 /// once (`RogueSessionFound` per session, `OldInstanceFound` and `AgentLostWhileTainted` per
 /// instance).
-pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
-    let report = match connection::remote(g)? {
-        Some(remote) => remote.rogue().map_err(connection::fail)?,
-        None => {
-            let broker = connection::open(g)?;
-            let rt = runtime()?;
-            let fleet = rt.block_on(AwsFleet::from_opts(g))?;
-            rt.block_on(scan::rogue(&broker, &fleet, ACTOR))
-                .map_err(scan_fail)?
-        }
-    };
+pub fn rogue(g: &Config, a: RogueArgs) -> anyhow::Result<ExitCode> {
+    let report = connection::wait(connection::backend(g)?.rogue())?;
     warn_unknown_ages(report.unknown_ages);
     let rows = &report.findings;
     if a.json {
@@ -283,14 +220,6 @@ pub fn rogue(g: &GlobalOpts, a: RogueArgs) -> anyhow::Result<ExitCode> {
         connection::say(&finding_line(r));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A scan error with the exit status its broker part calls for.
-fn scan_fail(e: ScanError) -> anyhow::Error {
-    match e {
-        ScanError::Broker(e) => connection::fail(e),
-        e => e.into(),
-    }
 }
 
 /// One finding in words.
@@ -354,6 +283,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::DateTime;
+
+    use std::collections::HashSet;
 
     use super::*;
     use crate::fleet::{Node, tag};

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use crate::backend::Config;
 use crate::cli::ExitError;
-use crate::config::{GlobalOpts, Paths};
 use crate::lab::{self, Lab, LabConfig};
 
 /// `sombrero lab`.
@@ -54,7 +54,7 @@ fn write_endpoint_file(path: &Path, url: &str) -> anyhow::Result<()> {
 }
 
 /// Runs `sombrero lab`.
-pub fn run(g: &GlobalOpts, a: LabArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Config, a: LabArgs) -> anyhow::Result<ExitCode> {
     let listen: SocketAddr = a.listen.parse().map_err(|_| {
         ExitError::usage(format!(
             "--listen {:?} is not an address like 127.0.0.1:0",
@@ -67,7 +67,7 @@ pub fn run(g: &GlobalOpts, a: LabArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    crate::cli::init_logging(&Paths::resolve(g)?)?;
+    crate::cli::init_logging(g.paths().map_err(super::connection::fail)?)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let lab = lab::start(LabConfig {

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod generate;
 pub mod lab;
 pub mod notify;
+pub mod options;
 pub mod recordings;
 pub mod review_queue;
 pub mod serve;
@@ -19,13 +20,15 @@ pub mod session;
 pub mod store;
 pub mod transcript;
 pub mod ui;
-pub mod wiring;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{GlobalOpts, Paths};
+use crate::config::Paths;
+pub use options::GlobalOpts;
+
+pub use crate::backend::Config;
 
 /// Break-glass access for immutable infrastructure.
 #[derive(Debug, Parser)]
@@ -152,27 +155,9 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         .unwrap_or(1)
 }
 
-/// Sends tracing to `logs/sombrero.log` in the data dir (never to the terminal, which is the
-/// UI). Filter with `SOMBRERO_LOG` (default `info`). Safe to call more than once.
+/// Sends tracing to the data dir's log file ([`crate::config::init_logging`]).
 pub fn init_logging(paths: &Paths) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    paths.ensure()?;
-    crate::config::create_private_dir(&paths.logs())?;
-    // Rotated by size with a retention count: refusals a client causes cannot fill the disk.
-    let file = crate::logfile::RotatingLog::new(
-        &paths.logs(),
-        "sombrero.log",
-        crate::logfile::MAX_LOG_BYTES,
-        crate::logfile::KEEP_LOGS,
-    );
-    let filter = EnvFilter::try_from_env("SOMBRERO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Err only means a subscriber is already installed (a second call): keep that one.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(file)
-        .try_init();
-    Ok(())
+    Ok(crate::config::init_logging(paths)?)
 }
 
 /// Parses the command line, runs it, and turns the outcome into an exit status.
@@ -208,7 +193,8 @@ pub fn main() -> ExitCode {
 
 /// Dispatches one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let g = cli.global;
+    // Resolved once; below this point no command sees clap's options.
+    let g = connection::config(&cli.global);
     match cli.command {
         None => ui::tui(&g, ui::TuiArgs::default()),
         Some(Command::Tui(a)) => ui::tui(&g, a),

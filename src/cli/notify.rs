@@ -2,15 +2,14 @@
 //! notification and review part of `policy check`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::config::GlobalOpts;
+use crate::backend::Config;
 use crate::notify::worker::{self, TestResult};
 
 use super::ExitError;
-use super::connection::{fail, open_local, print_json, remote_endpoint, say, who};
+use super::connection::{backend, fail, open_local, print_json, remote_endpoint, say, wait};
 
 /// `sombrero notify ...`.
 #[derive(Debug, Subcommand)]
@@ -28,27 +27,15 @@ pub enum NotifyCommand {
 }
 
 /// Runs `sombrero notify`.
-pub fn notify(g: &GlobalOpts, c: NotifyCommand) -> anyhow::Result<ExitCode> {
+pub fn notify(g: &Config, c: NotifyCommand) -> anyhow::Result<ExitCode> {
     match c {
         NotifyCommand::Test { json } => test(g, json),
         NotifyCommand::Flush => flush(g),
     }
 }
 
-fn test(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
-    let results = match remote_endpoint(g)? {
-        Some(e) => crate::remote::RemoteBroker::connect_with(&e, g)
-            .map_err(fail)?
-            .notify_test()
-            .map_err(fail)?,
-        None => {
-            let broker = Arc::new(open_local(g)?);
-            let by = who(None)?;
-            super::fleet::runtime()?
-                .block_on(worker::test_all(&broker, &by))
-                .map_err(fail)?
-        }
-    };
+fn test(g: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let results = wait(backend(g)?.notify_test())?;
     if json {
         print_json(&results)?;
     } else {
@@ -78,16 +65,16 @@ fn print_results(results: &[TestResult]) {
     }
 }
 
-fn flush(g: &GlobalOpts) -> anyhow::Result<ExitCode> {
+fn flush(g: &Config) -> anyhow::Result<ExitCode> {
     if remote_endpoint(g)?.is_some() {
         return Err(ExitError::usage(
             "with --broker, the daemon delivers notifications itself; `notify flush` is for the embedded store",
         )
         .into());
     }
-    let broker = Arc::new(open_local(g)?);
+    let broker = open_local(g)?;
     let deliverer = crate::notify::deliver::Deliverer::new().map_err(anyhow::Error::msg)?;
-    let delivered = super::fleet::runtime()?.block_on(async {
+    let delivered = super::connection::runtime(0)?.block_on(async {
         let mut total = 0;
         loop {
             let n = worker::pass(&broker, &deliverer).await;

@@ -1,29 +1,19 @@
 //! Recording commands: verify, replay, recordings, review, keys.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use crossterm::event::{self, Event, KeyEventKind};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::api::BrokerApi;
+use crate::backend::Config;
 use crate::cli::{ExitError, connection};
-use crate::config::{GlobalOpts, Paths};
-use crate::recording::audited::{self, AuditLog, Lookup, cross_check};
-use crate::recording::flags::{self, FlagRule};
-use crate::recording::player::{Player, PlayerConfig, Recording};
-use crate::recording::view::{KeyOutcome, PlayerState, PlayerWidget, clock};
-use crate::recording::{self, Integrity, RecorderKey, keys, list};
-use crate::remote::RemoteBroker;
-use crate::remote::recordings::Fetched;
-use crate::review::{self, ReviewError};
-use crate::store::any::StoreSpec;
+use crate::recording::view::clock;
+use crate::recording::{keys, list};
+use crate::tui::player::{PlayError, play_source};
 
 /// `sombrero verify`.
 #[derive(Debug, Args)]
@@ -102,13 +92,6 @@ pub enum KeysCommand {
     },
 }
 
-/// The trusted recorder key from the data dir (verification needs only its public half).
-fn trusted_key(g: &GlobalOpts) -> anyhow::Result<VerifyingKey> {
-    let paths = Paths::resolve(g)?;
-    let key = RecorderKey::load(&paths.keys()).map_err(|e| ExitError::refused(e.to_string()))?;
-    Ok(key.verifying_key())
-}
-
 /// `--key HEX`, parsed.
 fn given_key(hex: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
     hex.map(|h| {
@@ -122,52 +105,16 @@ fn given_key(hex: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
     .transpose()
 }
 
-/// Downloads `file` from the broker and the key to check it with: `--key`, else the broker's.
-fn fetch(
-    remote: &RemoteBroker,
-    file: &std::path::Path,
-    key: Option<&str>,
-) -> anyhow::Result<(Fetched, VerifyingKey)> {
-    let key = match given_key(key)? {
-        Some(k) => k,
-        None => remote.recorder_key().map_err(connection::fail)?,
-    };
-    let fetched = remote
-        .fetch(connection::remote_name(file)?)
-        .map_err(connection::fail)?;
-    Ok((fetched, key))
-}
-
 /// Runs `sombrero verify`: exit 0 only for an intact, sealed recording. Through a broker the
 /// recording is downloaded and verified here, not taken on the broker's word.
-pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let (report, _fetched) = match connection::remote(g)? {
-        Some(remote) => {
-            let (fetched, key) = fetch(&remote, &a.file, a.key.as_deref())?;
-            let name = connection::remote_name(&a.file)?;
-            let mut report = recording::verify(&fetched.cast, &key);
-            // The broker's audit facts, checked here against the bytes downloaded.
-            let lookup = remote.recording_audit(name).map_err(connection::fail)?;
-            report.integrity = cross_check(&fetched.cast, report.integrity, &lookup);
-            report.path = name.to_string();
-            (report, Some(fetched))
-        }
-        None => {
-            if !a.file.is_file() {
-                return Err(ExitError::usage(format!("{} is not a file", a.file.display())).into());
-            }
-            let key = match given_key(a.key.as_deref())? {
-                Some(k) => k,
-                None => trusted_key(g)?,
-            };
-            let mut report = recording::verify(&a.file, &key);
-            match local_lookup(g, &a.file)? {
-                Some(lookup) => report.integrity = cross_check(&a.file, report.integrity, &lookup),
-                None => eprintln!("sombrero: {NO_AUDIT_LOG}"),
-            }
-            (report, None)
-        }
-    };
+pub fn verify(g: &Config, a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let key = given_key(a.key.as_deref())?;
+    let backend = connection::backend(g)?;
+    let verified = connection::wait(backend.verify(a.file, key))?;
+    if !verified.audited {
+        eprintln!("sombrero: {NO_AUDIT_LOG}");
+    }
+    let report = verified.report;
     if a.json {
         println!("{}", crate::text::to_json_pretty(&report)?);
     } else {
@@ -183,36 +130,8 @@ pub fn verify(g: &GlobalOpts, a: VerifyArgs) -> anyhow::Result<ExitCode> {
 /// Said when a recording can only be verified on its own.
 const NO_AUDIT_LOG: &str = "no audit log in this data dir: the file is verified on its own, not against what the broker recorded";
 
-/// What the data dir's audit log says of `file`, when there is a log.
-fn local_lookup(g: &GlobalOpts, file: &std::path::Path) -> anyhow::Result<Option<Lookup>> {
-    Ok(local_audit_log(g)?.map(|log| log.lookup_file(file)))
-}
-
-/// The data dir's audit log, when it has a store (verifying must not create one).
-fn local_audit_log(g: &GlobalOpts) -> anyhow::Result<Option<AuditLog>> {
-    let paths = Paths::resolve(g)?;
-    let spec = StoreSpec::resolve(g.store.as_deref(), g.config.as_deref(), &paths)
-        .map_err(|e| ExitError::usage(e.to_string()))?;
-    if spec == StoreSpec::Sqlite && !paths.db().exists() {
-        return Ok(None);
-    }
-    Ok(Some(
-        review::audit_log(&connection::open(g)?).map_err(connection::fail)?,
-    ))
-}
-
-/// The trusted key if one exists (listing and replay still work without one).
-fn optional_key(g: &GlobalOpts) -> anyhow::Result<Option<VerifyingKey>> {
-    let paths = Paths::resolve(g)?;
-    match RecorderKey::load(&paths.keys()) {
-        Ok(k) => Ok(Some(k.verifying_key())),
-        Err(keys::KeyError::Missing(_)) => Ok(None),
-        Err(e) => Err(ExitError::refused(e.to_string()).into()),
-    }
-}
-
 /// Runs `sombrero replay`: the player full-screen until `q`.
-pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
+pub fn replay(g: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !(0.25..=16.0).contains(&a.speed) {
         return Err(ExitError::usage("--speed must be between 0.25 and 16").into());
     }
@@ -221,146 +140,26 @@ pub fn replay(g: &GlobalOpts, a: ReplayArgs) -> anyhow::Result<ExitCode> {
             ExitError::usage("replay needs a terminal; use `sombrero verify` in scripts").into(),
         );
     }
+    let key = given_key(a.key.as_deref())?;
+    let backend = connection::backend(g)?;
     // The status bar shows the same verdict as `verify`: the file held to the audit log.
-    if let Some(remote) = connection::remote(g)? {
-        let (fetched, key) = fetch(&remote, &a.file, a.key.as_deref())?;
-        let lookup = remote
-            .recording_audit(connection::remote_name(&a.file)?)
-            .map_err(connection::fail)?;
-        // The broker's risk rules, as `sombrero commands` applies them through it.
-        let rules = flags::with_defaults(remote.policy().map_err(connection::fail)?.review_flags);
-        let shown = Shown {
-            key: Some(&key),
-            audit: Some(&lookup),
-            rules: &rules,
-        };
-        play_file(&fetched.cast, shown, a.speed, a.idle_limit)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let key = match given_key(a.key.as_deref())? {
-        Some(k) => Some(k),
-        None => optional_key(g)?,
-    };
-    let lookup = local_lookup(g, &a.file)?;
-    if lookup.is_none() {
+    let src = connection::wait(backend.replay_source(a.file, key))?;
+    if src.audit.is_none() {
         eprintln!("sombrero: {NO_AUDIT_LOG}");
     }
-    let rules = super::transcript::local_rules(g)?;
-    let shown = Shown {
-        key: key.as_ref(),
-        audit: lookup.as_ref(),
-        rules: &rules,
-    };
-    play_file(&a.file, shown, a.speed, a.idle_limit)?;
+    play_source(&src, a.speed, a.idle_limit).map_err(|e| match e {
+        PlayError::Load(m) => ExitError::usage(m).into(),
+        e => anyhow::Error::new(e),
+    })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the player shows of a recording besides its screens.
-#[derive(Clone, Copy)]
-pub(crate) struct Shown<'a> {
-    /// The recorder key its verdict is checked with (none: shown as unverified).
-    pub key: Option<&'a VerifyingKey>,
-    /// What the audit log recorded of it; the verdict is held to it when given.
-    pub audit: Option<&'a Lookup>,
-    /// Risk rules for the command pane: the defaults plus the policy's `[[review.flag]]`.
-    pub rules: &'a [FlagRule],
-}
-
-/// Plays one recording full-screen until `q` (the CLI's `replay` and the TUI's Enter).
-pub(crate) fn play_file(
-    file: &std::path::Path,
-    shown: Shown<'_>,
-    speed: f64,
-    idle_limit: f64,
-) -> anyhow::Result<()> {
-    let Shown { key, audit, rules } = shown;
-    let rec = Recording::load(file).map_err(|e| ExitError::usage(e.to_string()))?;
-    let integrity = match key {
-        Some(k) => recording::verify(file, k).integrity,
-        None => Integrity::Unverified {
-            reason: "no recorder key in the data dir".into(),
-        },
-    };
-    let integrity = match audit {
-        Some(lookup) => cross_check(file, integrity, lookup),
-        None => integrity,
-    };
-    let config = PlayerConfig {
-        idle_limit: (idle_limit > 0.0).then_some(idle_limit),
-        ..PlayerConfig::default()
-    };
-    let start = Instant::now();
-    let mut player = Player::new(rec, config);
-    player.set_speed(speed, start.elapsed());
-    player.play(start.elapsed());
-    // The command index is built once, here, before the first frame.
-    let mut state = PlayerState::new(player, integrity, rules);
-    run_fullscreen(&mut state, start)
-}
-
-/// Restores the terminal when dropped, on every exit path (ratatui's panic hook covers panics).
-struct TerminalGuard;
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        ratatui::restore();
-    }
-}
-
-/// Longest wait between redraws while playing (the clock in the status bar moves).
-const FRAME: Duration = Duration::from_millis(100);
-/// Wait between redraws while paused.
-const IDLE_FRAME: Duration = Duration::from_secs(1);
-
-fn run_fullscreen(state: &mut PlayerState, start: Instant) -> anyhow::Result<()> {
-    // The guard first: if try_init fails halfway (raw mode on, no alternate screen) it still undoes it.
-    let _guard = TerminalGuard;
-    let mut terminal = ratatui::try_init()?;
-    loop {
-        terminal.draw(|f| f.render_stateful_widget(PlayerWidget, f.area(), state))?;
-        let wait = if state.player.is_playing() {
-            state
-                .player
-                .time_to_next_event()
-                .unwrap_or(FRAME)
-                .min(FRAME)
-        } else {
-            IDLE_FRAME
-        };
-        if event::poll(wait)?
-            && let Event::Key(key) = event::read()?
-            && key.kind == KeyEventKind::Press
-            && state.handle_key(key, start.elapsed()) == KeyOutcome::Quit
-        {
-            return Ok(());
-        }
-        state.tick(start.elapsed());
-    }
 }
 
 /// Runs `sombrero recordings`: through a broker, the recordings it keeps that this identity
 /// may see, verified by the broker with its own key.
-pub fn recordings(g: &GlobalOpts, a: RecordingsArgs) -> anyhow::Result<ExitCode> {
-    let (mut all, place) = match connection::remote(g)? {
-        Some(remote) => {
-            let all = remote.recordings().map_err(connection::fail)?;
-            (all, format!("the broker at {}", remote.endpoint()))
-        }
-        None => {
-            let paths = Paths::resolve(g)?;
-            let key = optional_key(g)?;
-            let dir = recording::recordings_dir(g.config.as_deref(), &paths)
-                .map_err(|e| ExitError::usage(e.to_string()))?;
-            let mut all = list::list(&dir, key.as_ref())
-                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
-            if let Some(log) = local_audit_log(g)? {
-                audited::check_listing(&mut all, &log);
-            }
-            review::attach(&mut all, reviews_by_digest(g)?);
-            list::ListCache::default().attach_flags(&mut all, &super::transcript::local_rules(g)?);
-            (all, dir.display().to_string())
-        }
-    };
+pub fn recordings(g: &Config, a: RecordingsArgs) -> anyhow::Result<ExitCode> {
+    let backend = connection::backend(g)?;
+    let listing = connection::wait(backend.recordings())?;
+    let (mut all, place) = (listing.all, listing.place);
     if a.flagged {
         all.retain(|r| r.flags.is_some_and(|f| f.total() > 0));
     }
@@ -416,7 +215,7 @@ fn print_row(r: &list::RecordingSummary) {
 
 /// Runs `sombrero review`: a reviewer's TOTP-checked sign-off, audited with the recording's
 /// digest. Through a broker, the broker checks and records it as the connection's identity.
-pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
+pub fn review(g: &Config, a: ReviewArgs) -> anyhow::Result<ExitCode> {
     if a.pending {
         return super::review_queue::pending(g, a.json);
     }
@@ -430,40 +229,16 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
     // Before the code is asked for; the broker checks again (the daemon's path too).
     crate::text::validate_field(crate::text::Field::Note, note)
         .map_err(|e| ExitError::usage(e.to_string()))?;
-    let (event, shown) = match connection::remote(g)? {
-        Some(remote) => {
-            let who = connection::actor(&remote, a.as_user)?;
-            let name = connection::remote_name(file)?;
-            // The risky moments before the code, as on the broker host: the recording is
-            // downloaded and indexed here under the broker's rules.
-            let fetched = remote.fetch(name).map_err(connection::fail)?;
-            let extra = remote.policy().map_err(connection::fail)?.review_flags;
-            eprint!(
-                "{}",
-                super::transcript::flagged_notice(&fetched.cast, extra)?
-            );
-            let code = connection::code(a.code, &who)?;
-            let event = remote.review(name, &code, note).map_err(connection::fail)?;
-            (event, name.to_string())
-        }
-        None => {
-            if !file.is_file() {
-                return Err(ExitError::usage(format!("{} is not a file", file.display())).into());
-            }
-            let broker = connection::open(g)?;
-            let who = connection::who(a.as_user)?;
-            // Refusals (role, own session, tampered file) come before the code is asked for.
-            let key = trusted_key(g)?;
-            let checked = review::check(&broker, &who, file, &key).map_err(review_fail)?;
-            // What the reviewer signs off on: the risky moments, before the code is asked for.
-            let extra = broker.policy().map_err(connection::fail)?.review_flags;
-            eprint!("{}", super::transcript::flagged_notice(file, extra)?);
-            let code = connection::code(a.code, &who)?;
-            let event =
-                review::sign_off(&broker, &who, &checked, &code, note).map_err(review_fail)?;
-            (event, file.display().to_string())
-        }
-    };
+    let backend = connection::backend(g)?;
+    let prepared = connection::wait(backend.prepare_review(file.to_path_buf(), a.as_user))?;
+    // What the reviewer signs off on: the risky moments, before the code is asked for.
+    eprint!(
+        "{}",
+        super::transcript::flagged_notice(&prepared.cast, prepared.extra_rules.clone())?
+    );
+    let code = connection::code(a.code, &prepared.who)?;
+    let shown = prepared.shown.clone();
+    let event = connection::wait(backend.sign_off(prepared, code, note.to_string()))?;
     if a.json {
         println!("{}", crate::text::to_json_pretty(&event)?);
     } else {
@@ -480,54 +255,33 @@ pub fn review(g: &GlobalOpts, a: ReviewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A refused sign-off exits 1, bad input 2.
-fn review_fail(e: ReviewError) -> anyhow::Error {
-    match e {
-        ReviewError::Broker(e) => connection::fail(e),
-        e if e.is_input() => ExitError::usage(e.to_string()).into(),
-        e => ExitError::refused(e.to_string()).into(),
-    }
-}
-
-/// Sign-offs from the audit log by recording digest; none when there is no store yet.
-fn reviews_by_digest(g: &GlobalOpts) -> anyhow::Result<HashMap<String, Vec<list::Review>>> {
-    let paths = Paths::resolve(g)?;
-    // Listing must not create a store or policy as a side effect.
-    if !paths.db().exists() {
-        return Ok(HashMap::new());
-    }
-    review::by_digest(&connection::open(g)?).map_err(connection::fail)
-}
-
-/// Runs `sombrero keys ...`: prints the recorder's public key (creating the key on first use).
-pub fn keys(g: &GlobalOpts, c: KeysCommand) -> anyhow::Result<ExitCode> {
+/// Runs `sombrero keys ...`: prints the recorder's public key (creating the key on first use
+/// on the broker host; through a daemon, the key that matters is the broker's: it seals).
+pub fn keys(g: &Config, c: KeysCommand) -> anyhow::Result<ExitCode> {
     let KeysCommand::Show { json } = c;
-    // Through a daemon the key that matters is the broker's (it seals); never make a local one.
-    if let Some(remote) = connection::remote(g)? {
-        let public = hex::encode(remote.recorder_key().map_err(connection::fail)?.to_bytes());
-        if json {
+    let backend = connection::backend(g)?;
+    let info = connection::wait(backend.recorder_key())?;
+    let public = hex::encode(info.key.as_bytes());
+    match (info.path, json) {
+        (None, true) => {
             let v = serde_json::json!({"algorithm": "ed25519", "public_key": public, "source": "broker"});
             println!("{}", crate::text::to_json_pretty(&v)?);
-        } else {
+        }
+        (None, false) => {
             println!("ed25519 {public}");
             eprintln!(
                 "sombrero: as the broker reports it; for an independent check compare with `sombrero keys show` run on the broker host"
             );
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let paths = Paths::resolve(g)?;
-    let key = RecorderKey::load_or_create(&paths.keys())?;
-    let path = paths.keys().join(keys::KEY_FILE);
-    if json {
-        let v = serde_json::json!({
-            "algorithm": "ed25519",
-            "public_key": key.public_hex(),
-            "path": path.display().to_string(),
-        });
-        println!("{}", crate::text::to_json_pretty(&v)?);
-    } else {
-        println!("ed25519 {}", key.public_hex());
+        (Some(path), true) => {
+            let v = serde_json::json!({
+                "algorithm": "ed25519",
+                "public_key": public,
+                "path": path.display().to_string(),
+            });
+            println!("{}", crate::text::to_json_pretty(&v)?);
+        }
+        (Some(_), false) => println!("ed25519 {public}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,18 +2,14 @@
 
 use std::process::ExitCode;
 
-use crate::config::GlobalOpts;
+use crate::backend::Config;
 use crate::review_queue::PendingReview;
 
-use super::connection::remote;
-use super::connection::{fail, open, print_json, say};
+use super::connection::{self, print_json, say};
 
 /// Prints the review queue, soonest due first; overdue rows say so.
-pub fn pending(g: &GlobalOpts, json: bool) -> anyhow::Result<ExitCode> {
-    let rows = match remote(g)? {
-        Some(r) => r.pending_reviews().map_err(fail)?,
-        None => open(g)?.pending_reviews().map_err(fail)?,
-    };
+pub fn pending(g: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let rows = connection::wait(connection::backend(g)?.pending_reviews())?;
     if json {
         print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);

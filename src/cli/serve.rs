@@ -7,8 +7,8 @@ use std::sync::Arc;
 use clap::Args;
 use tokio::sync::watch;
 
+use crate::backend::Config;
 use crate::cli::ExitError;
-use crate::config::{GlobalOpts, Paths};
 use crate::recording::RecorderKey;
 use crate::serve::gate::{Gate, raise_nofile};
 use crate::serve::hub::Hub;
@@ -21,7 +21,8 @@ use crate::serve::{AppState, router};
 use crate::wire::Endpoint;
 use crate::wire::proof::StsEndpoint;
 
-use super::connection::{fail, open_local};
+use super::connection::fail;
+use crate::backend::embedded::Embedded;
 
 /// `sombrero serve`.
 #[derive(Debug, Args)]
@@ -59,7 +60,7 @@ struct TcpSetup {
 }
 
 /// Loads the certificate and sets up proof checking, when a `tcp://` listener is asked for.
-async fn tcp_setup(g: &GlobalOpts, a: &ServeArgs) -> anyhow::Result<Option<TcpSetup>> {
+async fn tcp_setup(g: &Config, a: &ServeArgs) -> anyhow::Result<Option<TcpSetup>> {
     if !a.listen.iter().any(|e| matches!(e, Endpoint::Tcp(_))) {
         return Ok(None);
     }
@@ -73,7 +74,7 @@ async fn tcp_setup(g: &GlobalOpts, a: &ServeArgs) -> anyhow::Result<Option<TcpSe
     let endpoint = match &a.sts_endpoint {
         Some(url) => StsEndpoint::parse(url),
         None => {
-            let sdk = g.aws_config().await;
+            let sdk = g.aws.aws_config().await;
             let region = sdk.region().ok_or_else(|| {
                 ExitError::usage(
                     "no AWS region for the STS endpoint: set --region or --sts-endpoint",
@@ -91,21 +92,22 @@ async fn tcp_setup(g: &GlobalOpts, a: &ServeArgs) -> anyhow::Result<Option<TcpSe
 }
 
 /// Runs `sombrero serve` until SIGINT or SIGTERM.
-pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
+pub fn serve(g: &Config, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     // Bad TLS or STS options are refused before the data dir is touched.
     let tcp = rt.block_on(tcp_setup(g, &a))?;
     // The daemon owns the data dir whatever --broker or the config file say.
-    let broker = Arc::new(open_local(g)?);
+    let embedded = Embedded::new(g.clone());
+    let broker = embedded.broker().map_err(fail)?;
     let archive = archive(g)?;
     let outcome = rt.block_on(async move {
         let (stop, stopping) = watch::channel(false);
         // Sessions are opened with the daemon's own fleet credentials, recordings directory
         // and recorder key; without a usable fleet the rest of the API still serves.
         // The same fleet lists the nodes and runs the rogue scan for thin clients.
-        let (sessions, fleet) = match super::session::session_deps(g, broker.clone()).await {
+        let (sessions, fleet) = match embedded.session_deps().await.map_err(fail) {
             Ok(deps) => {
                 let fleet = Ok(Arc::clone(&deps.fleet));
                 (Ok(Hub::new(deps)), fleet)
@@ -199,10 +201,9 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The daemon's recordings: the directory its sessions record into and its recorder key
 /// (created now if missing, so clients can always fetch the public half).
-fn archive(g: &GlobalOpts) -> anyhow::Result<Arc<Archive>> {
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
-        .map_err(|e| ExitError::usage(e.to_string()))?;
+fn archive(g: &Config) -> anyhow::Result<Arc<Archive>> {
+    let paths = g.paths().map_err(fail)?;
+    let dir = g.recordings_dir().map_err(fail)?.to_path_buf();
     let key = RecorderKey::load_or_create(&paths.keys())
         .map(|k| k.verifying_key())
         .map_err(|e| {

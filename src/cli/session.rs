@@ -1,23 +1,14 @@
 //! `sombrero open`: the session of an approved request, bridged to this terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
 
-use super::ExitError;
-use super::connection::{self, actor, code, fail, open as open_broker, remote_endpoint, who};
+use super::connection::{self, actor, code, fail, wait};
 use crate::api::BrokerApi;
-use crate::channel::terminal::{bridge_command_stdio, bridge_stdio, local_size};
-use crate::config::{GlobalOpts, Paths};
-use crate::fleet::Fleet;
-use crate::fleet::aws::AwsFleet;
-use crate::recording::RecorderKey;
-use crate::remote::session::{self as relay, RelayError};
-use crate::remote::{BoxIo, RemoteBroker};
-use crate::session::{self, SessionDeps, SessionError, Step};
-use crate::wire::session::exit_status;
+use crate::backend::{Config, Progress, TerminalOpen};
 
 /// `sombrero open` (its exit status is documented on the subcommand).
 #[derive(Debug, Args)]
@@ -52,10 +43,9 @@ fn open_code(
 
 /// Prints a progress line on stderr: on a terminal `\r\n` around it (the terminal may be in
 /// raw mode), elsewhere a plain line a log or a script can read.
-fn say(step: &Step) {
-    let line = step.to_string();
+fn say(line: &str) {
     let mut err = std::io::stderr().lock();
-    let line = crate::text::escape_for_terminal(&line);
+    let line = crate::text::escape_for_terminal(line);
     let _ = if std::io::IsTerminal::is_terminal(&err) {
         write!(err, "\r\n[pink sombrero] {line}\r\n")
     } else {
@@ -64,111 +54,21 @@ fn say(step: &Step) {
     let _ = err.flush();
 }
 
-/// What a session needs on this host: the fleet from the AWS options, the data dir's
-/// recordings directory and recorder key. `sombrero serve` builds its hub from the same.
-pub(crate) async fn session_deps(
-    g: &GlobalOpts,
-    broker: Arc<crate::broker::Broker>,
-) -> anyhow::Result<SessionDeps<AwsFleet>> {
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
-        .map_err(|e| ExitError::usage(e.to_string()))?;
-    let key = RecorderKey::load_or_create(&paths.keys())?;
-    let fleet = Arc::new(AwsFleet::from_opts(g).await?);
-    Ok(SessionDeps {
-        broker,
-        channel: fleet.channel_options(),
-        fleet,
-        recordings_dir,
-        key: Arc::new(key),
-        replace_timeout: session::REPLACE_TIMEOUT,
-    })
-}
-
 /// Runs `sombrero open`: through the broker daemon when one is configured (it opens,
 /// records and finishes the session; this process carries the terminal), else here.
-pub fn open(g: &GlobalOpts, a: OpenArgs) -> anyhow::Result<ExitCode> {
-    if let Some(endpoint) = remote_endpoint(g)? {
-        let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
-        let user = actor(&remote, a.as_user)?;
-        let code = open_code(&remote, a.code, &user)?;
-        if !a.command.is_empty() {
-            let path = relay::command_path(&a.request, local_size(), &a.command);
-            return relayed(&remote, &path, |io, req| async move {
-                let req = relay::with_code(req, code.as_deref())?;
-                relay::open_command(io, req).await.map(ExitCode::from)
-            });
-        }
-        let path = relay::session_path(&a.request, local_size());
-        return relayed(&remote, &path, |io, req| async move {
-            let req = relay::with_code(req, code.as_deref())?;
-            relay::open(io, req).await.map(ExitCode::from)
-        });
-    }
-    let broker = Arc::new(open_broker(g)?);
-    let user = who(a.as_user)?;
-    let code = open_code(&*broker, a.code, &user)?;
-    // One session, one thread: a multi-threaded runtime hands every frame between the
-    // bridge and the session task across threads (a futex wake each way), which cost 4x the
-    // throughput of bulk output. Broker calls still run on the blocking pool.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let deps = session_deps(g, broker).await?;
-        let command = (!a.command.is_empty()).then_some(a.command.as_slice());
-        let opened = session::open_for(
-            &deps,
-            &a.request,
-            &user,
-            code.as_deref(),
-            local_size(),
-            command,
-            |s| say(&s),
-        )
-        .await;
-        let mut live = match opened {
-            Ok(live) => live,
-            Err(SessionError::Broker(e)) => return Err(fail(e)),
-            Err(e) => return Err(ExitError::refused(e.to_string()).into()),
-        };
-        let Some(events) = live.events.take() else {
-            return Err(anyhow::anyhow!("session events were already taken"));
-        };
-        let (out_tap, in_tap) = (live.tap.clone(), live.tap.clone());
-        let end = if command.is_some() {
-            bridge_command_stdio(live.handle.clone(), events, move |b| out_tap.output(b)).await
-        } else {
-            let resizes = tokio::spawn(record_resizes(live.tap.clone()));
-            let end = bridge_stdio(
-                live.handle.clone(),
-                events,
-                move |b| out_tap.output(b),
-                move |b| in_tap.input(b),
-            )
-            .await;
-            resizes.abort();
-            end
-        };
-        let done = session::finish(&deps, live, end, |s| say(&s)).await;
-        if let Err(why) = &done.seal {
-            eprintln!("sombrero: the recording could not be sealed: {why}");
-        }
-        Ok(ExitCode::from(exit_status(&done.reason, done.exit_code)))
-    })
-}
-
-/// Records every terminal resize (the bridge forwards them; this puts them in the cast).
-async fn record_resizes(tap: session::RecorderTap) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut winch) = signal(SignalKind::window_change()) else {
-        return;
+pub fn open(g: &Config, a: OpenArgs) -> anyhow::Result<ExitCode> {
+    let backend = connection::backend(g)?;
+    let api = backend.api().map_err(fail)?;
+    let user = actor(&*backend, a.as_user)?;
+    let code = open_code(&*api, a.code, &user)?;
+    let req = TerminalOpen {
+        request: a.request,
+        user,
+        code,
+        command: a.command,
     };
-    while winch.recv().await.is_some() {
-        if let Ok((cols, rows)) = crossterm::terminal::size() {
-            let _ = tap.resize(cols, rows);
-        }
-    }
+    let steps: Progress = Arc::new(|line| say(&line));
+    Ok(ExitCode::from(wait(backend.open_terminal(req, steps))?))
 }
 
 /// `sombrero watch`.
@@ -179,68 +79,9 @@ pub struct WatchArgs {
 }
 
 /// Runs `sombrero watch`: only a broker daemon holds a session others can watch.
-pub fn watch(g: &GlobalOpts, a: WatchArgs) -> anyhow::Result<ExitCode> {
-    let Some(endpoint) = remote_endpoint(g)? else {
-        return Err(ExitError::usage(format!(
-            "watching needs a broker daemon: a session opened without one lives in the process that opened it. Run `sombrero serve` and pass --broker to watch {}",
-            a.request
-        ))
-        .into());
-    };
-    let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
-    relayed(
-        &remote,
-        &relay::watch_path(&a.request),
-        |io, req| async move {
-            // On a terminal the screen is clipped to it; piped, it is drawn at the session's size.
-            let view = std::io::stdout().is_terminal().then(|| {
-                let size = local_size();
-                let fit = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
-                (fit(size.rows), fit(size.cols))
-            });
-            let watched =
-                relay::watch(io, req, tokio::io::stdout(), tokio::io::stderr(), view).await?;
-            Ok(match watched.ended {
-                Some(_) => ExitCode::SUCCESS,
-                None => {
-                    eprintln!(
-                        "sombrero: the connection to the broker ended before the session did"
-                    );
-                    ExitCode::from(1)
-                }
-            })
-        },
-    )
-}
-
-/// Connects a websocket at `path` on the daemon's transport and runs `session` over it.
-fn relayed<Fut>(
-    remote: &RemoteBroker,
-    path: &str,
-    session: impl FnOnce(BoxIo, relay::Request) -> Fut,
-) -> anyhow::Result<ExitCode>
-where
-    Fut: std::future::Future<Output = Result<ExitCode, RelayError>>,
-{
-    let connector = remote.connector();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let io = connector.connect().await.map_err(|e| {
-            ExitError::refused(format!(
-                "cannot reach the broker at {}: {e} (is `sombrero serve` running, and may you use its socket?)",
-                remote.endpoint()
-            ))
-        })?;
-        let req = relay::request_for(&*connector, &io, path)
-            .await
-            .map_err(|e| ExitError::refused(e.to_string()))?;
-        session(io, req).await.map_err(|e| match e {
-            RelayError::Refused(m) => ExitError::refused(m).into(),
-            other => anyhow::Error::new(other),
-        })
-    })
+pub fn watch(g: &Config, a: WatchArgs) -> anyhow::Result<ExitCode> {
+    let backend = connection::backend(g)?;
+    Ok(ExitCode::from(wait(backend.watch_terminal(a.request))?))
 }
 
 /// `sombrero kill`.
@@ -256,40 +97,22 @@ pub struct KillArgs {
     pub code: Option<String>,
 }
 
-/// Runs `sombrero kill` on the embedded broker: the request is closed as terminated by the
-/// approver (the process holding the session sees that within a second and ends it, sealing
-/// and replacing), and the SSM session is terminated at the service as well.
-pub fn kill(g: &GlobalOpts, a: KillArgs) -> anyhow::Result<ExitCode> {
-    if let Some(endpoint) = remote_endpoint(g)? {
-        // The daemon ends the session it holds (or, held elsewhere, at the service).
-        let remote = RemoteBroker::connect(&endpoint).map_err(fail)?;
-        let user = actor(&remote, a.as_user)?;
-        let code = code(a.code, &user)?;
-        let closed = remote
-            .kill_session(&a.request, &user, &code)
-            .map_err(fail)?;
-        // The id comes back from the daemon: a peer's bytes.
-        connection::say(&format!("{}: session terminated by {user}", closed.id));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let broker = open_broker(g)?;
-    let user = who(a.as_user)?;
+/// Runs `sombrero kill`: the request is closed as terminated by the approver (the process
+/// holding the session sees that within a second and ends it, sealing and replacing), and the
+/// SSM session is terminated at the service as well (through a daemon: the daemon ends the
+/// session it holds).
+pub fn kill(g: &Config, a: KillArgs) -> anyhow::Result<ExitCode> {
+    let backend = connection::backend(g)?;
+    let user = actor(&*backend, a.as_user)?;
     let code = code(a.code, &user)?;
-    let closed = broker
-        .kill_session(&a.request, &user, &code)
-        .map_err(fail)?;
-    if let Some(sid) = closed.session_id.clone() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let ended =
-            runtime.block_on(async { AwsFleet::from_opts(g).await?.terminate_session(&sid).await });
-        if let Err(e) = ended {
-            eprintln!(
-                "sombrero: the request is closed, but TerminateSession failed ({e}); the session's own process ends it"
-            );
-        }
+    let killed = wait(backend.kill(a.request, user.clone(), code))?;
+    if let Some(w) = &killed.warning {
+        eprintln!("sombrero: {w}");
     }
-    println!("{}: session terminated by {user}", closed.id);
+    // The id may come back from a daemon: a peer's bytes.
+    connection::say(&format!(
+        "{}: session terminated by {user}",
+        killed.request.id
+    ));
     Ok(ExitCode::SUCCESS)
 }

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::ExitError;
-use super::connection::{self, aws_select, spec};
-use crate::config::{GlobalOpts, Paths};
+use super::connection;
+use crate::backend::Config;
 use crate::store::StoreError;
 use crate::store::any::StoreSpec;
-use crate::store::dynamo::DynamoStore;
+use crate::store::dynamo::{AwsSelect, DynamoStore};
 
 /// `sombrero store ...`
 #[derive(Debug, Subcommand)]
@@ -31,29 +31,33 @@ pub struct InitArgs {
 }
 
 /// Dispatches `sombrero store`.
-pub fn run(g: &GlobalOpts, c: StoreCommand) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Config, c: StoreCommand) -> anyhow::Result<ExitCode> {
     match c {
         StoreCommand::Init(a) => init(g, a),
     }
 }
 
-fn init(g: &GlobalOpts, a: InitArgs) -> anyhow::Result<ExitCode> {
+fn init(g: &Config, a: InitArgs) -> anyhow::Result<ExitCode> {
     let table = match a.table {
         Some(t) => t,
-        None => {
-            let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-            match spec(g, &paths)? {
-                StoreSpec::Dynamo { table, .. } => table,
-                StoreSpec::Sqlite => {
-                    return Err(ExitError::usage(
+        None => match g.store().map_err(connection::fail)? {
+            StoreSpec::Dynamo { table, .. } => table.clone(),
+            StoreSpec::Sqlite => {
+                return Err(ExitError::usage(
                         "the SQLite store needs no setup; name a DynamoDB table with --table NAME or --store dynamodb:NAME",
                     )
                     .into());
-                }
             }
-        }
+        },
     };
-    let store = DynamoStore::open_with(&table, aws_select(g)).map_err(usage_if_bad_spec)?;
+    let store = DynamoStore::open_with(
+        &table,
+        AwsSelect {
+            profile: g.aws.profile.clone(),
+            region: g.aws.region.clone(),
+        },
+    )
+    .map_err(usage_if_bad_spec)?;
     let outcome = store
         .init(&mut |msg| eprintln!("sombrero: {msg}"))
         .map_err(usage_if_bad_spec)?;

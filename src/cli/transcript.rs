@@ -6,10 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use crate::api::BrokerApi;
+use crate::backend::Config;
 use crate::cli::{ExitError, connection};
-use crate::config::{GlobalOpts, Paths};
-use crate::policy::Policy;
 use crate::recording::commands::{self, CommandKind};
 use crate::recording::flags::{self, FlagRule, FlaggedCommand};
 use crate::recording::player::Recording;
@@ -50,38 +48,13 @@ pub struct ExportArgs {
 /// Runs `f` on the cast (downloaded from the broker when there is one) with the risk rules:
 /// the defaults plus the policy's `[[review.flag]]` (the broker's policy through a broker).
 fn with_cast<T>(
-    g: &GlobalOpts,
+    g: &Config,
     file: &Path,
     f: impl FnOnce(&Path, &[FlagRule]) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    match connection::remote(g)? {
-        Some(remote) => {
-            let mut rules: Vec<FlagRule> = flags::default_rules();
-            let fetched = remote
-                .fetch(connection::remote_name(file)?)
-                .map_err(connection::fail)?;
-            rules.extend(remote.policy().map_err(connection::fail)?.review_flags);
-            f(&fetched.cast, &rules)
-        }
-        None => {
-            if !file.is_file() {
-                return Err(ExitError::usage(format!("{} is not a file", file.display())).into());
-            }
-            f(file, &local_rules(g)?)
-        }
-    }
-}
-
-/// The risk rules on this machine: the defaults plus the local policy's `[[review.flag]]`.
-pub(crate) fn local_rules(g: &GlobalOpts) -> anyhow::Result<Vec<FlagRule>> {
-    let mut rules: Vec<FlagRule> = flags::default_rules();
-    let path = Paths::resolve(g)?.policy();
-    // No policy file yet: the defaults alone. A broken one fails the command.
-    if path.exists() {
-        let policy = Policy::load(&path).map_err(|e| ExitError::usage(e.to_string()))?;
-        rules.extend(policy.review_flags);
-    }
-    Ok(rules)
+    let backend = connection::backend(g)?;
+    let src = connection::wait(backend.cast(file.to_path_buf()))?;
+    f(&src.cast, &src.rules)
 }
 
 /// The flagged command index of a cast, read as a stream.
@@ -170,7 +143,7 @@ pub(crate) fn flagged_notice(path: &Path, extra: Vec<FlagRule>) -> anyhow::Resul
 }
 
 /// Runs `sombrero commands`.
-pub fn commands(g: &GlobalOpts, a: CommandsArgs) -> anyhow::Result<ExitCode> {
+pub fn commands(g: &Config, a: CommandsArgs) -> anyhow::Result<ExitCode> {
     let all = with_cast(g, &a.file, index_file)?;
     let shown: Vec<&FlaggedCommand> = all
         .iter()
@@ -194,7 +167,7 @@ pub fn commands(g: &GlobalOpts, a: CommandsArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sombrero export`.
-pub fn export(g: &GlobalOpts, a: ExportArgs) -> anyhow::Result<ExitCode> {
+pub fn export(g: &Config, a: ExportArgs) -> anyhow::Result<ExitCode> {
     let out = with_cast(g, &a.file, |path, rules| {
         Ok(match a.format {
             ExportFormat::Commands => table(&index_file(path, rules)?.iter().collect::<Vec<_>>()),

@@ -7,22 +7,21 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
+use crate::api::BrokerApi;
+use crate::backend::Config;
+use crate::backend::embedded::Embedded;
 use crate::broker::{Broker, BrokerOptions};
 use crate::cli::ExitError;
 use crate::cli::connection;
-use crate::cli::wiring;
-use crate::config::{GlobalOpts, Paths};
+use crate::config::Paths;
 use crate::fleet::aws::AwsFleet;
 use crate::lab::{self, LabConfig};
 use crate::policy::Role;
 use crate::recording::RecorderKey;
-use crate::remote::RemoteBroker;
-use crate::session::{self, SessionDeps};
 use crate::tui::demo::{DemoUser, demo_codes_fn};
-use crate::tui::driver::FleetFn;
+use crate::tui::driver::Parts;
 use crate::tui::theme::Theme;
-use crate::tui::{TuiContext, fleet_view, run_tui};
-use crate::wire::Endpoint;
+use crate::tui::{TuiContext, run_tui};
 
 /// `sombrero tui`.
 #[derive(Debug, Default, Args)]
@@ -48,9 +47,8 @@ pub struct DemoArgs {
 
 /// The theme: `--theme` / `SOMBRERO_THEME`, else `theme` in the config file, else `default`;
 /// `NO_COLOR` (set and non-empty) removes colours.
-pub fn choose_theme(g: &GlobalOpts, flag: Option<&str>) -> anyhow::Result<Theme> {
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let config = g.config.clone().unwrap_or_else(|| paths.config());
+pub fn choose_theme(g: &Config, flag: Option<&str>) -> anyhow::Result<Theme> {
+    let config = g.config_path().map_err(connection::fail)?;
     let from_config = theme_in_config(&config)?;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     // Bare `sombrero` has no clap args to read the variable into, so it is read here too.
@@ -82,79 +80,30 @@ fn theme_in_config(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// A fleet listing from the global options (lab endpoint or AWS), marking nodes older than
-/// `max_age` OLD; errors show on the Fleet screen instead of stopping the TUI.
-pub fn fleet_from_opts(g: &GlobalOpts, max_age: Option<std::time::Duration>) -> FleetFn {
-    let g = g.clone();
-    let fleet: Arc<tokio::sync::OnceCell<Result<FleetFn, String>>> = Arc::default();
-    Arc::new(move || {
-        let g = g.clone();
-        let fleet = Arc::clone(&fleet);
-        Box::pin(async move {
-            let f = fleet
-                .get_or_init(|| async {
-                    AwsFleet::from_opts(&g)
-                        .await
-                        .map(|f| fleet_view::fleet_fn(Arc::new(f), max_age))
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .clone()?;
-            f().await
-        })
-    })
-}
-
-/// Runs the TUI.
-pub fn tui(g: &GlobalOpts, a: TuiArgs) -> anyhow::Result<ExitCode> {
+/// Runs the TUI on the backend: embedded (this process opens the data dir and, while the
+/// TUI runs, delivers notifications) or a daemon (the user is the connection's identity;
+/// sessions go through its relay; recordings are listed by it and played here).
+pub fn tui(g: &Config, a: TuiArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
-    if let Some(endpoint) = connection::remote_endpoint(g)? {
-        return remote_tui(g, &endpoint, a, theme);
-    }
-    let broker = Arc::new(connection::open(g)?);
-    let max_age = broker.policy().map_err(connection::fail)?.max_instance_age;
-    let user = local_user(&broker, a.as_user)?;
-    let paths = Paths::resolve(g).map_err(|e| ExitError::usage(e.to_string()))?;
-    let recordings_dir = crate::recording::recordings_dir(g.config.as_deref(), &paths)
-        .map_err(|e| ExitError::usage(e.to_string()))?;
-    let key = RecorderKey::load_or_create(&paths.keys())?;
-    let verifying = key.verifying_key();
-    let rt = runtime()?;
-    // Sessions need a fleet; without one (no region, no endpoint) the TUI still runs and the
-    // Fleet screen says what is missing.
-    let open_session = match rt.block_on(AwsFleet::from_opts(g)) {
-        Ok(fleet) => Some(wiring::session_opener(session_deps(
-            &broker,
-            Arc::new(fleet),
-            recordings_dir.clone(),
-            key,
-        ))),
-        Err(e) => {
-            tracing::warn!(error = %e, "no fleet: sessions cannot be opened from this TUI");
-            None
-        }
+    let backend = connection::backend(g)?;
+    let api = backend.api().map_err(connection::fail)?;
+    let user = match api.identity().map_err(connection::fail)? {
+        Some(_) => connection::actor(&*backend, a.as_user)?,
+        None => local_user(&*api, a.as_user)?,
     };
-    let notify_broker = Arc::clone(&broker);
     let ctx = TuiContext {
-        recordings: Some(wiring::recordings_fn(
-            broker.clone(),
-            recordings_dir,
-            Some(verifying),
-        )),
-        replay: Some(wiring::replay_fn(broker.clone(), Some(verifying))),
-        broker,
+        backend: Arc::clone(&backend),
         user,
         theme,
         demo_codes: None,
-        fleet: Some(fleet_from_opts(g, max_age)),
-        open_session,
+        parts: Parts::ALL,
     };
-    // Embedded, this process is the broker: it delivers notifications while the TUI runs.
+    let rt = connection::runtime(2)?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let notifier = rt.spawn(crate::notify::worker::run(notify_broker, stopping));
+    let duties = rt.spawn(backend.duties(stopping));
     let outcome = rt.block_on(run_tui(ctx));
     let _ = stop.send(true);
-    let _ = rt.block_on(notifier);
+    let _ = rt.block_on(duties);
     outcome?;
     Ok(ExitCode::SUCCESS)
 }
@@ -168,7 +117,7 @@ const NOBODY_ENROLLED: &str = "nobody is enrolled here yet, so there is no one t
 
 /// Who the local TUI acts as: `--as`, else the OS user, if enrolled. On a fresh data dir, or
 /// for a name nobody enrolled, says what to do instead (exit 2).
-fn local_user(broker: &Broker, as_user: Option<String>) -> anyhow::Result<String> {
+fn local_user(broker: &dyn BrokerApi, as_user: Option<String>) -> anyhow::Result<String> {
     let users = broker.users().map_err(connection::fail)?;
     if users.is_empty() {
         return Err(ExitError::usage(NOBODY_ENROLLED).into());
@@ -197,61 +146,6 @@ fn local_user(broker: &Broker, as_user: Option<String>) -> anyhow::Result<String
     .into())
 }
 
-/// The TUI against a `sombrero serve` daemon: the user is the connection's identity.
-/// Sessions go through the daemon's relay; recordings are listed by the daemon and
-/// downloaded to be verified and played here.
-fn remote_tui(
-    g: &GlobalOpts,
-    endpoint: &Endpoint,
-    a: TuiArgs,
-    theme: Theme,
-) -> anyhow::Result<ExitCode> {
-    let remote = Arc::new(RemoteBroker::connect_with(endpoint, g).map_err(connection::fail)?);
-    let user = connection::actor(&*remote, a.as_user)?;
-    // Sessions are the daemon's: it opens, records and replaces; the pane carries bytes.
-    let open_session = Some(wiring::relay_opener(remote.connector()));
-    let ctx = TuiContext {
-        // Listed by the daemon; replayed here after downloading, verified with its key.
-        recordings: Some(wiring::remote_recordings_fn(remote.clone())),
-        replay: Some(wiring::remote_replay_fn(remote.clone())),
-        // Listed by the daemon with its fleet: this client may hold no AWS credentials.
-        fleet: Some(wiring::remote_fleet_fn(remote.clone())),
-        broker: remote,
-        user,
-        theme,
-        demo_codes: None,
-        open_session,
-    };
-    runtime()?.block_on(run_tui(ctx))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// What a session needs, from the data dir's paths.
-fn session_deps(
-    broker: &Arc<Broker>,
-    fleet: Arc<AwsFleet>,
-    recordings_dir: PathBuf,
-    key: RecorderKey,
-) -> SessionDeps<AwsFleet> {
-    SessionDeps {
-        broker: broker.clone(),
-        channel: fleet.channel_options(),
-        fleet,
-        recordings_dir,
-        key: Arc::new(key),
-        replace_timeout: session::REPLACE_TIMEOUT,
-    }
-}
-
-/// A multi-threaded runtime: the UI loop, broker reads and the fleet run side by side.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// The demo's policy: the real rules (two approvers, TOTP, short TTLs) and the lab's
 /// replacement document, so the whole lifecycle runs end to end.
 const DEMO_POLICY: &str = r#"# pink-sombrero demo policy (written by `sombrero demo`).
@@ -275,7 +169,7 @@ const DEMO_USERS: [(&str, &str, &[Role]); 3] = [
 
 /// A fresh data dir for the demo: `--data-dir` if given (it must be new or empty), else a new
 /// directory under the system's temporary directory.
-fn demo_dir(g: &GlobalOpts) -> anyhow::Result<PathBuf> {
+fn demo_dir(g: &Config) -> anyhow::Result<PathBuf> {
     let dir = match &g.data_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!(
@@ -296,7 +190,7 @@ fn demo_dir(g: &GlobalOpts) -> anyhow::Result<PathBuf> {
 
 /// Runs the demo: a lab fleet in this process, a fresh data dir with three enrolled users,
 /// and the TUI as the on-call engineer, with a DEMO panel showing everyone's codes.
-pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
+pub fn demo(g: &Config, a: DemoArgs) -> anyhow::Result<ExitCode> {
     let theme = choose_theme(g, a.theme.as_deref())?;
     let dir = demo_dir(g)?;
     let paths = Paths::at(&dir);
@@ -306,7 +200,6 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write {}", paths.policy().display()))?;
     let broker =
         Arc::new(Broker::open(&paths, BrokerOptions::default()).map_err(connection::fail)?);
-    let max_age = broker.policy().map_err(connection::fail)?.max_instance_age;
     let mut users = Vec::new();
     for (name, role, roles) in DEMO_USERS {
         let e = broker
@@ -326,9 +219,8 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
             secret_base32: e.secret_base32,
         });
     }
-    let key = RecorderKey::load_or_create(&paths.keys())?;
-    let verifying = key.verifying_key();
-    let rt = runtime()?;
+    RecorderKey::load_or_create(&paths.keys())?;
+    let rt = connection::runtime(2)?;
     rt.block_on(async {
         let lab = lab::start(LabConfig {
             nodes: a.nodes,
@@ -341,24 +233,14 @@ pub fn demo(g: &GlobalOpts, a: DemoArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .context("cannot reach the demo's lab")?,
         );
+        let backend =
+            Embedded::with_parts(Config::at(&dir), broker, Some(fleet), paths.recordings());
         let ctx = TuiContext {
-            recordings: Some(wiring::recordings_fn(
-                broker.clone(),
-                paths.recordings(),
-                Some(verifying),
-            )),
-            replay: Some(wiring::replay_fn(broker.clone(), Some(verifying))),
-            open_session: Some(wiring::session_opener(session_deps(
-                &broker,
-                fleet.clone(),
-                paths.recordings(),
-                key,
-            ))),
-            fleet: Some(fleet_view::fleet_fn(fleet, max_age)),
-            demo_codes: Some(demo_codes_fn(users)),
-            broker,
+            backend: Arc::new(backend),
             user: DEMO_USERS[0].0.to_string(),
             theme,
+            demo_codes: Some(demo_codes_fn(users)),
+            parts: Parts::ALL,
         };
         let result = run_tui(ctx).await;
         lab.shutdown().await;

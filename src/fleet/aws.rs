@@ -19,7 +19,7 @@ use crate::channel::client::{ClientOptions, ResumeError, Signing, resume_fn};
 
 use super::FleetError;
 use super::error::api;
-use crate::config::GlobalOpts;
+use crate::config::AwsOptions;
 
 /// Region the lab pretends to be in.
 const LAB_REGION: &str = "us-east-1";
@@ -52,8 +52,8 @@ pub struct AwsFleet {
 
 impl AwsFleet {
     /// Builds the clients from the default chain plus `--profile`, `--region`, `--endpoint-url`.
-    pub async fn from_opts(g: &GlobalOpts) -> Result<Self, FleetError> {
-        Self::from_config(&g.aws_config().await, g.endpoint_url.as_deref())
+    pub async fn from_opts(aws: &AwsOptions) -> Result<Self, FleetError> {
+        Self::from_config(&aws.aws_config().await, aws.endpoint_url.as_deref())
     }
 
     /// A fleet whose SSM calls go to a local lab, with the lab's static credentials.

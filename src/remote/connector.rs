@@ -7,7 +7,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OnceCell;
 
-use crate::config::GlobalOpts;
+use crate::config::AwsOptions;
 use crate::wire::proof::{ClientProofs, ProofSigner, channel_binding};
 use crate::wire::tls::client_config;
 
@@ -81,13 +81,13 @@ pub struct TlsConnector {
     addr: String,
     name: ServerName<'static>,
     tls: tokio_rustls::TlsConnector,
-    aws: GlobalOpts,
+    aws: AwsOptions,
     proofs: OnceCell<ClientProofs>,
 }
 
 impl TlsConnector {
     /// A connector to `addr` (`HOST:PORT`); `g` gives `--ca`, `--profile` and `--region`.
-    pub fn new(addr: &str, g: &GlobalOpts) -> Result<TlsConnector, String> {
+    pub fn new(addr: &str, g: &AwsOptions) -> Result<TlsConnector, String> {
         let host = addr
             .rsplit_once(':')
             .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
@@ -111,9 +111,9 @@ impl TlsConnector {
         ca: Option<&Path>,
         signer: ProofSigner,
     ) -> Result<TlsConnector, String> {
-        let g = GlobalOpts {
+        let g = AwsOptions {
             ca: ca.map(Path::to_path_buf),
-            ..GlobalOpts::default()
+            ..AwsOptions::default()
         };
         let c = TlsConnector::new(addr, &g)?;
         let proofs = ClientProofs::new(signer, &c.server_id());

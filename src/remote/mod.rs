@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{BrokerApi, MAX_WAIT};
 use crate::audit::Event;
 use crate::broker::{AuditCheck, BrokerError, Result, UserInfo};
-use crate::config::GlobalOpts;
+use crate::config::AwsOptions;
 use crate::policy::{Policy, Role};
 use crate::request::{NewRequest, Request, State};
 use crate::wire::body::{
@@ -107,12 +107,12 @@ impl RemoteBroker {
     /// A client for `endpoint` with default options (over TCP: the public web roots, the
     /// default AWS credential chain).
     pub fn connect(endpoint: &Endpoint) -> Result<RemoteBroker> {
-        RemoteBroker::connect_with(endpoint, &GlobalOpts::default())
+        RemoteBroker::connect_with(endpoint, &AwsOptions::default())
     }
 
     /// A client for `endpoint`; over TCP, TLS per `--ca` with an IAM identity proof from the
     /// AWS credentials `--profile`/`--region` select.
-    pub fn connect_with(endpoint: &Endpoint, g: &GlobalOpts) -> Result<RemoteBroker> {
+    pub fn connect_with(endpoint: &Endpoint, g: &AwsOptions) -> Result<RemoteBroker> {
         let connector: Arc<dyn Connector> = match endpoint {
             Endpoint::Unix(path) => Arc::new(UnixConnector::new(path.clone())),
             Endpoint::Tcp(addr) => {

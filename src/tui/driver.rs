@@ -11,15 +11,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use crossterm::event::{Event, EventStream, KeyEventKind};
-use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use thiserror::Error;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{MissedTickBehavior, interval};
 
-use crate::api::{BrokerApi, MAX_WAIT};
+use crate::api::BrokerApi;
+use crate::backend::Backend;
 use crate::channel::client::SessionEvent;
 
 use super::action::{Action, Done};
@@ -27,7 +27,7 @@ use super::app::State;
 use super::broker_view;
 use super::intent::Intent;
 use super::keymap;
-use super::model::{BrokerSnapshot, DemoCode, FleetRow, Loadable, RecordingRow};
+use super::model::{DemoCode, Loadable};
 use super::terminal::TerminalGuard;
 use super::theme::Theme;
 use super::update::update;
@@ -42,78 +42,53 @@ pub const FLEET_POLL: Duration = Duration::from_secs(10);
 /// Keystrokes queued for a session before input is refused.
 pub const INPUT_QUEUE: usize = 256;
 
-/// Lists the fleet (async: it calls AWS or the lab).
-pub type FleetFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<FleetRow>, String>> + Send + Sync>;
-/// Opens the session of an approved request (taint, StartSession, recorder, data channel).
-pub type OpenSessionFn =
-    Arc<dyn Fn(SessionRequest) -> BoxFuture<'static, Result<OpenedSession, String>> + Send + Sync>;
 /// Current demo codes (demo mode only).
 pub type DemoCodesFn = Arc<dyn Fn() -> Vec<DemoCode> + Send + Sync>;
-/// Lists recordings (synchronous; runs on a blocking thread with the snapshot).
-pub type RecordingsFn = Arc<dyn Fn() -> Vec<RecordingRow> + Send + Sync>;
-/// Replays a recording; runs with the terminal handed over to it, on a blocking thread.
-pub type ReplayFn = Arc<dyn Fn(PathBuf) -> Result<(), String> + Send + Sync>;
+
+pub use crate::backend::{OpenedSession, SessionControl, SessionRequest};
+
+/// Which parts of the backend the TUI uses; a part left out explains itself on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The Fleet view (off: the Fleet screen says no fleet is configured).
+    pub fleet: bool,
+    /// Opening and watching sessions (off: `o` says to use `sombrero open`).
+    pub sessions: bool,
+    /// The Recordings view.
+    pub recordings: bool,
+    /// Replaying a recording (off: Enter says to use `sombrero replay`).
+    pub replay: bool,
+}
+
+impl Parts {
+    /// Everything.
+    pub const ALL: Parts = Parts {
+        fleet: true,
+        sessions: true,
+        recordings: true,
+        replay: true,
+    };
+    /// Requests only.
+    pub const NONE: Parts = Parts {
+        fleet: false,
+        sessions: false,
+        recordings: false,
+        replay: false,
+    };
+}
 
 /// Everything the TUI needs from the rest of the program.
 pub struct TuiContext {
-    /// The broker, embedded or a daemon (all state changes go through it).
-    pub broker: Arc<dyn BrokerApi>,
+    /// The broker, embedded or a daemon: requests, fleet, recordings and sessions.
+    pub backend: Arc<dyn Backend>,
     /// The acting user at start.
     pub user: String,
     /// Colours.
     pub theme: Theme,
     /// Demo codes; `Some` shows the DEMO panel.
     pub demo_codes: Option<DemoCodesFn>,
-    /// Fleet listing; `None` shows the Fleet screen as unavailable.
-    pub fleet: Option<FleetFn>,
-    /// Session opening; `None` makes `o` explain that sessions are not available here.
-    pub open_session: Option<OpenSessionFn>,
-    /// Recording listing; `None` shows no recordings.
-    pub recordings: Option<RecordingsFn>,
-    /// Recording replay; `None` makes Enter on a recording explain how to replay it.
-    pub replay: Option<ReplayFn>,
-}
-
-/// What the session opener is asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRequest {
-    /// The approved request.
-    pub request_id: String,
-    /// Who opens it (must be its requester).
-    pub user: String,
-    /// Pane rows.
-    pub rows: u16,
-    /// Pane columns.
-    pub cols: u16,
-    /// Watch someone's live session read-only instead of opening one's own.
-    pub watch: bool,
-    /// The requester's TOTP code for opening (none for watching, or when the policy opens
-    /// without one).
-    pub code: Option<String>,
-}
-
-/// Resizing and ending a running session.
-pub trait SessionControl: Send {
-    /// The pane changed size.
-    fn resize(&self, rows: u16, cols: u16) -> Result<(), String>;
-    /// End the session on the node.
-    fn terminate(&self) -> Result<(), String>;
-}
-
-/// A session the opener opened.
-pub struct OpenedSession {
-    /// Target node.
-    pub target: String,
-    /// When the grant ends (the UI ends the session then if nothing else did).
-    pub ends_at: Option<DateTime<Utc>>,
-    /// Whether it is recorded (shown in the status bar).
-    pub recording: bool,
-    /// Keystrokes, in order.
-    pub input: mpsc::Sender<Vec<u8>>,
-    /// Resize and terminate.
-    pub control: Box<dyn SessionControl>,
-    /// Output and lifecycle events.
-    pub events: mpsc::Receiver<SessionEvent>,
+    /// The parts of the backend in use.
+    pub parts: Parts,
 }
 
 /// Errors that end the TUI.
@@ -122,6 +97,9 @@ pub enum TuiError {
     /// The terminal could not be set up or drawn to.
     #[error("terminal error: {0} (is this an interactive terminal?)")]
     Terminal(#[from] std::io::Error),
+    /// The broker could not be reached or opened.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
 }
 
 /// The running session, as the loop holds it.
@@ -132,13 +110,14 @@ struct LiveSession {
 }
 
 /// Shared between the loop and its background tasks.
-struct Shared {
-    broker: Arc<dyn BrokerApi>,
-    recordings: Option<RecordingsFn>,
-    user: watch::Sender<String>,
-    reload_broker: Notify,
-    reload_fleet: Notify,
-    actions: mpsc::UnboundedSender<Action>,
+pub(super) struct Shared {
+    pub(super) broker: Arc<dyn BrokerApi>,
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) recordings: bool,
+    pub(super) user: watch::Sender<String>,
+    pub(super) reload_broker: Notify,
+    pub(super) reload_fleet: Notify,
+    pub(super) actions: mpsc::UnboundedSender<Action>,
 }
 
 /// Where frames go, and the other things the loop does to the terminal.
@@ -203,7 +182,7 @@ pub async fn run_with(
     let size = guard.size()?;
     let mut state = State::new(ctx.user.clone(), Utc::now(), size);
     state.demo_codes = ctx.demo_codes.as_ref().map(|f| f());
-    if ctx.fleet.is_none() {
+    if !ctx.parts.fleet {
         state.fleet = Loadable::Failed(
             "No fleet is configured: pass --endpoint-url (a lab) or AWS --profile/--region."
                 .to_string(),
@@ -212,18 +191,19 @@ pub async fn run_with(
     let (actions, mut inbox) = mpsc::unbounded_channel();
     let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<(String, OpenedSession)>();
     let shared = Arc::new(Shared {
-        broker: Arc::clone(&ctx.broker),
-        recordings: ctx.recordings.clone(),
+        broker: ctx.backend.api()?,
+        backend: Arc::clone(&ctx.backend),
+        recordings: ctx.parts.recordings,
         user: watch::Sender::new(ctx.user.clone()),
         reload_broker: Notify::new(),
         reload_fleet: Notify::new(),
         actions: actions.clone(),
     });
-    let watcher = tokio::spawn(watch_broker(Arc::clone(&shared)));
+    let watcher = tokio::spawn(super::watch::watch_broker(Arc::clone(&shared)));
     let fleet_watcher = ctx
+        .parts
         .fleet
-        .clone()
-        .map(|f| tokio::spawn(watch_fleet(f, Arc::clone(&shared))));
+        .then(|| tokio::spawn(super::watch::watch_fleet(Arc::clone(&shared))));
 
     let mut events = open_events();
     let mut tick = interval(TICK);
@@ -449,13 +429,14 @@ fn open_session(
     opening: Opening,
     opened_tx: mpsc::UnboundedSender<(String, OpenedSession)>,
 ) {
-    let Some(open) = ctx.open_session.clone() else {
+    if !ctx.parts.sessions {
         let _ = shared.actions.send(Action::Refused(
             "Sessions cannot be opened from this TUI yet: run `sombrero open <id>` in a terminal."
                 .to_string(),
         ));
         return;
-    };
+    }
+    let backend = Arc::clone(&ctx.backend);
     let actions = shared.actions.clone();
     let req = SessionRequest {
         request_id: id.clone(),
@@ -469,12 +450,12 @@ fn open_session(
         },
     };
     tokio::spawn(async move {
-        match open(req).await {
+        match backend.open_session(req).await {
             Ok(opened) => {
                 let _ = opened_tx.send((id, opened));
             }
             Err(e) => {
-                let _ = actions.send(Action::Refused(e));
+                let _ = actions.send(Action::Refused(e.to_string()));
             }
         }
     });
@@ -488,172 +469,33 @@ async fn run_player(
     open_events: &mut impl FnMut() -> Events,
     actions: &mpsc::UnboundedSender<Action>,
 ) -> Result<(), TuiError> {
-    let Some(replay) = ctx.replay.clone() else {
+    if !ctx.parts.replay {
         let _ = actions.send(Action::Refused(format!(
             "Replay it in a terminal: sombrero replay {}",
             path.display()
         )));
         return Ok(());
+    }
+    // Downloaded (from a daemon) and checked before the terminal is handed over.
+    let src = match ctx.backend.replay_source(path, None).await {
+        Ok(src) => src,
+        Err(e) => {
+            let _ = actions.send(Action::Refused(e.to_string()));
+            return Ok(());
+        }
     };
     // The player owns the terminal meanwhile: stop reading input so keys reach it.
     *events = Box::pin(futures_util::stream::pending());
     guard.suspend();
-    let outcome = tokio::task::spawn_blocking(move || replay(path)).await;
+    let outcome =
+        tokio::task::spawn_blocking(move || super::player::play_source(&src, 1.0, 2.0)).await;
     guard.resume()?;
     *events = open_events();
     let action = match outcome {
         Ok(Ok(())) => Action::Done(Done::RecordingClosed),
-        Ok(Err(e)) => Action::Refused(e),
+        Ok(Err(e)) => Action::Refused(e.to_string()),
         Err(e) => Action::Refused(format!("the player stopped unexpectedly: {e}")),
     };
     let _ = actions.send(action);
     Ok(())
-}
-
-/// Follows the broker's changes (and reload requests) and sends fresh snapshots: a daemon's by
-/// long-polling its revision, so a change arrives at once and an idle TUI costs one request per
-/// [`MAX_WAIT`]; an embedded broker's by reading its revision every [`REVISION_POLL`].
-async fn watch_broker(shared: Arc<Shared>) {
-    if shared.broker.waits_for_changes() {
-        return long_poll_broker(shared).await;
-    }
-    let mut poll = interval(REVISION_POLL);
-    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last: Option<u64> = None;
-    let mut seen_user = shared.user.subscribe();
-    loop {
-        let forced = tokio::select! {
-            _ = poll.tick() => false,
-            _ = shared.reload_broker.notified() => true,
-        };
-        let user_changed = seen_user.has_changed().unwrap_or(false);
-        let user = seen_user.borrow_and_update().clone();
-        let read = read_broker(&shared, user, forced || user_changed, last).await;
-        last = read.as_ref().ok().map(|(rev, _)| *rev);
-        if !send_read(&shared, read) {
-            return;
-        }
-    }
-}
-
-/// How long a TUI on a daemon waits before asking again after the daemon failed.
-const RECONNECT: Duration = Duration::from_secs(1);
-
-/// [`watch_broker`] for a daemon: one long-poll in flight at a time, kept across reload
-/// requests (which read at once).
-async fn long_poll_broker(shared: Arc<Shared>) {
-    let mut seen_user = shared.user.subscribe();
-    let mut last: Option<u64> = None;
-    let mut waiting: Option<oneshot::Receiver<Result<u64, String>>> = None;
-    loop {
-        let mut forced = last.is_none();
-        if let Some(after) = last {
-            let wait = waiting.get_or_insert_with(|| long_poll(&shared, after));
-            tokio::select! {
-                r = wait => {
-                    waiting = None;
-                    match r.unwrap_or_else(|_| Err("the broker reader stopped".into())) {
-                        Ok(rev) if rev == after => continue,
-                        Ok(_) => {}
-                        Err(e) => {
-                            last = None;
-                            if shared.actions.send(Action::ConnectionLost(e)).is_err() {
-                                return;
-                            }
-                            tokio::time::sleep(RECONNECT).await;
-                            continue;
-                        }
-                    }
-                }
-                _ = shared.reload_broker.notified() => forced = true,
-                Ok(()) = seen_user.changed() => forced = true,
-            }
-        }
-        let user = seen_user.borrow_and_update().clone();
-        let read = read_broker(&shared, user, forced, last).await;
-        let failed = read.is_err();
-        last = read.as_ref().ok().map(|(rev, _)| *rev);
-        if !send_read(&shared, read) {
-            return;
-        }
-        if failed {
-            tokio::time::sleep(RECONNECT).await;
-        }
-    }
-}
-
-/// Waits for the daemon's revision to move past `after` on a thread of its own: not one of
-/// the runtime's blocking threads, which would hold up leaving the TUI until the wait ends.
-fn long_poll(shared: &Arc<Shared>, after: u64) -> oneshot::Receiver<Result<u64, String>> {
-    let (tx, rx) = oneshot::channel();
-    let s = Arc::clone(shared);
-    let spawned = std::thread::Builder::new()
-        .name("sombrero-long-poll".into())
-        .spawn(move || {
-            let _ = tx.send(
-                s.broker
-                    .wait_revision(after, MAX_WAIT)
-                    .map_err(|e| e.to_string()),
-            );
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the long-poll thread");
-    }
-    rx
-}
-
-/// The broker's revision, and a snapshot when it moved past `last` or `forced`.
-async fn read_broker(
-    shared: &Arc<Shared>,
-    user: String,
-    forced: bool,
-    last: Option<u64>,
-) -> Result<(u64, Option<BrokerSnapshot>), String> {
-    let s = Arc::clone(shared);
-    tokio::task::spawn_blocking(move || {
-        let rev = s.broker.revision().map_err(|e| e.to_string())?;
-        if !forced && Some(rev) == last {
-            return Ok((rev, None));
-        }
-        let recordings = s.recordings.as_ref().map(|f| f()).unwrap_or_default();
-        let snap =
-            broker_view::snapshot(&*s.broker, &user, recordings).map_err(|e| e.to_string())?;
-        Ok::<_, String>((rev, Some(snap)))
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("the broker reader stopped: {e}")))
-}
-
-/// Sends what [`read_broker`] found (nothing when nothing moved); false once the UI is gone.
-fn send_read(shared: &Shared, read: Result<(u64, Option<BrokerSnapshot>), String>) -> bool {
-    let action = match read {
-        Ok((_, None)) => return true,
-        Ok((_, Some(snap))) => Action::Snapshot(Box::new(snap)),
-        Err(e) => Action::ConnectionLost(e),
-    };
-    shared.actions.send(action).is_ok()
-}
-
-/// Lists the fleet now and then (and on reload requests).
-async fn watch_fleet(fleet: FleetFn, shared: Arc<Shared>) {
-    let mut poll = interval(FLEET_POLL);
-    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut loaded = false;
-    loop {
-        tokio::select! {
-            _ = poll.tick() => {}
-            _ = shared.reload_fleet.notified() => {}
-        }
-        let action = match fleet().await {
-            Ok(rows) => {
-                loaded = true;
-                Action::Fleet(Loadable::Ready(rows))
-            }
-            Err(e) if !loaded => Action::Fleet(Loadable::Failed(e)),
-            Err(e) => Action::ConnectionLost(format!("fleet: {e}")),
-        };
-        if shared.actions.send(action).is_err() {
-            return;
-        }
-    }
 }

@@ -1,16 +1,13 @@
-//! Between the fleet and the UI: nodes as rows, and a listing function over any `Fleet`.
+//! Between the fleet and the UI: nodes as rows.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
 
-use crate::fleet::{AgentLost, Fleet, Node};
+use crate::fleet::{AgentLost, Node};
 use crate::text::escaped;
 use crate::workflows::scan::NodeRow;
 
-use super::driver::FleetFn;
 use super::model::{Badge, FleetRow};
 
 /// The row for one node at `now`; `max_age` is the policy's `max_instance_age` (`None`: off).
@@ -64,22 +61,6 @@ pub fn listed_row(row: &NodeRow) -> FleetRow {
         badges,
         ..fleet_row(&row.node, Utc::now(), None)
     }
-}
-
-/// A [`FleetFn`] listing `fleet`'s nodes, marking those older than `max_age` OLD.
-pub fn fleet_fn<F: Fleet + Send + Sync + 'static>(
-    fleet: Arc<F>,
-    max_age: Option<Duration>,
-) -> FleetFn {
-    Arc::new(move || {
-        let fleet = Arc::clone(&fleet);
-        async move {
-            let nodes = fleet.list_nodes().await.map_err(|e| e.to_string())?;
-            let now = Utc::now();
-            Ok(nodes.iter().map(|n| fleet_row(n, now, max_age)).collect())
-        }
-        .boxed()
-    })
 }
 
 #[cfg(test)]

@@ -13,11 +13,14 @@ pub mod intent;
 pub mod keymap;
 pub mod model;
 pub mod notice;
+pub mod player;
+pub mod recording_rows;
 pub mod session;
 pub mod terminal;
 pub mod theme;
 pub mod update;
 pub mod views;
+mod watch;
 pub mod widgets;
 
 pub use driver::{TuiContext, TuiError, run_tui};

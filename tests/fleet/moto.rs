@@ -15,7 +15,7 @@ use aws_sdk_autoscaling::Client as Asg;
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_resourcegroupstagging::Client as Tagging;
 use chrono::Utc;
-use pink_sombrero::config::GlobalOpts;
+use pink_sombrero::config::AwsOptions;
 use pink_sombrero::fleet::aws::AwsFleet;
 use pink_sombrero::fleet::ec2_query::Ec2Query;
 use pink_sombrero::fleet::{
@@ -32,7 +32,7 @@ struct Env {
 /// The fleet under test (SSM also pointed at moto through --endpoint-url) and raw clients
 /// for setup and independent checks.
 async fn env(endpoint: &str) -> Env {
-    let fleet = AwsFleet::from_opts(&GlobalOpts {
+    let fleet = AwsFleet::from_opts(&AwsOptions {
         endpoint_url: Some(endpoint.to_owned()),
         ..Default::default()
     })

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 /// What sits above the broker: its API, the front ends, the daemon and the workflows.
-const ABOVE_BROKER: [&str; 7] = [
+const ABOVE_BROKER: [&str; 8] = [
     "api",
+    "backend",
     "cli",
     "remote",
     "serve",
@@ -27,13 +28,16 @@ fn forbidden() -> Vec<(&'static str, Vec<&'static str>)> {
         // Shared by client and daemon, so it may know neither, nor what sits above them.
         ("wire", above_and(&["broker"])),
         // The client and the daemon meet only in `wire`.
-        ("remote", vec!["serve"]),
-        ("serve", vec!["remote", "tui"]),
+        ("remote", vec!["serve", "backend"]),
+        ("serve", vec!["remote", "tui", "backend"]),
+        // The backend serves the CLI and the TUI and knows neither; the daemon is reached only
+        // through its client.
+        ("backend", vec!["cli", "tui", "serve"]),
         // The broker is below its API and everything that serves it.
         ("broker", above_and(&[])),
         // The fleet is the AWS adapter only: what the broker does with it is `workflows`.
         ("fleet", above_and(&["broker"])),
-        ("config", vec!["api", "broker", "cli", "remote", "serve"]),
+        ("config", vec!["api", "backend", "broker", "cli", "remote", "serve"]),
     ]
 }
 

@@ -271,11 +271,14 @@ fn the_tuis_recordings_tab_counts_flags_under_the_policys_rules() {
         Default::default(),
     )
     .unwrap();
-    let list = pink_sombrero::cli::wiring::recordings_fn(
+    let backend = pink_sombrero::backend::embedded::Embedded::with_parts(
+        pink_sombrero::backend::Config::at(env.path()),
         std::sync::Arc::new(broker),
+        None,
         env.path().join("recordings"),
-        Some(key.verifying_key()),
     );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let list = || rt.block_on(pink_sombrero::tui::recording_rows::listed(&backend));
     let rows = list();
     assert_eq!(rows.len(), 1);
     assert_eq!(

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use crate::common::daemon::{Daemon, can_switch_uid, own_user};
 use crate::common::recording::{audit_recording, lines, meta, write_lines};
 use pink_sombrero::api::BrokerApi;
-use pink_sombrero::cli::wiring::remote_recordings_fn;
+use pink_sombrero::backend::remote::Remote;
 use pink_sombrero::recording::{Recorder, RecorderKey, RecordingMeta};
 use pink_sombrero::remote::{RemoteBroker, UnixConnector};
 use pink_sombrero::tui::model::Integrity;
+use pink_sombrero::tui::model::RecordingRow;
+use pink_sombrero::tui::recording_rows::listed;
 
 /// rita and ray request, ann approves, vic is enrolled as a reviewer the policy does not list;
 /// the test process itself is rev, the reviewer.
@@ -73,6 +75,12 @@ fn listed_names(v: &serde_json::Value) -> Vec<String> {
 }
 
 /// A client of the daemon in this process, as the test's own user (rev).
+/// The TUI's Recordings rows through the daemon.
+fn tui_rows(remote: Arc<RemoteBroker>) -> Vec<RecordingRow> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(listed(&Remote::new(remote)))
+}
+
 fn in_process(d: &Daemon) -> Arc<RemoteBroker> {
     let c = Arc::new(UnixConnector::new(d.socket()));
     Arc::new(RemoteBroker::with_connector(d.url(), c).unwrap())
@@ -129,7 +137,7 @@ fn a_reviewer_lists_verifies_and_downloads_through_the_daemon() {
     );
     drop(fetched);
     assert!(!dir.exists(), "the download is removed after use");
-    let rows = remote_recordings_fn(remote.clone())();
+    let rows = tui_rows(remote.clone());
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].path, Path::new(&name));
     assert_eq!(rows[0].integrity, Integrity::Sealed);
@@ -503,7 +511,7 @@ fn a_cut_or_deleted_recording_is_reported_through_the_daemon_and_cannot_be_signe
     let text = d.client(None, &["recordings"]).ok().stdout;
     assert!(text.contains("MISSING") && text.contains(&gone), "{text}");
     // The TUI's listing through the daemon says so too.
-    let rows = remote_recordings_fn(in_process(&d))();
+    let rows = tui_rows(in_process(&d));
     assert!(rows.iter().any(|r| r.path == Path::new(&gone)
         && matches!(&r.integrity, Integrity::Broken(why) if why.contains("MISSING"))));
 }

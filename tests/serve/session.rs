@@ -13,10 +13,11 @@ use std::time::Duration;
 use crate::common::cli::{BIN, Env, TEAM, TEAM_POLICY, lab_env};
 use crate::common::{read_until, run_with_stdin, spawn_listening, spawn_piped};
 use futures_util::{SinkExt, StreamExt};
+use pink_sombrero::backend::Backend;
+use pink_sombrero::backend::remote::Remote;
 use pink_sombrero::channel::client::SessionEvent;
-use pink_sombrero::cli::wiring::relay_opener;
 use pink_sombrero::lab::{self, Lab, LabConfig};
-use pink_sombrero::remote::UnixConnector;
+use pink_sombrero::remote::{RemoteBroker, UnixConnector};
 use pink_sombrero::tui::driver::SessionRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -188,6 +189,13 @@ impl Drop for World {
             let _ = self.daemon.wait();
         }
     }
+}
+
+/// The TUI's backend on the daemon at `socket`.
+fn tui_backend(socket: PathBuf) -> Remote {
+    let c = std::sync::Arc::new(UnixConnector::new(socket.clone()));
+    let client = RemoteBroker::with_connector(socket.display().to_string(), c).unwrap();
+    Remote::new(std::sync::Arc::new(client))
 }
 
 fn set_mode(p: &Path, mode: u32) {
@@ -376,17 +384,18 @@ async fn watchers_cannot_type_and_an_approvers_kill_ends_the_session() {
     );
 
     // A TUI pane watching as rev gets the screen; ending the pane only stops watching.
-    let tui_watch = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
-    let mut pane = tui_watch(SessionRequest {
-        request_id: id.clone(),
-        user: "rev".into(),
-        rows: 24,
-        cols: 80,
-        watch: true,
-        code: None,
-    })
-    .await
-    .unwrap();
+    let tui_watch = tui_backend(w.socket());
+    let mut pane = tui_watch
+        .open_session(SessionRequest {
+            request_id: id.clone(),
+            user: "rev".into(),
+            rows: 24,
+            cols: 80,
+            watch: true,
+            code: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(pane.target, node);
     let mut pane_seen = Vec::new();
     while !String::from_utf8_lossy(&pane_seen).contains("live-42") {
@@ -555,7 +564,8 @@ async fn the_tui_opens_through_the_daemon() {
     let mut w =
         World::with_policy(&policy().replace(r#""root" = "rev""#, r#""root" = "rita""#)).await;
     let (node, id) = w.approved_on_first_node();
-    let open = relay_opener(std::sync::Arc::new(UnixConnector::new(w.socket())));
+    let backend = tui_backend(w.socket());
+    let open = |req| backend.open_session(req);
     let code = w.env.code("rita");
     let ask = || SessionRequest {
         request_id: id.clone(),
@@ -569,7 +579,7 @@ async fn the_tui_opens_through_the_daemon() {
     assert_eq!(opened.target, node);
     assert!(opened.ends_at.is_some());
     // One session per request: a second open is refused with the broker's reason.
-    let again = open(ask()).await.err().unwrap();
+    let again = open(ask()).await.err().unwrap().to_string();
     assert!(again.contains("already connected"), "{again}");
     // Nor may the requester watch (approvers and reviewers do).
     let watch = SessionRequest {
@@ -577,7 +587,7 @@ async fn the_tui_opens_through_the_daemon() {
         code: None,
         ..ask()
     };
-    let refused = open(watch).await.err().unwrap();
+    let refused = open(watch).await.err().unwrap().to_string();
     assert!(refused.contains("may not watch"), "{refused}");
 
     opened

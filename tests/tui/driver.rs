@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use pink_sombrero::api::BrokerApi;
+use pink_sombrero::backend::api_only::ApiOnly;
 use pink_sombrero::broker::{Broker, BrokerOptions, Clock, TestClock};
 use pink_sombrero::config::Paths;
 use pink_sombrero::mfa;
 use pink_sombrero::policy::Role;
 use pink_sombrero::request::{NewRequest, State as ReqState};
 use pink_sombrero::tui::app::State;
-use pink_sombrero::tui::driver::{Console, Events, TuiContext, run_with};
+use pink_sombrero::tui::driver::{Console, Events, Parts, TuiContext, run_with};
 use pink_sombrero::tui::theme::Theme;
 use pink_sombrero::tui::views;
 use ratatui::Terminal;
@@ -141,14 +142,11 @@ fn start(
         bells: Arc::clone(&bells),
     };
     let ctx = TuiContext {
-        broker,
+        backend: Arc::new(ApiOnly::new(broker)),
         user: user.into(),
         theme: Theme::load("default").unwrap(),
         demo_codes: None,
-        fleet: None,
-        open_session: None,
-        recordings: None,
-        replay: None,
+        parts: Parts::NONE,
     };
     let ui = tokio::spawn(async move { run_with(ctx, &mut console, events_from(rx)).await });
     let h = Harness {
