@@ -37,7 +37,10 @@ fn forbidden() -> Vec<(&'static str, Vec<&'static str>)> {
         ("broker", above_and(&[])),
         // The fleet is the AWS adapter only: what the broker does with it is `workflows`.
         ("fleet", above_and(&["broker"])),
-        ("config", vec!["api", "backend", "broker", "cli", "remote", "serve"]),
+        (
+            "config",
+            vec!["api", "backend", "broker", "cli", "remote", "serve"],
+        ),
     ]
 }
 
