@@ -287,6 +287,12 @@ fn decode<T: DeserializeOwned>(endpoint: &str, status: StatusCode, bytes: &[u8])
             .map_err(|e| unavailable(endpoint, format!("unreadable reply: {e}")));
     }
     Err(match serde_json::from_slice::<ErrorBody>(bytes) {
+        // A lifecycle refusal stays typed; its text is made here from the same fields.
+        Ok(ErrorBody {
+            kind: ErrorKind::Refused,
+            refusal: Some(refusal),
+            ..
+        }) => BrokerError::Refused(refusal),
         Ok(e) => BrokerError::Remote {
             kind: e.kind,
             message: e.message,

@@ -67,10 +67,7 @@ fn too_large() -> Response {
 
 /// An input error that also closes the connection (its unread body is not drained).
 fn closing(status: StatusCode, message: String) -> Response {
-    let body = ErrorBody {
-        kind: ErrorKind::Input,
-        message,
-    };
+    let body = ErrorBody::new(ErrorKind::Input, message);
     let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::broker::BrokerError;
+use crate::request::Refusal;
 use crate::wire::ErrorKind;
 use crate::wire::body::ErrorBody;
 
@@ -15,6 +16,8 @@ pub struct ApiError {
     pub kind: ErrorKind,
     /// For the person.
     pub message: String,
+    /// The lifecycle rule's refusal, sent typed so the client keeps it.
+    pub refusal: Option<Refusal>,
 }
 
 impl ApiError {
@@ -23,6 +26,7 @@ impl ApiError {
         ApiError {
             kind,
             message: message.into(),
+            refusal: None,
         }
     }
 
@@ -46,7 +50,14 @@ impl From<BrokerError> for ApiError {
         if kind == ErrorKind::Internal {
             tracing::error!(error = %e, "broker call failed");
         }
-        ApiError::new(kind, e.to_string())
+        let refusal = match &e {
+            BrokerError::Refused(r) => Some(r.clone()),
+            _ => None,
+        };
+        ApiError {
+            refusal,
+            ..ApiError::new(kind, e.to_string())
+        }
     }
 }
 
@@ -68,6 +79,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             kind: self.kind,
             message: self.message,
+            refusal: self.refusal,
         };
         (status, Json(body)).into_response()
     }

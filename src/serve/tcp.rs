@@ -262,16 +262,10 @@ fn refusal(e: StsError) -> Response {
         return ApiError::new(ErrorKind::Unavailable, e.to_string()).into_response();
     }
     if e.status() == 429 {
-        let body = ErrorBody {
-            kind: ErrorKind::Unavailable,
-            message: e.to_string(),
-        };
+        let body = ErrorBody::new(ErrorKind::Unavailable, e.to_string());
         return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     }
-    let body = ErrorBody {
-        kind: ErrorKind::Identity,
-        message: e.to_string(),
-    };
+    let body = ErrorBody::new(ErrorKind::Identity, e.to_string());
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,

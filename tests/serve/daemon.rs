@@ -208,6 +208,50 @@ fn long_poll_wakes_on_a_change() {
     assert!(after > rev, "{after} > {rev}");
 }
 
+#[test]
+fn a_refusal_through_the_daemon_stays_typed() {
+    use pink_sombrero::api::BrokerApi;
+    use pink_sombrero::broker::BrokerError;
+    use pink_sombrero::request::{NewRequest, Refusal};
+    let mut d = team();
+    let me = own_user();
+    let short = NewRequest {
+        requester: me.clone(),
+        target: "i-0abc1234".into(),
+        reason: "disk".into(),
+        incident: None,
+        duration: std::time::Duration::from_secs(20 * 60),
+        command: None,
+    };
+    let url = d.url();
+    let code = d.env.code(&me);
+    let got = std::thread::spawn(move || {
+        let b = pink_sombrero::remote::RemoteBroker::connect(&url.parse().unwrap()).unwrap();
+        b.create_request(short, &code)
+    })
+    .join()
+    .unwrap();
+    // The client holds the broker's own refusal, not a kind and a string.
+    match got {
+        Err(BrokerError::Refused(Refusal::ReasonTooShort { got: 4, min })) => assert!(min > 4),
+        other => panic!("not the typed refusal: {other:?}"),
+    }
+    // On the wire it is a field of the error body, beside the message older clients read.
+    // Rules come before the code, so the refused request above spent no code.
+    let code = d.env.code(&me);
+    let body = format!(
+        r#"{{"target":"i-0abc1234","reason":"disk","incident":null,"duration_secs":1200,"code":"{code}"}}"#
+    );
+    let (status, reply) = d.http("POST", "/v1/requests", &body);
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["kind"], "refused", "{status} {reply}");
+    assert_eq!(reply["refusal"]["refusal"], "reason_too_short", "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("characters"),
+        "{reply}"
+    );
+}
+
 /// The test's own user is a requester only; rita (a uid of her own) a requester, ann the one
 /// approver and reviewer. Both requesters have a request: (daemon, own request, rita's).
 fn requesters_only() -> Option<(Daemon, String, String)> {
