@@ -11,6 +11,7 @@ use ed25519_dalek::VerifyingKey;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use super::embedded_session::{open_for_pane, open_on_terminal};
 use super::{
     Backend, BackendError, CastSource, Config, KeyInfo, Killed, Listing, OpenedSession,
     PreparedReview, Progress, ReplaySource, Result, SessionRequest, TerminalOpen, Ticket, Verified,
@@ -86,8 +87,23 @@ impl Embedded {
 
     /// What a session needs on this host: the broker, the fleet, the recordings directory
     /// and the recorder key (made if missing).
+    /// `sombrero serve` builds its hub from the same.
     pub async fn session_deps(&self) -> Result<crate::session::SessionDeps<AwsFleet>> {
-        super::embedded_session::deps(self).await
+        let broker = {
+            let b = self.clone();
+            blocking(move || b.broker()).await?
+        };
+        let recordings_dir = self.0.recordings_dir()?;
+        let key = RecorderKey::load_or_create(&self.0.cfg.paths()?.keys())?;
+        let fleet = self.0.fleet().await?;
+        Ok(crate::session::SessionDeps {
+            broker,
+            channel: fleet.channel_options(),
+            fleet,
+            recordings_dir,
+            key: Arc::new(key),
+            replace_timeout: crate::session::REPLACE_TIMEOUT,
+        })
     }
 }
 
@@ -455,11 +471,13 @@ impl Backend for Embedded {
     }
 
     fn open_session(&self, req: SessionRequest) -> BoxFuture<'_, Result<OpenedSession>> {
-        super::embedded_session::open_for_pane(self.clone(), req).boxed()
+        let this = self.clone();
+        async move { open_for_pane(this.session_deps().await?, req).await }.boxed()
     }
 
     fn open_terminal(&self, req: TerminalOpen, steps: Progress) -> BoxFuture<'_, Result<u8>> {
-        super::embedded_session::open_on_terminal(self.clone(), req, steps).boxed()
+        let this = self.clone();
+        async move { open_on_terminal(this.session_deps().await?, req, steps).await }.boxed()
     }
 
     fn watch_terminal(&self, request: String) -> BoxFuture<'_, Result<u8>> {

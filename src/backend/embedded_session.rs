@@ -6,39 +6,17 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::embedded::Embedded;
+use super::TerminalOpen;
 use super::{BackendError, OpenedSession, Progress, Result, SessionControl, SessionRequest};
-use super::{TerminalOpen, blocking};
 use crate::channel::client::SessionEvent;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{bridge_command_stdio, bridge_stdio, local_size};
 use crate::fleet::aws::AwsFleet;
-use crate::recording::RecorderKey;
 use crate::session::{self, SessionDeps, Terminator};
 use crate::wire::session::exit_status;
 
 /// Session events and keystrokes queued between the TUI and the data channel.
 const QUEUE: usize = 256;
-
-/// What a session needs on this host: the fleet, the recordings directory and recorder key.
-/// `sombrero serve` builds its hub from the same.
-pub(super) async fn deps(backend: &Embedded) -> Result<SessionDeps<AwsFleet>> {
-    let broker = {
-        let b = backend.clone();
-        blocking(move || b.broker()).await?
-    };
-    let recordings_dir = backend.0.recordings_dir()?;
-    let key = RecorderKey::load_or_create(&backend.0.cfg.paths()?.keys())?;
-    let fleet = backend.0.fleet().await?;
-    Ok(SessionDeps {
-        broker,
-        channel: fleet.channel_options(),
-        fleet,
-        recordings_dir,
-        key: Arc::new(key),
-        replace_timeout: session::REPLACE_TIMEOUT,
-    })
-}
 
 /// Resizes are recorded, then forwarded; terminating is recorded as the person's act.
 struct Control {
@@ -60,14 +38,16 @@ impl SessionControl for Control {
 }
 
 /// Opens a session for a TUI pane through the same path as `sombrero open`.
-pub(super) async fn open_for_pane(backend: Embedded, req: SessionRequest) -> Result<OpenedSession> {
+pub(super) async fn open_for_pane(
+    deps: SessionDeps<AwsFleet>,
+    req: SessionRequest,
+) -> Result<OpenedSession> {
     if req.watch {
         return Err(BackendError::Refused(
             "Watching needs a broker daemon: a session opened without one lives in the process that opened it."
                 .to_string(),
         ));
     }
-    let deps = deps(&backend).await?;
     let size = SizeData {
         cols: u32::from(req.cols),
         rows: u32::from(req.rows),
@@ -133,11 +113,10 @@ pub(super) async fn open_for_pane(backend: Embedded, req: SessionRequest) -> Res
 /// `sombrero open` here: the session bridged to this terminal, recorded, sealed and
 /// finished; the exit status of the shell or command.
 pub(super) async fn open_on_terminal(
-    backend: Embedded,
+    deps: SessionDeps<AwsFleet>,
     req: TerminalOpen,
     steps: Progress,
 ) -> Result<u8> {
-    let deps = deps(&backend).await?;
     let command = (!req.command.is_empty()).then_some(req.command.as_slice());
     let say = Arc::clone(&steps);
     let mut live = session::open_for(

@@ -18,7 +18,6 @@ use thiserror::Error;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{MissedTickBehavior, interval};
 
-use crate::api::BrokerApi;
 use crate::backend::Backend;
 use crate::channel::client::SessionEvent;
 
@@ -32,13 +31,11 @@ use super::terminal::TerminalGuard;
 use super::theme::Theme;
 use super::update::update;
 use super::views;
+pub use super::watch::{FLEET_POLL, REVISION_POLL};
+use super::watch::{Shared, watch_broker, watch_fleet};
 
 /// Clock tick: time-left counters and demo codes move once a second.
 pub const TICK: Duration = Duration::from_secs(1);
-/// How often the broker's revision is polled (changes from other processes).
-pub const REVISION_POLL: Duration = Duration::from_millis(250);
-/// How often the fleet is listed again.
-pub const FLEET_POLL: Duration = Duration::from_secs(10);
 /// Keystrokes queued for a session before input is refused.
 pub const INPUT_QUEUE: usize = 256;
 
@@ -107,17 +104,6 @@ struct LiveSession {
     input: mpsc::Sender<Vec<u8>>,
     control: Box<dyn SessionControl>,
     events: mpsc::Receiver<SessionEvent>,
-}
-
-/// Shared between the loop and its background tasks.
-pub(super) struct Shared {
-    pub(super) broker: Arc<dyn BrokerApi>,
-    pub(super) backend: Arc<dyn Backend>,
-    pub(super) recordings: bool,
-    pub(super) user: watch::Sender<String>,
-    pub(super) reload_broker: Notify,
-    pub(super) reload_fleet: Notify,
-    pub(super) actions: mpsc::UnboundedSender<Action>,
 }
 
 /// Where frames go, and the other things the loop does to the terminal.
@@ -199,11 +185,11 @@ pub async fn run_with(
         reload_fleet: Notify::new(),
         actions: actions.clone(),
     });
-    let watcher = tokio::spawn(super::watch::watch_broker(Arc::clone(&shared)));
+    let watcher = tokio::spawn(watch_broker(Arc::clone(&shared)));
     let fleet_watcher = ctx
         .parts
         .fleet
-        .then(|| tokio::spawn(super::watch::watch_fleet(Arc::clone(&shared))));
+        .then(|| tokio::spawn(watch_fleet(Arc::clone(&shared))));
 
     let mut events = open_events();
     let mut tick = interval(TICK);
@@ -487,8 +473,10 @@ async fn run_player(
     // The player owns the terminal meanwhile: stop reading input so keys reach it.
     *events = Box::pin(futures_util::stream::pending());
     guard.suspend();
+    let theme = ctx.theme.clone();
     let outcome =
-        tokio::task::spawn_blocking(move || super::player::play_source(&src, 1.0, 2.0)).await;
+        tokio::task::spawn_blocking(move || super::player::play_source(&src, &theme, 1.0, 2.0))
+            .await;
     guard.resume()?;
     *events = open_events();
     let action = match outcome {

@@ -5,16 +5,32 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{MissedTickBehavior, interval};
 
-use crate::api::MAX_WAIT;
+use crate::api::{BrokerApi, MAX_WAIT};
+use crate::backend::Backend;
 
 use super::action::Action;
 use super::broker_view;
-use super::driver::{FLEET_POLL, REVISION_POLL, Shared};
 use super::fleet_view;
 use super::model::{BrokerSnapshot, Loadable};
+
+/// How often the broker's revision is polled (changes from other processes).
+pub const REVISION_POLL: Duration = Duration::from_millis(250);
+/// How often the fleet is listed again.
+pub const FLEET_POLL: Duration = Duration::from_secs(10);
+
+/// Shared between the driver's loop and these readers.
+pub(super) struct Shared {
+    pub(super) broker: Arc<dyn BrokerApi>,
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) recordings: bool,
+    pub(super) user: watch::Sender<String>,
+    pub(super) reload_broker: Notify,
+    pub(super) reload_fleet: Notify,
+    pub(super) actions: mpsc::UnboundedSender<Action>,
+}
 
 /// Follows the broker's changes (and reload requests) and sends fresh snapshots: a daemon's by
 /// long-polling its revision, so a change arrives at once and an idle TUI costs one request per

@@ -94,8 +94,28 @@ fn named_paths(line: &str, module: &str, is_dir: bool) -> Vec<String> {
         .strip_prefix("pub use ")
         .or_else(|| line.strip_prefix("pub(crate) use "))
         .or_else(|| line.strip_prefix("use "));
+    let parent = |m: &str| m.rsplit_once("::").map_or(String::new(), |(p, _)| p.into());
+    let under = |base: String, path: &str| {
+        if base.is_empty() {
+            path.to_string()
+        } else {
+            format!("{base}::{path}")
+        }
+    };
+    if top.is_none() {
+        // A path written inline, `super::x::f(..)`: an arrow all the same.
+        let mut rest = line;
+        while let Some(at) = rest.find("super::") {
+            let before = rest[..at].chars().last();
+            let tail = &rest[at + "super::".len()..];
+            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                let path: String = tail.chars().take_while(|c| ident(*c)).collect();
+                found.push(under(parent(module), path.trim_end_matches(':')));
+            }
+            rest = tail;
+        }
+    }
     if let Some(top) = top {
-        let parent = |m: &str| m.rsplit_once("::").map_or(String::new(), |(p, _)| p.into());
         let (base, tail) = if let Some(t) = top.strip_prefix("super::") {
             // In `a/b.rs` super is `a`; in `a/b/mod.rs` (module `a::b`) it is `a` too.
             (parent(module), t)
@@ -112,12 +132,7 @@ fn named_paths(line: &str, module: &str, is_dir: bool) -> Vec<String> {
             return found;
         };
         let path: String = tail.chars().take_while(|c| ident(*c)).collect();
-        let path = path.trim_end_matches(':');
-        found.push(if base.is_empty() {
-            path.to_string()
-        } else {
-            format!("{base}::{path}")
-        });
+        found.push(under(base, path.trim_end_matches(':')));
     }
     found
 }
@@ -220,6 +235,8 @@ fn the_reader_sees_the_imports_it_must() {
         ("broker::error", "wire"),
         ("workflows::reaper", "session"),
         ("lab::api", "lab::call"),
+        // Written inline, not in a `use` line.
+        ("tui::watch", "tui::recording_rows"),
     ] {
         assert!(
             g[from].contains(to),
