@@ -44,6 +44,10 @@ pub struct ReplayArgs {
     /// Compress idle pauses longer than this many seconds.
     #[arg(long, default_value_t = 2.0)]
     pub idle_limit: f64,
+    /// Colour theme, as for the TUI (`default`, `high-contrast`, `light`, or a theme TOML;
+    /// else SOMBRERO_THEME, then `theme` in the config file).
+    #[arg(long)]
+    pub theme: Option<String>,
 }
 
 /// `sombrero recordings`.
@@ -147,7 +151,8 @@ pub fn replay(g: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if src.audit.is_none() {
         eprintln!("sombrero: {NO_AUDIT_LOG}");
     }
-    play_source(&src, a.speed, a.idle_limit).map_err(|e| match e {
+    let theme = super::ui::choose_theme(g, a.theme.as_deref())?;
+    play_source(&src, &theme, a.speed, a.idle_limit).map_err(|e| match e {
         PlayError::Load(m) => ExitError::usage(m).into(),
         e => anyhow::Error::new(e),
     })?;

@@ -10,8 +10,11 @@ use crate::backend::ReplaySource;
 use crate::recording::audited::{Lookup, cross_check};
 use crate::recording::flags::FlagRule;
 use crate::recording::player::{Player, PlayerConfig, Recording};
-use crate::recording::view::{KeyOutcome, PlayerState, PlayerWidget};
+use crate::recording::view::{KeyOutcome, PlayerState, PlayerStyles, PlayerWidget};
 use crate::recording::{self, Integrity};
+
+use super::terminal::TerminalGuard;
+use super::theme::Theme;
 
 /// Why a recording could not be played.
 #[derive(Debug, thiserror::Error)]
@@ -24,14 +27,36 @@ pub enum PlayError {
     Terminal(#[from] std::io::Error),
 }
 
-/// Plays what a backend prepared for replay (the CLI's `replay` and the TUI's Enter).
-pub fn play_source(src: &ReplaySource, speed: f64, idle_limit: f64) -> Result<(), PlayError> {
+/// Plays what a backend prepared for replay (the CLI's `replay` and the TUI's Enter), in the
+/// TUI's colours.
+pub fn play_source(
+    src: &ReplaySource,
+    theme: &Theme,
+    speed: f64,
+    idle_limit: f64,
+) -> Result<(), PlayError> {
     let shown = Shown {
         key: src.key.as_ref(),
         audit: src.audit.as_ref(),
         rules: &src.source.rules,
+        theme,
     };
     play_file(&src.source.cast, shown, speed, idle_limit)
+}
+
+/// The player's styles in a TUI theme's roles, so a replay looks like the screen it came from.
+pub fn player_styles(theme: &Theme) -> PlayerStyles {
+    PlayerStyles {
+        text: theme.text,
+        key: theme.key,
+        progress: theme.title,
+        marker: theme.key,
+        badge_ok: theme.badge_ok,
+        badge_warn: theme.badge_warn,
+        badge_danger: theme.badge_danger,
+        border: theme.border,
+        selected: theme.selected,
+    }
 }
 
 /// What the player shows of a recording besides its screens.
@@ -43,6 +68,8 @@ pub struct Shown<'a> {
     pub audit: Option<&'a Lookup>,
     /// Risk rules for the command pane: the defaults plus the policy's `[[review.flag]]`.
     pub rules: &'a [FlagRule],
+    /// The colours.
+    pub theme: &'a Theme,
 }
 
 /// Plays one recording full-screen until `q` (the CLI's `replay` and the TUI's Enter).
@@ -52,7 +79,12 @@ pub fn play_file(
     speed: f64,
     idle_limit: f64,
 ) -> Result<(), PlayError> {
-    let Shown { key, audit, rules } = shown;
+    let Shown {
+        key,
+        audit,
+        rules,
+        theme,
+    } = shown;
     let rec = Recording::load(file).map_err(|e| PlayError::Load(e.to_string()))?;
     let integrity = match key {
         Some(k) => recording::verify(file, k).integrity,
@@ -74,16 +106,8 @@ pub fn play_file(
     player.play(start.elapsed());
     // The command index is built once, here, before the first frame.
     let mut state = PlayerState::new(player, integrity, rules);
+    state.styles = player_styles(theme);
     run_fullscreen(&mut state, start)
-}
-
-/// Restores the terminal when dropped, on every exit path (ratatui's panic hook covers panics).
-struct TerminalGuard;
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        ratatui::restore();
-    }
 }
 
 /// Longest wait between redraws while playing (the clock in the status bar moves).
@@ -92,11 +116,12 @@ const FRAME: Duration = Duration::from_millis(100);
 const IDLE_FRAME: Duration = Duration::from_secs(1);
 
 fn run_fullscreen(state: &mut PlayerState, start: Instant) -> Result<(), PlayError> {
-    // The guard first: if try_init fails halfway (raw mode on, no alternate screen) it still undoes it.
-    let _guard = TerminalGuard;
-    let mut terminal = ratatui::try_init()?;
+    // The TUI's own guard: restored on drop and, through its panic hook, on a panic.
+    let mut guard = TerminalGuard::enter()?;
     loop {
-        terminal.draw(|f| f.render_stateful_widget(PlayerWidget, f.area(), state))?;
+        guard
+            .terminal
+            .draw(|f| f.render_stateful_widget(PlayerWidget, f.area(), state))?;
         let wait = if state.player.is_playing() {
             state
                 .player
@@ -114,5 +139,30 @@ fn run_fullscreen(state: &mut PlayerState, start: Instant) -> Result<(), PlayErr
             return Ok(());
         }
         state.tick(start.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_player_wears_the_chosen_theme() {
+        for name in ["default", "light", "high-contrast"] {
+            let theme = Theme::load(name).unwrap();
+            let styles = player_styles(&theme);
+            assert_eq!(
+                (
+                    styles.text,
+                    styles.badge_danger,
+                    styles.selected,
+                    styles.border
+                ),
+                (theme.text, theme.badge_danger, theme.selected, theme.border),
+                "{name}"
+            );
+        }
+        let plain = player_styles(&Theme::load("default").unwrap().without_colour());
+        assert_eq!(plain.progress.fg, None);
     }
 }
