@@ -2,7 +2,7 @@
 //! finished by the hub whatever its client does; watchers see the screen and cannot type;
 //! an approver's kill ends it as theirs; a vanished client ends it as a lost connection.
 
-use crate::common::cli::Env;
+use crate::common::cli::{Env, TEAM, TEAM_POLICY};
 use pink_sombrero::broker::{Broker, BrokerOptions};
 use pink_sombrero::channel::payload::SizeData;
 use pink_sombrero::config::Paths;
@@ -16,18 +16,6 @@ use pink_sombrero::wire::session::ServerMsg;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-const POLICY: &str = r#"
-requesters = ["*"]
-approvers = ["ann", "bob"]
-reviewers = ["rev"]
-approvals_required = 2
-request_ttl = "30m"
-grant_window = "15m"
-max_session_duration = "1h"
-reason_min_length = 10
-replacement = "automation:PinkSombrero-ReplaceNode"
-"#;
-
 struct World {
     env: Env,
     lab: Lab,
@@ -39,11 +27,7 @@ struct World {
 impl World {
     async fn new() -> World {
         let lab = lab::start(LabConfig::default()).await.unwrap();
-        let mut env = Env::new(POLICY);
-        env.enrol("rita", "requester");
-        env.enrol("ann", "approver");
-        env.enrol("bob", "approver");
-        env.enrol("rev", "reviewer");
+        let env = Env::enrolled(TEAM_POLICY, &TEAM);
         let broker =
             Arc::new(Broker::open(&Paths::at(env.path()), BrokerOptions::default()).unwrap());
         let fleet = Arc::new(AwsFleet::lab(&lab.endpoint_url()).await.unwrap());
