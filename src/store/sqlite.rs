@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -96,7 +96,7 @@ impl SqliteStore {
         crate::private_fs::secure_database(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets readers (the TUI polling) run beside one writer.
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        set_wal(&conn)?;
         // SQLite gives -wal and -shm the database's mode; make sure of it.
         crate::private_fs::secure_database(path)?;
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
@@ -123,6 +123,24 @@ impl SqliteStore {
         // A poisoned lock only means another thread panicked mid-call; SQLite's own
         // transaction rollback keeps the data consistent, so carry on with the connection.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Switches the database to WAL. Several processes opening a new data dir at once race to
+/// make that switch, and SQLite answers one that could deadlock with "database is locked" at
+/// once, without waiting in its busy handler; so it is tried again until [`BUSY_TIMEOUT`].
+fn set_wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
