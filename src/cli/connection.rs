@@ -46,6 +46,7 @@ pub(crate) fn fail(e: impl Into<BackendError>) -> anyhow::Error {
         BackendError::Session(SessionError::Broker(e)) => broker_fail(e),
         BackendError::Session(e) => refused(e.to_string()),
         BackendError::Relay(RelayError::Refused(m)) => refused(m),
+        BackendError::Relay(RelayError::Rule(r)) => refused(r.to_string()),
         BackendError::Relay(e) => anyhow::Error::new(e),
         BackendError::Fleet(e) => anyhow::Error::new(e),
         BackendError::Key(e) => anyhow::Error::new(e),

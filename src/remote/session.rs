@@ -18,6 +18,7 @@ use crate::channel::client::{Control, SessionEvent, SessionHandle};
 use crate::channel::limits;
 use crate::channel::payload::SizeData;
 use crate::channel::terminal::{BridgeError, bridge_command_stdio, bridge_stdio};
+use crate::request::Refusal;
 use crate::text::escape_for_terminal;
 use crate::wire::session::{CODE_HEADER, ClientMsg, ServerMsg, clamp_size, exit_status};
 
@@ -30,6 +31,9 @@ pub enum RelayError {
     /// The broker refused (a rule: not your request, not approved, not an approver...).
     #[error("{0}")]
     Refused(String),
+    /// A lifecycle rule refused, typed as the broker made it.
+    #[error(transparent)]
+    Rule(Refusal),
     /// The broker could not open or relay the session.
     #[error("{0}")]
     Failed(String),
@@ -204,8 +208,14 @@ where
             Ok(ServerMsg::Live {
                 target, ends_at, ..
             }) => break (target, ends_at),
-            Ok(ServerMsg::Error { message, refused }) => {
-                return Err(ending_error(message, refused));
+            Ok(ServerMsg::Error {
+                message,
+                refused,
+                refusal,
+            }) => {
+                return Err(
+                    refusal.map_or_else(|| ending_error(message, refused), RelayError::Rule)
+                );
             }
             Ok(other) => tracing::debug!(?other, "before the session opened; ignored"),
             Err(e) => tracing::warn!(error = %e, "unreadable message from the broker"),
@@ -232,7 +242,9 @@ where
                         Some(bytes) => SessionEvent::Stderr(bytes),
                         None => continue,
                     },
-                    Ok(ServerMsg::Error { message, refused }) => {
+                    Ok(ServerMsg::Error {
+                        message, refused, ..
+                    }) => {
                         set(Ending::Error {
                             message: message.clone(),
                             refused,
@@ -400,12 +412,14 @@ where
                     },
                     Some(format!("the session is now {cols}x{rows}")),
                 ),
-                Ok(ServerMsg::Error { message, refused }) => {
-                    return Err(if refused {
-                        RelayError::Refused(message)
-                    } else {
-                        RelayError::Failed(message)
-                    });
+                Ok(ServerMsg::Error {
+                    message,
+                    refused,
+                    refusal,
+                }) => {
+                    return Err(
+                        refusal.map_or_else(|| ending_error(message, refused), RelayError::Rule)
+                    );
                 }
                 Ok(ServerMsg::End { reason, .. }) => {
                     let _ = out.write_all(&screen.finish()).await;

@@ -275,6 +275,7 @@ async fn refuse(mut socket: WebSocket, why: &str) {
     let msg = ServerMsg::Error {
         message: format!("this broker cannot hold sessions: {why}"),
         refused: false,
+        refusal: None,
     };
     let _ = socket.send(to_message(Out::Msg(msg))).await;
     let _ = socket.close().await;

@@ -24,7 +24,9 @@ pub struct ErrorBody {
 
 /// A refusal this client knows, or none: a newer daemon's new rule still arrives as its kind
 /// and message rather than making the whole error unreadable.
-fn refusal_if_known<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Refusal>, D::Error> {
+pub(crate) fn refusal_if_known<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Refusal>, D::Error> {
     let value = serde_json::Value::deserialize(d)?;
     Ok(serde_json::from_value(value).ok())
 }

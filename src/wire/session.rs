@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::request::CloseReason;
+use crate::request::{CloseReason, Refusal};
 
 /// The request header of the session upgrade that carries the requester's TOTP code (a header,
 /// not the query string: URLs end up in logs).
@@ -80,6 +80,13 @@ pub enum ServerMsg {
         message: String,
         /// True when a rule refused it (exit status 1), false for a failure.
         refused: bool,
+        /// The lifecycle rule's refusal, typed, when that is what refused it.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "super::body::refusal_if_known"
+        )]
+        refusal: Option<Refusal>,
     },
     /// The session is over: closed, recording sealed, replacement done or requested.
     End {

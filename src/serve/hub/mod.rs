@@ -68,9 +68,15 @@ impl HubError {
 
     /// The message that ends a socket with this error.
     pub fn to_msg(&self) -> ServerMsg {
+        let refusal = match self {
+            HubError::Broker(BrokerError::Refused(r))
+            | HubError::Session(SessionError::Broker(BrokerError::Refused(r))) => Some(r.clone()),
+            _ => None,
+        };
         ServerMsg::Error {
             message: self.to_string(),
             refused: self.is_refusal(),
+            refusal,
         }
     }
 }
@@ -387,5 +393,43 @@ impl Hub {
             }
         }
         Ok(closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Refusal, State};
+
+    #[test]
+    fn a_refused_session_tells_its_client_the_typed_refusal() {
+        let refusal = Refusal::WrongState {
+            id: "req-1".into(),
+            state: State::Pending,
+            action: "open".into(),
+            hint: String::new(),
+        };
+        for error in [
+            HubError::Broker(BrokerError::Refused(refusal.clone())),
+            HubError::Session(SessionError::Broker(BrokerError::Refused(refusal.clone()))),
+        ] {
+            let text = serde_json::to_string(&error.to_msg()).unwrap();
+            match serde_json::from_str::<ServerMsg>(&text).unwrap() {
+                ServerMsg::Error {
+                    message,
+                    refused,
+                    refusal: got,
+                } => {
+                    assert!(refused);
+                    assert_eq!(got.as_ref(), Some(&refusal));
+                    assert_eq!(message, refusal.to_string());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Other errors carry none, and the field is not written at all.
+        let busy = HubError::Busy { id: "req-1".into() }.to_msg();
+        let text = serde_json::to_string(&busy).unwrap();
+        assert!(!text.contains("\"refusal\""), "{text}");
     }
 }
