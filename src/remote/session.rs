@@ -169,6 +169,11 @@ impl Relayed {
     }
 }
 
+/// The error an error frame stands for: the typed refusal when it carries one.
+fn frame_error(message: String, refused: bool, refusal: Option<Refusal>) -> RelayError {
+    refusal.map_or_else(|| ending_error(message, refused), RelayError::Rule)
+}
+
 fn ending_error(message: String, refused: bool) -> RelayError {
     if refused {
         RelayError::Refused(message)
@@ -212,11 +217,7 @@ where
                 message,
                 refused,
                 refusal,
-            }) => {
-                return Err(
-                    refusal.map_or_else(|| ending_error(message, refused), RelayError::Rule)
-                );
-            }
+            }) => return Err(frame_error(message, refused, refusal)),
             Ok(other) => tracing::debug!(?other, "before the session opened; ignored"),
             Err(e) => tracing::warn!(error = %e, "unreadable message from the broker"),
         }
@@ -416,11 +417,7 @@ where
                     message,
                     refused,
                     refusal,
-                }) => {
-                    return Err(
-                        refusal.map_or_else(|| ending_error(message, refused), RelayError::Rule)
-                    );
-                }
+                }) => return Err(frame_error(message, refused, refusal)),
                 Ok(ServerMsg::End { reason, .. }) => {
                     let _ = out.write_all(&screen.finish()).await;
                     let _ = out.flush().await;
