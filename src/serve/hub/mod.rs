@@ -414,18 +414,17 @@ mod tests {
             HubError::Session(SessionError::Broker(BrokerError::Refused(refusal.clone()))),
         ] {
             let text = serde_json::to_string(&error.to_msg()).unwrap();
-            match serde_json::from_str::<ServerMsg>(&text).unwrap() {
-                ServerMsg::Error {
-                    message,
-                    refused,
-                    refusal: got,
-                } => {
-                    assert!(refused);
-                    assert_eq!(got.as_ref(), Some(&refusal));
-                    assert_eq!(message, refusal.to_string());
-                }
-                other => panic!("{other:?}"),
-            }
+            let ServerMsg::Error {
+                message,
+                refused,
+                refusal: got,
+            } = serde_json::from_str::<ServerMsg>(&text).unwrap()
+            else {
+                unreachable!("not an error frame: {text}");
+            };
+            assert!(refused);
+            assert_eq!(got.as_ref(), Some(&refusal));
+            assert_eq!(message, refusal.to_string());
         }
         // Other errors carry none, and the field is not written at all.
         let busy = HubError::Busy { id: "req-1".into() }.to_msg();
